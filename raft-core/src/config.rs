@@ -1,0 +1,124 @@
+//! Engine configuration, validated once at start.
+//!
+//! Durations are plain milliseconds with the unit last in the name (`election_timeout_ms`); the
+//! engine never reads a clock, so they are compared against the `now_ms` of [`Input::Tick`].
+//!
+//! [`Input::Tick`]: crate::engine::Input::Tick
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::Error;
+
+/// When a leader sends AppendEntries to a follower.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Pacing {
+    /// Send only when the follower's heartbeat timer fires: each firing sends
+    /// `[next_index, next_index + batch)` (or an empty heartbeat), resets the timer and advances
+    /// `next_index`, so several requests are in flight when the round trip exceeds the interval.
+    Heartbeat,
+    /// Send new entries as soon as the in-flight window has room; the heartbeat timer still
+    /// guarantees a floor when there is nothing to send.
+    #[default]
+    Eager,
+}
+
+/// Configuration of one Raft node. Build it with [`Config::default`] and adjust fields.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Config {
+    /// `T`: a follower starts an election after a random timeout in `[T, 2T)` without a leader.
+    pub election_timeout_ms: u64,
+    /// Interval between AppendEntries to each follower when there is nothing else to send.
+    pub heartbeat_interval_ms: u64,
+    /// Run a pre-vote round before incrementing the term (Raft thesis §9.6).
+    pub pre_vote: bool,
+    /// A leader that has not heard from a quorum within an election timeout steps down, and
+    /// followers that heard from a leader within it ignore vote requests.
+    pub check_quorum: bool,
+    /// When AppendEntries go out; see [`Pacing`].
+    pub pacing: Pacing,
+    /// The most AppendEntries requests carrying entries in flight to one follower.
+    pub max_inflight_requests: usize,
+    /// Entries per request for a fresh follower (the batch sizer's starting point).
+    pub batch_entries_initial: u64,
+    /// The most entries in one AppendEntries request.
+    pub batch_entries_max: u64,
+    /// The most payload bytes in one AppendEntries request (a single larger entry still goes).
+    pub batch_bytes_max: u64,
+    /// An AppendEntries without a response after this long counts as failed.
+    pub request_timeout_ms: u64,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            election_timeout_ms: 1000,
+            heartbeat_interval_ms: 100,
+            pre_vote: true,
+            check_quorum: true,
+            pacing: Pacing::Eager,
+            max_inflight_requests: 8,
+            batch_entries_initial: 16,
+            batch_entries_max: 1024,
+            batch_bytes_max: 1 << 20,
+            request_timeout_ms: 1000,
+        }
+    }
+}
+
+impl Config {
+    /// Checks that the values make sense together.
+    ///
+    /// # Errors
+    /// [`Error::Config`] naming the first field that is out of range.
+    pub fn validate(&self) -> Result<(), Error> {
+        let fail = |message: &str| Err(Error::Config(message.to_owned()));
+        if self.heartbeat_interval_ms == 0 {
+            return fail("heartbeat_interval_ms must be positive");
+        }
+        if self.election_timeout_ms <= self.heartbeat_interval_ms {
+            return fail("election_timeout_ms must exceed heartbeat_interval_ms");
+        }
+        if self.max_inflight_requests == 0 {
+            return fail("max_inflight_requests must be at least 1");
+        }
+        if self.batch_entries_max == 0 || self.batch_bytes_max == 0 {
+            return fail("batch_entries_max and batch_bytes_max must be positive");
+        }
+        if self.batch_entries_initial == 0 || self.batch_entries_initial > self.batch_entries_max {
+            return fail("batch_entries_initial must be in 1..=batch_entries_max");
+        }
+        if self.request_timeout_ms == 0 {
+            return fail("request_timeout_ms must be positive");
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_config_is_valid() {
+        assert!(Config::default().validate().is_ok());
+    }
+
+    #[test]
+    fn election_timeout_not_above_heartbeat_is_rejected() {
+        let config = Config {
+            election_timeout_ms: 100,
+            heartbeat_interval_ms: 100,
+            ..Config::default()
+        };
+        assert!(matches!(config.validate(), Err(Error::Config(_))));
+    }
+
+    #[test]
+    fn initial_batch_above_max_is_rejected() {
+        let config = Config {
+            batch_entries_initial: 2048,
+            ..Config::default()
+        };
+        assert!(matches!(config.validate(), Err(Error::Config(_))));
+    }
+}

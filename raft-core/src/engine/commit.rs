@@ -1,0 +1,32 @@
+//! The leader's commit rule (Raft §5.3, §5.4.2; NuRaft's parallel log appending).
+//!
+//! The commit index is the largest N held by a quorum of *durable* logs whose entry is of the
+//! current term. The leader counts itself at its own durable index, so its disk write runs in
+//! parallel with replication: a quorum of followers can commit an entry before the leader's own
+//! fsync finishes. Entries of earlier terms are never committed by counting replicas (Figure 8);
+//! they commit together with an entry of the current term.
+
+use super::quorum::quorum_index;
+use super::{Engine, Role};
+
+impl Engine {
+    pub(super) fn maybe_commit(&mut self) {
+        let Role::Leader(leader) = &mut self.role else {
+            return;
+        };
+        let core = &mut self.core;
+        leader.scratch.clear();
+        if core.membership.is_voter(core.id) {
+            leader.scratch.push(core.durable_index);
+        }
+        for (peer, progress) in &leader.progress {
+            if core.membership.is_voter(*peer) {
+                leader.scratch.push(progress.match_index);
+            }
+        }
+        let candidate = quorum_index(&mut leader.scratch, core.quorum());
+        if candidate > core.commit_index && core.log.term_at(candidate) == Some(core.term) {
+            core.commit_to(candidate);
+        }
+    }
+}

@@ -1,0 +1,57 @@
+//! What happens to an engine: past-tense events fed to [`Engine::step`](super::Engine::step).
+
+use bytes::Bytes;
+
+use crate::message::Message;
+use crate::types::{HardState, LogId, NodeId};
+
+/// One event for the engine.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Input {
+    /// Logical time advanced to `now_ms` (the only source of time the engine has).
+    Tick {
+        /// Milliseconds on any monotonic clock; a smaller value than before is ignored.
+        now_ms: u64,
+    },
+    /// A message arrived from a peer.
+    Received {
+        /// The sender.
+        from: NodeId,
+        /// The message.
+        message: Message,
+    },
+    /// A client proposed commands, to be appended as one batch.
+    Proposed {
+        /// The caller's name for this batch, echoed in the answer.
+        id: u64,
+        /// The commands, in order.
+        payloads: Vec<Bytes>,
+    },
+    /// The log store made every entry up to `upto` durable.
+    LogPersisted {
+        /// The last durable entry. Ignored if the log no longer holds this exact entry.
+        upto: LogId,
+    },
+    /// The hard state store made `hard_state` durable.
+    HardStatePersisted {
+        /// The state now durable.
+        hard_state: HardState,
+    },
+    /// The transport could not deliver the AppendEntries `seq` to `to`.
+    SendFailed {
+        /// The peer.
+        to: NodeId,
+        /// The request's sequence number.
+        seq: u64,
+    },
+    /// A client asked for a linearizable read (ReadIndex, Raft thesis §6.4).
+    ReadRequested {
+        /// The caller's name for this read, echoed in the answer.
+        id: u64,
+    },
+    /// An operator asked the leader to hand leadership to `to` (Raft thesis §3.10).
+    TransferRequested {
+        /// The intended successor.
+        to: NodeId,
+    },
+}

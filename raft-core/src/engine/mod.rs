@@ -1,0 +1,541 @@
+//! The sans-I/O consensus engine: `Engine::step(Input) -> Outputs`.
+//!
+//! The engine is a plain deterministic state machine. It reads no clock (time arrives in
+//! [`Input::Tick`]), does no I/O (it emits [`Output`] commands), spawns nothing and draws
+//! randomness only from the seed it was given. Every protocol rule lives here, so the simulator
+//! (raft-sim) exercises exactly the code production runs.
+//!
+//! ```text
+//!   inputs (past tense)                       outputs (imperative, run in order)
+//!   Tick{now_ms} ─────────┐                ┌─> PersistHardState ──> HardStatePersisted ─┐
+//!   Received{from, msg} ──┤                ├─> AppendLog / TruncateLog ──> LogPersisted ─┤
+//!   Proposed{id, cmds} ───┼─> Engine::step ┼─> PreCommit / Rollback / Commit             │
+//!   ReadRequested{id} ────┤                ├─> Send / SendEntries ──> peer ──> Received ─┤
+//!   SendFailed{to, seq} ──┘                └─> Proposal*/Read* answers                   │
+//!        ^───────────────────────────── completions come back as inputs ────────────────┘
+//! ```
+//!
+//! Invariants the engine keeps (each checked by raft-sim after every step):
+//! - A message that reveals the term or vote leaves only once they are durable; an
+//!   AppendEntries success leaves only once the acknowledged entries are durable.
+//! - The commit index never goes back and never passes an entry not held by a quorum of
+//!   *durable* logs; only entries of the current term are committed by counting (Raft §5.4.2).
+//! - Entries at or below the commit index are never truncated; every pre-committed entry that
+//!   a conflict removes is rolled back first, in reverse order.
+#![deny(clippy::too_many_lines)]
+
+mod commit;
+mod election;
+mod follower;
+mod input;
+mod log_ids;
+mod output;
+mod quorum;
+mod read_index;
+mod replication;
+mod rng;
+#[cfg(test)]
+mod testing;
+#[cfg(test)]
+mod tests;
+
+use tracing::{debug, info};
+
+pub use self::input::Input;
+pub use self::output::Output;
+
+use self::log_ids::LogIds;
+use self::replication::LeaderState;
+use self::rng::Rng;
+use crate::config::Config;
+use crate::error::Error;
+use crate::message::Message;
+use crate::types::{Entry, HardState, LogId, LogIndex, Membership, NodeId, Term};
+
+/// The id and payload size of one entry, as a log store reports them at start.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LogEntryMeta {
+    /// The entry's id.
+    pub log_id: LogId,
+    /// The entry's payload size in bytes.
+    pub payload_len: u64,
+}
+
+/// Durable state handed to a (re)starting engine.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RestoredState {
+    /// The durable hard state.
+    pub hard_state: HardState,
+    /// Every entry of the durable log, in index order from 1.
+    pub entries: Vec<LogEntryMeta>,
+}
+
+/// A node's role.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum RoleKind {
+    /// Follows a leader (or waits for one).
+    Follower,
+    /// Runs a pre-vote: asks whether it would win before disturbing the cluster.
+    PreCandidate,
+    /// Runs an election in its own term.
+    Candidate,
+    /// Leads its term.
+    Leader,
+}
+
+/// A snapshot of the engine's state, for getters and metrics.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Status {
+    /// This node.
+    pub id: NodeId,
+    /// Its role.
+    pub role: RoleKind,
+    /// Its current term.
+    pub term: Term,
+    /// Its vote in the current term.
+    pub vote: Option<NodeId>,
+    /// The leader it believes in.
+    pub leader: Option<NodeId>,
+    /// Its commit index.
+    pub commit_index: LogIndex,
+    /// Its last log entry.
+    pub last_log_id: LogId,
+    /// The last entry of its log known durable.
+    pub durable_index: LogIndex,
+}
+
+/// Replication state of one follower, as the leader sees it (for metrics).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FollowerStatus {
+    /// The follower.
+    pub peer: NodeId,
+    /// The next index to send.
+    pub next_index: LogIndex,
+    /// The highest index known durable on the follower.
+    pub match_index: LogIndex,
+    /// AppendEntries in flight (including heartbeats).
+    pub inflight: usize,
+    /// Entries per request.
+    pub batch: u64,
+    /// The batch sizer's threshold.
+    pub threshold: u64,
+}
+
+/// State shared by every role.
+#[derive(Debug)]
+pub(crate) struct Core {
+    pub(crate) id: NodeId,
+    pub(crate) config: Config,
+    pub(crate) membership: Membership,
+    pub(crate) rng: Rng,
+    pub(crate) now_ms: u64,
+    pub(crate) term: Term,
+    pub(crate) vote: Option<NodeId>,
+    /// The (term, vote) last reported durable.
+    pub(crate) durable_term_vote: (Term, Option<NodeId>),
+    pub(crate) commit_index: LogIndex,
+    pub(crate) log: LogIds,
+    /// The last index of the current log known durable.
+    pub(crate) durable_index: LogIndex,
+    pub(crate) leader_id: Option<NodeId>,
+    pub(crate) election_deadline_ms: u64,
+    /// When this node last heard from the leader of its term (followers).
+    pub(crate) leader_contact_ms: Option<u64>,
+    /// Sends held until the term and vote they reveal are durable.
+    pub(crate) held: Vec<Output>,
+    pub(crate) outputs: Vec<Output>,
+}
+
+/// Per-role state.
+#[derive(Debug)]
+pub(crate) enum Role {
+    Follower(follower::FollowerState),
+    PreCandidate(election::VoteTally),
+    Candidate(election::VoteTally),
+    Leader(Box<LeaderState>),
+}
+
+/// One Raft node's consensus logic. See the module docs.
+#[derive(Debug)]
+pub struct Engine {
+    core: Core,
+    role: Role,
+}
+
+impl Engine {
+    /// Builds an engine from durable state. Its first outputs (commit of the restored commit
+    /// index, pre-commit of the entries after it) are waiting in [`Engine::drain_outputs`].
+    ///
+    /// # Errors
+    /// [`Error::Config`] for a bad configuration or membership, [`Error::Restore`] when the
+    /// restored log is not consecutive from index 1 or its terms are out of order.
+    pub fn new(
+        id: NodeId,
+        membership: Membership,
+        config: Config,
+        restored: RestoredState,
+        seed: u64,
+    ) -> Result<Engine, Error> {
+        config.validate()?;
+        if membership.is_empty() {
+            return Err(Error::Config("membership has no voters".to_owned()));
+        }
+        let hard_state = restored.hard_state;
+        let log = restore_log(&restored.entries, hard_state.term)?;
+        let last = log.last_index();
+        let mut core = Core {
+            id,
+            config,
+            membership,
+            rng: Rng::new(seed ^ id.0.wrapping_mul(0x9E37_79B9_7F4A_7C15)),
+            now_ms: 0,
+            term: hard_state.term,
+            vote: hard_state.vote,
+            durable_term_vote: (hard_state.term, hard_state.vote),
+            commit_index: hard_state.commit.min(last),
+            log,
+            durable_index: last,
+            leader_id: None,
+            election_deadline_ms: 0,
+            leader_contact_ms: None,
+            held: Vec::new(),
+            outputs: Vec::new(),
+        };
+        core.reset_election_timer();
+        if core.commit_index > LogIndex::ZERO {
+            core.outputs.push(Output::Commit {
+                upto: core.commit_index,
+            });
+        }
+        if last > core.commit_index {
+            core.outputs.push(Output::PreCommit {
+                first: core.commit_index.next(),
+                last,
+            });
+        }
+        Ok(Engine {
+            core,
+            role: Role::Follower(follower::FollowerState::default()),
+        })
+    }
+
+    /// Feeds one input and returns the outputs it produced, to be executed in order.
+    pub fn step(&mut self, input: Input) -> std::vec::Drain<'_, Output> {
+        match input {
+            Input::Tick { now_ms } => self.on_tick(now_ms),
+            Input::Received { from, message } => self.on_message(from, message),
+            Input::Proposed { id, payloads } => self.on_proposed(id, payloads),
+            Input::LogPersisted { upto } => self.on_log_persisted(upto),
+            Input::HardStatePersisted { hard_state } => self.on_hard_state_persisted(hard_state),
+            Input::SendFailed { to, seq } => self.on_send_failed(to, seq),
+            Input::ReadRequested { id } => self.on_read_requested(id),
+            Input::TransferRequested { to } => self.on_transfer_requested(to),
+        }
+        self.core.outputs.drain(..)
+    }
+
+    /// Outputs produced outside [`Engine::step`] (at construction).
+    pub fn drain_outputs(&mut self) -> std::vec::Drain<'_, Output> {
+        self.core.outputs.drain(..)
+    }
+
+    /// The engine's current state.
+    #[must_use]
+    pub fn status(&self) -> Status {
+        Status {
+            id: self.core.id,
+            role: self.role_kind(),
+            term: self.core.term,
+            vote: self.core.vote,
+            leader: self.core.leader_id,
+            commit_index: self.core.commit_index,
+            last_log_id: self.core.log.last_log_id(),
+            durable_index: self.core.durable_index,
+        }
+    }
+
+    /// The node's role.
+    #[must_use]
+    pub fn role_kind(&self) -> RoleKind {
+        match self.role {
+            Role::Follower(_) => RoleKind::Follower,
+            Role::PreCandidate(_) => RoleKind::PreCandidate,
+            Role::Candidate(_) => RoleKind::Candidate,
+            Role::Leader(_) => RoleKind::Leader,
+        }
+    }
+
+    /// Replication state of each follower while this node leads; empty otherwise.
+    #[must_use]
+    pub fn followers(&self) -> Vec<FollowerStatus> {
+        match &self.role {
+            Role::Leader(leader) => leader.follower_statuses(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// The configuration in force.
+    #[must_use]
+    pub fn config(&self) -> &Config {
+        &self.core.config
+    }
+
+    fn on_tick(&mut self, now_ms: u64) {
+        self.core.now_ms = self.core.now_ms.max(now_ms);
+        if matches!(self.role, Role::Leader(_)) {
+            self.tick_leader();
+        } else {
+            self.tick_election();
+        }
+    }
+
+    fn on_message(&mut self, from: NodeId, message: Message) {
+        if from == self.core.id || !self.core.membership.is_voter(from) {
+            debug!(node = %self.core.id, %from, "dropping message from a non-member");
+            return;
+        }
+        let term = message.term();
+        if term > self.core.term {
+            match &message {
+                Message::RequestVote(request) if request.pre_vote => {}
+                Message::RequestVoteResponse(response) if response.pre_vote && response.granted => {}
+                Message::RequestVote(request)
+                    if self.core.config.check_quorum
+                        && self.core.heard_from_leader_recently()
+                        && !request.leadership_transfer =>
+                {
+                    debug!(node = %self.core.id, %from, %term, "ignoring vote request in lease");
+                    return;
+                }
+                Message::AppendEntries(request) => {
+                    self.become_follower(term, Some(request.leader_id));
+                }
+                _ => self.become_follower(term, None),
+            }
+        } else if term < self.core.term {
+            self.on_stale_message(from, &message);
+            return;
+        }
+        match message {
+            Message::AppendEntries(request) => self.on_append_entries(from, request),
+            Message::AppendEntriesResponse(response) => self.on_append_response(from, &response),
+            Message::RequestVote(request) => self.on_request_vote(from, &request),
+            Message::RequestVoteResponse(response) => self.on_vote_response(from, &response),
+            Message::TimeoutNow(message) => self.on_timeout_now(from, &message),
+        }
+    }
+
+    /// A message from an older term: tell its sender the newer term, so a stale leader or
+    /// candidate steps down (Raft §5.1).
+    fn on_stale_message(&mut self, from: NodeId, message: &Message) {
+        let term = self.core.term;
+        let reply = match message {
+            Message::AppendEntries(request) => {
+                Message::AppendEntriesResponse(crate::message::AppendEntriesResponse {
+                    term,
+                    seq: request.seq,
+                    outcome: crate::message::AppendOutcome::StaleTerm,
+                })
+            }
+            Message::RequestVote(request) => {
+                Message::RequestVoteResponse(crate::message::RequestVoteResponse {
+                    term,
+                    granted: false,
+                    pre_vote: request.pre_vote,
+                })
+            }
+            _ => return,
+        };
+        self.core.send(from, reply);
+    }
+
+    fn on_proposed(&mut self, id: u64, payloads: Vec<bytes::Bytes>) {
+        let Role::Leader(leader) = &self.role else {
+            let leader = self.core.leader_id;
+            self.core.outputs.push(Output::ProposalRejected { id, leader });
+            return;
+        };
+        if let Some(transfer) = &leader.transfer {
+            let leader = Some(transfer.to);
+            self.core.outputs.push(Output::ProposalRejected { id, leader });
+            return;
+        }
+        let term = self.core.term;
+        let first = self.core.log.last_index().next();
+        let count = payloads.len() as u64;
+        self.core.outputs.push(Output::ProposalAccepted {
+            id,
+            first: LogId { term, index: first },
+            count,
+        });
+        if count == 0 {
+            return;
+        }
+        let entries = payloads
+            .into_iter()
+            .enumerate()
+            .map(|(offset, bytes)| Entry {
+                log_id: LogId {
+                    term,
+                    index: first.plus(offset as u64),
+                },
+                payload: crate::types::Payload::Command(bytes),
+            })
+            .collect();
+        self.core.append_local(entries);
+        self.replicate_to_all();
+    }
+
+    fn on_log_persisted(&mut self, upto: LogId) {
+        if upto.index <= self.core.durable_index || !self.core.log.contains(upto) {
+            return;
+        }
+        self.core.durable_index = upto.index;
+        match &mut self.role {
+            Role::Follower(state) => state.flush_acks(&mut self.core),
+            Role::Leader(_) => self.after_leader_progress(None),
+            Role::PreCandidate(_) | Role::Candidate(_) => {}
+        }
+    }
+
+    fn on_hard_state_persisted(&mut self, hard_state: HardState) {
+        self.core.durable_term_vote = (hard_state.term, hard_state.vote);
+        if self.core.term_vote_durable() {
+            let held = std::mem::take(&mut self.core.held);
+            self.core.outputs.extend(held);
+        }
+        if matches!(self.role, Role::Candidate(_)) {
+            self.maybe_win_election();
+        }
+    }
+
+    /// Steps down (or stays) a follower in `term`. A higher term clears the vote.
+    fn become_follower(&mut self, term: Term, leader: Option<NodeId>) {
+        let was = self.role_kind();
+        if term > self.core.term {
+            self.core.set_term_vote(term, None);
+        }
+        if let Role::Leader(state) = &mut self.role {
+            state.reads.reject_all(&mut self.core.outputs, leader);
+        }
+        self.role = Role::Follower(follower::FollowerState::default());
+        self.core.leader_id = leader;
+        self.core.leader_contact_ms = leader.map(|_| self.core.now_ms);
+        self.core.reset_election_timer();
+        if was != RoleKind::Follower {
+            info!(node = %self.core.id, term = %self.core.term, ?was, "became follower");
+        }
+    }
+}
+
+impl Core {
+    pub(crate) fn hard_state(&self) -> HardState {
+        HardState {
+            term: self.term,
+            vote: self.vote,
+            commit: self.commit_index,
+        }
+    }
+
+    pub(crate) fn term_vote_durable(&self) -> bool {
+        self.durable_term_vote == (self.term, self.vote)
+    }
+
+    /// Changes term and vote and asks for them to be persisted; sends wait until they are.
+    pub(crate) fn set_term_vote(&mut self, term: Term, vote: Option<NodeId>) {
+        debug_assert!(term >= self.term, "terms never go back");
+        if (term, vote) == (self.term, self.vote) {
+            return;
+        }
+        self.term = term;
+        self.vote = vote;
+        let hard_state = self.hard_state();
+        // Back-to-back writes (a new term, then a vote in it) need only the last one.
+        match self.outputs.last_mut() {
+            Some(Output::PersistHardState(pending)) => *pending = hard_state,
+            _ => self.outputs.push(Output::PersistHardState(hard_state)),
+        }
+    }
+
+    /// Sends a message, or holds it until the term and vote are durable.
+    pub(crate) fn send(&mut self, to: NodeId, message: Message) {
+        self.send_output(Output::Send { to, message });
+    }
+
+    pub(crate) fn send_output(&mut self, output: Output) {
+        if self.term_vote_durable() {
+            self.outputs.push(output);
+        } else {
+            self.held.push(output);
+        }
+    }
+
+    pub(crate) fn reset_election_timer(&mut self) {
+        let timeout = self.config.election_timeout_ms;
+        self.election_deadline_ms = self.now_ms + self.rng.range(timeout, 2 * timeout);
+    }
+
+    /// Whether a leader of the current term was heard from within an election timeout (the
+    /// lease that pre-vote and check-quorum rely on). A leader trusts itself.
+    pub(crate) fn heard_from_leader_recently(&self) -> bool {
+        if self.leader_id == Some(self.id) {
+            return true;
+        }
+        self.leader_id.is_some()
+            && self.leader_contact_ms.is_some_and(|contact| {
+                self.now_ms.saturating_sub(contact) < self.config.election_timeout_ms
+            })
+    }
+
+    pub(crate) fn commit_to(&mut self, index: LogIndex) {
+        if index > self.commit_index {
+            self.commit_index = index;
+            self.outputs.push(Output::Commit { upto: index });
+        }
+    }
+
+    /// Appends entries to the local log: `AppendLog` then `PreCommit` of the same range.
+    pub(crate) fn append_local(&mut self, entries: Vec<Entry>) {
+        let (Some(first), Some(last)) = (entries.first(), entries.last()) else {
+            return;
+        };
+        let (first, last) = (first.log_id.index, last.log_id.index);
+        for entry in &entries {
+            self.log.push(entry.log_id, entry.payload.len());
+        }
+        self.outputs.push(Output::AppendLog { entries });
+        self.outputs.push(Output::PreCommit { first, last });
+    }
+
+    pub(crate) fn peers(&self) -> impl Iterator<Item = NodeId> + '_ {
+        self.membership.voters().filter(move |&id| id != self.id)
+    }
+
+    pub(crate) fn quorum(&self) -> usize {
+        self.membership.quorum()
+    }
+}
+
+/// Rebuilds the engine's log view from the store's entries, checking they are well formed.
+fn restore_log(entries: &[LogEntryMeta], hard_state_term: Term) -> Result<LogIds, Error> {
+    let mut log = LogIds::new();
+    for (position, entry) in entries.iter().enumerate() {
+        let expected = LogIndex(position as u64 + 1);
+        if entry.log_id.index != expected {
+            return Err(Error::Restore(format!(
+                "log entry {position} has index {} (expected {expected})",
+                entry.log_id.index
+            )));
+        }
+        if entry.log_id.term < log.last_log_id().term || entry.log_id.term > hard_state_term {
+            return Err(Error::Restore(format!(
+                "entry {} has term {} out of order (previous {}, hard state {hard_state_term})",
+                entry.log_id.index,
+                entry.log_id.term,
+                log.last_log_id().term
+            )));
+        }
+        log.push(entry.log_id, entry.payload_len);
+    }
+    Ok(log)
+}

@@ -1,0 +1,375 @@
+//! The leader's replication: per-follower progress, sends and responses (Raft §5.3).
+//!
+//! Each follower has `next_index` (the next entry to send), `match_index` (the highest entry
+//! known *durable* on it), a window of in-flight requests keyed by sequence number, an
+//! adaptive batch size and a heartbeat timer. A response is used only if its request is still
+//! in the window; a failure (rejection, transport error, timeout) discards the window, shrinks
+//! the batch (see `batch.rs`), falls back to `match_index + 1` or the conflict hint, and probes
+//! with one request at a time until a success shows where the logs match.
+//! Invariant: `match_index < next_index <= last_index + 1`.
+
+mod batch;
+mod pacing;
+mod window;
+
+use std::collections::BTreeMap;
+
+use tracing::debug;
+
+use self::batch::BatchSizer;
+use self::pacing::SendPlan;
+use self::window::{Inflight, Window};
+use super::read_index::ReadQueue;
+use super::{Core, Engine, FollowerStatus, Output, Role};
+use crate::message::{AppendEntries, AppendEntriesResponse, AppendOutcome, ConflictHint, Message};
+use crate::types::{LogIndex, NodeId};
+
+/// What the leader knows of one follower.
+#[derive(Clone, Debug)]
+pub(crate) struct Progress {
+    pub(crate) next_index: LogIndex,
+    pub(crate) match_index: LogIndex,
+    pub(crate) window: Window,
+    /// Where the follower's log matches is unknown (a new leader, or after a failure): one
+    /// request at a time until a success, like etcd's probe state. Pipelining resumes after.
+    pub(crate) probing: bool,
+    pub(crate) batch: BatchSizer,
+    pub(crate) heartbeat_due_ms: u64,
+    /// No new batches before this time (set after a transport failure or timeout).
+    pub(crate) retry_after_ms: u64,
+    /// When the follower last answered anything in this term (check-quorum).
+    pub(crate) last_response_ms: Option<u64>,
+    pub(crate) next_seq: u64,
+    /// The highest seq answered in this term (ReadIndex confirmation).
+    pub(crate) acked_seq: u64,
+}
+
+/// A leadership transfer in progress.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Transfer {
+    pub(crate) to: NodeId,
+    pub(crate) deadline_ms: u64,
+}
+
+/// Leader-only state.
+#[derive(Debug)]
+pub(crate) struct LeaderState {
+    pub(crate) progress: BTreeMap<NodeId, Progress>,
+    /// The index of this term's no-op; reads wait until it commits.
+    pub(crate) noop_index: LogIndex,
+    pub(crate) reads: ReadQueue,
+    pub(crate) transfer: Option<Transfer>,
+    pub(crate) elected_ms: u64,
+    /// Reused buffer for commit computation (no allocation per response).
+    pub(crate) scratch: Vec<LogIndex>,
+}
+
+impl LeaderState {
+    pub(crate) fn new(core: &Core, noop_index: LogIndex) -> LeaderState {
+        let config = &core.config;
+        let progress = core
+            .peers()
+            .map(|peer| {
+                let progress = Progress {
+                    next_index: noop_index,
+                    match_index: LogIndex::ZERO,
+                    window: Window::default(),
+                    probing: true,
+                    batch: BatchSizer::new(config.batch_entries_initial, config.batch_entries_max),
+                    heartbeat_due_ms: core.now_ms,
+                    retry_after_ms: core.now_ms,
+                    last_response_ms: None,
+                    next_seq: 1,
+                    acked_seq: 0,
+                };
+                (peer, progress)
+            })
+            .collect();
+        LeaderState {
+            progress,
+            noop_index,
+            reads: ReadQueue::default(),
+            transfer: None,
+            elected_ms: core.now_ms,
+            scratch: Vec::new(),
+        }
+    }
+
+    pub(crate) fn follower_statuses(&self) -> Vec<FollowerStatus> {
+        self.progress
+            .iter()
+            .map(|(&peer, progress)| FollowerStatus {
+                peer,
+                next_index: progress.next_index,
+                match_index: progress.match_index,
+                inflight: progress.window.len(),
+                batch: progress.batch.batch(),
+                threshold: progress.batch.threshold(),
+            })
+            .collect()
+    }
+}
+
+impl Progress {
+    /// A failed request: shrink the batch, drop the window, resume after what is known.
+    fn on_failure(&mut self, next_index: LogIndex) {
+        self.batch.on_failure();
+        self.window.clear();
+        self.probing = true;
+        self.next_index = next_index.max(self.match_index.next());
+    }
+}
+
+impl Engine {
+    pub(super) fn replicate_to_all(&mut self) {
+        let Role::Leader(leader) = &mut self.role else {
+            return;
+        };
+        for (&peer, progress) in &mut leader.progress {
+            replicate(&mut self.core, peer, progress);
+        }
+    }
+
+    /// Heartbeats, request timeouts, check-quorum and transfer expiry.
+    pub(super) fn tick_leader(&mut self) {
+        let Role::Leader(leader) = &mut self.role else {
+            return;
+        };
+        let now_ms = self.core.now_ms;
+        let timeout_ms = self.core.config.request_timeout_ms;
+        let retry_ms = self.core.config.heartbeat_interval_ms;
+        for (&peer, progress) in &mut leader.progress {
+            if progress
+                .window
+                .oldest_sent_ms()
+                .is_some_and(|sent| sent + timeout_ms <= now_ms)
+            {
+                debug!(node = %self.core.id, %peer, "AppendEntries timed out");
+                progress.on_failure(progress.match_index.next());
+                progress.retry_after_ms = now_ms + retry_ms;
+            }
+            replicate(&mut self.core, peer, progress);
+        }
+        if leader.transfer.is_some_and(|t| now_ms >= t.deadline_ms) {
+            leader.transfer = None;
+        }
+        if self.lost_quorum() {
+            let term = self.core.term;
+            self.become_follower(term, None);
+        }
+    }
+
+    /// Check-quorum: no answer from a quorum within the last election timeout.
+    fn lost_quorum(&self) -> bool {
+        let Role::Leader(leader) = &self.role else {
+            return false;
+        };
+        let core = &self.core;
+        let timeout_ms = core.config.election_timeout_ms;
+        if !core.config.check_quorum || core.now_ms < leader.elected_ms + timeout_ms {
+            return false;
+        }
+        let heard = |p: &&Progress| {
+            p.last_response_ms
+                .is_some_and(|at| core.now_ms.saturating_sub(at) < timeout_ms)
+        };
+        let active = leader.progress.values().filter(heard).count()
+            + usize::from(core.membership.is_voter(core.id));
+        active < core.quorum()
+    }
+
+    pub(super) fn on_send_failed(&mut self, to: NodeId, seq: u64) {
+        let Role::Leader(leader) = &mut self.role else {
+            return;
+        };
+        let Some(progress) = leader.progress.get_mut(&to) else {
+            return;
+        };
+        if progress.window.contains(seq) {
+            progress.on_failure(progress.match_index.next());
+            progress.retry_after_ms = self.core.now_ms + self.core.config.heartbeat_interval_ms;
+        }
+    }
+
+    pub(super) fn on_append_response(&mut self, from: NodeId, response: &AppendEntriesResponse) {
+        let Role::Leader(leader) = &mut self.role else {
+            return;
+        };
+        let Some(progress) = leader.progress.get_mut(&from) else {
+            return;
+        };
+        if response.seq >= progress.next_seq || matches!(response.outcome, AppendOutcome::StaleTerm) {
+            debug!(node = %self.core.id, %from, seq = response.seq, "ignoring bogus response");
+            return;
+        }
+        progress.last_response_ms = Some(self.core.now_ms);
+        progress.acked_seq = progress.acked_seq.max(response.seq);
+        if let Some(request) = progress.window.take(response.seq) {
+            apply_response(&self.core, progress, request, &response.outcome);
+        }
+        self.after_leader_progress(Some(from));
+    }
+
+    /// After match indexes or the durable index moved: commit, reads, transfer, more sends.
+    pub(super) fn after_leader_progress(&mut self, peer: Option<NodeId>) {
+        self.maybe_commit();
+        self.confirm_reads();
+        self.maybe_finish_transfer();
+        let Role::Leader(leader) = &mut self.role else {
+            return;
+        };
+        match peer {
+            Some(peer) => {
+                if let Some(progress) = leader.progress.get_mut(&peer) {
+                    replicate(&mut self.core, peer, progress);
+                }
+            }
+            None => {
+                for (&peer, progress) in &mut leader.progress {
+                    replicate(&mut self.core, peer, progress);
+                }
+            }
+        }
+    }
+}
+
+/// Uses the response to a request that was still in the window.
+fn apply_response(core: &Core, progress: &mut Progress, request: Inflight, outcome: &AppendOutcome) {
+    match *outcome {
+        AppendOutcome::Success { match_index } => {
+            let matched = match_index.min(request.last_index);
+            progress.match_index = progress.match_index.max(matched);
+            progress.next_index = progress.next_index.max(progress.match_index.next());
+            progress.probing = false;
+            if request.has_entries() {
+                progress.batch.on_success();
+            }
+        }
+        AppendOutcome::Conflict { hint } => {
+            let next = next_after_conflict(core, hint, request.prev_index);
+            progress.on_failure(next);
+        }
+        AppendOutcome::StaleTerm => {}
+    }
+}
+
+/// Where to resume after a rejection of a request whose `prev` was `rejected_prev`: one step per
+/// term, never at or below `match_index` (clamped by `Progress::on_failure`) and never past the
+/// rejected position.
+fn next_after_conflict(core: &Core, hint: ConflictHint, rejected_prev: LogIndex) -> LogIndex {
+    let next = match hint.term {
+        None => hint.index,
+        Some(term) => match core.log.last_index_of_term(term) {
+            Some(last_of_term) => last_of_term.next(),
+            None => hint.index,
+        },
+    };
+    next.min(rejected_prev).max(LogIndex(1))
+}
+
+/// Sends to one follower whatever its pacing allows now.
+fn replicate(core: &mut Core, peer: NodeId, progress: &mut Progress) {
+    let last_index = core.log.last_index();
+    loop {
+        let plan = pacing::plan(
+            core.config.pacing,
+            progress,
+            last_index,
+            core.config.max_inflight_requests,
+            core.now_ms,
+        );
+        match plan {
+            SendPlan::Nothing => return,
+            SendPlan::Batch => send_batch(core, peer, progress),
+            SendPlan::Heartbeat => {
+                send_heartbeat(core, peer, progress);
+                return;
+            }
+        }
+    }
+}
+
+/// Sends `[next_index, next_index + batch)`, capped by the log end and the byte limit.
+fn send_batch(core: &mut Core, peer: NodeId, progress: &mut Progress) {
+    let first = progress.next_index;
+    let Some(prev_log_id) = core.log.log_id_at(first.prev()) else {
+        // Needs a snapshot; snapshots come with a later change. Nothing can be sent.
+        progress.next_index = core.log.last_index().next();
+        return;
+    };
+    let max_last = first
+        .plus(progress.batch.batch() - 1)
+        .min(core.log.last_index());
+    let mut last = first;
+    let mut bytes = core.log.size_at(first);
+    while last < max_last {
+        let size = core.log.size_at(last.next());
+        if bytes + size > core.config.batch_bytes_max {
+            break;
+        }
+        bytes += size;
+        last = last.next();
+    }
+    let Some(last_log_id) = core.log.log_id_at(last) else {
+        return;
+    };
+    let seq = take_seq(progress);
+    let request = AppendEntries {
+        term: core.term,
+        leader_id: core.id,
+        seq,
+        prev_log_id,
+        entries: Vec::new(),
+        leader_commit: core.commit_index,
+    };
+    progress.window.push(Inflight {
+        seq,
+        prev_index: prev_log_id.index,
+        last_index: last,
+        sent_ms: core.now_ms,
+    });
+    progress.next_index = last.next();
+    progress.heartbeat_due_ms = core.now_ms + core.config.heartbeat_interval_ms;
+    core.send_output(Output::SendEntries {
+        to: peer,
+        request,
+        first,
+        last_log_id,
+    });
+}
+
+/// Sends an empty AppendEntries. With requests in flight it is anchored at `match_index`
+/// (known to match, so reordering cannot make it fail); otherwise it probes `next_index - 1`.
+pub(crate) fn send_heartbeat(core: &mut Core, peer: NodeId, progress: &mut Progress) {
+    let prev_index = if progress.window.is_empty() {
+        progress.next_index.prev()
+    } else {
+        progress.match_index
+    };
+    let Some(prev_log_id) = core.log.log_id_at(prev_index) else {
+        return;
+    };
+    let seq = take_seq(progress);
+    progress.window.push(Inflight {
+        seq,
+        prev_index,
+        last_index: prev_index,
+        sent_ms: core.now_ms,
+    });
+    progress.heartbeat_due_ms = core.now_ms + core.config.heartbeat_interval_ms;
+    let request = AppendEntries {
+        term: core.term,
+        leader_id: core.id,
+        seq,
+        prev_log_id,
+        entries: Vec::new(),
+        leader_commit: core.commit_index,
+    };
+    core.send(peer, Message::AppendEntries(request));
+}
+
+fn take_seq(progress: &mut Progress) -> u64 {
+    let seq = progress.next_seq;
+    progress.next_seq += 1;
+    seq
+}

@@ -1,0 +1,184 @@
+//! Elections (Raft §5.2), pre-vote (thesis §9.6), check-quorum and leadership transfer.
+
+use super::config;
+use crate::engine::testing::Cluster;
+use crate::engine::{Input, Output, RoleKind};
+use crate::message::{Message, RequestVoteResponse};
+use crate::types::{HardState, LogIndex, NodeId, Term};
+
+#[test]
+fn single_node_elects_itself_and_commits_its_noop() {
+    let mut cluster = Cluster::new(1, &config());
+    cluster.step(1, Input::Tick { now_ms: 2000 });
+    assert_eq!(cluster.role(1), RoleKind::Leader);
+    assert_eq!(cluster.commit_of(1), LogIndex(1));
+}
+
+#[test]
+fn three_nodes_elect_exactly_one_leader() {
+    let mut cluster = Cluster::new(3, &config());
+    cluster.elect(1, 2000);
+    assert_eq!(cluster.role(2), RoleKind::Follower);
+    assert_eq!(cluster.role(3), RoleKind::Follower);
+    for id in 1..=3 {
+        assert_eq!(cluster.engine(id).status().term, Term(1));
+        assert_eq!(cluster.engine(id).status().leader, Some(NodeId(1)));
+    }
+    assert_eq!(cluster.commit_of(1), LogIndex(1), "the no-op commits");
+}
+
+/// PITFALLS: persist term and vote before any message that reveals them.
+#[test]
+fn vote_reply_waits_for_durable_vote() {
+    let mut config = config();
+    config.pre_vote = false;
+    let mut cluster = Cluster::new(3, &config);
+    cluster.manual_persist.insert(NodeId(2));
+    cluster.step(1, Input::Tick { now_ms: 2000 });
+    let request = cluster.network.pop_front().expect("vote request to node 2");
+    assert_eq!(request.to, NodeId(2));
+    let outputs = cluster.deliver(request);
+    let hard_state = HardState {
+        term: Term(1),
+        vote: Some(NodeId(1)),
+        commit: LogIndex(0),
+    };
+    assert_eq!(outputs, vec![Output::PersistHardState(hard_state)]);
+    let outputs = cluster.step(2, Input::HardStatePersisted { hard_state });
+    let grant = Message::RequestVoteResponse(RequestVoteResponse {
+        term: Term(1),
+        granted: true,
+        pre_vote: false,
+    });
+    assert_eq!(
+        outputs,
+        vec![Output::Send {
+            to: NodeId(1),
+            message: grant
+        }]
+    );
+}
+
+#[test]
+fn candidate_counts_its_own_vote_only_once_durable() {
+    let mut config = config();
+    config.pre_vote = false;
+    let mut cluster = Cluster::new(1, &config);
+    cluster.manual_persist.insert(NodeId(1));
+    cluster.step(1, Input::Tick { now_ms: 2000 });
+    assert_eq!(cluster.role(1), RoleKind::Candidate);
+    let hard_state = HardState {
+        term: Term(1),
+        vote: Some(NodeId(1)),
+        commit: LogIndex(0),
+    };
+    cluster.step(1, Input::HardStatePersisted { hard_state });
+    assert_eq!(cluster.role(1), RoleKind::Leader);
+}
+
+#[test]
+fn pre_vote_changes_neither_term_nor_vote() {
+    let mut cluster = Cluster::new(3, &config());
+    cluster.step(1, Input::Tick { now_ms: 2000 });
+    assert_eq!(cluster.role(1), RoleKind::PreCandidate);
+    assert_eq!(cluster.engine(1).status().term, Term(0));
+    let to_two = cluster.network.pop_front().expect("pre-vote to node 2");
+    cluster.deliver(to_two);
+    let status = cluster.engine(2).status();
+    assert_eq!((status.term, status.vote), (Term(0), None));
+    cluster.deliver_all();
+    assert_eq!(cluster.role(1), RoleKind::Leader);
+    assert_eq!(cluster.engine(1).status().term, Term(1));
+}
+
+/// A partitioned node's pre-vote is refused while the others hear from their leader, so it
+/// cannot disturb them when it returns.
+#[test]
+fn follower_in_lease_refuses_pre_vote() {
+    let mut cluster = Cluster::new(3, &config());
+    cluster.elect(1, 2000);
+    cluster.step(3, Input::Tick { now_ms: 5000 });
+    assert_eq!(cluster.role(3), RoleKind::PreCandidate);
+    cluster.step(2, Input::Tick { now_ms: 2100 });
+    cluster.network.retain(|e| e.from == NodeId(3) && e.to == NodeId(2));
+    cluster.deliver_all();
+    assert_eq!(cluster.role(3), RoleKind::PreCandidate);
+    assert_eq!(cluster.engine(2).status().term, Term(1));
+}
+
+/// With check-quorum, a real vote request of a higher term is ignored during the lease.
+#[test]
+fn follower_in_lease_ignores_vote_request() {
+    let mut config = config();
+    config.pre_vote = false;
+    let mut cluster = Cluster::new(3, &config);
+    cluster.elect(1, 2000);
+    cluster.step(3, Input::Tick { now_ms: 5000 });
+    assert_eq!(cluster.engine(3).status().term, Term(2));
+    cluster.step(2, Input::Tick { now_ms: 2100 });
+    cluster.network.retain(|e| e.from == NodeId(3) && e.to == NodeId(2));
+    let request = cluster.network.pop_front().expect("vote request");
+    let outputs = cluster.deliver(request);
+    assert!(outputs.is_empty(), "ignored entirely: {outputs:?}");
+    assert_eq!(cluster.engine(2).status().term, Term(1));
+}
+
+#[test]
+fn leader_steps_down_without_quorum() {
+    let mut cluster = Cluster::new(3, &config());
+    cluster.elect(1, 2000);
+    cluster.drop_all();
+    cluster.step(1, Input::Tick { now_ms: 2500 });
+    cluster.drop_all();
+    assert_eq!(cluster.role(1), RoleKind::Leader);
+    cluster.step(1, Input::Tick { now_ms: 3100 });
+    assert_eq!(cluster.role(1), RoleKind::Follower);
+}
+
+/// Raft §5.4.1: a voter denies a candidate whose log is less up to date than its own.
+#[test]
+fn candidate_with_stale_log_is_denied_vote() {
+    let mut config = config();
+    config.pre_vote = false;
+    config.check_quorum = false;
+    let mut cluster = Cluster::new(3, &config);
+    cluster.elect(1, 2000);
+    cluster.propose(1, "x");
+    cluster.network.retain(|e| e.to != NodeId(3));
+    cluster.deliver_all();
+    cluster.drop_all();
+    cluster.step(3, Input::Tick { now_ms: 9000 });
+    cluster.network.retain(|e| e.to == NodeId(2));
+    cluster.deliver_all();
+    assert_eq!(cluster.role(3), RoleKind::Candidate);
+    assert_eq!(cluster.engine(2).status().vote, None);
+}
+
+/// PITFALLS: a leader that learns of a higher term from a response steps down.
+#[test]
+fn higher_term_response_makes_leader_step_down() {
+    let mut cluster = Cluster::new(3, &config());
+    cluster.elect(1, 2000);
+    let response = Message::RequestVoteResponse(RequestVoteResponse {
+        term: Term(7),
+        granted: false,
+        pre_vote: false,
+    });
+    let outputs = cluster.step(1, Input::Received { from: NodeId(2), message: response });
+    assert_eq!(cluster.role(1), RoleKind::Follower);
+    assert_eq!(cluster.engine(1).status().term, Term(7));
+    assert!(matches!(outputs.first(), Some(Output::PersistHardState(_))));
+}
+
+#[test]
+fn leadership_transfer_hands_over_to_caught_up_follower() {
+    let mut cluster = Cluster::new(3, &config());
+    cluster.elect(1, 2000);
+    cluster.step(1, Input::TransferRequested { to: NodeId(3) });
+    let refused = cluster.propose(1, "during transfer");
+    assert!(matches!(refused.as_slice(), [Output::ProposalRejected { .. }]));
+    cluster.deliver_all();
+    assert_eq!(cluster.role(3), RoleKind::Leader);
+    assert_eq!(cluster.role(1), RoleKind::Follower);
+    assert_eq!(cluster.engine(3).status().term, Term(2));
+}

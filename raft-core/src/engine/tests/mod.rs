@@ -1,0 +1,26 @@
+//! Engine scenario tests, one rule each, driven through `testing::Cluster` on a manual clock.
+
+mod conflict_rollback;
+mod election;
+mod figure_8;
+mod pacing_example;
+mod read_index;
+mod replication;
+
+use crate::config::{Config, Pacing};
+
+/// A config with round numbers: T = 1000 ms, heartbeat 100 ms.
+fn config() -> Config {
+    Config {
+        election_timeout_ms: 1000,
+        heartbeat_interval_ms: 100,
+        pre_vote: true,
+        check_quorum: true,
+        pacing: Pacing::Eager,
+        max_inflight_requests: 4,
+        batch_entries_initial: 4,
+        batch_entries_max: 64,
+        batch_bytes_max: 1 << 20,
+        request_timeout_ms: 500,
+    }
+}

@@ -1,0 +1,260 @@
+//! Log replication (Raft §5.3): durability-gated acks, parallel leader append, windows,
+//! stale and out-of-order responses, conflict hints and the adaptive batch.
+
+use super::config;
+use crate::engine::testing::Cluster;
+use crate::engine::{Engine, Input, LogEntryMeta, Output, RestoredState};
+use crate::message::{AppendEntries, AppendEntriesResponse, AppendOutcome, Message};
+use crate::types::{HardState, LogId, LogIndex, Membership, NodeId, Term};
+
+fn restored(term: u64, entry_terms: &[u64], commit: u64) -> RestoredState {
+    RestoredState {
+        hard_state: HardState {
+            term: Term(term),
+            vote: None,
+            commit: LogIndex(commit),
+        },
+        entries: entry_terms
+            .iter()
+            .enumerate()
+            .map(|(i, &t)| LogEntryMeta {
+                log_id: LogId::new(t, i as u64 + 1),
+                payload_len: 1,
+            })
+            .collect(),
+    }
+}
+
+/// A follower acknowledges only durable entries (DESIGN §3, etcd msgsAfterAppend).
+#[test]
+fn follower_acks_only_durable_entries() {
+    let mut cluster = Cluster::new(3, &config());
+    cluster.elect(1, 2000);
+    cluster.manual_persist.insert(NodeId(2));
+    cluster.propose(1, "x");
+    cluster.network.retain(|e| e.to == NodeId(2));
+    let request = cluster.network.pop_front().expect("AppendEntries to 2");
+    let outputs = cluster.deliver(request);
+    assert!(
+        matches!(
+            outputs.as_slice(),
+            [
+                Output::AppendLog { .. },
+                Output::PreCommit { first: LogIndex(2), last: LogIndex(2) },
+                Output::Commit { upto: LogIndex(1) },
+            ]
+        ),
+        "no reply before durability: {outputs:?}"
+    );
+    let outputs = cluster.step(2, Input::LogPersisted { upto: LogId::new(1, 2) });
+    let Some(Output::Send { to, message: Message::AppendEntriesResponse(response) }) =
+        outputs.first()
+    else {
+        panic!("expected the ack, got {outputs:?}");
+    };
+    assert_eq!(*to, NodeId(1));
+    assert_eq!(response.outcome, AppendOutcome::Success { match_index: LogIndex(2) });
+}
+
+/// NuRaft parallel log appending: a quorum of followers commits while the leader's own fsync
+/// is still running.
+#[test]
+fn leader_commits_before_own_fsync_with_follower_quorum() {
+    let mut cluster = Cluster::new(3, &config());
+    cluster.elect(1, 2000);
+    cluster.manual_persist.insert(NodeId(1));
+    cluster.propose(1, "x");
+    cluster.deliver_all();
+    let status = cluster.engine(1).status();
+    assert_eq!(status.durable_index, LogIndex(1), "the leader's write is not durable");
+    assert_eq!(status.commit_index, LogIndex(2));
+}
+
+/// The leader counts itself only up to its durable index.
+#[test]
+fn lone_leader_commits_only_after_its_log_is_durable() {
+    let mut cluster = Cluster::new(1, &config());
+    cluster.step(1, Input::Tick { now_ms: 2000 });
+    cluster.manual_persist.insert(NodeId(1));
+    cluster.propose(1, "x");
+    assert_eq!(cluster.commit_of(1), LogIndex(1));
+    let outputs = cluster.step(1, Input::LogPersisted { upto: LogId::new(1, 2) });
+    assert_eq!(outputs, vec![Output::Commit { upto: LogIndex(2) }]);
+}
+
+/// PITFALLS: an AppendEntries whose entries all match truncates nothing.
+#[test]
+fn duplicate_append_entries_does_not_truncate() {
+    let mut cluster = Cluster::new(3, &config());
+    cluster.elect(1, 2000);
+    cluster.propose(1, "a");
+    let old = cluster
+        .network
+        .iter()
+        .find(|e| e.to == NodeId(2))
+        .cloned()
+        .expect("request to 2");
+    cluster.deliver_all();
+    cluster.propose(1, "b");
+    cluster.deliver_all();
+    assert_eq!(cluster.logs[&NodeId(2)].len(), 3);
+    let outputs = cluster.deliver(old);
+    assert!(
+        !outputs.iter().any(|o| matches!(o, Output::TruncateLog { .. })),
+        "{outputs:?}"
+    );
+    assert_eq!(cluster.logs[&NodeId(2)].len(), 3);
+}
+
+/// PITFALLS: the follower's commit is min(leader commit, last index this request verified).
+#[test]
+fn follower_commit_is_capped_by_verified_index() {
+    let membership = Membership::new([NodeId(1), NodeId(2)]);
+    let restore = restored(2, &[1, 1, 1, 1], 0);
+    let mut engine = Engine::new(NodeId(2), membership, config(), restore, 1).unwrap();
+    engine.drain_outputs();
+    let request = AppendEntries {
+        term: Term(2),
+        leader_id: NodeId(1),
+        seq: 1,
+        prev_log_id: LogId::new(1, 2),
+        entries: Vec::new(),
+        leader_commit: LogIndex(10),
+    };
+    let message = Message::AppendEntries(request);
+    let outputs: Vec<Output> = engine.step(Input::Received { from: NodeId(1), message }).collect();
+    assert!(outputs.contains(&Output::Commit { upto: LogIndex(2) }), "{outputs:?}");
+    assert_eq!(engine.status().commit_index, LogIndex(2));
+}
+
+/// The conflict hint moves the leader back one term per round trip, not one entry.
+#[test]
+fn conflict_hint_backs_up_one_term_per_round() {
+    let mut config = config();
+    config.pre_vote = false;
+    config.batch_entries_initial = 64;
+    let leader_log: &[u64] = &[1, 1, 3, 3, 3, 3, 3, 3, 3, 3];
+    let follower_log: &[u64] = &[1, 1, 2, 2, 2, 2, 2, 2];
+    let mut cluster = Cluster::restored(&config, &[(3, leader_log), (3, follower_log)], 2);
+    cluster.elect(1, 5000);
+    let rejections = cluster
+        .trace
+        .iter()
+        .filter(|(from, output)| {
+            *from == NodeId(2)
+                && matches!(
+                    output,
+                    Output::Send {
+                        message: Message::AppendEntriesResponse(AppendEntriesResponse {
+                            outcome: AppendOutcome::Conflict { .. },
+                            ..
+                        }),
+                        ..
+                    }
+                )
+        })
+        .count();
+    assert_eq!(rejections, 2, "one for the short log, one for the whole term-2 run");
+    assert_eq!(cluster.logs[&NodeId(2)], cluster.logs[&NodeId(1)]);
+    assert_eq!(cluster.commit_of(1), LogIndex(11));
+}
+
+/// A response to a request discarded by a failure never advances match_index.
+#[test]
+fn stale_response_does_not_advance_match_index() {
+    let mut cluster = Cluster::new(3, &config());
+    cluster.elect(1, 2000);
+    cluster.propose(1, "x");
+    let request = cluster
+        .network
+        .iter()
+        .position(|e| e.to == NodeId(2))
+        .and_then(|p| cluster.network.remove(p))
+        .expect("request to 2");
+    let Message::AppendEntries(sent) = &request.message else { panic!() };
+    cluster.step(1, Input::SendFailed { to: NodeId(2), seq: sent.seq });
+    let before = cluster.engine(1).followers()[0];
+    // Deliver the request anyway (the failure report was wrong): the answer is stale.
+    cluster.network.clear();
+    cluster.deliver(request);
+    let reply = cluster
+        .network
+        .iter()
+        .find(|e| e.from == NodeId(2) && e.to == NodeId(1))
+        .map(|e| e.message.clone())
+        .expect("reply");
+    cluster.network.clear();
+    cluster.step(1, Input::Received { from: NodeId(2), message: reply });
+    let after = cluster.engine(1).followers()[0];
+    assert_eq!(before.match_index, after.match_index);
+    assert_eq!(after.batch, 1, "the failure reset the batch");
+}
+
+#[test]
+fn out_of_order_responses_advance_match_to_the_highest() {
+    let mut config = config();
+    config.batch_entries_initial = 1;
+    let mut cluster = Cluster::new(2, &config);
+    cluster.elect(1, 2000);
+    cluster.propose(1, "a");
+    cluster.propose(1, "b");
+    // Two requests in flight to node 2: [2] and [3]; answer them in reverse order.
+    let first = cluster.network.pop_front().unwrap();
+    let second = cluster.network.pop_front().unwrap();
+    cluster.deliver(first);
+    cluster.deliver(second);
+    let reply_first = cluster.network.pop_front().unwrap();
+    let reply_second = cluster.network.pop_front().unwrap();
+    cluster.deliver(reply_second);
+    assert_eq!(cluster.engine(1).followers()[0].match_index, LogIndex(3));
+    cluster.deliver(reply_first);
+    assert_eq!(cluster.engine(1).followers()[0].match_index, LogIndex(3));
+    assert_eq!(cluster.commit_of(1), LogIndex(3));
+}
+
+#[test]
+fn rejection_resets_batch_and_halves_threshold() {
+    let mut config = config();
+    config.batch_entries_initial = 8;
+    let membership = Membership::new([NodeId(1), NodeId(2)]);
+    let mut leader =
+        Engine::new(NodeId(1), membership, config, restored(1, &[1, 1, 1], 3), 1).unwrap();
+    leader.drain_outputs();
+    leader.step(Input::Tick { now_ms: 5000 }).for_each(drop);
+    let grant = |term| Message::RequestVoteResponse(crate::message::RequestVoteResponse { term, granted: true, pre_vote: true });
+    leader.step(Input::Received { from: NodeId(2), message: grant(Term(2)) }).for_each(drop);
+    let hard_state = HardState { term: Term(2), vote: Some(NodeId(1)), commit: LogIndex(3) };
+    leader.step(Input::HardStatePersisted { hard_state }).for_each(drop);
+    let vote = Message::RequestVoteResponse(crate::message::RequestVoteResponse { term: Term(2), granted: true, pre_vote: false });
+    let outputs: Vec<Output> = leader.step(Input::Received { from: NodeId(2), message: vote }).collect();
+    let seq = outputs
+        .iter()
+        .find_map(|o| match o {
+            Output::SendEntries { request, .. } => Some(request.seq),
+            _ => None,
+        })
+        .expect("first AppendEntries");
+    let reject = Message::AppendEntriesResponse(AppendEntriesResponse {
+        term: Term(2),
+        seq,
+        outcome: AppendOutcome::Conflict { hint: crate::message::ConflictHint { term: None, index: LogIndex(2) } },
+    });
+    leader.step(Input::Received { from: NodeId(2), message: reject }).for_each(drop);
+    let status = leader.followers()[0];
+    assert_eq!((status.batch, status.threshold), (1, 4));
+    assert_eq!(status.next_index, LogIndex(3), "resent from the hint after the window");
+}
+
+#[test]
+fn batch_doubles_with_each_success() {
+    let mut config = config();
+    config.batch_entries_initial = 1;
+    let mut cluster = Cluster::new(2, &config);
+    cluster.elect(1, 2000);
+    assert_eq!(cluster.engine(1).followers()[0].batch, 2, "the no-op's success doubled it");
+    for _ in 0..3 {
+        cluster.propose(1, "x");
+        cluster.deliver_all();
+    }
+    assert_eq!(cluster.engine(1).followers()[0].batch, 16);
+}

@@ -1,0 +1,129 @@
+//! The messages Raft nodes exchange. They are plain serde types; transports choose the encoding.
+//!
+//! Every response carries the responder's term so that a stale leader or candidate learns of a
+//! newer term and steps down (Raft §5.1).
+
+use serde::{Deserialize, Serialize};
+
+use crate::types::{Entry, LogId, LogIndex, NodeId, Term};
+
+/// A message between two Raft nodes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Message {
+    /// Leader to follower: replicate entries (or none: a heartbeat).
+    AppendEntries(AppendEntries),
+    /// Follower to leader: the outcome of one AppendEntries.
+    AppendEntriesResponse(AppendEntriesResponse),
+    /// Candidate (or pre-candidate) to voter.
+    RequestVote(RequestVote),
+    /// Voter to candidate (or pre-candidate).
+    RequestVoteResponse(RequestVoteResponse),
+    /// Leader to its chosen successor: start an election now (leadership transfer).
+    TimeoutNow(TimeoutNow),
+}
+
+impl Message {
+    /// The term the message carries.
+    #[must_use]
+    pub fn term(&self) -> Term {
+        match self {
+            Message::AppendEntries(m) => m.term,
+            Message::AppendEntriesResponse(m) => m.term,
+            Message::RequestVote(m) => m.term,
+            Message::RequestVoteResponse(m) => m.term,
+            Message::TimeoutNow(m) => m.term,
+        }
+    }
+}
+
+/// Replicate `entries` after `prev_log_id` (Raft §5.3).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppendEntries {
+    /// The leader's term.
+    pub term: Term,
+    /// The leader, so followers can redirect clients.
+    pub leader_id: NodeId,
+    /// Sequence number of this request, unique per leader and follower within a term; the
+    /// response echoes it.
+    pub seq: u64,
+    /// The entry just before `entries`; the follower must hold it to accept them.
+    pub prev_log_id: LogId,
+    /// The entries, consecutive from `prev_log_id.index + 1`. Empty for a heartbeat.
+    pub entries: Vec<Entry>,
+    /// The leader's commit index.
+    pub leader_commit: LogIndex,
+}
+
+/// The answer to one [`AppendEntries`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppendEntriesResponse {
+    /// The responder's term.
+    pub term: Term,
+    /// The `seq` of the request answered.
+    pub seq: u64,
+    /// What happened.
+    pub outcome: AppendOutcome,
+}
+
+/// What a follower did with an AppendEntries.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AppendOutcome {
+    /// The follower holds, *durably*, every entry up to `match_index` as the leader sent them.
+    Success {
+        /// `prev_log_id.index + entries.len()` of the request.
+        match_index: LogIndex,
+    },
+    /// `prev_log_id` did not match; the hint lets the leader back up a whole term at once.
+    Conflict {
+        /// Where the follower's log diverges.
+        hint: ConflictHint,
+    },
+    /// The request's term is older than the follower's; the response term says which is newer.
+    StaleTerm,
+}
+
+/// A follower's hint of where its log diverges from the leader's (Raft §5.3, the optimisation
+/// at the end of the section).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConflictHint {
+    /// The term of the follower's entry at `prev_log_id.index`, or `None` if its log is shorter.
+    pub term: Option<Term>,
+    /// The first index the follower holds of `term`, or its last index plus one when `term` is
+    /// `None`.
+    pub index: LogIndex,
+}
+
+/// Ask for a vote (or, with `pre_vote`, whether a vote would be granted) (Raft §5.2, §9.6).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RequestVote {
+    /// The candidate's term; for a pre-vote, the term it would campaign in.
+    pub term: Term,
+    /// The candidate.
+    pub candidate_id: NodeId,
+    /// The candidate's last log id, for the up-to-date check (Raft §5.4.1).
+    pub last_log_id: LogId,
+    /// A pre-vote changes no state on the voter.
+    pub pre_vote: bool,
+    /// The election was started by the leader's TimeoutNow, so voters skip the leader lease.
+    pub leadership_transfer: bool,
+}
+
+/// The answer to one [`RequestVote`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RequestVoteResponse {
+    /// The voter's term; for a granted pre-vote, the term of the request.
+    pub term: Term,
+    /// Whether the vote (or pre-vote) was granted.
+    pub granted: bool,
+    /// Whether this answers a pre-vote.
+    pub pre_vote: bool,
+}
+
+/// Leader to successor: campaign now (Raft thesis §3.10).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TimeoutNow {
+    /// The leader's term.
+    pub term: Term,
+    /// The leader.
+    pub leader_id: NodeId,
+}
