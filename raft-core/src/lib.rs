@@ -17,7 +17,8 @@
 //! let id = NodeId(1);
 //! let mut engine =
 //!     Engine::new(id, Membership::new([id]), Config::default(), RestoredState::default(), 7)?;
-//! let mut pending: Vec<Input> = vec![Input::Tick { now_ms: 5_000 }];
+//! // A stack: the tick at 0 starts the clock, the one at 5 s fires the election timer.
+//! let mut pending = vec![Input::Tick { now_ms: 5_000 }, Input::Tick { now_ms: 0 }];
 //! let mut committed = None;
 //! while let Some(input) = pending.pop() {
 //!     let outputs: Vec<Output> = engine.step(input).collect();

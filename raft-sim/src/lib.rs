@@ -1,0 +1,91 @@
+//! raft-sim: a deterministic simulator and safety checker for raft-core's engine.
+//!
+//! A [`World`](world) runs N production engines against a simulated clock, a network that
+//! delays, drops, duplicates and reorders messages and partitions nodes (also in one direction
+//! only), disks that lose every write not yet reported durable when a node crashes, and clients
+//! that write and read a small key-value store all the time. After every step it checks the
+//! safety properties of Raft (see [`invariants`](Violation)); at the end it checks the clients'
+//! history for linearizability with [`linearizability`].
+//!
+//! Everything random comes from the seed, so a failing seed replays exactly:
+//!
+//! ```
+//! let report = raft_sim::run_seed(7, &raft_sim::SimOptions { steps: 2_000, bug: None });
+//! assert!(report.violation.is_none(), "{:?}", report.violation);
+//! assert_eq!(report, raft_sim::run_seed(7, &raft_sim::SimOptions { steps: 2_000, bug: None }));
+//! ```
+#![forbid(unsafe_code)]
+
+mod client;
+pub mod error;
+mod faults;
+mod invariants;
+pub mod linearizability;
+mod node;
+mod rng;
+mod world;
+
+pub use error::Error;
+pub use faults::Bug;
+pub use invariants::Violation;
+
+use linearizability::{Budget, Verdict};
+
+/// What to run for one seed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SimOptions {
+    /// Events to process.
+    pub steps: u64,
+    /// A rule to break on purpose, to show the checks catch it.
+    pub bug: Option<Bug>,
+}
+
+/// The outcome of one seed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SeedReport {
+    /// The seed.
+    pub seed: u64,
+    /// Steps run.
+    pub steps: u64,
+    /// The first broken property, if any.
+    pub violation: Option<Violation>,
+    /// Distinct log indexes committed (and applied) in the cluster.
+    pub commits: u64,
+    /// Leaderships won.
+    pub elections: u64,
+    /// Client operations that completed.
+    pub client_ops: u64,
+    /// True when the linearizability search ran out of budget (not a violation).
+    pub linearizability_unknown: bool,
+}
+
+/// Runs one seeded simulation and checks it.
+#[must_use]
+pub fn run_seed(seed: u64, options: &SimOptions) -> SeedReport {
+    let mut world = world::World::new(seed, options.bug);
+    let mut steps = 0;
+    while steps < options.steps && world.checker.violation.is_none() && world.step() {
+        steps += 1;
+    }
+    let mut linearizability_unknown = false;
+    if world.checker.violation.is_none() {
+        let history = world.clients.history();
+        match linearizability::kv::check_kv(&history, Budget { max_steps: 2_000_000 }) {
+            Verdict::Linearizable => {}
+            Verdict::NotLinearizable => {
+                let detail = format!("client history of {} operations", history.len());
+                world.checker.fail("linearizability", detail);
+            }
+            Verdict::Unknown => linearizability_unknown = true,
+        }
+    }
+    SeedReport {
+        seed,
+        steps,
+        violation: world.checker.violation.clone(),
+        commits: world.checker.committed.len() as u64,
+        elections: world.checker.elections,
+        client_ops: world.clients.completed,
+        linearizability_unknown,
+    }
+}

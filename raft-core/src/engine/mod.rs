@@ -138,6 +138,8 @@ pub(crate) struct Core {
     /// The last index of the current log known durable.
     pub(crate) durable_index: LogIndex,
     pub(crate) leader_id: Option<NodeId>,
+    /// Whether a tick has set the clock yet; the election timer is armed at the first one.
+    pub(crate) clock_started: bool,
     pub(crate) election_deadline_ms: u64,
     /// When this node last heard from the leader of its term (followers).
     pub(crate) leader_contact_ms: Option<u64>,
@@ -196,6 +198,7 @@ impl Engine {
             log,
             durable_index: last,
             leader_id: None,
+            clock_started: false,
             election_deadline_ms: 0,
             leader_contact_ms: None,
             held: Vec::new(),
@@ -282,6 +285,12 @@ impl Engine {
 
     fn on_tick(&mut self, now_ms: u64) {
         self.core.now_ms = self.core.now_ms.max(now_ms);
+        if !self.core.clock_started {
+            // The clock's origin is the runtime's; the first election timeout counts from here.
+            self.core.clock_started = true;
+            self.core.reset_election_timer();
+            return;
+        }
         if matches!(self.role, Role::Leader(_)) {
             self.tick_leader();
         } else {

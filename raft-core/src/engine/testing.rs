@@ -41,8 +41,9 @@ impl Cluster {
             .iter()
             .map(|&id| {
                 let restored = RestoredState::default();
-                let engine = Engine::new(id, membership.clone(), config.clone(), restored, 42)
+                let mut engine = Engine::new(id, membership.clone(), config.clone(), restored, 42)
                     .expect("valid test config");
+                engine.core.clock_started = true;
                 (id, engine)
             })
             .collect();
@@ -89,6 +90,7 @@ impl Cluster {
             let mut engine = Engine::new(id, membership.clone(), config.clone(), restored, 42)
                 .expect("valid restored state");
             engine.drain_outputs();
+            engine.core.clock_started = true;
             cluster.engines.insert(id, engine);
             cluster.logs.insert(id, entries);
         }
@@ -217,6 +219,7 @@ impl Cluster {
     pub(crate) fn set_clocks(&mut self, now_ms: u64) {
         for engine in self.engines.values_mut() {
             engine.core.now_ms = now_ms;
+            engine.core.clock_started = true;
             engine.core.reset_election_timer();
         }
     }

@@ -220,6 +220,7 @@ fn rejection_resets_batch_and_halves_threshold() {
     let mut leader =
         Engine::new(NodeId(1), membership, config, restored(1, &[1, 1, 1], 3), 1).unwrap();
     leader.drain_outputs();
+    leader.step(Input::Tick { now_ms: 0 }).for_each(drop);
     leader.step(Input::Tick { now_ms: 5000 }).for_each(drop);
     let grant = |term| Message::RequestVoteResponse(crate::message::RequestVoteResponse { term, granted: true, pre_vote: true });
     leader.step(Input::Received { from: NodeId(2), message: grant(Term(2)) }).for_each(drop);

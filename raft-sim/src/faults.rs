@@ -1,0 +1,123 @@
+//! The network and the nemesis: delays, drops, duplicates, reordering, symmetric and asymmetric
+//! partitions, crashes, slow disks and leadership transfers, all drawn from the seed.
+
+use std::collections::BTreeSet;
+
+use crate::rng::SimRng;
+
+/// Planted bugs: switches that break one rule on purpose, to show the checker catches it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Bug {
+    /// The disk reports hard state durable but keeps only the term: after a crash the vote is
+    /// forgotten and the node can vote twice in one term.
+    ForgetVote,
+    /// The disk reports log writes durable at once, before they are synced: a crash loses
+    /// entries the node acknowledged.
+    AckBeforeSync,
+}
+
+impl Bug {
+    /// Every planted bug.
+    pub const ALL: [Bug; 2] = [Bug::ForgetVote, Bug::AckBeforeSync];
+
+    /// The name used on the command line.
+    #[must_use]
+    pub fn name(self) -> &'static str {
+        match self {
+            Bug::ForgetVote => "forget-vote",
+            Bug::AckBeforeSync => "ack-before-sync",
+        }
+    }
+
+    /// Parses a command-line name.
+    #[must_use]
+    pub fn from_name(name: &str) -> Option<Bug> {
+        Bug::ALL.into_iter().find(|bug| bug.name() == name)
+    }
+}
+
+/// How messages travel right now.
+#[derive(Clone, Debug)]
+pub(crate) struct Network {
+    pub(crate) drop_percent: u64,
+    pub(crate) duplicate_percent: u64,
+    pub(crate) delay_min_ms: u64,
+    pub(crate) delay_max_ms: u64,
+    /// Directed links that deliver nothing: (from, to) by node position.
+    pub(crate) blocked: BTreeSet<(usize, usize)>,
+}
+
+impl Network {
+    pub(crate) fn calm() -> Network {
+        Network {
+            drop_percent: 0,
+            duplicate_percent: 0,
+            delay_min_ms: 1,
+            delay_max_ms: 10,
+            blocked: BTreeSet::new(),
+        }
+    }
+
+    pub(crate) fn delivers(&self, from: usize, to: usize) -> bool {
+        !self.blocked.contains(&(from, to))
+    }
+
+    pub(crate) fn delay(&self, rng: &mut SimRng) -> u64 {
+        let base = rng.range(self.delay_min_ms, self.delay_max_ms + 1);
+        // Now and then a latency spike.
+        if rng.percent(2) { base * 10 } else { base }
+    }
+
+    /// Changes the network's weather.
+    pub(crate) fn reshape(&mut self, rng: &mut SimRng) {
+        self.drop_percent = [0, 0, 1, 5, 20][rng.index(5)];
+        self.duplicate_percent = [0, 0, 2, 10][rng.index(4)];
+        self.delay_min_ms = rng.range(0, 5);
+        self.delay_max_ms = self.delay_min_ms + rng.range(1, 40);
+    }
+
+    /// Cuts the nodes into two sides; `symmetric` cuts both directions, otherwise only
+    /// messages from the first side to the second are lost.
+    pub(crate) fn partition(&mut self, rng: &mut SimRng, nodes: usize, symmetric: bool) {
+        self.blocked.clear();
+        let side: Vec<bool> = (0..nodes).map(|_| rng.percent(50)).collect();
+        for from in 0..nodes {
+            for to in 0..nodes {
+                if side.get(from) == Some(&true) && side.get(to) == Some(&false) {
+                    self.blocked.insert((from, to));
+                    if symmetric {
+                        self.blocked.insert((to, from));
+                    }
+                }
+            }
+        }
+    }
+
+    pub(crate) fn heal(&mut self) {
+        self.blocked.clear();
+    }
+}
+
+/// One thing the nemesis does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Fault {
+    Heal,
+    Partition,
+    AsymmetricPartition,
+    Crash,
+    Weather,
+    TransferLeadership,
+    Calm,
+}
+
+pub(crate) fn pick_fault(rng: &mut SimRng) -> Fault {
+    match rng.range(0, 100) {
+        0..25 => Fault::Heal,
+        25..40 => Fault::Partition,
+        40..50 => Fault::AsymmetricPartition,
+        50..70 => Fault::Crash,
+        70..85 => Fault::Weather,
+        85..92 => Fault::TransferLeadership,
+        _ => Fault::Calm,
+    }
+}
