@@ -157,14 +157,20 @@ impl Clients {
     pub(crate) fn on_rejected(&mut self, id: u64, leader: Option<NodeId>) -> Reschedule {
         let client = self.ops.get(usize::try_from(id).ok()?)?.client;
         if let Some(leader) = leader {
-            self.retarget(client, usize::try_from(leader.0.saturating_sub(1)).unwrap_or(0));
+            self.retarget(
+                client,
+                usize::try_from(leader.0.saturating_sub(1)).unwrap_or(0),
+            );
         }
         self.finish(id, OpState::Failed, None)
     }
 
     pub(crate) fn on_accepted(&mut self, id: u64, node: usize, first: LogId) {
         if self.op_mut(id).is_some() {
-            self.awaiting_apply.insert((node, first.index), (first, usize::try_from(id).unwrap_or(0)));
+            self.awaiting_apply.insert(
+                (node, first.index),
+                (first, usize::try_from(id).unwrap_or(0)),
+            );
         }
     }
 
@@ -180,7 +186,12 @@ impl Clients {
     }
 
     /// A node rolled back `first..=last`: writes waiting there have unknown outcomes.
-    pub(crate) fn on_rolled_back(&mut self, node: usize, first: LogIndex, last: LogIndex) -> Vec<usize> {
+    pub(crate) fn on_rolled_back(
+        &mut self,
+        node: usize,
+        first: LogIndex,
+        last: LogIndex,
+    ) -> Vec<usize> {
         let keys: Vec<(usize, LogIndex)> = self
             .awaiting_apply
             .range((node, first)..=(node, last))

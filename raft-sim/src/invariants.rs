@@ -55,7 +55,10 @@ impl Checker {
         }
         let leader = *self.leaders.entry(after.term).or_insert(node.id);
         if leader != node.id {
-            let detail = format!("nodes {leader} and {} both lead term {}", node.id, after.term);
+            let detail = format!(
+                "nodes {leader} and {} both lead term {}",
+                node.id, after.term
+            );
             self.fail("election-safety", detail);
         }
         if before.role == RoleKind::Leader && before.term == after.term {
@@ -83,7 +86,10 @@ impl Checker {
             None => return,
         };
         if entries.first().map(|e| e.log_id.index.0) != Some(node.log.len() as u64 + 1) {
-            self.fail("log-append-position", format!("node {} appended out of place", node.id));
+            self.fail(
+                "log-append-position",
+                format!("node {} appended out of place", node.id),
+            );
             return;
         }
         for entry in entries {
@@ -108,9 +114,16 @@ impl Checker {
             );
             self.fail("rollback-before-truncate", detail);
         }
-        for entry in node.log.iter().skip(usize::try_from(from.0 - 1).unwrap_or(usize::MAX)) {
+        for entry in node
+            .log
+            .iter()
+            .skip(usize::try_from(from.0 - 1).unwrap_or(usize::MAX))
+        {
             if self.committed.get(&entry.log_id.index) == Some(&entry.log_id) {
-                let detail = format!("node {} truncates committed entry {}", node.id, entry.log_id);
+                let detail = format!(
+                    "node {} truncates committed entry {}",
+                    node.id, entry.log_id
+                );
                 self.fail("committed-entry-lost", detail);
                 return;
             }
@@ -120,7 +133,10 @@ impl Checker {
     pub(crate) fn on_pre_commit(&mut self, node: &SimNode, first: LogIndex, last: LogIndex) {
         let expected = node.pre_committed_last.max(node.applied).next();
         if first != expected || last < first || node.entry(last).is_none() {
-            let detail = format!("node {} pre-commits {first}..={last}, expected {expected}", node.id);
+            let detail = format!(
+                "node {} pre-commits {first}..={last}, expected {expected}",
+                node.id
+            );
             self.fail("pre-commit-order", detail);
         }
     }
@@ -147,7 +163,10 @@ impl Checker {
     pub(crate) fn on_apply(&mut self, node: &SimNode, log_id: LogId) {
         let known = *self.committed.entry(log_id.index).or_insert(log_id);
         if known != log_id {
-            let detail = format!("node {} applies {log_id} where {known} was applied", node.id);
+            let detail = format!(
+                "node {} applies {log_id} where {known} was applied",
+                node.id
+            );
             self.fail("state-machine-safety", detail);
         }
     }
@@ -174,8 +193,7 @@ impl Checker {
                     let durable = node.durable_entry(match_index).map(|e| e.log_id);
                     let current = node.entry(match_index).map(|e| e.log_id);
                     if match_index > LogIndex::ZERO && (durable.is_none() || durable != current) {
-                        let detail =
-                            format!("node {} acks {match_index} not durable", node.id);
+                        let detail = format!("node {} acks {match_index} not durable", node.id);
                         self.fail("ack-only-durable", detail);
                     }
                 }

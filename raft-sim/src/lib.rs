@@ -70,7 +70,12 @@ pub fn run_seed(seed: u64, options: &SimOptions) -> SeedReport {
     let mut linearizability_unknown = false;
     if world.checker.violation.is_none() {
         let history = world.clients.history();
-        match linearizability::kv::check_kv(&history, Budget { max_steps: 2_000_000 }) {
+        match linearizability::kv::check_kv(
+            &history,
+            Budget {
+                max_steps: 2_000_000,
+            },
+        ) {
             Verdict::Linearizable => {}
             Verdict::NotLinearizable => {
                 let detail = format!("client history of {} operations", history.len());

@@ -59,5 +59,9 @@ fn main() -> ExitCode {
         "sim: seeds={} steps={} violations={violations} commits={commits} elections={elections}",
         args.seeds, args.steps
     );
-    if violations > 0 { ExitCode::FAILURE } else { ExitCode::SUCCESS }
+    if violations > 0 {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
 }

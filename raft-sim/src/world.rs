@@ -25,11 +25,29 @@ const KEYS: [&str; 3] = ["a", "b", "c"];
 #[derive(Clone, Debug)]
 enum Event {
     Tick(usize),
-    Deliver { from: usize, to: usize, message: Message },
-    SendFailed { node: usize, epoch: u64, to: NodeId, seq: u64 },
-    LogFlush { node: usize, epoch: u64 },
-    LogReport { node: usize, epoch: u64 },
-    HardStateFlush { node: usize, epoch: u64 },
+    Deliver {
+        from: usize,
+        to: usize,
+        message: Message,
+    },
+    SendFailed {
+        node: usize,
+        epoch: u64,
+        to: NodeId,
+        seq: u64,
+    },
+    LogFlush {
+        node: usize,
+        epoch: u64,
+    },
+    LogReport {
+        node: usize,
+        epoch: u64,
+    },
+    HardStateFlush {
+        node: usize,
+        epoch: u64,
+    },
     Restart(usize),
     Nemesis,
     ClientStart(usize),
@@ -87,7 +105,8 @@ impl World {
 
     fn schedule(&mut self, delay_ms: u64, event: Event) {
         self.next_event += 1;
-        self.events.insert((self.now_ms + delay_ms, self.next_event), event);
+        self.events
+            .insert((self.now_ms + delay_ms, self.next_event), event);
     }
 
     /// Runs one event; false when nothing is left.
@@ -105,7 +124,12 @@ impl World {
         match event {
             Event::Tick(node) => {
                 if self.nodes[node].is_up() {
-                    self.step_node(node, Input::Tick { now_ms: self.now_ms });
+                    self.step_node(
+                        node,
+                        Input::Tick {
+                            now_ms: self.now_ms,
+                        },
+                    );
                     self.schedule(TICK_MS, Event::Tick(node));
                 }
             }
@@ -115,7 +139,12 @@ impl World {
                     self.step_node(to, Input::Received { from, message });
                 }
             }
-            Event::SendFailed { node, epoch, to, seq } => {
+            Event::SendFailed {
+                node,
+                epoch,
+                to,
+                seq,
+            } => {
                 if self.nodes[node].epoch == epoch {
                     self.step_node(node, Input::SendFailed { to, seq });
                 }
@@ -138,7 +167,13 @@ impl World {
         let restored = self.nodes[node].restored_state();
         let seed = self.seed ^ (self.nodes[node].epoch << 32) ^ node as u64;
         let id = self.nodes[node].id;
-        match Engine::new(id, self.membership.clone(), self.config.clone(), restored, seed) {
+        match Engine::new(
+            id,
+            self.membership.clone(),
+            self.config.clone(),
+            restored,
+            seed,
+        ) {
             Ok(mut engine) => {
                 let outputs: Vec<Output> = engine.drain_outputs().collect();
                 self.nodes[node].engine = Some(engine);
@@ -207,7 +242,12 @@ impl World {
                 self.checker.on_send(&self.nodes[node], to, &message);
                 self.send(node, to, message);
             }
-            Output::SendEntries { to, mut request, first, last_log_id } => {
+            Output::SendEntries {
+                to,
+                mut request,
+                first,
+                last_log_id,
+            } => {
                 let log = &self.nodes[node].log;
                 let start = usize::try_from(first.0.saturating_sub(1)).unwrap_or(usize::MAX);
                 let end = usize::try_from(last_log_id.index.0).unwrap_or(usize::MAX);
@@ -216,7 +256,9 @@ impl World {
                         request.entries = entries.to_vec();
                         self.send(node, to, Message::AppendEntries(request));
                     }
-                    _ => self.checker.fail("send-entries", format!("log lacks {last_log_id}")),
+                    _ => self
+                        .checker
+                        .fail("send-entries", format!("log lacks {last_log_id}")),
                 }
             }
             Output::ProposalAccepted { id, first, .. } => {
@@ -282,7 +324,11 @@ impl World {
         if self.bug == Some(Bug::ForgetVote) {
             sim.durable_hard_state.term = hard_state.term;
             sim.durable_hard_state.commit = hard_state.commit;
-            if sim.durable_hard_state.vote.is_some_and(|_| hard_state.vote.is_none()) {
+            if sim
+                .durable_hard_state
+                .vote
+                .is_some_and(|_| hard_state.vote.is_none())
+            {
                 sim.durable_hard_state.vote = None;
             }
         } else {
@@ -298,7 +344,8 @@ impl World {
         while self.nodes[node].applied < upto {
             let index = self.nodes[node].applied.next();
             let Some(entry) = self.nodes[node].entry(index).cloned() else {
-                self.checker.fail("commit-beyond-log", format!("node {node} commits {index}"));
+                self.checker
+                    .fail("commit-beyond-log", format!("node {node} commits {index}"));
                 return;
             };
             self.checker.on_apply(&self.nodes[node], entry.log_id);
@@ -316,9 +363,10 @@ impl World {
 
     fn serve_reads(&mut self, node: usize) {
         let applied = self.nodes[node].applied;
-        let (ready, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.nodes[node].pending_reads)
-            .into_iter()
-            .partition(|&(_, index)| index <= applied);
+        let (ready, waiting): (Vec<_>, Vec<_>) =
+            std::mem::take(&mut self.nodes[node].pending_reads)
+                .into_iter()
+                .partition(|&(_, index)| index <= applied);
         self.nodes[node].pending_reads = waiting;
         for (id, _) in ready {
             let key = self.clients.read_key(id);
@@ -337,7 +385,12 @@ impl World {
         if !self.network.delivers(from, to_index) || self.rng.percent(self.network.drop_percent) {
             if let (Message::AppendEntries(request), true) = (&message, self.rng.percent(50)) {
                 let epoch = self.nodes[from].epoch;
-                let event = Event::SendFailed { node: from, epoch, to, seq: request.seq };
+                let event = Event::SendFailed {
+                    node: from,
+                    epoch,
+                    to,
+                    seq: request.seq,
+                };
                 let delay = self.network.delay(&mut self.rng);
                 self.schedule(delay, event);
             }
@@ -345,11 +398,22 @@ impl World {
         }
         if self.rng.percent(self.network.duplicate_percent) {
             let delay = self.network.delay(&mut self.rng);
-            let copy = Event::Deliver { from, to: to_index, message: message.clone() };
+            let copy = Event::Deliver {
+                from,
+                to: to_index,
+                message: message.clone(),
+            };
             self.schedule(delay, copy);
         }
         let delay = self.network.delay(&mut self.rng);
-        self.schedule(delay, Event::Deliver { from, to: to_index, message });
+        self.schedule(
+            delay,
+            Event::Deliver {
+                from,
+                to: to_index,
+                message,
+            },
+        );
     }
 
     fn nemesis(&mut self) {
@@ -365,7 +429,9 @@ impl World {
             }
             Fault::TransferLeadership => {
                 let leader = self.nodes.iter().position(|n| {
-                    n.engine.as_ref().is_some_and(|e| e.status().leader == Some(n.id))
+                    n.engine
+                        .as_ref()
+                        .is_some_and(|e| e.status().leader == Some(n.id))
                 });
                 if let Some(leader) = leader {
                     let to = self.nodes[self.rng.index(nodes)].id;
@@ -419,7 +485,10 @@ impl World {
             return;
         }
         let input = match command {
-            Some(command) => Input::Proposed { id, payloads: vec![command] },
+            Some(command) => Input::Proposed {
+                id,
+                payloads: vec![command],
+            },
             None => Input::ReadRequested { id },
         };
         self.step_node(node, input);
@@ -440,7 +509,11 @@ fn random_config(rng: &mut SimRng) -> Config {
         heartbeat_interval_ms: election_timeout_ms / 5,
         pre_vote: rng.percent(75),
         check_quorum: rng.percent(75),
-        pacing: if rng.percent(50) { Pacing::Eager } else { Pacing::Heartbeat },
+        pacing: if rng.percent(50) {
+            Pacing::Eager
+        } else {
+            Pacing::Heartbeat
+        },
         max_inflight_requests: rng.index(8) + 1,
         batch_entries_initial: rng.range(1, 9),
         batch_entries_max: rng.range(8, 65),

@@ -68,8 +68,7 @@ impl Engine {
         };
         let peers: Vec<NodeId> = self.core.peers().collect();
         for peer in peers {
-            self.core
-                .send(peer, Message::RequestVote(request.clone()));
+            self.core.send(peer, Message::RequestVote(request.clone()));
         }
         if pre_vote {
             self.maybe_win_pre_vote();
@@ -82,13 +81,18 @@ impl Engine {
     /// vote request arrives here with `request.term == self.core.term`.
     pub(super) fn on_request_vote(&mut self, from: NodeId, request: &RequestVote) {
         let last = self.core.log.last_log_id();
-        let up_to_date = (request.last_log_id.term, request.last_log_id.index) >= (last.term, last.index);
+        let up_to_date =
+            (request.last_log_id.term, request.last_log_id.index) >= (last.term, last.index);
         let response = if request.pre_vote {
             let granted = request.term > self.core.term
                 && up_to_date
                 && (request.leadership_transfer || !self.core.heard_from_leader_recently());
             RequestVoteResponse {
-                term: if granted { request.term } else { self.core.term },
+                term: if granted {
+                    request.term
+                } else {
+                    self.core.term
+                },
                 granted,
                 pre_vote: true,
             }

@@ -140,8 +140,13 @@ impl Engine {
         if from > last {
             return;
         }
-        assert!(from > self.core.commit_index, "never truncate committed entries");
-        self.core.outputs.push(Output::Rollback { first: from, last });
+        assert!(
+            from > self.core.commit_index,
+            "never truncate committed entries"
+        );
+        self.core
+            .outputs
+            .push(Output::Rollback { first: from, last });
         self.core.outputs.push(Output::TruncateLog { from });
         self.core.log.truncate_from(from);
         self.core.durable_index = self.core.durable_index.min(from.prev());

@@ -90,20 +90,33 @@ impl LogIds {
 
     /// Appends one entry after the last. Panics if it does not follow (an engine bug).
     pub(crate) fn push(&mut self, log_id: LogId, size: u64) {
-        assert_eq!(log_id.index, self.last_index().next(), "log ids must be consecutive");
+        assert_eq!(
+            log_id.index,
+            self.last_index().next(),
+            "log ids must be consecutive"
+        );
         let last_term = self.last_log_id().term;
         assert!(log_id.term >= last_term, "terms in a log never decrease");
-        if self.runs.last().is_none_or(|&(_, term)| term != log_id.term) {
+        if self
+            .runs
+            .last()
+            .is_none_or(|&(_, term)| term != log_id.term)
+        {
             self.runs.push((log_id.index, log_id.term));
         }
-        self.sizes.push_back(u32::try_from(size).unwrap_or(u32::MAX));
+        self.sizes
+            .push_back(u32::try_from(size).unwrap_or(u32::MAX));
     }
 
     /// Removes every entry at `from` and above.
     pub(crate) fn truncate_from(&mut self, from: LogIndex) {
-        assert!(from > self.base.index, "cannot truncate into the compacted prefix");
+        assert!(
+            from > self.base.index,
+            "cannot truncate into the compacted prefix"
+        );
         let keep = from.0 - self.base.index.0 - 1;
-        self.sizes.truncate(usize::try_from(keep).unwrap_or(usize::MAX));
+        self.sizes
+            .truncate(usize::try_from(keep).unwrap_or(usize::MAX));
         let keep_runs = self.runs.partition_point(|&(first, _)| first < from);
         self.runs.truncate(keep_runs);
     }

@@ -307,7 +307,8 @@ impl Engine {
         if term > self.core.term {
             match &message {
                 Message::RequestVote(request) if request.pre_vote => {}
-                Message::RequestVoteResponse(response) if response.pre_vote && response.granted => {}
+                Message::RequestVoteResponse(response) if response.pre_vote && response.granted => {
+                }
                 Message::RequestVote(request)
                     if self.core.config.check_quorum
                         && self.core.heard_from_leader_recently()
@@ -361,12 +362,16 @@ impl Engine {
     fn on_proposed(&mut self, id: u64, payloads: Vec<bytes::Bytes>) {
         let Role::Leader(leader) = &self.role else {
             let leader = self.core.leader_id;
-            self.core.outputs.push(Output::ProposalRejected { id, leader });
+            self.core
+                .outputs
+                .push(Output::ProposalRejected { id, leader });
             return;
         };
         if let Some(transfer) = &leader.transfer {
             let leader = Some(transfer.to);
-            self.core.outputs.push(Output::ProposalRejected { id, leader });
+            self.core
+                .outputs
+                .push(Output::ProposalRejected { id, leader });
             return;
         }
         let term = self.core.term;

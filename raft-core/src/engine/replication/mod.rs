@@ -198,7 +198,8 @@ impl Engine {
         let Some(progress) = leader.progress.get_mut(&from) else {
             return;
         };
-        if response.seq >= progress.next_seq || matches!(response.outcome, AppendOutcome::StaleTerm) {
+        if response.seq >= progress.next_seq || matches!(response.outcome, AppendOutcome::StaleTerm)
+        {
             debug!(node = %self.core.id, %from, seq = response.seq, "ignoring bogus response");
             return;
         }
@@ -234,7 +235,12 @@ impl Engine {
 }
 
 /// Uses the response to a request that was still in the window.
-fn apply_response(core: &Core, progress: &mut Progress, request: Inflight, outcome: &AppendOutcome) {
+fn apply_response(
+    core: &Core,
+    progress: &mut Progress,
+    request: Inflight,
+    outcome: &AppendOutcome,
+) {
     match *outcome {
         AppendOutcome::Success { match_index } => {
             let matched = match_index.min(request.last_index);

@@ -100,7 +100,9 @@ fn follower_in_lease_refuses_pre_vote() {
     cluster.step(3, Input::Tick { now_ms: 5000 });
     assert_eq!(cluster.role(3), RoleKind::PreCandidate);
     cluster.step(2, Input::Tick { now_ms: 2100 });
-    cluster.network.retain(|e| e.from == NodeId(3) && e.to == NodeId(2));
+    cluster
+        .network
+        .retain(|e| e.from == NodeId(3) && e.to == NodeId(2));
     cluster.deliver_all();
     assert_eq!(cluster.role(3), RoleKind::PreCandidate);
     assert_eq!(cluster.engine(2).status().term, Term(1));
@@ -116,7 +118,9 @@ fn follower_in_lease_ignores_vote_request() {
     cluster.step(3, Input::Tick { now_ms: 5000 });
     assert_eq!(cluster.engine(3).status().term, Term(2));
     cluster.step(2, Input::Tick { now_ms: 2100 });
-    cluster.network.retain(|e| e.from == NodeId(3) && e.to == NodeId(2));
+    cluster
+        .network
+        .retain(|e| e.from == NodeId(3) && e.to == NodeId(2));
     let request = cluster.network.pop_front().expect("vote request");
     let outputs = cluster.deliver(request);
     assert!(outputs.is_empty(), "ignored entirely: {outputs:?}");
@@ -164,7 +168,13 @@ fn higher_term_response_makes_leader_step_down() {
         granted: false,
         pre_vote: false,
     });
-    let outputs = cluster.step(1, Input::Received { from: NodeId(2), message: response });
+    let outputs = cluster.step(
+        1,
+        Input::Received {
+            from: NodeId(2),
+            message: response,
+        },
+    );
     assert_eq!(cluster.role(1), RoleKind::Follower);
     assert_eq!(cluster.engine(1).status().term, Term(7));
     assert!(matches!(outputs.first(), Some(Output::PersistHardState(_))));
@@ -176,7 +186,10 @@ fn leadership_transfer_hands_over_to_caught_up_follower() {
     cluster.elect(1, 2000);
     cluster.step(1, Input::TransferRequested { to: NodeId(3) });
     let refused = cluster.propose(1, "during transfer");
-    assert!(matches!(refused.as_slice(), [Output::ProposalRejected { .. }]));
+    assert!(matches!(
+        refused.as_slice(),
+        [Output::ProposalRejected { .. }]
+    ));
     cluster.deliver_all();
     assert_eq!(cluster.role(3), RoleKind::Leader);
     assert_eq!(cluster.role(1), RoleKind::Follower);

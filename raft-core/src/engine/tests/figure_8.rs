@@ -36,7 +36,10 @@ fn reaches_in_phase_c(cluster: &Cluster, to: NodeId, message: &Message) -> bool 
         2 => true,
         3 => {
             let s3_len = cluster.logs[&to].len() as u64;
-            let carries_noop = request.entries.iter().any(|e| e.log_id.index == LogIndex(3));
+            let carries_noop = request
+                .entries
+                .iter()
+                .any(|e| e.log_id.index == LogIndex(3));
             !carries_noop || request.prev_log_id.index.0 > s3_len
         }
         _ => false,
@@ -54,9 +57,22 @@ fn figure_8_old_term_entry_not_committed_by_count() {
     }
     assert_eq!(cluster.role(1), RoleKind::Leader);
     assert_eq!(cluster.engine(1).status().term, Term(4));
-    let matches: Vec<u64> = cluster.engine(1).followers().iter().map(|f| f.match_index.0).collect();
-    assert_eq!(matches, [3, 2, 0, 0], "the leader knows (2,2) is on S1, S2 and S3");
-    assert_eq!(cluster.commit_of(1), LogIndex(1), "(2,2) must not commit by counting");
+    let matches: Vec<u64> = cluster
+        .engine(1)
+        .followers()
+        .iter()
+        .map(|f| f.match_index.0)
+        .collect();
+    assert_eq!(
+        matches,
+        [3, 2, 0, 0],
+        "the leader knows (2,2) is on S1, S2 and S3"
+    );
+    assert_eq!(
+        cluster.commit_of(1),
+        LogIndex(1),
+        "(2,2) must not commit by counting"
+    );
 
     // S1 crashes. S5 wins term 5 with S3 and S4 and overwrites index 2.
     cluster.network.clear();
@@ -68,7 +84,11 @@ fn figure_8_old_term_entry_not_committed_by_count() {
     }
     assert_eq!(cluster.role(5), RoleKind::Leader);
     for id in [2, 3, 4, 5] {
-        assert_eq!(cluster.logs[&NodeId(id)][1].log_id.term, Term(3), "S{id} index 2");
+        assert_eq!(
+            cluster.logs[&NodeId(id)][1].log_id.term,
+            Term(3),
+            "S{id} index 2"
+        );
     }
     let s2_outputs: Vec<&Output> = cluster
         .trace
@@ -76,13 +96,19 @@ fn figure_8_old_term_entry_not_committed_by_count() {
         .filter(|(id, _)| *id == NodeId(2))
         .map(|(_, output)| output)
         .collect();
-    let rollback = s2_outputs
-        .iter()
-        .position(|o| **o == Output::Rollback { first: LogIndex(2), last: LogIndex(3) });
+    let rollback = s2_outputs.iter().position(|o| {
+        **o == Output::Rollback {
+            first: LogIndex(2),
+            last: LogIndex(3),
+        }
+    });
     let truncate = s2_outputs
         .iter()
         .position(|o| **o == Output::TruncateLog { from: LogIndex(2) });
-    assert!(rollback.is_some() && rollback < truncate, "S2 rolls back (2,2) and (4,3) first");
+    assert!(
+        rollback.is_some() && rollback < truncate,
+        "S2 rolls back (2,2) and (4,3) first"
+    );
 }
 
 /// Figure 8 (e): once an entry of the current term is on a majority, the old entry commits
@@ -97,5 +123,9 @@ fn figure_8_old_entry_commits_with_current_term_entry() {
         }
     }
     assert_eq!(cluster.role(1), RoleKind::Leader);
-    assert_eq!(cluster.commit_of(1), LogIndex(3), "(2,2) committed with the term-4 no-op");
+    assert_eq!(
+        cluster.commit_of(1),
+        LogIndex(3),
+        "(2,2) committed with the term-4 no-op"
+    );
 }

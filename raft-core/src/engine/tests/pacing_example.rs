@@ -32,7 +32,9 @@ fn run(pacing: Pacing, until_ms: u64) -> Timeline {
     let mut cluster = Cluster::new(2, &config);
     cluster.elect(1, ELECTED_MS);
     let mut seen_trace = cluster.trace.len();
-    let payloads = (0..100).map(|i| Bytes::from(format!("entry {i}"))).collect();
+    let payloads = (0..100)
+        .map(|i| Bytes::from(format!("entry {i}")))
+        .collect();
     cluster.step(1, Input::Proposed { id: 1, payloads });
     let mut in_transit: Vec<(u64, Envelope)> = Vec::new();
     let mut timeline = Timeline::default();
@@ -50,12 +52,17 @@ fn run(pacing: Pacing, until_ms: u64) -> Timeline {
         }
         for (id, output) in &cluster.trace[seen_trace..] {
             match output {
-                Output::SendEntries { first, last_log_id, .. } if *id == NodeId(1) => {
-                    timeline.sends.push((now, Some((first.0, last_log_id.index.0))));
+                Output::SendEntries {
+                    first, last_log_id, ..
+                } if *id == NodeId(1) => {
+                    timeline
+                        .sends
+                        .push((now, Some((first.0, last_log_id.index.0))));
                 }
-                Output::Send { message: crate::message::Message::AppendEntries(_), .. }
-                    if *id == NodeId(1) =>
-                {
+                Output::Send {
+                    message: crate::message::Message::AppendEntries(_),
+                    ..
+                } if *id == NodeId(1) => {
                     timeline.sends.push((now, None));
                 }
                 _ => {}
@@ -81,11 +88,22 @@ fn heartbeat_pacing_sends_a_batch_per_timer_with_two_in_flight() {
     let at = |offset: u64| ELECTED_MS + offset;
     assert_eq!(
         t.sends,
-        vec![(at(50), Some((2, 51))), (at(100), Some((52, 101))), (at(150), None)]
+        vec![
+            (at(50), Some((2, 51))),
+            (at(100), Some((52, 101))),
+            (at(150), None)
+        ]
     );
     assert_eq!(
         t.inflight,
-        vec![(at(0), 0), (at(50), 1), (at(100), 2), (at(125), 1), (at(150), 2), (at(175), 1)]
+        vec![
+            (at(0), 0),
+            (at(50), 1),
+            (at(100), 2),
+            (at(125), 1),
+            (at(150), 2),
+            (at(175), 1)
+        ]
     );
     assert_eq!(t.committed_at, Some(at(175)));
 }
@@ -96,7 +114,14 @@ fn heartbeat_pacing_sends_a_batch_per_timer_with_two_in_flight() {
 fn eager_pacing_sends_while_the_window_has_room() {
     let t = run(Pacing::Eager, ELECTED_MS + 80);
     let at = |offset: u64| ELECTED_MS + offset;
-    assert_eq!(t.sends, vec![(at(0), Some((2, 51))), (at(0), Some((52, 101))), (at(50), None)]);
+    assert_eq!(
+        t.sends,
+        vec![
+            (at(0), Some((2, 51))),
+            (at(0), Some((52, 101))),
+            (at(50), None)
+        ]
+    );
     assert_eq!(t.inflight, vec![(at(0), 2), (at(50), 3), (at(75), 1)]);
     assert_eq!(t.committed_at, Some(at(75)));
 }

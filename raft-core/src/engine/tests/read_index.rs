@@ -29,7 +29,10 @@ fn read_waits_for_first_commit_in_term() {
     assert!(ready(&outputs).is_empty(), "the no-op is not committed yet");
     let trace_start = cluster.trace.len();
     cluster.deliver_all();
-    let later: Vec<Output> = cluster.trace[trace_start..].iter().map(|(_, o)| o.clone()).collect();
+    let later: Vec<Output> = cluster.trace[trace_start..]
+        .iter()
+        .map(|(_, o)| o.clone())
+        .collect();
     assert_eq!(ready(&later), vec![(7, LogIndex(1))]);
 }
 
@@ -42,7 +45,15 @@ fn read_is_confirmed_by_a_heartbeat_quorum() {
     assert!(ready(&outputs).is_empty());
     let heartbeats = outputs
         .iter()
-        .filter(|o| matches!(o, Output::Send { message: Message::AppendEntries(_), .. }))
+        .filter(|o| {
+            matches!(
+                o,
+                Output::Send {
+                    message: Message::AppendEntries(_),
+                    ..
+                }
+            )
+        })
         .count();
     assert_eq!(heartbeats, 2, "one heartbeat round to confirm leadership");
     cluster.network.retain(|e| e.to == NodeId(2));
@@ -59,10 +70,16 @@ fn reads_arriving_together_share_one_heartbeat_round() {
     cluster.elect(1, 2000);
     cluster.step(1, Input::ReadRequested { id: 1 });
     let outputs = cluster.step(1, Input::ReadRequested { id: 2 });
-    assert!(outputs.is_empty(), "the second read waits for the next round: {outputs:?}");
+    assert!(
+        outputs.is_empty(),
+        "the second read waits for the next round: {outputs:?}"
+    );
     let start = cluster.trace.len();
     cluster.deliver_all();
-    let later: Vec<Output> = cluster.trace[start..].iter().map(|(_, o)| o.clone()).collect();
+    let later: Vec<Output> = cluster.trace[start..]
+        .iter()
+        .map(|(_, o)| o.clone())
+        .collect();
     assert_eq!(ready(&later), vec![(1, LogIndex(1)), (2, LogIndex(1))]);
 }
 
@@ -91,8 +108,20 @@ fn deposed_leader_rejects_pending_reads() {
         granted: false,
         pre_vote: false,
     });
-    let outputs = cluster.step(1, Input::Received { from: NodeId(3), message: response });
-    assert!(outputs.contains(&Output::ReadRejected { id: 4, leader: None }), "{outputs:?}");
+    let outputs = cluster.step(
+        1,
+        Input::Received {
+            from: NodeId(3),
+            message: response,
+        },
+    );
+    assert!(
+        outputs.contains(&Output::ReadRejected {
+            id: 4,
+            leader: None
+        }),
+        "{outputs:?}"
+    );
 }
 
 #[test]

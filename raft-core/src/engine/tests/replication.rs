@@ -40,20 +40,35 @@ fn follower_acks_only_durable_entries() {
             outputs.as_slice(),
             [
                 Output::AppendLog { .. },
-                Output::PreCommit { first: LogIndex(2), last: LogIndex(2) },
+                Output::PreCommit {
+                    first: LogIndex(2),
+                    last: LogIndex(2)
+                },
                 Output::Commit { upto: LogIndex(1) },
             ]
         ),
         "no reply before durability: {outputs:?}"
     );
-    let outputs = cluster.step(2, Input::LogPersisted { upto: LogId::new(1, 2) });
-    let Some(Output::Send { to, message: Message::AppendEntriesResponse(response) }) =
-        outputs.first()
+    let outputs = cluster.step(
+        2,
+        Input::LogPersisted {
+            upto: LogId::new(1, 2),
+        },
+    );
+    let Some(Output::Send {
+        to,
+        message: Message::AppendEntriesResponse(response),
+    }) = outputs.first()
     else {
         panic!("expected the ack, got {outputs:?}");
     };
     assert_eq!(*to, NodeId(1));
-    assert_eq!(response.outcome, AppendOutcome::Success { match_index: LogIndex(2) });
+    assert_eq!(
+        response.outcome,
+        AppendOutcome::Success {
+            match_index: LogIndex(2)
+        }
+    );
 }
 
 /// NuRaft parallel log appending: a quorum of followers commits while the leader's own fsync
@@ -66,7 +81,11 @@ fn leader_commits_before_own_fsync_with_follower_quorum() {
     cluster.propose(1, "x");
     cluster.deliver_all();
     let status = cluster.engine(1).status();
-    assert_eq!(status.durable_index, LogIndex(1), "the leader's write is not durable");
+    assert_eq!(
+        status.durable_index,
+        LogIndex(1),
+        "the leader's write is not durable"
+    );
     assert_eq!(status.commit_index, LogIndex(2));
 }
 
@@ -78,7 +97,12 @@ fn lone_leader_commits_only_after_its_log_is_durable() {
     cluster.manual_persist.insert(NodeId(1));
     cluster.propose(1, "x");
     assert_eq!(cluster.commit_of(1), LogIndex(1));
-    let outputs = cluster.step(1, Input::LogPersisted { upto: LogId::new(1, 2) });
+    let outputs = cluster.step(
+        1,
+        Input::LogPersisted {
+            upto: LogId::new(1, 2),
+        },
+    );
     assert_eq!(outputs, vec![Output::Commit { upto: LogIndex(2) }]);
 }
 
@@ -100,7 +124,9 @@ fn duplicate_append_entries_does_not_truncate() {
     assert_eq!(cluster.logs[&NodeId(2)].len(), 3);
     let outputs = cluster.deliver(old);
     assert!(
-        !outputs.iter().any(|o| matches!(o, Output::TruncateLog { .. })),
+        !outputs
+            .iter()
+            .any(|o| matches!(o, Output::TruncateLog { .. })),
         "{outputs:?}"
     );
     assert_eq!(cluster.logs[&NodeId(2)].len(), 3);
@@ -122,8 +148,16 @@ fn follower_commit_is_capped_by_verified_index() {
         leader_commit: LogIndex(10),
     };
     let message = Message::AppendEntries(request);
-    let outputs: Vec<Output> = engine.step(Input::Received { from: NodeId(1), message }).collect();
-    assert!(outputs.contains(&Output::Commit { upto: LogIndex(2) }), "{outputs:?}");
+    let outputs: Vec<Output> = engine
+        .step(Input::Received {
+            from: NodeId(1),
+            message,
+        })
+        .collect();
+    assert!(
+        outputs.contains(&Output::Commit { upto: LogIndex(2) }),
+        "{outputs:?}"
+    );
     assert_eq!(engine.status().commit_index, LogIndex(2));
 }
 
@@ -154,7 +188,10 @@ fn conflict_hint_backs_up_one_term_per_round() {
                 )
         })
         .count();
-    assert_eq!(rejections, 2, "one for the short log, one for the whole term-2 run");
+    assert_eq!(
+        rejections, 2,
+        "one for the short log, one for the whole term-2 run"
+    );
     assert_eq!(cluster.logs[&NodeId(2)], cluster.logs[&NodeId(1)]);
     assert_eq!(cluster.commit_of(1), LogIndex(11));
 }
@@ -171,8 +208,16 @@ fn stale_response_does_not_advance_match_index() {
         .position(|e| e.to == NodeId(2))
         .and_then(|p| cluster.network.remove(p))
         .expect("request to 2");
-    let Message::AppendEntries(sent) = &request.message else { panic!() };
-    cluster.step(1, Input::SendFailed { to: NodeId(2), seq: sent.seq });
+    let Message::AppendEntries(sent) = &request.message else {
+        panic!()
+    };
+    cluster.step(
+        1,
+        Input::SendFailed {
+            to: NodeId(2),
+            seq: sent.seq,
+        },
+    );
     let before = cluster.engine(1).followers()[0];
     // Deliver the request anyway (the failure report was wrong): the answer is stale.
     cluster.network.clear();
@@ -184,7 +229,13 @@ fn stale_response_does_not_advance_match_index() {
         .map(|e| e.message.clone())
         .expect("reply");
     cluster.network.clear();
-    cluster.step(1, Input::Received { from: NodeId(2), message: reply });
+    cluster.step(
+        1,
+        Input::Received {
+            from: NodeId(2),
+            message: reply,
+        },
+    );
     let after = cluster.engine(1).followers()[0];
     assert_eq!(before.match_index, after.match_index);
     assert_eq!(after.batch, 1, "the failure reset the batch");
@@ -222,12 +273,38 @@ fn rejection_resets_batch_and_halves_threshold() {
     leader.drain_outputs();
     leader.step(Input::Tick { now_ms: 0 }).for_each(drop);
     leader.step(Input::Tick { now_ms: 5000 }).for_each(drop);
-    let grant = |term| Message::RequestVoteResponse(crate::message::RequestVoteResponse { term, granted: true, pre_vote: true });
-    leader.step(Input::Received { from: NodeId(2), message: grant(Term(2)) }).for_each(drop);
-    let hard_state = HardState { term: Term(2), vote: Some(NodeId(1)), commit: LogIndex(3) };
-    leader.step(Input::HardStatePersisted { hard_state }).for_each(drop);
-    let vote = Message::RequestVoteResponse(crate::message::RequestVoteResponse { term: Term(2), granted: true, pre_vote: false });
-    let outputs: Vec<Output> = leader.step(Input::Received { from: NodeId(2), message: vote }).collect();
+    let grant = |term| {
+        Message::RequestVoteResponse(crate::message::RequestVoteResponse {
+            term,
+            granted: true,
+            pre_vote: true,
+        })
+    };
+    leader
+        .step(Input::Received {
+            from: NodeId(2),
+            message: grant(Term(2)),
+        })
+        .for_each(drop);
+    let hard_state = HardState {
+        term: Term(2),
+        vote: Some(NodeId(1)),
+        commit: LogIndex(3),
+    };
+    leader
+        .step(Input::HardStatePersisted { hard_state })
+        .for_each(drop);
+    let vote = Message::RequestVoteResponse(crate::message::RequestVoteResponse {
+        term: Term(2),
+        granted: true,
+        pre_vote: false,
+    });
+    let outputs: Vec<Output> = leader
+        .step(Input::Received {
+            from: NodeId(2),
+            message: vote,
+        })
+        .collect();
     let seq = outputs
         .iter()
         .find_map(|o| match o {
@@ -238,12 +315,26 @@ fn rejection_resets_batch_and_halves_threshold() {
     let reject = Message::AppendEntriesResponse(AppendEntriesResponse {
         term: Term(2),
         seq,
-        outcome: AppendOutcome::Conflict { hint: crate::message::ConflictHint { term: None, index: LogIndex(2) } },
+        outcome: AppendOutcome::Conflict {
+            hint: crate::message::ConflictHint {
+                term: None,
+                index: LogIndex(2),
+            },
+        },
     });
-    leader.step(Input::Received { from: NodeId(2), message: reject }).for_each(drop);
+    leader
+        .step(Input::Received {
+            from: NodeId(2),
+            message: reject,
+        })
+        .for_each(drop);
     let status = leader.followers()[0];
     assert_eq!((status.batch, status.threshold), (1, 4));
-    assert_eq!(status.next_index, LogIndex(3), "resent from the hint after the window");
+    assert_eq!(
+        status.next_index,
+        LogIndex(3),
+        "resent from the hint after the window"
+    );
 }
 
 #[test]
@@ -252,7 +343,11 @@ fn batch_doubles_with_each_success() {
     config.batch_entries_initial = 1;
     let mut cluster = Cluster::new(2, &config);
     cluster.elect(1, 2000);
-    assert_eq!(cluster.engine(1).followers()[0].batch, 2, "the no-op's success doubled it");
+    assert_eq!(
+        cluster.engine(1).followers()[0].batch,
+        2,
+        "the no-op's success doubled it"
+    );
     for _ in 0..3 {
         cluster.propose(1, "x");
         cluster.deliver_all();
