@@ -14,11 +14,14 @@ pub enum Bug {
     /// The disk reports log writes durable at once, before they are synced: a crash loses
     /// entries the node acknowledged.
     AckBeforeSync,
+    /// Reads are served from the contacted node's state machine without ReadIndex, so a
+    /// deposed leader or a lagging follower answers with stale data.
+    StaleRead,
 }
 
 impl Bug {
     /// Every planted bug.
-    pub const ALL: [Bug; 2] = [Bug::ForgetVote, Bug::AckBeforeSync];
+    pub const ALL: [Bug; 3] = [Bug::ForgetVote, Bug::AckBeforeSync, Bug::StaleRead];
 
     /// The name used on the command line.
     #[must_use]
@@ -26,6 +29,7 @@ impl Bug {
         match self {
             Bug::ForgetVote => "forget-vote",
             Bug::AckBeforeSync => "ack-before-sync",
+            Bug::StaleRead => "stale-read",
         }
     }
 

@@ -489,6 +489,19 @@ impl World {
                 id,
                 payloads: vec![command],
             },
+            None if self.bug == Some(Bug::StaleRead) => {
+                // The classic mistake: spread reads over replicas and answer locally.
+                let replica = self.rng.index(self.nodes.len());
+                let replica = if self.nodes[replica].is_up() {
+                    replica
+                } else {
+                    node
+                };
+                let applied = self.nodes[replica].applied;
+                self.nodes[replica].pending_reads.push((id, applied));
+                self.serve_reads(replica);
+                return;
+            }
             None => Input::ReadRequested { id },
         };
         self.step_node(node, input);

@@ -69,3 +69,18 @@ fn vote_grant_released_after_a_later_term_is_durable_is_safe() {
     let report = run_seed(195, &options(20_000, None));
     assert_eq!(report.violation, None);
 }
+
+/// Planted bug: reads answered from a random replica's local state. The linearizability check
+/// of the clients' history catches it.
+#[test]
+fn planted_stale_read_is_caught_by_linearizability() {
+    let violations: Vec<_> = (0..10)
+        .filter_map(|seed| run_seed(seed, &options(3_000, Some(Bug::StaleRead))).violation)
+        .collect();
+    assert!(
+        violations.len() >= 5,
+        "caught in {} of 10 seeds",
+        violations.len()
+    );
+    assert!(violations.iter().all(|v| v.invariant == "linearizability"));
+}

@@ -354,3 +354,34 @@ fn batch_doubles_with_each_success() {
     }
     assert_eq!(cluster.engine(1).followers()[0].batch, 16);
 }
+
+/// A request without an answer within `request_timeout_ms` is a failure: the window is
+/// dropped, the batch shrinks and replication resumes from `match_index + 1`.
+#[test]
+fn unanswered_request_times_out_and_resets_the_window() {
+    let mut config = config();
+    config.batch_entries_initial = 8;
+    let mut cluster = Cluster::new(2, &config);
+    cluster.elect(1, 2000);
+    let before = cluster.engine(1).followers()[0];
+    assert_eq!(before.batch, 16);
+    cluster.propose(1, "lost");
+    cluster.drop_all();
+    assert_eq!(cluster.engine(1).followers()[0].next_index, LogIndex(3));
+    cluster.step(1, Input::Tick { now_ms: 2000 + 499 });
+    assert_eq!(
+        cluster.engine(1).followers()[0].batch,
+        16,
+        "not yet timed out"
+    );
+    cluster.drop_all();
+    cluster.step(1, Input::Tick { now_ms: 2000 + 500 });
+    let after = cluster.engine(1).followers()[0];
+    assert_eq!((after.batch, after.threshold), (1, 8));
+    assert_eq!(after.match_index, LogIndex(1));
+    cluster.drop_all();
+    // The next batch goes out one heartbeat interval later (no busy retry of a dead peer).
+    cluster.step(1, Input::Tick { now_ms: 2000 + 600 });
+    cluster.deliver_all();
+    assert_eq!(cluster.commit_of(1), LogIndex(2));
+}
