@@ -28,9 +28,9 @@
 //!             Output::PersistHardState(hard_state) => {
 //!                 pending.push(Input::HardStatePersisted { hard_state })
 //!             }
-//!             Output::AppendLog { entries } => {
+//!             Output::AppendLog { entries, epoch } => {
 //!                 let upto = entries.last().map(|e| e.log_id).unwrap_or_default();
-//!                 pending.push(Input::LogPersisted { upto });
+//!                 pending.push(Input::LogPersisted { upto, epoch });
 //!             }
 //!             Output::Commit { upto } => committed = Some(upto),
 //!             _ => {}

@@ -38,7 +38,7 @@ impl LogIndex {
     /// The following index.
     #[must_use]
     pub fn next(self) -> LogIndex {
-        LogIndex(self.0 + 1)
+        LogIndex(self.0.saturating_add(1))
     }
 
     /// The previous index, saturating at zero.
@@ -50,7 +50,7 @@ impl LogIndex {
     /// The index `count` entries further.
     #[must_use]
     pub fn plus(self, count: u64) -> LogIndex {
-        LogIndex(self.0 + count)
+        LogIndex(self.0.saturating_add(count))
     }
 }
 
@@ -58,7 +58,7 @@ impl Term {
     /// The following term.
     #[must_use]
     pub fn next(self) -> Term {
-        Term(self.0 + 1)
+        Term(self.0.saturating_add(1))
     }
 }
 

@@ -3,6 +3,8 @@
 
 use std::collections::BTreeSet;
 
+use raft_core::engine::PlantedBug;
+
 use crate::rng::SimRng;
 
 /// Planted bugs: switches that break one rule on purpose, to show the checker catches it.
@@ -17,11 +19,21 @@ pub enum Bug {
     /// Reads are served from the contacted node's state machine without ReadIndex, so a
     /// deposed leader or a lagging follower answers with stale data.
     StaleRead,
+    /// The engine commits any entry a quorum holds, whatever its term (Raft Figure 8).
+    CommitByCount,
+    /// The engine grants a second vote in a term it already voted in.
+    VoteTwice,
 }
 
 impl Bug {
     /// Every planted bug.
-    pub const ALL: [Bug; 3] = [Bug::ForgetVote, Bug::AckBeforeSync, Bug::StaleRead];
+    pub const ALL: [Bug; 5] = [
+        Bug::ForgetVote,
+        Bug::AckBeforeSync,
+        Bug::StaleRead,
+        Bug::CommitByCount,
+        Bug::VoteTwice,
+    ];
 
     /// The name used on the command line.
     #[must_use]
@@ -30,6 +42,8 @@ impl Bug {
             Bug::ForgetVote => "forget-vote",
             Bug::AckBeforeSync => "ack-before-sync",
             Bug::StaleRead => "stale-read",
+            Bug::CommitByCount => "commit-by-count",
+            Bug::VoteTwice => "vote-twice",
         }
     }
 
@@ -37,6 +51,15 @@ impl Bug {
     #[must_use]
     pub fn from_name(name: &str) -> Option<Bug> {
         Bug::ALL.into_iter().find(|bug| bug.name() == name)
+    }
+
+    /// The engine-level bug to plant, for the bugs that live in the engine.
+    pub(crate) fn in_engine(self) -> Option<PlantedBug> {
+        match self {
+            Bug::CommitByCount => Some(PlantedBug::CommitByCount),
+            Bug::VoteTwice => Some(PlantedBug::VoteTwice),
+            Bug::ForgetVote | Bug::AckBeforeSync | Bug::StaleRead => None,
+        }
     }
 }
 
@@ -97,6 +120,15 @@ impl Network {
         }
     }
 
+    /// Blocks every link to and from `node`.
+    pub(crate) fn isolate(&mut self, node: usize, nodes: usize) {
+        self.blocked.clear();
+        for other in (0..nodes).filter(|&other| other != node) {
+            self.blocked.insert((node, other));
+            self.blocked.insert((other, node));
+        }
+    }
+
     pub(crate) fn heal(&mut self) {
         self.blocked.clear();
     }
@@ -109,6 +141,10 @@ pub(crate) enum Fault {
     Partition,
     AsymmetricPartition,
     Crash,
+    /// Crash the leader, for a short while: the faults that break Raft hit leaders (Jepsen).
+    CrashLeader,
+    /// Cut the leader off from everyone.
+    IsolateLeader,
     Weather,
     TransferLeadership,
     Calm,
@@ -116,12 +152,14 @@ pub(crate) enum Fault {
 
 pub(crate) fn pick_fault(rng: &mut SimRng) -> Fault {
     match rng.range(0, 100) {
-        0..25 => Fault::Heal,
-        25..40 => Fault::Partition,
-        40..50 => Fault::AsymmetricPartition,
-        50..70 => Fault::Crash,
-        70..85 => Fault::Weather,
-        85..92 => Fault::TransferLeadership,
+        0..20 => Fault::Heal,
+        20..32 => Fault::Partition,
+        32..40 => Fault::AsymmetricPartition,
+        40..52 => Fault::Crash,
+        52..66 => Fault::CrashLeader,
+        66..74 => Fault::IsolateLeader,
+        74..86 => Fault::Weather,
+        86..92 => Fault::TransferLeadership,
         _ => Fault::Calm,
     }
 }

@@ -20,7 +20,8 @@ struct Args {
     /// Events per seed.
     #[arg(long, default_value_t = 3_000)]
     steps: u64,
-    /// Plant a bug to see the checker catch it: forget-vote, ack-before-sync, stale-read.
+    /// Plant a bug to see the checker catch it: forget-vote, ack-before-sync, stale-read,
+    /// commit-by-count, vote-twice.
     #[arg(long, value_parser = parse_bug)]
     bug: Option<Bug>,
 }

@@ -15,7 +15,7 @@ use raft_core::{Entry, HardState, LogIndex, NodeId};
 /// A write waiting for the next flush.
 #[derive(Clone, Debug)]
 pub(crate) enum DiskOp {
-    Append(Vec<Entry>),
+    Append(Vec<Entry>, u64),
     Truncate(LogIndex),
 }
 
@@ -27,6 +27,10 @@ pub(crate) struct SimNode {
     pub(crate) epoch: u64,
     pub(crate) log: Vec<Entry>,
     pub(crate) durable_log: Vec<Entry>,
+    /// The epoch of the last append in `durable_log` (echoed in durability reports).
+    pub(crate) durable_epoch: u64,
+    /// The epoch of the last append in `log`.
+    pub(crate) written_epoch: u64,
     pub(crate) pending_ops: Vec<DiskOp>,
     pub(crate) log_flush_scheduled: bool,
     pub(crate) durable_hard_state: HardState,
@@ -50,6 +54,8 @@ impl SimNode {
             epoch: 0,
             log: Vec::new(),
             durable_log: Vec::new(),
+            durable_epoch: 0,
+            written_epoch: 0,
             pending_ops: Vec::new(),
             log_flush_scheduled: false,
             durable_hard_state: HardState::default(),
@@ -68,6 +74,9 @@ impl SimNode {
         self.engine = None;
         self.epoch += 1;
         self.log = self.durable_log.clone();
+        // A restarted engine counts truncations from zero again.
+        self.durable_epoch = 0;
+        self.written_epoch = 0;
         self.pending_ops.clear();
         self.log_flush_scheduled = false;
         self.pending_hard_state = None;
@@ -98,7 +107,10 @@ impl SimNode {
     pub(crate) fn flush_log(&mut self) {
         for op in self.pending_ops.drain(..) {
             match op {
-                DiskOp::Append(entries) => self.durable_log.extend(entries),
+                DiskOp::Append(entries, epoch) => {
+                    self.durable_log.extend(entries);
+                    self.durable_epoch = epoch;
+                }
                 DiskOp::Truncate(from) => {
                     let keep = usize::try_from(from.0.saturating_sub(1)).unwrap_or(usize::MAX);
                     self.durable_log.truncate(keep);

@@ -66,6 +66,8 @@ pub(crate) struct World {
     config: Config,
     network: Network,
     disk_latency_max_ms: u64,
+    /// How often the nemesis strikes: each seed is calm or violent.
+    nemesis_min_ms: u64,
     pub(crate) checker: Checker,
     pub(crate) clients: Clients,
     bug: Option<Bug>,
@@ -89,10 +91,12 @@ impl World {
             config,
             network: Network::calm(),
             disk_latency_max_ms: 5,
+            nemesis_min_ms: 0,
             checker: Checker::default(),
             clients: Clients::new(client_count, node_count),
             bug,
         };
+        world.nemesis_min_ms = [20, 50, 150][world.rng.index(3)];
         for node in 0..node_count {
             world.start_node(node);
         }
@@ -175,6 +179,9 @@ impl World {
             seed,
         ) {
             Ok(mut engine) => {
+                if let Some(bug) = self.bug.and_then(Bug::in_engine) {
+                    engine.plant_bug(bug);
+                }
                 let outputs: Vec<Output> = engine.drain_outputs().collect();
                 self.nodes[node].engine = Some(engine);
                 for output in outputs {
@@ -212,10 +219,13 @@ impl World {
                     self.schedule(delay, Event::HardStateFlush { node, epoch });
                 }
             }
-            Output::AppendLog { entries } => {
+            Output::AppendLog { entries, epoch } => {
                 self.checker.on_append(&self.nodes[node], &entries);
                 self.nodes[node].log.extend(entries.iter().cloned());
-                self.nodes[node].pending_ops.push(DiskOp::Append(entries));
+                self.nodes[node].written_epoch = epoch;
+                self.nodes[node]
+                    .pending_ops
+                    .push(DiskOp::Append(entries, epoch));
                 self.schedule_log_flush(node);
             }
             Output::TruncateLog { from } => {
@@ -302,13 +312,14 @@ impl World {
         if self.nodes[node].epoch != epoch {
             return;
         }
-        let log = if self.bug == Some(Bug::AckBeforeSync) {
-            &self.nodes[node].log
+        let sim = &self.nodes[node];
+        let (log, epoch) = if self.bug == Some(Bug::AckBeforeSync) {
+            (&sim.log, sim.written_epoch)
         } else {
-            &self.nodes[node].durable_log
+            (&sim.durable_log, sim.durable_epoch)
         };
         if let Some(upto) = log.last().map(|e| e.log_id) {
-            self.step_node(node, Input::LogPersisted { upto });
+            self.step_node(node, Input::LogPersisted { upto, epoch });
         }
     }
 
@@ -422,18 +433,28 @@ impl World {
             Fault::Heal => self.network.heal(),
             Fault::Partition => self.network.partition(&mut self.rng, nodes, true),
             Fault::AsymmetricPartition => self.network.partition(&mut self.rng, nodes, false),
-            Fault::Crash => self.crash_random_node(),
+            Fault::Crash => {
+                let node = self.rng.index(nodes);
+                let downtime = self.rng.range(50, 2_000);
+                self.crash(node, downtime);
+            }
+            Fault::CrashLeader => {
+                if let Some(leader) = self.leader() {
+                    let downtime = self.rng.range(10, 500);
+                    self.crash(leader, downtime);
+                }
+            }
+            Fault::IsolateLeader => {
+                if let Some(leader) = self.leader() {
+                    self.network.isolate(leader, nodes);
+                }
+            }
             Fault::Weather => {
                 self.network.reshape(&mut self.rng);
                 self.disk_latency_max_ms = [0, 2, 5, 30][self.rng.index(4)];
             }
             Fault::TransferLeadership => {
-                let leader = self.nodes.iter().position(|n| {
-                    n.engine
-                        .as_ref()
-                        .is_some_and(|e| e.status().leader == Some(n.id))
-                });
-                if let Some(leader) = leader {
+                if let Some(leader) = self.leader() {
                     let to = self.nodes[self.rng.index(nodes)].id;
                     self.step_node(leader, Input::TransferRequested { to });
                 }
@@ -443,12 +464,25 @@ impl World {
                 self.disk_latency_max_ms = 2;
             }
         }
-        let next = self.rng.range(100, 1_500);
+        let next = self
+            .rng
+            .range(self.nemesis_min_ms, self.nemesis_min_ms * 10);
         self.schedule(next, Event::Nemesis);
     }
 
-    fn crash_random_node(&mut self) {
-        let node = self.rng.index(self.nodes.len());
+    /// The live leader of the highest term, if any.
+    fn leader(&self) -> Option<usize> {
+        let leading = |n: &SimNode| {
+            let status = n.engine.as_ref()?.status();
+            (status.leader == Some(n.id)).then_some(status.term)
+        };
+        (0..self.nodes.len())
+            .filter_map(|i| leading(&self.nodes[i]).map(|term| (term, i)))
+            .max()
+            .map(|(_, i)| i)
+    }
+
+    fn crash(&mut self, node: usize, downtime_ms: u64) {
         if !self.nodes[node].is_up() {
             return;
         }
@@ -457,8 +491,7 @@ impl World {
             let reschedule = self.clients.abandon(op);
             self.reschedule_clients(reschedule);
         }
-        let downtime = self.rng.range(50, 2_000);
-        self.schedule(downtime, Event::Restart(node));
+        self.schedule(downtime_ms, Event::Restart(node));
     }
 
     fn client_start(&mut self, client: usize) {

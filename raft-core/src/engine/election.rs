@@ -13,7 +13,7 @@ use std::collections::BTreeSet;
 use tracing::info;
 
 use super::replication::LeaderState;
-use super::{Engine, Role};
+use super::{Engine, PlantedBug, Role};
 use crate::message::{Message, RequestVote, RequestVoteResponse, TimeoutNow};
 use crate::types::{Entry, LogId, NodeId, Payload};
 
@@ -99,7 +99,8 @@ impl Engine {
         } else {
             debug_assert_eq!(request.term, self.core.term);
             let can_vote = self.core.vote == Some(request.candidate_id)
-                || (self.core.vote.is_none() && self.core.leader_id.is_none());
+                || (self.core.vote.is_none() && self.core.leader_id.is_none())
+                || (self.core.bug(PlantedBug::VoteTwice) && self.core.leader_id.is_none());
             let granted = can_vote && up_to_date && !matches!(self.role, Role::Leader(_));
             if granted {
                 self.core

@@ -149,6 +149,7 @@ impl Engine {
             .push(Output::Rollback { first: from, last });
         self.core.outputs.push(Output::TruncateLog { from });
         self.core.log.truncate_from(from);
+        self.core.log_epoch += 1;
         self.core.durable_index = self.core.durable_index.min(from.prev());
     }
 

@@ -27,10 +27,13 @@ pub enum Input {
         /// The commands, in order.
         payloads: Vec<Bytes>,
     },
-    /// The log store made every entry up to `upto` durable.
+    /// The log store made every entry up to `upto` durable: everything written by the
+    /// `AppendLog` that ended at `upto` and by every log output before it.
     LogPersisted {
         /// The last durable entry. Ignored if the log no longer holds this exact entry.
         upto: LogId,
+        /// The `epoch` of the `AppendLog` that wrote `upto`.
+        epoch: u64,
     },
     /// The hard state store made `hard_state` durable.
     HardStatePersisted {

@@ -137,6 +137,8 @@ pub(crate) struct Core {
     pub(crate) log: LogIds,
     /// The last index of the current log known durable.
     pub(crate) durable_index: LogIndex,
+    /// Grows at every truncation; see `Output::AppendLog::epoch`.
+    pub(crate) log_epoch: u64,
     pub(crate) leader_id: Option<NodeId>,
     /// Whether a tick has set the clock yet; the election timer is armed at the first one.
     pub(crate) clock_started: bool,
@@ -146,6 +148,11 @@ pub(crate) struct Core {
     /// Sends held until the term and vote they reveal are durable.
     pub(crate) held: Vec<Output>,
     pub(crate) outputs: Vec<Output>,
+    /// AppendEntries sequence numbers, unique for the engine's lifetime (across terms, so a
+    /// late `SendFailed` of an earlier term never hits a new request).
+    pub(crate) next_seq: u64,
+    /// Always `None` unless the `planted-bugs` feature's `Engine::plant_bug` set it.
+    pub(crate) planted_bug: Option<PlantedBug>,
 }
 
 /// Per-role state.
@@ -155,6 +162,16 @@ pub(crate) enum Role {
     PreCandidate(election::VoteTally),
     Candidate(election::VoteTally),
     Leader(Box<LeaderState>),
+}
+
+/// A protocol rule broken on purpose, for the simulator's own tests. Only
+/// `Engine::plant_bug`, behind the `planted-bugs` feature, can switch one on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PlantedBug {
+    /// Commit any entry a quorum holds, whatever its term (the Figure 8 mistake).
+    CommitByCount,
+    /// Grant a vote even after voting for another candidate in the same term.
+    VoteTwice,
 }
 
 /// One Raft node's consensus logic. See the module docs.
@@ -183,7 +200,7 @@ impl Engine {
             return Err(Error::Config("membership has no voters".to_owned()));
         }
         let hard_state = restored.hard_state;
-        let log = restore_log(&restored.entries, hard_state.term)?;
+        let log = restore_log(&restored.entries)?;
         let last = log.last_index();
         let mut core = Core {
             id,
@@ -197,14 +214,24 @@ impl Engine {
             commit_index: hard_state.commit.min(last),
             log,
             durable_index: last,
+            log_epoch: 0,
             leader_id: None,
             clock_started: false,
             election_deadline_ms: 0,
             leader_contact_ms: None,
             held: Vec::new(),
             outputs: Vec::new(),
+            next_seq: 1,
+            planted_bug: None,
         };
         core.reset_election_timer();
+        // The log write of a newer term's entries can become durable before the hard state
+        // that announced the term (two separate writes). Adopt the term, with no vote: a vote
+        // in it was never revealed, since grants wait for the vote to be durable.
+        let log_term = core.log.last_log_id().term;
+        if log_term > core.term {
+            core.set_term_vote(log_term, None);
+        }
         if core.commit_index > LogIndex::ZERO {
             core.outputs.push(Output::Commit {
                 upto: core.commit_index,
@@ -228,7 +255,7 @@ impl Engine {
             Input::Tick { now_ms } => self.on_tick(now_ms),
             Input::Received { from, message } => self.on_message(from, message),
             Input::Proposed { id, payloads } => self.on_proposed(id, payloads),
-            Input::LogPersisted { upto } => self.on_log_persisted(upto),
+            Input::LogPersisted { upto, epoch } => self.on_log_persisted(upto, epoch),
             Input::HardStatePersisted { hard_state } => self.on_hard_state_persisted(hard_state),
             Input::SendFailed { to, seq } => self.on_send_failed(to, seq),
             Input::ReadRequested { id } => self.on_read_requested(id),
@@ -275,6 +302,12 @@ impl Engine {
             Role::Leader(leader) => leader.follower_statuses(),
             _ => Vec::new(),
         }
+    }
+
+    /// Breaks one protocol rule on purpose, so a test can show the simulator catches it.
+    #[cfg(feature = "planted-bugs")]
+    pub fn plant_bug(&mut self, bug: PlantedBug) {
+        self.core.planted_bug = Some(bug);
     }
 
     /// The configuration in force.
@@ -400,8 +433,9 @@ impl Engine {
         self.replicate_to_all();
     }
 
-    fn on_log_persisted(&mut self, upto: LogId) {
-        if upto.index <= self.core.durable_index || !self.core.log.contains(upto) {
+    fn on_log_persisted(&mut self, upto: LogId, epoch: u64) {
+        let current = epoch == self.core.log_epoch && self.core.log.contains(upto);
+        if upto.index <= self.core.durable_index || !current {
             return;
         }
         self.core.durable_index = upto.index;
@@ -447,7 +481,9 @@ impl Core {
         HardState {
             term: self.term,
             vote: self.vote,
-            commit: self.commit_index,
+            // Only a durable prefix may be called committed after a restart: a committed
+            // index above the durable one could name an entry a crash replaces.
+            commit: self.commit_index.min(self.durable_index),
         }
     }
 
@@ -517,7 +553,8 @@ impl Core {
         for entry in &entries {
             self.log.push(entry.log_id, entry.payload.len());
         }
-        self.outputs.push(Output::AppendLog { entries });
+        let epoch = self.log_epoch;
+        self.outputs.push(Output::AppendLog { entries, epoch });
         self.outputs.push(Output::PreCommit { first, last });
     }
 
@@ -528,10 +565,15 @@ impl Core {
     pub(crate) fn quorum(&self) -> usize {
         self.membership.quorum()
     }
+
+    /// Whether the planted bug `bug` is switched on (never, without the feature).
+    pub(crate) fn bug(&self, bug: PlantedBug) -> bool {
+        self.planted_bug == Some(bug)
+    }
 }
 
 /// Rebuilds the engine's log view from the store's entries, checking they are well formed.
-fn restore_log(entries: &[LogEntryMeta], hard_state_term: Term) -> Result<LogIds, Error> {
+fn restore_log(entries: &[LogEntryMeta]) -> Result<LogIds, Error> {
     let mut log = LogIds::new();
     for (position, entry) in entries.iter().enumerate() {
         let expected = LogIndex(position as u64 + 1);
@@ -541,9 +583,9 @@ fn restore_log(entries: &[LogEntryMeta], hard_state_term: Term) -> Result<LogIds
                 entry.log_id.index
             )));
         }
-        if entry.log_id.term < log.last_log_id().term || entry.log_id.term > hard_state_term {
+        if entry.log_id.term < log.last_log_id().term {
             return Err(Error::Restore(format!(
-                "entry {} has term {} out of order (previous {}, hard state {hard_state_term})",
+                "entry {} has term {} after term {}",
                 entry.log_id.index,
                 entry.log_id.term,
                 log.last_log_id().term

@@ -21,10 +21,14 @@ pub enum Output {
     /// Write the hard state; report it with `Input::HardStatePersisted`.
     PersistHardState(HardState),
     /// Append entries after the current last entry; report durability with
-    /// `Input::LogPersisted`.
+    /// `Input::LogPersisted`, echoing `epoch`.
     AppendLog {
         /// Consecutive entries following the log's last entry.
         entries: Vec<Entry>,
+        /// The log's truncation epoch: it grows at every `TruncateLog`. A report that echoes
+        /// an older epoch describes a write from before a truncation and is ignored, even if
+        /// an entry with the same id was appended again since (an A-B-A truncation).
+        epoch: u64,
     },
     /// Remove every entry at `from` and above. Never at or below the commit index.
     TruncateLog {

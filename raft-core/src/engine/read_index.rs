@@ -59,10 +59,11 @@ impl Engine {
         let Role::Leader(leader) = &mut self.role else {
             return;
         };
+        let next_seq = self.core.next_seq;
         let required = leader
             .progress
-            .iter()
-            .map(|(&peer, progress)| (peer, progress.next_seq))
+            .keys()
+            .map(|&peer| (peer, next_seq))
             .collect();
         let first_in_round = leader.reads.pending.is_empty();
         leader.reads.pending.push_back(PendingRead {
@@ -72,7 +73,7 @@ impl Engine {
         });
         if first_in_round {
             for (&peer, progress) in &mut leader.progress {
-                send_heartbeat(&mut self.core, peer, progress);
+                send_heartbeat(&mut self.core, peer, progress, false);
             }
         }
     }
@@ -117,7 +118,7 @@ impl Engine {
         }
         if confirmed_any && !leader.reads.pending.is_empty() {
             for (&peer, progress) in &mut leader.progress {
-                send_heartbeat(&mut self.core, peer, progress);
+                send_heartbeat(&mut self.core, peer, progress, false);
             }
         }
     }

@@ -136,7 +136,7 @@ impl Cluster {
                 self.pending
                     .push_back((id, Input::HardStatePersisted { hard_state }));
             }
-            Output::AppendLog { entries } => {
+            Output::AppendLog { entries, epoch } => {
                 let upto = entries.last().map(|entry| entry.log_id);
                 let log = self.logs.get_mut(&id).expect("known node");
                 for entry in entries {
@@ -144,7 +144,8 @@ impl Cluster {
                     log.push(entry);
                 }
                 if let (true, Some(upto)) = (auto, upto) {
-                    self.pending.push_back((id, Input::LogPersisted { upto }));
+                    self.pending
+                        .push_back((id, Input::LogPersisted { upto, epoch }));
                 }
             }
             Output::TruncateLog { from } => {

@@ -39,7 +39,6 @@ pub(crate) struct Progress {
     pub(crate) retry_after_ms: u64,
     /// When the follower last answered anything in this term (check-quorum).
     pub(crate) last_response_ms: Option<u64>,
-    pub(crate) next_seq: u64,
     /// The highest seq answered in this term (ReadIndex confirmation).
     pub(crate) acked_seq: u64,
 }
@@ -79,7 +78,6 @@ impl LeaderState {
                     heartbeat_due_ms: core.now_ms,
                     retry_after_ms: core.now_ms,
                     last_response_ms: None,
-                    next_seq: 1,
                     acked_seq: 0,
                 };
                 (peer, progress)
@@ -198,8 +196,8 @@ impl Engine {
         let Some(progress) = leader.progress.get_mut(&from) else {
             return;
         };
-        if response.seq >= progress.next_seq || matches!(response.outcome, AppendOutcome::StaleTerm)
-        {
+        let bogus = response.seq >= self.core.next_seq;
+        if bogus || matches!(response.outcome, AppendOutcome::StaleTerm) {
             debug!(node = %self.core.id, %from, seq = response.seq, "ignoring bogus response");
             return;
         }
@@ -246,7 +244,11 @@ fn apply_response(
             let matched = match_index.min(request.last_index);
             progress.match_index = progress.match_index.max(matched);
             progress.next_index = progress.next_index.max(progress.match_index.next());
-            progress.probing = false;
+            // A heartbeat anchored at match_index proves nothing new; a batch or a probe at
+            // next_index - 1 shows where the logs match.
+            if request.has_entries() || request.last_index.next() >= progress.next_index {
+                progress.probing = false;
+            }
             if request.has_entries() {
                 progress.batch.on_success();
             }
@@ -288,7 +290,7 @@ fn replicate(core: &mut Core, peer: NodeId, progress: &mut Progress) {
             SendPlan::Nothing => return,
             SendPlan::Batch => send_batch(core, peer, progress),
             SendPlan::Heartbeat => {
-                send_heartbeat(core, peer, progress);
+                send_heartbeat(core, peer, progress, true);
                 return;
             }
         }
@@ -319,7 +321,7 @@ fn send_batch(core: &mut Core, peer: NodeId, progress: &mut Progress) {
     let Some(last_log_id) = core.log.log_id_at(last) else {
         return;
     };
-    let seq = take_seq(progress);
+    let seq = take_seq(core);
     let request = AppendEntries {
         term: core.term,
         leader_id: core.id,
@@ -346,7 +348,14 @@ fn send_batch(core: &mut Core, peer: NodeId, progress: &mut Progress) {
 
 /// Sends an empty AppendEntries. With requests in flight it is anchored at `match_index`
 /// (known to match, so reordering cannot make it fail); otherwise it probes `next_index - 1`.
-pub(crate) fn send_heartbeat(core: &mut Core, peer: NodeId, progress: &mut Progress) {
+/// `reset_timer` is false for ReadIndex rounds: under Heartbeat pacing the timer is what sends
+/// new entries, and a steady read load must not keep pushing it back.
+pub(crate) fn send_heartbeat(
+    core: &mut Core,
+    peer: NodeId,
+    progress: &mut Progress,
+    reset_timer: bool,
+) {
     let prev_index = if progress.window.is_empty() {
         progress.next_index.prev()
     } else {
@@ -355,14 +364,16 @@ pub(crate) fn send_heartbeat(core: &mut Core, peer: NodeId, progress: &mut Progr
     let Some(prev_log_id) = core.log.log_id_at(prev_index) else {
         return;
     };
-    let seq = take_seq(progress);
+    let seq = take_seq(core);
     progress.window.push(Inflight {
         seq,
         prev_index,
         last_index: prev_index,
         sent_ms: core.now_ms,
     });
-    progress.heartbeat_due_ms = core.now_ms + core.config.heartbeat_interval_ms;
+    if reset_timer {
+        progress.heartbeat_due_ms = core.now_ms + core.config.heartbeat_interval_ms;
+    }
     let request = AppendEntries {
         term: core.term,
         leader_id: core.id,
@@ -374,8 +385,8 @@ pub(crate) fn send_heartbeat(core: &mut Core, peer: NodeId, progress: &mut Progr
     core.send(peer, Message::AppendEntries(request));
 }
 
-fn take_seq(progress: &mut Progress) -> u64 {
-    let seq = progress.next_seq;
-    progress.next_seq += 1;
+fn take_seq(core: &mut Core) -> u64 {
+    let seq = core.next_seq;
+    core.next_seq += 1;
     seq
 }

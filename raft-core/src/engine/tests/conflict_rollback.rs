@@ -70,7 +70,8 @@ fn conflict_rolls_back_in_reverse_before_truncation() {
             },
             Output::TruncateLog { from: LogIndex(2) },
             Output::AppendLog {
-                entries: vec![entry]
+                entries: vec![entry],
+                epoch: 1,
             },
             Output::PreCommit {
                 first: LogIndex(2),
@@ -82,6 +83,7 @@ fn conflict_rolls_back_in_reverse_before_truncation() {
     let outputs: Vec<Output> = engine
         .step(Input::LogPersisted {
             upto: LogId::new(2, 2),
+            epoch: 1,
         })
         .collect();
     let ack = Message::AppendEntriesResponse(AppendEntriesResponse {
@@ -126,6 +128,7 @@ fn durability_report_for_truncated_entry_is_ignored() {
     let outputs: Vec<Output> = engine
         .step(Input::LogPersisted {
             upto: LogId::new(1, 3),
+            epoch: 0,
         })
         .collect();
     assert!(outputs.is_empty());

@@ -6,6 +6,7 @@ mod figure_8;
 mod pacing_example;
 mod read_index;
 mod replication;
+mod review_regressions;
 
 use crate::config::{Config, Pacing};
 

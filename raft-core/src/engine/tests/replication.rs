@@ -53,6 +53,7 @@ fn follower_acks_only_durable_entries() {
         2,
         Input::LogPersisted {
             upto: LogId::new(1, 2),
+            epoch: 0,
         },
     );
     let Some(Output::Send {
@@ -101,6 +102,7 @@ fn lone_leader_commits_only_after_its_log_is_durable() {
         1,
         Input::LogPersisted {
             upto: LogId::new(1, 2),
+            epoch: 0,
         },
     );
     assert_eq!(outputs, vec![Output::Commit { upto: LogIndex(2) }]);
