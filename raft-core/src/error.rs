@@ -1,24 +1,97 @@
 //! The crate's one error type.
 //!
 //! Protocol outcomes (a vote denied, a log mismatch) are messages or outputs, never errors; this
-//! enum is for what a caller can act on.
+//! enum is for what a caller can act on. Plugins (log store, state machine, transport) report
+//! their failures through the `Storage`, `StateMachine` and `Transport` variants, wrapping their
+//! own error types as the source.
 
-use crate::types::NodeId;
+use std::fmt;
+
+use crate::types::{LogIndex, NodeId};
+
+/// Any error a plugin wants to wrap: `Box<dyn Error + Send + Sync>`.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// Where a client should retry: the leader's id and the address it was configured with.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct LeaderHint {
+    /// The leader's node id.
+    pub id: NodeId,
+    /// The leader's address as given in the node's member list (for example `127.0.0.1:7001`).
+    pub address: String,
+}
+
+impl fmt::Display for LeaderHint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "node {} at {}", self.id, self.address)
+    }
+}
 
 /// Errors of raft-core.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
     /// This node is not the leader; retry at `leader` when it is known.
-    #[error("not the leader (leader: {leader:?})")]
+    #[error("not the leader (leader: {})", match leader { Some(l) => l.to_string(), None => "unknown".to_owned() })]
     NotLeader {
         /// The leader this node believes in, if any.
-        leader: Option<NodeId>,
+        leader: Option<LeaderHint>,
     },
+    /// The node's request queue is full; nothing was queued. Retry later or slow down.
+    #[error("overloaded: the request queue is full, retry later")]
+    Overloaded,
+    /// The node is shutting down or stopped; nothing was queued.
+    #[error("the node is shut down")]
+    Shutdown,
+    /// No answer in time. For a write the outcome is unknown: it may still commit, so retry
+    /// only with an idempotent command or exactly-once ids (raft-wrapper).
+    #[error("timed out; the outcome is unknown")]
+    Timeout,
+    /// The entry was removed by a newer leader's log before it committed (it was rolled back);
+    /// it will never commit, so retrying it cannot apply it twice.
+    #[error("entry {index} was discarded by a newer leader before it committed")]
+    Discarded {
+        /// The index the entry had.
+        index: LogIndex,
+    },
+    /// The log store failed. A node stops after a storage failure rather than acknowledge
+    /// what may not be durable.
+    #[error("storage failed: {0}")]
+    Storage(#[source] BoxError),
+    /// The state machine failed to apply a committed entry; the node stops.
+    #[error("state machine failed: {0}")]
+    StateMachine(#[source] BoxError),
+    /// The transport could not reach `peer` or got no answer.
+    #[error("transport to node {peer} failed: {source}")]
+    Transport {
+        /// The peer.
+        peer: NodeId,
+        /// What went wrong.
+        #[source]
+        source: BoxError,
+    },
+    /// The node stopped after a fatal plugin error (described here); restart it from its log.
+    #[error("the node stopped after a fatal error: {0}")]
+    Fatal(String),
     /// A configuration value is out of range.
     #[error("invalid configuration: {0}")]
     Config(String),
     /// State handed to the engine at start (from the log store) is inconsistent.
     #[error("inconsistent restored state: {0}")]
     Restore(String),
+}
+
+impl Error {
+    /// A storage error from any error value or message.
+    pub fn storage(source: impl Into<BoxError>) -> Error {
+        Error::Storage(source.into())
+    }
+
+    /// A transport error for `peer` from any error value or message.
+    pub fn transport(peer: NodeId, source: impl Into<BoxError>) -> Error {
+        Error::Transport {
+            peer,
+            source: source.into(),
+        }
+    }
 }

@@ -49,8 +49,17 @@ pub mod config;
 pub mod engine;
 pub mod error;
 pub mod message;
+pub mod runtime;
+pub mod state_machine;
+pub mod storage;
+pub mod testing;
+pub mod transport;
 pub mod types;
 
 pub use config::{Config, Pacing};
-pub use error::Error;
+pub use error::{BoxError, Error, LeaderHint};
+pub use runtime::{Appended, Node, NodeConfig, NodeStatus};
+pub use state_machine::StateMachine;
+pub use storage::LogStore;
+pub use transport::{ServiceHandler, Transport};
 pub use types::{Entry, EntryInfo, HardState, LogId, LogIndex, Membership, NodeId, Payload, Term};

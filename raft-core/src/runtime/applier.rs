@@ -1,0 +1,325 @@
+//! The apply task (NuRaft's commit thread): calls the state machine in log order and answers
+//! the callers waiting on entries.
+//!
+//! It receives, in the engine's output order, the entries to pre-commit, rollbacks and commit
+//! indexes. Pre-committed entries wait here until they commit, so a commit needs no log read;
+//! only entries committed before this process pre-committed them (after a restart) are read
+//! back from the log store. Callers' waiters are kept in index order and resolved with the
+//! commit results (or, in async replication mode, the pre-commit results); a rollback resolves
+//! the waiters of the entries it removes with `Error::Discarded`.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use metrics::Gauge;
+use tokio::sync::{mpsc, oneshot, watch};
+use tracing::error;
+
+use super::events::Event;
+use crate::error::Error;
+use crate::state_machine::StateMachine;
+use crate::storage::LogStore;
+use crate::types::{Entry, EntryInfo, LogId, LogIndex};
+
+/// What a proposer gets: where its commands landed and one result per command, in order.
+pub type CommitResult = Result<Appended, Error>;
+
+/// Commands appended and applied (or, in async replication mode, pre-committed).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Appended {
+    /// The first command's entry; the others follow it at consecutive indexes, same term.
+    pub first: EntryInfo,
+    /// The state machine's result for each command, in order.
+    pub results: Vec<Bytes>,
+}
+
+impl Appended {
+    /// Each command's entry with its result.
+    pub fn entries(&self) -> impl Iterator<Item = (EntryInfo, &Bytes)> + '_ {
+        self.results.iter().enumerate().map(|(offset, result)| {
+            let info = EntryInfo {
+                term: self.first.term,
+                index: self.first.index.plus(offset as u64),
+            };
+            (info, result)
+        })
+    }
+}
+
+/// How a proposer is told its result.
+pub(crate) enum Notify {
+    Channel(oneshot::Sender<CommitResult>),
+    Callback(Box<dyn FnOnce(CommitResult) + Send>),
+}
+
+impl Notify {
+    pub(crate) fn send(self, result: CommitResult) {
+        match self {
+            // The caller may have dropped its future; nothing to do then.
+            Notify::Channel(sender) => {
+                let _ = sender.send(result);
+            }
+            Notify::Callback(callback) => callback(result),
+        }
+    }
+}
+
+/// Work for the apply task, in engine output order.
+pub(crate) enum ApplyOp {
+    /// A proposer waits on `first..first + count`.
+    Wait {
+        first: LogId,
+        count: u64,
+        notify: Notify,
+    },
+    /// These entries were appended to the log.
+    PreCommit(Vec<Entry>),
+    /// Entries `first..=last` are about to be removed from the log.
+    Rollback { first: LogIndex, last: LogIndex },
+    /// Everything up to this index is committed.
+    Commit(LogIndex),
+}
+
+struct Waiter {
+    term: crate::types::Term,
+    first: LogIndex,
+    last: LogIndex,
+    results: Vec<Bytes>,
+    notify: Notify,
+}
+
+pub(crate) struct Applier {
+    pub(crate) state_machine: Arc<dyn StateMachine>,
+    pub(crate) log: Arc<dyn LogStore>,
+    pub(crate) events: mpsc::UnboundedSender<Event>,
+    pub(crate) applied_index: watch::Sender<LogIndex>,
+    pub(crate) applied_gauge: Gauge,
+    pub(crate) async_replication: bool,
+    pub(crate) batch_max: usize,
+    pending: VecDeque<Entry>,
+    waiters: VecDeque<Waiter>,
+    applied: LogIndex,
+    failed: bool,
+}
+
+impl Applier {
+    pub(crate) fn new(
+        state_machine: Arc<dyn StateMachine>,
+        log: Arc<dyn LogStore>,
+        events: mpsc::UnboundedSender<Event>,
+        applied_index: watch::Sender<LogIndex>,
+        applied_gauge: Gauge,
+        config: &super::NodeConfig,
+    ) -> Applier {
+        Applier {
+            state_machine,
+            log,
+            events,
+            applied_index,
+            applied_gauge,
+            async_replication: config.async_replication,
+            batch_max: config.apply_batch_max,
+            pending: VecDeque::new(),
+            waiters: VecDeque::new(),
+            applied: LogIndex::ZERO,
+            failed: false,
+        }
+    }
+
+    /// Runs until the loop closes the channel, then answers every waiter left with `Shutdown`.
+    pub(crate) async fn run(mut self, mut ops: mpsc::UnboundedReceiver<ApplyOp>) {
+        while let Some(op) = ops.recv().await {
+            if self.failed {
+                if let ApplyOp::Wait { notify, .. } = op {
+                    notify.send(Err(Error::Shutdown));
+                }
+                continue;
+            }
+            if let Err(err) = self.handle(op).await {
+                error!(%err, "state machine or log read failed; stopping the node");
+                self.failed = true;
+                let _ = self.events.send(Event::Failed(err));
+            }
+        }
+        for waiter in self.waiters.drain(..) {
+            waiter.notify.send(Err(Error::Shutdown));
+        }
+    }
+
+    async fn handle(&mut self, op: ApplyOp) -> Result<(), Error> {
+        match op {
+            ApplyOp::Wait {
+                first,
+                count,
+                notify,
+            } => {
+                self.add_waiter(first, count, notify);
+                Ok(())
+            }
+            ApplyOp::PreCommit(entries) => self.pre_commit(entries).await,
+            ApplyOp::Rollback { first, last } => self.rollback(first, last).await,
+            ApplyOp::Commit(upto) => self.commit(upto).await,
+        }
+    }
+
+    fn add_waiter(&mut self, first_id: LogId, count: u64, notify: Notify) {
+        let first = first_id.index;
+        if count == 0 {
+            let first = EntryInfo {
+                term: first_id.term,
+                index: first,
+            };
+            let results = Vec::new();
+            notify.send(Ok(Appended { first, results }));
+            return;
+        }
+        let waiter = Waiter {
+            term: first_id.term,
+            first,
+            last: first.plus(count - 1),
+            results: Vec::with_capacity(usize::try_from(count).unwrap_or(0)),
+            notify,
+        };
+        // Waiters arrive in index order; the search only guards that invariant.
+        let position = self
+            .waiters
+            .iter()
+            .rposition(|other| other.first < first)
+            .map_or(0, |p| p + 1);
+        self.waiters.insert(position, waiter);
+    }
+
+    async fn pre_commit(&mut self, entries: Vec<Entry>) -> Result<(), Error> {
+        let Some(first) = entries.first().map(|e| e.log_id.index) else {
+            return Ok(());
+        };
+        let mut results = self.state_machine.pre_commit(&entries).await?;
+        results.resize(entries.len(), Bytes::new());
+        if self.async_replication {
+            self.deliver(first, results);
+        }
+        self.pending.extend(entries);
+        Ok(())
+    }
+
+    async fn rollback(&mut self, first: LogIndex, last: LogIndex) -> Result<(), Error> {
+        debug_assert!(first > self.applied, "rollback of an applied entry");
+        let mut removed = Vec::new();
+        while self
+            .pending
+            .back()
+            .is_some_and(|entry| entry.log_id.index >= first)
+        {
+            removed.extend(self.pending.pop_back());
+        }
+        debug_assert!(removed.first().is_none_or(|e| e.log_id.index <= last));
+        if !removed.is_empty() {
+            self.state_machine.rollback(&removed).await?;
+        }
+        while self.waiters.back().is_some_and(|w| w.last >= first) {
+            if let Some(waiter) = self.waiters.pop_back() {
+                let index = waiter.first.max(first);
+                waiter.notify.send(Err(Error::Discarded { index }));
+            }
+        }
+        Ok(())
+    }
+
+    async fn commit(&mut self, upto: LogIndex) -> Result<(), Error> {
+        while self.applied < upto {
+            let end = upto.min(self.applied.plus(self.batch_max as u64));
+            let batch = self.take_committed(end).await?;
+            let (Some(first), Some(last)) = (batch.first(), batch.last()) else {
+                return Err(Error::storage(format!(
+                    "committed entries {}..={end} are missing from the log",
+                    self.applied.next()
+                )));
+            };
+            let (first, last) = (first.log_id.index, last.log_id.index);
+            let mut results = self.state_machine.commit(&batch).await?;
+            results.resize(batch.len(), Bytes::new());
+            self.applied = last;
+            if !self.async_replication {
+                self.deliver(first, results);
+            }
+            self.applied_index.send_replace(last);
+            self.applied_gauge.set(last.0 as f64);
+        }
+        Ok(())
+    }
+
+    /// The committed entries `applied + 1..=end`: pre-committed ones from memory, older ones
+    /// (committed before this process pre-committed them) from the log.
+    async fn take_committed(&mut self, end: LogIndex) -> Result<Vec<Entry>, Error> {
+        let next = self.applied.next();
+        while self
+            .pending
+            .front()
+            .is_some_and(|entry| entry.log_id.index < next)
+        {
+            self.pending.pop_front();
+        }
+        match self.pending.front().map(|entry| entry.log_id.index) {
+            Some(front) if front == next => {
+                let mut batch = Vec::new();
+                while self
+                    .pending
+                    .front()
+                    .is_some_and(|entry| entry.log_id.index <= end)
+                {
+                    batch.extend(self.pending.pop_front());
+                }
+                Ok(batch)
+            }
+            front => {
+                let last = front.map_or(end, |front| end.min(front.prev()));
+                let entries = self.log.read(next, last).await?;
+                let consecutive = entries
+                    .iter()
+                    .enumerate()
+                    .all(|(offset, entry)| entry.log_id.index == next.plus(offset as u64));
+                if !consecutive {
+                    return Err(Error::storage(format!(
+                        "log store returned non-consecutive entries for {next}..={last}"
+                    )));
+                }
+                Ok(entries)
+            }
+        }
+    }
+
+    /// Hands results of entries `first..` to the waiters that cover them.
+    fn deliver(&mut self, first: LogIndex, results: Vec<Bytes>) {
+        if self.waiters.is_empty() {
+            return;
+        }
+        for (offset, result) in results.into_iter().enumerate() {
+            let index = first.plus(offset as u64);
+            while self.waiters.front().is_some_and(|w| w.last < index) {
+                // Its entries were committed without its results (cannot happen while waiters
+                // are registered before their entries' pre-commit); answer rather than leak it.
+                if let Some(waiter) = self.waiters.pop_front() {
+                    waiter.notify.send(Err(Error::Timeout));
+                }
+            }
+            let Some(waiter) = self.waiters.front_mut() else {
+                return;
+            };
+            if waiter.first > index {
+                continue;
+            }
+            waiter.results.push(result);
+            if index == waiter.last
+                && let Some(waiter) = self.waiters.pop_front()
+            {
+                let first = EntryInfo {
+                    term: waiter.term,
+                    index: waiter.first,
+                };
+                let results = waiter.results;
+                waiter.notify.send(Ok(Appended { first, results }));
+            }
+        }
+    }
+}

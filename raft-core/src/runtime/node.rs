@@ -1,0 +1,516 @@
+//! [`Node`]: the handle an application holds. It starts the node's tasks, queues requests for
+//! the event loop, reads the cheap getters and implements [`ServiceHandler`] for servers.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use metrics::Histogram;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
+use tracing::Instrument;
+
+use super::NodeConfig;
+use super::applier::{Applier, CommitResult, Notify};
+use super::event_loop::{EventLoop, LoopParts};
+use super::events::{Event, Inbound, Proposal};
+use super::metrics::{append_latency_histogram, applied_index_gauge};
+use super::peer::PeerSender;
+use super::persist::write_hard_states;
+use super::status::{Lifecycle, NodeStatus};
+use crate::engine::{Engine, RoleKind};
+use crate::error::Error;
+use crate::message::{
+    AppendEntries, AppendEntriesResponse, RequestVote, RequestVoteResponse, TimeoutNow,
+};
+use crate::state_machine::StateMachine;
+use crate::storage::LogStore;
+use crate::transport::{ServiceHandler, Transport};
+use crate::types::{EntryInfo, LogIndex, Membership, NodeId, Term};
+
+/// State shared by the handle and the event loop.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) id: NodeId,
+    pub(crate) members: BTreeMap<NodeId, String>,
+    pub(crate) config: NodeConfig,
+    /// Client requests queued for the loop (bounded by `max_queued_requests`).
+    pub(crate) queued: AtomicUsize,
+    pub(crate) lifecycle: Lifecycle,
+    pub(crate) status: watch::Sender<NodeStatus>,
+    pub(crate) applied: watch::Receiver<LogIndex>,
+    append_latency: Histogram,
+}
+
+/// What the handles share; the last one dropped asks the loop to stop.
+#[derive(Debug)]
+struct Handle {
+    shared: Arc<Shared>,
+    events: mpsc::UnboundedSender<Event>,
+    loop_task: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        self.shared.lifecycle.begin_shutdown();
+        let _ = self.events.send(Event::Shutdown);
+    }
+}
+
+/// A running Raft node: a cheap, cloneable handle.
+///
+/// Writes go through [`append`](Node::append) (blocking mode: resolves with the commit result),
+/// [`append_async`](Node::append_async) / [`append_with_callback`](Node::append_with_callback)
+/// (async-handler mode: returns the entries' position as soon as they are in the leader's log),
+/// or, with [`NodeConfig::async_replication`], `append` resolves with the `pre_commit` result.
+/// Reads use [`linearizable_read`](Node::linearizable_read) and then the application's own state
+/// machine. Getters read a watch channel and never wait for the loop.
+///
+/// ```
+/// # use bytes::Bytes;
+/// # use raft_core::runtime::{Node, NodeConfig};
+/// # use raft_core::testing::{MemKv, MemLogStore, MemNetwork};
+/// # use raft_core::NodeId;
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() -> Result<(), raft_core::Error> {
+/// let network = MemNetwork::new(1);
+/// let id = NodeId(1);
+/// let node = Node::start(
+///     id,
+///     [(id, "in-process")],
+///     NodeConfig::default(),
+///     MemLogStore::new().into_arc(),
+///     MemKv::new().into_arc(),
+///     network.transport(id),
+/// )
+/// .await?;
+/// network.register(id, &node);
+/// let leader = node.wait_for_leader(std::time::Duration::from_secs(5)).await?;
+/// assert_eq!(leader, id);
+/// let appended = node.append(vec![MemKv::put("x", "1")]).await?;
+/// assert_eq!(appended.first.index.0, 2); // after the leader's no-op
+/// node.shutdown().await;
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone, Debug)]
+pub struct Node {
+    handle: Arc<Handle>,
+}
+
+/// Commands accepted into the leader's log, whose result comes later (async-handler mode).
+#[derive(Debug)]
+pub struct PendingAppend {
+    /// The first command's entry; the others follow at consecutive indexes.
+    pub first: EntryInfo,
+    /// How many commands.
+    pub count: u64,
+    result: oneshot::Receiver<CommitResult>,
+}
+
+impl PendingAppend {
+    /// Waits for the commit result (or the pre-commit result in async replication mode). The
+    /// future may be dropped: the commands commit or not all the same.
+    ///
+    /// # Errors
+    /// [`Error::Discarded`] if a newer leader's log replaced the entries, [`Error::Shutdown`] if
+    /// the node stopped first (the outcome is then unknown).
+    pub async fn result(self) -> CommitResult {
+        self.result.await.unwrap_or(Err(Error::Shutdown))
+    }
+}
+
+impl Node {
+    /// Starts a node: restores its state from `log`, then spawns its event loop, its apply task,
+    /// its hard-state writer and one sender task per peer. `members` maps every voter (this node
+    /// included) to the address clients are redirected to.
+    ///
+    /// The state machine must be empty: the node applies the log from its first entry.
+    ///
+    /// # Errors
+    /// [`Error::Config`] for a bad configuration or member list, [`Error::Storage`] or
+    /// [`Error::Restore`] when the log cannot be read or is inconsistent.
+    pub async fn start<A: Into<String>>(
+        id: NodeId,
+        members: impl IntoIterator<Item = (NodeId, A)>,
+        config: NodeConfig,
+        log: Arc<dyn LogStore>,
+        state_machine: Arc<dyn StateMachine>,
+        transport: Arc<dyn Transport>,
+    ) -> Result<Node, Error> {
+        config.validate()?;
+        let members: BTreeMap<NodeId, String> = members
+            .into_iter()
+            .map(|(id, address)| (id, address.into()))
+            .collect();
+        if !members.contains_key(&id) {
+            return Err(Error::Config(format!(
+                "node {id} is not in its member list"
+            )));
+        }
+        let restored = log.restore().await?;
+        let membership = Membership::new(members.keys().copied());
+        let engine = Engine::new(id, membership, config.raft.clone(), restored, config.seed)?;
+
+        let (events_tx, events_rx) = mpsc::unbounded_channel();
+        let (applied_tx, applied_rx) = watch::channel(LogIndex::ZERO);
+        let status = NodeStatus::from_engine(&engine.status());
+        let shared = Arc::new(Shared {
+            id,
+            members,
+            config,
+            queued: AtomicUsize::new(0),
+            lifecycle: Lifecycle::default(),
+            status: watch::Sender::new(status),
+            applied: applied_rx,
+            append_latency: append_latency_histogram(id),
+        });
+        let span = tracing::info_span!("raft", node = %id);
+        let mut tasks = Vec::new();
+
+        let (apply_tx, apply_rx) = mpsc::unbounded_channel();
+        let applier = Applier::new(
+            state_machine,
+            log.clone(),
+            events_tx.clone(),
+            applied_tx,
+            applied_index_gauge(id),
+            &shared.config,
+        );
+        tasks.push(tokio::spawn(applier.run(apply_rx).instrument(span.clone())));
+
+        let (hard_state_tx, hard_state_rx) = mpsc::unbounded_channel();
+        let writer = write_hard_states(log.clone(), hard_state_rx, events_tx.clone());
+        tasks.push(tokio::spawn(writer.instrument(span.clone())));
+
+        let mut peers = BTreeMap::new();
+        for &peer in shared.members.keys().filter(|&&peer| peer != id) {
+            let (peer_tx, peer_rx) = mpsc::unbounded_channel();
+            let sender = PeerSender {
+                peer,
+                transport: transport.clone(),
+                log: log.clone(),
+                events: events_tx.clone(),
+            };
+            let peer_span = tracing::info_span!(parent: &span, "peer", %peer);
+            tasks.push(tokio::spawn(sender.run(peer_rx).instrument(peer_span)));
+            peers.insert(peer, peer_tx);
+        }
+
+        let event_loop = EventLoop::new(LoopParts {
+            engine,
+            shared: shared.clone(),
+            events: events_rx,
+            log,
+            applier: apply_tx,
+            hard_state: hard_state_tx,
+            peers,
+            tasks,
+        });
+        let loop_task = tokio::spawn(event_loop.run().instrument(span));
+        Ok(Node {
+            handle: Arc::new(Handle {
+                shared,
+                events: events_tx,
+                loop_task: Mutex::new(Some(loop_task)),
+            }),
+        })
+    }
+
+    /// Appends commands as consecutive entries and waits for their commit results (in async
+    /// replication mode, their pre-commit results). Concurrent calls are batched into one log
+    /// append.
+    ///
+    /// # Errors
+    /// [`Error::NotLeader`] with the leader to retry at; [`Error::Overloaded`] when the queue is
+    /// full (nothing was queued); [`Error::Discarded`] when a newer leader replaced the entries
+    /// (they never commit); [`Error::Shutdown`] when the node stopped (if the entries were
+    /// already in the log their outcome is unknown).
+    pub async fn append(&self, commands: Vec<Bytes>) -> CommitResult {
+        let started = tokio::time::Instant::now();
+        let (sender, receiver) = oneshot::channel();
+        let count = commands.len();
+        self.enqueue_request(Event::Propose(Proposal {
+            payloads: commands,
+            count,
+            accepted: None,
+            notify: Notify::Channel(sender),
+        }))?;
+        let result = receiver.await.unwrap_or(Err(Error::Shutdown));
+        self.shared()
+            .append_latency
+            .record(started.elapsed().as_secs_f64());
+        result
+    }
+
+    /// Like [`append`](Node::append) with a deadline: [`Error::Timeout`] when it passes (the
+    /// outcome is then unknown: the commands may still commit).
+    ///
+    /// # Errors
+    /// As `append`, plus [`Error::Timeout`].
+    pub async fn append_timeout(&self, commands: Vec<Bytes>, timeout: Duration) -> CommitResult {
+        tokio::time::timeout(timeout, self.append(commands))
+            .await
+            .unwrap_or(Err(Error::Timeout))
+    }
+
+    /// Async-handler mode: returns as soon as the commands are in the leader's log, with their
+    /// position and a handle to wait for the result later (or drop).
+    ///
+    /// # Errors
+    /// [`Error::NotLeader`], [`Error::Overloaded`], [`Error::Shutdown`] as for `append`.
+    pub async fn append_async(&self, commands: Vec<Bytes>) -> Result<PendingAppend, Error> {
+        let (result_sender, result) = oneshot::channel();
+        let notify = Notify::Channel(result_sender);
+        let count = commands.len() as u64;
+        let first = self.propose_accepted(commands, notify).await?;
+        Ok(PendingAppend {
+            first,
+            count,
+            result,
+        })
+    }
+
+    /// Async-handler mode with a callback: returns the first entry's position once the commands
+    /// are in the leader's log; `callback` later gets the result. It runs on the node's apply
+    /// task, so it must be quick (hand heavy work to a task). It is not called if this method
+    /// returns an error.
+    ///
+    /// # Errors
+    /// [`Error::NotLeader`], [`Error::Overloaded`], [`Error::Shutdown`] as for `append`.
+    pub async fn append_with_callback(
+        &self,
+        commands: Vec<Bytes>,
+        callback: impl FnOnce(CommitResult) + Send + 'static,
+    ) -> Result<EntryInfo, Error> {
+        let notify = Notify::Callback(Box::new(callback));
+        self.propose_accepted(commands, notify).await
+    }
+
+    async fn propose_accepted(
+        &self,
+        commands: Vec<Bytes>,
+        notify: Notify,
+    ) -> Result<EntryInfo, Error> {
+        let (accepted_sender, accepted) = oneshot::channel();
+        let count = commands.len();
+        self.enqueue_request(Event::Propose(Proposal {
+            payloads: commands,
+            count,
+            accepted: Some(accepted_sender),
+            notify,
+        }))?;
+        accepted.await.unwrap_or(Err(Error::Shutdown))
+    }
+
+    /// A linearizable read (ReadIndex, Raft thesis §6.4): resolves once this node, confirmed
+    /// leader by a quorum after the call began, has applied everything committed before it.
+    /// Then read the state machine directly. Returns the read index.
+    ///
+    /// # Errors
+    /// [`Error::NotLeader`] on a follower or a deposed leader, [`Error::Overloaded`],
+    /// [`Error::Shutdown`].
+    pub async fn linearizable_read(&self) -> Result<LogIndex, Error> {
+        let (sender, receiver) = oneshot::channel();
+        self.enqueue_request(Event::Read(sender))?;
+        let index = receiver.await.unwrap_or(Err(Error::Shutdown))?;
+        let mut applied = self.shared().applied.clone();
+        applied
+            .wait_for(|applied| *applied >= index)
+            .await
+            .map_err(|_| Error::Shutdown)?;
+        Ok(index)
+    }
+
+    /// Asks the leader to hand leadership to `to` (Raft thesis §3.10). Returns once the request
+    /// is queued; watch [`leader`](Node::leader) for the outcome. Ignored unless this node leads
+    /// and `to` is a member.
+    ///
+    /// # Errors
+    /// [`Error::Shutdown`].
+    pub fn transfer_leadership(&self, to: NodeId) -> Result<(), Error> {
+        self.enqueue(Event::Transfer(to))
+    }
+
+    /// Stops the node: refuses new calls with [`Error::Shutdown`], answers every queued and
+    /// pending caller, lets the apply task finish what is committed, and joins every task. The
+    /// log store can then start a new node. Safe to call more than once.
+    pub async fn shutdown(&self) {
+        let shared = self.shared();
+        shared.lifecycle.begin_shutdown();
+        let _ = self.handle.events.send(Event::Shutdown);
+        let task = self
+            .handle
+            .loop_task
+            .lock()
+            .map(|mut task| task.take())
+            .unwrap_or(None);
+        match task {
+            Some(task) => {
+                let _ = task.await;
+            }
+            None => {
+                let mut status = shared.status.subscribe();
+                let _ = status.wait_for(|status| !status.running).await;
+            }
+        }
+    }
+
+    /// Waits until this node knows a leader, up to `timeout`; returns it.
+    ///
+    /// # Errors
+    /// [`Error::Timeout`], or [`Error::Shutdown`] if the node stops.
+    pub async fn wait_for_leader(&self, timeout: Duration) -> Result<NodeId, Error> {
+        let mut status = self.watch_status();
+        let wait = status.wait_for(|status| status.leader.is_some() || !status.running);
+        match tokio::time::timeout(timeout, wait).await {
+            Err(_) => Err(Error::Timeout),
+            Ok(Err(_)) => Err(Error::Shutdown),
+            Ok(Ok(status)) => status.leader.ok_or(Error::Shutdown),
+        }
+    }
+
+    /// This node's id.
+    #[must_use]
+    pub fn id(&self) -> NodeId {
+        self.shared().id
+    }
+
+    /// The node's state as of its last processed event, with the latest applied index.
+    #[must_use]
+    pub fn status(&self) -> NodeStatus {
+        let shared = self.shared();
+        let mut status = *shared.status.borrow();
+        status.applied_index = *shared.applied.borrow();
+        status
+    }
+
+    /// A watch of the node's status, to wait for a condition (its `applied_index` is not
+    /// maintained; use [`applied_index`](Node::applied_index)).
+    #[must_use]
+    pub fn watch_status(&self) -> watch::Receiver<NodeStatus> {
+        self.shared().status.subscribe()
+    }
+
+    /// The current term.
+    #[must_use]
+    pub fn term(&self) -> Term {
+        self.shared().status.borrow().term
+    }
+
+    /// The current role.
+    #[must_use]
+    pub fn role(&self) -> RoleKind {
+        self.shared().status.borrow().role
+    }
+
+    /// Whether this node leads.
+    #[must_use]
+    pub fn is_leader(&self) -> bool {
+        self.role() == RoleKind::Leader
+    }
+
+    /// The leader this node believes in, if any.
+    #[must_use]
+    pub fn leader(&self) -> Option<NodeId> {
+        self.shared().status.borrow().leader
+    }
+
+    /// The commit index.
+    #[must_use]
+    pub fn commit_index(&self) -> LogIndex {
+        self.shared().status.borrow().commit_index
+    }
+
+    /// The last index applied to the state machine.
+    #[must_use]
+    pub fn applied_index(&self) -> LogIndex {
+        *self.shared().applied.borrow()
+    }
+
+    /// The address of `id` in this node's member list.
+    #[must_use]
+    pub fn address_of(&self, id: NodeId) -> Option<&str> {
+        self.shared().members.get(&id).map(String::as_str)
+    }
+
+    fn shared(&self) -> &Shared {
+        &self.handle.shared
+    }
+
+    /// Queues a client request, refusing it at once when the queue is full.
+    fn enqueue_request(&self, event: Event) -> Result<(), Error> {
+        let shared = self.shared();
+        if !shared.lifecycle.is_running() {
+            return Err(Error::Shutdown);
+        }
+        let queued = shared.queued.fetch_add(1, Ordering::AcqRel);
+        if queued >= shared.config.max_queued_requests {
+            shared.queued.fetch_sub(1, Ordering::AcqRel);
+            return Err(Error::Overloaded);
+        }
+        self.handle.events.send(event).map_err(|_| {
+            shared.queued.fetch_sub(1, Ordering::AcqRel);
+            Error::Shutdown
+        })
+    }
+
+    fn enqueue(&self, event: Event) -> Result<(), Error> {
+        if !self.shared().lifecycle.is_running() {
+            return Err(Error::Shutdown);
+        }
+        self.handle.events.send(event).map_err(|_| Error::Shutdown)
+    }
+
+    async fn inbound<T>(
+        &self,
+        make: impl FnOnce(super::events::Reply<T>) -> Inbound,
+    ) -> Result<T, Error> {
+        let (sender, receiver) = oneshot::channel();
+        self.enqueue(Event::Inbound(make(sender)))?;
+        let timeout = Duration::from_millis(self.shared().config.raft.request_timeout_ms);
+        match tokio::time::timeout(timeout, receiver).await {
+            Err(_) => Err(Error::Timeout),
+            Ok(Err(_)) if self.shared().lifecycle.is_running() => Err(Error::Timeout),
+            Ok(Err(_)) => Err(Error::Shutdown),
+            Ok(Ok(answer)) => answer,
+        }
+    }
+}
+
+#[async_trait]
+impl ServiceHandler for Node {
+    async fn append_entries(&self, request: AppendEntries) -> Result<AppendEntriesResponse, Error> {
+        self.inbound(|reply| Inbound::Append(request, reply)).await
+    }
+
+    async fn request_vote(&self, request: RequestVote) -> Result<RequestVoteResponse, Error> {
+        self.inbound(|reply| Inbound::Vote(request, reply)).await
+    }
+
+    async fn timeout_now(&self, request: TimeoutNow) -> Result<(), Error> {
+        self.enqueue(Event::Inbound(Inbound::TimeoutNow(request)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runtime::Appended;
+
+    #[test]
+    fn appended_entries_number_consecutively() {
+        let appended = Appended {
+            first: EntryInfo {
+                term: Term(3),
+                index: LogIndex(7),
+            },
+            results: vec![Bytes::from("a"), Bytes::from("b")],
+        };
+        let indexes: Vec<u64> = appended.entries().map(|(info, _)| info.index.0).collect();
+        assert_eq!(indexes, [7, 8]);
+    }
+}

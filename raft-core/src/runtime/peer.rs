@@ -1,0 +1,133 @@
+//! One task per peer: fills AppendEntries from the log, calls the transport and turns answers
+//! and failures into events. Requests to one peer are pipelined (many calls in flight at once,
+//! answers in any order); a slow or dead peer holds up only its own task.
+
+use std::sync::Arc;
+
+use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
+use tokio::sync::mpsc;
+use tracing::{debug, warn};
+
+use super::events::Event;
+use crate::message::{AppendEntries, Message};
+use crate::storage::LogStore;
+use crate::transport::Transport;
+use crate::types::{LogId, LogIndex, NodeId};
+
+/// A request for the peer, in the engine's output order.
+#[derive(Debug)]
+pub(crate) enum PeerCommand {
+    /// A complete request.
+    Message(Message),
+    /// An AppendEntries to fill with the log's entries `first..=last_log_id.index`.
+    Entries {
+        request: AppendEntries,
+        first: LogIndex,
+        last_log_id: LogId,
+    },
+}
+
+pub(crate) struct PeerSender {
+    pub(crate) peer: NodeId,
+    pub(crate) transport: Arc<dyn Transport>,
+    pub(crate) log: Arc<dyn LogStore>,
+    pub(crate) events: mpsc::UnboundedSender<Event>,
+}
+
+impl PeerSender {
+    /// Runs until the loop drops its sender; calls still in flight are then abandoned.
+    pub(crate) async fn run(self, mut commands: mpsc::UnboundedReceiver<PeerCommand>) {
+        let mut inflight = FuturesUnordered::new();
+        loop {
+            tokio::select! {
+                command = commands.recv() => {
+                    let Some(command) = command else { break };
+                    if let Some(message) = self.prepare(command).await {
+                        inflight.push(call(self.transport.clone(), self.peer, message));
+                    }
+                }
+                Some(done) = inflight.next(), if !inflight.is_empty() => {
+                    if let Some(event) = done {
+                        let _ = self.events.send(event);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Fills an AppendEntries from the log. If the log no longer holds exactly the entries the
+    /// engine meant (a truncation came in between), the request is dropped as failed.
+    async fn prepare(&self, command: PeerCommand) -> Option<Message> {
+        let (mut request, first, last_log_id) = match command {
+            PeerCommand::Message(message) => return Some(message),
+            PeerCommand::Entries {
+                request,
+                first,
+                last_log_id,
+            } => (request, first, last_log_id),
+        };
+        let expected = last_log_id.index.0.saturating_sub(first.0) + 1;
+        match self.log.read(first, last_log_id.index).await {
+            Ok(entries)
+                if entries.len() as u64 == expected
+                    && entries.last().map(|e| e.log_id) == Some(last_log_id) =>
+            {
+                request.entries = entries;
+                Some(Message::AppendEntries(request))
+            }
+            Ok(_) => {
+                debug!(peer = %self.peer, %first, %last_log_id, "log changed under a send");
+                self.fail(request.seq);
+                None
+            }
+            Err(err) => {
+                warn!(peer = %self.peer, %err, "log read for AppendEntries failed");
+                self.fail(request.seq);
+                None
+            }
+        }
+    }
+
+    fn fail(&self, seq: u64) {
+        let _ = self.events.send(Event::SendFailed { to: self.peer, seq });
+    }
+}
+
+/// One transport call; the event it produces, if any.
+async fn call(transport: Arc<dyn Transport>, to: NodeId, message: Message) -> Option<Event> {
+    match message {
+        Message::AppendEntries(request) => {
+            let seq = request.seq;
+            match transport.append_entries(to, request).await {
+                Ok(response) => Some(Event::Answer {
+                    from: to,
+                    message: Message::AppendEntriesResponse(response),
+                }),
+                Err(err) => {
+                    debug!(peer = %to, %err, seq, "AppendEntries failed");
+                    Some(Event::SendFailed { to, seq })
+                }
+            }
+        }
+        Message::RequestVote(request) => match transport.request_vote(to, request).await {
+            Ok(response) => Some(Event::Answer {
+                from: to,
+                message: Message::RequestVoteResponse(response),
+            }),
+            // Unanswered votes need nothing: the election timer runs the next round.
+            Err(err) => {
+                debug!(peer = %to, %err, "RequestVote failed");
+                None
+            }
+        },
+        Message::TimeoutNow(request) => {
+            if let Err(err) = transport.timeout_now(to, request).await {
+                debug!(peer = %to, %err, "TimeoutNow failed");
+            }
+            None
+        }
+        // Answers travel back on the request they answer, never through a peer task.
+        Message::AppendEntriesResponse(_) | Message::RequestVoteResponse(_) => None,
+    }
+}

@@ -1,0 +1,43 @@
+//! The state machine plugin: the application's replicated state (NuRaft's lifecycle).
+
+use async_trait::async_trait;
+use bytes::Bytes;
+
+use crate::error::Error;
+use crate::types::Entry;
+
+/// The application state every node applies the committed log to.
+///
+/// The lifecycle (NuRaft's) and its guarantees:
+/// - [`pre_commit`](StateMachine::pre_commit) sees every entry right after it is appended to
+///   this node's log (leader and followers), in index order. It must not change the replicated
+///   state; it may prepare, validate or compute a speculative answer. In async replication mode
+///   the proposer gets this answer and no later one.
+/// - [`rollback`](StateMachine::rollback) undoes a pre-commit: a newer leader's log replaced
+///   the entries. It is called highest index first, before any replacing entry is pre-committed,
+///   and never for a committed entry.
+/// - [`commit`](StateMachine::commit) applies committed entries, in index order, each index
+///   exactly once per process lifetime, starting from the first entry after a restart (the
+///   state machine a node starts with must be empty until snapshots exist).
+///
+/// The three methods are called from one task, one call at a time, never concurrently with each
+/// other. Each gets a batch of consecutive entries (the leader's no-op entries included, with
+/// [`Payload::Blank`](crate::Payload::Blank)) and returns one result per entry. An error from
+/// `commit` stops the node: replicas must apply the same log to the same state, so a command the
+/// application cannot apply should produce a result describing the failure instead.
+#[async_trait]
+pub trait StateMachine: Send + Sync + 'static {
+    /// Called after `entries` were appended to the local log; one result per entry.
+    async fn pre_commit(&self, entries: &[Entry]) -> Result<Vec<Bytes>, Error> {
+        Ok(vec![Bytes::new(); entries.len()])
+    }
+
+    /// Applies committed `entries`; one result per entry, handed to the proposer.
+    async fn commit(&self, entries: &[Entry]) -> Result<Vec<Bytes>, Error>;
+
+    /// Undoes the pre-commit of `entries`, given highest index first.
+    async fn rollback(&self, entries: &[Entry]) -> Result<(), Error> {
+        let _ = entries;
+        Ok(())
+    }
+}

@@ -1,0 +1,411 @@
+//! [`MemLogStore`]: a log store in memory, with a simulated disk for tests.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tokio::sync::watch;
+
+use crate::engine::{LogEntryMeta, RestoredState};
+use crate::error::Error;
+use crate::storage::LogStore;
+use crate::types::{Entry, HardState, LogId, LogIndex};
+
+/// Bytes of bookkeeping counted per entry by [`LogStore::byte_count`] (a record header).
+const ENTRY_OVERHEAD_BYTES: u64 = 24;
+
+/// A [`LogStore`] in memory. Clones share the same log, so a test can keep one to restart a
+/// node from it.
+///
+/// Its "disk" is simulated: with a sync delay every write becomes durable that long after it was
+/// issued, in order (one flush at a time, like a group commit); with none, at once.
+/// [`simulate_power_loss`](MemLogStore::simulate_power_loss) forgets everything not yet durable.
+/// [`fail_writes`](MemLogStore::fail_writes) makes every later write fail, to test how a node
+/// stops on a storage error.
+#[derive(Clone, Debug, Default)]
+pub struct MemLogStore {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    state: Mutex<State>,
+    durable: watch::Sender<LogId>,
+}
+
+impl Default for Inner {
+    fn default() -> Inner {
+        Inner {
+            state: Mutex::new(State::default()),
+            durable: watch::Sender::new(LogId::ZERO),
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct State {
+    /// Entries from `first_index` on.
+    entries: VecDeque<Entry>,
+    first_index: LogIndex,
+    hard_state: HardState,
+    durable_hard_state: HardState,
+    payload_bytes: u64,
+    durable_index: LogIndex,
+    sync_delay: Duration,
+    /// Writes issued but not yet durable: (issue generation, last index written).
+    unsynced: VecDeque<(u64, LogIndex)>,
+    /// Bumped by every truncation; `truncated_from[g]` is where the truncation that ended
+    /// generation `g` cut the log.
+    generation: u64,
+    truncated_from: Vec<LogIndex>,
+    flusher_running: bool,
+    fail_writes: bool,
+    append_calls: u64,
+}
+
+impl State {
+    fn last_index(&self) -> LogIndex {
+        LogIndex(self.first_index.0 + self.entries.len() as u64).prev()
+    }
+
+    fn log_id_at(&self, index: LogIndex) -> Option<LogId> {
+        let offset = index.0.checked_sub(self.first_index.0)?;
+        let entry = self.entries.get(usize::try_from(offset).ok()?)?;
+        Some(entry.log_id)
+    }
+
+    /// The durable id to publish: the entry at the durable index of the current log.
+    fn durable_id(&self) -> LogId {
+        self.log_id_at(self.durable_index).unwrap_or(LogId::ZERO)
+    }
+
+    /// Where a write of generation `generation` up to `last` still counts, after truncations.
+    fn effective(&self, generation: u64, last: LogIndex) -> LogIndex {
+        let start = usize::try_from(generation).unwrap_or(usize::MAX);
+        self.truncated_from
+            .iter()
+            .skip(start)
+            .fold(last, |last, from| last.min(from.prev()))
+    }
+}
+
+impl MemLogStore {
+    /// An empty log whose writes are durable at once.
+    #[must_use]
+    pub fn new() -> MemLogStore {
+        let store = MemLogStore::default();
+        store.state().first_index = LogIndex(1);
+        store
+    }
+
+    /// As a trait object for [`Node::start`](crate::runtime::Node::start).
+    #[must_use]
+    pub fn into_arc(self) -> Arc<dyn LogStore> {
+        Arc::new(self)
+    }
+
+    /// Makes later writes durable `delay` after they are issued (a slow disk).
+    pub fn set_sync_delay(&self, delay: Duration) {
+        self.state().sync_delay = delay;
+    }
+
+    /// Makes every later write fail with a storage error.
+    pub fn fail_writes(&self, fail: bool) {
+        self.state().fail_writes = fail;
+    }
+
+    /// Forgets every entry and hard state that was not yet durable, as a power cut would.
+    pub fn simulate_power_loss(&self) {
+        let mut state = self.state();
+        let keep = state.durable_index.0.saturating_sub(state.first_index.0) + 1;
+        let keep = usize::try_from(keep).unwrap_or(usize::MAX);
+        let dropped: u64 = state
+            .entries
+            .iter()
+            .skip(keep)
+            .map(|e| e.payload.len())
+            .sum();
+        state.entries.truncate(keep);
+        state.payload_bytes -= dropped;
+        state.hard_state = state.durable_hard_state;
+        state.unsynced.clear();
+        let durable = state.durable_id();
+        drop(state);
+        self.inner.durable.send_replace(durable);
+    }
+
+    /// Every entry in the log, in order.
+    #[must_use]
+    pub fn entries(&self) -> Vec<Entry> {
+        self.state().entries.iter().cloned().collect()
+    }
+
+    /// The last index known durable.
+    #[must_use]
+    pub fn durable_index(&self) -> LogIndex {
+        self.state().durable_index
+    }
+
+    /// The current hard state (durable or not).
+    #[must_use]
+    pub fn hard_state(&self) -> HardState {
+        self.state().hard_state
+    }
+
+    /// How many times `append` was called (to check that proposals are batched).
+    #[must_use]
+    pub fn append_calls(&self) -> u64 {
+        self.state().append_calls
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock cannot leave the log half-changed (every method
+        // mutates after its checks), so a poisoned lock is still usable.
+        self.inner
+            .state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn check_writable(state: &State) -> Result<(), Error> {
+        if state.fail_writes {
+            return Err(Error::storage("simulated disk failure"));
+        }
+        Ok(())
+    }
+
+    /// Queues the write ending at `last` for the simulated disk, or makes it durable now.
+    fn issue_sync(&self, state: &mut State, last: LogIndex) {
+        if state.sync_delay.is_zero() {
+            state.durable_index = state.durable_index.max(last);
+            self.inner.durable.send_replace(state.durable_id());
+            return;
+        }
+        state.unsynced.push_back((state.generation, last));
+        if !state.flusher_running {
+            state.flusher_running = true;
+            let store = self.clone();
+            tokio::spawn(async move { store.flush_loop().await });
+        }
+    }
+
+    /// The simulated disk: completes writes in order, each `sync_delay` after the previous one.
+    async fn flush_loop(self) {
+        loop {
+            let delay = {
+                let mut state = self.state();
+                if state.unsynced.is_empty() {
+                    state.flusher_running = false;
+                    return;
+                }
+                state.sync_delay
+            };
+            tokio::time::sleep(delay).await;
+            let mut state = self.state();
+            // One flush covers everything issued so far (group commit).
+            while let Some((generation, last)) = state.unsynced.pop_front() {
+                let last = state.effective(generation, last);
+                state.durable_index = state.durable_index.max(last);
+            }
+            let durable = state.durable_id();
+            drop(state);
+            self.inner.durable.send_replace(durable);
+        }
+    }
+}
+
+#[async_trait]
+impl LogStore for MemLogStore {
+    async fn restore(&self) -> Result<RestoredState, Error> {
+        let state = self.state();
+        if state.first_index > LogIndex(1) {
+            return Err(Error::Restore(
+                "a compacted log cannot be restored before snapshots exist".to_owned(),
+            ));
+        }
+        let entries = state
+            .entries
+            .iter()
+            .map(|entry| LogEntryMeta {
+                log_id: entry.log_id,
+                payload_len: entry.payload.len(),
+            })
+            .collect();
+        // Everything present at open is durable.
+        let hard_state = state.hard_state;
+        drop(state);
+        let mut state = self.state();
+        state.durable_index = state.last_index();
+        let durable = state.durable_id();
+        drop(state);
+        self.inner.durable.send_replace(durable);
+        Ok(RestoredState {
+            hard_state,
+            entries,
+        })
+    }
+
+    async fn append(&self, entries: &[Entry]) -> Result<(), Error> {
+        let mut state = self.state();
+        Self::check_writable(&state)?;
+        let Some(last) = entries.last().map(|e| e.log_id.index) else {
+            return Ok(());
+        };
+        let expected = state.last_index().next();
+        if entries.first().map(|e| e.log_id.index) != Some(expected) {
+            return Err(Error::storage(format!(
+                "append must continue the log at {expected}"
+            )));
+        }
+        state.append_calls += 1;
+        for entry in entries {
+            state.payload_bytes += entry.payload.len();
+            state.entries.push_back(entry.clone());
+        }
+        self.issue_sync(&mut state, last);
+        Ok(())
+    }
+
+    async fn truncate(&self, from: LogIndex) -> Result<(), Error> {
+        let mut state = self.state();
+        Self::check_writable(&state)?;
+        let keep = from.0.saturating_sub(state.first_index.0);
+        let keep = usize::try_from(keep).unwrap_or(usize::MAX);
+        let dropped: u64 = state
+            .entries
+            .iter()
+            .skip(keep)
+            .map(|e| e.payload.len())
+            .sum();
+        state.entries.truncate(keep);
+        state.payload_bytes -= dropped;
+        state.truncated_from.push(from);
+        state.generation += 1;
+        state.durable_index = state.durable_index.min(from.prev());
+        let durable = state.durable_id();
+        drop(state);
+        self.inner.durable.send_replace(durable);
+        Ok(())
+    }
+
+    async fn read(&self, first: LogIndex, last: LogIndex) -> Result<Vec<Entry>, Error> {
+        let state = self.state();
+        let start = first.0.max(state.first_index.0) - state.first_index.0;
+        let end = last.0.min(state.last_index().0);
+        if end < first.0 {
+            return Ok(Vec::new());
+        }
+        let count = end + 1 - first.0.max(state.first_index.0);
+        let start = usize::try_from(start).unwrap_or(usize::MAX);
+        let count = usize::try_from(count).unwrap_or(0);
+        Ok(state
+            .entries
+            .iter()
+            .skip(start)
+            .take(count)
+            .cloned()
+            .collect())
+    }
+
+    async fn save_hard_state(&self, hard_state: HardState) -> Result<(), Error> {
+        let delay = {
+            let mut state = self.state();
+            Self::check_writable(&state)?;
+            state.hard_state = hard_state;
+            state.sync_delay
+        };
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
+        let mut state = self.state();
+        if state.hard_state == hard_state {
+            state.durable_hard_state = hard_state;
+        }
+        Ok(())
+    }
+
+    async fn compact(&self, before: LogIndex) -> Result<(), Error> {
+        let mut state = self.state();
+        Self::check_writable(&state)?;
+        while state.first_index < before && !state.entries.is_empty() {
+            if let Some(entry) = state.entries.pop_front() {
+                state.payload_bytes -= entry.payload.len();
+            }
+            state.first_index = state.first_index.next();
+        }
+        Ok(())
+    }
+
+    fn durable(&self) -> watch::Receiver<LogId> {
+        self.inner.durable.subscribe()
+    }
+
+    fn last_log_id(&self) -> LogId {
+        let state = self.state();
+        state.log_id_at(state.last_index()).unwrap_or(LogId::ZERO)
+    }
+
+    fn byte_count(&self) -> u64 {
+        let state = self.state();
+        state.payload_bytes + state.entries.len() as u64 * ENTRY_OVERHEAD_BYTES
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+
+    use super::*;
+    use crate::types::Payload;
+
+    fn entry(term: u64, index: u64) -> Entry {
+        Entry {
+            log_id: LogId::new(term, index),
+            payload: Payload::Command(Bytes::from(format!("{term}-{index}"))),
+        }
+    }
+
+    #[tokio::test]
+    async fn truncation_lowers_durable_and_reads_see_only_the_current_log() {
+        let store = MemLogStore::new();
+        store
+            .append(&[entry(1, 1), entry(1, 2), entry(1, 3)])
+            .await
+            .unwrap();
+        assert_eq!(*store.durable().borrow(), LogId::new(1, 3));
+        store.truncate(LogIndex(2)).await.unwrap();
+        assert_eq!(*store.durable().borrow(), LogId::new(1, 1));
+        store.append(&[entry(2, 2)]).await.unwrap();
+        let read = store.read(LogIndex(1), LogIndex(5)).await.unwrap();
+        assert_eq!(read, vec![entry(1, 1), entry(2, 2)]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn delayed_sync_never_credits_a_write_the_log_no_longer_holds() {
+        let store = MemLogStore::new();
+        store.set_sync_delay(Duration::from_millis(10));
+        store
+            .append(&[entry(1, 1), entry(1, 2), entry(1, 3)])
+            .await
+            .unwrap();
+        store.truncate(LogIndex(2)).await.unwrap();
+        store.append(&[entry(2, 2)]).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        assert_eq!(store.durable_index(), LogIndex::ZERO);
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        assert_eq!(*store.durable().borrow(), LogId::new(2, 2));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn power_loss_keeps_exactly_the_durable_prefix() {
+        let store = MemLogStore::new();
+        store.append(&[entry(1, 1)]).await.unwrap();
+        store.set_sync_delay(Duration::from_secs(1));
+        store.append(&[entry(1, 2)]).await.unwrap();
+        store.simulate_power_loss();
+        assert_eq!(store.entries(), vec![entry(1, 1)]);
+        let restored = store.restore().await.unwrap();
+        assert_eq!(restored.entries.len(), 1);
+    }
+}

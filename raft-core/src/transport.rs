@@ -1,0 +1,60 @@
+//! The transport plugins: [`Transport`] sends a node's requests to its peers, and
+//! [`ServiceHandler`] is what a server forwards the requests it receives to.
+//!
+//! A [`Node`](crate::runtime::Node) implements `ServiceHandler`, so any server (raft-http, or the
+//! in-process [`MemNetwork`](crate::testing::MemNetwork)) serves it by decoding a request, calling
+//! the handler and encoding the answer. Transports are testable without Raft (against a fake
+//! handler) and Raft without a network.
+
+use async_trait::async_trait;
+
+use crate::error::Error;
+use crate::message::{
+    AppendEntries, AppendEntriesResponse, RequestVote, RequestVoteResponse, TimeoutNow,
+};
+use crate::types::NodeId;
+
+/// The client side: requests from this node to a peer.
+///
+/// Calls may run concurrently, many to the same peer (AppendEntries are pipelined), and their
+/// answers may come back in any order. A call that fails or gets no answer in time returns
+/// [`Error::Transport`] or [`Error::Timeout`]; the node retries by itself. A transport must never
+/// let one dead peer delay requests to another.
+#[async_trait]
+pub trait Transport: Send + Sync + 'static {
+    /// Sends an AppendEntries (or a heartbeat, with no entries) and returns the answer.
+    async fn append_entries(
+        &self,
+        to: NodeId,
+        request: AppendEntries,
+    ) -> Result<AppendEntriesResponse, Error>;
+
+    /// Sends a RequestVote (or a pre-vote) and returns the answer.
+    async fn request_vote(
+        &self,
+        to: NodeId,
+        request: RequestVote,
+    ) -> Result<RequestVoteResponse, Error>;
+
+    /// Tells the peer to start an election at once (leadership transfer).
+    async fn timeout_now(&self, to: NodeId, request: TimeoutNow) -> Result<(), Error>;
+}
+
+/// The server side: what a node does with a request that arrived for it.
+///
+/// Implemented by [`Node`](crate::runtime::Node). Calls may run concurrently. An answer may take
+/// as long as the node's disk needs to make the entries durable (a success is sent only then); a
+/// request the node does not answer (a vote it ignores during a leader's lease, a request from an
+/// unknown node) ends with [`Error::Timeout`] after the configured request timeout, and a stopped
+/// node answers [`Error::Shutdown`]. Servers map errors to their own failure replies.
+#[async_trait]
+pub trait ServiceHandler: Send + Sync + 'static {
+    /// Handles an AppendEntries from the leader `request.leader_id`.
+    async fn append_entries(&self, request: AppendEntries) -> Result<AppendEntriesResponse, Error>;
+
+    /// Handles a RequestVote from `request.candidate_id`.
+    async fn request_vote(&self, request: RequestVote) -> Result<RequestVoteResponse, Error>;
+
+    /// Handles a TimeoutNow from the leader `request.leader_id`.
+    async fn timeout_now(&self, request: TimeoutNow) -> Result<(), Error>;
+}
