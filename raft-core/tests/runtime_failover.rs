@@ -1,0 +1,307 @@
+//! Leader failover, partitions and catching up, on a 3-node cluster over the in-process network.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use bytes::Bytes;
+use common::{Outcome, TestCluster, test_config, write};
+use raft_core::testing::MemKv;
+use raft_core::{Error, LogIndex, NodeId};
+
+/// Runs `clients` concurrent writers of `writes` unique commands each.
+fn spawn_writers(
+    cluster: &TestCluster,
+    clients: usize,
+    writes: usize,
+) -> Vec<tokio::task::JoinHandle<Vec<(Bytes, Outcome)>>> {
+    (0..clients)
+        .map(|client| {
+            let nodes = cluster.nodes.clone();
+            tokio::spawn(async move {
+                let mut outcomes = Vec::new();
+                for i in 0..writes {
+                    let command = MemKv::put(format!("c{client}-{i}"), format!("{i}"));
+                    let outcome = write(&nodes, command.clone()).await;
+                    outcomes.push((command, outcome));
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                }
+                outcomes
+            })
+        })
+        .collect()
+}
+
+/// Every acknowledged write is applied exactly once, at its index, on every running replica;
+/// a write with an unknown outcome is applied at most once.
+fn assert_exactly_once(cluster: &TestCluster, outcomes: &[(Bytes, Outcome)]) {
+    for id in cluster.nodes.lock().unwrap().keys() {
+        let applied = cluster.kvs[id].applied();
+        let mut counts: BTreeMap<&Bytes, usize> = BTreeMap::new();
+        for (_, command) in &applied {
+            *counts.entry(command).or_default() += 1;
+        }
+        for (command, outcome) in outcomes {
+            let count = counts.get(command).copied().unwrap_or(0);
+            match outcome {
+                Outcome::Acked(index) => {
+                    assert_eq!(
+                        count, 1,
+                        "node {id}: acked write at {index} applied {count} times"
+                    );
+                    assert!(
+                        applied.contains(&(*index, command.clone())),
+                        "node {id}: {index}"
+                    );
+                }
+                Outcome::Unknown => assert!(count <= 1, "node {id}: a write applied twice"),
+            }
+        }
+    }
+    cluster.assert_replicas_agree();
+}
+
+async fn join_all(
+    writers: Vec<tokio::task::JoinHandle<Vec<(Bytes, Outcome)>>>,
+) -> Vec<(Bytes, Outcome)> {
+    let mut all = Vec::new();
+    for writer in writers {
+        all.extend(writer.await.unwrap());
+    }
+    all
+}
+
+async fn settle(cluster: &TestCluster) {
+    let leader = cluster.wait_for_leader().await;
+    let commit = cluster.node(leader).commit_index();
+    cluster.wait_applied(commit).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn acknowledged_writes_survive_leader_crash_and_apply_once() {
+    let mut cluster = TestCluster::start(3, test_config()).await;
+    for store in cluster.stores.values() {
+        store.set_sync_delay(Duration::from_millis(1));
+    }
+    let first_leader = cluster.wait_for_leader().await;
+    let writers = spawn_writers(&cluster, 8, 40);
+    tokio::time::sleep(Duration::from_millis(40)).await;
+
+    // A crash: the node stops and loses whatever its disk had not synced.
+    cluster.stop_node(first_leader).await;
+    cluster.stores[&first_leader].simulate_power_loss();
+    let second_leader = cluster.wait_for_leader().await;
+    assert_ne!(second_leader, first_leader);
+    tokio::time::sleep(Duration::from_millis(40)).await;
+    cluster.start_node(first_leader).await;
+
+    let outcomes = join_all(writers).await;
+    let acked = outcomes
+        .iter()
+        .filter(|(_, o)| matches!(o, Outcome::Acked(_)))
+        .count();
+    assert!(acked >= 300, "only {acked} of 320 writes were acknowledged");
+    settle(&cluster).await;
+    assert_exactly_once(&cluster, &outcomes);
+}
+
+#[tokio::test(start_paused = true)]
+async fn isolated_leader_is_replaced_and_its_uncommitted_entries_roll_back() {
+    let cluster = TestCluster::start(3, test_config()).await;
+    let old = cluster.wait_for_leader().await;
+    let old_node = cluster.node(old);
+    cluster.network.isolate(old);
+    // Still leader until check-quorum notices: the entry lands in its log only.
+    let pending = old_node
+        .append_async(vec![MemKv::put("lost", "1")])
+        .await
+        .expect("accepted by the isolated leader");
+    let others: Vec<NodeId> = cluster
+        .ids
+        .iter()
+        .copied()
+        .filter(|&id| id != old)
+        .collect();
+    let new = cluster.wait_for_leader_among(&others).await;
+    for i in 0..20 {
+        let appended = cluster
+            .node(new)
+            .append(vec![MemKv::put(format!("k{i}"), "v")])
+            .await
+            .unwrap();
+        assert_eq!(appended.results, vec![Bytes::new()]);
+    }
+    assert!(
+        !old_node.is_leader(),
+        "check-quorum steps the isolated leader down"
+    );
+
+    cluster.network.heal();
+    let lost_index = pending.first.index;
+    let result = tokio::time::timeout(Duration::from_secs(10), pending.result())
+        .await
+        .expect("the deposed leader answers");
+    assert!(
+        matches!(result, Err(Error::Discarded { index }) if index == lost_index),
+        "{result:?}"
+    );
+    settle(&cluster).await;
+    assert_eq!(cluster.kvs[&old].rolled_back(), vec![lost_index]);
+    for kv in cluster.kvs.values() {
+        assert!(kv.get(b"lost").is_none(), "a rolled-back entry was applied");
+        assert_eq!(kv.get(b"k19"), Some(Bytes::from("v")));
+    }
+    cluster.assert_replicas_agree();
+}
+
+#[tokio::test(start_paused = true)]
+async fn async_replication_answers_pre_commit_and_rolls_back_on_conflict() {
+    let mut config = test_config();
+    config.async_replication = true;
+    let cluster = TestCluster::start(3, config).await;
+    let old = cluster.wait_for_leader().await;
+    let old_node = cluster.node(old);
+    cluster.network.isolate(old);
+
+    // Resolves at once with the pre-commit result, although nothing can commit.
+    let command = MemKv::put("speculative", "1");
+    let appended = tokio::time::timeout(
+        Duration::from_millis(50),
+        old_node.append(vec![command.clone()]),
+    )
+    .await
+    .expect("async replication does not wait for the quorum")
+    .unwrap();
+    assert_eq!(appended.results, vec![command]);
+    let index = appended.first.index;
+    assert!(cluster.kvs[&old].pre_committed().contains(&index));
+
+    let others: Vec<NodeId> = cluster
+        .ids
+        .iter()
+        .copied()
+        .filter(|&id| id != old)
+        .collect();
+    let new = cluster.wait_for_leader_among(&others).await;
+    cluster
+        .node(new)
+        .append(vec![MemKv::put("winner", "1")])
+        .await
+        .unwrap();
+    cluster.network.heal();
+    settle(&cluster).await;
+    let winner_applied = cluster.node(new).applied_index();
+    cluster.wait_applied(winner_applied).await;
+
+    // The client was told the pre-commit result; the state machine saw the rollback.
+    assert_eq!(cluster.kvs[&old].rolled_back(), vec![index]);
+    for kv in cluster.kvs.values() {
+        assert!(kv.get(b"speculative").is_none());
+        assert_eq!(kv.get(b"winner"), Some(Bytes::from("1")));
+    }
+    cluster.assert_replicas_agree();
+}
+
+#[tokio::test(start_paused = true)]
+async fn partitioned_minority_follower_catches_up_after_heal() {
+    let cluster = TestCluster::start(3, test_config()).await;
+    let leader = cluster.wait_for_leader().await;
+    let follower = *cluster.ids.iter().find(|&&id| id != leader).unwrap();
+    cluster.network.isolate(follower);
+    let node = cluster.node(leader);
+    for batch in 0..100 {
+        let commands = (0..20)
+            .map(|i| MemKv::put(format!("k{batch}-{i}"), "v"))
+            .collect();
+        node.append(commands).await.unwrap();
+    }
+    let commit = node.commit_index();
+    assert!(cluster.node(follower).applied_index() < LogIndex(10));
+    cluster.network.heal();
+    cluster.wait_applied(commit).await;
+    assert_eq!(
+        cluster.kvs[&follower].get(b"k99-19"),
+        Some(Bytes::from("v"))
+    );
+    cluster.assert_replicas_agree();
+}
+
+#[tokio::test(start_paused = true)]
+async fn restarted_follower_far_behind_rejoins_and_reapplies_its_log() {
+    let mut cluster = TestCluster::start(3, test_config()).await;
+    let leader = cluster.wait_for_leader().await;
+    let follower = *cluster.ids.iter().find(|&&id| id != leader).unwrap();
+    cluster
+        .node(leader)
+        .append(vec![MemKv::put("before", "1")])
+        .await
+        .unwrap();
+    settle(&cluster).await;
+    cluster.stop_node(follower).await;
+    for i in 0..300 {
+        cluster
+            .node(leader)
+            .append(vec![MemKv::put(format!("k{i}"), "v")])
+            .await
+            .unwrap();
+    }
+    cluster.start_node(follower).await;
+    settle(&cluster).await;
+    let kv = &cluster.kvs[&follower];
+    assert_eq!(kv.get(b"before"), Some(Bytes::from("1")));
+    assert_eq!(kv.get(b"k299"), Some(Bytes::from("v")));
+    cluster.assert_replicas_agree();
+}
+
+#[tokio::test(start_paused = true)]
+async fn whole_cluster_restart_recovers_every_committed_write() {
+    let mut cluster = TestCluster::start(3, test_config()).await;
+    let leader = cluster.wait_for_leader().await;
+    for i in 0..50 {
+        cluster
+            .node(leader)
+            .append(vec![MemKv::put(format!("k{i}"), format!("{i}"))])
+            .await
+            .unwrap();
+    }
+    for id in cluster.ids.clone() {
+        cluster.stop_node(id).await;
+    }
+    for id in cluster.ids.clone() {
+        cluster.start_node(id).await;
+    }
+    settle(&cluster).await;
+    for kv in cluster.kvs.values() {
+        assert_eq!(kv.get(b"k49"), Some(Bytes::from("49")));
+    }
+    cluster.assert_replicas_agree();
+}
+
+#[tokio::test(start_paused = true)]
+async fn lossy_delayed_network_still_applies_acknowledged_writes_once() {
+    let cluster = TestCluster::start(3, test_config()).await;
+    cluster.wait_for_leader().await;
+    cluster.network.set_drop_probability(0.05);
+    cluster
+        .network
+        .set_delay(Duration::from_millis(1), Duration::from_millis(8));
+    let outcomes = join_all(spawn_writers(&cluster, 4, 30)).await;
+    cluster.network.set_drop_probability(0.0);
+    settle(&cluster).await;
+    assert_exactly_once(&cluster, &outcomes);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failover_on_a_multi_threaded_runtime_loses_no_acknowledged_write() {
+    let mut cluster = TestCluster::start(3, test_config()).await;
+    let first_leader = cluster.wait_for_leader().await;
+    let writers = spawn_writers(&cluster, 4, 30);
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    cluster.stop_node(first_leader).await;
+    cluster.wait_for_leader().await;
+    cluster.start_node(first_leader).await;
+    let outcomes = join_all(writers).await;
+    settle(&cluster).await;
+    assert_exactly_once(&cluster, &outcomes);
+}
