@@ -1,4 +1,6 @@
 //! Leader failover, partitions and catching up, on a 3-node cluster over the in-process network.
+// The helpers below are test code too: a failure should panic loudly.
+#![allow(clippy::unwrap_used)]
 
 mod common;
 

@@ -1,5 +1,6 @@
 //! A cluster of runtime nodes over the in-process network, for the runtime's integration tests.
-#![allow(dead_code, unreachable_pub)]
+// Test support: a broken helper should fail the test loudly, hence unwrap and expect.
+#![allow(dead_code, unreachable_pub, clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};

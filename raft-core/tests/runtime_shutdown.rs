@@ -1,0 +1,126 @@
+//! Shutdown answers every caller and joins every task; a storage failure stops the node.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{TestCluster, test_config};
+use raft_core::message::{AppendEntries, RequestVote};
+use raft_core::testing::MemKv;
+use raft_core::{Error, NodeId, ServiceHandler};
+use raft_core::{LogId, LogIndex, Term};
+
+#[tokio::test(start_paused = true)]
+async fn shutdown_answers_every_waiting_caller_and_the_node_restarts_from_its_log() {
+    let mut cluster = TestCluster::start(3, test_config()).await;
+    let id = cluster.wait_for_leader().await;
+    let leader = cluster.node(id);
+    leader.append(vec![MemKv::put("kept", "1")]).await.unwrap();
+    // Cut off from its followers, nothing more can commit: callers wait.
+    cluster.network.isolate(id);
+    let mut waiting = Vec::new();
+    for i in 0..5 {
+        let node = leader.clone();
+        waiting.push(tokio::spawn(async move {
+            node.append(vec![MemKv::put(format!("w{i}"), "1")])
+                .await
+                .map(|_| ())
+        }));
+    }
+    let node = leader.clone();
+    waiting.push(tokio::spawn(async move {
+        node.linearizable_read().await.map(|_| ())
+    }));
+    tokio::time::sleep(Duration::from_millis(5)).await;
+
+    tokio::time::timeout(Duration::from_secs(5), cluster.stop_node(id))
+        .await
+        .expect("shutdown completes");
+    for handle in waiting {
+        let result = tokio::time::timeout(Duration::from_secs(1), handle)
+            .await
+            .expect("every caller is answered")
+            .unwrap();
+        assert!(
+            matches!(result, Err(Error::Shutdown | Error::NotLeader { .. })),
+            "{result:?}"
+        );
+    }
+    // A stopped node refuses new calls at once.
+    assert!(matches!(
+        leader.append(vec![MemKv::put("late", "1")]).await,
+        Err(Error::Shutdown)
+    ));
+    assert!(!leader.status().running);
+    leader.shutdown().await; // a second shutdown is harmless
+
+    cluster.network.heal();
+    cluster.start_node(id).await;
+    let new_leader = cluster.wait_for_leader().await;
+    let commit = cluster.node(new_leader).commit_index();
+    cluster.wait_applied(commit).await;
+    assert_eq!(cluster.kvs[&id].get(b"kept"), Some("1".into()));
+    cluster.assert_replicas_agree();
+}
+
+#[tokio::test(start_paused = true)]
+async fn failed_log_write_stops_the_leader_and_the_cluster_moves_on() {
+    let cluster = TestCluster::start(3, test_config()).await;
+    let id = cluster.wait_for_leader().await;
+    let leader = cluster.node(id);
+    cluster.stores[&id].fail_writes(true);
+    let result = leader.append(vec![MemKv::put("k", "v")]).await;
+    assert!(
+        matches!(result, Err(Error::Fatal(_) | Error::Shutdown)),
+        "{result:?}"
+    );
+    let mut status = leader.watch_status();
+    tokio::time::timeout(Duration::from_secs(5), status.wait_for(|s| !s.running))
+        .await
+        .expect("the node stops after a storage failure")
+        .unwrap();
+    assert!(matches!(
+        leader.append(vec![MemKv::put("k", "v")]).await,
+        Err(Error::Shutdown)
+    ));
+    let others: Vec<NodeId> = cluster.ids.iter().copied().filter(|&o| o != id).collect();
+    let new = cluster.wait_for_leader_among(&others).await;
+    cluster
+        .node(new)
+        .append(vec![MemKv::put("after", "1")])
+        .await
+        .unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn requests_from_a_node_outside_the_cluster_are_refused() {
+    let cluster = TestCluster::start(3, test_config()).await;
+    cluster.wait_for_leader().await;
+    let node = cluster.node(NodeId(1));
+    let stranger = NodeId(99);
+    let append = node
+        .append_entries(AppendEntries {
+            term: Term(1_000),
+            leader_id: stranger,
+            seq: 1,
+            prev_log_id: LogId::ZERO,
+            entries: Vec::new(),
+            leader_commit: LogIndex::ZERO,
+        })
+        .await;
+    assert!(matches!(append, Err(Error::Config(_))), "{append:?}");
+    let vote = node
+        .request_vote(RequestVote {
+            term: Term(1_000),
+            candidate_id: stranger,
+            last_log_id: LogId::ZERO,
+            pre_vote: false,
+            leadership_transfer: false,
+        })
+        .await;
+    assert!(matches!(vote, Err(Error::Config(_))), "{vote:?}");
+    assert!(
+        node.term() < Term(1_000),
+        "a stranger's term is not adopted"
+    );
+}
