@@ -194,6 +194,10 @@ impl Node {
                 transport: transport.clone(),
                 log: log.clone(),
                 events: events_tx.clone(),
+                // Twice the engine's own timeout: the engine gives up on the request first.
+                request_timeout: Duration::from_millis(
+                    shared.config.raft.request_timeout_ms.saturating_mul(2),
+                ),
             };
             let peer_span = tracing::info_span!(parent: &span, "peer", %peer);
             tasks.push(tokio::spawn(sender.run(peer_rx).instrument(peer_span)));

@@ -2,7 +2,9 @@
 //! and failures into events. Requests to one peer are pipelined (many calls in flight at once,
 //! answers in any order); a slow or dead peer holds up only its own task.
 
+use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
@@ -33,6 +35,9 @@ pub(crate) struct PeerSender {
     pub(crate) transport: Arc<dyn Transport>,
     pub(crate) log: Arc<dyn LogStore>,
     pub(crate) events: mpsc::UnboundedSender<Event>,
+    /// A call still unanswered after this is abandoned (as failed), so a transport that never
+    /// answers cannot pile up calls.
+    pub(crate) request_timeout: Duration,
 }
 
 impl PeerSender {
@@ -44,7 +49,8 @@ impl PeerSender {
                 command = commands.recv() => {
                     let Some(command) = command else { break };
                     if let Some(message) = self.prepare(command).await {
-                        inflight.push(call(self.transport.clone(), self.peer, message));
+                        let call = call(self.transport.clone(), self.peer, message, self.request_timeout);
+                        inflight.push(call);
                     }
                 }
                 Some(done) = inflight.next(), if !inflight.is_empty() => {
@@ -94,12 +100,28 @@ impl PeerSender {
     }
 }
 
+/// A transport call bounded by `timeout`.
+async fn bounded<T>(
+    timeout: Duration,
+    to: NodeId,
+    call: impl Future<Output = Result<T, crate::error::Error>>,
+) -> Result<T, crate::error::Error> {
+    tokio::time::timeout(timeout, call)
+        .await
+        .unwrap_or_else(|_| Err(crate::error::Error::transport(to, "no answer in time")))
+}
+
 /// One transport call; the event it produces, if any.
-async fn call(transport: Arc<dyn Transport>, to: NodeId, message: Message) -> Option<Event> {
+async fn call(
+    transport: Arc<dyn Transport>,
+    to: NodeId,
+    message: Message,
+    timeout: Duration,
+) -> Option<Event> {
     match message {
         Message::AppendEntries(request) => {
             let seq = request.seq;
-            match transport.append_entries(to, request).await {
+            match bounded(timeout, to, transport.append_entries(to, request)).await {
                 Ok(response) => Some(Event::Answer {
                     from: to,
                     message: Message::AppendEntriesResponse(response),
@@ -110,19 +132,21 @@ async fn call(transport: Arc<dyn Transport>, to: NodeId, message: Message) -> Op
                 }
             }
         }
-        Message::RequestVote(request) => match transport.request_vote(to, request).await {
-            Ok(response) => Some(Event::Answer {
-                from: to,
-                message: Message::RequestVoteResponse(response),
-            }),
-            // Unanswered votes need nothing: the election timer runs the next round.
-            Err(err) => {
-                debug!(peer = %to, %err, "RequestVote failed");
-                None
+        Message::RequestVote(request) => {
+            match bounded(timeout, to, transport.request_vote(to, request)).await {
+                Ok(response) => Some(Event::Answer {
+                    from: to,
+                    message: Message::RequestVoteResponse(response),
+                }),
+                // Unanswered votes need nothing: the election timer runs the next round.
+                Err(err) => {
+                    debug!(peer = %to, %err, "RequestVote failed");
+                    None
+                }
             }
-        },
+        }
         Message::TimeoutNow(request) => {
-            if let Err(err) = transport.timeout_now(to, request).await {
+            if let Err(err) = bounded(timeout, to, transport.timeout_now(to, request)).await {
                 debug!(peer = %to, %err, "TimeoutNow failed");
             }
             None
