@@ -1,0 +1,97 @@
+//! raft-bench: throughput and latency of the workspace's Raft, one workload per run.
+//!
+//! Workloads: `mem` (3 nodes in one process, in-memory log, in-process transport, no-op state
+//! machine). The HTTP, durable and storage-only workloads come with their crates. The last line
+//! printed is the `bench:` line of DESIGN §8. Performance claims live here, never in tests.
+#![forbid(unsafe_code)]
+// A command-line tool: its report goes to stdout.
+#![allow(clippy::print_stdout)]
+
+mod mem;
+mod report;
+
+use clap::{Parser, ValueEnum};
+
+/// Command-line options.
+#[derive(Debug, Parser)]
+#[command(name = "raft-bench", about = "Benchmarks of the raft workspace")]
+pub(crate) struct Options {
+    /// The workload to run.
+    pub(crate) workload: Workload,
+    /// Concurrent clients, each with one request in flight.
+    #[arg(long, default_value_t = 256)]
+    pub(crate) clients: usize,
+    /// Total operations (ignored when --secs is given).
+    #[arg(long, default_value_t = 500_000)]
+    pub(crate) ops: u64,
+    /// Run for this many seconds instead of a number of operations.
+    #[arg(long)]
+    pub(crate) secs: Option<f64>,
+    /// Payload bytes per command.
+    #[arg(long, default_value_t = 256)]
+    pub(crate) payload: usize,
+    /// How `append` returns.
+    #[arg(long, value_enum, default_value_t = Mode::Blocking)]
+    pub(crate) mode: Mode,
+    /// When the leader sends entries.
+    #[arg(long, value_enum, default_value_t = PacingArg::Eager)]
+    pub(crate) pacing: PacingArg,
+    /// Tokio worker threads.
+    #[arg(long, default_value_t = 2)]
+    pub(crate) server_workers: usize,
+}
+
+/// The benchmark workloads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub(crate) enum Workload {
+    /// 3 nodes in one process: in-memory log, in-process transport, no-op state machine.
+    Mem,
+}
+
+/// `append`'s return mode.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub(crate) enum Mode {
+    /// Resolves with the commit result.
+    Blocking,
+    /// Returns the position at once; the client then waits for the result.
+    AsyncHandler,
+    /// Resolves with the pre-commit result (cluster-wide async replication).
+    AsyncReplication,
+}
+
+/// Replication pacing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub(crate) enum PacingArg {
+    /// Send as soon as the window has room.
+    Eager,
+    /// Send on each follower's heartbeat timer.
+    Heartbeat,
+}
+
+fn main() -> std::process::ExitCode {
+    let options = Options::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(options.server_workers.max(1))
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("raft-bench: cannot start tokio: {err}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let result = match options.workload {
+        Workload::Mem => runtime.block_on(mem::run(&options)),
+    };
+    match result {
+        Ok(report) => {
+            report.print(&options);
+            std::process::ExitCode::SUCCESS
+        }
+        Err(err) => {
+            eprintln!("raft-bench: {err}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,198 @@
+//! The `mem` workload: 3 nodes in one process with the in-memory log, the in-process network
+//! and a no-op state machine, so what is measured is the consensus and the runtime.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use raft_core::message::{
+    AppendEntries, AppendEntriesResponse, RequestVote, RequestVoteResponse, TimeoutNow,
+};
+use raft_core::runtime::{Node, NodeConfig};
+use raft_core::testing::{MemLogStore, MemNetwork};
+use raft_core::{Entry, Error, NodeId, Pacing, StateMachine, Transport};
+
+use crate::report::Report;
+use crate::{Mode, Options, PacingArg};
+
+/// A state machine that does nothing (the benchmark measures replication, not the application).
+#[derive(Debug)]
+struct NoopStateMachine;
+
+#[async_trait]
+impl StateMachine for NoopStateMachine {
+    async fn commit(&self, entries: &[Entry]) -> Result<Vec<Bytes>, Error> {
+        Ok(vec![Bytes::new(); entries.len()])
+    }
+}
+
+/// Counts AppendEntries with entries, the entries they carry and the requests in flight.
+#[derive(Debug, Default)]
+struct Counters {
+    requests: AtomicU64,
+    entries: AtomicU64,
+    inflight: AtomicU64,
+    max_inflight: AtomicU64,
+}
+
+struct CountingTransport {
+    inner: Arc<dyn Transport>,
+    counters: Arc<Counters>,
+}
+
+#[async_trait]
+impl Transport for CountingTransport {
+    async fn append_entries(
+        &self,
+        to: NodeId,
+        request: AppendEntries,
+    ) -> Result<AppendEntriesResponse, Error> {
+        let counters = &self.counters;
+        if !request.entries.is_empty() {
+            counters.requests.fetch_add(1, Ordering::Relaxed);
+            counters
+                .entries
+                .fetch_add(request.entries.len() as u64, Ordering::Relaxed);
+        }
+        let now = counters.inflight.fetch_add(1, Ordering::Relaxed) + 1;
+        counters.max_inflight.fetch_max(now, Ordering::Relaxed);
+        let result = self.inner.append_entries(to, request).await;
+        counters.inflight.fetch_sub(1, Ordering::Relaxed);
+        result
+    }
+
+    async fn request_vote(
+        &self,
+        to: NodeId,
+        request: RequestVote,
+    ) -> Result<RequestVoteResponse, Error> {
+        self.inner.request_vote(to, request).await
+    }
+
+    async fn timeout_now(&self, to: NodeId, request: TimeoutNow) -> Result<(), Error> {
+        self.inner.timeout_now(to, request).await
+    }
+}
+
+/// Runs the workload and measures it.
+pub(crate) async fn run(options: &Options) -> Result<Report, Error> {
+    let mut config = NodeConfig {
+        async_replication: options.mode == Mode::AsyncReplication,
+        ..NodeConfig::default()
+    };
+    config.raft.pacing = match options.pacing {
+        PacingArg::Eager => Pacing::Eager,
+        PacingArg::Heartbeat => Pacing::Heartbeat,
+    };
+    let network = MemNetwork::new(1);
+    let counters = Arc::new(Counters::default());
+    let ids = [NodeId(1), NodeId(2), NodeId(3)];
+    let members = ids.map(|id| (id, format!("mem://{id}")));
+    let mut nodes = Vec::new();
+    for id in ids {
+        let transport = Arc::new(CountingTransport {
+            inner: network.transport(id),
+            counters: counters.clone(),
+        });
+        let node = Node::start(
+            id,
+            members.clone(),
+            config.clone(),
+            MemLogStore::new().into_arc(),
+            Arc::new(NoopStateMachine),
+            transport,
+        )
+        .await?;
+        network.register(id, &node);
+        nodes.push(node);
+    }
+    let leader_id = nodes[0].wait_for_leader(Duration::from_secs(30)).await?;
+    let Some(leader) = nodes.iter().find(|n| n.id() == leader_id).cloned() else {
+        return Err(Error::Config("the leader is not a member".to_owned()));
+    };
+    // Let the leader's no-op commit before measuring.
+    leader.linearizable_read().await?;
+    counters.requests.store(0, Ordering::Relaxed);
+    counters.entries.store(0, Ordering::Relaxed);
+    counters.max_inflight.store(0, Ordering::Relaxed);
+
+    let report = drive_clients(options, &leader).await?;
+    for node in &nodes {
+        node.shutdown().await;
+    }
+    Ok(Report {
+        nodes: nodes.len(),
+        append_requests: counters.requests.load(Ordering::Relaxed),
+        append_entries: counters.entries.load(Ordering::Relaxed),
+        max_inflight: counters.max_inflight.load(Ordering::Relaxed),
+        ..report
+    })
+}
+
+/// Runs `options.clients` closed-loop clients against `leader`.
+pub(crate) async fn drive_clients(options: &Options, leader: &Node) -> Result<Report, Error> {
+    let payload = Bytes::from(vec![0xA5; options.payload]);
+    let issued = Arc::new(AtomicU64::new(0));
+    let ops_limit = if options.secs.is_some() {
+        u64::MAX
+    } else {
+        options.ops
+    };
+    let deadline = options.secs.map(Duration::from_secs_f64);
+    #[allow(clippy::disallowed_methods)] // the benchmark's wall clock
+    let started = std::time::Instant::now();
+    let mut clients = Vec::new();
+    for _ in 0..options.clients.max(1) {
+        let (node, payload, issued) = (leader.clone(), payload.clone(), issued.clone());
+        let mode = options.mode;
+        clients.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            loop {
+                if issued.fetch_add(1, Ordering::Relaxed) >= ops_limit
+                    || deadline.is_some_and(|d| started.elapsed() >= d)
+                {
+                    return Ok::<_, Error>(latencies);
+                }
+                #[allow(clippy::disallowed_methods)] // the benchmark's wall clock
+                let begun = std::time::Instant::now();
+                match one_op(&node, mode, payload.clone()).await {
+                    Ok(()) => {}
+                    Err(Error::Overloaded) => {
+                        tokio::task::yield_now().await;
+                        continue;
+                    }
+                    Err(err) => return Err(err),
+                }
+                let micros = u32::try_from(begun.elapsed().as_micros()).unwrap_or(u32::MAX);
+                latencies.push(micros);
+            }
+        }));
+    }
+    let mut latencies_us = Vec::new();
+    for client in clients {
+        let done = client
+            .await
+            .map_err(|err| Error::Fatal(format!("client task failed: {err}")))??;
+        latencies_us.extend(done);
+    }
+    Ok(Report {
+        ops: latencies_us.len() as u64,
+        elapsed: started.elapsed(),
+        latencies_us,
+        ..Report::default()
+    })
+}
+
+async fn one_op(node: &Node, mode: Mode, payload: Bytes) -> Result<(), Error> {
+    match mode {
+        Mode::Blocking | Mode::AsyncReplication => node.append(vec![payload]).await.map(drop),
+        Mode::AsyncHandler => node
+            .append_async(vec![payload])
+            .await?
+            .result()
+            .await
+            .map(drop),
+    }
+}

@@ -1,0 +1,80 @@
+//! Latency percentiles, peak memory and the printed report.
+
+use std::time::Duration;
+
+use crate::Options;
+
+/// What a run measured.
+#[derive(Debug, Default)]
+pub(crate) struct Report {
+    pub(crate) nodes: usize,
+    pub(crate) ops: u64,
+    pub(crate) elapsed: Duration,
+    /// Client latencies in microseconds, unsorted.
+    pub(crate) latencies_us: Vec<u32>,
+    pub(crate) append_requests: u64,
+    pub(crate) append_entries: u64,
+    pub(crate) max_inflight: u64,
+}
+
+impl Report {
+    pub(crate) fn print(mut self, options: &Options) {
+        self.latencies_us.sort_unstable();
+        let secs = self.elapsed.as_secs_f64();
+        let ops_per_sec = if secs > 0.0 {
+            self.ops as f64 / secs
+        } else {
+            0.0
+        };
+        let p50 = percentile(&self.latencies_us, 0.50);
+        let p90 = percentile(&self.latencies_us, 0.90);
+        let p99 = percentile(&self.latencies_us, 0.99);
+        let per_request = if self.append_requests > 0 {
+            self.append_entries as f64 / self.append_requests as f64
+        } else {
+            0.0
+        };
+        println!(
+            "workload={:?} mode={:?} pacing={:?} payload={} workers={}",
+            options.workload, options.mode, options.pacing, options.payload, options.server_workers
+        );
+        println!("  ops/s            {ops_per_sec:.0}");
+        println!("  latency p50/p90/p99 (us)  {p50} / {p90} / {p99}");
+        println!(
+            "  entries per AppendEntries  {per_request:.1} ({} requests with entries)",
+            self.append_requests
+        );
+        println!(
+            "  max requests in flight to one peer  {}",
+            self.max_inflight
+        );
+        println!("  peak RSS (MiB)   {:.1}", peak_rss_kib() as f64 / 1024.0);
+        println!(
+            "bench: workload={} nodes={} clients={} ops={} secs={secs:.3} ops_per_sec={ops_per_sec:.0} p50_us={p50} p99_us={p99}",
+            format!("{:?}", options.workload).to_lowercase(),
+            self.nodes,
+            options.clients,
+            self.ops,
+        );
+    }
+}
+
+fn percentile(sorted: &[u32], quantile: f64) -> u32 {
+    if sorted.is_empty() {
+        return 0;
+    }
+    let rank = ((sorted.len() - 1) as f64 * quantile).round() as usize;
+    sorted.get(rank).copied().unwrap_or(0)
+}
+
+/// The process's peak resident set (VmHWM) in KiB, 0 where /proc is missing.
+fn peak_rss_kib() -> u64 {
+    let Ok(status) = std::fs::read_to_string("/proc/self/status") else {
+        return 0;
+    };
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmHWM:"))
+        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
