@@ -1,0 +1,140 @@
+//! `Core`: the state every role shares (term, vote, log view, commit index, clock, outputs) and
+//! the helpers every role uses to change it: persisting term and vote before anything reveals
+//! them, holding sends until they are durable, appending locally, committing.
+
+use super::log_ids::LogIds;
+use super::rng::Rng;
+use super::{Output, PlantedBug};
+use crate::config::Config;
+use crate::message::Message;
+use crate::types::{Entry, HardState, LogIndex, Membership, NodeId, Term};
+
+/// State shared by every role.
+#[derive(Debug)]
+pub(crate) struct Core {
+    pub(crate) id: NodeId,
+    pub(crate) config: Config,
+    pub(crate) membership: Membership,
+    pub(crate) rng: Rng,
+    pub(crate) now_ms: u64,
+    pub(crate) term: Term,
+    pub(crate) vote: Option<NodeId>,
+    /// The (term, vote) last reported durable.
+    pub(crate) durable_term_vote: (Term, Option<NodeId>),
+    pub(crate) commit_index: LogIndex,
+    pub(crate) log: LogIds,
+    /// The last index of the current log known durable.
+    pub(crate) durable_index: LogIndex,
+    /// Grows at every truncation; see `Output::AppendLog::epoch`.
+    pub(crate) log_epoch: u64,
+    pub(crate) leader_id: Option<NodeId>,
+    /// Whether a tick has set the clock yet; the election timer is armed at the first one.
+    pub(crate) clock_started: bool,
+    pub(crate) election_deadline_ms: u64,
+    /// When this node last heard from the leader of its term (followers).
+    pub(crate) leader_contact_ms: Option<u64>,
+    /// Sends held until the term and vote they reveal are durable.
+    pub(crate) held: Vec<Output>,
+    pub(crate) outputs: Vec<Output>,
+    /// AppendEntries sequence numbers, unique for the engine's lifetime (across terms, so a
+    /// late `SendFailed` of an earlier term never hits a new request).
+    pub(crate) next_seq: u64,
+    /// Always `None` unless the `planted-bugs` feature's `Engine::plant_bug` set it.
+    pub(crate) planted_bug: Option<PlantedBug>,
+}
+
+impl Core {
+    pub(crate) fn hard_state(&self) -> HardState {
+        HardState {
+            term: self.term,
+            vote: self.vote,
+            // Only a durable prefix may be called committed after a restart: a committed
+            // index above the durable one could name an entry a crash replaces.
+            commit: self.commit_index.min(self.durable_index),
+        }
+    }
+
+    pub(crate) fn term_vote_durable(&self) -> bool {
+        self.durable_term_vote == (self.term, self.vote)
+    }
+
+    /// Changes term and vote and asks for them to be persisted; sends wait until they are.
+    pub(crate) fn set_term_vote(&mut self, term: Term, vote: Option<NodeId>) {
+        debug_assert!(term >= self.term, "terms never go back");
+        if (term, vote) == (self.term, self.vote) {
+            return;
+        }
+        self.term = term;
+        self.vote = vote;
+        let hard_state = self.hard_state();
+        // Back-to-back writes (a new term, then a vote in it) need only the last one.
+        match self.outputs.last_mut() {
+            Some(Output::PersistHardState(pending)) => *pending = hard_state,
+            _ => self.outputs.push(Output::PersistHardState(hard_state)),
+        }
+    }
+
+    /// Sends a message, or holds it until the term and vote are durable.
+    pub(crate) fn send(&mut self, to: NodeId, message: Message) {
+        self.send_output(Output::Send { to, message });
+    }
+
+    pub(crate) fn send_output(&mut self, output: Output) {
+        if self.term_vote_durable() {
+            self.outputs.push(output);
+        } else {
+            self.held.push(output);
+        }
+    }
+
+    pub(crate) fn reset_election_timer(&mut self) {
+        let timeout = self.config.election_timeout_ms;
+        self.election_deadline_ms = self.now_ms + self.rng.range(timeout, 2 * timeout);
+    }
+
+    /// Whether a leader of the current term was heard from within an election timeout (the
+    /// lease that pre-vote and check-quorum rely on). A leader trusts itself.
+    pub(crate) fn heard_from_leader_recently(&self) -> bool {
+        if self.leader_id == Some(self.id) {
+            return true;
+        }
+        self.leader_id.is_some()
+            && self.leader_contact_ms.is_some_and(|contact| {
+                self.now_ms.saturating_sub(contact) < self.config.election_timeout_ms
+            })
+    }
+
+    pub(crate) fn commit_to(&mut self, index: LogIndex) {
+        if index > self.commit_index {
+            self.commit_index = index;
+            self.outputs.push(Output::Commit { upto: index });
+        }
+    }
+
+    /// Appends entries to the local log: `AppendLog` then `PreCommit` of the same range.
+    pub(crate) fn append_local(&mut self, entries: Vec<Entry>) {
+        let (Some(first), Some(last)) = (entries.first(), entries.last()) else {
+            return;
+        };
+        let (first, last) = (first.log_id.index, last.log_id.index);
+        for entry in &entries {
+            self.log.push(entry.log_id, entry.payload.len());
+        }
+        let epoch = self.log_epoch;
+        self.outputs.push(Output::AppendLog { entries, epoch });
+        self.outputs.push(Output::PreCommit { first, last });
+    }
+
+    pub(crate) fn peers(&self) -> impl Iterator<Item = NodeId> + '_ {
+        self.membership.voters().filter(move |&id| id != self.id)
+    }
+
+    pub(crate) fn quorum(&self) -> usize {
+        self.membership.quorum()
+    }
+
+    /// Whether the planted bug `bug` is switched on (never, without the feature).
+    pub(crate) fn bug(&self, bug: PlantedBug) -> bool {
+        self.planted_bug == Some(bug)
+    }
+}
