@@ -40,18 +40,26 @@ pub enum Error {
     /// The node's request queue is full; nothing was queued. Retry later or slow down.
     #[error("overloaded: the request queue is full, retry later")]
     Overloaded,
-    /// The node is shutting down or stopped; nothing was queued.
+    /// Refused: the node is shutting down or stopped, and this call queued nothing (a write
+    /// was not appended; retrying it elsewhere cannot apply it twice).
     #[error("the node is shut down")]
     Shutdown,
+    /// The node stopped (shutdown or fatal error) after it had accepted the write into its log:
+    /// the outcome is unknown, as the entries may still commit through another node. Retry only
+    /// an idempotent command or one with exactly-once ids (raft-wrapper).
+    #[error("the node stopped after accepting the write; the outcome is unknown")]
+    Aborted,
     /// No answer in time. For a write the outcome is unknown: it may still commit, so retry
     /// only with an idempotent command or exactly-once ids (raft-wrapper).
     #[error("timed out; the outcome is unknown")]
     Timeout,
-    /// The entry was removed by a newer leader's log before it committed (it was rolled back);
-    /// it will never commit, so retrying it cannot apply it twice.
-    #[error("entry {index} was discarded by a newer leader before it committed")]
+    /// A newer leader's log replaced the call's entries from `index` on before they committed
+    /// (they were rolled back): those commands never commit, so retrying them cannot apply them
+    /// twice. Commands of the same call before `index` (if any) did commit. A single-command call
+    /// that gets this error was not applied.
+    #[error("entries from {index} were discarded by a newer leader before they committed")]
     Discarded {
-        /// The index the entry had.
+        /// The index of the call's first discarded command.
         index: LogIndex,
     },
     /// The log store failed. A node stops after a storage failure rather than acknowledge

@@ -1,8 +1,10 @@
 //! The log store plugin: where a node keeps its log and hard state.
 //!
-//! The runtime calls a store from one task (the node's event loop) for writes, and from the
-//! per-peer sender tasks and the apply task for reads, so reads run concurrently with writes.
-//! Writes are issued in order and must take effect in that order.
+//! The runtime calls `append` and `truncate` from one task (the node's event loop), in order;
+//! `save_hard_state` from another (the hard-state writer), so it may run concurrently with log
+//! writes (no order between the two is needed: the engine copes at restart with a log that is
+//! newer than the hard state); and `read` from the per-peer sender tasks and the apply task,
+//! concurrently with everything else.
 
 use async_trait::async_trait;
 use tokio::sync::watch;

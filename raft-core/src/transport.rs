@@ -44,9 +44,10 @@ pub trait Transport: Send + Sync + 'static {
 ///
 /// Implemented by [`Node`](crate::runtime::Node). Calls may run concurrently. An answer may take
 /// as long as the node's disk needs to make the entries durable (a success is sent only then); a
-/// request the node does not answer (a vote it ignores during a leader's lease, a request from an
-/// unknown node) ends with [`Error::Timeout`] after the configured request timeout, and a stopped
-/// node answers [`Error::Shutdown`]. Servers map errors to their own failure replies.
+/// request the node does not answer (a vote it ignores during a leader's lease) ends with
+/// [`Error::Timeout`] after the configured request timeout; a request from a node outside the
+/// member list gets [`Error::Config`] at once, and a stopped node answers [`Error::Shutdown`].
+/// Servers map errors to their own failure replies.
 #[async_trait]
 pub trait ServiceHandler: Send + Sync + 'static {
     /// Handles an AppendEntries from the leader `request.leader_id`.

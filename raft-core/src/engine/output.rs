@@ -1,9 +1,11 @@
 //! What an engine asks of its runtime: imperative commands, executed in the order given.
 //!
 //! The contract a runtime keeps:
-//! - Outputs run in order. In particular a `Rollback` runs before the `TruncateLog` that follows
-//!   it, and an `AppendLog` has made its entries readable before any later `SendEntries` is
-//!   filled from the log (openraft's contract).
+//! - Outputs run in order. In particular a `Rollback` reaches the state machine before anything
+//!   that follows it (the state machine sees the rollback before any replacing entry; the
+//!   runtime hands it the entries, so the log may be truncated meanwhile), and an `AppendLog` has
+//!   made its entries readable before any later `SendEntries` is filled from the log
+//!   (openraft's contract).
 //! - `AppendLog`, `TruncateLog` and `PersistHardState` may complete durably later; the runtime
 //!   reports durability with [`Input::LogPersisted`] and [`Input::HardStatePersisted`], in the
 //!   order the writes were issued. The engine itself holds back every message that depends on

@@ -84,7 +84,10 @@ pub(crate) enum ApplyOp {
 struct Waiter {
     term: crate::types::Term,
     first: LogIndex,
+    /// The last entry still waited on (lowered when a rollback cuts the call's tail).
     last: LogIndex,
+    /// Set when a rollback removed the call's entries from this index on.
+    discarded_from: Option<LogIndex>,
     results: Vec<Bytes>,
     notify: Notify,
 }
@@ -127,12 +130,13 @@ impl Applier {
         }
     }
 
-    /// Runs until the loop closes the channel, then answers every waiter left with `Shutdown`.
+    /// Runs until the loop closes the channel, then answers every waiter left with `Aborted`
+    /// (their entries are in the log; whether they commit is unknown).
     pub(crate) async fn run(mut self, mut ops: mpsc::UnboundedReceiver<ApplyOp>) {
         while let Some(op) = ops.recv().await {
             if self.failed {
                 if let ApplyOp::Wait { notify, .. } = op {
-                    notify.send(Err(Error::Shutdown));
+                    notify.send(Err(Error::Aborted));
                 }
                 continue;
             }
@@ -143,7 +147,7 @@ impl Applier {
             }
         }
         for waiter in self.waiters.drain(..) {
-            waiter.notify.send(Err(Error::Shutdown));
+            waiter.notify.send(Err(Error::Aborted));
         }
     }
 
@@ -178,6 +182,7 @@ impl Applier {
             term: first_id.term,
             first,
             last: first.plus(count - 1),
+            discarded_from: None,
             results: Vec::with_capacity(usize::try_from(count).unwrap_or(0)),
             notify,
         };
@@ -217,9 +222,25 @@ impl Applier {
         if !removed.is_empty() {
             self.state_machine.rollback(&removed).await?;
         }
-        while self.waiters.back().is_some_and(|w| w.last >= first) {
+        while let Some(waiter) = self.waiters.back_mut() {
+            if waiter.last < first {
+                break;
+            }
+            if waiter.first < first {
+                // The call's head survives and may still commit: wait for it, then report
+                // where the discarded tail began. Raft commits a prefix, not a whole batch.
+                waiter.last = first.prev();
+                waiter.discarded_from = Some(first);
+                if waiter.last <= self.applied
+                    && let Some(waiter) = self.waiters.pop_back()
+                {
+                    // The head already applied: nothing left to wait for.
+                    waiter.notify.send(Err(Error::Discarded { index: first }));
+                }
+                break;
+            }
             if let Some(waiter) = self.waiters.pop_back() {
-                let index = waiter.first.max(first);
+                let index = waiter.first;
                 waiter.notify.send(Err(Error::Discarded { index }));
             }
         }
@@ -299,8 +320,9 @@ impl Applier {
             while self.waiters.front().is_some_and(|w| w.last < index) {
                 // Its entries were committed without its results (cannot happen while waiters
                 // are registered before their entries' pre-commit); answer rather than leak it.
+                debug_assert!(false, "a waiter's entries passed without their results");
                 if let Some(waiter) = self.waiters.pop_front() {
-                    waiter.notify.send(Err(Error::Timeout));
+                    waiter.notify.send(Err(Error::Aborted));
                 }
             }
             let Some(waiter) = self.waiters.front_mut() else {
@@ -313,6 +335,10 @@ impl Applier {
             if index == waiter.last
                 && let Some(waiter) = self.waiters.pop_front()
             {
+                if let Some(index) = waiter.discarded_from {
+                    waiter.notify.send(Err(Error::Discarded { index }));
+                    continue;
+                }
                 let first = EntryInfo {
                     term: waiter.term,
                     index: waiter.first,

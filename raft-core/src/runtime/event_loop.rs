@@ -27,10 +27,13 @@ use crate::engine::{Engine, Input, Output, RoleKind};
 use crate::error::{Error, LeaderHint};
 use crate::message::{AppendEntriesResponse, Message, RequestVoteResponse};
 use crate::storage::LogStore;
-use crate::types::{Entry, EntryInfo, HardState, LogId, LogIndex, NodeId};
+use crate::types::{Entry, EntryInfo, HardState, LogId, LogIndex, NodeId, Term};
 
 /// Most events taken from the queue in one round.
 const EVENTS_PER_ROUND: usize = 1024;
+
+/// A vote request's term and the way back to its candidate.
+type VoteWaiter = (Term, Reply<RequestVoteResponse>);
 
 /// Whether the loop goes on after a round.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -56,7 +59,11 @@ pub(crate) struct EventLoop {
     /// The entries of the last `AppendLog`, for the `PreCommit` that follows it.
     last_appended: Vec<Entry>,
     inbound_appends: HashMap<(NodeId, u64), Reply<AppendEntriesResponse>>,
-    inbound_votes: HashMap<(NodeId, bool), Reply<RequestVoteResponse>>,
+    /// Vote requests waiting for an answer, by candidate and kind, with the request's term (a
+    /// retry in a newer term can arrive before the older request is answered).
+    inbound_votes: HashMap<(NodeId, bool), Vec<VoteWaiter>>,
+    /// Async-handler callers to tell their position once the step's log append succeeded.
+    accepted: Vec<(Reply<EntryInfo>, EntryInfo)>,
     reads: HashMap<u64, Reply<LogIndex>>,
     /// Proposals taken this round, not yet stepped.
     proposing: Vec<Proposal>,
@@ -101,6 +108,7 @@ impl EventLoop {
             last_appended: Vec::new(),
             inbound_appends: HashMap::new(),
             inbound_votes: HashMap::new(),
+            accepted: Vec::new(),
             reads: HashMap::new(),
             proposing: Vec::new(),
             stepping: None,
@@ -112,6 +120,7 @@ impl EventLoop {
 
     /// Runs the node until shutdown or a fatal error, then stops every task.
     pub(crate) async fn run(mut self) {
+        let _stopped = StoppedGuard(self.shared.clone());
         let mut outputs: Vec<Output> = self.engine.drain_outputs().collect();
         let mut result = self.run_outputs(&mut outputs).await;
         if result.is_ok() {
@@ -152,11 +161,18 @@ impl EventLoop {
         self.step(Input::Tick { now_ms }).await?;
         // Answers the engine will never give (a request it ignored) leave closed senders behind.
         self.inbound_appends.retain(|_, reply| !reply.is_closed());
-        self.inbound_votes.retain(|_, reply| !reply.is_closed());
+        self.inbound_votes.retain(|_, waiting| {
+            waiting.retain(|(_, reply)| !reply.is_closed());
+            !waiting.is_empty()
+        });
+        // A read whose caller gave up (it may never be answered without check-quorum).
+        self.reads.retain(|_, reply| !reply.is_closed());
         if self.engine.role_kind() == RoleKind::Leader {
             let last = self.engine.status().last_log_id.index;
             self.metrics
                 .record_followers(&self.engine.followers(), last);
+        } else {
+            self.metrics.clear_followers();
         }
         self.metrics.record_log_bytes(self.log.byte_count());
         Ok(())
@@ -182,8 +198,16 @@ impl EventLoop {
                     self.leftover.extend(events);
                     return Ok(Flow::Stop);
                 }
-                Event::Failed(err) => return Err(err),
-                other => self.on_event(other).await?,
+                Event::Failed(err) => {
+                    self.leftover.extend(events);
+                    return Err(err);
+                }
+                other => {
+                    if let Err(err) = self.on_event(other).await {
+                        self.leftover.extend(events);
+                        return Err(err);
+                    }
+                }
             }
         }
         drop(events);
@@ -228,7 +252,11 @@ impl EventLoop {
                     let _ = reply.send(Err(error));
                     return Ok(());
                 }
-                self.inbound_votes.insert((from, request.pre_vote), reply);
+                let waiting = self
+                    .inbound_votes
+                    .entry((from, request.pre_vote))
+                    .or_default();
+                waiting.push((request.term, reply));
                 (from, Message::RequestVote(request))
             }
             Inbound::TimeoutNow(request) => (request.leader_id, Message::TimeoutNow(request)),
@@ -268,6 +296,14 @@ impl EventLoop {
         let id = self.take_id();
         self.stepping = Some((id, proposals));
         let result = self.step(Input::Proposed { id, payloads }).await;
+        for (reply, info) in self.accepted.drain(..) {
+            // On a failed append the entries may or may not be in the log.
+            let answer = match &result {
+                Ok(()) => Ok(info),
+                Err(_) => Err(Error::Aborted),
+            };
+            let _ = reply.send(answer);
+        }
         if let Some((_, proposals)) = self.stepping.take() {
             // The engine answers every proposal in the same step; this is only a guard.
             for proposal in proposals {
@@ -318,26 +354,20 @@ impl EventLoop {
             Output::PreCommit { first, last } => self.run_pre_commit(first, last).await,
             Output::Rollback { first, last } => self.to_applier(ApplyOp::Rollback { first, last }),
             Output::Commit { upto } => self.to_applier(ApplyOp::Commit(upto)),
-            Output::Send { to, message } => {
-                self.run_send(to, message);
-                Ok(())
-            }
+            Output::Send { to, message } => self.run_send(to, message),
             Output::SendEntries {
                 to,
                 request,
                 first,
                 last_log_id,
-            } => {
-                self.to_peer(
-                    to,
-                    PeerCommand::Entries {
-                        request,
-                        first,
-                        last_log_id,
-                    },
-                );
-                Ok(())
-            }
+            } => self.to_peer(
+                to,
+                PeerCommand::Entries {
+                    request,
+                    first,
+                    last_log_id,
+                },
+            ),
             Output::ProposalAccepted { id, first, count } => self.run_accepted(id, first, count),
             Output::ProposalRejected { id, leader } => {
                 self.run_rejected(id, leader);
@@ -377,14 +407,19 @@ impl EventLoop {
             .map_err(|_| Error::Fatal("the apply task stopped".to_owned()))
     }
 
-    fn to_peer(&self, to: NodeId, command: PeerCommand) {
-        if let Some(peer) = self.peers.get(&to) {
-            let _ = peer.send(command);
+    /// A peer task that is gone (it panicked) would silently end replication to that peer:
+    /// stop the node instead.
+    fn to_peer(&self, to: NodeId, command: PeerCommand) -> Result<(), Error> {
+        match self.peers.get(&to) {
+            Some(peer) => peer
+                .send(command)
+                .map_err(|_| Error::Fatal(format!("the sender task for node {to} stopped"))),
+            None => Ok(()),
         }
     }
 
     /// Answers go back on the request they answer; requests go to the peer's task.
-    fn run_send(&mut self, to: NodeId, message: Message) {
+    fn run_send(&mut self, to: NodeId, message: Message) -> Result<(), Error> {
         match message {
             Message::AppendEntriesResponse(response) => {
                 if let Some(reply) = self.inbound_appends.remove(&(to, response.seq)) {
@@ -392,12 +427,27 @@ impl EventLoop {
                 }
             }
             Message::RequestVoteResponse(response) => {
-                if let Some(reply) = self.inbound_votes.remove(&(to, response.pre_vote)) {
+                let key = (to, response.pre_vote);
+                let Some(waiting) = self.inbound_votes.get_mut(&key) else {
+                    return Ok(());
+                };
+                // A grant carries the request's term; a refusal may carry a newer one, and
+                // then answers the newest request.
+                let position = waiting
+                    .iter()
+                    .position(|(term, _)| *term == response.term)
+                    .unwrap_or(waiting.len().saturating_sub(1));
+                if position < waiting.len() {
+                    let (_, reply) = waiting.remove(position);
                     let _ = reply.send(Ok(response));
                 }
+                if waiting.is_empty() {
+                    self.inbound_votes.remove(&key);
+                }
             }
-            request => self.to_peer(to, PeerCommand::Message(request)),
+            request => return self.to_peer(to, PeerCommand::Message(request)),
         }
+        Ok(())
     }
 
     fn run_accepted(&mut self, id: u64, first: LogId, count: u64) -> Result<(), Error> {
@@ -421,7 +471,8 @@ impl EventLoop {
                     term: at.term,
                     index: at.index,
                 };
-                let _ = accepted.send(Ok(info));
+                // Told once the log append of this step has run (see `flush_proposals`).
+                self.accepted.push((accepted, info));
             }
             let count = proposal.count as u64;
             let notify = proposal.notify;
@@ -497,12 +548,14 @@ impl EventLoop {
         for (_, reply) in self.inbound_appends.drain() {
             let _ = reply.send(Err(Error::Shutdown));
         }
-        for (_, reply) in self.inbound_votes.drain() {
-            let _ = reply.send(Err(Error::Shutdown));
+        for (_, waiting) in self.inbound_votes.drain() {
+            for (_, reply) in waiting {
+                let _ = reply.send(Err(Error::Shutdown));
+            }
         }
         // Closing the channels ends the tasks: peers abandon calls in flight, the hard-state
         // writer finishes its writes, the apply task applies what is committed and answers
-        // the waiters left with `Shutdown`.
+        // the waiters left with `Aborted`.
         self.peers.clear();
         self.hard_state = mpsc::unbounded_channel().0;
         self.applier = mpsc::unbounded_channel().0;
@@ -539,5 +592,17 @@ fn refuse_event(event: Event, error: Error) {
             let _ = reply.send(Err(Error::Shutdown));
         }
         _ => {}
+    }
+}
+
+/// Marks the node stopped however the loop ends, even by a panic (a bug), so that callers
+/// waiting for the stop, and new calls, are not left hanging.
+struct StoppedGuard(Arc<Shared>);
+
+impl Drop for StoppedGuard {
+    fn drop(&mut self) {
+        self.0.lifecycle.begin_shutdown();
+        self.0.status.send_modify(|status| status.running = false);
+        self.0.lifecycle.set_stopped();
     }
 }

@@ -23,7 +23,8 @@ pub const APPLIED_INDEX: &str = "raft_applied_index";
 pub const LEADER_CHANGES: &str = "raft_leader_changes_total";
 /// Counter: commands proposed to this node (accepted or not).
 pub const PROPOSALS: &str = "raft_proposals_total";
-/// Histogram: seconds from `append` to its result.
+/// Histogram: seconds from an append call to its result (`append`, or `append_async` until
+/// `PendingAppend::result` returns).
 pub const APPEND_LATENCY: &str = "raft_append_latency_seconds";
 /// Gauge per peer: entries per AppendEntries the batch sizer allows.
 pub const REPLICATION_BATCH_SIZE: &str = "raft_replication_batch_size";
@@ -94,6 +95,16 @@ impl NodeMetrics {
     /// Records the log size.
     pub(crate) fn record_log_bytes(&self, bytes: u64) {
         self.log_bytes.set(bytes as f64);
+    }
+
+    /// Zeroes the per-follower gauges once this node stops leading (they describe a leader).
+    pub(crate) fn clear_followers(&mut self) {
+        for peer in std::mem::take(&mut self.peers).into_values() {
+            peer.batch.set(0.0);
+            peer.threshold.set(0.0);
+            peer.inflight.set(0.0);
+            peer.lag.set(0.0);
+        }
     }
 
     /// Records each follower's replication state (leaders only).

@@ -109,6 +109,8 @@ pub struct PendingAppend {
     /// How many commands.
     pub count: u64,
     result: oneshot::Receiver<CommitResult>,
+    started: tokio::time::Instant,
+    append_latency: Histogram,
 }
 
 impl PendingAppend {
@@ -116,10 +118,13 @@ impl PendingAppend {
     /// future may be dropped: the commands commit or not all the same.
     ///
     /// # Errors
-    /// [`Error::Discarded`] if a newer leader's log replaced the entries, [`Error::Shutdown`] if
-    /// the node stopped first (the outcome is then unknown).
+    /// [`Error::Discarded`] if a newer leader's log replaced the entries (from its `index` on),
+    /// [`Error::Aborted`] if the node stopped first (the outcome is then unknown).
     pub async fn result(self) -> CommitResult {
-        self.result.await.unwrap_or(Err(Error::Shutdown))
+        let result = self.result.await.unwrap_or(Err(Error::Aborted));
+        self.append_latency
+            .record(self.started.elapsed().as_secs_f64());
+        result
     }
 }
 
@@ -230,9 +235,10 @@ impl Node {
     ///
     /// # Errors
     /// [`Error::NotLeader`] with the leader to retry at; [`Error::Overloaded`] when the queue is
-    /// full (nothing was queued); [`Error::Discarded`] when a newer leader replaced the entries
-    /// (they never commit); [`Error::Shutdown`] when the node stopped (if the entries were
-    /// already in the log their outcome is unknown).
+    /// full and [`Error::Shutdown`] when the node is stopping (in both cases nothing was
+    /// queued); [`Error::Discarded`] when a newer leader replaced the entries (from its `index`
+    /// on they never commit); [`Error::Aborted`] when the node stopped after accepting them (the
+    /// outcome is unknown).
     pub async fn append(&self, commands: Vec<Bytes>) -> CommitResult {
         let started = tokio::time::Instant::now();
         let (sender, receiver) = oneshot::channel();
@@ -243,7 +249,7 @@ impl Node {
             accepted: None,
             notify: Notify::Channel(sender),
         }))?;
-        let result = receiver.await.unwrap_or(Err(Error::Shutdown));
+        let result = receiver.await.unwrap_or(Err(Error::Aborted));
         self.shared()
             .append_latency
             .record(started.elapsed().as_secs_f64());
@@ -261,8 +267,9 @@ impl Node {
             .unwrap_or(Err(Error::Timeout))
     }
 
-    /// Async-handler mode: returns as soon as the commands are in the leader's log, with their
-    /// position and a handle to wait for the result later (or drop).
+    /// Async-handler mode: returns as soon as the leader has appended the commands to its log
+    /// (not yet durable or replicated), with their position and a handle to wait for the
+    /// result later (or drop).
     ///
     /// # Errors
     /// [`Error::NotLeader`], [`Error::Overloaded`], [`Error::Shutdown`] as for `append`.
@@ -270,11 +277,14 @@ impl Node {
         let (result_sender, result) = oneshot::channel();
         let notify = Notify::Channel(result_sender);
         let count = commands.len() as u64;
+        let started = tokio::time::Instant::now();
         let first = self.propose_accepted(commands, notify).await?;
         Ok(PendingAppend {
             first,
             count,
             result,
+            started,
+            append_latency: self.shared().append_latency.clone(),
         })
     }
 
@@ -307,7 +317,7 @@ impl Node {
             accepted: Some(accepted_sender),
             notify,
         }))?;
-        accepted.await.unwrap_or(Err(Error::Shutdown))
+        accepted.await.unwrap_or(Err(Error::Aborted))
     }
 
     /// A linearizable read (ReadIndex, Raft thesis §6.4): resolves once this node, confirmed
@@ -340,8 +350,9 @@ impl Node {
     }
 
     /// Stops the node: refuses new calls with [`Error::Shutdown`], answers every queued and
-    /// pending caller, lets the apply task finish what is committed, and joins every task. The
-    /// log store can then start a new node. Safe to call more than once.
+    /// pending caller (queued requests with `Shutdown`, writes already in the log with
+    /// [`Error::Aborted`]), lets the apply task finish what is committed, and joins every task.
+    /// The log store can then start a new node. Safe to call more than once.
     pub async fn shutdown(&self) {
         let shared = self.shared();
         shared.lifecycle.begin_shutdown();

@@ -184,7 +184,8 @@ pub async fn write(nodes: &Arc<Mutex<BTreeMap<NodeId, Node>>>, command: Bytes) -
                 target = leader.map(|hint| hint.id);
                 tokio::time::sleep(Duration::from_millis(5)).await;
             }
-            Err(Error::Discarded { .. } | Error::Overloaded) => {
+            // Known not applied: safe to retry.
+            Err(Error::Discarded { .. } | Error::Overloaded | Error::Shutdown) => {
                 target = None;
                 tokio::time::sleep(Duration::from_millis(5)).await;
             }
