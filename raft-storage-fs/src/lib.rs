@@ -1,6 +1,15 @@
-//! Durable file log for raft-core: checksummed segments, group commit on a dedicated I/O thread, crash recovery.
+//! Durable file log for raft-core: checksummed segments, group commit on a dedicated I/O
+//! thread, crash recovery.
 //!
-//! **Not built yet.** This crate holds its place in the workspace (DESIGN.md §1) and has no
-//! public API so far; the work is tracked in the project's issue #4. Nothing here is usable,
-//! and nothing here claims to be.
+//! **In progress (issue #4).** What exists so far is the on-disk record format and the scanner
+//! that recovery is built on ([`record`]): it decodes a segment's bytes into the valid prefix of
+//! records, tells a torn tail (a crash mid-write: truncated away) from corruption before the
+//! tail (refused, with the offset), and never panics on any input. The `LogStore`
+//! implementation, the I/O thread with group commit and the hard-state file come next; until
+//! then this crate offers no log store.
 #![forbid(unsafe_code)]
+
+pub mod error;
+pub mod record;
+
+pub use error::Error;
