@@ -75,6 +75,20 @@ impl State {
         Some(entry.log_id)
     }
 
+    /// Removes every entry at `from` and above.
+    fn remove_from(&mut self, from: LogIndex) {
+        let keep = from.0.saturating_sub(self.first_index.0);
+        let keep = usize::try_from(keep).unwrap_or(usize::MAX);
+        let removed: u64 = self
+            .entries
+            .iter()
+            .skip(keep)
+            .map(|e| e.payload.len())
+            .sum();
+        self.entries.truncate(keep);
+        self.payload_bytes -= removed;
+    }
+
     /// The durable id to publish: the entry at the durable index of the current log.
     fn durable_id(&self) -> LogId {
         self.log_id_at(self.durable_index).unwrap_or(LogId::ZERO)
@@ -118,16 +132,8 @@ impl MemLogStore {
     /// Forgets every entry and hard state that was not yet durable, as a power cut would.
     pub fn simulate_power_loss(&self) {
         let mut state = self.state();
-        let keep = state.durable_index.0.saturating_sub(state.first_index.0) + 1;
-        let keep = usize::try_from(keep).unwrap_or(usize::MAX);
-        let dropped: u64 = state
-            .entries
-            .iter()
-            .skip(keep)
-            .map(|e| e.payload.len())
-            .sum();
-        state.entries.truncate(keep);
-        state.payload_bytes -= dropped;
+        let first_lost = state.durable_index.next();
+        state.remove_from(first_lost);
         state.hard_state = state.durable_hard_state;
         state.unsynced.clear();
         let durable = state.durable_id();
@@ -270,16 +276,7 @@ impl LogStore for MemLogStore {
     async fn truncate(&self, from: LogIndex) -> Result<(), Error> {
         let mut state = self.state();
         Self::check_writable(&state)?;
-        let keep = from.0.saturating_sub(state.first_index.0);
-        let keep = usize::try_from(keep).unwrap_or(usize::MAX);
-        let dropped: u64 = state
-            .entries
-            .iter()
-            .skip(keep)
-            .map(|e| e.payload.len())
-            .sum();
-        state.entries.truncate(keep);
-        state.payload_bytes -= dropped;
+        state.remove_from(from);
         state.truncated_from.push(from);
         state.generation += 1;
         state.durable_index = state.durable_index.min(from.prev());
@@ -395,6 +392,15 @@ mod tests {
         assert_eq!(store.durable_index(), LogIndex::ZERO);
         tokio::time::sleep(Duration::from_millis(10)).await;
         assert_eq!(*store.durable().borrow(), LogId::new(2, 2));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn power_loss_before_any_sync_leaves_an_empty_log() {
+        let store = MemLogStore::new();
+        store.set_sync_delay(Duration::from_secs(1));
+        store.append(&[entry(1, 1)]).await.unwrap();
+        store.simulate_power_loss();
+        assert!(store.entries().is_empty());
     }
 
     #[tokio::test(start_paused = true)]
