@@ -10,7 +10,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use common::{Outcome, TestCluster, test_config, write};
 use raft_core::testing::MemKv;
-use raft_core::{Error, LogIndex, NodeId};
+use raft_core::{Error, LogIndex};
 
 /// Runs `clients` concurrent writers of `writes` unique commands each.
 fn spawn_writers(
@@ -119,12 +119,7 @@ async fn isolated_leader_is_replaced_and_its_uncommitted_entries_roll_back() {
         .append_async(vec![MemKv::put("lost", "1")])
         .await
         .expect("accepted by the isolated leader");
-    let others: Vec<NodeId> = cluster
-        .ids
-        .iter()
-        .copied()
-        .filter(|&id| id != old)
-        .collect();
+    let others = cluster.others(old);
     let new = cluster.wait_for_leader_among(&others).await;
     for i in 0..20 {
         let appended = cluster
@@ -179,12 +174,7 @@ async fn async_replication_answers_pre_commit_and_rolls_back_on_conflict() {
     let index = appended.first.index;
     assert!(cluster.kvs[&old].pre_committed().contains(&index));
 
-    let others: Vec<NodeId> = cluster
-        .ids
-        .iter()
-        .copied()
-        .filter(|&id| id != old)
-        .collect();
+    let others = cluster.others(old);
     let new = cluster.wait_for_leader_among(&others).await;
     cluster
         .node(new)
@@ -209,7 +199,7 @@ async fn async_replication_answers_pre_commit_and_rolls_back_on_conflict() {
 async fn partitioned_minority_follower_catches_up_after_heal() {
     let cluster = TestCluster::start(3, test_config()).await;
     let leader = cluster.wait_for_leader().await;
-    let follower = *cluster.ids.iter().find(|&&id| id != leader).unwrap();
+    let follower = cluster.others(leader)[0];
     cluster.network.isolate(follower);
     let node = cluster.node(leader);
     for batch in 0..100 {
@@ -233,7 +223,7 @@ async fn partitioned_minority_follower_catches_up_after_heal() {
 async fn restarted_follower_far_behind_rejoins_and_reapplies_its_log() {
     let mut cluster = TestCluster::start(3, test_config()).await;
     let leader = cluster.wait_for_leader().await;
-    let follower = *cluster.ids.iter().find(|&&id| id != leader).unwrap();
+    let follower = cluster.others(leader)[0];
     cluster
         .node(leader)
         .append(vec![MemKv::put("before", "1")])
@@ -319,12 +309,7 @@ async fn batch_cut_by_a_rollback_reports_where_its_discarded_tail_begins() {
     config.raft.max_inflight_requests = 1;
     let cluster = TestCluster::start(3, config).await;
     let old = cluster.wait_for_leader().await;
-    let others: Vec<NodeId> = cluster
-        .ids
-        .iter()
-        .copied()
-        .filter(|&id| id != old)
-        .collect();
+    let others = cluster.others(old);
     // Only one follower hears the old leader, one entry per round trip.
     cluster.network.cut(old, others[1]);
     cluster.network.cut(others[1], old);

@@ -77,12 +77,7 @@ async fn async_handler_returns_the_position_first_and_the_result_later() {
 async fn follower_refuses_appends_and_reads_with_the_leaders_address() {
     let cluster = TestCluster::start(3, test_config()).await;
     let leader = cluster.wait_for_leader().await;
-    let follower = cluster
-        .ids
-        .iter()
-        .copied()
-        .find(|&id| id != leader)
-        .unwrap();
+    let follower = cluster.others(leader)[0];
     let node = cluster.node(follower);
     for error in [
         node.append(vec![MemKv::put("k", "v")]).await.unwrap_err(),
@@ -176,7 +171,7 @@ async fn getters_report_the_cluster_state_without_the_loop() {
 async fn leadership_transfer_hands_over_to_the_chosen_follower() {
     let cluster = TestCluster::start(3, test_config()).await;
     let old = cluster.wait_for_leader().await;
-    let target = cluster.ids.iter().copied().find(|&id| id != old).unwrap();
+    let target = cluster.others(old)[0];
     cluster.node(old).transfer_leadership(target).unwrap();
     for _ in 0..200 {
         if cluster.node(target).is_leader() {

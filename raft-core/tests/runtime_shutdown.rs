@@ -88,7 +88,7 @@ async fn failed_log_write_stops_the_leader_and_the_cluster_moves_on() {
         leader.append(vec![MemKv::put("k", "v")]).await,
         Err(Error::Shutdown)
     ));
-    let others: Vec<NodeId> = cluster.ids.iter().copied().filter(|&o| o != id).collect();
+    let others = cluster.others(id);
     let new = cluster.wait_for_leader_among(&others).await;
     cluster
         .node(new)

@@ -79,6 +79,15 @@ impl TestCluster {
         }
     }
 
+    /// Every member but `id`, in id order.
+    pub fn others(&self, id: NodeId) -> Vec<NodeId> {
+        self.ids
+            .iter()
+            .copied()
+            .filter(|&other| other != id)
+            .collect()
+    }
+
     pub fn node(&self, id: NodeId) -> Node {
         self.nodes.lock().unwrap()[&id].clone()
     }
