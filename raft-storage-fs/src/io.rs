@@ -237,7 +237,7 @@ impl IoThread {
             }
             // While a truncation is queued, entries at and above its `from` in the cache are
             // newer than what the files hold: they must stay cached.
-            state.written = self.buf_last.min(state.truncate_floor);
+            state.written = self.buf_last.min(state.truncate_floor());
             state.evict_cache(budget);
         }
         self.active.end = end;
@@ -329,10 +329,8 @@ impl IoThread {
             self.cut_active(from, doomed.len())?;
         }
         let mut state = self.shared.lock();
-        state.pending_truncates = state.pending_truncates.saturating_sub(1);
-        if state.pending_truncates == 0 {
-            state.truncate_floor = LogIndex(u64::MAX);
-        }
+        // Truncations run in the order they were queued: this one is the oldest pending.
+        state.pending_truncates.pop_front();
         state.written = state.written.min(LogIndex(from.0.saturating_sub(1)));
         Ok(())
     }

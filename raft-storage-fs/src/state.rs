@@ -102,10 +102,10 @@ pub(crate) struct State {
     pub(crate) byte_count: u64,
     /// Jobs not yet taken by the I/O thread.
     pub(crate) jobs: Vec<Job>,
-    /// Truncations queued and not yet carried out, and the lowest `from - 1` among them: the
-    /// durable id published must stay at or below it until they are done.
-    pub(crate) pending_truncates: usize,
-    pub(crate) truncate_floor: LogIndex,
+    /// The `from` of every truncation queued and not yet carried out, oldest first: entries at
+    /// and above the lowest are (or will be) replaced, so neither `written` nor the durable id
+    /// may reach them until the truncation is done.
+    pub(crate) pending_truncates: VecDeque<LogIndex>,
     /// Publishes the last durable entry; dropped when the log is poisoned.
     pub(crate) durable: Option<watch::Sender<LogId>>,
     /// Why the log accepts no more writes, once it does not.
@@ -161,9 +161,17 @@ impl State {
         }
     }
 
+    /// The highest index below every pending truncation.
+    pub(crate) fn truncate_floor(&self) -> LogIndex {
+        self.pending_truncates
+            .iter()
+            .min()
+            .map_or(LogIndex(u64::MAX), |from| LogIndex(from.0 - 1))
+    }
+
     /// Publishes `upto` (clamped below pending truncations) as the last durable entry.
     pub(crate) fn publish_durable(&self, upto: LogIndex) {
-        let index = upto.min(self.truncate_floor);
+        let index = upto.min(self.truncate_floor());
         let Some(id) = self.id_at(index) else {
             return;
         };

@@ -256,8 +256,7 @@ impl FsLogStore {
         state.cache_bytes -= dropped;
         let below = LogIndex(from.0 - 1);
         state.written = state.written.min(below);
-        state.pending_truncates += 1;
-        state.truncate_floor = state.truncate_floor.min(below);
+        state.pending_truncates.push_back(from);
         // The durable id describes entries still in the log (LogStore contract).
         let id = state.last();
         if let Some(durable) = &state.durable {

@@ -20,9 +20,16 @@ const ENOSPC: i32 = 28;
 const EIO: i32 = 5;
 
 /// An in-memory [`Fs`] with simulated power loss and disk faults. Clones share one disk.
+///
+/// Give each simulated process its own view, [`SimFs::process`]: after a power loss every call
+/// through a view of an earlier boot fails, as the process that held it is dead (it must not
+/// go on writing to the rebooted disk). The handle from [`SimFs::new`] is the test's own and
+/// always works.
 #[derive(Clone, Debug, Default)]
 pub struct SimFs {
     disk: Arc<Mutex<Disk>>,
+    /// The boot this view belongs to; `None` for the test's own handle.
+    boot: Option<u64>,
 }
 
 /// How a crash treats the sector where the surviving prefix of unsynced writes ends.
@@ -117,6 +124,24 @@ impl SimFs {
     #[must_use]
     pub fn new() -> SimFs {
         SimFs::default()
+    }
+
+    /// A view for one process, dead after the next power loss.
+    #[must_use]
+    pub fn process(&self) -> SimFs {
+        SimFs {
+            disk: Arc::clone(&self.disk),
+            boot: Some(lock(&self.disk).boot),
+        }
+    }
+
+    /// The disk, locked, if this view's process is alive.
+    fn alive(&self) -> io::Result<MutexGuard<'_, Disk>> {
+        let disk = lock(&self.disk);
+        match self.boot {
+            Some(boot) if boot != disk.boot => Err(dead()),
+            _ => Ok(disk),
+        }
     }
 
     /// Simulates a power loss: every handle dies, locks are released, and each file keeps what
@@ -226,7 +251,9 @@ fn crash_content(file: &FileData, rng: &mut Rng) -> Vec<u8> {
     };
     copy_new(&mut out, lo, cut.min(hi));
     if cut < hi {
-        let sector_end = (cut + SECTOR_BYTES).min(hi);
+        // Only the unsynced bytes of the cut sector are at risk: synced bytes sharing it survive.
+        let cut = cut.max(lo);
+        let sector_end = ((cut / SECTOR_BYTES + 1) * SECTOR_BYTES).min(hi);
         match [
             CutSector::Old,
             CutSector::Zeros,
@@ -347,12 +374,12 @@ impl FsFile for SimFile {
 
 impl Fs for SimFs {
     fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
-        lock(&self.disk).dirs.insert(dir.to_path_buf());
+        self.alive()?.dirs.insert(dir.to_path_buf());
         Ok(())
     }
 
     fn lock_dir(&self, dir: &Path) -> io::Result<DirLock> {
-        let mut disk = lock(&self.disk);
+        let mut disk = self.alive()?;
         if !disk.locks.insert(dir.to_path_buf()) {
             return Err(io::Error::new(
                 io::ErrorKind::WouldBlock,
@@ -367,7 +394,7 @@ impl Fs for SimFs {
     }
 
     fn list(&self, dir: &Path) -> io::Result<Vec<String>> {
-        let disk = lock(&self.disk);
+        let disk = self.alive()?;
         if !disk.dirs.contains(dir) {
             return Err(not_found(dir));
         }
@@ -380,7 +407,7 @@ impl Fs for SimFs {
     }
 
     fn open(&self, path: &Path, create: bool) -> io::Result<Arc<dyn FsFile>> {
-        let mut disk = lock(&self.disk);
+        let mut disk = self.alive()?;
         let boot = disk.boot;
         if let Some(&id) = disk.names.get(path) {
             return Ok(self.handle(id, boot));
@@ -397,11 +424,14 @@ impl Fs for SimFs {
     }
 
     fn read(&self, path: &Path) -> io::Result<Vec<u8>> {
-        self.contents(path).ok_or_else(|| not_found(path))
+        let disk = self.alive()?;
+        let id = disk.names.get(path).ok_or_else(|| not_found(path))?;
+        let file = disk.files.get(id).ok_or_else(|| not_found(path))?;
+        Ok(file.data.clone())
     }
 
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
-        let mut disk = lock(&self.disk);
+        let mut disk = self.alive()?;
         let id = disk.names.remove(from).ok_or_else(|| not_found(from))?;
         disk.names.insert(to.to_path_buf(), id);
         // One atomic step: a crash keeps both changes or neither (the order of a prefix of
@@ -413,7 +443,7 @@ impl Fs for SimFs {
     }
 
     fn remove(&self, path: &Path) -> io::Result<()> {
-        let mut disk = lock(&self.disk);
+        let mut disk = self.alive()?;
         disk.names.remove(path).ok_or_else(|| not_found(path))?;
         // The data stays while a durable name or an open handle may still reach it; the next
         // power loss decides.
@@ -423,7 +453,7 @@ impl Fs for SimFs {
 
     /// Makes the entries of every directory durable (a log uses one directory).
     fn sync_dir(&self, _dir: &Path) -> io::Result<()> {
-        let mut disk = lock(&self.disk);
+        let mut disk = self.alive()?;
         if disk.fail_syncs {
             return Err(io::Error::from_raw_os_error(EIO));
         }

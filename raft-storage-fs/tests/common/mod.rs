@@ -14,7 +14,7 @@ use raft_storage_fs::{FsLogStore, FsOptions};
 pub fn entry(term: u64, index: u64) -> Entry {
     Entry {
         log_id: LogId::new(term, index),
-        payload: if index % 7 == 0 {
+        payload: if index.is_multiple_of(7) {
             Payload::Blank
         } else {
             Payload::Command(Bytes::from(format!(
@@ -35,13 +35,13 @@ pub fn small_options() -> FsOptions {
 }
 
 pub fn open_sim(fs: &SimFs, options: FsOptions) -> FsLogStore {
-    FsLogStore::open_with(Arc::new(fs.clone()), Path::new("/log"), options).unwrap()
+    FsLogStore::open_with(Arc::new(fs.process()), Path::new("/log"), options).unwrap()
 }
 
 /// Waits until the store reports `index` durable.
 pub async fn wait_durable(store: &FsLogStore, index: u64) -> LogId {
     let mut durable = store.durable();
-    tokio::time::timeout(Duration::from_secs(10), async {
+    tokio::time::timeout(Duration::from_secs(5), async {
         loop {
             let id = *durable.borrow_and_update();
             if id.index >= LogIndex(index) {
