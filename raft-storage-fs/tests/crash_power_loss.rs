@@ -1,6 +1,7 @@
 //! Crash consistency under simulated power loss: writers append continuously (segments roll
 //! over, groups of many appends share one sync) and the power fails at a random moment; on
 //! reopen every entry the store had reported durable is present and intact.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // helpers outside #[test] fns
 
 mod common;
 

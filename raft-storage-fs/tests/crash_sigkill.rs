@@ -3,6 +3,7 @@
 //! and reopens the log: every reported index must be there, intact.
 //!
 //! The child is this same test binary, re-run with `CHILD_ENV` set (see `child_writer`).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)] // the child reports to its parent on stdout
 
 mod common;
 

@@ -1,6 +1,7 @@
 //! Random operation sequences against an in-memory model, with clean reopens and simulated
 //! power losses (SimFs) at random moments: every entry reported durable survives, nothing
 //! survives that was never written, and reads always match the model.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // helpers outside #[test] fns
 
 mod common;
 
