@@ -1,12 +1,14 @@
 //! raft-bench: throughput and latency of the workspace's Raft, one workload per run.
 //!
 //! Workloads: `mem` (3 nodes in one process, in-memory log, in-process transport, no-op state
-//! machine). The HTTP, durable and storage-only workloads come with their crates. The last line
+//! machine) and `fslog` (raft-storage-fs alone: appends/s, fsyncs/s, entries per fsync and the
+//! durable latency). The HTTP and durable workloads come with their crates. The last line
 //! printed is the `bench:` line of DESIGN §8. Performance claims live here, never in tests.
 #![forbid(unsafe_code)]
 // A command-line tool: its report goes to stdout.
 #![allow(clippy::print_stdout)]
 
+mod fslog;
 mod mem;
 mod report;
 
@@ -39,6 +41,9 @@ pub(crate) struct Options {
     /// Tokio worker threads.
     #[arg(long, default_value_t = 2)]
     pub(crate) server_workers: usize,
+    /// Where workloads with a file log create their (temporary) data directory.
+    #[arg(long)]
+    pub(crate) dir: Option<std::path::PathBuf>,
 }
 
 /// The benchmark workloads.
@@ -46,6 +51,8 @@ pub(crate) struct Options {
 pub(crate) enum Workload {
     /// 3 nodes in one process: in-memory log, in-process transport, no-op state machine.
     Mem,
+    /// The file log alone: writers append one entry each and wait until it is durable.
+    Fslog,
 }
 
 /// `append`'s return mode.
@@ -82,7 +89,10 @@ fn main() -> std::process::ExitCode {
         }
     };
     let result = match options.workload {
-        Workload::Mem => runtime.block_on(mem::run(&options)),
+        Workload::Mem => runtime
+            .block_on(mem::run(&options))
+            .map_err(|err| err.to_string()),
+        Workload::Fslog => runtime.block_on(fslog::run(&options)),
     };
     match result {
         Ok(report) => {

@@ -57,13 +57,13 @@ pub(crate) fn spawn(shared: Arc<Shared>) -> Result<JoinHandle<()>, Error> {
         buf_last: LogIndex(0),
         unsynced: false,
         entries_in_group: 0,
+        fsyncs: 0,
         prealloc: None,
     };
     std::thread::Builder::new()
         .name("raft-log-io".to_owned())
         .spawn(move || {
             let _guard = PoisonOnPanic(Arc::clone(&thread.shared));
-            thread.start_prealloc();
             thread.run();
             if let Some(prealloc) = thread.prealloc.take() {
                 let _ = prealloc.join();
@@ -115,6 +115,8 @@ struct IoThread {
     /// Written to the active segment since its last sync.
     unsynced: bool,
     entries_in_group: usize,
+    /// Segment fsyncs in the current group.
+    fsyncs: u64,
     prealloc: Option<JoinHandle<Result<(), Error>>>,
     fsync_seconds: metrics::Histogram,
     group_entries: metrics::Histogram,
@@ -135,11 +137,13 @@ impl IoThread {
                     if state.closing {
                         return;
                     }
+                    state.io_waiting = true;
                     state = self
                         .shared
                         .wake
                         .wait(state)
                         .unwrap_or_else(std::sync::PoisonError::into_inner);
+                    state.io_waiting = false;
                 }
             };
             if let Err(err) = self.group(jobs) {
@@ -189,6 +193,9 @@ impl IoThread {
             }
             let written = state.written;
             state.publish_durable(written);
+            state.stats.groups += 1;
+            state.stats.fsyncs += self.fsyncs;
+            state.stats.entries_written += self.entries_in_group as u64;
         }
         for reply in replies {
             let _ = reply.send(Ok(()));
@@ -197,6 +204,7 @@ impl IoThread {
             self.group_entries.record(self.entries_in_group as f64);
             self.entries_in_group = 0;
         }
+        self.fsyncs = 0;
         Ok(())
     }
 
@@ -242,6 +250,12 @@ impl IoThread {
         }
         self.active.end = end;
         self.active.records += count;
+        // Prepare the next segment once this one is half full: early enough that a rollover
+        // rarely waits, late enough that an idle log does not write a spare segment of zeros
+        // (the zero-fill competes with the log's own syncs for the disk).
+        if self.prealloc.is_none() && self.active.end >= self.shared.options.segment_bytes / 2 {
+            self.start_prealloc();
+        }
         self.entries_in_group += count;
         self.buf.clear();
         self.buf_offsets.clear();
@@ -257,6 +271,7 @@ impl IoThread {
             .sync_data()
             .map_err(|err| Error::io("syncing", &self.active.path, err))?;
         self.fsync_seconds.record(started.elapsed().as_secs_f64());
+        self.fsyncs += 1;
         self.unsynced = false;
         Ok(())
     }
@@ -273,7 +288,6 @@ impl IoThread {
         let segment = segment::install(&*self.shared.fs, &self.shared.dir, first)?;
         self.active = Active::of(&segment);
         self.shared.lock().segments.push(segment);
-        self.start_prealloc();
         Ok(())
     }
 

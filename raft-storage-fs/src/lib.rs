@@ -53,4 +53,5 @@ pub mod testing;
 
 pub use error::Error;
 pub use options::FsOptions;
+pub use state::FsStats;
 pub use store::FsLogStore;

@@ -16,7 +16,7 @@ use crate::hard_state;
 use crate::options::FsOptions;
 use crate::record::{self, Record, Tail};
 use crate::segment::{self, PREALLOC_FILE};
-use crate::state::{Segment, State};
+use crate::state::{FsStats, Segment, State};
 
 /// What opening a directory yields: the state to start from (with no durability watch yet)
 /// and the directory lock.
@@ -87,6 +87,8 @@ pub(crate) fn open(
         poisoned: None,
         durable_at_poison: LogId::ZERO,
         closing: false,
+        io_waiting: false,
+        stats: FsStats::default(),
     };
     // Warm the cache with the newest entries (they are the likeliest to be read).
     for entry in tail.into_iter().rev() {

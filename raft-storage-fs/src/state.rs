@@ -113,6 +113,22 @@ pub(crate) struct State {
     /// The last durable id published before the log was poisoned.
     pub(crate) durable_at_poison: LogId,
     pub(crate) closing: bool,
+    /// The I/O thread sleeps on the condition variable (only then does a new job need a
+    /// wake-up call: it checks the queue under this lock before sleeping).
+    pub(crate) io_waiting: bool,
+    pub(crate) stats: FsStats,
+}
+
+/// Counters of a log's I/O since it was opened.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct FsStats {
+    /// Groups of jobs the I/O thread carried out (each ends with at most one log fsync).
+    pub groups: u64,
+    /// `fdatasync` calls on segment files.
+    pub fsyncs: u64,
+    /// Entries written to segment files.
+    pub entries_written: u64,
 }
 
 impl State {

@@ -15,7 +15,7 @@ use crate::error::Error;
 use crate::fs::{DirLock, Fs, FsFile, StdFs};
 use crate::options::FsOptions;
 use crate::record::{self, MAX_PAYLOAD_BYTES};
-use crate::state::{Job, Shared, State};
+use crate::state::{FsStats, Job, Shared, State};
 use crate::{io, recover};
 
 /// A durable Raft log in a directory of segment files, with group commit on a dedicated I/O
@@ -160,6 +160,12 @@ impl FsLogStore {
         self.shared().lock().poisoned.clone()
     }
 
+    /// I/O counters since the log was opened.
+    #[must_use]
+    pub fn stats(&self) -> FsStats {
+        self.shared().lock().stats
+    }
+
     /// The segment files, oldest first.
     #[must_use]
     pub fn segment_paths(&self) -> Vec<PathBuf> {
@@ -174,7 +180,9 @@ impl FsLogStore {
     /// Queues `job` and wakes the I/O thread.
     fn submit(&self, state: &mut State, job: Job) {
         state.jobs.push(job);
-        self.shared().wake.notify_one();
+        if state.io_waiting {
+            self.shared().wake.notify_one();
+        }
     }
 
     fn append_entries(&self, entries: &[Entry]) -> Result<(), Error> {
