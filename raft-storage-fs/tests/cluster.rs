@@ -10,7 +10,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use raft_core::runtime::{Node, NodeConfig};
 use raft_core::testing::{MemKv, MemNetwork};
-use raft_core::{Error, LogIndex, NodeId};
+use raft_core::{Error, LogIndex, LogStore, NodeId};
 use raft_storage_fs::testing::SimFs;
 use raft_storage_fs::{FsLogStore, FsOptions};
 
@@ -135,8 +135,16 @@ impl Cluster {
     /// Waits for a leader and for every running node to apply its commit index.
     async fn settle(&self) {
         let leader = self.wait_for_leader().await;
-        let commit = self.node(leader).commit_index();
-        self.wait_applied(commit).await;
+        // A new leader's commit index covers its log once an entry of its term commits; until
+        // then it may be the stale one a restart read from the hard state.
+        let node = self.node(leader);
+        for _ in 0..1000 {
+            if node.commit_index() >= node.status().last_log_index {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        self.wait_applied(node.commit_index()).await;
     }
 
     /// Every acknowledged write applied exactly once on every running node, unknown ones at
@@ -309,4 +317,29 @@ async fn an_fsync_failure_stops_the_node_and_the_others_go_on() {
     let next = cluster.wait_for_leader().await;
     assert_ne!(next, leader);
     assert!(write(&cluster.nodes, MemKv::put("after", "1")).await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lagging_follower_catches_up_from_entries_read_back_from_disk() {
+    let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let disks = dirs
+        .iter()
+        .map(|d| Disk::Real(d.path().to_path_buf()))
+        .collect();
+    let mut cluster = Cluster::start(disks).await;
+    let leader = cluster.wait_for_leader().await;
+    let lagging = cluster
+        .ids
+        .iter()
+        .copied()
+        .find(|&id| id != leader)
+        .unwrap();
+    cluster.stop_node(lagging).await;
+    // Far more than the leader's 2 KiB cache: the catch-up reads its segment files.
+    let outcomes = join_all(spawn_writers(&cluster, 4, 100)).await;
+    assert!(outcomes.iter().all(|(_, acked)| *acked));
+    cluster.start_node(lagging).await;
+    cluster.settle().await;
+    cluster.assert_exactly_once(&outcomes);
+    assert!(cluster.stores[&lagging].last_log_id().index >= LogIndex(400));
 }
