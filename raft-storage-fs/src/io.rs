@@ -24,6 +24,7 @@ use std::thread::JoinHandle;
 
 use raft_core::runtime::metrics::{FSYNC_SECONDS, GROUP_COMMIT_ENTRIES};
 use raft_core::{Entry, HardState, LogIndex};
+use tokio::sync::oneshot;
 
 use crate::error::Error;
 use crate::fs::FsFile;
@@ -58,6 +59,7 @@ pub(crate) fn spawn(shared: Arc<Shared>) -> Result<JoinHandle<()>, Error> {
         unsynced: false,
         entries_in_group: 0,
         fsyncs: 0,
+        replies: Vec::new(),
         prealloc: None,
     };
     std::thread::Builder::new()
@@ -115,6 +117,8 @@ struct IoThread {
     /// Written to the active segment since its last sync.
     unsynced: bool,
     entries_in_group: usize,
+    /// Hard-state callers of the current group, answered after its sync.
+    replies: Vec<oneshot::Sender<Result<(), Error>>>,
     /// Segment fsyncs in the current group.
     fsyncs: u64,
     prealloc: Option<JoinHandle<Result<(), Error>>>,
@@ -147,7 +151,11 @@ impl IoThread {
                 }
             };
             if let Err(err) = self.group(jobs) {
-                self.shared.lock().poison(err.to_string());
+                let reason = err.to_string();
+                self.shared.lock().poison(reason.clone());
+                for reply in self.replies.drain(..) {
+                    let _ = reply.send(Err(Error::Poisoned(reason.clone())));
+                }
                 return;
             }
         }
@@ -156,7 +164,6 @@ impl IoThread {
     /// Carries out one group of jobs and makes it durable with one sync.
     fn group(&mut self, jobs: Vec<Job>) -> Result<(), Error> {
         let mut hard_state: Option<HardState> = None;
-        let mut replies = Vec::new();
         for job in jobs {
             match job {
                 Job::Append(entries) => {
@@ -174,7 +181,7 @@ impl IoThread {
                 }
                 Job::HardState(newer, reply) => {
                     hard_state = Some(newer);
-                    replies.push(reply);
+                    self.replies.push(reply);
                 }
             }
         }
@@ -197,7 +204,7 @@ impl IoThread {
             state.stats.fsyncs += self.fsyncs;
             state.stats.entries_written += self.entries_in_group as u64;
         }
-        for reply in replies {
+        for reply in self.replies.drain(..) {
             let _ = reply.send(Ok(()));
         }
         if self.entries_in_group > 0 {

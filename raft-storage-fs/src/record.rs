@@ -141,26 +141,30 @@ fn header(bytes: &[u8]) -> Option<Header> {
     })
 }
 
-/// Whether a whole valid record (header and payload) starts at `offset`.
-fn valid_record_at(data: &[u8], offset: usize) -> bool {
+/// Whether a whole valid record (header and payload) of an entry at or after `min_index`
+/// starts at `offset`.
+fn valid_record_at(data: &[u8], offset: usize, min_index: u64) -> bool {
     let Some(rest) = data.get(offset..) else {
         return false;
     };
     let Some(header) = header(rest) else {
         return false;
     };
-    rest.get(HEADER_BYTES..HEADER_BYTES + header.len)
-        .is_some_and(|payload| crc32c::crc32c(payload) == header.payload_crc)
+    header.index >= min_index
+        && rest
+            .get(HEADER_BYTES..HEADER_BYTES + header.len)
+            .is_some_and(|payload| crc32c::crc32c(payload) == header.payload_crc)
 }
 
-/// Whether any valid record starts after `offset` (so the damage at `offset` is not a tail).
-fn valid_record_after(data: &[u8], offset: usize) -> Option<usize> {
+/// Where a valid record of an entry at or after `min_index` starts after the damage at
+/// `offset` (so the damage is not a tail), searching from `from` on.
+fn valid_record_after(data: &[u8], offset: usize, from: usize, min_index: u64) -> Option<usize> {
     let magic = MAGIC.to_le_bytes();
-    let mut from = offset + 1;
+    let mut from = from.max(offset + 1);
     while let Some(rest) = data.get(from..) {
         let found = rest.windows(2).position(|w| w == magic)?;
         let at = from + found;
-        if valid_record_at(data, at) {
+        if valid_record_at(data, at, min_index) {
             return Some(at);
         }
         from = at + 1;
@@ -186,6 +190,13 @@ pub fn scan(data: &Bytes, file: &Path) -> Result<Scan, Error> {
         if rest.iter().all(|&byte| byte == 0) {
             break Tail::Clean;
         }
+        // Where evidence of corruption may start: past the damaged record's own payload when
+        // its header is intact (a torn payload may hold bytes that look like records: clients
+        // choose payloads), and only records of later entries count.
+        let mut search_from = offset + 1;
+        let expected = records
+            .last()
+            .map_or(0, |r| r.entry.log_id.index.0.saturating_add(1));
         let damage = match header(rest) {
             None => "bad record header".to_owned(),
             Some(header) => {
@@ -194,7 +205,9 @@ pub fn scan(data: &Bytes, file: &Path) -> Result<Scan, Error> {
                     Some(payload) if crc32c::crc32c(payload) == header.payload_crc => {
                         if let Some(previous) = records.last() {
                             let log_id = previous.entry.log_id;
-                            if header.index != log_id.index.0 + 1 || header.term < log_id.term.0 {
+                            if log_id.index.0.checked_add(1) != Some(header.index)
+                                || header.term < log_id.term.0
+                            {
                                 return Err(corrupt(
                                     offset,
                                     format!(
@@ -222,12 +235,18 @@ pub fn scan(data: &Bytes, file: &Path) -> Result<Scan, Error> {
                         offset = start + header.len;
                         continue;
                     }
-                    Some(_) => "payload checksum mismatch".to_owned(),
-                    None => "record runs past the end of the file".to_owned(),
+                    Some(_) => {
+                        search_from = offset + HEADER_BYTES + header.len;
+                        "payload checksum mismatch".to_owned()
+                    }
+                    None => {
+                        search_from = offset + HEADER_BYTES + header.len;
+                        "record runs past the end of the file".to_owned()
+                    }
                 }
             }
         };
-        if let Some(next) = valid_record_after(data, offset) {
+        if let Some(next) = valid_record_after(data, offset, search_from, expected) {
             return Err(corrupt(
                 offset,
                 format!("{damage}, and a valid record follows at offset {next}"),
@@ -330,6 +349,24 @@ mod tests {
         (1..=6)
             .map(|i| entry(1 + i / 3, i, if i == 1 { "" } else { "payload-bytes" }))
             .collect()
+    }
+
+    #[test]
+    fn a_torn_record_whose_payload_holds_a_valid_record_is_a_tail() {
+        let mut inner = Vec::new();
+        encode(&entry(1, 3, "inner"), &mut inner).unwrap();
+        let mut data = Vec::new();
+        encode(&entry(1, 1, "a"), &mut data).unwrap();
+        let outer = Entry {
+            log_id: LogId::new(1, 2),
+            payload: Payload::Command(Bytes::from([vec![7u8; 10], inner, vec![9u8; 10]].concat())),
+        };
+        encode(&outer, &mut data).unwrap();
+        // Torn inside the outer payload, after the record it carries.
+        let torn = Bytes::from(data[..data.len() - 5].to_vec());
+        let scan = scan(&torn, Path::new("seg")).unwrap();
+        assert_eq!(scan.records.len(), 1);
+        assert!(matches!(scan.tail, Tail::Torn { .. }));
     }
 
     #[test]

@@ -40,10 +40,19 @@ pub(crate) fn open(
         fs.remove(&path)
             .map_err(|err| Error::io("removing", &path, err))?;
     }
-    let mut firsts: Vec<LogIndex> = names
-        .iter()
-        .filter_map(|name| segment::parse_name(name))
-        .collect();
+    let mut firsts = Vec::new();
+    for name in names.iter().filter(|name| name.ends_with(segment::SUFFIX)) {
+        match segment::parse_name(name) {
+            Some(first) if first.0 > 0 => firsts.push(first),
+            _ => {
+                return Err(Error::Corrupt {
+                    file: dir.join(name),
+                    offset: 0,
+                    reason: "not a segment name (20 digits of a first index from 1)".to_owned(),
+                });
+            }
+        }
+    }
     firsts.sort_unstable();
 
     let mut loaded = Loaded::default();
@@ -57,6 +66,7 @@ pub(crate) fn open(
             .segments
             .push(segment::install(&**fs, dir, LogIndex(1))?);
     }
+    sync_recovered(&**fs, dir, &loaded.segments, &names)?;
     let Loaded {
         segments,
         metas,
@@ -83,6 +93,7 @@ pub(crate) fn open(
         byte_count,
         jobs: Vec::new(),
         pending_truncates: VecDeque::new(),
+        truncations: 0,
         durable: None,
         poisoned: None,
         durable_at_poison: LogId::ZERO,
@@ -100,6 +111,31 @@ pub(crate) fn open(
         state.cache.push_front(entry);
     }
     Ok((state, lock))
+}
+
+/// Makes what recovery found durable before any of it is reported durable: a process that
+/// died (without a power loss) leaves unsynced writes, renames and segment files readable in the
+/// page cache, and a node must not acknowledge them until they are on disk.
+fn sync_recovered(
+    fs: &dyn Fs,
+    dir: &Path,
+    segments: &[Segment],
+    names: &[String],
+) -> Result<(), Error> {
+    for segment in segments {
+        segment
+            .file
+            .sync_data()
+            .map_err(|err| Error::io("syncing", &segment.path, err))?;
+    }
+    if names.iter().any(|name| name == hard_state::FILE) {
+        let path = dir.join(hard_state::FILE);
+        fs.open(&path, false)
+            .and_then(|file| file.sync_data())
+            .map_err(|err| Error::io("syncing", &path, err))?;
+    }
+    fs.sync_dir(dir)
+        .map_err(|err| Error::io("syncing directory", dir, err))
 }
 
 #[derive(Default)]

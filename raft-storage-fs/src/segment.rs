@@ -15,7 +15,8 @@ use crate::state::Segment;
 
 /// The file a segment is prepared in before it is renamed into place.
 pub(crate) const PREALLOC_FILE: &str = "segment.prealloc";
-const SUFFIX: &str = ".seg";
+/// The file name suffix of segments.
+pub(crate) const SUFFIX: &str = ".seg";
 const DIGITS: usize = 20;
 static ZEROS: [u8; 1 << 20] = [0; 1 << 20];
 

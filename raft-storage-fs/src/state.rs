@@ -106,6 +106,8 @@ pub(crate) struct State {
     /// and above the lowest are (or will be) replaced, so neither `written` nor the durable id
     /// may reach them until the truncation is done.
     pub(crate) pending_truncates: VecDeque<LogIndex>,
+    /// Truncations so far: a read that planned file ranges before one may find them rewritten.
+    pub(crate) truncations: u64,
     /// Publishes the last durable entry; dropped when the log is poisoned.
     pub(crate) durable: Option<watch::Sender<LogId>>,
     /// Why the log accepts no more writes, once it does not.

@@ -205,7 +205,10 @@ impl FsLogStore {
             .iter()
             .enumerate()
             .all(|(i, e)| e.log_id.index.0 == last.index.0 + 1 + i as u64);
-        if !consecutive || head.log_id.term < last.term {
+        let terms_ordered = entries
+            .windows(2)
+            .all(|pair| matches!(pair, [a, b] if a.log_id.term <= b.log_id.term));
+        if !consecutive || !terms_ordered || head.log_id.term < last.term {
             return Err(Error::Invalid(format!(
                 "entries starting at {} do not follow the last entry {last}",
                 head.log_id
@@ -265,6 +268,7 @@ impl FsLogStore {
         let below = LogIndex(from.0 - 1);
         state.written = state.written.min(below);
         state.pending_truncates.push_back(from);
+        state.truncations += 1;
         // The durable id describes entries still in the log (LogStore contract).
         let id = state.last();
         if let Some(durable) = &state.durable {
@@ -310,7 +314,7 @@ impl FsLogStore {
     }
 
     async fn read_entries(&self, first: LogIndex, last: LogIndex) -> Result<Vec<Entry>, Error> {
-        let (disk, mut cached) = {
+        let (disk, mut cached, truncations) = {
             let state = self.shared().lock();
             let first = first.max(state.first);
             let last = last.min(state.last().index);
@@ -326,15 +330,26 @@ impl FsLogStore {
                 .cloned()
                 .collect();
             let disk_last = last.min(LogIndex(cache_first.0 - 1));
-            (disk_plan(&state, first, disk_last), cached)
+            (
+                disk_plan(&state, first, disk_last),
+                cached,
+                state.truncations,
+            )
         };
         if disk.is_empty() {
             return Ok(cached);
         }
         let expected: u64 = disk.iter().map(|read| read.count).sum();
-        let mut entries = tokio::task::spawn_blocking(move || read_from_disk(disk))
+        let read = tokio::task::spawn_blocking(move || read_from_disk(disk))
             .await
-            .map_err(|err| Error::Invalid(format!("log read task failed: {err}")))??;
+            .map_err(|err| Error::Invalid(format!("log read task failed: {err}")))?;
+        let mut entries = match read {
+            Ok(entries) => entries,
+            // A truncation since the plan may have cut or rewritten the ranges: the entries
+            // are not in the log any more, which is "fewer", not an error.
+            Err(_) if self.shared().lock().truncations != truncations => return Ok(Vec::new()),
+            Err(err) => return Err(err),
+        };
         // A truncation may have replaced entries while the files were read: keep only those
         // still in the log, and the cached ones only if the disk part is whole.
         let state = self.shared().lock();

@@ -178,6 +178,18 @@ impl SimFs {
         disk.durable_names = names;
     }
 
+    /// Simulates the death of every process using the disk *without* a power loss (SIGKILL,
+    /// OOM): their handles die and locks are released, but every write stays (readable from the
+    /// page cache, not yet durable), so a later [`power_loss`](SimFs::power_loss) can still
+    /// lose what nobody synced. Injected faults are cleared.
+    pub fn crash_processes(&self) {
+        let mut disk = lock(&self.disk);
+        disk.boot += 1;
+        disk.locks.clear();
+        disk.fail_syncs = false;
+        disk.space_left = None;
+    }
+
     /// Makes every later `sync_data` and `sync_dir` fail with EIO (until a power loss).
     pub fn fail_syncs(&self) {
         lock(&self.disk).fail_syncs = true;
