@@ -1,0 +1,412 @@
+//! [`RaftService`]: the peer endpoint as a hyper service that forwards each request to any
+//! [`ServiceHandler`] (a raft-core `Node`, or a fake in tests), plus the `/metrics` route.
+//!
+//! It is a router, not a server: an application mounts it beside its own routes by calling
+//! [`RaftService::handle`] first and falling back to its own routing on `None`; or it serves it
+//! alone with [`Server`](crate::Server). Checks run in this order, each refusing with its own
+//! status before any work is done: route (404), method (405), cluster id and secret (401/403:
+//! the handler is never called), content type (415), declared size (413); then the body is read
+//! under the size limit (413), decoded (400) and handed to the handler.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use hyper::body::{Body, Incoming};
+use hyper::header::{self, HeaderValue};
+use hyper::{Method, Request, Response, StatusCode};
+use metrics::Label;
+use metrics_exporter_prometheus::PrometheusHandle;
+use raft_core::{NodeId, ServiceHandler};
+use tracing::debug;
+
+use crate::auth::ClusterAuth;
+use crate::codec::{self, CONTENT_TYPE, DecodeError};
+use crate::error::ErrorCode;
+use crate::metrics::{node_labels, record_request};
+use crate::routes::{ERROR_CODE_HEADER, Route, Rpc};
+
+/// The default body limit: 8 MiB, room for raft-core's default 1 MiB batches eight times over.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 8 << 20;
+
+/// How a [`RaftService`] checks requests.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct ServiceConfig {
+    /// The cluster id and secret every request must carry.
+    pub auth: ClusterAuth,
+    /// Request bodies over this many bytes are refused with 413. Keep it above the Raft
+    /// configuration's `batch_bytes_max` plus framing.
+    pub max_body_bytes: usize,
+    /// The local node, for the `node` label of the metrics.
+    pub node: Option<NodeId>,
+}
+
+impl ServiceConfig {
+    /// The defaults with these credentials.
+    #[must_use]
+    pub fn new(auth: ClusterAuth) -> ServiceConfig {
+        ServiceConfig {
+            auth,
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            node: None,
+        }
+    }
+}
+
+/// The response body of every raft-http answer.
+pub type ResponseBody = Full<Bytes>;
+
+/// The peer endpoint as a cheap, cloneable hyper service.
+///
+/// ```
+/// use std::sync::Arc;
+/// use bytes::Bytes;
+/// use http_body_util::Full;
+/// use hyper::{Request, Response, StatusCode};
+/// use raft_http::{ClusterAuth, RaftService, ServiceConfig};
+/// # use raft_core::message::*;
+/// # struct MyHandler;
+/// # #[async_trait::async_trait]
+/// # impl raft_core::ServiceHandler for MyHandler {
+/// #     async fn append_entries(&self, _: AppendEntries) -> Result<AppendEntriesResponse, raft_core::Error> { Err(raft_core::Error::Shutdown) }
+/// #     async fn request_vote(&self, _: RequestVote) -> Result<RequestVoteResponse, raft_core::Error> { Err(raft_core::Error::Shutdown) }
+/// #     async fn timeout_now(&self, _: TimeoutNow) -> Result<(), raft_core::Error> { Ok(()) }
+/// # }
+///
+/// # async fn example() -> Result<(), raft_http::Error> {
+/// // `node` is a raft_core::Node in a real program; any ServiceHandler will do.
+/// let node: Arc<dyn raft_core::ServiceHandler> = Arc::new(MyHandler);
+/// let raft = RaftService::new(node, ServiceConfig::new(ClusterAuth::new("my-cluster")?));
+///
+/// // An application's own router: raft-http's routes first, then the application's.
+/// let app = move |request: Request<hyper::body::Incoming>| {
+///     let raft = raft.clone();
+///     async move {
+///         if let Some(response) = raft.handle(request).await {
+///             return Ok::<_, std::convert::Infallible>(response);
+///         }
+///         Ok(Response::builder()
+///             .status(StatusCode::OK)
+///             .body(Full::new(Bytes::from("the application's own route")))
+///             .unwrap_or_default())
+///     }
+/// };
+/// let service = hyper::service::service_fn(app);
+/// # let _ = service;
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct RaftService {
+    handler: Arc<dyn ServiceHandler>,
+    config: Arc<ServiceConfig>,
+    metrics: Option<PrometheusHandle>,
+    node_labels: Arc<[Label]>,
+}
+
+impl std::fmt::Debug for RaftService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RaftService")
+            .field("config", &self.config)
+            .field("metrics", &self.metrics.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A refusal: its code (which gives the status) and a message for the body.
+struct Failure {
+    code: ErrorCode,
+    message: String,
+    /// The methods a 405 names in its `Allow` header.
+    allow: &'static str,
+}
+
+impl Failure {
+    fn new(code: ErrorCode, message: impl Into<String>) -> Failure {
+        Failure {
+            code,
+            message: message.into(),
+            allow: "POST",
+        }
+    }
+}
+
+impl From<DecodeError> for Failure {
+    fn from(error: DecodeError) -> Failure {
+        let code = match error {
+            DecodeError::UnsupportedVersion { .. } => ErrorCode::UnsupportedVersion,
+            _ => ErrorCode::Malformed,
+        };
+        Failure::new(code, error.to_string())
+    }
+}
+
+impl From<raft_core::Error> for Failure {
+    fn from(error: raft_core::Error) -> Failure {
+        Failure::new(ErrorCode::of_core(&error), error.to_string())
+    }
+}
+
+impl RaftService {
+    /// A service forwarding to `handler`, without a `/metrics` route.
+    #[must_use]
+    pub fn new(handler: Arc<dyn ServiceHandler>, config: ServiceConfig) -> RaftService {
+        RaftService {
+            handler,
+            node_labels: node_labels(config.node).into(),
+            config: Arc::new(config),
+            metrics: None,
+        }
+    }
+
+    /// Serves `/metrics` from this Prometheus handle (see
+    /// [`install_prometheus_recorder`](crate::metrics::install_prometheus_recorder)). The route
+    /// needs no cluster credentials, so a Prometheus server can scrape it.
+    #[must_use]
+    pub fn with_metrics(mut self, handle: PrometheusHandle) -> RaftService {
+        self.metrics = Some(handle);
+        self
+    }
+
+    /// Whether `path` is one of raft-http's (its RPC routes, anything under `/raft/`, and
+    /// `/metrics` when a handle is set).
+    #[must_use]
+    pub fn handles(&self, path: &str) -> bool {
+        match Route::of(path) {
+            Some(Route::Metrics) => self.metrics.is_some(),
+            Some(_) => true,
+            None => false,
+        }
+    }
+
+    /// Answers a request for one of raft-http's paths, or returns `None` (without touching the
+    /// request's body) for any other path, so the caller can route it elsewhere.
+    pub async fn handle<B>(&self, request: Request<B>) -> Option<Response<ResponseBody>>
+    where
+        B: Body<Data = Bytes> + Send,
+        B::Error: Into<raft_core::BoxError>,
+    {
+        if !self.handles(request.uri().path()) {
+            return None;
+        }
+        let route = Route::of(request.uri().path())?;
+        let (response, received) = match route {
+            Route::Rpc(rpc) => self.rpc(rpc, request).await,
+            Route::Metrics => (self.metrics(request.method()), 0),
+            Route::UnknownRaft => (
+                failure_response(Failure::new(ErrorCode::NotFound, "no such route")),
+                0,
+            ),
+        };
+        let sent = response.body().size_hint().exact().unwrap_or(0) as usize;
+        record_request(
+            &self.node_labels,
+            route.label(),
+            response.status(),
+            received,
+            sent,
+        );
+        Some(response)
+    }
+
+    /// Answers any request: raft-http's routes, 404 for everything else.
+    pub async fn handle_or_404<B>(&self, request: Request<B>) -> Response<ResponseBody>
+    where
+        B: Body<Data = Bytes> + Send,
+        B::Error: Into<raft_core::BoxError>,
+    {
+        match self.handle(request).await {
+            Some(response) => response,
+            None => failure_response(Failure::new(ErrorCode::NotFound, "no such route")),
+        }
+    }
+
+    /// One RPC: the response and the body bytes received.
+    async fn rpc<B>(&self, rpc: Rpc, request: Request<B>) -> (Response<ResponseBody>, usize)
+    where
+        B: Body<Data = Bytes> + Send,
+        B::Error: Into<raft_core::BoxError>,
+    {
+        let body = match self.read_body(request).await {
+            Ok(body) => body,
+            Err(failure) => return (failure_response(failure), 0),
+        };
+        let received = body.len();
+        let response = match self.dispatch(rpc, body).await {
+            Ok(answer) => Response::builder()
+                .header(header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE))
+                .body(Full::new(answer))
+                .unwrap_or_default(),
+            Err(failure) => {
+                debug!(route = rpc.label(), code = %failure.code, message = %failure.message, "request refused");
+                failure_response(failure)
+            }
+        };
+        (response, received)
+    }
+
+    /// Every check before the handler, then the body under the size limit.
+    async fn read_body<B>(&self, request: Request<B>) -> Result<Bytes, Failure>
+    where
+        B: Body<Data = Bytes> + Send,
+        B::Error: Into<raft_core::BoxError>,
+    {
+        if request.method() != Method::POST {
+            return Err(Failure::new(ErrorCode::MethodNotAllowed, "use POST"));
+        }
+        if let Err(code) = self.config.auth.check(request.headers()) {
+            let message = match code {
+                ErrorCode::Unauthenticated => "missing cluster id or secret",
+                _ => "wrong cluster id or secret",
+            };
+            return Err(Failure::new(code, message));
+        }
+        if !is_msgpack(request.headers().get(header::CONTENT_TYPE)) {
+            return Err(Failure::new(
+                ErrorCode::UnsupportedMediaType,
+                format!("the content type must be {CONTENT_TYPE}"),
+            ));
+        }
+        let limit = self.config.max_body_bytes;
+        let body = request.into_body();
+        let declared = declared_length(&body);
+        if declared > limit as u64 {
+            return Err(too_large(limit));
+        }
+        match Limited::new(body, limit).collect().await {
+            Ok(collected) => Ok(collected.to_bytes()),
+            Err(error) if error.is::<LengthLimitError>() => Err(too_large(limit)),
+            Err(error) => Err(Failure::new(
+                ErrorCode::Malformed,
+                format!("cannot read the body: {error}"),
+            )),
+        }
+    }
+
+    async fn dispatch(&self, rpc: Rpc, body: Bytes) -> Result<Bytes, Failure> {
+        let encoded = match rpc {
+            Rpc::Append => {
+                let request = codec::decode_append_entries(&body)?;
+                drop(body);
+                let answer = self.handler.append_entries(request).await?;
+                codec::encode(&answer)
+            }
+            Rpc::Vote => {
+                let request = codec::decode(&body)?;
+                let answer = self.handler.request_vote(request).await?;
+                codec::encode(&answer)
+            }
+            Rpc::TimeoutNow => {
+                let request = codec::decode(&body)?;
+                self.handler.timeout_now(request).await?;
+                codec::encode(&())
+            }
+        };
+        encoded.map_err(|e| Failure::new(ErrorCode::Internal, e.to_string()))
+    }
+
+    fn metrics(&self, method: &Method) -> Response<ResponseBody> {
+        let Some(handle) = &self.metrics else {
+            return failure_response(Failure::new(ErrorCode::NotFound, "no metrics here"));
+        };
+        if method != Method::GET && method != Method::HEAD {
+            return failure_response(Failure {
+                allow: "GET, HEAD",
+                ..Failure::new(ErrorCode::MethodNotAllowed, "use GET")
+            });
+        }
+        let text = if method == Method::GET {
+            handle.render()
+        } else {
+            String::new()
+        };
+        Response::builder()
+            .header(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+            )
+            .body(Full::new(Bytes::from(text)))
+            .unwrap_or_default()
+    }
+}
+
+/// The body's declared length (Content-Length, or what HTTP/2 framing tells), 0 if unknown.
+fn declared_length<B: Body>(body: &B) -> u64 {
+    body.size_hint().lower()
+}
+
+fn too_large(limit: usize) -> Failure {
+    Failure::new(
+        ErrorCode::TooLarge,
+        format!("the body is over the limit of {limit} bytes"),
+    )
+}
+
+/// `application/msgpack` (or the `x-` / `vnd.` spellings), parameters ignored.
+fn is_msgpack(value: Option<&HeaderValue>) -> bool {
+    let Some(value) = value.and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    let essence = value.split(';').next().unwrap_or_default().trim();
+    [
+        "application/msgpack",
+        "application/x-msgpack",
+        "application/vnd.msgpack",
+    ]
+    .iter()
+    .any(|accepted| essence.eq_ignore_ascii_case(accepted))
+}
+
+fn failure_response(failure: Failure) -> Response<ResponseBody> {
+    let mut builder = Response::builder()
+        .status(failure.code.status())
+        .header(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; charset=utf-8"),
+        )
+        .header(
+            ERROR_CODE_HEADER,
+            HeaderValue::from_static(failure.code.as_str()),
+        );
+    if failure.code == ErrorCode::MethodNotAllowed {
+        builder = builder.header(header::ALLOW, HeaderValue::from_static(failure.allow));
+    }
+    builder
+        .body(Full::new(Bytes::from(failure.message)))
+        .unwrap_or_else(|_| {
+            let mut response = Response::new(Full::default());
+            *response.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
+            response
+        })
+}
+
+impl hyper::service::Service<Request<Incoming>> for RaftService {
+    type Response = Response<ResponseBody>;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Infallible>> + Send>>;
+
+    fn call(&self, request: Request<Incoming>) -> Self::Future {
+        let service = self.clone();
+        Box::pin(async move { Ok(service.handle_or_404(request).await) })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn msgpack_content_types_are_recognised() {
+        let ok = |v: &'static str| is_msgpack(Some(&HeaderValue::from_static(v)));
+        assert!(ok("application/msgpack"));
+        assert!(ok("Application/MsgPack; charset=binary"));
+        assert!(ok("application/x-msgpack"));
+        assert!(!ok("application/json"));
+        assert!(!ok("application/msgpackx"));
+        assert!(!is_msgpack(None));
+    }
+}
