@@ -2,6 +2,9 @@
 //! must not, and leaves the server serving. Sent as raw HTTP/1.1 (hyper's client, or bytes on a
 //! TCP stream where hyper's client would refuse to send them).
 
+// Helpers of this test file: a broken one should fail the test loudly.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::net::SocketAddr;

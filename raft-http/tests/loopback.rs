@@ -16,12 +16,14 @@ use raft_http::{ErrorCode, HttpTransport, RaftService, RequestError};
 use tokio::net::TcpListener;
 use tokio::sync::Barrier;
 
+#[allow(clippy::unwrap_used)] // test support
 fn transport_to(peers: &[(u64, String)]) -> HttpTransport {
     let members = peers.iter().map(|(id, addr)| (NodeId(*id), addr.clone()));
     HttpTransport::new(members, client_config()).unwrap()
 }
 
 /// The `RequestError` inside a transport error.
+#[allow(clippy::expect_used)] // test support
 fn request_error(error: &Error) -> &RequestError {
     let Error::Transport { source, .. } = error else {
         panic!("not a transport error: {error:?}");
@@ -275,7 +277,8 @@ async fn handler_errors_come_back_as_core_errors() {
     let handler = FakeHandler::new();
     let server = serve(handler.clone()).await;
     let transport = transport_to(&[(2, server.addr.to_string())]);
-    let cases: [(fn() -> Error, fn(&Error) -> bool); 4] = [
+    type Case = (fn() -> Error, fn(&Error) -> bool);
+    let cases: [Case; 4] = [
         (|| Error::Shutdown, |e| matches!(e, Error::Shutdown)),
         (|| Error::Timeout, |e| matches!(e, Error::Timeout)),
         (
