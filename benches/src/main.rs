@@ -7,6 +7,7 @@
 // A command-line tool: its report goes to stdout.
 #![allow(clippy::print_stdout)]
 
+mod http;
 mod mem;
 mod report;
 
@@ -46,6 +47,8 @@ pub(crate) struct Options {
 pub(crate) enum Workload {
     /// 3 nodes in one process: in-memory log, in-process transport, no-op state machine.
     Mem,
+    /// 3 nodes over loopback raft-http: in-memory log, no-op state machine.
+    Http,
 }
 
 /// `append`'s return mode.
@@ -83,6 +86,7 @@ fn main() -> std::process::ExitCode {
     };
     let result = match options.workload {
         Workload::Mem => runtime.block_on(mem::run(&options)),
+        Workload::Http => runtime.block_on(http::run(&options)),
     };
     match result {
         Ok(report) => {

@@ -8,7 +8,7 @@
 //! - **Server**: [`RaftService`] forwards `POST /raft/v1/append`, `/raft/v1/vote` and
 //!   `/raft/v1/timeout-now` to any [`ServiceHandler`](raft_core::ServiceHandler) (a raft-core
 //!   `Node`) and serves `GET /metrics`. It is a router that an application mounts beside its own
-//!   routes ([`RaftService::handle`] returns `None` for paths that are not its own), and
+//!   routes ([`RaftService::route`] hands back requests for paths that are not its own), and
 //!   [`Server`] is a hardened accept loop for it (HTTP/1.1 and HTTP/2, header read timeout,
 //!   connection and stream limits, graceful shutdown). There is no snapshot route yet: raft-core
 //!   has no InstallSnapshot message so far.
@@ -71,6 +71,7 @@ mod client;
 pub mod codec;
 mod error;
 pub mod metrics;
+mod order;
 mod peer;
 pub mod routes;
 mod serve;
@@ -81,4 +82,6 @@ pub use client::{ClientConfig, HttpTransport};
 pub use error::{Error, ErrorCode, RequestError};
 pub use routes::ERROR_CODE_HEADER;
 pub use serve::{Server, ServerConfig};
-pub use server::{DEFAULT_MAX_BODY_BYTES, RaftService, ResponseBody, ServiceConfig};
+pub use server::{
+    DEFAULT_MAX_BODY_BYTES, RaftService, ResponseBody, ResponseFuture, Routed, ServiceConfig,
+};

@@ -2,8 +2,9 @@
 //! [`ServiceHandler`] (a raft-core `Node`, or a fake in tests), plus the `/metrics` route.
 //!
 //! It is a router, not a server: an application mounts it beside its own routes by calling
-//! [`RaftService::handle`] first and falling back to its own routing on `None`; or it serves it
-//! alone with [`Server`](crate::Server). Checks run in this order, each refusing with its own
+//! [`RaftService::route`] first and falling back to its own routing when it hands the request
+//! back; or it serves it alone with [`Server`](crate::Server). AppendEntries reach the handler
+//! in the order they arrived on their connection (`order.rs`). Checks run in this order, each refusing with its own
 //! status before any work is done: route (404), method (405), cluster id and secret (401/403:
 //! the handler is never called), content type (415), declared size (413); then the body is read
 //! under the size limit (413), decoded (400) and handed to the handler.
@@ -12,6 +13,7 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::task::Poll;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
@@ -27,6 +29,7 @@ use crate::auth::ClusterAuth;
 use crate::codec::{self, CONTENT_TYPE, DecodeError};
 use crate::error::ErrorCode;
 use crate::metrics::{node_labels, record_request};
+use crate::order::{Sequencer, Ticket};
 use crate::routes::{ERROR_CODE_HEADER, Route, Rpc};
 
 /// The default body limit: 8 MiB, room for raft-core's default 1 MiB batches eight times over.
@@ -60,6 +63,19 @@ impl ServiceConfig {
 /// The response body of every raft-http answer.
 pub type ResponseBody = Full<Bytes>;
 
+/// The future of one answer.
+pub type ResponseFuture = Pin<Box<dyn Future<Output = Response<ResponseBody>> + Send>>;
+
+/// Where [`RaftService::route`] sent a request.
+// Returned once per request and matched at once: boxing the request would cost an allocation.
+#[allow(clippy::large_enum_variant)]
+pub enum Routed<B> {
+    /// One of raft-http's paths: the future of the answer.
+    Raft(ResponseFuture),
+    /// Not raft-http's: the request, untouched, for the application's own routes.
+    Elsewhere(Request<B>),
+}
+
 /// The peer endpoint as a cheap, cloneable hyper service.
 ///
 /// ```
@@ -67,7 +83,7 @@ pub type ResponseBody = Full<Bytes>;
 /// use bytes::Bytes;
 /// use http_body_util::Full;
 /// use hyper::{Request, Response, StatusCode};
-/// use raft_http::{ClusterAuth, RaftService, ServiceConfig};
+/// use raft_http::{ClusterAuth, RaftService, Routed, ServiceConfig};
 /// # use raft_core::message::*;
 /// # struct MyHandler;
 /// # #[async_trait::async_trait]
@@ -82,17 +98,18 @@ pub type ResponseBody = Full<Bytes>;
 /// let node: Arc<dyn raft_core::ServiceHandler> = Arc::new(MyHandler);
 /// let raft = RaftService::new(node, ServiceConfig::new(ClusterAuth::new("my-cluster")?));
 ///
-/// // An application's own router: raft-http's routes first, then the application's.
+/// // An application's own router: raft-http's routes first, then the application's. The
+/// // routing runs synchronously in the service call, before the future (see `route`).
 /// let app = move |request: Request<hyper::body::Incoming>| {
-///     let raft = raft.clone();
+///     let routed = raft.route(request);
 ///     async move {
-///         if let Some(response) = raft.handle(request).await {
-///             return Ok::<_, std::convert::Infallible>(response);
+///         match routed {
+///             Routed::Raft(answer) => Ok::<_, std::convert::Infallible>(answer.await),
+///             Routed::Elsewhere(_request) => Ok(Response::builder()
+///                 .status(StatusCode::OK)
+///                 .body(Full::new(Bytes::from("the application's own route")))
+///                 .unwrap_or_default()),
 ///         }
-///         Ok(Response::builder()
-///             .status(StatusCode::OK)
-///             .body(Full::new(Bytes::from("the application's own route")))
-///             .unwrap_or_default())
 ///     }
 /// };
 /// let service = hyper::service::service_fn(app);
@@ -106,6 +123,20 @@ pub struct RaftService {
     config: Arc<ServiceConfig>,
     metrics: Option<PrometheusHandle>,
     node_labels: Arc<[Label]>,
+    /// AppendEntries reach the handler in arrival order (see `order.rs`).
+    sequencer: Arc<Sequencer>,
+}
+
+impl<B> std::fmt::Debug for Routed<B> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Routed::Raft(_) => f.write_str("Routed::Raft(..)"),
+            Routed::Elsewhere(request) => f
+                .debug_tuple("Routed::Elsewhere")
+                .field(request.uri())
+                .finish(),
+        }
+    }
 }
 
 impl std::fmt::Debug for RaftService {
@@ -160,6 +191,7 @@ impl RaftService {
             node_labels: node_labels(config.node).into(),
             config: Arc::new(config),
             metrics: None,
+            sequencer: Arc::new(Sequencer::default()),
         }
     }
 
@@ -183,50 +215,71 @@ impl RaftService {
         }
     }
 
-    /// Answers a request for one of raft-http's paths, or returns `None` (without touching the
-    /// request's body) for any other path, so the caller can route it elsewhere.
-    pub async fn handle<B>(&self, request: Request<B>) -> Option<Response<ResponseBody>>
+    /// Routes a request: for one of raft-http's paths, the future of its answer; for any other
+    /// path, the request back untouched, so the caller can route it elsewhere.
+    ///
+    /// Call it synchronously from the hyper service's `call` (not from inside a future): the
+    /// AppendEntries of one connection then reach the handler in the order they arrived (see
+    /// the `order` module), which keeps a leader's pipelined requests in sequence.
+    pub fn route<B>(&self, request: Request<B>) -> Routed<B>
     where
-        B: Body<Data = Bytes> + Send,
+        B: Body<Data = Bytes> + Send + 'static,
         B::Error: Into<raft_core::BoxError>,
     {
         if !self.handles(request.uri().path()) {
-            return None;
+            return Routed::Elsewhere(request);
         }
-        let route = Route::of(request.uri().path())?;
-        let (response, received) = match route {
-            Route::Rpc(rpc) => self.rpc(rpc, request).await,
-            Route::Metrics => (self.metrics(request.method()), 0),
-            Route::UnknownRaft => (
-                failure_response(Failure::new(ErrorCode::NotFound, "no such route")),
-                0,
-            ),
+        let Some(route) = Route::of(request.uri().path()) else {
+            return Routed::Elsewhere(request);
         };
-        let sent = response.body().size_hint().exact().unwrap_or(0) as usize;
-        record_request(
-            &self.node_labels,
-            route.label(),
-            response.status(),
-            received,
-            sent,
-        );
-        Some(response)
+        let ticket = match route {
+            Route::Rpc(Rpc::Append) => Some(self.sequencer.ticket()),
+            _ => None,
+        };
+        let service = self.clone();
+        Routed::Raft(Box::pin(async move {
+            let (response, received) = match route {
+                Route::Rpc(rpc) => service.rpc(rpc, request, ticket).await,
+                Route::Metrics => (service.metrics(request.method()), 0),
+                Route::UnknownRaft => (
+                    failure_response(Failure::new(ErrorCode::NotFound, "no such route")),
+                    0,
+                ),
+            };
+            let sent = response.body().size_hint().exact().unwrap_or(0) as usize;
+            record_request(
+                &service.node_labels,
+                route.label(),
+                response.status(),
+                received,
+                sent,
+            );
+            response
+        }))
     }
 
-    /// Answers any request: raft-http's routes, 404 for everything else.
-    pub async fn handle_or_404<B>(&self, request: Request<B>) -> Response<ResponseBody>
+    /// Answers any request: raft-http's routes, 404 for everything else. Call it synchronously
+    /// from the service's `call`, as [`route`](RaftService::route).
+    pub fn respond<B>(&self, request: Request<B>) -> ResponseFuture
     where
-        B: Body<Data = Bytes> + Send,
+        B: Body<Data = Bytes> + Send + 'static,
         B::Error: Into<raft_core::BoxError>,
     {
-        match self.handle(request).await {
-            Some(response) => response,
-            None => failure_response(Failure::new(ErrorCode::NotFound, "no such route")),
+        match self.route(request) {
+            Routed::Raft(answer) => answer,
+            Routed::Elsewhere(_) => Box::pin(async {
+                failure_response(Failure::new(ErrorCode::NotFound, "no such route"))
+            }),
         }
     }
 
     /// One RPC: the response and the body bytes received.
-    async fn rpc<B>(&self, rpc: Rpc, request: Request<B>) -> (Response<ResponseBody>, usize)
+    async fn rpc<B>(
+        &self,
+        rpc: Rpc,
+        request: Request<B>,
+        ticket: Option<Ticket>,
+    ) -> (Response<ResponseBody>, usize)
     where
         B: Body<Data = Bytes> + Send,
         B::Error: Into<raft_core::BoxError>,
@@ -236,7 +289,7 @@ impl RaftService {
             Err(failure) => return (failure_response(failure), 0),
         };
         let received = body.len();
-        let response = match self.dispatch(rpc, body).await {
+        let response = match self.dispatch(rpc, body, ticket).await {
             Ok(answer) => Response::builder()
                 .header(header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE))
                 .body(Full::new(answer))
@@ -287,12 +340,24 @@ impl RaftService {
         }
     }
 
-    async fn dispatch(&self, rpc: Rpc, body: Bytes) -> Result<Bytes, Failure> {
+    async fn dispatch(
+        &self,
+        rpc: Rpc,
+        body: Bytes,
+        ticket: Option<Ticket>,
+    ) -> Result<Bytes, Failure> {
         let encoded = match rpc {
             Rpc::Append => {
                 let request = codec::decode_append_entries(&body)?;
                 drop(body);
-                let answer = self.handler.append_entries(request).await?;
+                let answer = match ticket {
+                    Some(ticket) => {
+                        ticket.wait_turn().await;
+                        let call = self.handler.append_entries(request);
+                        in_order(call, ticket).await?
+                    }
+                    None => self.handler.append_entries(request).await?,
+                };
                 codec::encode(&answer)
             }
             Rpc::Vote => {
@@ -331,6 +396,18 @@ impl RaftService {
             )
             .body(Full::new(Bytes::from(text)))
             .unwrap_or_default()
+    }
+}
+
+/// Polls the handler's call once (a raft-core `Node` queues the request for its event loop on
+/// that first poll), lets the next request in line go, then waits for the answer.
+async fn in_order<T>(call: impl Future<Output = T>, ticket: Ticket) -> T {
+    tokio::pin!(call);
+    let first = std::future::poll_fn(|cx| Poll::Ready(call.as_mut().poll(cx))).await;
+    ticket.finish();
+    match first {
+        Poll::Ready(answer) => answer,
+        Poll::Pending => call.await,
     }
 }
 
@@ -390,8 +467,9 @@ impl hyper::service::Service<Request<Incoming>> for RaftService {
     type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Infallible>> + Send>>;
 
     fn call(&self, request: Request<Incoming>) -> Self::Future {
-        let service = self.clone();
-        Box::pin(async move { Ok(service.handle_or_404(request).await) })
+        // Routed here, synchronously, so tickets follow the connection's stream order.
+        let answer = self.respond(request);
+        Box::pin(async move { Ok(answer.await) })
     }
 }
 

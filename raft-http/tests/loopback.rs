@@ -393,3 +393,87 @@ async fn payloads_survive_the_trip_byte_for_byte() {
     assert_eq!(*handler.appends.lock().unwrap(), [request]);
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipelined_appends_reach_the_handler_in_the_order_they_were_sent() {
+    let handler = FakeHandler::new();
+    let server = serve(handler.clone()).await;
+    let transport = transport_to(&[(2, server.addr.to_string())]);
+    // Warm up the connection, so every request below goes out on it in creation order.
+    transport
+        .append_entries(NodeId(2), append_request(0, 1))
+        .await
+        .unwrap();
+    for round in 0..10u64 {
+        let calls = (1..=50u64).map(|i| {
+            let transport = &transport;
+            async move {
+                transport
+                    .append_entries(NodeId(2), append_request(round * 100 + i, 3))
+                    .await
+            }
+        });
+        for answer in futures_util::future::join_all(calls).await {
+            answer.unwrap();
+        }
+    }
+    let seqs: Vec<u64> = handler
+        .appends
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|a| a.seq)
+        .collect();
+    let mut sorted = seqs.clone();
+    sorted.sort_unstable();
+    assert_eq!(seqs.len(), 501);
+    assert_eq!(
+        seqs, sorted,
+        "the handler saw the requests in the order they were sent"
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn the_service_mounts_beside_an_application_s_own_routes() {
+    use http_body_util::Full;
+    use hyper::{Request, Response};
+    use raft_http::Routed;
+
+    let handler = FakeHandler::new();
+    let raft = RaftService::new(handler.clone(), service_config());
+    let app = hyper::service::service_fn(move |request: Request<hyper::body::Incoming>| {
+        let routed = raft.route(request);
+        async move {
+            Ok::<_, std::convert::Infallible>(match routed {
+                Routed::Raft(answer) => answer.await,
+                Routed::Elsewhere(request) => Response::new(Full::new(Bytes::from(format!(
+                    "app saw {}",
+                    request.uri().path()
+                )))),
+            })
+        }
+    });
+    let server = raft_http::Server::bind("127.0.0.1:0", raft_http::ServerConfig::default())
+        .await
+        .unwrap();
+    let addr = server.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let serving = tokio::spawn(server.serve(app, async {
+        let _ = stopped.await;
+    }));
+
+    let transport = transport_to(&[(2, addr.to_string())]);
+    let vote = vote_request(1, false);
+    assert_eq!(
+        transport
+            .request_vote(NodeId(2), vote.clone())
+            .await
+            .unwrap(),
+        vote_answer(&vote)
+    );
+    let answer = http1(addr, post("/kv/greeting", Bytes::new())).await;
+    assert_eq!(answer.body, "app saw /kv/greeting");
+    let _ = stop.send(());
+    serving.await.unwrap();
+}

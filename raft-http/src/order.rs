@@ -1,0 +1,143 @@
+//! Arrival order for AppendEntries: requests are handed to the handler in the order they
+//! arrived, although each is read and decoded on its own task.
+//!
+//! Why: a leader pipelines AppendEntries to a follower, each continuing the previous one. On a
+//! multi-threaded runtime the per-request tasks race, and a follower that sees request N+1
+//! before N rejects it as a log mismatch; the leader then treats that as a failure, halves its
+//! batch and resends (DESIGN §3, adaptive batch), which collapses throughput (measured: ~8,000
+//! such conflicts in 3 s, 11k ops/s instead of 100k+). HTTP/2 keeps the streams of a connection
+//! in order and hyper calls the service for each stream in that order, so a ticket taken in that
+//! synchronous call and honoured before the handler call restores the sender's order.
+//!
+//! A ticket is done when its request reached the handler, failed before it, or was dropped (the
+//! client reset the stream): a broken request never blocks the ones behind it.
+
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use tokio::sync::Notify;
+
+/// Hands out tickets and serves them in order.
+#[derive(Debug, Default)]
+pub(crate) struct Sequencer {
+    state: Mutex<State>,
+    turn: Notify,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    next_ticket: u64,
+    /// The ticket whose turn it is.
+    serving: u64,
+    /// Tickets after `serving` that are already done.
+    done: BTreeSet<u64>,
+}
+
+/// One request's place in line. Dropping it counts as done.
+#[derive(Debug)]
+pub(crate) struct Ticket {
+    sequencer: Arc<Sequencer>,
+    number: u64,
+    finished: bool,
+}
+
+impl Sequencer {
+    /// The next place in line (call it in arrival order).
+    pub(crate) fn ticket(self: &Arc<Self>) -> Ticket {
+        let mut state = self.lock();
+        let number = state.next_ticket;
+        state.next_ticket += 1;
+        Ticket {
+            sequencer: self.clone(),
+            number,
+            finished: false,
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // Every critical section leaves the state consistent: a poisoned lock is still usable.
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn finish(&self, number: u64) {
+        let mut state = self.lock();
+        if number != state.serving {
+            state.done.insert(number);
+            return;
+        }
+        state.serving += 1;
+        loop {
+            let next = state.serving;
+            if !state.done.remove(&next) {
+                break;
+            }
+            state.serving += 1;
+        }
+        drop(state);
+        self.turn.notify_waiters();
+    }
+}
+
+impl Ticket {
+    /// Waits until every earlier ticket is done.
+    pub(crate) async fn wait_turn(&self) {
+        loop {
+            let notified = self.sequencer.turn.notified();
+            tokio::pin!(notified);
+            // Registered before the check, so a finish in between is not missed.
+            notified.as_mut().enable();
+            if self.sequencer.lock().serving == self.number {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    /// Lets the next ticket go.
+    pub(crate) fn finish(mut self) {
+        self.finished = true;
+        self.sequencer.finish(self.number);
+    }
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        if !self.finished {
+            self.sequencer.finish(self.number);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn tickets_are_served_in_order_and_dropped_ones_are_skipped() {
+        let sequencer = Arc::new(Sequencer::default());
+        let tickets: Vec<Ticket> = (0..4).map(|_| sequencer.ticket()).collect();
+        let order = Arc::new(Mutex::new(Vec::new()));
+        let mut tasks = Vec::new();
+        let mut tickets = tickets.into_iter().enumerate().collect::<Vec<_>>();
+        // Ticket 1 is abandoned (its request failed); 3, 2 and 0 start in reverse order.
+        let (_, abandoned) = tickets.remove(1);
+        for (i, ticket) in tickets.into_iter().rev() {
+            let order = order.clone();
+            tasks.push(tokio::spawn(async move {
+                ticket.wait_turn().await;
+                order.lock().unwrap().push(i);
+                ticket.finish();
+            }));
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        drop(abandoned);
+        for task in tasks {
+            task.await.unwrap();
+        }
+        assert_eq!(*order.lock().unwrap(), [0, 2, 3]);
+    }
+}
