@@ -159,6 +159,8 @@ pub enum ErrorCode {
     NotFound,
     /// 405: the route exists but not for this method.
     MethodNotAllowed,
+    /// 408: the body did not arrive within the body read timeout.
+    BodyTimeout,
     /// 413: the body is over the size limit.
     TooLarge,
     /// 415: the content type is not MessagePack.
@@ -182,11 +184,12 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, for tests and documentation.
-    pub const ALL: [ErrorCode; 13] = [
+    pub const ALL: [ErrorCode; 14] = [
         ErrorCode::Unauthenticated,
         ErrorCode::Forbidden,
         ErrorCode::NotFound,
         ErrorCode::MethodNotAllowed,
+        ErrorCode::BodyTimeout,
         ErrorCode::TooLarge,
         ErrorCode::UnsupportedMediaType,
         ErrorCode::Malformed,
@@ -206,6 +209,7 @@ impl ErrorCode {
             ErrorCode::Forbidden => "forbidden",
             ErrorCode::NotFound => "not-found",
             ErrorCode::MethodNotAllowed => "method-not-allowed",
+            ErrorCode::BodyTimeout => "body-timeout",
             ErrorCode::TooLarge => "too-large",
             ErrorCode::UnsupportedMediaType => "unsupported-media-type",
             ErrorCode::Malformed => "malformed",
@@ -236,6 +240,7 @@ impl ErrorCode {
             ErrorCode::Forbidden => S::FORBIDDEN,
             ErrorCode::NotFound => S::NOT_FOUND,
             ErrorCode::MethodNotAllowed => S::METHOD_NOT_ALLOWED,
+            ErrorCode::BodyTimeout => S::REQUEST_TIMEOUT,
             ErrorCode::TooLarge => S::PAYLOAD_TOO_LARGE,
             ErrorCode::UnsupportedMediaType => S::UNSUPPORTED_MEDIA_TYPE,
             ErrorCode::Malformed | ErrorCode::UnsupportedVersion => S::BAD_REQUEST,

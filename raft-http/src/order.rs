@@ -9,13 +9,26 @@
 //! in order and hyper calls the service for each stream in that order, so a ticket taken in that
 //! synchronous call and honoured before the handler call restores the sender's order.
 //!
+//! Lines are per connection: [`Server`](crate::Server) gives each connection its own
+//! [`ConnectionOrder`] (a request extension), so a stalled request on one connection never
+//! holds up another (think of an old leader cut off in the middle of a body while the new leader
+//! sends on its own connection). A `RaftService` served by another accept loop falls back to one
+//! line for the whole service. Either way the order is only an optimisation (the engine is
+//! correct in any order), so a request waits for its turn at most `order_wait_max`, and then
+//! goes ahead.
+//!
 //! A ticket is done when its request reached the handler, failed before it, or was dropped (the
 //! client reset the stream): a broken request never blocks the ones behind it.
 
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 use tokio::sync::Notify;
+
+/// One connection's line, carried to the service as a request extension.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct ConnectionOrder(pub(crate) Arc<Sequencer>);
 
 /// Hands out tickets and serves them in order.
 #[derive(Debug, Default)]
@@ -81,8 +94,12 @@ impl Sequencer {
 }
 
 impl Ticket {
-    /// Waits until every earlier ticket is done.
-    pub(crate) async fn wait_turn(&self) {
+    /// Waits until every earlier ticket is done, or `at_most`; returns whether it was its turn.
+    pub(crate) async fn wait_turn(&self, at_most: Duration) -> bool {
+        tokio::time::timeout(at_most, self.turn()).await.is_ok()
+    }
+
+    async fn turn(&self) {
         loop {
             let notified = self.sequencer.turn.notified();
             tokio::pin!(notified);
@@ -128,7 +145,7 @@ mod tests {
         for (i, ticket) in tickets.into_iter().rev() {
             let order = order.clone();
             tasks.push(tokio::spawn(async move {
-                ticket.wait_turn().await;
+                assert!(ticket.wait_turn(Duration::from_secs(10)).await);
                 order.lock().unwrap().push(i);
                 ticket.finish();
             }));
@@ -139,5 +156,14 @@ mod tests {
             task.await.unwrap();
         }
         assert_eq!(*order.lock().unwrap(), [0, 2, 3]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_ticket_stuck_in_front_delays_the_next_one_only_for_the_bound() {
+        let sequencer = Arc::new(Sequencer::default());
+        let _stuck = sequencer.ticket();
+        let next = sequencer.ticket();
+        assert!(!next.wait_turn(Duration::from_millis(100)).await);
+        next.finish();
     }
 }

@@ -32,6 +32,7 @@ use tracing::{debug, warn};
 
 use crate::error::Error;
 use crate::metrics::CONNECTIONS_REFUSED;
+use crate::order::ConnectionOrder;
 
 /// Connection-level settings of a [`Server`].
 #[derive(Clone, Debug)]
@@ -169,9 +170,10 @@ impl Server {
                 continue;
             };
             let first_request = Arc::new(Notify::new());
-            let watched = FirstRequest {
+            let watched = PerConnection {
                 inner: service.clone(),
                 seen: first_request.clone(),
+                order: ConnectionOrder::default(),
             };
             let connection = builder
                 .serve_connection(TokioIo::new(nodelay(stream)), watched)
@@ -254,24 +256,27 @@ async fn drive<C, T>(
     }
 }
 
-/// Wraps a service to signal its first call (a complete request head arrived).
+/// Wraps a connection's service: signals its first call (a complete request head arrived) and
+/// gives every request the connection's order of AppendEntries (see `order.rs`).
 #[derive(Clone)]
-struct FirstRequest<S> {
+struct PerConnection<S> {
     inner: S,
     seen: Arc<Notify>,
+    order: ConnectionOrder,
 }
 
-impl<S, R> hyper::service::Service<R> for FirstRequest<S>
+impl<S, B> hyper::service::Service<Request<B>> for PerConnection<S>
 where
-    S: hyper::service::Service<R>,
+    S: hyper::service::Service<Request<B>>,
 {
     type Response = S::Response;
     type Error = S::Error;
     type Future = S::Future;
 
-    fn call(&self, request: R) -> S::Future {
+    fn call(&self, mut request: Request<B>) -> S::Future {
         // Stores a permit if nobody waits yet: the signal is never lost.
         self.seen.notify_one();
+        request.extensions_mut().insert(self.order.clone());
         self.inner.call(request)
     }
 }

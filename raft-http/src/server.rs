@@ -7,13 +7,14 @@
 //! in the order they arrived on their connection (`order.rs`). Checks run in this order, each refusing with its own
 //! status before any work is done: route (404), method (405), cluster id and secret (401/403:
 //! the handler is never called), content type (415), declared size (413); then the body is read
-//! under the size limit (413), decoded (400) and handed to the handler.
+//! under the size limit (413) and a time limit (408), decoded (400) and handed to the handler.
 
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::Poll;
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
@@ -29,7 +30,7 @@ use crate::auth::ClusterAuth;
 use crate::codec::{self, CONTENT_TYPE, DecodeError};
 use crate::error::ErrorCode;
 use crate::metrics::{node_labels, record_request};
-use crate::order::{Sequencer, Ticket};
+use crate::order::{ConnectionOrder, Sequencer, Ticket};
 use crate::routes::{ERROR_CODE_HEADER, Route, Rpc};
 
 /// The default body limit: 8 MiB, room for raft-core's default 1 MiB batches eight times over.
@@ -46,6 +47,12 @@ pub struct ServiceConfig {
     pub max_body_bytes: usize,
     /// The local node, for the `node` label of the metrics.
     pub node: Option<NodeId>,
+    /// How long an AppendEntries waits for the ones that arrived before it on its connection to
+    /// reach the handler (see the `order` module); then it goes ahead out of order.
+    pub order_wait_max: Duration,
+    /// A request body that has not fully arrived this long after its head is refused with 408,
+    /// so a client that stops mid-body does not hold a stream (or an HTTP/1 connection) forever.
+    pub body_read_timeout: Duration,
 }
 
 impl ServiceConfig {
@@ -56,6 +63,8 @@ impl ServiceConfig {
             auth,
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             node: None,
+            order_wait_max: Duration::from_millis(100),
+            body_read_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -123,7 +132,7 @@ pub struct RaftService {
     config: Arc<ServiceConfig>,
     metrics: Option<PrometheusHandle>,
     node_labels: Arc<[Label]>,
-    /// AppendEntries reach the handler in arrival order (see `order.rs`).
+    /// The line of AppendEntries that come without a per-connection one (see `order.rs`).
     sequencer: Arc<Sequencer>,
 }
 
@@ -220,7 +229,9 @@ impl RaftService {
     ///
     /// Call it synchronously from the hyper service's `call` (not from inside a future): the
     /// AppendEntries of one connection then reach the handler in the order they arrived (see
-    /// the `order` module), which keeps a leader's pipelined requests in sequence.
+    /// the `order` module), which keeps a leader's pipelined requests in sequence. Under
+    /// [`Server`](crate::Server) each connection has its own order; under another accept loop
+    /// the whole service shares one.
     pub fn route<B>(&self, request: Request<B>) -> Routed<B>
     where
         B: Body<Data = Bytes> + Send + 'static,
@@ -233,7 +244,10 @@ impl RaftService {
             return Routed::Elsewhere(request);
         };
         let ticket = match route {
-            Route::Rpc(Rpc::Append) => Some(self.sequencer.ticket()),
+            Route::Rpc(Rpc::Append) => Some(match request.extensions().get::<ConnectionOrder>() {
+                Some(connection) => connection.0.ticket(),
+                None => self.sequencer.ticket(),
+            }),
             _ => None,
         };
         let service = self.clone();
@@ -330,12 +344,17 @@ impl RaftService {
         if declared > limit as u64 {
             return Err(too_large(limit));
         }
-        match Limited::new(body, limit).collect().await {
-            Ok(collected) => Ok(collected.to_bytes()),
-            Err(error) if error.is::<LengthLimitError>() => Err(too_large(limit)),
-            Err(error) => Err(Failure::new(
+        let timeout = self.config.body_read_timeout;
+        match tokio::time::timeout(timeout, Limited::new(body, limit).collect()).await {
+            Ok(Ok(collected)) => Ok(collected.to_bytes()),
+            Ok(Err(error)) if error.is::<LengthLimitError>() => Err(too_large(limit)),
+            Ok(Err(error)) => Err(Failure::new(
                 ErrorCode::Malformed,
                 format!("cannot read the body: {error}"),
+            )),
+            Err(_) => Err(Failure::new(
+                ErrorCode::BodyTimeout,
+                format!("the body did not arrive within {timeout:?}"),
             )),
         }
     }
@@ -352,7 +371,9 @@ impl RaftService {
                 drop(body);
                 let answer = match ticket {
                     Some(ticket) => {
-                        ticket.wait_turn().await;
+                        if !ticket.wait_turn(self.config.order_wait_max).await {
+                            debug!("an earlier AppendEntries is late; not waiting for it");
+                        }
                         let call = self.handler.append_entries(request);
                         in_order(call, ticket).await?
                     }

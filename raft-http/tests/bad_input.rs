@@ -364,3 +364,66 @@ async fn connections_over_the_limit_are_closed_at_once() {
     assert!(served, "the freed slot is reused");
     server.stop().await;
 }
+
+#[tokio::test]
+async fn a_stalled_append_on_one_connection_does_not_hold_up_another() {
+    let handler = FakeHandler::new();
+    let mut service = service_config();
+    // Long enough that only per-connection ordering lets the second request through in time.
+    service.order_wait_max = Duration::from_secs(60);
+    let server = serve_on(
+        "127.0.0.1:0",
+        RaftService::new(handler.clone(), service),
+        ServerConfig::default(),
+    )
+    .await;
+    // An AppendEntries whose body stops after 10 of its 1000 declared bytes.
+    let mut stalled = TcpStream::connect(server.addr).await.unwrap();
+    let head = format!(
+        "POST /raft/v1/append HTTP/1.1\r\nhost: x\r\ncontent-type: application/msgpack\r\n\
+         raft-cluster-id: {CLUSTER}\r\nraft-secret: {SECRET}\r\ncontent-length: 1000\r\n\r\n"
+    );
+    stalled.write_all(head.as_bytes()).await.unwrap();
+    stalled.write_all(&[0u8; 10]).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+
+    let answer = tokio::time::timeout(
+        Duration::from_secs(10),
+        http1(server.addr, post("/raft/v1/append", valid_append())),
+    )
+    .await
+    .expect("not held up by the other connection");
+    assert_eq!(answer.status, StatusCode::OK);
+    drop(stalled);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_body_that_stops_arriving_is_refused_with_408() {
+    let handler = FakeHandler::new();
+    let mut service = service_config();
+    service.body_read_timeout = Duration::from_millis(200);
+    let server = serve_on(
+        "127.0.0.1:0",
+        RaftService::new(handler.clone(), service),
+        ServerConfig::default(),
+    )
+    .await;
+    let mut stream = TcpStream::connect(server.addr).await.unwrap();
+    let head = format!(
+        "POST /raft/v1/vote HTTP/1.1\r\nhost: x\r\ncontent-type: application/msgpack\r\n\
+         raft-cluster-id: {CLUSTER}\r\nraft-secret: {SECRET}\r\ncontent-length: 100\r\n\r\n"
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    stream.write_all(&[0x92, 0x01]).await.unwrap();
+    let mut answer = [0u8; 64];
+    let read = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut answer))
+        .await
+        .expect("answered well before 5 s")
+        .unwrap();
+    let answer = String::from_utf8_lossy(&answer[..read]);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert_eq!(handler.calls(), 0);
+    assert_still_serving(server.addr, &handler).await;
+    server.stop().await;
+}
