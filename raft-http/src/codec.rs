@@ -8,7 +8,9 @@
 //!
 //! AppendEntries, the hot path, is decoded without copying its payloads:
 //! [`decode_append_entries`] borrows each command from the received body and hands it on as a
-//! [`Bytes`] slice of the same buffer. Other messages go through plain serde.
+//! [`Bytes`] slice of the same buffer (the server collects a body into one buffer, which copies
+//! only when it arrived in several HTTP/2 frames). Encoding writes each payload once into the
+//! request buffer, sized up front. Other messages go through plain serde.
 //!
 //! Decoding never panics on any input (see `tests/codec_proptest.rs`). Bytes after the message
 //! are not looked at.

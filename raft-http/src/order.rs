@@ -76,7 +76,11 @@ impl Sequencer {
 
     fn finish(&self, number: u64) {
         let mut state = self.lock();
-        if number != state.serving {
+        if number < state.serving {
+            // Passed over by a later ticket that stopped waiting for it.
+            return;
+        }
+        if number > state.serving {
             state.done.insert(number);
             return;
         }
@@ -95,8 +99,19 @@ impl Sequencer {
 
 impl Ticket {
     /// Waits until every earlier ticket is done, or `at_most`; returns whether it was its turn.
+    /// After `at_most` the earlier tickets still not done are passed over for good, so the
+    /// tickets behind this one do not wait for them again.
     pub(crate) async fn wait_turn(&self, at_most: Duration) -> bool {
-        tokio::time::timeout(at_most, self.turn()).await.is_ok()
+        if tokio::time::timeout(at_most, self.turn()).await.is_ok() {
+            return true;
+        }
+        let mut state = self.sequencer.lock();
+        if state.serving < self.number {
+            state.serving = self.number;
+            let number = self.number;
+            state.done.retain(|&done| done > number);
+        }
+        false
     }
 
     async fn turn(&self) {
@@ -159,11 +174,20 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn a_ticket_stuck_in_front_delays_the_next_one_only_for_the_bound() {
+    async fn a_ticket_stuck_in_front_delays_the_next_ones_once_and_only_for_the_bound() {
         let sequencer = Arc::new(Sequencer::default());
-        let _stuck = sequencer.ticket();
+        let stuck = sequencer.ticket();
         let next = sequencer.ticket();
-        assert!(!next.wait_turn(Duration::from_millis(100)).await);
+        let after = sequencer.ticket();
+        let bound = Duration::from_millis(100);
+        assert!(!next.wait_turn(bound).await);
         next.finish();
+        // The stuck ticket was passed over: the one after it does not wait for it again.
+        assert!(after.wait_turn(bound).await);
+        // The stuck one finishing late changes nothing.
+        stuck.finish();
+        after.finish();
+        let last = sequencer.ticket();
+        assert!(last.wait_turn(bound).await);
     }
 }
