@@ -1,12 +1,15 @@
 //! raft-bench: throughput and latency of the workspace's Raft, one workload per run.
 //!
 //! Workloads: `mem` (3 nodes in one process, in-memory log, in-process transport, no-op state
-//! machine). The HTTP, durable and storage-only workloads come with their crates. The last line
-//! printed is the `bench:` line of DESIGN §8. Performance claims live here, never in tests.
+//! machine), `http` (the same over loopback raft-http) and `fslog` (raft-storage-fs alone:
+//! appends/s, fsyncs/s, entries per fsync and the durable latency). The durable workload comes
+//! with its crate. The last line printed is the `bench:` line of DESIGN §8. Performance claims
+//! live here, never in tests.
 #![forbid(unsafe_code)]
 // A command-line tool: its report goes to stdout.
 #![allow(clippy::print_stdout)]
 
+mod fslog;
 mod http;
 mod mem;
 mod report;
@@ -40,6 +43,9 @@ pub(crate) struct Options {
     /// Tokio worker threads.
     #[arg(long, default_value_t = 2)]
     pub(crate) server_workers: usize,
+    /// Where workloads with a file log create their (temporary) data directory.
+    #[arg(long)]
+    pub(crate) dir: Option<std::path::PathBuf>,
 }
 
 /// The benchmark workloads.
@@ -47,6 +53,8 @@ pub(crate) struct Options {
 pub(crate) enum Workload {
     /// 3 nodes in one process: in-memory log, in-process transport, no-op state machine.
     Mem,
+    /// The file log alone: writers append one entry each and wait until it is durable.
+    Fslog,
     /// 3 nodes over loopback raft-http: in-memory log, no-op state machine.
     Http,
 }
@@ -85,8 +93,13 @@ fn main() -> std::process::ExitCode {
         }
     };
     let result = match options.workload {
-        Workload::Mem => runtime.block_on(mem::run(&options)),
-        Workload::Http => runtime.block_on(http::run(&options)),
+        Workload::Mem => runtime
+            .block_on(mem::run(&options))
+            .map_err(|err| err.to_string()),
+        Workload::Fslog => runtime.block_on(fslog::run(&options)),
+        Workload::Http => runtime
+            .block_on(http::run(&options))
+            .map_err(|err| err.to_string()),
     };
     match result {
         Ok(report) => {

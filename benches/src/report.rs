@@ -15,6 +15,15 @@ pub(crate) struct Report {
     pub(crate) append_requests: u64,
     pub(crate) append_entries: u64,
     pub(crate) max_inflight: u64,
+    /// For workloads with a file log.
+    pub(crate) storage: Option<StorageFigures>,
+}
+
+/// What a file log did during a run.
+#[derive(Debug, Default)]
+pub(crate) struct StorageFigures {
+    pub(crate) fsyncs: u64,
+    pub(crate) entries: u64,
 }
 
 impl Report {
@@ -40,14 +49,32 @@ impl Report {
         );
         println!("  ops/s            {ops_per_sec:.0}");
         println!("  latency p50/p90/p99 (us)  {p50} / {p90} / {p99}");
-        println!(
-            "  entries per AppendEntries  {per_request:.1} ({} requests with entries)",
-            self.append_requests
-        );
-        println!(
-            "  max requests in flight to one peer  {}",
-            self.max_inflight
-        );
+        if self.nodes > 1 {
+            println!(
+                "  entries per AppendEntries  {per_request:.1} ({} requests with entries)",
+                self.append_requests
+            );
+            println!(
+                "  max requests in flight to one peer  {}",
+                self.max_inflight
+            );
+        }
+        if let Some(storage) = &self.storage {
+            let per_fsync = if storage.fsyncs > 0 {
+                storage.entries as f64 / storage.fsyncs as f64
+            } else {
+                0.0
+            };
+            println!(
+                "  fsyncs/s         {:.0}",
+                if secs > 0.0 {
+                    storage.fsyncs as f64 / secs
+                } else {
+                    0.0
+                }
+            );
+            println!("  entries per fsync  {per_fsync:.1}");
+        }
         println!("  peak RSS (MiB)   {:.1}", peak_rss_kib() as f64 / 1024.0);
         println!(
             "bench: workload={} nodes={} clients={} ops={} secs={secs:.3} ops_per_sec={ops_per_sec:.0} p50_us={p50} p99_us={p99}",

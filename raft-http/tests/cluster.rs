@@ -75,10 +75,10 @@ async fn stable_leader(members: &BTreeMap<NodeId, Member>) -> NodeId {
             .filter(|m| m.node.is_leader())
             .map(|m| m.node.id())
             .collect();
-        if let [leader] = leaders[..] {
-            if members.values().all(|m| m.node.leader() == Some(leader)) {
-                return leader;
-            }
+        if let [leader] = leaders[..]
+            && members.values().all(|m| m.node.leader() == Some(leader))
+        {
+            return leader;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }

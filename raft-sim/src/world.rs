@@ -360,10 +360,10 @@ impl World {
                 return;
             };
             self.checker.on_apply(&self.nodes[node], entry.log_id);
-            if let Payload::Command(bytes) = &entry.payload {
-                if let Some((key, value)) = decode_put(bytes) {
-                    self.nodes[node].kv.insert(key, value);
-                }
+            if let Payload::Command(bytes) = &entry.payload
+                && let Some((key, value)) = decode_put(bytes)
+            {
+                self.nodes[node].kv.insert(key, value);
             }
             self.nodes[node].applied = index;
             let reschedule = self.clients.on_applied(node, entry.log_id);

@@ -244,6 +244,56 @@ pub fn scan(data: &Bytes, file: &Path) -> Result<Scan, Error> {
     })
 }
 
+/// Decodes `data`, read from `file` at `base_offset`, as whole valid records of consecutive
+/// entries starting at `first`: the strict decoder for reads of records known to be written.
+///
+/// # Errors
+/// [`Error::Corrupt`] for any damaged, partial or unexpected record.
+pub fn decode_exact(
+    data: &Bytes,
+    file: &Path,
+    base_offset: u64,
+    first: LogIndex,
+) -> Result<Vec<Entry>, Error> {
+    let mut entries = Vec::new();
+    let mut offset = 0;
+    while offset < data.len() {
+        let corrupt = |reason: &str| Error::Corrupt {
+            file: file.to_path_buf(),
+            offset: base_offset + offset as u64,
+            reason: reason.to_owned(),
+        };
+        let rest = data.get(offset..).unwrap_or_default();
+        let header = header(rest).ok_or_else(|| corrupt("bad record header"))?;
+        let start = offset + HEADER_BYTES;
+        let payload = data
+            .get(start..start + header.len)
+            .ok_or_else(|| corrupt("record runs past the end of the read"))?;
+        if crc32c::crc32c(payload) != header.payload_crc {
+            return Err(corrupt("payload checksum mismatch"));
+        }
+        let expected = first.0 + entries.len() as u64;
+        if header.index != expected {
+            return Err(corrupt(&format!(
+                "found entry {} where entry {expected} was written",
+                header.index
+            )));
+        }
+        entries.push(Entry {
+            log_id: LogId {
+                term: Term(header.term),
+                index: LogIndex(header.index),
+            },
+            payload: match header.kind {
+                KIND_COMMAND => Payload::Command(data.slice(start..start + header.len)),
+                _ => Payload::Blank,
+            },
+        });
+        offset = start + header.len;
+    }
+    Ok(entries)
+}
+
 #[cfg(test)]
 #[allow(clippy::indexing_slicing)] // tests index their own fixtures
 mod tests {

@@ -136,10 +136,10 @@ impl Engine {
     }
 
     fn maybe_win_pre_vote(&mut self) {
-        if let Role::PreCandidate(tally) = &self.role {
-            if tally.granted.len() >= self.core.quorum() {
-                self.campaign(false, false);
-            }
+        if let Role::PreCandidate(tally) = &self.role
+            && tally.granted.len() >= self.core.quorum()
+        {
+            self.campaign(false, false);
         }
     }
 

@@ -36,6 +36,11 @@ pub const REPLICATION_INFLIGHT: &str = "raft_replication_inflight";
 pub const REPLICATION_LAG: &str = "raft_replication_lag_entries";
 /// Gauge: the log's live size in bytes.
 pub const LOG_BYTES: &str = "raft_log_bytes";
+/// Histogram: seconds one fdatasync of the log takes (recorded by a log store that syncs
+/// files, such as raft-storage-fs).
+pub const FSYNC_SECONDS: &str = "raft_fsync_seconds";
+/// Histogram: entries made durable by one group commit (one fdatasync).
+pub const GROUP_COMMIT_ENTRIES: &str = "raft_group_commit_entries";
 
 /// Handles of one node's metrics, registered once.
 #[derive(Debug)]

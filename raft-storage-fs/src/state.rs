@@ -1,0 +1,216 @@
+//! The state the store's callers and its I/O thread share, under one mutex.
+//!
+//! Callers (the runtime's tasks) change the *logical* log at once: an append is readable on
+//! return, a truncation hides entries on return. The I/O thread changes the *physical* log
+//! (segments, written offsets) as it catches up with the jobs the callers queued, in order.
+
+use std::collections::VecDeque;
+use std::path::PathBuf;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+
+use raft_core::engine::LogEntryMeta;
+use raft_core::{Entry, HardState, LogId, LogIndex};
+use tokio::sync::{oneshot, watch};
+
+use crate::error::Error;
+use crate::fs::{Fs, FsFile};
+use crate::options::FsOptions;
+use crate::record;
+
+/// What callers and the I/O thread share.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) state: Mutex<State>,
+    /// Wakes the I/O thread when a job is queued or the store closes.
+    pub(crate) wake: Condvar,
+    pub(crate) dir: PathBuf,
+    pub(crate) fs: Arc<dyn Fs>,
+    pub(crate) options: FsOptions,
+}
+
+impl Shared {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock leaves consistent data behind (every update is a few
+        // plain assignments); the I/O thread's panic poisons the log through its guard.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// One segment file and where its written records are.
+#[derive(Debug)]
+pub(crate) struct Segment {
+    /// The index of its first entry (also its file name).
+    pub(crate) first: LogIndex,
+    pub(crate) path: PathBuf,
+    pub(crate) file: Arc<dyn FsFile>,
+    /// Where each written record starts: entry `first + i` at `offsets[i]`.
+    pub(crate) offsets: Vec<u64>,
+    /// The end of the last written record.
+    pub(crate) end: u64,
+}
+
+impl Segment {
+    /// The index of the last written entry (`first - 1` when none).
+    pub(crate) fn last(&self) -> LogIndex {
+        LogIndex(self.first.0 + self.offsets.len() as u64 - 1)
+    }
+
+    /// The byte range of entries `first..=last` (all written, all in this segment).
+    pub(crate) fn byte_range(&self, first: LogIndex, last: LogIndex) -> Option<(u64, u64)> {
+        let start = *self
+            .offsets
+            .get(usize::try_from(first.0 - self.first.0).ok()?)?;
+        let after = usize::try_from(last.0 + 1 - self.first.0).ok()?;
+        let end = match self.offsets.get(after) {
+            Some(&next) => next,
+            None if after == self.offsets.len() => self.end,
+            None => return None,
+        };
+        Some((start, end))
+    }
+}
+
+/// Work for the I/O thread, in the order callers issued it.
+#[derive(Debug)]
+pub(crate) enum Job {
+    Append(Vec<Entry>),
+    Truncate(LogIndex),
+    Compact(LogIndex),
+    HardState(HardState, oneshot::Sender<Result<(), Error>>),
+}
+
+/// The shared state.
+#[derive(Debug)]
+pub(crate) struct State {
+    /// The newest durable hard state.
+    pub(crate) hard_state: HardState,
+    /// The id of the entry just before `first` ([`LogId::ZERO`] when none was compacted).
+    pub(crate) prev: LogId,
+    /// The first live entry's index.
+    pub(crate) first: LogIndex,
+    /// The id and size of every live entry, `first..=last`.
+    pub(crate) metas: VecDeque<LogEntryMeta>,
+    /// The newest entries, so recent reads (replication, apply) need no disk read. Every
+    /// entry not yet written to a file is here.
+    pub(crate) cache: VecDeque<Entry>,
+    pub(crate) cache_bytes: u64,
+    /// The last entry written to a segment file (and so readable from it).
+    pub(crate) written: LogIndex,
+    /// The segment files in index order; the last is the one being written.
+    pub(crate) segments: Vec<Segment>,
+    /// Record bytes of every entry the segments hold or will hold.
+    pub(crate) byte_count: u64,
+    /// Jobs not yet taken by the I/O thread.
+    pub(crate) jobs: Vec<Job>,
+    /// The `from` of every truncation queued and not yet carried out, oldest first: entries at
+    /// and above the lowest are (or will be) replaced, so neither `written` nor the durable id
+    /// may reach them until the truncation is done.
+    pub(crate) pending_truncates: VecDeque<LogIndex>,
+    /// Publishes the last durable entry; dropped when the log is poisoned.
+    pub(crate) durable: Option<watch::Sender<LogId>>,
+    /// Why the log accepts no more writes, once it does not.
+    pub(crate) poisoned: Option<String>,
+    /// The last durable id published before the log was poisoned.
+    pub(crate) durable_at_poison: LogId,
+    pub(crate) closing: bool,
+    /// The I/O thread sleeps on the condition variable (only then does a new job need a
+    /// wake-up call: it checks the queue under this lock before sleeping).
+    pub(crate) io_waiting: bool,
+    pub(crate) stats: FsStats,
+}
+
+/// Counters of a log's I/O since it was opened.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct FsStats {
+    /// Groups of jobs the I/O thread carried out (each ends with at most one log fsync).
+    pub groups: u64,
+    /// `fdatasync` calls on segment files.
+    pub fsyncs: u64,
+    /// Entries written to segment files.
+    pub entries_written: u64,
+}
+
+impl State {
+    /// The last entry ([`State::prev`] when the log is empty).
+    pub(crate) fn last(&self) -> LogId {
+        self.metas.back().map_or(self.prev, |meta| meta.log_id)
+    }
+
+    /// The id of live entry `index`, or of the entry just before the first.
+    pub(crate) fn id_at(&self, index: LogIndex) -> Option<LogId> {
+        if index == self.prev.index {
+            return Some(self.prev);
+        }
+        let offset = index.0.checked_sub(self.first.0)?;
+        self.metas
+            .get(usize::try_from(offset).ok()?)
+            .map(|meta| meta.log_id)
+    }
+
+    /// The index of the first cached entry.
+    pub(crate) fn cache_first(&self) -> LogIndex {
+        LogIndex(self.last().index.0 + 1 - self.cache.len() as u64)
+    }
+
+    /// Fails when the log takes no more writes.
+    pub(crate) fn check_writable(&self) -> Result<(), Error> {
+        if let Some(reason) = &self.poisoned {
+            return Err(Error::Poisoned(reason.clone()));
+        }
+        if self.closing {
+            return Err(Error::Closed);
+        }
+        Ok(())
+    }
+
+    /// Drops the oldest cached entries that are written, while the cache is over `budget`.
+    pub(crate) fn evict_cache(&mut self, budget: u64) {
+        while self.cache_bytes > budget {
+            match self.cache.front() {
+                Some(entry) if entry.log_id.index <= self.written => {
+                    self.cache_bytes -= record::encoded_len(entry) as u64;
+                    self.cache.pop_front();
+                }
+                _ => break,
+            }
+        }
+    }
+
+    /// The highest index below every pending truncation.
+    pub(crate) fn truncate_floor(&self) -> LogIndex {
+        self.pending_truncates
+            .iter()
+            .min()
+            .map_or(LogIndex(u64::MAX), |from| LogIndex(from.0 - 1))
+    }
+
+    /// Publishes `upto` (clamped below pending truncations) as the last durable entry.
+    pub(crate) fn publish_durable(&self, upto: LogIndex) {
+        let index = upto.min(self.truncate_floor());
+        let Some(id) = self.id_at(index) else {
+            return;
+        };
+        if let Some(durable) = &self.durable {
+            durable.send_if_modified(|current| {
+                let changed = *current != id;
+                *current = id;
+                changed
+            });
+        }
+    }
+
+    /// Marks the log unwritable, closes the durability watch and fails every queued job.
+    pub(crate) fn poison(&mut self, reason: String) {
+        tracing::error!(%reason, "raft log poisoned: no more writes are accepted");
+        self.poisoned.get_or_insert(reason.clone());
+        if let Some(durable) = self.durable.take() {
+            self.durable_at_poison = *durable.borrow();
+        }
+        for job in self.jobs.drain(..) {
+            if let Job::HardState(_, reply) = job {
+                let _ = reply.send(Err(Error::Poisoned(reason.clone())));
+            }
+        }
+    }
+}
