@@ -1,14 +1,16 @@
 //! raft-bench: throughput and latency of the workspace's Raft, one workload per run.
 //!
 //! Workloads: `mem` (3 nodes in one process, in-memory log, in-process transport, no-op state
-//! machine) and `fslog` (raft-storage-fs alone: appends/s, fsyncs/s, entries per fsync and the
-//! durable latency). The HTTP and durable workloads come with their crates. The last line
-//! printed is the `bench:` line of DESIGN §8. Performance claims live here, never in tests.
+//! machine), `http` (the same over loopback raft-http) and `fslog` (raft-storage-fs alone:
+//! appends/s, fsyncs/s, entries per fsync and the durable latency). The durable workload comes
+//! with its crate. The last line printed is the `bench:` line of DESIGN §8. Performance claims
+//! live here, never in tests.
 #![forbid(unsafe_code)]
 // A command-line tool: its report goes to stdout.
 #![allow(clippy::print_stdout)]
 
 mod fslog;
+mod http;
 mod mem;
 mod report;
 
@@ -53,6 +55,8 @@ pub(crate) enum Workload {
     Mem,
     /// The file log alone: writers append one entry each and wait until it is durable.
     Fslog,
+    /// 3 nodes over loopback raft-http: in-memory log, no-op state machine.
+    Http,
 }
 
 /// `append`'s return mode.
@@ -93,6 +97,9 @@ fn main() -> std::process::ExitCode {
             .block_on(mem::run(&options))
             .map_err(|err| err.to_string()),
         Workload::Fslog => runtime.block_on(fslog::run(&options)),
+        Workload::Http => runtime
+            .block_on(http::run(&options))
+            .map_err(|err| err.to_string()),
     };
     match result {
         Ok(report) => {

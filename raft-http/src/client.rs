@@ -1,0 +1,220 @@
+//! [`HttpTransport`]: raft-core's [`Transport`] over HTTP/2 with prior knowledge on plain TCP.
+//!
+//! One long-lived connection per peer carries every request to it as concurrent streams, so the
+//! node's pipelined AppendEntries are all in flight at once and their answers come back in any
+//! order. Each request is bounded by `request_timeout` (connecting included) and then answers
+//! [`raft_core::Error::Timeout`]; other failures answer [`raft_core::Error::Transport`] with a
+//! [`RequestError`] as the source. A dead peer costs its own requests a connection attempt or
+//! a fast backoff refusal, and nothing to the others (see `peer.rs`).
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use raft_core::message::{
+    AppendEntries, AppendEntriesResponse, RequestVote, RequestVoteResponse, TimeoutNow,
+};
+use raft_core::{NodeId, Transport};
+use serde::de::DeserializeOwned;
+use tokio::time::Instant;
+
+use crate::auth::ClusterAuth;
+use crate::codec;
+use crate::error::{Error, RequestError};
+use crate::peer::Peer;
+use crate::routes::Rpc;
+use crate::server::DEFAULT_MAX_BODY_BYTES;
+
+/// How an [`HttpTransport`] talks to its peers.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct ClientConfig {
+    /// The cluster id and secret sent with every request.
+    pub auth: ClusterAuth,
+    /// A request without an answer after this long (connecting included) fails with
+    /// [`raft_core::Error::Timeout`]. raft-core bounds calls at twice its own
+    /// `request_timeout_ms`, so keep this at or below that.
+    pub request_timeout: Duration,
+    /// A TCP connection plus HTTP/2 handshake that takes longer fails.
+    pub connect_timeout: Duration,
+    /// The wait after the first failed connection attempt; it doubles with each further one.
+    pub backoff_initial: Duration,
+    /// The longest wait between connection attempts.
+    pub backoff_max: Duration,
+    /// Answers over this many bytes are refused.
+    pub max_body_bytes: usize,
+    /// HTTP/2 keep-alive ping interval (`None`: no pings); a dead connection is noticed by it.
+    pub keep_alive_interval: Option<Duration>,
+    /// A connection whose ping is not acknowledged within this time is closed.
+    pub keep_alive_timeout: Duration,
+    /// HTTP/2 flow-control window per stream, in bytes.
+    pub stream_window_bytes: u32,
+    /// HTTP/2 flow-control window per connection, in bytes.
+    pub connection_window_bytes: u32,
+    /// The local node, for the `node` label of the metrics.
+    pub node: Option<NodeId>,
+}
+
+impl ClientConfig {
+    /// The defaults with these credentials: 2 s request timeout, 1 s connect timeout, backoff
+    /// from 20 ms to 1 s.
+    #[must_use]
+    pub fn new(auth: ClusterAuth) -> ClientConfig {
+        ClientConfig {
+            auth,
+            request_timeout: Duration::from_secs(2),
+            connect_timeout: Duration::from_secs(1),
+            backoff_initial: Duration::from_millis(20),
+            backoff_max: Duration::from_secs(1),
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            keep_alive_interval: Some(Duration::from_secs(1)),
+            keep_alive_timeout: Duration::from_secs(3),
+            stream_window_bytes: 4 << 20,
+            connection_window_bytes: 16 << 20,
+            node: None,
+        }
+    }
+}
+
+/// The client side of raft-http: a [`Transport`] to the peers of a member list.
+///
+/// ```
+/// use std::sync::Arc;
+/// use raft_core::NodeId;
+/// use raft_http::{ClientConfig, ClusterAuth, HttpTransport};
+///
+/// # fn example() -> Result<(), raft_http::Error> {
+/// let members = [
+///     (NodeId(1), "127.0.0.1:7001"),
+///     (NodeId(2), "127.0.0.1:7002"),
+///     (NodeId(3), "http://127.0.0.1:7003"),
+/// ];
+/// let config = ClientConfig::new(ClusterAuth::new("my-cluster")?);
+/// let transport = Arc::new(HttpTransport::new(members, config)?);
+/// // Hand `transport.clone()` to `raft_core::Node::start`; keep the Arc to update addresses.
+/// transport.set_peer(NodeId(3), "127.0.0.1:7103")?;
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug)]
+pub struct HttpTransport {
+    peers: RwLock<HashMap<NodeId, Arc<Peer>>>,
+    config: ClientConfig,
+}
+
+impl HttpTransport {
+    /// A transport to `members` (id → `host:port` or `http://host:port`). The local node may be
+    /// in the list; nothing connects until the first request to a peer.
+    ///
+    /// # Errors
+    /// [`Error::InvalidAddress`] for an address that is not `host:port`.
+    pub fn new<A: AsRef<str>>(
+        members: impl IntoIterator<Item = (NodeId, A)>,
+        config: ClientConfig,
+    ) -> Result<HttpTransport, Error> {
+        let mut peers = HashMap::new();
+        for (id, address) in members {
+            peers.insert(id, Arc::new(Peer::new(id, address.as_ref(), config.node)?));
+        }
+        Ok(HttpTransport {
+            peers: RwLock::new(peers),
+            config,
+        })
+    }
+
+    /// Sets (or changes) a peer's address. A changed address starts a new connection; requests
+    /// already in flight on the old one finish there.
+    ///
+    /// # Errors
+    /// [`Error::InvalidAddress`] for an address that is not `host:port`.
+    pub fn set_peer(&self, id: NodeId, address: &str) -> Result<(), Error> {
+        let peer = Arc::new(Peer::new(id, address, self.config.node)?);
+        let mut peers = self.peers.write().unwrap_or_else(|e| e.into_inner());
+        if peers
+            .get(&id)
+            .is_some_and(|old| old.address() == peer.address())
+        {
+            return Ok(());
+        }
+        peers.insert(id, peer);
+        Ok(())
+    }
+
+    /// Forgets a peer; its connection closes when its last request finishes.
+    pub fn remove_peer(&self, id: NodeId) {
+        let mut peers = self.peers.write().unwrap_or_else(|e| e.into_inner());
+        peers.remove(&id);
+    }
+
+    /// The address a peer is dialled at, if it is known.
+    #[must_use]
+    pub fn peer_address(&self, id: NodeId) -> Option<String> {
+        self.peer(id).map(|peer| peer.address().to_owned())
+    }
+
+    fn peer(&self, id: NodeId) -> Option<Arc<Peer>> {
+        let peers = self.peers.read().unwrap_or_else(|e| e.into_inner());
+        peers.get(&id).cloned()
+    }
+
+    /// One RPC: encode, exchange under the request timeout, decode; metrics on the way.
+    async fn call<T: DeserializeOwned>(
+        &self,
+        to: NodeId,
+        rpc: Rpc,
+        body: Result<Bytes, codec::EncodeError>,
+    ) -> Result<T, raft_core::Error> {
+        let Some(peer) = self.peer(to) else {
+            return Err(RequestError::UnknownPeer(to).into_core(to));
+        };
+        let started = Instant::now();
+        let exchange = async {
+            let answer = peer.exchange(rpc, body?, &self.config).await?;
+            Ok::<T, RequestError>(codec::decode(&answer)?)
+        };
+        match tokio::time::timeout(self.config.request_timeout, exchange).await {
+            Ok(Ok(answer)) => {
+                if let Some(latency) = peer.metrics.latency(rpc.index()) {
+                    latency.record(started.elapsed().as_secs_f64());
+                }
+                Ok(answer)
+            }
+            Ok(Err(error)) => {
+                peer.metrics.error(error.kind());
+                Err(error.into_core(to))
+            }
+            Err(_) => {
+                peer.metrics.error("timeout");
+                Err(raft_core::Error::Timeout)
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl Transport for HttpTransport {
+    async fn append_entries(
+        &self,
+        to: NodeId,
+        request: AppendEntries,
+    ) -> Result<AppendEntriesResponse, raft_core::Error> {
+        let body = codec::encode_append_entries(&request);
+        drop(request);
+        self.call(to, Rpc::Append, body).await
+    }
+
+    async fn request_vote(
+        &self,
+        to: NodeId,
+        request: RequestVote,
+    ) -> Result<RequestVoteResponse, raft_core::Error> {
+        self.call(to, Rpc::Vote, codec::encode(&request)).await
+    }
+
+    async fn timeout_now(&self, to: NodeId, request: TimeoutNow) -> Result<(), raft_core::Error> {
+        self.call(to, Rpc::TimeoutNow, codec::encode(&request))
+            .await
+    }
+}

@@ -1,0 +1,275 @@
+//! The wire format of request and response bodies: a MessagePack array `[version, message]`,
+//! where `version` is [`WIRE_VERSION`] and `message` is the raft-core message encoded by
+//! rmp-serde in its compact form (structs as arrays, enum variants by name).
+//!
+//! The version comes first and is read with rmp's low-level decoder before anything else, so a
+//! body from a newer (or older) peer is refused as [`DecodeError::UnsupportedVersion`] instead of
+//! being misread. Any change to a message's serde shape must bump the version.
+//!
+//! AppendEntries, the hot path, is decoded without copying its payloads:
+//! [`decode_append_entries`] borrows each command from the received body and hands it on as a
+//! [`Bytes`] slice of the same buffer (the server collects a body into one buffer, which copies
+//! only when it arrived in several HTTP/2 frames). Encoding writes each payload once into the
+//! request buffer, sized up front. Other messages go through plain serde.
+//!
+//! Decoding never panics on any input (see `tests/codec_proptest.rs`). Bytes after the message
+//! are not looked at.
+// Untrusted bytes are decoded here: no indexing that could panic (STYLE §4).
+#![deny(clippy::indexing_slicing)]
+
+use bytes::Bytes;
+use raft_core::message::AppendEntries;
+use raft_core::{Entry, LogId, LogIndex, NodeId, Payload, Term};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+/// The wire version this crate speaks.
+pub const WIRE_VERSION: u16 = 1;
+
+/// The content type of request and response bodies.
+pub const CONTENT_TYPE: &str = "application/msgpack";
+
+/// Why a body could not be decoded. Servers answer it with 400 and this message.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DecodeError {
+    /// The body does not start with the `[version, message]` envelope.
+    #[error("not a [version, message] envelope: {0}")]
+    Envelope(String),
+    /// The envelope's version is not [`WIRE_VERSION`].
+    #[error("unsupported wire version {found} (this node speaks version {WIRE_VERSION})")]
+    UnsupportedVersion {
+        /// The version the body carries.
+        found: u64,
+    },
+    /// The message inside the envelope is malformed or truncated.
+    #[error("malformed message: {0}")]
+    Message(String),
+}
+
+/// A message that could not be encoded (it cannot happen with raft-core's messages, which are
+/// plain data, but serde's interface allows it).
+#[derive(Debug, thiserror::Error)]
+#[error("cannot encode the message: {0}")]
+pub struct EncodeError(String);
+
+/// Encodes `message` in the current wire version.
+///
+/// ```
+/// use raft_core::message::TimeoutNow;
+/// use raft_core::{NodeId, Term};
+///
+/// let message = TimeoutNow { term: Term(3), leader_id: NodeId(1) };
+/// let body = raft_http::codec::encode(&message)?;
+/// let back: TimeoutNow = raft_http::codec::decode(&body)?;
+/// assert_eq!(back, message);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+///
+/// # Errors
+/// [`EncodeError`] if serde refuses the value.
+pub fn encode<T: Serialize + ?Sized>(message: &T) -> Result<Bytes, EncodeError> {
+    encode_with_capacity(message, 64)
+}
+
+/// Encodes an AppendEntries into one buffer sized for its payloads up front.
+///
+/// # Errors
+/// [`EncodeError`] if serde refuses the value.
+pub fn encode_append_entries(request: &AppendEntries) -> Result<Bytes, EncodeError> {
+    let payload_bytes: u64 = request.entries.iter().map(|e| e.payload.len()).sum();
+    // Per entry: the array and enum headers, two u64s and a bin header, at most ~32 bytes.
+    let capacity = 64 + request.entries.len() * 32 + payload_bytes as usize;
+    encode_with_capacity(request, capacity)
+}
+
+fn encode_with_capacity<T: Serialize + ?Sized>(
+    message: &T,
+    capacity: usize,
+) -> Result<Bytes, EncodeError> {
+    let mut buffer = Vec::with_capacity(capacity);
+    rmp::encode::write_array_len(&mut buffer, 2).map_err(|e| EncodeError(e.to_string()))?;
+    rmp::encode::write_uint(&mut buffer, u64::from(WIRE_VERSION))
+        .map_err(|e| EncodeError(e.to_string()))?;
+    rmp_serde::encode::write(&mut buffer, message).map_err(|e| EncodeError(e.to_string()))?;
+    Ok(Bytes::from(buffer))
+}
+
+/// Decodes a message of type `T` from a body in the current wire version.
+///
+/// # Errors
+/// [`DecodeError::Envelope`] or [`DecodeError::Message`] for malformed or truncated bytes,
+/// [`DecodeError::UnsupportedVersion`] for another version.
+pub fn decode<T: DeserializeOwned>(body: &[u8]) -> Result<T, DecodeError> {
+    let message = open_envelope(body)?;
+    rmp_serde::from_slice(message).map_err(|e| DecodeError::Message(e.to_string()))
+}
+
+/// Decodes an AppendEntries whose command payloads are slices of `body` (no copy).
+///
+/// # Errors
+/// As [`decode`].
+pub fn decode_append_entries(body: &Bytes) -> Result<AppendEntries, DecodeError> {
+    let message = open_envelope(body)?;
+    let wire: WireAppendEntries<'_> =
+        rmp_serde::from_slice(message).map_err(|e| DecodeError::Message(e.to_string()))?;
+    let entries = wire
+        .entries
+        .into_iter()
+        .map(|entry| Entry {
+            log_id: entry.log_id,
+            payload: match entry.payload {
+                WirePayload::Blank => Payload::Blank,
+                WirePayload::Command(bytes) => Payload::Command(share(body, bytes)),
+            },
+        })
+        .collect();
+    Ok(AppendEntries {
+        term: wire.term,
+        leader_id: wire.leader_id,
+        seq: wire.seq,
+        prev_log_id: wire.prev_log_id,
+        entries,
+        leader_commit: wire.leader_commit,
+    })
+}
+
+/// Checks the envelope and returns the bytes of the message inside it.
+fn open_envelope(body: &[u8]) -> Result<&[u8], DecodeError> {
+    let mut rest = body;
+    let items = rmp::decode::read_array_len(&mut rest)
+        .map_err(|e| DecodeError::Envelope(format!("{e:?}")))?;
+    if items != 2 {
+        return Err(DecodeError::Envelope(format!(
+            "an array of {items} items, expected 2"
+        )));
+    }
+    let version: u64 = rmp::decode::read_int(&mut rest)
+        .map_err(|e| DecodeError::Envelope(format!("no version number ({e:?})")))?;
+    if version != u64::from(WIRE_VERSION) {
+        return Err(DecodeError::UnsupportedVersion { found: version });
+    }
+    Ok(rest)
+}
+
+/// `part` as a slice of `whole` when it lies inside it (it always does: the decoder borrows from
+/// the body), else a copy, so that no input can make this panic.
+fn share(whole: &Bytes, part: &[u8]) -> Bytes {
+    let start = (part.as_ptr() as usize).checked_sub(whole.as_ptr() as usize);
+    match start {
+        Some(start)
+            if start
+                .checked_add(part.len())
+                .is_some_and(|end| end <= whole.len()) =>
+        {
+            whole.slice(start..start + part.len())
+        }
+        _ => Bytes::copy_from_slice(part),
+    }
+}
+
+// The borrowed mirror of raft-core's AppendEntries, Entry and Payload: the same fields in the
+// same order and the same variant names, so it reads exactly what rmp-serde writes for them (the
+// proptest checks that against the owned decoder).
+
+#[derive(Deserialize)]
+struct WireAppendEntries<'a> {
+    term: Term,
+    leader_id: NodeId,
+    seq: u64,
+    prev_log_id: LogId,
+    #[serde(borrow)]
+    entries: Vec<WireEntry<'a>>,
+    leader_commit: LogIndex,
+}
+
+#[derive(Deserialize)]
+struct WireEntry<'a> {
+    log_id: LogId,
+    #[serde(borrow)]
+    payload: WirePayload<'a>,
+}
+
+#[derive(Deserialize)]
+enum WirePayload<'a> {
+    Blank,
+    Command(&'a [u8]),
+}
+
+#[cfg(test)]
+#[allow(clippy::indexing_slicing)]
+mod tests {
+    use super::*;
+
+    fn append_entries() -> AppendEntries {
+        AppendEntries {
+            term: Term(4),
+            leader_id: NodeId(1),
+            seq: 77,
+            prev_log_id: LogId::new(3, 9),
+            entries: vec![
+                Entry {
+                    log_id: LogId::new(4, 10),
+                    payload: Payload::Blank,
+                },
+                Entry {
+                    log_id: LogId::new(4, 11),
+                    payload: Payload::Command(Bytes::from_static(b"x=1")),
+                },
+            ],
+            leader_commit: LogIndex(9),
+        }
+    }
+
+    #[test]
+    fn append_entries_payloads_are_slices_of_the_body() {
+        let body = encode_append_entries(&append_entries()).unwrap();
+        let decoded = decode_append_entries(&body).unwrap();
+        assert_eq!(decoded, append_entries());
+        let Payload::Command(payload) = &decoded.entries[1].payload else {
+            panic!("a command");
+        };
+        let body_range = body.as_ptr() as usize..body.as_ptr() as usize + body.len();
+        assert!(body_range.contains(&(payload.as_ptr() as usize)));
+    }
+
+    #[test]
+    fn borrowed_and_owned_decoders_agree() {
+        let body = encode(&append_entries()).unwrap();
+        let owned: AppendEntries = decode(&body).unwrap();
+        assert_eq!(owned, decode_append_entries(&body).unwrap());
+    }
+
+    #[test]
+    fn another_version_is_refused_as_unsupported() {
+        let mut body = Vec::new();
+        rmp::encode::write_array_len(&mut body, 2).unwrap();
+        rmp::encode::write_uint(&mut body, 2).unwrap();
+        rmp_serde::encode::write(&mut body, &append_entries()).unwrap();
+        let error = decode::<AppendEntries>(&body).unwrap_err();
+        assert!(matches!(
+            error,
+            DecodeError::UnsupportedVersion { found: 2 }
+        ));
+        assert!(error.to_string().contains("version 2"), "{error}");
+    }
+
+    #[test]
+    fn a_truncated_body_is_malformed() {
+        let body = encode(&append_entries()).unwrap();
+        for cut in 0..body.len() {
+            assert!(
+                decode_append_entries(&body.slice(..cut)).is_err(),
+                "cut {cut}"
+            );
+        }
+    }
+
+    #[test]
+    fn share_copies_what_is_not_inside_the_body() {
+        let whole = Bytes::from_static(b"abcdef");
+        assert_eq!(share(&whole, &whole[2..4]), Bytes::from_static(b"cd"));
+        let elsewhere = b"zz".to_vec();
+        assert_eq!(share(&whole, &elsewhere), Bytes::from_static(b"zz"));
+    }
+}

@@ -1,0 +1,86 @@
+//! The routes and headers of the protocol, shared by the server and the client.
+//!
+//! There is no snapshot route yet: raft-core has no InstallSnapshot message so far (snapshots
+//! are a later issue); `/raft/v1/snapshot` will come with it, under a new route, without a wire
+//! version change for the existing ones.
+
+/// AppendEntries (and heartbeats): `POST`, body `AppendEntries`, answer
+/// `AppendEntriesResponse`.
+pub const APPEND_PATH: &str = "/raft/v1/append";
+/// RequestVote (and pre-votes): `POST`, body `RequestVote`, answer `RequestVoteResponse`.
+pub const VOTE_PATH: &str = "/raft/v1/vote";
+/// TimeoutNow (leadership transfer): `POST`, body `TimeoutNow`, answer `()`.
+pub const TIMEOUT_NOW_PATH: &str = "/raft/v1/timeout-now";
+/// The Prometheus text exposition of the installed recorder: `GET`.
+pub const METRICS_PATH: &str = "/metrics";
+/// Every path under this prefix belongs to raft-http (unknown ones are answered 404 by it).
+pub const RAFT_PREFIX: &str = "/raft/";
+/// The response header that carries a failure's [`ErrorCode`](crate::ErrorCode).
+pub const ERROR_CODE_HEADER: &str = "raft-error";
+
+/// One of the peer RPCs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Rpc {
+    Append,
+    Vote,
+    TimeoutNow,
+}
+
+impl Rpc {
+    pub(crate) fn path(self) -> &'static str {
+        match self {
+            Rpc::Append => APPEND_PATH,
+            Rpc::Vote => VOTE_PATH,
+            Rpc::TimeoutNow => TIMEOUT_NOW_PATH,
+        }
+    }
+
+    /// The `route` label of its metrics.
+    pub(crate) fn label(self) -> &'static str {
+        match self {
+            Rpc::Append => "append",
+            Rpc::Vote => "vote",
+            Rpc::TimeoutNow => "timeout-now",
+        }
+    }
+
+    /// Its position in per-route tables.
+    pub(crate) fn index(self) -> usize {
+        match self {
+            Rpc::Append => 0,
+            Rpc::Vote => 1,
+            Rpc::TimeoutNow => 2,
+        }
+    }
+}
+
+/// What a path is to raft-http.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Route {
+    Rpc(Rpc),
+    Metrics,
+    /// Under [`RAFT_PREFIX`] but not a known route.
+    UnknownRaft,
+}
+
+impl Route {
+    /// The route of `path`, or `None` when the path is not raft-http's.
+    pub(crate) fn of(path: &str) -> Option<Route> {
+        match path {
+            APPEND_PATH => Some(Route::Rpc(Rpc::Append)),
+            VOTE_PATH => Some(Route::Rpc(Rpc::Vote)),
+            TIMEOUT_NOW_PATH => Some(Route::Rpc(Rpc::TimeoutNow)),
+            METRICS_PATH => Some(Route::Metrics),
+            _ if path.starts_with(RAFT_PREFIX) => Some(Route::UnknownRaft),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn label(self) -> &'static str {
+        match self {
+            Route::Rpc(rpc) => rpc.label(),
+            Route::Metrics => "metrics",
+            Route::UnknownRaft => "unknown",
+        }
+    }
+}

@@ -1,0 +1,282 @@
+//! [`Server`]: a hardened accept loop for any hyper service (a [`RaftService`](crate::RaftService)
+//! alone, or an application's router with it mounted inside).
+//!
+//! Each connection speaks HTTP/1.1 or HTTP/2 (prior knowledge), detected from its first bytes.
+//! The hardening, and why:
+//! - A client must send a complete request head within `header_read_timeout`, or it is
+//!   disconnected. hyper's HTTP/1 header timeout needs a timer (without one it panics when set)
+//!   and does not cover the protocol detection that runs before it, where a client that sent
+//!   half of the HTTP/2 preface would otherwise be kept forever; so the loop also closes any
+//!   connection whose first request head has not arrived in time.
+//! - At most `max_connections` connections are open; one more is closed at once (and counted)
+//!   rather than queued, so a peer learns of it immediately and backs off.
+//! - HTTP/2 streams per connection are bounded (`max_concurrent_streams`), and keep-alive pings
+//!   close connections whose peer vanished without a FIN.
+//! - Shutdown stops accepting, lets open requests finish (HTTP/2 GOAWAY, HTTP/1 close after the
+//!   response) for at most `graceful_shutdown_timeout`, then drops what is left.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use hyper::body::{Body, Incoming};
+use hyper::{Request, Response};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
+use tracing::{debug, warn};
+
+use crate::error::Error;
+use crate::metrics::CONNECTIONS_REFUSED;
+use crate::order::ConnectionOrder;
+
+/// Connection-level settings of a [`Server`].
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct ServerConfig {
+    /// Open connections at most; one more is closed at once.
+    pub max_connections: usize,
+    /// A client must send each complete request head (and, on a new connection, the first one)
+    /// within this time.
+    pub header_read_timeout: Duration,
+    /// HTTP/2 streams (requests) in flight on one connection at most.
+    pub max_concurrent_streams: u32,
+    /// HTTP/2 keep-alive ping interval (`None`: no pings).
+    pub keep_alive_interval: Option<Duration>,
+    /// A connection whose ping is not acknowledged within this time is closed.
+    pub keep_alive_timeout: Duration,
+    /// HTTP/2 flow-control window per stream, in bytes.
+    pub stream_window_bytes: u32,
+    /// HTTP/2 flow-control window per connection, in bytes.
+    pub connection_window_bytes: u32,
+    /// Request headers larger than this are refused by hyper (431 or a stream reset).
+    pub max_header_bytes: u32,
+    /// How long shutdown waits for open requests to finish.
+    pub graceful_shutdown_timeout: Duration,
+}
+
+impl Default for ServerConfig {
+    fn default() -> ServerConfig {
+        ServerConfig {
+            max_connections: 1024,
+            header_read_timeout: Duration::from_secs(5),
+            max_concurrent_streams: 1024,
+            keep_alive_interval: Some(Duration::from_secs(10)),
+            keep_alive_timeout: Duration::from_secs(20),
+            stream_window_bytes: 4 << 20,
+            connection_window_bytes: 16 << 20,
+            max_header_bytes: 16 << 10,
+            graceful_shutdown_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// A bound listener and its settings; [`serve`](Server::serve) runs it.
+///
+/// ```no_run
+/// use std::sync::Arc;
+/// use raft_http::{ClusterAuth, RaftService, Server, ServerConfig, ServiceConfig};
+///
+/// # async fn example(node: raft_core::Node) -> Result<(), raft_http::Error> {
+/// let auth = ClusterAuth::new("my-cluster")?.with_secret("correct-horse")?;
+/// let service = RaftService::new(Arc::new(node), ServiceConfig::new(auth));
+/// let server = Server::bind("127.0.0.1:7001", ServerConfig::default()).await?;
+/// let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+/// let serving = tokio::spawn(server.serve(service, async {
+///     let _ = stopped.await;
+/// }));
+/// // ... later: stop accepting, let open requests finish, and wait.
+/// let _ = stop.send(());
+/// let _ = serving.await;
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug)]
+pub struct Server {
+    listener: TcpListener,
+    config: ServerConfig,
+}
+
+impl Server {
+    /// Binds `address` (`host:port`; port 0 picks a free port).
+    ///
+    /// # Errors
+    /// [`Error::Bind`] when the address cannot be bound.
+    pub async fn bind(address: &str, config: ServerConfig) -> Result<Server, Error> {
+        let listener = TcpListener::bind(address)
+            .await
+            .map_err(|source| Error::Bind {
+                address: address.to_owned(),
+                source,
+            })?;
+        Ok(Server::from_listener(listener, config))
+    }
+
+    /// Serves on a listener the caller bound.
+    #[must_use]
+    pub fn from_listener(listener: TcpListener, config: ServerConfig) -> Server {
+        Server { listener, config }
+    }
+
+    /// The bound address.
+    ///
+    /// # Errors
+    /// [`Error::Io`] if the operating system cannot tell.
+    pub fn local_addr(&self) -> Result<SocketAddr, Error> {
+        Ok(self.listener.local_addr()?)
+    }
+
+    /// Accepts connections and serves `service` on each until `shutdown` completes, then shuts
+    /// down gracefully. Accept errors (such as running out of file descriptors) are logged and
+    /// retried after a short pause; they never end the loop.
+    pub async fn serve<S, B, F>(self, service: S, shutdown: F)
+    where
+        S: hyper::service::Service<Request<Incoming>, Response = Response<B>>
+            + Clone
+            + Send
+            + 'static,
+        S::Future: Send + 'static,
+        S::Error: Into<raft_core::BoxError>,
+        B: Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<raft_core::BoxError>,
+        F: Future<Output = ()>,
+    {
+        let Server { listener, config } = self;
+        let builder = connection_builder(&config);
+        let connections = Arc::new(Semaphore::new(config.max_connections));
+        let graceful = GracefulShutdown::new();
+        tokio::pin!(shutdown);
+        loop {
+            let accepted = tokio::select! {
+                () = &mut shutdown => break,
+                accepted = listener.accept() => accepted,
+            };
+            let (stream, remote) = match accepted {
+                Ok(accepted) => accepted,
+                Err(error) => {
+                    warn!(%error, "accept failed; pausing");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            let Ok(permit) = connections.clone().try_acquire_owned() else {
+                debug!(%remote, "connection limit reached; closing the new connection");
+                metrics::counter!(CONNECTIONS_REFUSED).increment(1);
+                drop(stream);
+                continue;
+            };
+            let first_request = Arc::new(Notify::new());
+            let watched = PerConnection {
+                inner: service.clone(),
+                seen: first_request.clone(),
+                order: ConnectionOrder::default(),
+            };
+            let connection = builder
+                .serve_connection(TokioIo::new(nodelay(stream)), watched)
+                .into_owned();
+            let connection = graceful.watch(connection);
+            let header_timeout = config.header_read_timeout;
+            tokio::spawn(drive(
+                connection,
+                first_request,
+                header_timeout,
+                permit,
+                remote,
+            ));
+        }
+        drop(listener);
+        if tokio::time::timeout(config.graceful_shutdown_timeout, graceful.shutdown())
+            .await
+            .is_err()
+        {
+            debug!("graceful shutdown timed out; dropping the remaining connections");
+        }
+    }
+}
+
+fn connection_builder(config: &ServerConfig) -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(config.header_read_timeout)
+        .max_buf_size((config.max_header_bytes as usize).max(8192));
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(config.max_concurrent_streams)
+        .keep_alive_interval(config.keep_alive_interval)
+        .keep_alive_timeout(config.keep_alive_timeout)
+        .initial_stream_window_size(config.stream_window_bytes)
+        .initial_connection_window_size(config.connection_window_bytes)
+        .max_header_list_size(config.max_header_bytes);
+    builder
+}
+
+fn nodelay(stream: TcpStream) -> TcpStream {
+    // Small RPCs must not wait for Nagle's algorithm; failure only costs latency.
+    if let Err(error) = stream.set_nodelay(true) {
+        debug!(%error, "cannot set TCP_NODELAY");
+    }
+    stream
+}
+
+/// Runs one connection; closes it if no complete request head arrives in time.
+async fn drive<C, T>(
+    connection: C,
+    first_request: Arc<Notify>,
+    header_timeout: Duration,
+    _permit: OwnedSemaphorePermit,
+    remote: SocketAddr,
+) where
+    C: Future<Output = Result<(), T>>,
+    T: std::fmt::Display,
+{
+    tokio::pin!(connection);
+    tokio::select! {
+        result = connection.as_mut() => {
+            if let Err(error) = result {
+                debug!(%remote, %error, "connection ended with an error");
+            }
+            return;
+        }
+        seen = tokio::time::timeout(header_timeout, first_request.notified()) => {
+            if seen.is_err() {
+                debug!(%remote, "no complete request head in time; closing");
+                return;
+            }
+        }
+    }
+    if let Err(error) = connection.await {
+        debug!(%remote, %error, "connection ended with an error");
+    }
+}
+
+/// Wraps a connection's service: signals its first call (a complete request head arrived) and
+/// gives every request the connection's order of AppendEntries (see `order.rs`).
+#[derive(Clone)]
+struct PerConnection<S> {
+    inner: S,
+    seen: Arc<Notify>,
+    order: ConnectionOrder,
+}
+
+impl<S, B> hyper::service::Service<Request<B>> for PerConnection<S>
+where
+    S: hyper::service::Service<Request<B>>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn call(&self, mut request: Request<B>) -> S::Future {
+        // Stores a permit if nobody waits yet: the signal is never lost.
+        self.seen.notify_one();
+        request.extensions_mut().insert(self.order.clone());
+        self.inner.call(request)
+    }
+}

@@ -1,0 +1,173 @@
+//! The body decoder never panics on any input, and every message survives encode → decode.
+
+use bytes::Bytes;
+use proptest::prelude::*;
+use raft_core::message::{
+    AppendEntries, AppendEntriesResponse, AppendOutcome, ConflictHint, RequestVote,
+    RequestVoteResponse, TimeoutNow,
+};
+use raft_core::{Entry, LogId, LogIndex, NodeId, Payload, Term};
+use raft_http::codec::{self, DecodeError};
+
+fn log_id() -> impl Strategy<Value = LogId> {
+    (any::<u64>(), any::<u64>()).prop_map(|(term, index)| LogId::new(term, index))
+}
+
+fn entry() -> impl Strategy<Value = Entry> {
+    let payload = prop_oneof![
+        Just(Payload::Blank),
+        proptest::collection::vec(any::<u8>(), 0..64)
+            .prop_map(|bytes| Payload::Command(Bytes::from(bytes))),
+    ];
+    (log_id(), payload).prop_map(|(log_id, payload)| Entry { log_id, payload })
+}
+
+fn append_entries() -> impl Strategy<Value = AppendEntries> {
+    (
+        any::<u64>(),
+        any::<u64>(),
+        any::<u64>(),
+        log_id(),
+        proptest::collection::vec(entry(), 0..8),
+        any::<u64>(),
+    )
+        .prop_map(
+            |(term, leader, seq, prev_log_id, entries, commit)| AppendEntries {
+                term: Term(term),
+                leader_id: NodeId(leader),
+                seq,
+                prev_log_id,
+                entries,
+                leader_commit: LogIndex(commit),
+            },
+        )
+}
+
+fn append_response() -> impl Strategy<Value = AppendEntriesResponse> {
+    let outcome = prop_oneof![
+        any::<u64>().prop_map(|i| AppendOutcome::Success {
+            match_index: LogIndex(i)
+        }),
+        (proptest::option::of(any::<u64>()), any::<u64>()).prop_map(|(term, index)| {
+            AppendOutcome::Conflict {
+                hint: ConflictHint {
+                    term: term.map(Term),
+                    index: LogIndex(index),
+                },
+            }
+        }),
+        Just(AppendOutcome::StaleTerm),
+    ];
+    (any::<u64>(), any::<u64>(), outcome).prop_map(|(term, seq, outcome)| AppendEntriesResponse {
+        term: Term(term),
+        seq,
+        outcome,
+    })
+}
+
+fn request_vote() -> impl Strategy<Value = RequestVote> {
+    (
+        any::<u64>(),
+        any::<u64>(),
+        log_id(),
+        any::<bool>(),
+        any::<bool>(),
+    )
+        .prop_map(
+            |(term, candidate, last_log_id, pre_vote, transfer)| RequestVote {
+                term: Term(term),
+                candidate_id: NodeId(candidate),
+                last_log_id,
+                pre_vote,
+                leadership_transfer: transfer,
+            },
+        )
+}
+
+/// Runs every decoder on `bytes`; the test fails only if one panics.
+fn decode_everything(bytes: &[u8]) {
+    let owned = Bytes::copy_from_slice(bytes);
+    let _ = codec::decode_append_entries(&owned);
+    let _ = codec::decode::<AppendEntries>(bytes);
+    let _ = codec::decode::<AppendEntriesResponse>(bytes);
+    let _ = codec::decode::<RequestVote>(bytes);
+    let _ = codec::decode::<RequestVoteResponse>(bytes);
+    let _ = codec::decode::<TimeoutNow>(bytes);
+    let _ = codec::decode::<()>(bytes);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    #[test]
+    fn random_bytes_never_panic_the_decoders(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+        decode_everything(&bytes);
+    }
+
+    #[test]
+    fn random_bytes_inside_a_valid_envelope_never_panic_the_decoders(
+        bytes in proptest::collection::vec(any::<u8>(), 0..512)
+    ) {
+        // [2-array, version 1] then junk: reaches the message decoder every time.
+        let mut body = vec![0x92, 0x01];
+        body.extend_from_slice(&bytes);
+        decode_everything(&body);
+    }
+
+    #[test]
+    fn corrupted_messages_never_panic_the_decoders(
+        request in append_entries(),
+        flips in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..4),
+        cut in any::<prop::sample::Index>(),
+    ) {
+        let mut body = codec::encode_append_entries(&request).unwrap().to_vec();
+        for (at, value) in flips {
+            let i = at.index(body.len());
+            body[i] = value;
+        }
+        decode_everything(&body);
+        let cut = cut.index(body.len());
+        decode_everything(&body[..cut]);
+    }
+
+    #[test]
+    fn append_entries_round_trip_through_both_decoders(request in append_entries()) {
+        let body = codec::encode_append_entries(&request).unwrap();
+        prop_assert_eq!(&codec::decode_append_entries(&body).unwrap(), &request);
+        prop_assert_eq!(&codec::decode::<AppendEntries>(&body).unwrap(), &request);
+        prop_assert_eq!(codec::encode(&request).unwrap(), body);
+    }
+
+    #[test]
+    fn answers_and_votes_round_trip(
+        response in append_response(),
+        vote in request_vote(),
+        granted in any::<bool>(),
+        term in any::<u64>(),
+    ) {
+        let body = codec::encode(&response).unwrap();
+        prop_assert_eq!(codec::decode::<AppendEntriesResponse>(&body).unwrap(), response);
+        let body = codec::encode(&vote).unwrap();
+        prop_assert_eq!(codec::decode::<RequestVote>(&body).unwrap(), vote.clone());
+        let answer = RequestVoteResponse { term: Term(term), granted, pre_vote: vote.pre_vote };
+        let body = codec::encode(&answer).unwrap();
+        prop_assert_eq!(codec::decode::<RequestVoteResponse>(&body).unwrap(), answer);
+        let timeout = TimeoutNow { term: Term(term), leader_id: vote.candidate_id };
+        let body = codec::encode(&timeout).unwrap();
+        prop_assert_eq!(codec::decode::<TimeoutNow>(&body).unwrap(), timeout);
+    }
+
+    #[test]
+    fn every_other_version_is_refused(version in any::<u64>(), request in append_entries()) {
+        prop_assume!(version != u64::from(codec::WIRE_VERSION));
+        let mut body = Vec::new();
+        rmp::encode::write_array_len(&mut body, 2).unwrap();
+        rmp::encode::write_uint(&mut body, version).unwrap();
+        rmp_serde::encode::write(&mut body, &request).unwrap();
+        let refused = matches!(
+            codec::decode::<AppendEntries>(&body),
+            Err(DecodeError::UnsupportedVersion { found }) if found == version
+        );
+        prop_assert!(refused);
+    }
+}

@@ -1,0 +1,277 @@
+//! Shared test support: a fake `ServiceHandler`, servers on loopback ports and raw HTTP/1.1
+//! requests for the bad-input tests.
+// Test support: a broken helper should fail the test loudly, hence unwrap and expect.
+#![allow(dead_code, unreachable_pub, clippy::unwrap_used, clippy::expect_used)]
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::{HeaderMap, Request, StatusCode};
+use hyper_util::rt::TokioIo;
+use raft_core::message::{
+    AppendEntries, AppendEntriesResponse, AppendOutcome, RequestVote, RequestVoteResponse,
+    TimeoutNow,
+};
+use raft_core::{Entry, Error, LogId, LogIndex, NodeId, Payload, ServiceHandler, Term};
+use raft_http::{ClientConfig, ClusterAuth, RaftService, Server, ServerConfig, ServiceConfig};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Barrier, oneshot};
+use tokio::task::JoinHandle;
+
+pub const CLUSTER: &str = "test-cluster";
+pub const SECRET: &str = "s3cret-value";
+
+pub fn auth() -> ClusterAuth {
+    ClusterAuth::new(CLUSTER)
+        .unwrap()
+        .with_secret(SECRET)
+        .unwrap()
+}
+
+/// A client configuration with short timeouts for tests.
+pub fn client_config() -> ClientConfig {
+    let mut config = ClientConfig::new(auth());
+    config.request_timeout = Duration::from_secs(2);
+    config.connect_timeout = Duration::from_millis(500);
+    config.backoff_initial = Duration::from_millis(10);
+    config.backoff_max = Duration::from_millis(50);
+    config
+}
+
+/// How the fake handler behaves.
+#[derive(Default)]
+pub struct Behaviour {
+    /// Every AppendEntries waits here first (to show requests overlap).
+    pub append_barrier: Option<Arc<Barrier>>,
+    /// Every call sleeps this long first.
+    pub delay: Option<Duration>,
+    /// Every call fails with this error.
+    pub fail_with: Option<fn() -> Error>,
+}
+
+/// A `ServiceHandler` that answers from the request alone and records what it got.
+#[derive(Default)]
+pub struct FakeHandler {
+    pub calls: AtomicUsize,
+    pub appends: Mutex<Vec<AppendEntries>>,
+    pub votes: Mutex<Vec<RequestVote>>,
+    pub timeouts: Mutex<Vec<TimeoutNow>>,
+    pub behaviour: Mutex<Behaviour>,
+}
+
+impl FakeHandler {
+    pub fn new() -> Arc<FakeHandler> {
+        Arc::new(FakeHandler::default())
+    }
+
+    pub fn with(behaviour: Behaviour) -> Arc<FakeHandler> {
+        let handler = FakeHandler::default();
+        *handler.behaviour.lock().unwrap() = behaviour;
+        Arc::new(handler)
+    }
+
+    pub fn calls(&self) -> usize {
+        self.calls.load(Ordering::SeqCst)
+    }
+
+    async fn before(&self) -> Result<(), Error> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        let (delay, fail) = {
+            let behaviour = self.behaviour.lock().unwrap();
+            (behaviour.delay, behaviour.fail_with)
+        };
+        if let Some(delay) = delay {
+            tokio::time::sleep(delay).await;
+        }
+        match fail {
+            Some(error) => Err(error()),
+            None => Ok(()),
+        }
+    }
+}
+
+/// The answer the fake handler gives to an AppendEntries.
+pub fn append_answer(request: &AppendEntries) -> AppendEntriesResponse {
+    AppendEntriesResponse {
+        term: request.term,
+        seq: request.seq,
+        outcome: AppendOutcome::Success {
+            match_index: request.prev_log_id.index.plus(request.entries.len() as u64),
+        },
+    }
+}
+
+/// The answer the fake handler gives to a RequestVote: granted to odd candidates.
+pub fn vote_answer(request: &RequestVote) -> RequestVoteResponse {
+    RequestVoteResponse {
+        term: request.term,
+        granted: request.candidate_id.0 % 2 == 1,
+        pre_vote: request.pre_vote,
+    }
+}
+
+#[async_trait]
+impl ServiceHandler for FakeHandler {
+    async fn append_entries(&self, request: AppendEntries) -> Result<AppendEntriesResponse, Error> {
+        let barrier = self.behaviour.lock().unwrap().append_barrier.clone();
+        if let Some(barrier) = barrier {
+            barrier.wait().await;
+        }
+        self.before().await?;
+        let answer = append_answer(&request);
+        self.appends.lock().unwrap().push(request);
+        Ok(answer)
+    }
+
+    async fn request_vote(&self, request: RequestVote) -> Result<RequestVoteResponse, Error> {
+        self.before().await?;
+        let answer = vote_answer(&request);
+        self.votes.lock().unwrap().push(request);
+        Ok(answer)
+    }
+
+    async fn timeout_now(&self, request: TimeoutNow) -> Result<(), Error> {
+        self.before().await?;
+        self.timeouts.lock().unwrap().push(request);
+        Ok(())
+    }
+}
+
+/// An AppendEntries with `count` commands after index 10.
+pub fn append_request(seq: u64, count: u64) -> AppendEntries {
+    AppendEntries {
+        term: Term(3),
+        leader_id: NodeId(1),
+        seq,
+        prev_log_id: LogId::new(3, 10),
+        entries: (0..count)
+            .map(|i| Entry {
+                log_id: LogId::new(3, 11 + i),
+                payload: Payload::Command(Bytes::from(format!("command {seq}/{i}"))),
+            })
+            .collect(),
+        leader_commit: LogIndex(10),
+    }
+}
+
+pub fn vote_request(candidate: u64, pre_vote: bool) -> RequestVote {
+    RequestVote {
+        term: Term(4),
+        candidate_id: NodeId(candidate),
+        last_log_id: LogId::new(3, 12),
+        pre_vote,
+        leadership_transfer: false,
+    }
+}
+
+/// A running server and the way to stop it.
+pub struct TestServer {
+    pub addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<()>,
+}
+
+impl TestServer {
+    /// Stops accepting, waits for the graceful shutdown to finish.
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        tokio::time::timeout(Duration::from_secs(10), &mut self.task)
+            .await
+            .expect("the server stops")
+            .expect("the server task does not panic");
+    }
+}
+
+pub fn service_config() -> ServiceConfig {
+    ServiceConfig::new(auth())
+}
+
+/// Serves `service` on a fresh loopback port (or `addr`).
+pub async fn serve_on(addr: &str, service: RaftService, config: ServerConfig) -> TestServer {
+    let server = Server::bind(addr, config).await.expect("binds");
+    let addr = server.local_addr().unwrap();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(server.serve(service, async {
+        let _ = stopped.await;
+    }));
+    TestServer {
+        addr,
+        stop: Some(stop),
+        task,
+    }
+}
+
+/// Serves a fake handler with the default test configuration on a fresh port.
+pub async fn serve(handler: Arc<FakeHandler>) -> TestServer {
+    serve_on(
+        "127.0.0.1:0",
+        RaftService::new(handler, service_config()),
+        ServerConfig::default(),
+    )
+    .await
+}
+
+/// What a raw request got back.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: String,
+}
+
+/// One HTTP/1.1 request on a new connection.
+pub async fn http1(addr: SocketAddr, request: Request<Full<Bytes>>) -> Answer {
+    let stream = TcpStream::connect(addr).await.unwrap();
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    let response = sender.send_request(request).await.unwrap();
+    let status = response.status();
+    let headers = response.headers().clone();
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    Answer {
+        status,
+        headers,
+        body: String::from_utf8_lossy(&body).into_owned(),
+    }
+}
+
+/// A POST with MessagePack content type and the right credentials, unless changed by `edit`.
+pub fn post(path: &str, body: impl Into<Bytes>) -> Request<Full<Bytes>> {
+    Request::builder()
+        .method("POST")
+        .uri(path)
+        .header("host", "localhost")
+        .header("content-type", "application/msgpack")
+        .header(raft_http::CLUSTER_ID_HEADER, CLUSTER)
+        .header(raft_http::SECRET_HEADER, SECRET)
+        .body(Full::new(body.into()))
+        .unwrap()
+}
+
+/// A listener that accepts connections and never answers on them.
+pub async fn black_hole() -> (SocketAddr, JoinHandle<()>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let task = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((stream, _)) = listener.accept().await {
+            held.push(stream);
+        }
+    });
+    (addr, task)
+}
+
+/// A loopback address where nothing listens (bound, then closed).
+pub async fn closed_port() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    listener.local_addr().unwrap()
+}
