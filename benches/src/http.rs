@@ -4,84 +4,21 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use async_trait::async_trait;
-use bytes::Bytes;
-use raft_core::message::{
-    AppendEntries, AppendEntriesResponse, RequestVote, RequestVoteResponse, TimeoutNow,
-};
 use raft_core::runtime::{Node, NodeConfig};
 use raft_core::testing::MemLogStore;
-use raft_core::{Entry, Error, NodeId, Pacing, StateMachine, Transport};
+use raft_core::{Error, NodeId, Pacing};
 use raft_http::{
     ClientConfig, ClusterAuth, HttpTransport, RaftService, Server, ServerConfig, ServiceConfig,
 };
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
+use crate::mem::{Counters, CountingTransport, NoopStateMachine};
 use crate::report::Report;
 use crate::{Mode, Options, PacingArg};
-
-/// A state machine that does nothing (the benchmark measures replication, not the application).
-#[derive(Debug)]
-struct NoopStateMachine;
-
-#[async_trait]
-impl StateMachine for NoopStateMachine {
-    async fn commit(&self, entries: &[Entry]) -> Result<Vec<Bytes>, Error> {
-        Ok(vec![Bytes::new(); entries.len()])
-    }
-}
-
-/// Counts AppendEntries with entries, the entries they carry and the requests in flight.
-#[derive(Debug, Default)]
-struct Counters {
-    requests: AtomicU64,
-    entries: AtomicU64,
-    inflight: AtomicU64,
-    max_inflight: AtomicU64,
-}
-
-struct CountingTransport {
-    inner: Arc<HttpTransport>,
-    counters: Arc<Counters>,
-}
-
-#[async_trait]
-impl Transport for CountingTransport {
-    async fn append_entries(
-        &self,
-        to: NodeId,
-        request: AppendEntries,
-    ) -> Result<AppendEntriesResponse, Error> {
-        let counters = &self.counters;
-        if !request.entries.is_empty() {
-            counters.requests.fetch_add(1, Ordering::Relaxed);
-            counters
-                .entries
-                .fetch_add(request.entries.len() as u64, Ordering::Relaxed);
-        }
-        let now = counters.inflight.fetch_add(1, Ordering::Relaxed) + 1;
-        counters.max_inflight.fetch_max(now, Ordering::Relaxed);
-        let result = self.inner.append_entries(to, request).await;
-        counters.inflight.fetch_sub(1, Ordering::Relaxed);
-        result
-    }
-
-    async fn request_vote(
-        &self,
-        to: NodeId,
-        request: RequestVote,
-    ) -> Result<RequestVoteResponse, Error> {
-        self.inner.request_vote(to, request).await
-    }
-
-    async fn timeout_now(&self, to: NodeId, request: TimeoutNow) -> Result<(), Error> {
-        self.inner.timeout_now(to, request).await
-    }
-}
 
 /// Runs the workload and measures it.
 pub(crate) async fn run(options: &Options) -> Result<Report, Error> {

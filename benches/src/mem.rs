@@ -19,7 +19,7 @@ use crate::{Mode, Options, PacingArg};
 
 /// A state machine that does nothing (the benchmark measures replication, not the application).
 #[derive(Debug)]
-struct NoopStateMachine;
+pub(crate) struct NoopStateMachine;
 
 #[async_trait]
 impl StateMachine for NoopStateMachine {
@@ -30,16 +30,17 @@ impl StateMachine for NoopStateMachine {
 
 /// Counts AppendEntries with entries, the entries they carry and the requests in flight.
 #[derive(Debug, Default)]
-struct Counters {
-    requests: AtomicU64,
-    entries: AtomicU64,
-    inflight: AtomicU64,
-    max_inflight: AtomicU64,
+pub(crate) struct Counters {
+    pub(crate) requests: AtomicU64,
+    pub(crate) entries: AtomicU64,
+    pub(crate) inflight: AtomicU64,
+    pub(crate) max_inflight: AtomicU64,
 }
 
-struct CountingTransport {
-    inner: Arc<dyn Transport>,
-    counters: Arc<Counters>,
+/// Wraps a transport, counting its AppendEntries in [`Counters`] (shared by the workloads).
+pub(crate) struct CountingTransport {
+    pub(crate) inner: Arc<dyn Transport>,
+    pub(crate) counters: Arc<Counters>,
 }
 
 #[async_trait]
