@@ -5,7 +5,6 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Duration;
 
 use raft_core::runtime::{Node, NodeConfig};
 use raft_core::testing::MemLogStore;
@@ -76,15 +75,7 @@ pub(crate) async fn run(options: &Options) -> Result<Report, Error> {
         nodes.push(node);
     }
 
-    let leader_id = nodes[0].wait_for_leader(Duration::from_secs(30)).await?;
-    let Some(leader) = nodes.iter().find(|n| n.id() == leader_id).cloned() else {
-        return Err(Error::Config("the leader is not a member".to_owned()));
-    };
-    // Let the leader's no-op commit before measuring.
-    leader.linearizable_read().await?;
-    counters.requests.store(0, Ordering::Relaxed);
-    counters.entries.store(0, Ordering::Relaxed);
-    counters.max_inflight.store(0, Ordering::Relaxed);
+    let leader = crate::mem::ready_leader(&nodes, &counters).await?;
 
     let report = crate::mem::drive_clients(options, &leader).await?;
     for node in &nodes {

@@ -109,15 +109,7 @@ pub(crate) async fn run(options: &Options) -> Result<Report, Error> {
         network.register(id, &node);
         nodes.push(node);
     }
-    let leader_id = nodes[0].wait_for_leader(Duration::from_secs(30)).await?;
-    let Some(leader) = nodes.iter().find(|n| n.id() == leader_id).cloned() else {
-        return Err(Error::Config("the leader is not a member".to_owned()));
-    };
-    // Let the leader's no-op commit before measuring.
-    leader.linearizable_read().await?;
-    counters.requests.store(0, Ordering::Relaxed);
-    counters.entries.store(0, Ordering::Relaxed);
-    counters.max_inflight.store(0, Ordering::Relaxed);
+    let leader = ready_leader(&nodes, &counters).await?;
 
     let report = drive_clients(options, &leader).await?;
     for node in &nodes {
@@ -130,6 +122,23 @@ pub(crate) async fn run(options: &Options) -> Result<Report, Error> {
         max_inflight: counters.max_inflight.load(Ordering::Relaxed),
         ..report
     })
+}
+
+/// Waits for a leader whose no-op entry committed, then zeroes the counters so the warm-up is
+/// not measured.
+pub(crate) async fn ready_leader(nodes: &[Node], counters: &Counters) -> Result<Node, Error> {
+    let Some(first) = nodes.first() else {
+        return Err(Error::Config("no nodes".to_owned()));
+    };
+    let leader_id = first.wait_for_leader(Duration::from_secs(30)).await?;
+    let Some(leader) = nodes.iter().find(|n| n.id() == leader_id).cloned() else {
+        return Err(Error::Config("the leader is not a member".to_owned()));
+    };
+    leader.linearizable_read().await?;
+    counters.requests.store(0, Ordering::Relaxed);
+    counters.entries.store(0, Ordering::Relaxed);
+    counters.max_inflight.store(0, Ordering::Relaxed);
+    Ok(leader)
 }
 
 /// Runs `options.clients` closed-loop clients against `leader`.
