@@ -25,6 +25,8 @@ struct PendingAck {
 #[derive(Clone, Debug, Default)]
 pub(crate) struct FollowerState {
     pending_acks: Vec<PendingAck>,
+    /// A snapshot the leader is sending, chunk by chunk.
+    pub(crate) receiving: Option<super::install::Receiving>,
 }
 
 impl FollowerState {
@@ -124,6 +126,10 @@ impl Engine {
         let log = &self.core.log;
         for (position, entry) in request.entries.iter().enumerate() {
             let index = entry.log_id.index;
+            if index <= log.base_index() {
+                // In the compacted prefix: covered by the snapshot, committed, so it matches.
+                continue;
+            }
             match log.term_at(index) {
                 Some(term) if term == entry.log_id.term => continue,
                 Some(_) if index <= self.core.commit_index => return None,

@@ -25,7 +25,9 @@ use super::peer::PeerCommand;
 use super::status::NodeStatus;
 use crate::engine::{Engine, Input, Output, RoleKind};
 use crate::error::{Error, LeaderHint};
-use crate::message::{AppendEntriesResponse, Message, RequestVoteResponse};
+use crate::message::{
+    AppendEntriesResponse, InstallSnapshotResponse, Message, RequestVoteResponse,
+};
 use crate::storage::LogStore;
 use crate::types::{Entry, EntryInfo, HardState, LogId, LogIndex, NodeId, Term};
 
@@ -59,6 +61,7 @@ pub(crate) struct EventLoop {
     /// The entries of the last `AppendLog`, for the `PreCommit` that follows it.
     last_appended: Vec<Entry>,
     inbound_appends: HashMap<(NodeId, u64), Reply<AppendEntriesResponse>>,
+    inbound_snapshots: HashMap<(NodeId, u64), Reply<InstallSnapshotResponse>>,
     /// Vote requests waiting for an answer, by candidate and kind, with the request's term (a
     /// retry in a newer term can arrive before the older request is answered).
     inbound_votes: HashMap<(NodeId, bool), Vec<VoteWaiter>>,
@@ -107,6 +110,7 @@ impl EventLoop {
             log_epoch: 0,
             last_appended: Vec::new(),
             inbound_appends: HashMap::new(),
+            inbound_snapshots: HashMap::new(),
             inbound_votes: HashMap::new(),
             accepted: Vec::new(),
             reads: HashMap::new(),
@@ -161,6 +165,7 @@ impl EventLoop {
         self.step(Input::Tick { now_ms }).await?;
         // Answers the engine will never give (a request it ignored) leave closed senders behind.
         self.inbound_appends.retain(|_, reply| !reply.is_closed());
+        self.inbound_snapshots.retain(|_, reply| !reply.is_closed());
         self.inbound_votes.retain(|_, waiting| {
             waiting.retain(|(_, reply)| !reply.is_closed());
             !waiting.is_empty()
@@ -258,6 +263,15 @@ impl EventLoop {
                     .or_default();
                 waiting.push((request.term, reply));
                 (from, Message::RequestVote(request))
+            }
+            Inbound::Snapshot(request, reply) => {
+                let from = request.leader_id;
+                if let Some(error) = self.refuse_stranger(from) {
+                    let _ = reply.send(Err(error));
+                    return Ok(());
+                }
+                self.inbound_snapshots.insert((from, request.seq), reply);
+                (from, Message::InstallSnapshot(request))
             }
             Inbound::TimeoutNow(request) => (request.leader_id, Message::TimeoutNow(request)),
         };
@@ -379,6 +393,12 @@ impl EventLoop {
                 }
                 Ok(())
             }
+            // WIP: wired in the next commit.
+            Output::CompactLog { .. }
+            | Output::CreateSnapshot { .. }
+            | Output::SaveSnapshotChunk { .. }
+            | Output::RestoreSnapshot { .. }
+            | Output::SendSnapshot { .. } => Ok(()),
             Output::ReadRejected { id, leader } => {
                 if let Some(reply) = self.reads.remove(&id) {
                     let leader = self.leader_hint(leader);
@@ -423,6 +443,11 @@ impl EventLoop {
         match message {
             Message::AppendEntriesResponse(response) => {
                 if let Some(reply) = self.inbound_appends.remove(&(to, response.seq)) {
+                    let _ = reply.send(Ok(response));
+                }
+            }
+            Message::InstallSnapshotResponse(response) => {
+                if let Some(reply) = self.inbound_snapshots.remove(&(to, response.seq)) {
                     let _ = reply.send(Ok(response));
                 }
             }
@@ -548,6 +573,9 @@ impl EventLoop {
         for (_, reply) in self.inbound_appends.drain() {
             let _ = reply.send(Err(Error::Shutdown));
         }
+        for (_, reply) in self.inbound_snapshots.drain() {
+            let _ = reply.send(Err(Error::Shutdown));
+        }
         for (_, waiting) in self.inbound_votes.drain() {
             for (_, reply) in waiting {
                 let _ = reply.send(Err(Error::Shutdown));
@@ -589,6 +617,9 @@ fn refuse_event(event: Event, error: Error) {
             let _ = reply.send(Err(Error::Shutdown));
         }
         Event::Inbound(Inbound::Vote(_, reply)) => {
+            let _ = reply.send(Err(Error::Shutdown));
+        }
+        Event::Inbound(Inbound::Snapshot(_, reply)) => {
             let _ = reply.send(Err(Error::Shutdown));
         }
         _ => {}

@@ -9,7 +9,8 @@ use tokio::sync::oneshot;
 use super::applier::Notify;
 use crate::error::Error;
 use crate::message::{
-    AppendEntries, AppendEntriesResponse, Message, RequestVote, RequestVoteResponse, TimeoutNow,
+    AppendEntries, AppendEntriesResponse, InstallSnapshot, InstallSnapshotResponse, Message,
+    RequestVote, RequestVoteResponse, TimeoutNow,
 };
 use crate::types::{EntryInfo, HardState, LogIndex, NodeId};
 
@@ -51,4 +52,5 @@ pub(crate) enum Inbound {
     Append(AppendEntries, Reply<AppendEntriesResponse>),
     Vote(RequestVote, Reply<RequestVoteResponse>),
     TimeoutNow(TimeoutNow),
+    Snapshot(InstallSnapshot, Reply<InstallSnapshotResponse>),
 }

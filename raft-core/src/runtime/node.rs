@@ -24,7 +24,8 @@ use super::status::{Lifecycle, NodeStatus};
 use crate::engine::{Engine, RoleKind};
 use crate::error::Error;
 use crate::message::{
-    AppendEntries, AppendEntriesResponse, RequestVote, RequestVoteResponse, TimeoutNow,
+    AppendEntries, AppendEntriesResponse, InstallSnapshot, InstallSnapshotResponse, RequestVote,
+    RequestVoteResponse, TimeoutNow,
 };
 use crate::state_machine::StateMachine;
 use crate::storage::LogStore;
@@ -508,6 +509,14 @@ impl ServiceHandler for Node {
 
     async fn timeout_now(&self, request: TimeoutNow) -> Result<(), Error> {
         self.enqueue(Event::Inbound(Inbound::TimeoutNow(request)))
+    }
+
+    async fn install_snapshot(
+        &self,
+        request: InstallSnapshot,
+    ) -> Result<InstallSnapshotResponse, Error> {
+        self.inbound(|reply| Inbound::Snapshot(request, reply))
+            .await
     }
 }
 

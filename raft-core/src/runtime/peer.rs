@@ -151,7 +151,22 @@ async fn call(
             }
             None
         }
+        Message::InstallSnapshot(request) => {
+            let seq = request.seq;
+            match bounded(timeout, to, transport.install_snapshot(to, request)).await {
+                Ok(response) => Some(Event::Answer {
+                    from: to,
+                    message: Message::InstallSnapshotResponse(response),
+                }),
+                Err(err) => {
+                    debug!(peer = %to, %err, seq, "InstallSnapshot failed");
+                    Some(Event::SendFailed { to, seq })
+                }
+            }
+        }
         // Answers travel back on the request they answer, never through a peer task.
-        Message::AppendEntriesResponse(_) | Message::RequestVoteResponse(_) => None,
+        Message::AppendEntriesResponse(_)
+        | Message::RequestVoteResponse(_)
+        | Message::InstallSnapshotResponse(_) => None,
     }
 }

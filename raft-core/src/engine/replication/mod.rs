@@ -10,6 +10,7 @@
 
 mod batch;
 mod pacing;
+mod snapshot_send;
 mod window;
 
 use std::collections::BTreeMap;
@@ -18,10 +19,14 @@ use tracing::debug;
 
 use self::batch::BatchSizer;
 use self::pacing::SendPlan;
+use self::snapshot_send::SnapshotSend;
 use self::window::{Inflight, Window};
 use super::read_index::ReadQueue;
 use super::{Core, Engine, FollowerStatus, Output, Role};
-use crate::message::{AppendEntries, AppendEntriesResponse, AppendOutcome, ConflictHint, Message};
+use crate::message::{
+    AppendEntries, AppendEntriesResponse, AppendOutcome, ConflictHint, InstallSnapshotResponse,
+    Message, SnapshotOutcome,
+};
 use crate::types::{LogIndex, NodeId};
 
 /// What the leader knows of one follower.
@@ -41,6 +46,8 @@ pub(crate) struct Progress {
     pub(crate) last_response_ms: Option<u64>,
     /// The highest seq answered in this term (ReadIndex confirmation).
     pub(crate) acked_seq: u64,
+    /// A snapshot transfer in progress: while set, no AppendEntries go to this follower.
+    pub(crate) snapshot: Option<SnapshotSend>,
 }
 
 /// A leadership transfer in progress.
@@ -79,6 +86,7 @@ impl LeaderState {
                     retry_after_ms: core.now_ms,
                     last_response_ms: None,
                     acked_seq: 0,
+                    snapshot: None,
                 };
                 (peer, progress)
             })
@@ -146,6 +154,12 @@ impl Engine {
                 progress.on_failure(progress.match_index.next());
                 progress.retry_after_ms = now_ms + retry_ms;
             }
+            if snapshot_send::inflight_sent_ms(progress)
+                .is_some_and(|sent| sent + timeout_ms <= now_ms)
+            {
+                debug!(node = %self.core.id, %peer, "InstallSnapshot timed out");
+                snapshot_send::on_snapshot_failure(progress, now_ms + retry_ms);
+            }
             replicate(&mut self.core, peer, progress);
         }
         if leader.transfer.is_some_and(|t| now_ms >= t.deadline_ms) {
@@ -183,10 +197,37 @@ impl Engine {
         let Some(progress) = leader.progress.get_mut(&to) else {
             return;
         };
+        let retry_after_ms = self.core.now_ms + self.core.config.heartbeat_interval_ms;
         if progress.window.contains(seq) {
             progress.on_failure(progress.match_index.next());
-            progress.retry_after_ms = self.core.now_ms + self.core.config.heartbeat_interval_ms;
+            progress.retry_after_ms = retry_after_ms;
+        } else if snapshot_send::is_inflight(progress, seq) {
+            snapshot_send::on_snapshot_failure(progress, retry_after_ms);
         }
+    }
+
+    pub(super) fn on_snapshot_response(
+        &mut self,
+        from: NodeId,
+        response: &InstallSnapshotResponse,
+    ) {
+        let Role::Leader(leader) = &mut self.role else {
+            return;
+        };
+        let Some(progress) = leader.progress.get_mut(&from) else {
+            return;
+        };
+        let bogus = response.seq >= self.core.next_seq;
+        if bogus || matches!(response.outcome, SnapshotOutcome::StaleTerm) {
+            debug!(node = %self.core.id, %from, seq = response.seq, "ignoring bogus response");
+            return;
+        }
+        progress.last_response_ms = Some(self.core.now_ms);
+        progress.acked_seq = progress.acked_seq.max(response.seq);
+        if snapshot_send::is_inflight(progress, response.seq) {
+            snapshot_send::apply_snapshot_response(&self.core, progress, response);
+        }
+        self.after_leader_progress(Some(from));
     }
 
     pub(super) fn on_append_response(&mut self, from: NodeId, response: &AppendEntriesResponse) {
@@ -279,6 +320,10 @@ fn next_after_conflict(core: &Core, hint: ConflictHint, rejected_prev: LogIndex)
 fn replicate(core: &mut Core, peer: NodeId, progress: &mut Progress) {
     let last_index = core.log.last_index();
     loop {
+        if progress.snapshot.is_some() || snapshot_send::needs_snapshot(core, progress) {
+            snapshot_send::send_snapshot(core, peer, progress);
+            return;
+        }
         let plan = pacing::plan(
             core.config.pacing,
             progress,
@@ -288,7 +333,11 @@ fn replicate(core: &mut Core, peer: NodeId, progress: &mut Progress) {
         );
         match plan {
             SendPlan::Nothing => return,
-            SendPlan::Batch => send_batch(core, peer, progress),
+            SendPlan::Batch => {
+                if !send_batch(core, peer, progress) {
+                    return;
+                }
+            }
             SendPlan::Heartbeat => {
                 send_heartbeat(core, peer, progress, true);
                 return;
@@ -298,12 +347,12 @@ fn replicate(core: &mut Core, peer: NodeId, progress: &mut Progress) {
 }
 
 /// Sends `[next_index, next_index + batch)`, capped by the log end and the byte limit.
-fn send_batch(core: &mut Core, peer: NodeId, progress: &mut Progress) {
+/// Returns false if nothing could be sent.
+fn send_batch(core: &mut Core, peer: NodeId, progress: &mut Progress) -> bool {
     let first = progress.next_index;
     let Some(prev_log_id) = core.log.log_id_at(first.prev()) else {
-        // Needs a snapshot; snapshots come with a later change. Nothing can be sent.
-        progress.next_index = core.log.last_index().next();
-        return;
+        // The predecessor was compacted away: `replicate` switches to a snapshot.
+        return false;
     };
     let max_last = first
         .plus(progress.batch.batch() - 1)
@@ -319,7 +368,7 @@ fn send_batch(core: &mut Core, peer: NodeId, progress: &mut Progress) {
         last = last.next();
     }
     let Some(last_log_id) = core.log.log_id_at(last) else {
-        return;
+        return false;
     };
     let seq = take_seq(core);
     let request = AppendEntries {
@@ -344,6 +393,7 @@ fn send_batch(core: &mut Core, peer: NodeId, progress: &mut Progress) {
         first,
         last_log_id,
     });
+    true
 }
 
 /// Sends an empty AppendEntries. With requests in flight it is anchored at `match_index`
