@@ -7,6 +7,10 @@
 //! back from the log store. Callers' waiters are kept in index order and resolved with the
 //! commit results (or, in async replication mode, the pre-commit results); a rollback resolves
 //! the waiters of the entries it removes with `Error::Discarded`.
+//!
+//! Snapshots go through here too, in the same order: `Snapshot` captures the state right after
+//! the commits before it (the data is then written by a task of its own while commits go on),
+//! and `Restore` replaces the state with the store's latest snapshot.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -14,13 +18,16 @@ use std::sync::Arc;
 use bytes::Bytes;
 use metrics::Gauge;
 use tokio::sync::{mpsc, oneshot, watch};
-use tracing::error;
+use tokio::task::JoinHandle;
+use tracing::{Instrument, error, info, warn};
 
 use super::events::Event;
+use super::snapshots::{SnapshotMetrics, write_snapshot};
 use crate::error::Error;
+use crate::snapshot::SnapshotMeta;
 use crate::state_machine::StateMachine;
 use crate::storage::LogStore;
-use crate::types::{Entry, EntryInfo, LogId, LogIndex};
+use crate::types::{Entry, EntryInfo, LogId, LogIndex, Membership};
 
 /// What a proposer gets: where its commands landed and one result per command, in order.
 pub type CommitResult = Result<Appended, Error>;
@@ -79,6 +86,13 @@ pub(crate) enum ApplyOp {
     Rollback { first: LogIndex, last: LogIndex },
     /// Everything up to this index is committed.
     Commit(LogIndex),
+    /// Capture the state (everything up to `last_log_id` is applied) and store a snapshot.
+    Snapshot {
+        last_log_id: LogId,
+        membership: Membership,
+    },
+    /// Replace the state with the store's latest snapshot, which is this one.
+    Restore(SnapshotMeta),
 }
 
 struct Waiter {
@@ -100,6 +114,9 @@ pub(crate) struct Applier {
     pub(crate) applied_gauge: Gauge,
     pub(crate) async_replication: bool,
     pub(crate) batch_max: usize,
+    snapshot_metrics: SnapshotMetrics,
+    /// The task writing the snapshot being created, if any.
+    snapshot_task: Option<JoinHandle<()>>,
     pending: VecDeque<Entry>,
     waiters: VecDeque<Waiter>,
     applied: LogIndex,
@@ -113,6 +130,7 @@ impl Applier {
         events: mpsc::UnboundedSender<Event>,
         applied_index: watch::Sender<LogIndex>,
         applied_gauge: Gauge,
+        snapshot_metrics: SnapshotMetrics,
         config: &super::NodeConfig,
     ) -> Applier {
         Applier {
@@ -123,6 +141,8 @@ impl Applier {
             applied_gauge,
             async_replication: config.async_replication,
             batch_max: config.apply_batch_max,
+            snapshot_metrics,
+            snapshot_task: None,
             pending: VecDeque::new(),
             waiters: VecDeque::new(),
             applied: LogIndex::ZERO,
@@ -149,6 +169,10 @@ impl Applier {
         for waiter in self.waiters.drain(..) {
             waiter.notify.send(Err(Error::Aborted));
         }
+        if let Some(task) = self.snapshot_task.take() {
+            // An unfinished snapshot is abandoned; the previous one stays current.
+            task.abort();
+        }
     }
 
     async fn handle(&mut self, op: ApplyOp) -> Result<(), Error> {
@@ -164,7 +188,85 @@ impl Applier {
             ApplyOp::PreCommit(entries) => self.pre_commit(entries).await,
             ApplyOp::Rollback { first, last } => self.rollback(first, last).await,
             ApplyOp::Commit(upto) => self.commit(upto).await,
+            ApplyOp::Snapshot {
+                last_log_id,
+                membership,
+            } => {
+                self.snapshot(last_log_id, membership).await;
+                Ok(())
+            }
+            ApplyOp::Restore(meta) => self.restore(meta).await,
         }
+    }
+
+    /// Captures the state machine now (nothing else runs on this task meanwhile, so the view is
+    /// exactly the state after `last_log_id`) and hands the writing to a task of its own.
+    async fn snapshot(&mut self, last_log_id: LogId, membership: Membership) {
+        let refuse = |reason: &str| {
+            warn!(%last_log_id, "{reason}");
+            Event::SnapshotFailed
+        };
+        let failed = if self.applied != last_log_id.index {
+            Some(refuse("not creating a snapshot: the state is not at its index"))
+        } else if self.snapshot_task.as_ref().is_some_and(|t| !t.is_finished()) {
+            Some(refuse("not creating a snapshot: another is still being written"))
+        } else {
+            match self.state_machine.snapshot().await {
+                Ok(source) => {
+                    let task = write_snapshot(
+                        self.log.clone(),
+                        source,
+                        last_log_id,
+                        membership,
+                        self.events.clone(),
+                        self.snapshot_metrics.clone(),
+                    );
+                    self.snapshot_task = Some(tokio::spawn(task.in_current_span()));
+                    None
+                }
+                Err(err) => {
+                    warn!(%err, %last_log_id, "the state machine could not take a snapshot");
+                    Some(Event::SnapshotFailed)
+                }
+            }
+        };
+        if let Some(event) = failed {
+            let _ = self.events.send(event);
+        }
+    }
+
+    /// Replaces the state with the store's latest snapshot, `meta`: never moves back.
+    async fn restore(&mut self, meta: SnapshotMeta) -> Result<(), Error> {
+        let at = meta.last_log_id.index;
+        if at <= self.applied {
+            return Ok(());
+        }
+        let reader = self
+            .log
+            .open_snapshot()
+            .await?
+            .ok_or_else(|| Error::storage(format!("the {meta} is missing from the store")))?;
+        if reader.meta().last_log_id != meta.last_log_id {
+            return Err(Error::storage(format!(
+                "the store's latest snapshot is the {}, expected the {meta}",
+                reader.meta()
+            )));
+        }
+        self.state_machine.restore(reader).await?;
+        info!(%meta, "state machine restored from a snapshot");
+        self.applied = at;
+        while self.pending.front().is_some_and(|e| e.log_id.index <= at) {
+            self.pending.pop_front();
+        }
+        // Callers whose entries the snapshot covers: their results are not known here.
+        while self.waiters.front().is_some_and(|w| w.first <= at) {
+            if let Some(waiter) = self.waiters.pop_front() {
+                waiter.notify.send(Err(Error::Aborted));
+            }
+        }
+        self.applied_index.send_replace(at);
+        self.applied_gauge.set(at.0 as f64);
+        Ok(())
     }
 
     fn add_waiter(&mut self, first_id: LogId, count: u64, notify: Notify) {

@@ -17,6 +17,7 @@ use tokio::time::MissedTickBehavior;
 use tracing::{debug, error, info};
 
 use super::applier::ApplyOp;
+use super::snapshots::{SizePolicy, SnapshotMetrics};
 use super::clock::Clock;
 use super::events::{Event, Inbound, Proposal, Reply};
 use super::metrics::NodeMetrics;
@@ -28,6 +29,7 @@ use crate::error::{Error, LeaderHint};
 use crate::message::{
     AppendEntriesResponse, InstallSnapshotResponse, Message, RequestVoteResponse,
 };
+use crate::snapshot::{SnapshotMeta, SnapshotWriter};
 use crate::storage::LogStore;
 use crate::types::{Entry, EntryInfo, HardState, LogId, LogIndex, NodeId, Term};
 
@@ -76,6 +78,17 @@ pub(crate) struct EventLoop {
     leftover: Vec<Event>,
     next_id: u64,
     outputs: Vec<Output>,
+    /// The snapshot being received from the leader.
+    receiving: Option<Receiving>,
+    size_policy: SizePolicy,
+    snapshot_metrics: SnapshotMetrics,
+}
+
+/// A snapshot from the leader being written to the store, chunk by chunk.
+struct Receiving {
+    meta: SnapshotMeta,
+    writer: Box<dyn SnapshotWriter>,
+    started: tokio::time::Instant,
 }
 
 /// The channels and tasks the loop drives, built by `Node::start`.
@@ -95,6 +108,8 @@ impl EventLoop {
         let mut durable = parts.log.durable();
         durable.mark_unchanged();
         let metrics = NodeMetrics::new(parts.shared.id);
+        let size_policy = SizePolicy::new(parts.shared.config.snapshot_log_bytes);
+        let snapshot_metrics = SnapshotMetrics::new(parts.shared.id);
         EventLoop {
             engine: parts.engine,
             shared: parts.shared,
@@ -119,6 +134,9 @@ impl EventLoop {
             leftover: Vec::new(),
             next_id: 1,
             outputs: Vec::new(),
+            receiving: None,
+            size_policy,
+            snapshot_metrics,
         }
     }
 
@@ -179,7 +197,12 @@ impl EventLoop {
         } else {
             self.metrics.clear_followers();
         }
-        self.metrics.record_log_bytes(self.log.byte_count());
+        let log_bytes = self.log.byte_count();
+        self.metrics.record_log_bytes(log_bytes);
+        if self.size_policy.due(log_bytes) {
+            // The engine ignores it while a snapshot is being made or nothing new committed.
+            self.step(Input::SnapshotRequested).await?;
+        }
         Ok(())
     }
 
@@ -235,6 +258,12 @@ impl EventLoop {
             Event::HardStatePersisted(hard_state) => {
                 self.step(Input::HardStatePersisted { hard_state }).await
             }
+            Event::SnapshotRequested => self.step(Input::SnapshotRequested).await,
+            Event::SnapshotCreated(meta) => {
+                self.size_policy.snapshot_done();
+                self.step(Input::SnapshotCreated { meta }).await
+            }
+            Event::SnapshotFailed => self.step(Input::SnapshotFailed).await,
             // Handled by `on_round`.
             Event::Propose(_) | Event::Shutdown | Event::Failed(_) => Ok(()),
         }
@@ -393,12 +422,24 @@ impl EventLoop {
                 }
                 Ok(())
             }
-            // WIP: wired in the next commit.
-            Output::CompactLog { .. }
-            | Output::CreateSnapshot { .. }
-            | Output::SaveSnapshotChunk { .. }
-            | Output::RestoreSnapshot { .. }
-            | Output::SendSnapshot { .. } => Ok(()),
+            Output::CompactLog { before } => self.log.compact(before).await,
+            Output::CreateSnapshot {
+                last_log_id,
+                membership,
+            } => self.to_applier(ApplyOp::Snapshot {
+                last_log_id,
+                membership,
+            }),
+            Output::SaveSnapshotChunk {
+                meta,
+                offset,
+                data,
+                done,
+            } => self.save_snapshot_chunk(meta, offset, data, done).await,
+            Output::RestoreSnapshot { meta } => self.to_applier(ApplyOp::Restore(meta)),
+            Output::SendSnapshot { to, request, len } => {
+                self.to_peer(to, PeerCommand::Snapshot { request, len })
+            }
             Output::ReadRejected { id, leader } => {
                 if let Some(reply) = self.reads.remove(&id) {
                     let leader = self.leader_hint(leader);
@@ -407,6 +448,40 @@ impl EventLoop {
                 Ok(())
             }
         }
+    }
+
+    /// Writes a chunk of the snapshot the leader is sending; the last one makes it durable.
+    /// Awaited by the loop like a log append: the follower has nothing else to write meanwhile.
+    async fn save_snapshot_chunk(
+        &mut self,
+        meta: SnapshotMeta,
+        offset: u64,
+        data: bytes::Bytes,
+        done: bool,
+    ) -> Result<(), Error> {
+        if offset == 0 {
+            self.receiving = Some(Receiving {
+                meta: meta.clone(),
+                writer: self.log.begin_snapshot().await?,
+                started: tokio::time::Instant::now(),
+            });
+        }
+        let Some(receiving) = self.receiving.as_mut().filter(|r| r.meta == meta) else {
+            return Err(Error::Fatal(format!(
+                "a chunk at {offset} of the {meta} arrived without its beginning"
+            )));
+        };
+        receiving.writer.write(data).await?;
+        if done && let Some(receiving) = self.receiving.take() {
+            receiving.writer.finish(meta.clone()).await?;
+            self.size_policy.snapshot_done();
+            self.snapshot_metrics.installed.increment(1);
+            self.snapshot_metrics.bytes.set(meta.size as f64);
+            self.snapshot_metrics
+                .install_seconds
+                .record(receiving.started.elapsed().as_secs_f64());
+        }
+        Ok(())
     }
 
     async fn run_pre_commit(&mut self, first: LogIndex, last: LogIndex) -> Result<(), Error> {

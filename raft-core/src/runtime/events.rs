@@ -8,6 +8,7 @@ use tokio::sync::oneshot;
 
 use super::applier::Notify;
 use crate::error::Error;
+use crate::snapshot::SnapshotMeta;
 use crate::message::{
     AppendEntries, AppendEntriesResponse, InstallSnapshot, InstallSnapshotResponse, Message,
     RequestVote, RequestVoteResponse, TimeoutNow,
@@ -34,6 +35,12 @@ pub(crate) enum Event {
     HardStatePersisted(HardState),
     /// A plugin task hit an error the node cannot continue after.
     Failed(Error),
+    /// `Node::request_snapshot`.
+    SnapshotRequested,
+    /// The snapshot task stored a snapshot durably as the store's latest.
+    SnapshotCreated(SnapshotMeta),
+    /// The snapshot task could not store its snapshot.
+    SnapshotFailed,
     /// `Node::shutdown` (or the last handle dropped).
     Shutdown,
 }

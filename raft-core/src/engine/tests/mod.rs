@@ -23,5 +23,8 @@ fn config() -> Config {
         batch_entries_max: 64,
         batch_bytes_max: 1 << 20,
         request_timeout_ms: 500,
+        snapshot_entries: 0,
+        snapshot_keep_entries: 4,
+        snapshot_chunk_bytes: 64,
     }
 }
