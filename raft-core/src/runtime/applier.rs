@@ -207,9 +207,17 @@ impl Applier {
             Event::SnapshotFailed
         };
         let failed = if self.applied != last_log_id.index {
-            Some(refuse("not creating a snapshot: the state is not at its index"))
-        } else if self.snapshot_task.as_ref().is_some_and(|t| !t.is_finished()) {
-            Some(refuse("not creating a snapshot: another is still being written"))
+            Some(refuse(
+                "not creating a snapshot: the state is not at its index",
+            ))
+        } else if self
+            .snapshot_task
+            .as_ref()
+            .is_some_and(|t| !t.is_finished())
+        {
+            Some(refuse(
+                "not creating a snapshot: another is still being written",
+            ))
         } else {
             match self.state_machine.snapshot().await {
                 Ok(source) => {

@@ -17,12 +17,12 @@ use tokio::time::MissedTickBehavior;
 use tracing::{debug, error, info};
 
 use super::applier::ApplyOp;
-use super::snapshots::{SizePolicy, SnapshotMetrics};
 use super::clock::Clock;
 use super::events::{Event, Inbound, Proposal, Reply};
 use super::metrics::NodeMetrics;
 use super::node::Shared;
 use super::peer::PeerCommand;
+use super::snapshots::{SizePolicy, SnapshotMetrics};
 use super::status::NodeStatus;
 use crate::engine::{Engine, Input, Output, RoleKind};
 use crate::error::{Error, LeaderHint};

@@ -8,11 +8,11 @@ use tokio::sync::oneshot;
 
 use super::applier::Notify;
 use crate::error::Error;
-use crate::snapshot::SnapshotMeta;
 use crate::message::{
     AppendEntries, AppendEntriesResponse, InstallSnapshot, InstallSnapshotResponse, Message,
     RequestVote, RequestVoteResponse, TimeoutNow,
 };
+use crate::snapshot::SnapshotMeta;
 use crate::types::{EntryInfo, HardState, LogIndex, NodeId};
 
 /// A one-shot answer to a caller.

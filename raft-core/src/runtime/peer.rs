@@ -72,7 +72,9 @@ impl PeerSender {
     async fn prepare(&mut self, command: PeerCommand) -> Option<Message> {
         let (mut request, first, last_log_id) = match command {
             PeerCommand::Message(message) => return Some(message),
-            PeerCommand::Snapshot { request, len } => return self.fill_snapshot(request, len).await,
+            PeerCommand::Snapshot { request, len } => {
+                return self.fill_snapshot(request, len).await;
+            }
             PeerCommand::Entries {
                 request,
                 first,

@@ -9,9 +9,7 @@ use tokio::sync::mpsc;
 use tracing::{info, warn};
 
 use super::events::Event;
-use super::metrics::{
-    SNAPSHOT_BYTES, SNAPSHOT_SECONDS, SNAPSHOTS_CREATED, SNAPSHOTS_INSTALLED,
-};
+use super::metrics::{SNAPSHOT_BYTES, SNAPSHOT_SECONDS, SNAPSHOTS_CREATED, SNAPSHOTS_INSTALLED};
 use crate::error::Error;
 use crate::snapshot::{SnapshotMeta, SnapshotSource};
 use crate::storage::LogStore;
@@ -146,6 +144,9 @@ mod tests {
         assert!(!policy.due(120));
         assert!(!policy.due(169));
         assert!(policy.due(170));
-        assert!(!SizePolicy::new(0).due(u64::MAX), "0 switches the policy off");
+        assert!(
+            !SizePolicy::new(0).due(u64::MAX),
+            "0 switches the policy off"
+        );
     }
 }

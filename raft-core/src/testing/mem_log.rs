@@ -315,12 +315,13 @@ impl LogStore for MemLogStore {
 
     async fn read(&self, first: LogIndex, last: LogIndex) -> Result<Vec<Entry>, Error> {
         let state = self.state();
-        let start = first.0.max(state.first_index.0) - state.first_index.0;
+        let from = first.0.max(state.first_index.0);
+        let start = from - state.first_index.0;
         let end = last.0.min(state.last_index().0);
-        if end < first.0 {
+        if end < from {
             return Ok(Vec::new());
         }
-        let count = end + 1 - first.0.max(state.first_index.0);
+        let count = end + 1 - from;
         let start = usize::try_from(start).unwrap_or(usize::MAX);
         let count = usize::try_from(count).unwrap_or(0);
         Ok(state
