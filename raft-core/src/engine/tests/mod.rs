@@ -7,6 +7,7 @@ mod pacing_example;
 mod read_index;
 mod replication;
 mod review_regressions;
+mod snapshots;
 
 use crate::config::{Config, Pacing};
 
