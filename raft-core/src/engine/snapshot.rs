@@ -76,9 +76,9 @@ impl Engine {
     pub(super) fn on_snapshot_created(&mut self, meta: SnapshotMeta) {
         self.core.creating_snapshot = false;
         let at = meta.last_log_id;
-        if at.index > self.core.commit_index
-            || !self.core.log.contains(at) && at.index > self.core.log.base_index()
-        {
+        let beyond_commit = at.index > self.core.commit_index;
+        let not_in_log = at.index > self.core.log.base_index() && !self.core.log.contains(at);
+        if beyond_commit || not_in_log {
             // Not a snapshot of this node's committed log: never compact after it.
             debug!(node = %self.core.id, %at, "ignoring a snapshot report that does not fit the log");
             return;
