@@ -22,7 +22,7 @@
 //! - **Wire**: bodies are MessagePack (rmp-serde) in a `[version, message]` envelope
 //!   ([`codec`]); every request carries the cluster id and, when configured, a shared secret
 //!   ([`ClusterAuth`]); failures carry a typed [`ErrorCode`] in the
-//!   [`ERROR_CODE_HEADER`](routes::ERROR_CODE_HEADER) so the client rebuilds a useful
+//!   [`ERROR_CODE_HEADER`] so the client rebuilds a useful
 //!   [`raft_core::Error`].
 //! - **Metrics**: the names in [`metrics`], recorded through the `metrics` facade.
 //!

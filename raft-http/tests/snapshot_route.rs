@@ -18,6 +18,7 @@ use raft_core::message::{InstallSnapshot, SnapshotOutcome};
 use raft_core::{Error, NodeId, Transport};
 use raft_http::codec;
 use raft_http::{ErrorCode, HttpTransport, RaftService, RequestError, ServerConfig, ServiceConfig};
+use tokio::sync::Semaphore;
 
 const PATH: &str = "/raft/v1/snapshot";
 
@@ -409,17 +410,18 @@ async fn snapshot_handler_errors_and_silences_come_back_as_core_errors() {
 /// A leader sends a follower no AppendEntries while a snapshot is on its way, so the route has
 /// no place in the AppendEntries line; this checks that it also does not disturb the line.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_slow_snapshot_chunk_neither_holds_up_nor_reorders_appends_on_its_connection() {
+async fn a_chunk_held_in_the_handler_neither_holds_up_nor_reorders_appends_on_its_connection() {
+    let gate = Arc::new(Semaphore::new(0));
     let handler = FakeHandler::with(Behaviour {
-        snapshot_delay: Some(Duration::from_secs(3)),
+        snapshot_gate: Some(gate.clone()),
         ..Behaviour::default()
     });
     let mut config = service_config();
-    // Long enough that an append waiting on the chunk would show as a test timeout.
-    config.order_wait_max = Duration::from_secs(60);
+    // An append waiting on the chunk would wait for the gate, not give up after 100 ms.
+    config.order_wait_max = Duration::from_secs(600);
     let server = serve_with(handler.clone(), config).await;
     let mut client = client_config();
-    client.request_timeout = Duration::from_secs(10);
+    client.request_timeout = Duration::from_secs(600);
     let transport =
         Arc::new(HttpTransport::new([(NodeId(2), server.addr.to_string())], client).unwrap());
     // Warm up the connection so everything below shares it, in creation order.
@@ -434,6 +436,15 @@ async fn a_slow_snapshot_chunk_neither_holds_up_nor_reorders_appends_on_its_conn
         let chunk: InstallSnapshot = snapshot_request(1, &data, 0, 256 << 10);
         tokio::spawn(async move { transport.install_snapshot(NodeId(2), chunk).await })
     };
+    // Until the chunk is inside the handler, held by the gate.
+    let entered = async {
+        while handler.calls() < 2 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(60), entered)
+        .await
+        .expect("the chunk reaches the handler");
     let appends = (1..=50u64).map(|seq| {
         let transport = &transport;
         async move {
@@ -442,8 +453,9 @@ async fn a_slow_snapshot_chunk_neither_holds_up_nor_reorders_appends_on_its_conn
                 .await
         }
     });
+    // Only a deadlock takes this long: the appends would wait for a gate nobody opens.
     let answers = tokio::time::timeout(
-        Duration::from_secs(2),
+        Duration::from_secs(60),
         futures_util::future::join_all(appends),
     )
     .await
@@ -465,6 +477,7 @@ async fn a_slow_snapshot_chunk_neither_holds_up_nor_reorders_appends_on_its_conn
         "appends in the order sent"
     );
 
+    gate.add_permits(1);
     let answer = snapshot.await.unwrap().unwrap();
     assert_eq!(answer.outcome, SnapshotOutcome::Installed);
     server.stop().await;

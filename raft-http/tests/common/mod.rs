@@ -22,7 +22,7 @@ use raft_core::{
 };
 use raft_http::{ClientConfig, ClusterAuth, RaftService, Server, ServerConfig, ServiceConfig};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Barrier, oneshot};
+use tokio::sync::{Barrier, Semaphore, oneshot};
 use tokio::task::JoinHandle;
 
 pub const CLUSTER: &str = "test-cluster";
@@ -54,6 +54,8 @@ pub struct Behaviour {
     pub delay: Option<Duration>,
     /// Every InstallSnapshot sleeps this long (on top of `delay`).
     pub snapshot_delay: Option<Duration>,
+    /// Every InstallSnapshot takes a permit from here before it answers.
+    pub snapshot_gate: Option<Arc<Semaphore>>,
     /// Every call fails with this error.
     pub fail_with: Option<fn() -> Error>,
 }
@@ -168,9 +170,15 @@ impl ServiceHandler for FakeHandler {
         request: InstallSnapshot,
     ) -> Result<InstallSnapshotResponse, Error> {
         self.before().await?;
-        let delay = self.behaviour.lock().unwrap().snapshot_delay;
+        let (delay, gate) = {
+            let behaviour = self.behaviour.lock().unwrap();
+            (behaviour.snapshot_delay, behaviour.snapshot_gate.clone())
+        };
         if let Some(delay) = delay {
             tokio::time::sleep(delay).await;
+        }
+        if let Some(gate) = gate {
+            gate.acquire().await.unwrap().forget();
         }
         let answer = snapshot_answer(&request);
         self.snapshots.lock().unwrap().push(request);
