@@ -15,7 +15,7 @@ mod window;
 
 use std::collections::BTreeMap;
 
-use tracing::debug;
+use tracing::{debug, warn};
 
 use self::batch::BatchSizer;
 use self::pacing::SendPlan;
@@ -296,6 +296,18 @@ fn apply_response(
         }
         AppendOutcome::Conflict { hint } => {
             let next = next_after_conflict(core, hint, request.prev_index);
+            if request.prev_index <= progress.match_index {
+                // A current answer denies an entry the follower acknowledged as durable: it lost
+                // its data (a replaced disk) and restarted. Forget what it had; the commit index
+                // stays, and the follower is brought back from the log or a snapshot.
+                warn!(
+                    node = %core.id,
+                    match_index = %progress.match_index,
+                    prev = %request.prev_index,
+                    "a follower lost entries it had acknowledged"
+                );
+                progress.match_index = next.prev().min(progress.match_index);
+            }
             progress.on_failure(next);
         }
         AppendOutcome::StaleTerm => {}
