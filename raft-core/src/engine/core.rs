@@ -46,6 +46,9 @@ pub(crate) struct Core {
     pub(crate) snapshot: Option<SnapshotMeta>,
     /// A `CreateSnapshot` is out and not yet reported.
     pub(crate) creating_snapshot: bool,
+    /// A snapshot the leader of the current term is sending, chunk by chunk. Kept across role
+    /// changes within the term (a follower whose timer fired during a long transfer resumes it).
+    pub(crate) receiving: Option<super::install::Receiving>,
 }
 
 impl Core {

@@ -25,8 +25,6 @@ struct PendingAck {
 #[derive(Clone, Debug, Default)]
 pub(crate) struct FollowerState {
     pending_acks: Vec<PendingAck>,
-    /// A snapshot the leader is sending, chunk by chunk.
-    pub(crate) receiving: Option<super::install::Receiving>,
 }
 
 impl FollowerState {

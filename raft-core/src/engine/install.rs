@@ -4,8 +4,12 @@
 //! data's checksum matches; then the snapshot is saved durably and installed:
 //! - a log that holds the snapshot's last entry keeps the entries after it (PITFALLS: never
 //!   throw away entries the snapshot does not cover when the logs agree);
-//! - otherwise the whole log goes: pre-committed entries are rolled back first, then the log is
-//!   truncated and continues after the snapshot;
+//! - otherwise the whole log goes and continues after the snapshot. Only the entries *above*
+//!   the snapshot's index are known to be discarded (by Log Matching, nothing after a mismatch
+//!   at the snapshot's index can match): those pre-committed are rolled back first. Entries
+//!   between the commit index and the snapshot's index may well have committed on the leader;
+//!   they are not rolled back: the restore replaces the state, and their callers learn the
+//!   outcome is unknown;
 //! - the commit index moves up to the snapshot's index, never down; a snapshot the commit index
 //!   already covers is not transferred at all (`Covered`).
 
@@ -15,11 +19,14 @@ use super::log_ids::LogIds;
 use super::{Engine, Output, Role};
 use crate::message::{InstallSnapshot, InstallSnapshotResponse, Message, SnapshotOutcome};
 use crate::snapshot::SnapshotMeta;
-use crate::types::NodeId;
+use crate::types::{NodeId, Term};
 
 /// A snapshot being received.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Receiving {
+    /// The term and leader sending it: a transfer never spans two leaders.
+    term: Term,
+    leader: NodeId,
     meta: SnapshotMeta,
     /// The data received so far ends here.
     next_offset: u64,
@@ -60,11 +67,17 @@ impl Engine {
 
     fn receive_chunk(&mut self, request: InstallSnapshot) -> SnapshotOutcome {
         let commit_index = self.core.commit_index;
-        let Role::Follower(state) = &mut self.role else {
-            return SnapshotOutcome::Continue { offset: 0 };
-        };
+        let (term, leader) = (self.core.term, request.leader_id);
+        if self
+            .core
+            .receiving
+            .as_ref()
+            .is_some_and(|r| (r.term, r.leader) != (term, leader))
+        {
+            self.core.receiving = None;
+        }
         if request.meta.last_log_id.index <= commit_index {
-            state.receiving = None;
+            self.core.receiving = None;
             return SnapshotOutcome::Covered { commit_index };
         }
         let len = request.data.len() as u64;
@@ -73,7 +86,7 @@ impl Engine {
             && request.done == (end == request.meta.size)
             && crc32c::crc32c(&request.data) == request.chunk_crc
             && request.meta.last_log_id.term <= request.term;
-        let expected = match &state.receiving {
+        let expected = match &self.core.receiving {
             Some(receiving) if receiving.meta == request.meta => receiving.next_offset,
             _ => 0,
         };
@@ -83,17 +96,19 @@ impl Engine {
             }
             return SnapshotOutcome::Continue { offset: expected };
         }
-        let crc = match &state.receiving {
+        let crc = match &self.core.receiving {
             Some(receiving) if expected > 0 => receiving.crc,
             _ => 0,
         };
         let crc = crc32c::crc32c_append(crc, &request.data);
         if request.done && crc != request.meta.checksum {
             warn!(node = %self.core.id, meta = %request.meta, "snapshot data failed its checksum");
-            state.receiving = None;
+            self.core.receiving = None;
             return SnapshotOutcome::Continue { offset: 0 };
         }
-        state.receiving = Some(Receiving {
+        self.core.receiving = Some(Receiving {
+            term,
+            leader,
             meta: request.meta.clone(),
             next_offset: end,
             crc,
@@ -107,7 +122,7 @@ impl Engine {
         if !request.done {
             return SnapshotOutcome::Continue { offset: end };
         }
-        state.receiving = None;
+        self.core.receiving = None;
         self.install_snapshot(request.meta);
         SnapshotOutcome::Installed
     }
@@ -124,13 +139,15 @@ impl Engine {
             core.commit_index = core.commit_index.max(at.index);
             core.outputs.push(Output::RestoreSnapshot { meta });
             core.compact_log();
+            self.flush_acks();
             return;
         }
         let last = core.log.last_index();
         let first_held = core.log.base_index().next();
-        if last > core.commit_index {
+        let discarded = core.commit_index.max(at.index).next().max(first_held);
+        if last >= discarded {
             core.outputs.push(Output::Rollback {
-                first: core.commit_index.next().max(first_held),
+                first: discarded,
                 last,
             });
         }
@@ -146,5 +163,13 @@ impl Engine {
         core.commit_index = at.index;
         core.snapshot = Some(meta.clone());
         core.outputs.push(Output::RestoreSnapshot { meta });
+        self.flush_acks();
+    }
+
+    /// Acks held for durability that the snapshot now covers go out.
+    fn flush_acks(&mut self) {
+        if let Role::Follower(state) = &mut self.role {
+            state.flush_acks(&mut self.core);
+        }
     }
 }

@@ -212,6 +212,7 @@ impl Engine {
                 .snapshot
                 .filter(|s| s.last_log_id.index == snapshot_index),
             creating_snapshot: false,
+            receiving: None,
         };
         core.reset_election_timer();
         // The log write of a newer term's entries can become durable before the hard state
@@ -222,6 +223,8 @@ impl Engine {
             core.set_term_vote(log_term, None);
         }
         core.outputs.extend(rebuilt.outputs);
+        // A crash between a snapshot and its compaction left covered entries behind.
+        core.compact_log();
         if core.commit_index > snapshot_index {
             core.outputs.push(Output::Commit {
                 upto: core.commit_index,

@@ -24,7 +24,7 @@ use tracing::{Instrument, error, info, warn};
 use super::events::Event;
 use super::snapshots::{SnapshotMetrics, write_snapshot};
 use crate::error::Error;
-use crate::snapshot::SnapshotMeta;
+use crate::snapshot::SnapshotReader;
 use crate::state_machine::StateMachine;
 use crate::storage::LogStore;
 use crate::types::{Entry, EntryInfo, LogId, LogIndex, Membership};
@@ -91,8 +91,8 @@ pub(crate) enum ApplyOp {
         last_log_id: LogId,
         membership: Membership,
     },
-    /// Replace the state with the store's latest snapshot, which is this one.
-    Restore(SnapshotMeta),
+    /// Replace the state with this snapshot's.
+    Restore(Arc<dyn SnapshotReader>),
 }
 
 struct Waiter {
@@ -170,12 +170,27 @@ impl Applier {
             waiter.notify.send(Err(Error::Aborted));
         }
         if let Some(task) = self.snapshot_task.take() {
-            // An unfinished snapshot is abandoned; the previous one stays current.
+            // An unfinished snapshot is abandoned (the previous one stays current); wait for
+            // the task so no store write outlives the node.
             task.abort();
+            let _ = task.await;
+        }
+    }
+
+    /// A snapshot task that ended without reporting (it panicked) must not leave the engine
+    /// waiting for its outcome forever.
+    async fn reap_snapshot_task(&mut self) {
+        let Some(task) = self.snapshot_task.take_if(|task| task.is_finished()) else {
+            return;
+        };
+        if let Err(err) = task.await {
+            error!(%err, "the snapshot task failed");
+            let _ = self.events.send(Event::SnapshotFailed);
         }
     }
 
     async fn handle(&mut self, op: ApplyOp) -> Result<(), Error> {
+        self.reap_snapshot_task().await;
         match op {
             ApplyOp::Wait {
                 first,
@@ -195,7 +210,7 @@ impl Applier {
                 self.snapshot(last_log_id, membership).await;
                 Ok(())
             }
-            ApplyOp::Restore(meta) => self.restore(meta).await,
+            ApplyOp::Restore(reader) => self.restore(reader).await,
         }
     }
 
@@ -243,22 +258,12 @@ impl Applier {
         }
     }
 
-    /// Replaces the state with the store's latest snapshot, `meta`: never moves back.
-    async fn restore(&mut self, meta: SnapshotMeta) -> Result<(), Error> {
+    /// Replaces the state with the snapshot's: never moves back.
+    async fn restore(&mut self, reader: Arc<dyn SnapshotReader>) -> Result<(), Error> {
+        let meta = reader.meta().clone();
         let at = meta.last_log_id.index;
         if at <= self.applied {
             return Ok(());
-        }
-        let reader = self
-            .log
-            .open_snapshot()
-            .await?
-            .ok_or_else(|| Error::storage(format!("the {meta} is missing from the store")))?;
-        if reader.meta().last_log_id != meta.last_log_id {
-            return Err(Error::storage(format!(
-                "the store's latest snapshot is the {}, expected the {meta}",
-                reader.meta()
-            )));
         }
         self.state_machine.restore(reader).await?;
         info!(%meta, "state machine restored from a snapshot");
@@ -362,6 +367,9 @@ impl Applier {
             let end = upto.min(self.applied.plus(self.batch_max as u64));
             let batch = self.take_committed(end).await?;
             let (Some(first), Some(last)) = (batch.first(), batch.last()) else {
+                if self.restore_covering(self.applied.next()).await? {
+                    continue;
+                }
                 return Err(Error::storage(format!(
                     "committed entries {}..={end} are missing from the log",
                     self.applied.next()
@@ -378,6 +386,19 @@ impl Applier {
             self.applied_gauge.set(last.0 as f64);
         }
         Ok(())
+    }
+
+    /// Committed entries missing from the log because a snapshot from the leader replaced it
+    /// while they were queued here (the restore op follows): restore that snapshot now.
+    /// Returns whether the store has a snapshot covering `index`.
+    async fn restore_covering(&mut self, index: LogIndex) -> Result<bool, Error> {
+        match self.log.open_snapshot().await? {
+            Some(reader) if reader.meta().last_log_id.index >= index => {
+                self.restore(reader).await?;
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
     }
 
     /// The committed entries `applied + 1..=end`: pre-committed ones from memory, older ones
@@ -410,6 +431,10 @@ impl Applier {
                     .iter()
                     .enumerate()
                     .all(|(offset, entry)| entry.log_id.index == next.plus(offset as u64));
+                if entries.first().is_some_and(|e| e.log_id.index != next) {
+                    // The log starts later now (compacted under a snapshot): see `commit`.
+                    return Ok(Vec::new());
+                }
                 if !consecutive {
                     return Err(Error::storage(format!(
                         "log store returned non-consecutive entries for {next}..={last}"

@@ -436,7 +436,7 @@ impl EventLoop {
                 data,
                 done,
             } => self.save_snapshot_chunk(meta, offset, data, done).await,
-            Output::RestoreSnapshot { meta } => self.to_applier(ApplyOp::Restore(meta)),
+            Output::RestoreSnapshot { meta } => self.run_restore(meta).await,
             Output::SendSnapshot { to, request, len } => {
                 self.to_peer(to, PeerCommand::Snapshot { request, len })
             }
@@ -473,7 +473,13 @@ impl EventLoop {
         };
         receiving.writer.write(data).await?;
         if done && let Some(receiving) = self.receiving.take() {
-            receiving.writer.finish(meta.clone()).await?;
+            if !receiving.writer.finish(meta.clone()).await? {
+                // The engine installs only snapshots above its commit index, so the store
+                // cannot hold one as new already: it broke the contract.
+                return Err(Error::storage(format!(
+                    "the store refused the {meta} from the leader as older than its own"
+                )));
+            }
             self.size_policy.snapshot_done();
             self.snapshot_metrics.installed.increment(1);
             self.snapshot_metrics.bytes.set(meta.size as f64);
@@ -482,6 +488,24 @@ impl EventLoop {
                 .record(receiving.started.elapsed().as_secs_f64());
         }
         Ok(())
+    }
+
+    /// Opens the store's latest snapshot, which must be `meta` (it was made current by the
+    /// output before this one, or found at start), for the apply task: the reader stays valid
+    /// even if a newer snapshot replaces it before the apply task gets to it.
+    async fn run_restore(&mut self, meta: SnapshotMeta) -> Result<(), Error> {
+        let reader = self
+            .log
+            .open_snapshot()
+            .await?
+            .ok_or_else(|| Error::storage(format!("the {meta} is missing from the store")))?;
+        if *reader.meta() != meta {
+            return Err(Error::storage(format!(
+                "the store's latest snapshot is the {}, expected the {meta}",
+                reader.meta()
+            )));
+        }
+        self.to_applier(ApplyOp::Restore(reader))
     }
 
     async fn run_pre_commit(&mut self, first: LogIndex, last: LogIndex) -> Result<(), Error> {

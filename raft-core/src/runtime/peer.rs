@@ -79,7 +79,11 @@ impl PeerSender {
                 request,
                 first,
                 last_log_id,
-            } => (request, first, last_log_id),
+            } => {
+                // Replication resumed: a transfer is over, so let the store free its snapshot.
+                self.snapshot = None;
+                (request, first, last_log_id)
+            }
         };
         let expected = last_log_id.index.0.saturating_sub(first.0) + 1;
         match self.log.read(first, last_log_id.index).await {

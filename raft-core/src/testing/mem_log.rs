@@ -315,7 +315,11 @@ impl LogStore for MemLogStore {
 
     async fn read(&self, first: LogIndex, last: LogIndex) -> Result<Vec<Entry>, Error> {
         let state = self.state();
-        let from = first.0.max(state.first_index.0);
+        if first < state.first_index {
+            // Compacted (or never there): the range is not in the log.
+            return Ok(Vec::new());
+        }
+        let from = first.0;
         let start = from - state.first_index.0;
         let end = last.0.min(state.last_index().0);
         if end < from {

@@ -409,7 +409,8 @@ fn send_batch(core: &mut Core, peer: NodeId, progress: &mut Progress) -> bool {
 }
 
 /// Sends an empty AppendEntries. With requests in flight it is anchored at `match_index`
-/// (known to match, so reordering cannot make it fail); otherwise it probes `next_index - 1`.
+/// (known to match, so reordering cannot make it fail) unless the log no longer holds it;
+/// otherwise it probes `next_index - 1`.
 /// `reset_timer` is false for ReadIndex rounds: under Heartbeat pacing the timer is what sends
 /// new entries, and a steady read load must not keep pushing it back.
 pub(crate) fn send_heartbeat(
@@ -418,7 +419,10 @@ pub(crate) fn send_heartbeat(
     progress: &mut Progress,
     reset_timer: bool,
 ) {
-    let prev_index = if progress.window.is_empty() {
+    // `match_index` may lie in the compacted prefix (a new leader knows 0): anchor at the
+    // probe's position then.
+    let anchor_known = core.log.log_id_at(progress.match_index).is_some();
+    let prev_index = if progress.window.is_empty() || !anchor_known {
         progress.next_index.prev()
     } else {
         progress.match_index

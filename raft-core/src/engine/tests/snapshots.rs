@@ -77,9 +77,22 @@ fn reply(outcome: SnapshotOutcome, seq: u64) -> Output {
 }
 
 #[test]
-fn snapshot_over_a_conflicting_log_rolls_back_truncates_and_continues_after_it() {
-    // Entries 1-2 committed; 3-4 of term 2 pre-committed and never committed.
-    let mut engine = follower(&[(1, 1), (1, 2), (2, 3), (2, 4)], 2);
+fn snapshot_over_a_conflicting_log_rolls_back_only_entries_above_it_then_replaces_the_log() {
+    // Entries 1-2 committed; 3-8 pre-committed. 3-5 may have committed on the leader (the
+    // snapshot covers them either way); 6 disagrees with the snapshot, so 7-8 cannot match.
+    let mut engine = follower(
+        &[
+            (1, 1),
+            (1, 2),
+            (2, 3),
+            (2, 4),
+            (2, 5),
+            (2, 6),
+            (2, 7),
+            (2, 8),
+        ],
+        2,
+    );
     let data = b"0123456789";
     let meta = meta_of(LogId::new(3, 6), data);
     let first: Vec<Output> = engine.step(chunk(&meta, &data[..4], 0, 7)).collect();
@@ -105,10 +118,11 @@ fn snapshot_over_a_conflicting_log_rolls_back_truncates_and_continues_after_it()
                 data: Bytes::from_static(b"456789"),
                 done: true,
             },
-            // Pre-committed entries are rolled back before the log goes.
+            // Entries above the snapshot are rolled back before the log goes; the ones it
+            // covers are not (they may have committed): the restore replaces the state.
             Output::Rollback {
-                first: LogIndex(3),
-                last: LogIndex(4)
+                first: LogIndex(7),
+                last: LogIndex(8)
             },
             Output::TruncateLog { from: LogIndex(1) },
             Output::CompactLog {
