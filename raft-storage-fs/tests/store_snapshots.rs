@@ -156,6 +156,20 @@ async fn a_reader_keeps_reading_its_snapshot_after_a_newer_one_replaces_it() {
 }
 
 #[tokio::test]
+async fn an_empty_snapshot_round_trips() {
+    let fs = SimFs::new();
+    let store = open_sim(&fs, small_options());
+    let writer = store.begin_snapshot().await.unwrap();
+    assert!(writer.finish(snapshot_meta(1, 3, &[])).await.unwrap());
+    store.close().await;
+    drop(store);
+    let store = try_open(&fs, small_options()).unwrap();
+    let (meta, data) = latest_snapshot(&store).await.unwrap();
+    assert_eq!(meta, snapshot_meta(1, 3, &[]));
+    assert!(data.is_empty());
+}
+
+#[tokio::test]
 async fn an_abandoned_writer_leaves_no_file_and_no_snapshot() {
     let fs = SimFs::new();
     let store = open_sim(&fs, small_options());
