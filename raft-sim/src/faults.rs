@@ -1,5 +1,6 @@
 //! The network and the nemesis: delays, drops, duplicates, reordering, symmetric and asymmetric
-//! partitions, crashes, slow disks and leadership transfers, all drawn from the seed.
+//! partitions, crashes, wiped disks, slow disks, leadership transfers and snapshot requests, all
+//! drawn from the seed.
 
 use std::collections::BTreeSet;
 
@@ -148,9 +149,23 @@ pub(crate) enum Fault {
     Weather,
     TransferLeadership,
     Calm,
+    /// Replace a node's machine: its log and snapshot are gone, its term and vote kept. It
+    /// catches up through InstallSnapshot (or the log, if the leader kept it all).
+    Wipe,
+    /// Ask a random node for a snapshot now (the runtime's log-size policy does so).
+    RequestSnapshot,
 }
 
-pub(crate) fn pick_fault(rng: &mut SimRng) -> Fault {
+/// The next fault. With `snapshots` off it draws exactly what the nemesis drew before
+/// snapshots existed, so old seeds replay the same runs.
+pub(crate) fn pick_fault(rng: &mut SimRng, snapshots: bool) -> Fault {
+    if snapshots && rng.percent(12) {
+        return if rng.percent(40) {
+            Fault::Wipe
+        } else {
+            Fault::RequestSnapshot
+        };
+    }
     match rng.range(0, 100) {
         0..20 => Fault::Heal,
         20..32 => Fault::Partition,
