@@ -24,16 +24,25 @@ pub enum Bug {
     CommitByCount,
     /// The engine grants a second vote in a term it already voted in.
     VoteTwice,
+    /// A snapshot's data is read from the state machine when it is written out, not when it
+    /// was asked for: entries committed meanwhile leak into a snapshot of an earlier index
+    /// (PITFALLS: creation at N must see exactly the state after N).
+    LazySnapshot,
+    /// The nemesis wipes disks without checking that the entries lost are held by a majority
+    /// of the other nodes: a committed entry can then vanish from every quorum.
+    UnsafeWipe,
 }
 
 impl Bug {
     /// Every planted bug.
-    pub const ALL: [Bug; 5] = [
+    pub const ALL: [Bug; 7] = [
         Bug::ForgetVote,
         Bug::AckBeforeSync,
         Bug::StaleRead,
         Bug::CommitByCount,
         Bug::VoteTwice,
+        Bug::LazySnapshot,
+        Bug::UnsafeWipe,
     ];
 
     /// The name used on the command line.
@@ -45,6 +54,8 @@ impl Bug {
             Bug::StaleRead => "stale-read",
             Bug::CommitByCount => "commit-by-count",
             Bug::VoteTwice => "vote-twice",
+            Bug::LazySnapshot => "lazy-snapshot",
+            Bug::UnsafeWipe => "unsafe-wipe",
         }
     }
 
@@ -59,7 +70,11 @@ impl Bug {
         match self {
             Bug::CommitByCount => Some(PlantedBug::CommitByCount),
             Bug::VoteTwice => Some(PlantedBug::VoteTwice),
-            Bug::ForgetVote | Bug::AckBeforeSync | Bug::StaleRead => None,
+            Bug::ForgetVote
+            | Bug::AckBeforeSync
+            | Bug::StaleRead
+            | Bug::LazySnapshot
+            | Bug::UnsafeWipe => None,
         }
     }
 }

@@ -105,6 +105,11 @@ pub struct SnapshotCounts {
     pub created: u64,
     /// Snapshots received from a leader and stored (the last chunk saved).
     pub installed: u64,
+    /// InstallSnapshot chunks a leader filled and handed to the network.
+    pub chunks_sent: u64,
+    /// Chunks a follower saved (more than one per install: transfers take several; fewer
+    /// than sent: the network lost or duplicated some, and transfers resumed).
+    pub chunks_saved: u64,
     /// State machines replaced by a snapshot (installs, and restarts from one).
     pub restored: u64,
     /// Log compactions.
@@ -118,6 +123,8 @@ impl SnapshotCounts {
     pub fn add(&mut self, other: &SnapshotCounts) {
         self.created += other.created;
         self.installed += other.installed;
+        self.chunks_sent += other.chunks_sent;
+        self.chunks_saved += other.chunks_saved;
         self.restored += other.restored;
         self.compactions += other.compactions;
         self.wipes += other.wipes;

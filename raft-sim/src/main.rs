@@ -22,7 +22,7 @@ struct Args {
     #[arg(long, default_value_t = 3_000)]
     steps: u64,
     /// Plant a bug to see the checker catch it: forget-vote, ack-before-sync, stale-read,
-    /// commit-by-count, vote-twice.
+    /// commit-by-count, vote-twice, lazy-snapshot, unsafe-wipe (the last two need snapshots).
     #[arg(long, value_parser = parse_bug)]
     bug: Option<Bug>,
     /// Snapshots: random (drawn per seed, with disk wipes), off (as before snapshots existed;
@@ -79,9 +79,11 @@ fn main() -> ExitCode {
         println!("note: {unknown} seeds had histories too large to check for linearizability");
     }
     println!(
-        "snapshots: created={} installed={} restored={} compactions={} wipes={}",
+        "snapshots: created={} installed={} chunks_sent={} chunks_saved={} restored={} compactions={} wipes={}",
         snapshots.created,
         snapshots.installed,
+        snapshots.chunks_sent,
+        snapshots.chunks_saved,
         snapshots.restored,
         snapshots.compactions,
         snapshots.wipes

@@ -17,7 +17,7 @@ use std::collections::BTreeMap;
 use bytes::Bytes;
 use raft_core::engine::{Engine, Input, Output};
 use raft_core::message::Message;
-use raft_core::{Config, LogIndex, Membership, NodeId, Pacing, SnapshotMeta};
+use raft_core::{Config, LogId, LogIndex, Membership, NodeId, Pacing};
 
 use crate::client::Clients;
 use crate::faults::{Bug, Network};
@@ -58,8 +58,11 @@ enum Event {
     SnapshotWritten {
         node: usize,
         epoch: u64,
-        meta: SnapshotMeta,
-        data: Bytes,
+        last_log_id: LogId,
+        membership: Membership,
+        /// The data captured when the snapshot was asked for (`None` with the planted bug
+        /// `LazySnapshot`: read from the state machine now).
+        data: Option<Bytes>,
     },
     Restart(usize),
     Nemesis,
@@ -177,9 +180,10 @@ impl World {
             Event::SnapshotWritten {
                 node,
                 epoch,
-                meta,
+                last_log_id,
+                membership,
                 data,
-            } => self.snapshot_written(node, epoch, meta, data),
+            } => self.snapshot_written(node, epoch, last_log_id, membership, data),
             Event::Restart(node) => self.start_node(node),
             Event::Nemesis => self.nemesis(),
             Event::ClientStart(client) => self.client_start(client),

@@ -14,7 +14,7 @@ use raft_core::{LogId, LogIndex};
 
 use super::{Event, World};
 use crate::SnapshotMode;
-use crate::faults::{Fault, Network, pick_fault};
+use crate::faults::{Bug, Fault, Network, pick_fault};
 use crate::node::SimNode;
 
 impl World {
@@ -102,7 +102,7 @@ impl World {
     /// Wipes `node`'s disk if that cannot break safety (see the module docs). A node that is
     /// down is wiped where it lies and restarts as planned.
     fn wipe(&mut self, node: usize, downtime_ms: u64) {
-        if !self.wipe_is_safe(node) {
+        if self.bug != Some(Bug::UnsafeWipe) && !self.wipe_is_safe(node) {
             return;
         }
         self.snapshot_counts.wipes += 1;

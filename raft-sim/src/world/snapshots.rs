@@ -1,7 +1,8 @@
 //! The outputs that concern snapshots, run the way the tokio runtime runs them
 //! (`raft-core/src/runtime/{event_loop,applier,peer}.rs`):
 //! - `CreateSnapshot`: the state is captured at once (the sim applies synchronously, so the
-//!   state is exactly the one after the snapshot's index) and written after a disk latency;
+//!   state is exactly the one after the snapshot's index) and written after a disk latency,
+//!   while commits go on;
 //!   then it becomes the node's latest, if newer, and the engine hears `SnapshotCreated` (or
 //!   `SnapshotFailed`). A crash before that loses it: the next life never hears of it.
 //! - `CompactLog`: the log drops its prefix at once; the durable log at the next flush.
@@ -18,6 +19,7 @@ use raft_core::message::{InstallSnapshot, Message};
 use raft_core::{LogId, LogIndex, Membership, NodeId, SnapshotMeta};
 
 use super::{Event, World};
+use crate::faults::Bug;
 use crate::kv_state::KvState;
 use crate::node::{DiskOp, Receiving};
 
@@ -46,22 +48,16 @@ impl World {
             self.checker.fail("snapshot-index", detail);
             return;
         }
-        let data = sim.kv.encode();
-        let meta = SnapshotMeta {
-            last_log_id,
-            membership,
-            size: data.len() as u64,
-            checksum: crc32c::crc32c(&data),
-        };
-        self.checker
-            .on_snapshot_created(sim, &meta, sim.kv.digest());
+        // The state machine fixes its view now; the data is written by a task of its own
+        // while commits go on: that takes a while, and a crash meanwhile loses it.
+        let data = (self.bug != Some(Bug::LazySnapshot)).then(|| sim.kv.encode());
         let epoch = sim.epoch;
-        // Written by a task of its own while commits go on: a while, but a crash loses it.
         let delay = self.rng.range(1, 2 * self.disk_latency_max_ms + 2);
         let event = Event::SnapshotWritten {
             node,
             epoch,
-            meta,
+            last_log_id,
+            membership,
             data,
         };
         self.schedule(delay, event);
@@ -72,13 +68,31 @@ impl World {
         &mut self,
         node: usize,
         epoch: u64,
-        meta: SnapshotMeta,
-        data: Bytes,
+        last_log_id: LogId,
+        membership: Membership,
+        data: Option<Bytes>,
     ) {
-        if self.nodes[node].epoch != epoch {
+        let sim = &mut self.nodes[node];
+        if sim.epoch != epoch {
             return;
         }
-        if self.nodes[node].store_snapshot(meta.clone(), data) {
+        let data = data.unwrap_or_else(|| sim.kv.encode());
+        let meta = SnapshotMeta {
+            last_log_id,
+            membership,
+            size: data.len() as u64,
+            checksum: crc32c::crc32c(&data),
+        };
+        // What was written is checked, not what was meant to be.
+        match KvState::decode(&data) {
+            Some(state) => self.checker.on_snapshot_created(sim, &meta, state.digest()),
+            None => {
+                let detail = format!("node {} writes the {meta} undecodable", sim.id);
+                self.checker.fail("snapshot-data", detail);
+                return;
+            }
+        }
+        if sim.store_snapshot(meta.clone(), data) {
             self.snapshot_counts.created += 1;
             self.step_node(node, Input::SnapshotCreated { meta });
         } else {
@@ -104,6 +118,7 @@ impl World {
         match &mut sim.receiving {
             Some(receiving) if receiving.meta == meta && receiving.data.len() as u64 == offset => {
                 receiving.data.extend_from_slice(data);
+                self.snapshot_counts.chunks_saved += 1;
             }
             receiving => {
                 let held = receiving.as_ref().map_or(0, |r| r.data.len());
@@ -207,6 +222,7 @@ impl World {
             Some(data) => {
                 request.chunk_crc = crc32c::crc32c(&data);
                 request.data = data;
+                self.snapshot_counts.chunks_sent += 1;
                 self.send(node, to, Message::InstallSnapshot(request));
             }
             None => {
