@@ -5,11 +5,13 @@
 //! the same seed and options the run is identical, which is what makes a failing seed a
 //! regression test.
 //!
-//! The outputs that concern snapshots run in [`snapshots`], the nemesis in [`nemesis`] and the
-//! clients' requests in [`clients`].
+//! The outputs that concern snapshots run in [`snapshots`], the requests the leader's peer
+//! tasks fill in [`peers`], the nemesis in [`nemesis`] and the clients' requests in
+//! [`clients`].
 
 mod clients;
 mod nemesis;
+mod peers;
 mod snapshots;
 
 use std::collections::BTreeMap;
@@ -19,6 +21,7 @@ use raft_core::engine::{Engine, Input, Output};
 use raft_core::message::Message;
 use raft_core::{Config, LogId, LogIndex, Membership, NodeId, Pacing};
 
+use self::peers::Fill;
 use crate::client::Clients;
 use crate::faults::{Bug, Network};
 use crate::invariants::Checker;
@@ -63,6 +66,13 @@ enum Event {
         /// The data captured when the snapshot was asked for (`None` with the planted bug
         /// `LazySnapshot`: read from the state machine now).
         data: Option<Bytes>,
+    },
+    /// A peer task gets to a request it was handed earlier.
+    Fill {
+        node: usize,
+        epoch: u64,
+        to: NodeId,
+        fill: Box<Fill>,
     },
     Restart(usize),
     Nemesis,
@@ -184,6 +194,12 @@ impl World {
                 membership,
                 data,
             } => self.snapshot_written(node, epoch, last_log_id, membership, data),
+            Event::Fill {
+                node,
+                epoch,
+                to,
+                fill,
+            } => self.deferred_fill(node, epoch, to, *fill),
             Event::Restart(node) => self.start_node(node),
             Event::Nemesis => self.nemesis(),
             Event::ClientStart(client) => self.client_start(client),
@@ -301,20 +317,19 @@ impl World {
             }
             Output::SendEntries {
                 to,
-                mut request,
+                request,
                 first,
                 last_log_id,
-            } => match self.nodes[node].log.range(first, last_log_id.index) {
-                Some(entries) if entries.last().map(|e| e.log_id) == Some(last_log_id) => {
-                    request.entries = entries.to_vec();
-                    self.send(node, to, Message::AppendEntries(request));
-                }
-                _ => self
-                    .checker
-                    .fail("send-entries", format!("log lacks {last_log_id}")),
-            },
+            } => {
+                let fill = Fill::Entries {
+                    request,
+                    first,
+                    last_log_id,
+                };
+                self.run_fill(node, to, fill);
+            }
             Output::SendSnapshot { to, request, len } => {
-                self.run_send_snapshot(node, to, request, len);
+                self.run_fill(node, to, Fill::Snapshot { request, len });
             }
             Output::ProposalAccepted { id, first, .. } => {
                 self.clients.on_accepted(id, node, first);

@@ -10,13 +10,12 @@
 //!   the snapshot durable and the latest before any later output runs.
 //! - `RestoreSnapshot`: the state machine is replaced by the durable snapshot, never moving
 //!   back.
-//! - `SendSnapshot`: a chunk of the durable snapshot goes through the same faulty network as
-//!   every message; if that snapshot was replaced meanwhile, the send fails.
+//!
+//! `SendSnapshot` is filled by the leader's peer task, in [`peers`](super::peers).
 
 use bytes::{Bytes, BytesMut};
 use raft_core::engine::Input;
-use raft_core::message::{InstallSnapshot, Message};
-use raft_core::{LogId, LogIndex, Membership, NodeId, SnapshotMeta};
+use raft_core::{LogId, LogIndex, Membership, SnapshotMeta};
 
 use super::{Event, World};
 use crate::faults::Bug;
@@ -193,43 +192,5 @@ impl World {
             self.reschedule_clients(Some(client));
         }
         self.serve_reads(node);
-    }
-
-    pub(super) fn run_send_snapshot(
-        &mut self,
-        node: usize,
-        to: NodeId,
-        mut request: InstallSnapshot,
-        len: u64,
-    ) {
-        let chunk = match &self.nodes[node].snapshot {
-            Some((meta, data)) if *meta == request.meta => {
-                let start = usize::try_from(request.offset).unwrap_or(usize::MAX);
-                let end = start.saturating_add(usize::try_from(len).unwrap_or(usize::MAX));
-                if end > data.len() {
-                    let detail = format!(
-                        "node {} sends {len} bytes at {} of the {meta}",
-                        self.nodes[node].id, request.offset
-                    );
-                    self.checker.fail("send-snapshot-range", detail);
-                    return;
-                }
-                Some(data.slice(start..end))
-            }
-            _ => None,
-        };
-        match chunk {
-            Some(data) => {
-                request.chunk_crc = crc32c::crc32c(&data);
-                request.data = data;
-                self.snapshot_counts.chunks_sent += 1;
-                self.send(node, to, Message::InstallSnapshot(request));
-            }
-            None => {
-                // Replaced by a newer snapshot: the engine restarts the transfer with it.
-                let delay = self.rng.range(0, self.disk_latency_max_ms + 1);
-                self.schedule_send_failed(node, to, request.seq, delay);
-            }
-        }
     }
 }
