@@ -178,7 +178,7 @@ impl Checker {
             self.fail("rollback-before-truncate", detail);
         }
         let replaced = node.install_window.unwrap_or(LogIndex::ZERO);
-        for entry in node.log.from(from) {
+        for entry in node.log.entries_from(from) {
             let index = entry.log_id.index;
             if index > replaced && self.committed_at(index) == Some(entry.log_id) {
                 let detail = format!(

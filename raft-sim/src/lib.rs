@@ -110,8 +110,13 @@ pub struct SnapshotCounts {
     /// Chunks a follower saved (more than one per install: transfers take several; fewer
     /// than sent: the network lost or duplicated some, and transfers resumed).
     pub chunks_saved: u64,
+    /// Chunks damaged on their way (on the wire, or before their CRC was computed).
+    pub chunks_corrupted: u64,
     /// State machines replaced by a snapshot (installs, and restarts from one).
     pub restored: u64,
+    /// Restarts whose durable snapshot replaced a log that ended before it or disagreed with
+    /// it (a crash came between storing a snapshot from the leader and cutting the log).
+    pub replaced_at_restart: u64,
     /// Log compactions.
     pub compactions: u64,
     /// Disks wiped by the nemesis.
@@ -125,7 +130,9 @@ impl SnapshotCounts {
         self.installed += other.installed;
         self.chunks_sent += other.chunks_sent;
         self.chunks_saved += other.chunks_saved;
+        self.chunks_corrupted += other.chunks_corrupted;
         self.restored += other.restored;
+        self.replaced_at_restart += other.replaced_at_restart;
         self.compactions += other.compactions;
         self.wipes += other.wipes;
     }

@@ -58,7 +58,7 @@ impl SimLog {
     }
 
     /// The entries at `from` and above.
-    pub(crate) fn from(&self, from: LogIndex) -> &[Entry] {
+    pub(crate) fn entries_from(&self, from: LogIndex) -> &[Entry] {
         let skip = self.position(from).unwrap_or(0).min(self.entries.len());
         self.entries.get(skip..).unwrap_or_default()
     }
@@ -137,7 +137,7 @@ mod tests {
             Some(3)
         );
         assert_eq!(log.range(LogIndex(3), LogIndex(6)), None);
-        assert_eq!(log.from(LogIndex(5)).len(), 2);
+        assert_eq!(log.entries_from(LogIndex(5)).len(), 2);
         assert_eq!(log.next_index(), LogIndex(7));
     }
 

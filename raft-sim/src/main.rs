@@ -79,12 +79,14 @@ fn main() -> ExitCode {
         println!("note: {unknown} seeds had histories too large to check for linearizability");
     }
     println!(
-        "snapshots: created={} installed={} chunks_sent={} chunks_saved={} restored={} compactions={} wipes={}",
+        "snapshots: created={} installed={} chunks_sent={} chunks_saved={} chunks_corrupted={} restored={} replaced_at_restart={} compactions={} wipes={}",
         snapshots.created,
         snapshots.installed,
         snapshots.chunks_sent,
         snapshots.chunks_saved,
+        snapshots.chunks_corrupted,
         snapshots.restored,
+        snapshots.replaced_at_restart,
         snapshots.compactions,
         snapshots.wipes
     );

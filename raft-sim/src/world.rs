@@ -74,6 +74,11 @@ enum Event {
         to: NodeId,
         fill: Box<Fill>,
     },
+    /// A crash aimed at a node's current life (ignored if it crashed already meanwhile).
+    Crash {
+        node: usize,
+        epoch: u64,
+    },
     Restart(usize),
     Nemesis,
     ClientStart(usize),
@@ -200,6 +205,12 @@ impl World {
                 to,
                 fill,
             } => self.deferred_fill(node, epoch, to, *fill),
+            Event::Crash { node, epoch } => {
+                if self.nodes[node].epoch == epoch {
+                    let downtime = self.rng.range(50, 1_000);
+                    self.crash(node, downtime);
+                }
+            }
             Event::Restart(node) => self.start_node(node),
             Event::Nemesis => self.nemesis(),
             Event::ClientStart(client) => self.client_start(client),
@@ -282,6 +293,9 @@ impl World {
             }
             Output::TruncateLog { from } => {
                 self.checker.on_truncate(&self.nodes[node], from);
+                if self.nodes[node].starting {
+                    self.snapshot_counts.replaced_at_restart += 1;
+                }
                 self.nodes[node].log.truncate(from);
                 self.nodes[node].pending_ops.push(DiskOp::Truncate(from));
                 self.schedule_log_flush(node);

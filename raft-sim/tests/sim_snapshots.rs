@@ -54,15 +54,21 @@ fn a_seed_with_snapshots_replays_exactly() {
     assert_eq!(run_seed(42, &options), run_seed(42, &options));
 }
 
-/// Regression (seed 256, snapshots always, 3 000 steps): a node crashes after storing a
-/// snapshot from the leader and before its log's truncation reaches the disk; at restart the
+/// Regression (seed 26, snapshots always, 3 000 steps): a node crashes after storing a
+/// snapshot from the leader and before its log's replacement reaches the disk; at restart the
 /// snapshot replaces the log, committed entries below it included. With that allowance removed
-/// from the checker this seed reports `committed-entry-lost` at step 1 956; it must stay clean.
+/// from the checker this seed reports `committed-entry-lost` at step 2 484; it must stay clean.
+/// (If a change to the simulator moves the seed off this path, pick another one: the runs
+/// print `replaced_at_restart`.)
 #[test]
 fn restart_after_an_interrupted_install_replaces_the_log() {
-    let report = run_seed(256, &options(3_000, None, SnapshotMode::Always));
+    let report = run_seed(26, &options(3_000, None, SnapshotMode::Always));
     assert_eq!(report.violation, None);
-    assert!(report.snapshots.installed > 0);
+    assert!(
+        report.snapshots.replaced_at_restart > 0,
+        "{:?}",
+        report.snapshots
+    );
 }
 
 /// Planted bug: a snapshot's data read when it is written, after later commits. The state

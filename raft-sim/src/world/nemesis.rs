@@ -83,7 +83,7 @@ impl World {
             .map(|(_, i)| i)
     }
 
-    fn crash(&mut self, node: usize, downtime_ms: u64) {
+    pub(super) fn crash(&mut self, node: usize, downtime_ms: u64) {
         if !self.nodes[node].is_up() {
             return;
         }

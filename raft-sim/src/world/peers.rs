@@ -6,7 +6,8 @@
 //! to it, after later outputs may have compacted the log, cut it, or replaced the snapshot; the
 //! task then drops the request and reports `SendFailed`. With snapshots on, the sim defers some
 //! fills by a peer-task latency to race them the same way. A fill done at once must succeed for
-//! entries: the engine asked for what its own view of the log holds.
+//! entries: the engine asked for what its own view of the log holds. A few snapshot chunks are
+//! damaged on their way, to exercise the follower's checksums.
 
 use raft_core::message::{AppendEntries, InstallSnapshot, Message};
 use raft_core::{LogId, LogIndex, NodeId};
@@ -18,6 +19,8 @@ use crate::SnapshotMode;
 const DEFERRED_FILL_PERCENT: u64 = 25;
 /// The longest a peer task takes to get to a request.
 const PEER_LATENCY_MAX_MS: u64 = 5;
+/// The share of snapshot chunks damaged on their way.
+const CORRUPT_CHUNK_PERCENT: u64 = 3;
 
 /// A request to fill and send.
 #[derive(Clone, Debug)]
@@ -110,7 +113,27 @@ impl World {
         };
         request.chunk_crc = crc32c::crc32c(&data);
         request.data = data;
+        self.corrupt_now_and_then(&mut request);
         self.snapshot_counts.chunks_sent += 1;
         self.send(node, to, Message::InstallSnapshot(request));
+    }
+
+    /// Flips a byte of a chunk now and then: on the wire (the chunk's CRC catches it), or
+    /// before its CRC was computed, as a damaged disk would (only the whole data's checksum,
+    /// checked at the last chunk, catches that). The follower must never install either.
+    fn corrupt_now_and_then(&mut self, request: &mut InstallSnapshot) {
+        if request.data.is_empty() || !self.rng.percent(CORRUPT_CHUNK_PERCENT) {
+            return;
+        }
+        let mut data = request.data.to_vec();
+        let at = self.rng.index(data.len());
+        if let Some(byte) = data.get_mut(at) {
+            *byte ^= 1 << self.rng.range(0, 8);
+        }
+        request.data = data.into();
+        if self.rng.percent(50) {
+            request.chunk_crc = crc32c::crc32c(&request.data);
+        }
+        self.snapshot_counts.chunks_corrupted += 1;
     }
 }

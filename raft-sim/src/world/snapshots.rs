@@ -2,12 +2,13 @@
 //! (`raft-core/src/runtime/{event_loop,applier,peer}.rs`):
 //! - `CreateSnapshot`: the state is captured at once (the sim applies synchronously, so the
 //!   state is exactly the one after the snapshot's index) and written after a disk latency,
-//!   while commits go on;
-//!   then it becomes the node's latest, if newer, and the engine hears `SnapshotCreated` (or
-//!   `SnapshotFailed`). A crash before that loses it: the next life never hears of it.
+//!   while commits go on; then it becomes the node's latest, if newer, and the engine hears
+//!   `SnapshotCreated` (or `SnapshotFailed`). A crash before that loses it: the next life
+//!   never hears of it.
 //! - `CompactLog`: the log drops its prefix at once; the durable log at the next flush.
 //! - `SaveSnapshotChunk`: chunks go to a receive buffer (lost at a crash); the last one makes
-//!   the snapshot durable and the latest before any later output runs.
+//!   the snapshot durable and the latest before any later output runs. Now and then the node
+//!   crashes right after, before its log's replacement is durable.
 //! - `RestoreSnapshot`: the state machine is replaced by the durable snapshot, never moving
 //!   back.
 //!
@@ -22,7 +23,12 @@ use crate::faults::Bug;
 use crate::kv_state::KvState;
 use crate::node::{DiskOp, Receiving};
 
+/// The share of installs followed at once by a crash of the follower.
+const CRASH_AFTER_INSTALL_PERCENT: u64 = 10;
+
 impl World {
+    /// `CompactLog`: the log drops the entries below `before` now, the durable log at the
+    /// next flush.
     pub(super) fn run_compact_log(&mut self, node: usize, before: LogIndex) {
         self.checker.on_compact(&self.nodes[node], before);
         self.nodes[node].log.compact(before);
@@ -31,6 +37,8 @@ impl World {
         self.snapshot_counts.compactions += 1;
     }
 
+    /// `CreateSnapshot`: captures the state, which must be the one right after `last_log_id`,
+    /// and writes it after a while.
     pub(super) fn run_create_snapshot(
         &mut self,
         node: usize,
@@ -99,6 +107,8 @@ impl World {
         }
     }
 
+    /// `SaveSnapshotChunk`: appends to the snapshot being received, which must be this one
+    /// and end at `offset`; the last chunk makes it durable.
     pub(super) fn run_save_snapshot_chunk(
         &mut self,
         node: usize,
@@ -143,11 +153,22 @@ impl World {
         }
         let at = meta.last_log_id.index;
         // Stored like `SnapshotWriter::finish`: durable and the latest before the next output.
+        // A store keeps the newer of two; if that was not this one, the restore that follows
+        // reports it.
         sim.store_snapshot(meta, data);
         sim.install_window = Some(at);
         self.snapshot_counts.installed += 1;
+        // Buggify: now and then crash before the log's replacement reaches the disk, so the
+        // restart finds a snapshot and a log that ends before it or disagrees with it.
+        if self.rng.percent(CRASH_AFTER_INSTALL_PERCENT) {
+            let epoch = self.nodes[node].epoch;
+            let delay = self.rng.range(0, self.disk_latency_max_ms + 1);
+            self.schedule(delay, Event::Crash { node, epoch });
+        }
     }
 
+    /// `RestoreSnapshot`: replaces the state with the durable snapshot, which must be `meta`,
+    /// unless the state is already there.
     pub(super) fn run_restore_snapshot(&mut self, node: usize, meta: &SnapshotMeta) {
         let sim = &mut self.nodes[node];
         let at = meta.last_log_id.index;
