@@ -169,15 +169,18 @@ impl Checker {
             );
             self.fail("truncate-position", detail);
         }
-        // Entries up to `applied` are committed: they are never rolled back.
-        if node.pre_committed_last >= from.max(node.applied.next()) {
+        // Entries up to `applied` are committed: they are never rolled back. While a snapshot
+        // from the leader replaces the log, the pre-committed entries it covers are not rolled
+        // back either (they may have committed; the restore replaces the state): only those
+        // above its index must have been.
+        let replaced = node.install_window.unwrap_or(LogIndex::ZERO);
+        if node.pre_committed_last >= from.max(node.applied.next()).max(replaced.next()) {
             let detail = format!(
                 "node {} truncates from {from} with entries up to {} pre-committed",
                 node.id, node.pre_committed_last
             );
             self.fail("rollback-before-truncate", detail);
         }
-        let replaced = node.install_window.unwrap_or(LogIndex::ZERO);
         for entry in node.log.entries_from(from) {
             let index = entry.log_id.index;
             if index > replaced && self.committed_at(index) == Some(entry.log_id) {
