@@ -6,29 +6,22 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use raft_core::runtime::{Node, NodeConfig};
+use raft_core::runtime::Node;
 use raft_core::testing::MemLogStore;
-use raft_core::{Error, NodeId, Pacing};
+use raft_core::{Error, NodeId};
 use raft_http::{
     ClientConfig, ClusterAuth, HttpTransport, RaftService, Server, ServerConfig, ServiceConfig,
 };
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
+use crate::Options;
 use crate::mem::{Counters, CountingTransport, NoopStateMachine};
 use crate::report::Report;
-use crate::{Mode, Options, PacingArg};
 
 /// Runs the workload and measures it.
 pub(crate) async fn run(options: &Options) -> Result<Report, Error> {
-    let mut config = NodeConfig {
-        async_replication: options.mode == Mode::AsyncReplication,
-        ..NodeConfig::default()
-    };
-    config.raft.pacing = match options.pacing {
-        PacingArg::Eager => Pacing::Eager,
-        PacingArg::Heartbeat => Pacing::Heartbeat,
-    };
+    let config = crate::mem::node_config(options);
     let auth = ClusterAuth::new("raft-bench")?.with_secret("bench-secret")?;
     let counters = Arc::new(Counters::default());
     let ids = [NodeId(1), NodeId(2), NodeId(3)];
@@ -46,6 +39,7 @@ pub(crate) async fn run(options: &Options) -> Result<Report, Error> {
     }
 
     let mut nodes = Vec::new();
+    let mut stores = Vec::new();
     let mut servers = Vec::new();
     for (id, listener) in ids.into_iter().zip(listeners) {
         let mut client = ClientConfig::new(auth.clone());
@@ -58,7 +52,11 @@ pub(crate) async fn run(options: &Options) -> Result<Report, Error> {
             id,
             addresses.clone(),
             config.clone(),
-            MemLogStore::new().into_arc(),
+            {
+                let store = MemLogStore::new().into_arc();
+                stores.push(store.clone());
+                store
+            },
             Arc::new(NoopStateMachine),
             transport,
         )
@@ -77,7 +75,10 @@ pub(crate) async fn run(options: &Options) -> Result<Report, Error> {
 
     let leader = crate::mem::ready_leader(&nodes, &counters).await?;
 
+    let (peak_log_bytes, sampler) = crate::mem::watch_log_bytes(stores);
     let report = crate::mem::drive_clients(options, &leader).await?;
+    sampler.abort();
+    let last_snapshot_index = nodes.iter().map(|n| n.status().snapshot_index.0).max();
     for node in &nodes {
         node.shutdown().await;
     }
@@ -87,6 +88,8 @@ pub(crate) async fn run(options: &Options) -> Result<Report, Error> {
     }
     Ok(Report {
         nodes: nodes.len(),
+        peak_log_bytes: Some(peak_log_bytes.load(Ordering::Relaxed)),
+        last_snapshot_index,
         append_requests: counters.requests.load(Ordering::Relaxed),
         append_entries: counters.entries.load(Ordering::Relaxed),
         max_inflight: counters.max_inflight.load(Ordering::Relaxed),

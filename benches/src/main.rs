@@ -46,6 +46,9 @@ pub(crate) struct Options {
     /// Where workloads with a file log create their (temporary) data directory.
     #[arg(long)]
     pub(crate) dir: Option<std::path::PathBuf>,
+    /// Log size in bytes at which a node takes a snapshot and compacts (0: never).
+    #[arg(long, default_value_t = 64 << 20)]
+    pub(crate) snapshot_threshold: u64,
 }
 
 /// The benchmark workloads.

@@ -8,11 +8,15 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 use raft_core::message::{
-    AppendEntries, AppendEntriesResponse, RequestVote, RequestVoteResponse, TimeoutNow,
+    AppendEntries, AppendEntriesResponse, InstallSnapshot, InstallSnapshotResponse, RequestVote,
+    RequestVoteResponse, TimeoutNow,
 };
 use raft_core::runtime::{Node, NodeConfig};
+use raft_core::snapshot::BytesSource;
 use raft_core::testing::{MemLogStore, MemNetwork};
-use raft_core::{Entry, Error, NodeId, Pacing, StateMachine, Transport};
+use raft_core::{
+    Entry, Error, LogStore, NodeId, Pacing, SnapshotReader, SnapshotSource, StateMachine, Transport,
+};
 
 use crate::report::Report;
 use crate::{Mode, Options, PacingArg};
@@ -26,6 +30,46 @@ impl StateMachine for NoopStateMachine {
     async fn commit(&self, entries: &[Entry]) -> Result<Vec<Bytes>, Error> {
         Ok(vec![Bytes::new(); entries.len()])
     }
+
+    /// No state, so an empty snapshot.
+    async fn snapshot(&self) -> Result<Box<dyn SnapshotSource>, Error> {
+        Ok(Box::new(BytesSource::new(Bytes::new(), 1)))
+    }
+
+    async fn restore(&self, _snapshot: Arc<dyn SnapshotReader>) -> Result<(), Error> {
+        Ok(())
+    }
+}
+
+/// Samples the nodes' log sizes while a run goes on; keeps the peak.
+pub(crate) fn watch_log_bytes(
+    stores: Vec<Arc<dyn LogStore>>,
+) -> (Arc<AtomicU64>, tokio::task::JoinHandle<()>) {
+    let peak = Arc::new(AtomicU64::new(0));
+    let seen = peak.clone();
+    let task = tokio::spawn(async move {
+        loop {
+            for store in &stores {
+                seen.fetch_max(store.byte_count(), Ordering::Relaxed);
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    });
+    (peak, task)
+}
+
+/// The node configuration every workload shares, from the command line.
+pub(crate) fn node_config(options: &Options) -> NodeConfig {
+    let mut config = NodeConfig {
+        async_replication: options.mode == Mode::AsyncReplication,
+        snapshot_log_bytes: options.snapshot_threshold,
+        ..NodeConfig::default()
+    };
+    config.raft.pacing = match options.pacing {
+        PacingArg::Eager => Pacing::Eager,
+        PacingArg::Heartbeat => Pacing::Heartbeat,
+    };
+    config
 }
 
 /// Counts AppendEntries with entries, the entries they carry and the requests in flight.
@@ -75,33 +119,37 @@ impl Transport for CountingTransport {
     async fn timeout_now(&self, to: NodeId, request: TimeoutNow) -> Result<(), Error> {
         self.inner.timeout_now(to, request).await
     }
+
+    async fn install_snapshot(
+        &self,
+        to: NodeId,
+        request: InstallSnapshot,
+    ) -> Result<InstallSnapshotResponse, Error> {
+        self.inner.install_snapshot(to, request).await
+    }
 }
 
 /// Runs the workload and measures it.
 pub(crate) async fn run(options: &Options) -> Result<Report, Error> {
-    let mut config = NodeConfig {
-        async_replication: options.mode == Mode::AsyncReplication,
-        ..NodeConfig::default()
-    };
-    config.raft.pacing = match options.pacing {
-        PacingArg::Eager => Pacing::Eager,
-        PacingArg::Heartbeat => Pacing::Heartbeat,
-    };
+    let config = node_config(options);
     let network = MemNetwork::new(1);
     let counters = Arc::new(Counters::default());
     let ids = [NodeId(1), NodeId(2), NodeId(3)];
     let members = ids.map(|id| (id, format!("mem://{id}")));
     let mut nodes = Vec::new();
+    let mut stores = Vec::new();
     for id in ids {
         let transport = Arc::new(CountingTransport {
             inner: network.transport(id),
             counters: counters.clone(),
         });
+        let store = MemLogStore::new().into_arc();
+        stores.push(store.clone());
         let node = Node::start(
             id,
             members.clone(),
             config.clone(),
-            MemLogStore::new().into_arc(),
+            store,
             Arc::new(NoopStateMachine),
             transport,
         )
@@ -111,12 +159,17 @@ pub(crate) async fn run(options: &Options) -> Result<Report, Error> {
     }
     let leader = ready_leader(&nodes, &counters).await?;
 
+    let (peak_log_bytes, sampler) = watch_log_bytes(stores);
     let report = drive_clients(options, &leader).await?;
+    sampler.abort();
+    let snapshots = nodes.iter().map(|n| n.status().snapshot_index).max();
     for node in &nodes {
         node.shutdown().await;
     }
     Ok(Report {
         nodes: nodes.len(),
+        peak_log_bytes: Some(peak_log_bytes.load(Ordering::Relaxed)),
+        last_snapshot_index: snapshots.map(|index| index.0),
         append_requests: counters.requests.load(Ordering::Relaxed),
         append_entries: counters.entries.load(Ordering::Relaxed),
         max_inflight: counters.max_inflight.load(Ordering::Relaxed),

@@ -17,6 +17,10 @@ pub(crate) struct Report {
     pub(crate) max_inflight: u64,
     /// For workloads with a file log.
     pub(crate) storage: Option<StorageFigures>,
+    /// The largest `LogStore::byte_count` of any node seen during the run.
+    pub(crate) peak_log_bytes: Option<u64>,
+    /// The highest index any node's latest snapshot covers at the end.
+    pub(crate) last_snapshot_index: Option<u64>,
 }
 
 /// What a file log did during a run.
@@ -74,6 +78,17 @@ impl Report {
                 }
             );
             println!("  entries per fsync  {per_fsync:.1}");
+        }
+        if let Some(bytes) = self.peak_log_bytes {
+            let threshold = match options.snapshot_threshold {
+                0 => "off".to_owned(),
+                t => format!("{:.1} MiB", t as f64 / (1024.0 * 1024.0)),
+            };
+            println!(
+                "  peak log bytes of a node (MiB)  {:.1} (snapshot threshold {threshold}, last snapshot at index {})",
+                bytes as f64 / (1024.0 * 1024.0),
+                self.last_snapshot_index.unwrap_or(0)
+            );
         }
         println!("  peak RSS (MiB)   {:.1}", peak_rss_kib() as f64 / 1024.0);
         println!(

@@ -9,6 +9,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::Error;
 
+/// The largest snapshot chunk a node sends (transports size their body limits after it).
+pub const MAX_SNAPSHOT_CHUNK_BYTES: u64 = 64 << 20;
+
 /// When a leader sends AppendEntries to a follower.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Pacing {
@@ -46,6 +49,14 @@ pub struct Config {
     pub batch_bytes_max: u64,
     /// An AppendEntries without a response after this long counts as failed.
     pub request_timeout_ms: u64,
+    /// Take a snapshot once this many entries were committed since the last one (0: never by
+    /// count; the runtime's log-size policy or an explicit request still takes them).
+    pub snapshot_entries: u64,
+    /// Entries kept in the log below a new snapshot's index when compacting, so followers that
+    /// lag a little catch up from the log instead of a whole snapshot.
+    pub snapshot_keep_entries: u64,
+    /// The most data bytes in one InstallSnapshot chunk.
+    pub snapshot_chunk_bytes: u64,
 }
 
 impl Default for Config {
@@ -61,6 +72,9 @@ impl Default for Config {
             batch_entries_max: 1024,
             batch_bytes_max: 1 << 20,
             request_timeout_ms: 1000,
+            snapshot_entries: 0,
+            snapshot_keep_entries: 1024,
+            snapshot_chunk_bytes: 1 << 20,
         }
     }
 }
@@ -89,6 +103,9 @@ impl Config {
         }
         if self.request_timeout_ms == 0 {
             return fail("request_timeout_ms must be positive");
+        }
+        if self.snapshot_chunk_bytes == 0 || self.snapshot_chunk_bytes > MAX_SNAPSHOT_CHUNK_BYTES {
+            return fail("snapshot_chunk_bytes must be in 1..=64 MiB");
         }
         Ok(())
     }

@@ -95,6 +95,11 @@ impl Error {
         Error::Storage(source.into())
     }
 
+    /// A state machine error from any error value or message.
+    pub fn state_machine(source: impl Into<BoxError>) -> Error {
+        Error::StateMachine(source.into())
+    }
+
     /// A transport error for `peer` from any error value or message.
     pub fn transport(peer: NodeId, source: impl Into<BoxError>) -> Error {
         Error::Transport {

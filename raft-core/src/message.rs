@@ -3,8 +3,10 @@
 //! Every response carries the responder's term so that a stale leader or candidate learns of a
 //! newer term and steps down (Raft §5.1).
 
+use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
+use crate::snapshot::SnapshotMeta;
 use crate::types::{Entry, LogId, LogIndex, NodeId, Term};
 
 /// A message between two Raft nodes.
@@ -20,6 +22,10 @@ pub enum Message {
     RequestVoteResponse(RequestVoteResponse),
     /// Leader to its chosen successor: start an election now (leadership transfer).
     TimeoutNow(TimeoutNow),
+    /// Leader to a follower whose next entry was compacted away: one chunk of a snapshot.
+    InstallSnapshot(InstallSnapshot),
+    /// Follower to leader: the outcome of one InstallSnapshot chunk.
+    InstallSnapshotResponse(InstallSnapshotResponse),
 }
 
 impl Message {
@@ -32,6 +38,8 @@ impl Message {
             Message::RequestVote(m) => m.term,
             Message::RequestVoteResponse(m) => m.term,
             Message::TimeoutNow(m) => m.term,
+            Message::InstallSnapshot(m) => m.term,
+            Message::InstallSnapshotResponse(m) => m.term,
         }
     }
 }
@@ -126,4 +134,59 @@ pub struct TimeoutNow {
     pub term: Term,
     /// The leader.
     pub leader_id: NodeId,
+}
+
+/// One chunk of a snapshot, from the leader to a follower whose next entry the leader's log no
+/// longer holds (Raft §7). Chunks go one at a time, in order; the follower answers where the
+/// next one should start, so a lost chunk is simply sent again.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InstallSnapshot {
+    /// The leader's term, checked on every chunk.
+    pub term: Term,
+    /// The leader.
+    pub leader_id: NodeId,
+    /// Sequence number, shared with AppendEntries; the response echoes it.
+    pub seq: u64,
+    /// The snapshot this chunk belongs to.
+    pub meta: SnapshotMeta,
+    /// Where `data` starts in the snapshot's data.
+    pub offset: u64,
+    /// The chunk.
+    pub data: Bytes,
+    /// CRC-32C of `data`.
+    pub chunk_crc: u32,
+    /// Whether this is the last chunk (`offset + data.len() == meta.size`).
+    pub done: bool,
+}
+
+/// The answer to one [`InstallSnapshot`] chunk.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InstallSnapshotResponse {
+    /// The responder's term.
+    pub term: Term,
+    /// The `seq` of the request answered.
+    pub seq: u64,
+    /// What happened.
+    pub outcome: SnapshotOutcome,
+}
+
+/// What a follower did with a snapshot chunk.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SnapshotOutcome {
+    /// Send the chunk starting at `offset` next: the follower holds the data before it (0 when
+    /// the chunk did not fit what it holds, or failed its checksum; the transfer restarts).
+    Continue {
+        /// The next offset the follower expects.
+        offset: u64,
+    },
+    /// The last chunk arrived and the snapshot is durable on the follower: its log now
+    /// continues right after the snapshot.
+    Installed,
+    /// The follower's commit index already covers the snapshot; replicate entries after it.
+    Covered {
+        /// The follower's commit index.
+        commit_index: LogIndex,
+    },
+    /// The request's term is older than the follower's.
+    StaleTerm,
 }

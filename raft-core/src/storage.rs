@@ -1,4 +1,4 @@
-//! The log store plugin: where a node keeps its log and hard state.
+//! The log store plugin: where a node keeps its log, its hard state and its snapshots.
 //!
 //! The runtime calls `append` and `truncate` from one task (the node's event loop), in order;
 //! `save_hard_state` from another (the hard-state writer), so it may run concurrently with log
@@ -6,11 +6,14 @@
 //! newer than the hard state); and `read` from the per-peer sender tasks and the apply task,
 //! concurrently with everything else.
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use tokio::sync::watch;
 
 use crate::engine::RestoredState;
 use crate::error::Error;
+use crate::snapshot::{SnapshotReader, SnapshotWriter};
 use crate::types::{Entry, HardState, LogId, LogIndex};
 
 /// A node's durable log and hard state.
@@ -24,21 +27,30 @@ use crate::types::{Entry, HardState, LogId, LogIndex};
 ///   are still in the log: after `truncate(from)` returns, the durable id is below `from` until
 ///   a later append becomes durable.
 /// - [`save_hard_state`](LogStore::save_hard_state) returns only once the hard state is durable.
+/// - Snapshots live beside the log: [`begin_snapshot`](LogStore::begin_snapshot) writes a new
+///   one that becomes current atomically and durably when finished (a crash while writing leaves
+///   the previous one usable); [`open_snapshot`](LogStore::open_snapshot) reads the current one.
+///   The log may then be compacted below the snapshot, so after a restart its first entry can
+///   be anywhere up to the snapshot's index plus one.
 ///
 /// An error from any write stops the node (it cannot know what is durable any more); an error
 /// from a read fails only that read.
 #[async_trait]
 pub trait LogStore: Send + Sync + 'static {
-    /// The durable state to start from: the hard state and the id and size of every entry, in
-    /// index order from the first. Called once when a node starts.
+    /// The durable state to start from: the hard state, the latest snapshot's description and
+    /// the id and size of every entry, in index order from the first held. Called once when a
+    /// node starts.
     async fn restore(&self) -> Result<RestoredState, Error>;
 
-    /// Appends `entries` (consecutive, following the last entry). On return they are readable;
-    /// they become durable later, in order, as [`durable`](LogStore::durable) reports.
+    /// Appends `entries` (consecutive, following the last entry; into an empty log, at the
+    /// index the last `truncate` or `compact` named). On return they are readable; they become
+    /// durable later, in order, as [`durable`](LogStore::durable) reports.
     async fn append(&self, entries: &[Entry]) -> Result<(), Error>;
 
-    /// Removes every entry at `from` and above. On return reads no longer see them and the
-    /// durable id is below `from`. The runtime never truncates committed entries.
+    /// Removes every entry at `from` and above; `from` may be the first entry held, leaving the
+    /// log empty with `from` as its next index. On return reads no longer see them and the
+    /// durable id is below `from`. The runtime truncates committed entries only when a snapshot
+    /// from the leader replaces a log that disagrees with it.
     async fn truncate(&self, from: LogIndex) -> Result<(), Error>;
 
     /// Reads entries `first..=last`. Fewer (or none) are returned if the range is not in the log
@@ -49,8 +61,18 @@ pub trait LogStore: Send + Sync + 'static {
     /// atomically; returns once it is durable.
     async fn save_hard_state(&self, hard_state: HardState) -> Result<(), Error>;
 
-    /// Drops entries below `before` (after a snapshot covers them). Reads of them return nothing.
+    /// Drops entries below `before`, which a durable snapshot covers. A store may keep some of
+    /// them for a while (a file store drops whole segments); reads of them may return them or
+    /// nothing. When `before` is past the last entry, the log becomes empty and `before` is its
+    /// next index (a follower that installed a snapshot continues after it).
     async fn compact(&self, before: LogIndex) -> Result<(), Error>;
+
+    /// Starts writing a new snapshot. Any number may be in progress; see [`SnapshotWriter`].
+    async fn begin_snapshot(&self) -> Result<Box<dyn SnapshotWriter>, Error>;
+
+    /// The latest durable snapshot, `None` if there is none yet. The reader stays valid (reads
+    /// the same data) after a newer snapshot replaces it, for as long as it is held.
+    async fn open_snapshot(&self) -> Result<Option<Arc<dyn SnapshotReader>>, Error>;
 
     /// The last entry of the log such that it and every entry before it is durable, as a watch
     /// the runtime waits on. It starts at the last entry found at open (everything on disk then

@@ -10,7 +10,8 @@ use async_trait::async_trait;
 
 use crate::error::Error;
 use crate::message::{
-    AppendEntries, AppendEntriesResponse, RequestVote, RequestVoteResponse, TimeoutNow,
+    AppendEntries, AppendEntriesResponse, InstallSnapshot, InstallSnapshotResponse, RequestVote,
+    RequestVoteResponse, TimeoutNow,
 };
 use crate::types::NodeId;
 
@@ -38,6 +39,13 @@ pub trait Transport: Send + Sync + 'static {
 
     /// Tells the peer to start an election at once (leadership transfer).
     async fn timeout_now(&self, to: NodeId, request: TimeoutNow) -> Result<(), Error>;
+
+    /// Sends one snapshot chunk and returns the answer. Chunks to one peer go one at a time.
+    async fn install_snapshot(
+        &self,
+        to: NodeId,
+        request: InstallSnapshot,
+    ) -> Result<InstallSnapshotResponse, Error>;
 }
 
 /// The server side: what a node does with a request that arrived for it.
@@ -58,4 +66,11 @@ pub trait ServiceHandler: Send + Sync + 'static {
 
     /// Handles a TimeoutNow from the leader `request.leader_id`.
     async fn timeout_now(&self, request: TimeoutNow) -> Result<(), Error>;
+
+    /// Handles one snapshot chunk from the leader `request.leader_id`. The answer may wait for
+    /// the chunk to be written (and, for the last one, for the snapshot to be durable).
+    async fn install_snapshot(
+        &self,
+        request: InstallSnapshot,
+    ) -> Result<InstallSnapshotResponse, Error>;
 }

@@ -172,7 +172,7 @@ pub struct EntryInfo {
 }
 
 /// The voting members of the cluster. A value, so a later membership change can replace it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Membership {
     voters: BTreeSet<NodeId>,
 }

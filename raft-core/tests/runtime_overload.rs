@@ -9,7 +9,9 @@ use async_trait::async_trait;
 use raft_core::engine::RestoredState;
 use raft_core::runtime::{Node, NodeConfig};
 use raft_core::testing::{MemKv, MemLogStore, MemNetwork};
-use raft_core::{Entry, Error, HardState, LogId, LogIndex, LogStore, NodeId};
+use raft_core::{
+    Entry, Error, HardState, LogId, LogIndex, LogStore, NodeId, SnapshotReader, SnapshotWriter,
+};
 use tokio::sync::{Notify, watch};
 
 /// A MemLogStore whose `append` can be held, which stalls the node's event loop.
@@ -57,6 +59,12 @@ impl LogStore for GatedStore {
     }
     async fn compact(&self, before: LogIndex) -> Result<(), Error> {
         self.inner.compact(before).await
+    }
+    async fn begin_snapshot(&self) -> Result<Box<dyn SnapshotWriter>, Error> {
+        self.inner.begin_snapshot().await
+    }
+    async fn open_snapshot(&self) -> Result<Option<Arc<dyn SnapshotReader>>, Error> {
+        self.inner.open_snapshot().await
     }
     fn durable(&self) -> watch::Receiver<LogId> {
         self.inner.durable()

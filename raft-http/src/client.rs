@@ -6,6 +6,13 @@
 //! [`raft_core::Error::Timeout`]; other failures answer [`raft_core::Error::Transport`] with a
 //! [`RequestError`] as the source. A dead peer costs its own requests a connection attempt or
 //! a fast backoff refusal, and nothing to the others (see `peer.rs`).
+//!
+//! Snapshot chunks go the same way, one chunk per request, under the same `request_timeout`.
+//! A separate, longer timeout for them would change nothing: raft-core counts a chunk without
+//! an answer after its `request_timeout_ms` as failed and abandons the call after twice that,
+//! whatever the transport waits. What has to fit is the chunk: pick `snapshot_chunk_bytes` so
+//! that one chunk crosses the slowest link well within `request_timeout_ms` (1 MiB, the
+//! default, takes about 85 ms at 100 Mbit/s; 64 MiB, the maximum, takes over 5 s).
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -14,7 +21,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 use raft_core::message::{
-    AppendEntries, AppendEntriesResponse, RequestVote, RequestVoteResponse, TimeoutNow,
+    AppendEntries, AppendEntriesResponse, InstallSnapshot, InstallSnapshotResponse, RequestVote,
+    RequestVoteResponse, TimeoutNow,
 };
 use raft_core::{NodeId, Transport};
 use serde::de::DeserializeOwned;
@@ -25,7 +33,7 @@ use crate::codec;
 use crate::error::{Error, RequestError};
 use crate::peer::Peer;
 use crate::routes::Rpc;
-use crate::server::DEFAULT_MAX_BODY_BYTES;
+use crate::service_config::DEFAULT_MAX_BODY_BYTES;
 
 /// How an [`HttpTransport`] talks to its peers.
 #[derive(Clone, Debug)]
@@ -35,7 +43,9 @@ pub struct ClientConfig {
     pub auth: ClusterAuth,
     /// A request without an answer after this long (connecting included) fails with
     /// [`raft_core::Error::Timeout`]. raft-core bounds calls at twice its own
-    /// `request_timeout_ms`, so keep this at or below that.
+    /// `request_timeout_ms`, so keep this at or below that. It bounds snapshot chunks too, so
+    /// it must also cover sending the largest chunk (`snapshot_chunk_bytes`) and the peer
+    /// writing it; see the module documentation.
     pub request_timeout: Duration,
     /// A TCP connection plus HTTP/2 handshake that takes longer fails.
     pub connect_timeout: Duration,
@@ -176,7 +186,7 @@ impl HttpTransport {
         };
         match tokio::time::timeout(self.config.request_timeout, exchange).await {
             Ok(Ok(answer)) => {
-                if let Some(latency) = peer.metrics.latency(rpc.index()) {
+                if let Some(latency) = peer.metrics.latency(rpc) {
                     latency.record(started.elapsed().as_secs_f64());
                 }
                 Ok(answer)
@@ -216,5 +226,16 @@ impl Transport for HttpTransport {
     async fn timeout_now(&self, to: NodeId, request: TimeoutNow) -> Result<(), raft_core::Error> {
         self.call(to, Rpc::TimeoutNow, codec::encode(&request))
             .await
+    }
+
+    async fn install_snapshot(
+        &self,
+        to: NodeId,
+        request: InstallSnapshot,
+    ) -> Result<InstallSnapshotResponse, raft_core::Error> {
+        let body = codec::encode_install_snapshot(&request);
+        // The body holds the chunk now: release the request's reference to the data.
+        drop(request);
+        self.call(to, Rpc::Snapshot, body).await
     }
 }

@@ -6,11 +6,12 @@
 //! body from a newer (or older) peer is refused as [`DecodeError::UnsupportedVersion`] instead of
 //! being misread. Any change to a message's serde shape must bump the version.
 //!
-//! AppendEntries, the hot path, is decoded without copying its payloads:
-//! [`decode_append_entries`] borrows each command from the received body and hands it on as a
-//! [`Bytes`] slice of the same buffer (the server collects a body into one buffer, which copies
-//! only when it arrived in several HTTP/2 frames). Encoding writes each payload once into the
-//! request buffer, sized up front. Other messages go through plain serde.
+//! The two messages that carry bulk data are decoded without copying it: AppendEntries, the hot
+//! path ([`decode_append_entries`] borrows each command from the received body and hands it on
+//! as a [`Bytes`] slice of the same buffer), and InstallSnapshot ([`decode_install_snapshot`]
+//! does the same with the chunk's data). The server collects a body into one buffer, which
+//! copies only when it arrived in several HTTP/2 frames. Encoding writes each payload (or the
+//! chunk) once into the request buffer, sized up front. Other messages go through plain serde.
 //!
 //! Decoding never panics on any input (see `tests/codec_proptest.rs`). Bytes after the message
 //! are not looked at.
@@ -18,8 +19,8 @@
 #![deny(clippy::indexing_slicing)]
 
 use bytes::Bytes;
-use raft_core::message::AppendEntries;
-use raft_core::{Entry, LogId, LogIndex, NodeId, Payload, Term};
+use raft_core::message::{AppendEntries, InstallSnapshot};
+use raft_core::{Entry, LogId, LogIndex, NodeId, Payload, SnapshotMeta, Term};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
@@ -83,6 +84,16 @@ pub fn encode_append_entries(request: &AppendEntries) -> Result<Bytes, EncodeErr
     encode_with_capacity(request, capacity)
 }
 
+/// Encodes an InstallSnapshot chunk into one buffer sized for its data up front.
+///
+/// # Errors
+/// [`EncodeError`] if serde refuses the value.
+pub fn encode_install_snapshot(request: &InstallSnapshot) -> Result<Bytes, EncodeError> {
+    // The fixed fields and the meta take under 128 bytes, plus at most 9 per voter.
+    let capacity = 128 + request.meta.membership.len() * 9 + request.data.len();
+    encode_with_capacity(request, capacity)
+}
+
 fn encode_with_capacity<T: Serialize + ?Sized>(
     message: &T,
     capacity: usize,
@@ -134,6 +145,56 @@ pub fn decode_append_entries(body: &Bytes) -> Result<AppendEntries, DecodeError>
     })
 }
 
+/// Decodes an InstallSnapshot chunk whose data is a slice of `body` (no copy).
+///
+/// ```
+/// use bytes::Bytes;
+/// use raft_core::message::InstallSnapshot;
+/// use raft_core::{LogId, Membership, NodeId, SnapshotMeta, Term};
+///
+/// let data = Bytes::from_static(b"the state machine's state");
+/// let chunk = InstallSnapshot {
+///     term: Term(5),
+///     leader_id: NodeId(1),
+///     seq: 12,
+///     meta: SnapshotMeta {
+///         last_log_id: LogId::new(4, 100),
+///         membership: Membership::new([NodeId(1), NodeId(2), NodeId(3)]),
+///         size: data.len() as u64,
+///         checksum: 0x1234_5678,
+///     },
+///     offset: 0,
+///     data: data.clone(),
+///     chunk_crc: 0x1234_5678,
+///     done: true,
+/// };
+/// let body = raft_http::codec::encode_install_snapshot(&chunk)?;
+/// let back = raft_http::codec::decode_install_snapshot(&body)?;
+/// assert_eq!(back, chunk);
+/// // The data points into the body: nothing was copied.
+/// let inside = body.as_ptr() as usize..body.as_ptr() as usize + body.len();
+/// assert!(inside.contains(&(back.data.as_ptr() as usize)));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+///
+/// # Errors
+/// As [`decode`].
+pub fn decode_install_snapshot(body: &Bytes) -> Result<InstallSnapshot, DecodeError> {
+    let message = open_envelope(body)?;
+    let wire: WireInstallSnapshot<'_> =
+        rmp_serde::from_slice(message).map_err(|e| DecodeError::Message(e.to_string()))?;
+    Ok(InstallSnapshot {
+        term: wire.term,
+        leader_id: wire.leader_id,
+        seq: wire.seq,
+        meta: wire.meta,
+        offset: wire.offset,
+        data: share(body, wire.data),
+        chunk_crc: wire.chunk_crc,
+        done: wire.done,
+    })
+}
+
 /// Checks the envelope and returns the bytes of the message inside it.
 fn open_envelope(body: &[u8]) -> Result<&[u8], DecodeError> {
     let mut rest = body;
@@ -168,9 +229,9 @@ fn share(whole: &Bytes, part: &[u8]) -> Bytes {
     }
 }
 
-// The borrowed mirror of raft-core's AppendEntries, Entry and Payload: the same fields in the
-// same order and the same variant names, so it reads exactly what rmp-serde writes for them (the
-// proptest checks that against the owned decoder).
+// The borrowed mirrors of raft-core's AppendEntries, Entry, Payload and InstallSnapshot: the
+// same fields in the same order and the same variant names, so they read exactly what rmp-serde
+// writes for them (the proptest checks that against the owned decoder).
 
 #[derive(Deserialize)]
 struct WireAppendEntries<'a> {
@@ -194,6 +255,19 @@ struct WireEntry<'a> {
 enum WirePayload<'a> {
     Blank,
     Command(&'a [u8]),
+}
+
+#[derive(Deserialize)]
+struct WireInstallSnapshot<'a> {
+    term: Term,
+    leader_id: NodeId,
+    seq: u64,
+    meta: SnapshotMeta,
+    offset: u64,
+    #[serde(borrow)]
+    data: &'a [u8],
+    chunk_crc: u32,
+    done: bool,
 }
 
 #[cfg(test)]
@@ -260,6 +334,55 @@ mod tests {
         for cut in 0..body.len() {
             assert!(
                 decode_append_entries(&body.slice(..cut)).is_err(),
+                "cut {cut}"
+            );
+        }
+    }
+
+    fn install_snapshot() -> InstallSnapshot {
+        let data = Bytes::from((0..=255u8).cycle().take(3000).collect::<Vec<u8>>());
+        InstallSnapshot {
+            term: Term(6),
+            leader_id: NodeId(2),
+            seq: 41,
+            meta: SnapshotMeta {
+                last_log_id: LogId::new(5, 900),
+                membership: raft_core::Membership::new([NodeId(1), NodeId(2), NodeId(3)]),
+                size: 10_000,
+                checksum: 0xdead_beef,
+            },
+            offset: 3000,
+            chunk_crc: 0x0bad_cafe,
+            data,
+            done: false,
+        }
+    }
+
+    #[test]
+    fn install_snapshot_data_is_a_slice_of_the_body() {
+        let body = encode_install_snapshot(&install_snapshot()).unwrap();
+        let decoded = decode_install_snapshot(&body).unwrap();
+        assert_eq!(decoded, install_snapshot());
+        let body_range = body.as_ptr() as usize..body.as_ptr() as usize + body.len();
+        assert!(body_range.contains(&(decoded.data.as_ptr() as usize)));
+        assert_eq!(decode::<InstallSnapshot>(&body).unwrap(), decoded);
+        assert_eq!(encode(&install_snapshot()).unwrap(), body);
+    }
+
+    #[test]
+    fn install_snapshot_is_encoded_in_one_buffer_sized_up_front() {
+        let request = install_snapshot();
+        let body = encode_install_snapshot(&request).unwrap();
+        let capacity = 128 + request.meta.membership.len() * 9 + request.data.len();
+        assert!(body.len() <= capacity, "{} > {capacity}", body.len());
+    }
+
+    #[test]
+    fn a_truncated_snapshot_chunk_is_malformed() {
+        let body = encode_install_snapshot(&install_snapshot()).unwrap();
+        for cut in 0..body.len() {
+            assert!(
+                decode_install_snapshot(&body.slice(..cut)).is_err(),
                 "cut {cut}"
             );
         }

@@ -5,17 +5,24 @@
 //!   It keeps one HTTP/2 connection per peer (prior knowledge over plain TCP) on which many
 //!   pipelined requests are in flight at once, bounds every request with a timeout, and
 //!   reconnects with exponential backoff; a dead peer never delays requests to the others.
-//! - **Server**: [`RaftService`] forwards `POST /raft/v1/append`, `/raft/v1/vote` and
-//!   `/raft/v1/timeout-now` to any [`ServiceHandler`](raft_core::ServiceHandler) (a raft-core
-//!   `Node`) and serves `GET /metrics`. It is a router that an application mounts beside its own
-//!   routes ([`RaftService::route`] hands back requests for paths that are not its own), and
-//!   [`Server`] is a hardened accept loop for it (HTTP/1.1 and HTTP/2, header read timeout,
-//!   connection and stream limits, graceful shutdown). There is no snapshot route yet: raft-core
-//!   has no InstallSnapshot message so far.
+//! - **Server**: [`RaftService`] forwards `POST /raft/v1/append`, `/raft/v1/vote`,
+//!   `/raft/v1/timeout-now` and `/raft/v1/snapshot` to any
+//!   [`ServiceHandler`](raft_core::ServiceHandler) (a raft-core `Node`) and serves
+//!   `GET /metrics`. It is a router that an application mounts beside its own routes
+//!   ([`RaftService::route`] hands back requests for paths that are not its own), and [`Server`]
+//!   is a hardened accept loop for it (HTTP/1.1 and HTTP/2, header read timeout, connection and
+//!   stream limits, graceful shutdown).
+//! - **Snapshots**: raft-core sends a snapshot one InstallSnapshot chunk per request, so no
+//!   body ever holds a whole snapshot. The snapshot route has its own body limit,
+//!   [`ServiceConfig::max_snapshot_body_bytes`] (2 MiB by default, for raft-core's default
+//!   1 MiB chunks); a cluster with larger `snapshot_chunk_bytes` raises it with
+//!   [`ServiceConfig::with_snapshot_chunk_bytes`]. The chunk's data is decoded as a slice of
+//!   the received body, and chunks share the client's `request_timeout`, which (like raft-core's
+//!   `request_timeout_ms`) must cover one chunk's transfer.
 //! - **Wire**: bodies are MessagePack (rmp-serde) in a `[version, message]` envelope
 //!   ([`codec`]); every request carries the cluster id and, when configured, a shared secret
 //!   ([`ClusterAuth`]); failures carry a typed [`ErrorCode`] in the
-//!   [`ERROR_CODE_HEADER`](routes::ERROR_CODE_HEADER) so the client rebuilds a useful
+//!   [`ERROR_CODE_HEADER`] so the client rebuilds a useful
 //!   [`raft_core::Error`].
 //! - **Metrics**: the names in [`metrics`], recorded through the `metrics` facade.
 //!
@@ -39,19 +46,23 @@
 //! let auth = ClusterAuth::new("my-cluster")?.with_secret("correct-horse")?;
 //! let metrics = raft_http::metrics::install_prometheus_recorder()?;
 //!
+//! let config = NodeConfig::default();
+//!
 //! let transport = Arc::new(HttpTransport::new(members, ClientConfig::new(auth.clone()))?);
 //! let node = Node::start(
 //!     id,
 //!     members,
-//!     NodeConfig::default(),
+//!     config.clone(),
 //!     MemLogStore::new().into_arc(),
 //!     MemKv::new().into_arc(),
 //!     transport,
 //! )
 //! .await?;
 //!
-//! let service = RaftService::new(Arc::new(node.clone()), ServiceConfig::new(auth))
-//!     .with_metrics(metrics);
+//! let service_config = ServiceConfig::new(auth)
+//!     // Admits the largest chunk the nodes send.
+//!     .with_snapshot_chunk_bytes(config.raft.snapshot_chunk_bytes)?;
+//! let service = RaftService::new(Arc::new(node.clone()), service_config).with_metrics(metrics);
 //! let server = Server::bind("127.0.0.1:7001", ServerConfig::default()).await?;
 //! let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
 //! let serving = tokio::spawn(server.serve(service, async {
@@ -76,12 +87,15 @@ mod peer;
 pub mod routes;
 mod serve;
 mod server;
+mod service_config;
 
 pub use auth::{CLUSTER_ID_HEADER, ClusterAuth, SECRET_HEADER};
 pub use client::{ClientConfig, HttpTransport};
 pub use error::{Error, ErrorCode, RequestError};
 pub use routes::ERROR_CODE_HEADER;
 pub use serve::{Server, ServerConfig};
-pub use server::{
-    DEFAULT_MAX_BODY_BYTES, RaftService, ResponseBody, ResponseFuture, Routed, ServiceConfig,
+pub use server::{RaftService, ResponseBody, ResponseFuture, Routed};
+pub use service_config::{
+    DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_SNAPSHOT_BODY_BYTES, MAX_SNAPSHOT_BODY_BYTES,
+    SNAPSHOT_BODY_OVERHEAD_BYTES, ServiceConfig,
 };

@@ -12,6 +12,7 @@ use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use raft_core::NodeId;
 
 use crate::error::Error;
+use crate::routes::Rpc;
 
 /// Counter: requests a server answered, by `route` and `status` (DESIGN §7).
 pub const REQUESTS: &str = "raft_http_requests_total";
@@ -108,30 +109,31 @@ pub(crate) struct PeerMetrics {
     pub(crate) sent_bytes: Counter,
     pub(crate) received_bytes: Counter,
     pub(crate) connects: Counter,
-    latency: [Histogram; 3],
+    /// By [`Rpc::index`].
+    latency: [Histogram; Rpc::ALL.len()],
 }
 
 impl PeerMetrics {
     pub(crate) fn new(node: Option<NodeId>, peer: NodeId) -> PeerMetrics {
         let mut labels = node_labels(node);
         labels.push(Label::new("peer", peer.to_string()));
-        let latency = |route: &'static str| {
+        let latency = |rpc: Rpc| {
             let mut labels = labels.clone();
-            labels.push(Label::from_static_parts("route", route));
+            labels.push(Label::from_static_parts("route", rpc.label()));
             metrics::histogram!(RPC_LATENCY, labels)
         };
         PeerMetrics {
             sent_bytes: metrics::counter!(CLIENT_SENT_BYTES, labels.clone()),
             received_bytes: metrics::counter!(CLIENT_RECEIVED_BYTES, labels.clone()),
             connects: metrics::counter!(CLIENT_CONNECTS, labels.clone()),
-            latency: [latency("append"), latency("vote"), latency("timeout-now")],
+            latency: Rpc::ALL.map(latency),
             labels,
         }
     }
 
-    /// The latency histogram of the RPC route with this index (see `server::Rpc`).
-    pub(crate) fn latency(&self, route: usize) -> Option<&Histogram> {
-        self.latency.get(route)
+    /// The latency histogram of an RPC route.
+    pub(crate) fn latency(&self, rpc: Rpc) -> Option<&Histogram> {
+        self.latency.get(rpc.index())
     }
 
     /// Counts one failed request.

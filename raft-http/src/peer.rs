@@ -41,7 +41,7 @@ pub(crate) struct Peer {
     /// `host:port`, as dialled.
     address: String,
     /// The RPC routes' URIs, indexed by `Rpc::index`.
-    uris: [Uri; 3],
+    uris: Vec<Uri>,
     state: Mutex<ConnState>,
     dial: tokio::sync::Mutex<()>,
     pub(crate) metrics: PeerMetrics,
@@ -75,7 +75,7 @@ impl Peer {
         };
         Ok(Peer {
             id,
-            uris: [uri(Rpc::Append)?, uri(Rpc::Vote)?, uri(Rpc::TimeoutNow)?],
+            uris: Rpc::ALL.into_iter().map(uri).collect::<Result<_, _>>()?,
             address: authority.as_str().to_owned(),
             state: Mutex::new(ConnState::default()),
             dial: tokio::sync::Mutex::new(()),

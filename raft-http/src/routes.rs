@@ -1,8 +1,7 @@
 //! The routes and headers of the protocol, shared by the server and the client.
 //!
-//! There is no snapshot route yet: raft-core has no InstallSnapshot message so far (snapshots
-//! are a later issue); `/raft/v1/snapshot` will come with it, under a new route, without a wire
-//! version change for the existing ones.
+//! Each RPC has its own path under `/raft/v1/`. The snapshot route came after the others as a
+//! new path: the wire version of the existing routes did not change with it.
 
 /// AppendEntries (and heartbeats): `POST`, body `AppendEntries`, answer
 /// `AppendEntriesResponse`.
@@ -11,6 +10,10 @@ pub const APPEND_PATH: &str = "/raft/v1/append";
 pub const VOTE_PATH: &str = "/raft/v1/vote";
 /// TimeoutNow (leadership transfer): `POST`, body `TimeoutNow`, answer `()`.
 pub const TIMEOUT_NOW_PATH: &str = "/raft/v1/timeout-now";
+/// InstallSnapshot: `POST`, body one `InstallSnapshot` chunk, answer `InstallSnapshotResponse`.
+/// Each request carries one chunk (raft-core sends them one at a time), so neither side holds
+/// more than a chunk of a snapshot in memory for it.
+pub const SNAPSHOT_PATH: &str = "/raft/v1/snapshot";
 /// The Prometheus text exposition of the installed recorder: `GET`.
 pub const METRICS_PATH: &str = "/metrics";
 /// Every path under this prefix belongs to raft-http (unknown ones are answered 404 by it).
@@ -24,14 +27,19 @@ pub(crate) enum Rpc {
     Append,
     Vote,
     TimeoutNow,
+    Snapshot,
 }
 
 impl Rpc {
+    /// Every RPC, in [`index`](Rpc::index) order.
+    pub(crate) const ALL: [Rpc; 4] = [Rpc::Append, Rpc::Vote, Rpc::TimeoutNow, Rpc::Snapshot];
+
     pub(crate) fn path(self) -> &'static str {
         match self {
             Rpc::Append => APPEND_PATH,
             Rpc::Vote => VOTE_PATH,
             Rpc::TimeoutNow => TIMEOUT_NOW_PATH,
+            Rpc::Snapshot => SNAPSHOT_PATH,
         }
     }
 
@@ -41,6 +49,7 @@ impl Rpc {
             Rpc::Append => "append",
             Rpc::Vote => "vote",
             Rpc::TimeoutNow => "timeout-now",
+            Rpc::Snapshot => "snapshot",
         }
     }
 
@@ -50,6 +59,7 @@ impl Rpc {
             Rpc::Append => 0,
             Rpc::Vote => 1,
             Rpc::TimeoutNow => 2,
+            Rpc::Snapshot => 3,
         }
     }
 }
@@ -70,6 +80,7 @@ impl Route {
             APPEND_PATH => Some(Route::Rpc(Rpc::Append)),
             VOTE_PATH => Some(Route::Rpc(Rpc::Vote)),
             TIMEOUT_NOW_PATH => Some(Route::Rpc(Rpc::TimeoutNow)),
+            SNAPSHOT_PATH => Some(Route::Rpc(Rpc::Snapshot)),
             METRICS_PATH => Some(Route::Metrics),
             _ if path.starts_with(RAFT_PREFIX) => Some(Route::UnknownRaft),
             _ => None,
@@ -81,6 +92,19 @@ impl Route {
             Route::Rpc(rpc) => rpc.label(),
             Route::Metrics => "metrics",
             Route::UnknownRaft => "unknown",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rpcs_are_listed_in_index_order_and_route_back_to_themselves() {
+        for (position, rpc) in Rpc::ALL.into_iter().enumerate() {
+            assert_eq!(rpc.index(), position);
+            assert_eq!(Route::of(rpc.path()), Some(Route::Rpc(rpc)));
         }
     }
 }

@@ -8,13 +8,18 @@
 //! status before any work is done: route (404), method (405), cluster id and secret (401/403:
 //! the handler is never called), content type (415), declared size (413); then the body is read
 //! under the size limit (413) and a time limit (408), decoded (400) and handed to the handler.
+//!
+//! Snapshot chunks (`/raft/v1/snapshot`) go through the same checks under their own size limit
+//! (see `service_config.rs`): one request carries one chunk, decoded without copying its data,
+//! so a server holds at most a chunk of a snapshot per request. They take no place in the
+//! AppendEntries line: a leader sends a follower no AppendEntries while it sends it a snapshot,
+//! so there is no order to keep between the two, and a slow chunk never holds up an append.
 
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::Poll;
-use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
@@ -23,51 +28,15 @@ use hyper::header::{self, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 use metrics::Label;
 use metrics_exporter_prometheus::PrometheusHandle;
-use raft_core::{NodeId, ServiceHandler};
+use raft_core::ServiceHandler;
 use tracing::debug;
 
-use crate::auth::ClusterAuth;
 use crate::codec::{self, CONTENT_TYPE, DecodeError};
 use crate::error::ErrorCode;
 use crate::metrics::{node_labels, record_request};
 use crate::order::{ConnectionOrder, Sequencer, Ticket};
 use crate::routes::{ERROR_CODE_HEADER, Route, Rpc};
-
-/// The default body limit: 8 MiB, room for raft-core's default 1 MiB batches eight times over.
-pub const DEFAULT_MAX_BODY_BYTES: usize = 8 << 20;
-
-/// How a [`RaftService`] checks requests.
-#[derive(Clone, Debug)]
-#[non_exhaustive]
-pub struct ServiceConfig {
-    /// The cluster id and secret every request must carry.
-    pub auth: ClusterAuth,
-    /// Request bodies over this many bytes are refused with 413. Keep it above the Raft
-    /// configuration's `batch_bytes_max` plus framing.
-    pub max_body_bytes: usize,
-    /// The local node, for the `node` label of the metrics.
-    pub node: Option<NodeId>,
-    /// How long an AppendEntries waits for the ones that arrived before it on its connection to
-    /// reach the handler (see the `order` module); then it goes ahead out of order.
-    pub order_wait_max: Duration,
-    /// A request body that has not fully arrived this long after its head is refused with 408,
-    /// so a client that stops mid-body does not hold a stream (or an HTTP/1 connection) forever.
-    pub body_read_timeout: Duration,
-}
-
-impl ServiceConfig {
-    /// The defaults with these credentials.
-    #[must_use]
-    pub fn new(auth: ClusterAuth) -> ServiceConfig {
-        ServiceConfig {
-            auth,
-            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
-            node: None,
-            order_wait_max: Duration::from_millis(100),
-            body_read_timeout: Duration::from_secs(10),
-        }
-    }
-}
+use crate::service_config::ServiceConfig;
 
 /// The response body of every raft-http answer.
 pub type ResponseBody = Full<Bytes>;
@@ -100,6 +69,7 @@ pub enum Routed<B> {
 /// #     async fn append_entries(&self, _: AppendEntries) -> Result<AppendEntriesResponse, raft_core::Error> { Err(raft_core::Error::Shutdown) }
 /// #     async fn request_vote(&self, _: RequestVote) -> Result<RequestVoteResponse, raft_core::Error> { Err(raft_core::Error::Shutdown) }
 /// #     async fn timeout_now(&self, _: TimeoutNow) -> Result<(), raft_core::Error> { Ok(()) }
+/// #     async fn install_snapshot(&self, _: InstallSnapshot) -> Result<InstallSnapshotResponse, raft_core::Error> { Err(raft_core::Error::Shutdown) }
 /// # }
 ///
 /// # async fn example() -> Result<(), raft_http::Error> {
@@ -192,9 +162,11 @@ impl From<raft_core::Error> for Failure {
 }
 
 impl RaftService {
-    /// A service forwarding to `handler`, without a `/metrics` route.
+    /// A service forwarding to `handler`, without a `/metrics` route. A snapshot body limit
+    /// over [`MAX_SNAPSHOT_BODY_BYTES`](crate::MAX_SNAPSHOT_BODY_BYTES) is lowered to it.
     #[must_use]
     pub fn new(handler: Arc<dyn ServiceHandler>, config: ServiceConfig) -> RaftService {
+        let config = config.clamped();
         RaftService {
             handler,
             node_labels: node_labels(config.node).into(),
@@ -298,7 +270,7 @@ impl RaftService {
         B: Body<Data = Bytes> + Send,
         B::Error: Into<raft_core::BoxError>,
     {
-        let body = match self.read_body(request).await {
+        let body = match self.read_body(request, self.config.body_limit(rpc)).await {
             Ok(body) => body,
             Err(failure) => return (failure_response(failure), 0),
         };
@@ -316,8 +288,8 @@ impl RaftService {
         (response, received)
     }
 
-    /// Every check before the handler, then the body under the size limit.
-    async fn read_body<B>(&self, request: Request<B>) -> Result<Bytes, Failure>
+    /// Every check before the handler, then the body under the size limit `limit`.
+    async fn read_body<B>(&self, request: Request<B>, limit: usize) -> Result<Bytes, Failure>
     where
         B: Body<Data = Bytes> + Send,
         B::Error: Into<raft_core::BoxError>,
@@ -338,7 +310,6 @@ impl RaftService {
                 format!("the content type must be {CONTENT_TYPE}"),
             ));
         }
-        let limit = self.config.max_body_bytes;
         let body = request.into_body();
         let declared = declared_length(&body);
         if declared > limit as u64 {
@@ -390,6 +361,13 @@ impl RaftService {
                 let request = codec::decode(&body)?;
                 self.handler.timeout_now(request).await?;
                 codec::encode(&())
+            }
+            Rpc::Snapshot => {
+                let request = codec::decode_install_snapshot(&body)?;
+                // The chunk's data is a slice of the body: the buffer now lives as long as it.
+                drop(body);
+                let answer = self.handler.install_snapshot(request).await?;
+                codec::encode(&answer)
             }
         };
         encoded.map_err(|e| Failure::new(ErrorCode::Internal, e.to_string()))

@@ -43,19 +43,6 @@ async fn assert_still_serving(addr: SocketAddr, handler: &FakeHandler) {
     assert_eq!(handler.calls(), before + 1);
 }
 
-fn assert_refused(answer: &Answer, status: StatusCode, code: &str) {
-    assert_eq!(answer.status, status, "{answer:?}");
-    assert_eq!(
-        answer
-            .headers
-            .get(raft_http::ERROR_CODE_HEADER)
-            .map(|v| v.to_str().unwrap()),
-        Some(code),
-        "{answer:?}"
-    );
-    assert!(!answer.body.is_empty(), "a failure says why");
-}
-
 #[tokio::test]
 async fn an_oversized_body_is_refused_with_413() {
     let handler = FakeHandler::new();
@@ -125,7 +112,12 @@ async fn random_bodies_are_refused_with_400() {
                 state as u8
             })
             .collect();
-        for path in ["/raft/v1/append", "/raft/v1/vote", "/raft/v1/timeout-now"] {
+        for path in [
+            "/raft/v1/append",
+            "/raft/v1/vote",
+            "/raft/v1/timeout-now",
+            "/raft/v1/snapshot",
+        ] {
             let answer = http1(server.addr, post(path, body.clone())).await;
             assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{path}: {answer:?}");
         }
@@ -224,11 +216,12 @@ async fn a_wrong_content_type_is_refused_with_415() {
 }
 
 #[tokio::test]
-async fn unknown_routes_are_404_including_the_snapshot_route_not_built_yet() {
+async fn unknown_routes_are_404() {
     let handler = FakeHandler::new();
     let server = strict_server(handler.clone()).await;
     for path in [
-        "/raft/v1/snapshot",
+        "/raft/v1/snapshots",
+        "/raft/v2/snapshot",
         "/raft/v2/append",
         "/elsewhere",
         "/metrics",

@@ -1,5 +1,6 @@
 //! A 3-node raft-core cluster over real loopback HTTP: it elects a leader, replicates writes to
-//! every node, and fails over when the leader is shut down.
+//! every node, fails over when the leader is shut down, and brings a follower that lost its
+//! data back with a snapshot sent in chunks.
 
 // Helpers of this test file: a broken one should fail the test loudly.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -32,6 +33,12 @@ fn node_config() -> NodeConfig {
 }
 
 async fn start_cluster() -> BTreeMap<NodeId, Member> {
+    start_cluster_with(node_config()).await.1
+}
+
+async fn start_cluster_with(
+    config: NodeConfig,
+) -> (BTreeMap<NodeId, String>, BTreeMap<NodeId, Member>) {
     // Learn three free ports first: every node needs every address at start.
     let mut addresses = BTreeMap::new();
     for id in 1..=3 {
@@ -39,7 +46,21 @@ async fn start_cluster() -> BTreeMap<NodeId, Member> {
         addresses.insert(NodeId(id), listener.local_addr().unwrap().to_string());
     }
     let mut members = BTreeMap::new();
-    for (&id, address) in &addresses {
+    for &id in addresses.keys() {
+        let member = start_member(id, &addresses, config.clone()).await;
+        members.insert(id, member);
+    }
+    (addresses, members)
+}
+
+/// Starts node `id` with an empty log and state machine, served on its address.
+async fn start_member(
+    id: NodeId,
+    addresses: &BTreeMap<NodeId, String>,
+    config: NodeConfig,
+) -> Member {
+    let address = &addresses[&id];
+    {
         let mut client = ClientConfig::new(auth());
         client.request_timeout = Duration::from_millis(500);
         client.connect_timeout = Duration::from_millis(200);
@@ -51,7 +72,7 @@ async fn start_cluster() -> BTreeMap<NodeId, Member> {
         let node = Node::start(
             id,
             addresses.clone(),
-            node_config(),
+            config,
             MemLogStore::new().into_arc(),
             kv.clone().into_arc(),
             transport,
@@ -62,9 +83,8 @@ async fn start_cluster() -> BTreeMap<NodeId, Member> {
         service.node = Some(id);
         let service = RaftService::new(Arc::new(node.clone()), service);
         let server = serve_on(address, service, ServerConfig::default()).await;
-        members.insert(id, Member { node, kv, server });
+        Member { node, kv, server }
     }
-    members
 }
 
 /// Waits until one of `members` leads and the others follow it.
@@ -154,6 +174,47 @@ async fn three_nodes_over_http_elect_replicate_and_fail_over() {
     // Writes to the old leader's address fail cleanly rather than hang.
     let stale = gone.node.append(vec![MemKv::put("x", "y")]).await;
     assert!(matches!(stale, Err(Error::Shutdown)), "{stale:?}");
+
+    for (_, member) in members {
+        member.node.shutdown().await;
+        member.server.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_that_lost_its_data_catches_up_by_snapshot_chunks_over_http() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+    let mut config = node_config();
+    config.raft.snapshot_entries = 50;
+    config.raft.snapshot_keep_entries = 5;
+    // Small chunks: the snapshot of ~200 keys takes dozens of requests.
+    config.raft.snapshot_chunk_bytes = 512;
+    let (addresses, mut members) = start_cluster_with(config.clone()).await;
+    let leader_id = stable_leader(&members).await;
+    let leader = members[&leader_id].node.clone();
+    let last = write(&leader, "k", 200).await;
+    wait_applied(&members, last).await;
+    assert!(
+        leader.status().log_base_index > LogIndex(100),
+        "the leader compacted"
+    );
+
+    // A follower loses everything (a replaced disk) and comes back empty.
+    let follower = *members.keys().find(|&&id| id != leader_id).unwrap();
+    let gone = members.remove(&follower).unwrap();
+    gone.node.shutdown().await;
+    gone.server.stop().await;
+    members.insert(follower, start_member(follower, &addresses, config).await);
+
+    let last = write(&leader, "after", 10).await;
+    wait_applied(&members, last).await;
+    let back = &members[&follower];
+    assert!(!back.kv.restored_from().is_empty(), "installed a snapshot");
+    assert_eq!(back.kv.dump(), members[&leader_id].kv.dump());
+    assert_eq!(back.kv.get(b"k199").as_deref(), Some(&b"value 199"[..]));
 
     for (_, member) in members {
         member.node.shutdown().await;

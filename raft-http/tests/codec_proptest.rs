@@ -1,12 +1,13 @@
-//! The body decoder never panics on any input, and every message survives encode → decode.
+//! The body decoders never panic on any input, and every message survives encode → decode:
+//! AppendEntries and InstallSnapshot through both their zero-copy and their owned decoders.
 
 use bytes::Bytes;
 use proptest::prelude::*;
 use raft_core::message::{
-    AppendEntries, AppendEntriesResponse, AppendOutcome, ConflictHint, RequestVote,
-    RequestVoteResponse, TimeoutNow,
+    AppendEntries, AppendEntriesResponse, AppendOutcome, ConflictHint, InstallSnapshot,
+    InstallSnapshotResponse, RequestVote, RequestVoteResponse, SnapshotOutcome, TimeoutNow,
 };
-use raft_core::{Entry, LogId, LogIndex, NodeId, Payload, Term};
+use raft_core::{Entry, LogId, LogIndex, Membership, NodeId, Payload, SnapshotMeta, Term};
 use raft_http::codec::{self, DecodeError};
 
 fn log_id() -> impl Strategy<Value = LogId> {
@@ -84,10 +85,67 @@ fn request_vote() -> impl Strategy<Value = RequestVote> {
         )
 }
 
+fn snapshot_meta() -> impl Strategy<Value = SnapshotMeta> {
+    (
+        log_id(),
+        proptest::collection::btree_set(any::<u64>(), 0..6),
+        any::<u64>(),
+        any::<u32>(),
+    )
+        .prop_map(|(last_log_id, voters, size, checksum)| SnapshotMeta {
+            last_log_id,
+            membership: Membership::new(voters.into_iter().map(NodeId)),
+            size,
+            checksum,
+        })
+}
+
+fn install_snapshot() -> impl Strategy<Value = InstallSnapshot> {
+    (
+        (any::<u64>(), any::<u64>(), any::<u64>()),
+        snapshot_meta(),
+        any::<u64>(),
+        proptest::collection::vec(any::<u8>(), 0..512),
+        any::<u32>(),
+        any::<bool>(),
+    )
+        .prop_map(
+            |((term, leader, seq), meta, offset, data, chunk_crc, done)| InstallSnapshot {
+                term: Term(term),
+                leader_id: NodeId(leader),
+                seq,
+                meta,
+                offset,
+                data: Bytes::from(data),
+                chunk_crc,
+                done,
+            },
+        )
+}
+
+fn install_snapshot_response() -> impl Strategy<Value = InstallSnapshotResponse> {
+    let outcome = prop_oneof![
+        any::<u64>().prop_map(|offset| SnapshotOutcome::Continue { offset }),
+        Just(SnapshotOutcome::Installed),
+        any::<u64>().prop_map(|i| SnapshotOutcome::Covered {
+            commit_index: LogIndex(i)
+        }),
+        Just(SnapshotOutcome::StaleTerm),
+    ];
+    (any::<u64>(), any::<u64>(), outcome).prop_map(|(term, seq, outcome)| InstallSnapshotResponse {
+        term: Term(term),
+        seq,
+        outcome,
+    })
+}
+
 /// Runs every decoder on `bytes`; the test fails only if one panics.
 fn decode_everything(bytes: &[u8]) {
     let owned = Bytes::copy_from_slice(bytes);
     let _ = codec::decode_append_entries(&owned);
+    let _ = codec::decode_install_snapshot(&owned);
+    let _ = codec::decode::<InstallSnapshot>(bytes);
+    let _ = codec::decode::<InstallSnapshotResponse>(bytes);
     let _ = codec::decode::<AppendEntries>(bytes);
     let _ = codec::decode::<AppendEntriesResponse>(bytes);
     let _ = codec::decode::<RequestVote>(bytes);
@@ -128,6 +186,43 @@ proptest! {
         decode_everything(&body);
         let cut = cut.index(body.len());
         decode_everything(&body[..cut]);
+    }
+
+    #[test]
+    fn corrupted_snapshot_chunks_never_panic_the_decoders(
+        request in install_snapshot(),
+        flips in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..4),
+        cut in any::<prop::sample::Index>(),
+    ) {
+        let valid = codec::encode_install_snapshot(&request).unwrap();
+        // Every prefix of a valid chunk is refused, never misread.
+        let cut = cut.index(valid.len());
+        prop_assert!(codec::decode_install_snapshot(&valid.slice(..cut)).is_err());
+        let mut body = valid.to_vec();
+        for (at, value) in flips {
+            let i = at.index(body.len());
+            body[i] = value;
+        }
+        decode_everything(&body);
+        decode_everything(&body[..cut]);
+    }
+
+    #[test]
+    fn snapshot_chunks_round_trip_through_both_decoders_without_copying(
+        request in install_snapshot(),
+        response in install_snapshot_response(),
+    ) {
+        let body = codec::encode_install_snapshot(&request).unwrap();
+        let borrowed = codec::decode_install_snapshot(&body).unwrap();
+        prop_assert_eq!(&borrowed, &request);
+        prop_assert_eq!(&codec::decode::<InstallSnapshot>(&body).unwrap(), &request);
+        prop_assert_eq!(codec::encode(&request).unwrap(), body.clone());
+        if !borrowed.data.is_empty() {
+            let inside = body.as_ptr() as usize..body.as_ptr() as usize + body.len();
+            prop_assert!(inside.contains(&(borrowed.data.as_ptr() as usize)));
+        }
+        let body = codec::encode(&response).unwrap();
+        prop_assert_eq!(codec::decode::<InstallSnapshotResponse>(&body).unwrap(), response);
     }
 
     #[test]

@@ -125,6 +125,11 @@ async fn metrics_are_served_in_prometheus_text_format() {
         .request_vote(NodeId(2), vote_request(1, true))
         .await
         .unwrap();
+    let snapshot = snapshot_data(1000);
+    transport
+        .install_snapshot(NodeId(2), snapshot_request(1, &snapshot, 0, 1000))
+        .await
+        .unwrap();
     // A refused request and a client error, so those series exist too.
     let refused = http1(
         server.addr,
@@ -176,6 +181,10 @@ async fn metrics_are_served_in_prometheus_text_format() {
         has(r#"raft_http_requests_total{node="2",route="vote",status="400"} 1"#),
         "{text}"
     );
+    assert!(
+        has(r#"raft_http_requests_total{node="2",route="snapshot",status="200"} 1"#),
+        "{text}"
+    );
     for name in [
         names::SERVER_RECEIVED_BYTES,
         names::SERVER_SENT_BYTES,
@@ -195,6 +204,10 @@ async fn metrics_are_served_in_prometheus_text_format() {
     assert!(
         has(r#"raft_http_rpc_latency_seconds_bucket{node="1",peer="2",route="append""#),
         "the RPC latency is a histogram:\n{text}"
+    );
+    assert!(
+        has(r#"raft_http_rpc_latency_seconds_bucket{node="1",peer="2",route="snapshot""#),
+        "snapshot chunks have their latency series:\n{text}"
     );
     // HEAD answers without a body; other methods are refused.
     let mut head = post("/metrics", Bytes::new());

@@ -5,9 +5,9 @@
 //! - a proposal refused by a non-leader definitely did not happen (left out of the history);
 //! - a write whose entry a node applied is `ok`; if that node applied a *different* entry at its
 //!   index, it can never commit (left out);
-//! - a write whose node crashed, rolled it back or timed out has an unknown outcome: it may
-//!   take effect at any time after its call, or never (`ret: None`), and the client continues
-//!   as a new process, as Jepsen does;
+//! - a write whose node crashed, rolled it back, jumped past it to a snapshot or timed out has
+//!   an unknown outcome: it may take effect at any time after its call, or never (`ret: None`),
+//!   and the client continues as a new process, as Jepsen does;
 //! - a get answers only after the node applied up to its read index.
 
 use std::collections::BTreeMap;
@@ -204,6 +204,13 @@ impl Clients {
             }
         }
         clients
+    }
+
+    /// A node's state machine jumped to a snapshot at `upto`: writes waiting for it to apply
+    /// an entry the snapshot covers have unknown outcomes (the runtime answers them
+    /// `Aborted`; whether their entry or another one committed there is not told).
+    pub(crate) fn on_restored(&mut self, node: usize, upto: LogIndex) -> Vec<usize> {
+        self.on_rolled_back(node, LogIndex::ZERO, upto)
     }
 
     /// The key a pending get reads.

@@ -1,5 +1,6 @@
 //! The network and the nemesis: delays, drops, duplicates, reordering, symmetric and asymmetric
-//! partitions, crashes, slow disks and leadership transfers, all drawn from the seed.
+//! partitions, crashes, wiped disks, slow disks, leadership transfers and snapshot requests, all
+//! drawn from the seed.
 
 use std::collections::BTreeSet;
 
@@ -23,16 +24,25 @@ pub enum Bug {
     CommitByCount,
     /// The engine grants a second vote in a term it already voted in.
     VoteTwice,
+    /// A snapshot's data is read from the state machine when it is written out, not when it
+    /// was asked for: entries committed meanwhile leak into a snapshot of an earlier index
+    /// (PITFALLS: creation at N must see exactly the state after N).
+    LazySnapshot,
+    /// The nemesis wipes disks without checking that the entries lost are held by a majority
+    /// of the other nodes: a committed entry can then vanish from every quorum.
+    UnsafeWipe,
 }
 
 impl Bug {
     /// Every planted bug.
-    pub const ALL: [Bug; 5] = [
+    pub const ALL: [Bug; 7] = [
         Bug::ForgetVote,
         Bug::AckBeforeSync,
         Bug::StaleRead,
         Bug::CommitByCount,
         Bug::VoteTwice,
+        Bug::LazySnapshot,
+        Bug::UnsafeWipe,
     ];
 
     /// The name used on the command line.
@@ -44,6 +54,8 @@ impl Bug {
             Bug::StaleRead => "stale-read",
             Bug::CommitByCount => "commit-by-count",
             Bug::VoteTwice => "vote-twice",
+            Bug::LazySnapshot => "lazy-snapshot",
+            Bug::UnsafeWipe => "unsafe-wipe",
         }
     }
 
@@ -58,7 +70,11 @@ impl Bug {
         match self {
             Bug::CommitByCount => Some(PlantedBug::CommitByCount),
             Bug::VoteTwice => Some(PlantedBug::VoteTwice),
-            Bug::ForgetVote | Bug::AckBeforeSync | Bug::StaleRead => None,
+            Bug::ForgetVote
+            | Bug::AckBeforeSync
+            | Bug::StaleRead
+            | Bug::LazySnapshot
+            | Bug::UnsafeWipe => None,
         }
     }
 }
@@ -148,9 +164,23 @@ pub(crate) enum Fault {
     Weather,
     TransferLeadership,
     Calm,
+    /// Replace a node's machine: its log and snapshot are gone, its term and vote kept. It
+    /// catches up through InstallSnapshot (or the log, if the leader kept it all).
+    Wipe,
+    /// Ask a random node for a snapshot now (the runtime's log-size policy does so).
+    RequestSnapshot,
 }
 
-pub(crate) fn pick_fault(rng: &mut SimRng) -> Fault {
+/// The next fault. With `snapshots` off it draws exactly what the nemesis drew before
+/// snapshots existed, so old seeds replay the same runs.
+pub(crate) fn pick_fault(rng: &mut SimRng, snapshots: bool) -> Fault {
+    if snapshots && rng.percent(12) {
+        return if rng.percent(40) {
+            Fault::Wipe
+        } else {
+            Fault::RequestSnapshot
+        };
+    }
     match rng.range(0, 100) {
         0..20 => Fault::Heal,
         20..32 => Fault::Partition,

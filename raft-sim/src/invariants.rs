@@ -4,13 +4,21 @@
 //! The checker sees every node's outputs as they are executed, so most properties are checked
 //! incrementally: Log Matching by recording, for every entry id ever appended, the id of the
 //! term before it and the payload (the same id must always come with the same ones).
+//!
+//! Logs may start above index 1 once snapshots compact them: an entry a node's log no longer
+//! holds is covered by its durable snapshot, which must then be of the committed prefix. The
+//! checks that concern snapshots themselves are in [`snapshots`].
+
+mod reference;
+mod snapshots;
 
 use std::collections::BTreeMap;
 
 use raft_core::engine::{RoleKind, Status};
-use raft_core::message::{AppendOutcome, Message};
+use raft_core::message::{AppendOutcome, Message, SnapshotOutcome};
 use raft_core::{Entry, LogId, LogIndex, NodeId, Payload, Term};
 
+use self::reference::Reference;
 use crate::node::SimNode;
 
 /// A broken safety property.
@@ -32,6 +40,10 @@ pub(crate) struct Checker {
     chain: BTreeMap<LogId, (Term, Payload)>,
     /// Every entry any node applied, by index (state machine safety).
     pub(crate) committed: BTreeMap<LogIndex, LogId>,
+    /// The state after each committed prefix, for the snapshots.
+    reference: Reference,
+    /// The highest durable snapshot index seen on each node since its last wipe.
+    durable_snapshots: BTreeMap<NodeId, LogIndex>,
     pub(crate) elections: u64,
     pub(crate) violation: Option<Violation>,
 }
@@ -47,9 +59,21 @@ impl Checker {
         }
     }
 
+    /// The entry applied at `index`, if any node applied one.
+    pub(crate) fn committed_at(&self, index: LogIndex) -> Option<LogId> {
+        self.committed.get(&index).copied()
+    }
+
     /// Election safety (§5.2) and, on the step a node becomes leader, leader completeness
-    /// (§5.4): its log holds every entry ever committed.
+    /// (§5.4): its log holds every entry ever committed, or its snapshot covers it.
     pub(crate) fn after_step(&mut self, node: &SimNode, before: Status, after: Status) {
+        if after.snapshot_index < before.snapshot_index {
+            let detail = format!(
+                "node {}'s snapshot went from {} back to {}",
+                node.id, before.snapshot_index, after.snapshot_index
+            );
+            self.fail("snapshot-monotonic", detail);
+        }
         if after.role != RoleKind::Leader {
             return;
         }
@@ -65,11 +89,31 @@ impl Checker {
             return;
         }
         self.elections += 1;
+        self.check_leader_completeness(node, after.term);
+    }
+
+    fn check_leader_completeness(&mut self, node: &SimNode, term: Term) {
+        let covered = node.snapshot_meta().map(|meta| meta.last_log_id);
+        if let Some(covered) = covered
+            && self.committed_at(covered.index) != Some(covered)
+        {
+            let detail = format!(
+                "node {} leads term {term} with a snapshot at {covered}, not a committed entry",
+                node.id
+            );
+            self.fail("leader-completeness", detail);
+            return;
+        }
+        let covered = covered.map_or(LogIndex::ZERO, |id| id.index);
         for (&index, &log_id) in &self.committed {
-            if node.entry(index).map(|e| e.log_id) != Some(log_id) {
+            let held = match node.entry(index) {
+                Some(entry) => entry.log_id == log_id,
+                None => index <= covered,
+            };
+            if !held {
                 let detail = format!(
-                    "node {} leads term {} without committed entry {log_id}",
-                    node.id, after.term
+                    "node {} leads term {term} without committed entry {log_id}",
+                    node.id
                 );
                 self.fail("leader-completeness", detail);
                 return;
@@ -79,19 +123,28 @@ impl Checker {
 
     /// Log matching: an entry id always follows the same term and carries the same payload.
     pub(crate) fn on_append(&mut self, node: &SimNode, entries: &[Entry]) {
-        let mut prev_term = match entries.first() {
-            Some(first) => node
-                .entry(first.log_id.index.prev())
-                .map_or(Term(0), |e| e.log_id.term),
-            None => return,
+        let Some(first) = entries.first() else {
+            return;
         };
-        if entries.first().map(|e| e.log_id.index.0) != Some(node.log.len() as u64 + 1) {
+        if first.log_id.index != node.log.next_index() {
             self.fail(
                 "log-append-position",
                 format!("node {} appended out of place", node.id),
             );
             return;
         }
+        let prev = first.log_id.index.prev();
+        let prev_term = match (node.entry(prev), node.snapshot_meta()) {
+            (Some(entry), _) => entry.log_id.term,
+            (None, Some(meta)) if meta.last_log_id.index == prev => meta.last_log_id.term,
+            (None, _) if prev == LogIndex::ZERO => Term(0),
+            (None, _) => {
+                let detail = format!("node {} appends after {prev}, which it lacks", node.id);
+                self.fail("log-append-position", detail);
+                return;
+            }
+        };
+        let mut prev_term = prev_term;
         for entry in entries {
             let known = self
                 .chain
@@ -105,21 +158,32 @@ impl Checker {
         }
     }
 
-    /// Nothing committed is ever removed, and every pre-committed entry removed was rolled back.
+    /// Nothing committed is ever removed (except, while a snapshot replaces the log, entries it
+    /// covers), and every pre-committed entry removed was rolled back.
     pub(crate) fn on_truncate(&mut self, node: &SimNode, from: LogIndex) {
-        if node.pre_committed_last >= from {
+        if from < node.log.start() {
+            let detail = format!(
+                "node {} truncates from {from}, below its first entry {}",
+                node.id,
+                node.log.start()
+            );
+            self.fail("truncate-position", detail);
+        }
+        // Entries up to `applied` are committed: they are never rolled back. While a snapshot
+        // from the leader replaces the log, the pre-committed entries it covers are not rolled
+        // back either (they may have committed; the restore replaces the state): only those
+        // above its index must have been.
+        let replaced = node.install_window.unwrap_or(LogIndex::ZERO);
+        if node.pre_committed_last >= from.max(node.applied.next()).max(replaced.next()) {
             let detail = format!(
                 "node {} truncates from {from} with entries up to {} pre-committed",
                 node.id, node.pre_committed_last
             );
             self.fail("rollback-before-truncate", detail);
         }
-        for entry in node
-            .log
-            .iter()
-            .skip(usize::try_from(from.0 - 1).unwrap_or(usize::MAX))
-        {
-            if self.committed.get(&entry.log_id.index) == Some(&entry.log_id) {
+        for entry in node.log.entries_from(from) {
+            let index = entry.log_id.index;
+            if index > replaced && self.committed_at(index) == Some(entry.log_id) {
                 let detail = format!(
                     "node {} truncates committed entry {}",
                     node.id, entry.log_id
@@ -151,7 +215,7 @@ impl Checker {
         }
     }
 
-    /// The commit index never goes back within a node's life.
+    /// The commit index never goes back within a node's life (a restore counts as a commit).
     pub(crate) fn on_commit(&mut self, node: &SimNode, upto: LogIndex) {
         if upto <= node.commit_seen {
             let detail = format!("node {} commit {upto} after {}", node.id, node.commit_seen);
@@ -160,7 +224,8 @@ impl Checker {
     }
 
     /// State machine safety (§5.4.3): no two nodes apply different entries at one index.
-    pub(crate) fn on_apply(&mut self, node: &SimNode, log_id: LogId) {
+    pub(crate) fn on_apply(&mut self, node: &SimNode, entry: &Entry) {
+        let log_id = entry.log_id;
         let known = *self.committed.entry(log_id.index).or_insert(log_id);
         if known != log_id {
             let detail = format!(
@@ -168,11 +233,14 @@ impl Checker {
                 node.id
             );
             self.fail("state-machine-safety", detail);
+            return;
         }
+        self.reference.record(log_id.index, &entry.payload);
     }
 
     /// Durability before replies: a vote grant only once the vote is durable, an append
-    /// success only once the acknowledged entries are durable.
+    /// success only once the acknowledged entries are durable (or a durable snapshot covers
+    /// them), a snapshot reported installed only once it is durable.
     pub(crate) fn on_send(&mut self, node: &SimNode, to: NodeId, message: &Message) {
         match message {
             Message::RequestVoteResponse(response) if response.granted && !response.pre_vote => {
@@ -192,11 +260,18 @@ impl Checker {
                 if let AppendOutcome::Success { match_index } = response.outcome {
                     let durable = node.durable_entry(match_index).map(|e| e.log_id);
                     let current = node.entry(match_index).map(|e| e.log_id);
-                    if match_index > LogIndex::ZERO && (durable.is_none() || durable != current) {
+                    let covered = match_index <= node.snapshot_index();
+                    if !covered && (durable.is_none() || durable != current) {
                         let detail = format!("node {} acks {match_index} not durable", node.id);
                         self.fail("ack-only-durable", detail);
                     }
                 }
+            }
+            Message::InstallSnapshotResponse(response)
+                if response.outcome == SnapshotOutcome::Installed && node.snapshot.is_none() =>
+            {
+                let detail = format!("node {} reports a snapshot installed it lacks", node.id);
+                self.fail("ack-only-durable", detail);
             }
             _ => {}
         }

@@ -1,11 +1,12 @@
-//! `raft-sim --seeds N [--first-seed S] [--steps K] [--bug NAME]`: runs N seeded simulations
-//! and prints a line per violation and a summary line; exits non-zero iff a violation was seen.
+//! `raft-sim --seeds N [--first-seed S] [--steps K] [--bug NAME] [--snapshots MODE]`: runs N
+//! seeded simulations and prints a line per violation, a line of snapshot counts and a summary
+//! line (last, in the form DESIGN §8 fixes); exits non-zero iff a violation was seen.
 #![allow(clippy::print_stdout)]
 
 use std::process::ExitCode;
 
 use clap::Parser;
-use raft_sim::{Bug, SimOptions, run_seed};
+use raft_sim::{Bug, SimOptions, SnapshotCounts, SnapshotMode, run_seed};
 
 /// Deterministic fault-injecting simulation of raft-core.
 #[derive(Debug, Parser)]
@@ -21,9 +22,13 @@ struct Args {
     #[arg(long, default_value_t = 3_000)]
     steps: u64,
     /// Plant a bug to see the checker catch it: forget-vote, ack-before-sync, stale-read,
-    /// commit-by-count, vote-twice.
+    /// commit-by-count, vote-twice, lazy-snapshot, unsafe-wipe (the last two need snapshots).
     #[arg(long, value_parser = parse_bug)]
     bug: Option<Bug>,
+    /// Snapshots: random (drawn per seed, with disk wipes), off (as before snapshots existed;
+    /// old seeds replay), always (in every seed).
+    #[arg(long, default_value = "random", value_parser = parse_snapshots)]
+    snapshots: SnapshotMode,
 }
 
 fn parse_bug(name: &str) -> Result<Bug, String> {
@@ -33,29 +38,58 @@ fn parse_bug(name: &str) -> Result<Bug, String> {
     })
 }
 
+fn parse_snapshots(name: &str) -> Result<SnapshotMode, String> {
+    SnapshotMode::from_name(name).ok_or_else(|| {
+        let names: Vec<&str> = SnapshotMode::ALL.iter().map(|m| m.name()).collect();
+        format!(
+            "unknown snapshot mode {name:?}; known: {}",
+            names.join(", ")
+        )
+    })
+}
+
 fn main() -> ExitCode {
     let args = Args::parse();
     let options = SimOptions {
         steps: args.steps,
         bug: args.bug,
+        snapshots: args.snapshots,
     };
     let (mut violations, mut commits, mut elections, mut unknown) = (0u64, 0u64, 0u64, 0u64);
+    let mut snapshots = SnapshotCounts::default();
     for seed in args.first_seed..args.first_seed.saturating_add(args.seeds) {
         let report = run_seed(seed, &options);
         commits += report.commits;
         elections += report.elections;
         unknown += u64::from(report.linearizability_unknown);
+        snapshots.add(&report.snapshots);
         if let Some(violation) = report.violation {
             violations += 1;
             println!(
-                "violation: seed={seed} invariant={} step={} {} (replay: --first-seed {seed} --seeds 1 --steps {})",
-                violation.invariant, violation.step, violation.detail, args.steps
+                "violation: seed={seed} invariant={} step={} {} (replay: --first-seed {seed} --seeds 1 --steps {} --snapshots {})",
+                violation.invariant,
+                violation.step,
+                violation.detail,
+                args.steps,
+                args.snapshots.name()
             );
         }
     }
     if unknown > 0 {
         println!("note: {unknown} seeds had histories too large to check for linearizability");
     }
+    println!(
+        "snapshots: created={} installed={} chunks_sent={} chunks_saved={} chunks_corrupted={} restored={} replaced_at_restart={} compactions={} wipes={}",
+        snapshots.created,
+        snapshots.installed,
+        snapshots.chunks_sent,
+        snapshots.chunks_saved,
+        snapshots.chunks_corrupted,
+        snapshots.restored,
+        snapshots.replaced_at_restart,
+        snapshots.compactions,
+        snapshots.wipes
+    );
     println!(
         "sim: seeds={} steps={} violations={violations} commits={commits} elections={elections}",
         args.seeds, args.steps

@@ -4,19 +4,34 @@
 //! The disk keeps two logs: `log` (what reads see, updated at once, as `LogStore::append`
 //! promises) and `durable_log` (what survives a crash). Writes queue as operations; a flush
 //! event applies every queued operation to the durable log at once (group commit) and only then
-//! is durability reported. A crash throws away the queue, the volatile log, the pending hard
-//! state and the state machine.
+//! is durability reported. Both logs may start above index 1 once snapshots compact them.
+//!
+//! The latest snapshot is durable the moment it is stored (a store writes it aside and
+//! renames it into place); a snapshot being received from the leader is not, until its last
+//! chunk. A crash throws away the queue, the volatile log, the pending hard state, the
+//! snapshot being received and the state machine; a wipe (a replaced machine) also loses the
+//! durable log and snapshot, keeping only term and vote.
 
-use std::collections::BTreeMap;
+use bytes::{Bytes, BytesMut};
+use raft_core::engine::{Engine, RestoredState};
+use raft_core::{Entry, HardState, LogIndex, NodeId, SnapshotMeta};
 
-use raft_core::engine::{Engine, LogEntryMeta, RestoredState};
-use raft_core::{Entry, HardState, LogIndex, NodeId};
+use crate::kv_state::KvState;
+use crate::log::SimLog;
 
 /// A write waiting for the next flush.
 #[derive(Clone, Debug)]
 pub(crate) enum DiskOp {
     Append(Vec<Entry>, u64),
     Truncate(LogIndex),
+    Compact(LogIndex),
+}
+
+/// A snapshot being received from the leader, chunk after chunk.
+#[derive(Clone, Debug)]
+pub(crate) struct Receiving {
+    pub(crate) meta: SnapshotMeta,
+    pub(crate) data: BytesMut,
 }
 
 #[derive(Debug)]
@@ -25,8 +40,8 @@ pub(crate) struct SimNode {
     pub(crate) engine: Option<Engine>,
     /// Increases at every crash; events of an earlier life are ignored.
     pub(crate) epoch: u64,
-    pub(crate) log: Vec<Entry>,
-    pub(crate) durable_log: Vec<Entry>,
+    pub(crate) log: SimLog,
+    pub(crate) durable_log: SimLog,
     /// The epoch of the last append in `durable_log` (echoed in durability reports).
     pub(crate) durable_epoch: u64,
     /// The epoch of the last append in `log`.
@@ -36,7 +51,16 @@ pub(crate) struct SimNode {
     pub(crate) durable_hard_state: HardState,
     pub(crate) pending_hard_state: Option<HardState>,
     pub(crate) hard_state_flush_scheduled: bool,
-    pub(crate) kv: BTreeMap<String, String>,
+    /// The latest durable snapshot and its data.
+    pub(crate) snapshot: Option<(SnapshotMeta, Bytes)>,
+    /// The snapshot being received from the leader (lost at a crash).
+    pub(crate) receiving: Option<Receiving>,
+    /// While a snapshot from the leader (or, at a restart, the durable one) replaces the log:
+    /// the snapshot's index, at or below which committed entries may leave the log.
+    pub(crate) install_window: Option<LogIndex>,
+    /// Whether the outputs being run are the ones of the engine's construction.
+    pub(crate) starting: bool,
+    pub(crate) kv: KvState,
     pub(crate) applied: LogIndex,
     /// The highest commit index output in this life.
     pub(crate) commit_seen: LogIndex,
@@ -52,8 +76,8 @@ impl SimNode {
             id,
             engine: None,
             epoch: 0,
-            log: Vec::new(),
-            durable_log: Vec::new(),
+            log: SimLog::default(),
+            durable_log: SimLog::default(),
             durable_epoch: 0,
             written_epoch: 0,
             pending_ops: Vec::new(),
@@ -61,7 +85,11 @@ impl SimNode {
             durable_hard_state: HardState::default(),
             pending_hard_state: None,
             hard_state_flush_scheduled: false,
-            kv: BTreeMap::new(),
+            snapshot: None,
+            receiving: None,
+            install_window: None,
+            starting: false,
+            kv: KvState::default(),
             applied: LogIndex::ZERO,
             commit_seen: LogIndex::ZERO,
             pre_committed_last: LogIndex::ZERO,
@@ -81,25 +109,32 @@ impl SimNode {
         self.log_flush_scheduled = false;
         self.pending_hard_state = None;
         self.hard_state_flush_scheduled = false;
-        self.kv.clear();
+        self.receiving = None;
+        self.install_window = None;
+        self.starting = false;
+        self.kv = KvState::default();
         self.applied = LogIndex::ZERO;
         self.commit_seen = LogIndex::ZERO;
         self.pre_committed_last = LogIndex::ZERO;
         self.pending_reads.clear();
     }
 
+    /// Crashes and loses the disk too, as a replaced machine would, except the term and vote:
+    /// forgetting a vote given in the current term could elect two leaders in it.
+    pub(crate) fn wipe(&mut self) {
+        self.crash();
+        self.durable_log = SimLog::default();
+        self.log = SimLog::default();
+        self.snapshot = None;
+        self.durable_hard_state.commit = LogIndex::ZERO;
+    }
+
     /// The durable state a restarting engine is built from.
     pub(crate) fn restored_state(&self) -> RestoredState {
         RestoredState {
             hard_state: self.durable_hard_state,
-            entries: self
-                .durable_log
-                .iter()
-                .map(|entry| LogEntryMeta {
-                    log_id: entry.log_id,
-                    payload_len: entry.payload.len(),
-                })
-                .collect(),
+            snapshot: self.snapshot_meta().cloned(),
+            entries: self.durable_log.metas(),
         }
     }
 
@@ -108,26 +143,43 @@ impl SimNode {
         for op in self.pending_ops.drain(..) {
             match op {
                 DiskOp::Append(entries, epoch) => {
-                    self.durable_log.extend(entries);
+                    self.durable_log.append(&entries);
                     self.durable_epoch = epoch;
                 }
-                DiskOp::Truncate(from) => {
-                    let keep = usize::try_from(from.0.saturating_sub(1)).unwrap_or(usize::MAX);
-                    self.durable_log.truncate(keep);
-                }
+                DiskOp::Truncate(from) => self.durable_log.truncate(from),
+                DiskOp::Compact(before) => self.durable_log.compact(before),
             }
         }
         self.log_flush_scheduled = false;
     }
 
     pub(crate) fn entry(&self, index: LogIndex) -> Option<&Entry> {
-        let position = usize::try_from(index.0.checked_sub(1)?).ok()?;
-        self.log.get(position)
+        self.log.get(index)
     }
 
     pub(crate) fn durable_entry(&self, index: LogIndex) -> Option<&Entry> {
-        let position = usize::try_from(index.0.checked_sub(1)?).ok()?;
-        self.durable_log.get(position)
+        self.durable_log.get(index)
+    }
+
+    /// The latest durable snapshot's meta.
+    pub(crate) fn snapshot_meta(&self) -> Option<&SnapshotMeta> {
+        self.snapshot.as_ref().map(|(meta, _)| meta)
+    }
+
+    /// The index the latest durable snapshot covers (zero without one).
+    pub(crate) fn snapshot_index(&self) -> LogIndex {
+        self.snapshot_meta()
+            .map_or(LogIndex::ZERO, |meta| meta.last_log_id.index)
+    }
+
+    /// Makes `meta` the durable snapshot unless one at the same or a higher index is there
+    /// (a store keeps only the newest). Returns whether it replaced the current one.
+    pub(crate) fn store_snapshot(&mut self, meta: SnapshotMeta, data: Bytes) -> bool {
+        if meta.last_log_id.index <= self.snapshot_index() {
+            return false;
+        }
+        self.snapshot = Some((meta, data));
+        true
     }
 
     pub(crate) fn is_up(&self) -> bool {

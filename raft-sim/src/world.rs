@@ -4,23 +4,32 @@
 //! engine and executes its outputs the way a runtime would, then runs the safety checks. Given
 //! the same seed and options the run is identical, which is what makes a failing seed a
 //! regression test.
+//!
+//! The outputs that concern snapshots run in [`snapshots`], the requests the leader's peer
+//! tasks fill in [`peers`], the nemesis in [`nemesis`] and the clients' requests in
+//! [`clients`].
+
+mod clients;
+mod nemesis;
+mod peers;
+mod snapshots;
 
 use std::collections::BTreeMap;
 
+use bytes::Bytes;
 use raft_core::engine::{Engine, Input, Output};
 use raft_core::message::Message;
-use raft_core::{Config, LogIndex, Membership, NodeId, Pacing, Payload};
+use raft_core::{Config, LogId, LogIndex, Membership, NodeId, Pacing};
 
-use crate::client::{Clients, decode_put, encode_put};
-use crate::faults::{Bug, Fault, Network, pick_fault};
+use self::peers::Fill;
+use crate::client::Clients;
+use crate::faults::{Bug, Network};
 use crate::invariants::Checker;
-use crate::linearizability::kv::KvInput;
 use crate::node::{DiskOp, SimNode};
 use crate::rng::SimRng;
+use crate::{SimOptions, SnapshotCounts, SnapshotMode};
 
 const TICK_MS: u64 = 10;
-const CLIENT_TIMEOUT_MS: u64 = 2_000;
-const KEYS: [&str; 3] = ["a", "b", "c"];
 
 #[derive(Clone, Debug)]
 enum Event {
@@ -48,6 +57,28 @@ enum Event {
         node: usize,
         epoch: u64,
     },
+    /// A snapshot the node created is written and ready to become its latest.
+    SnapshotWritten {
+        node: usize,
+        epoch: u64,
+        last_log_id: LogId,
+        membership: Membership,
+        /// The data captured when the snapshot was asked for (`None` with the planted bug
+        /// `LazySnapshot`: read from the state machine now).
+        data: Option<Bytes>,
+    },
+    /// A peer task gets to a request it was handed earlier.
+    Fill {
+        node: usize,
+        epoch: u64,
+        to: NodeId,
+        fill: Box<Fill>,
+    },
+    /// A crash aimed at a node's current life (ignored if it crashed already meanwhile).
+    Crash {
+        node: usize,
+        epoch: u64,
+    },
     Restart(usize),
     Nemesis,
     ClientStart(usize),
@@ -71,13 +102,16 @@ pub(crate) struct World {
     pub(crate) checker: Checker,
     pub(crate) clients: Clients,
     bug: Option<Bug>,
+    snapshot_mode: SnapshotMode,
+    /// What snapshots did in this run.
+    pub(crate) snapshot_counts: SnapshotCounts,
 }
 
 impl World {
-    pub(crate) fn new(seed: u64, bug: Option<Bug>) -> World {
+    pub(crate) fn new(seed: u64, options: &SimOptions) -> World {
         let mut rng = SimRng::new(seed);
         let node_count = if rng.percent(50) { 3 } else { 5 };
-        let config = random_config(&mut rng);
+        let config = random_config(&mut rng, options.snapshots);
         let ids: Vec<NodeId> = (1..=node_count as u64).map(NodeId).collect();
         let client_count = rng.index(4) + 2;
         let mut world = World {
@@ -94,7 +128,9 @@ impl World {
             nemesis_min_ms: 0,
             checker: Checker::default(),
             clients: Clients::new(client_count, node_count),
-            bug,
+            bug: options.bug,
+            snapshot_mode: options.snapshots,
+            snapshot_counts: SnapshotCounts::default(),
         };
         world.nemesis_min_ms = [20, 50, 150][world.rng.index(3)];
         for node in 0..node_count {
@@ -156,6 +192,25 @@ impl World {
             Event::LogFlush { node, epoch } => self.flush_log(node, epoch),
             Event::LogReport { node, epoch } => self.report_log(node, epoch),
             Event::HardStateFlush { node, epoch } => self.flush_hard_state(node, epoch),
+            Event::SnapshotWritten {
+                node,
+                epoch,
+                last_log_id,
+                membership,
+                data,
+            } => self.snapshot_written(node, epoch, last_log_id, membership, data),
+            Event::Fill {
+                node,
+                epoch,
+                to,
+                fill,
+            } => self.deferred_fill(node, epoch, to, *fill),
+            Event::Crash { node, epoch } => {
+                if self.nodes[node].epoch == epoch {
+                    let downtime = self.rng.range(50, 1_000);
+                    self.crash(node, downtime);
+                }
+            }
             Event::Restart(node) => self.start_node(node),
             Event::Nemesis => self.nemesis(),
             Event::ClientStart(client) => self.client_start(client),
@@ -184,9 +239,10 @@ impl World {
                 }
                 let outputs: Vec<Output> = engine.drain_outputs().collect();
                 self.nodes[node].engine = Some(engine);
-                for output in outputs {
-                    self.execute(node, output);
-                }
+                // A restart may replace a log that disagrees with the durable snapshot.
+                self.nodes[node].starting = true;
+                self.run_outputs(node, outputs);
+                self.nodes[node].starting = false;
                 let delay = self.rng.range(1, TICK_MS + 1);
                 self.schedule(delay, Event::Tick(node));
             }
@@ -203,9 +259,16 @@ impl World {
         let outputs: Vec<Output> = engine.step(input).collect();
         let after = engine.status();
         self.checker.after_step(&self.nodes[node], before, after);
+        self.run_outputs(node, outputs);
+    }
+
+    /// Executes one batch of outputs in order, then checks what the batch left behind.
+    fn run_outputs(&mut self, node: usize, outputs: Vec<Output>) {
         for output in outputs {
             self.execute(node, output);
         }
+        self.nodes[node].install_window = None;
+        self.checker.after_outputs(&self.nodes[node]);
     }
 
     fn execute(&mut self, node: usize, output: Output) {
@@ -221,7 +284,7 @@ impl World {
             }
             Output::AppendLog { entries, epoch } => {
                 self.checker.on_append(&self.nodes[node], &entries);
-                self.nodes[node].log.extend(entries.iter().cloned());
+                self.nodes[node].log.append(&entries);
                 self.nodes[node].written_epoch = epoch;
                 self.nodes[node]
                     .pending_ops
@@ -230,11 +293,14 @@ impl World {
             }
             Output::TruncateLog { from } => {
                 self.checker.on_truncate(&self.nodes[node], from);
-                let keep = usize::try_from(from.0.saturating_sub(1)).unwrap_or(usize::MAX);
-                self.nodes[node].log.truncate(keep);
+                if self.nodes[node].starting {
+                    self.snapshot_counts.replaced_at_restart += 1;
+                }
+                self.nodes[node].log.truncate(from);
                 self.nodes[node].pending_ops.push(DiskOp::Truncate(from));
                 self.schedule_log_flush(node);
             }
+            Output::CompactLog { before } => self.run_compact_log(node, before),
             Output::PreCommit { first, last } => {
                 self.checker.on_pre_commit(&self.nodes[node], first, last);
                 self.nodes[node].pre_committed_last = last;
@@ -248,28 +314,36 @@ impl World {
                 }
             }
             Output::Commit { upto } => self.apply(node, upto),
+            Output::CreateSnapshot {
+                last_log_id,
+                membership,
+            } => self.run_create_snapshot(node, last_log_id, membership),
+            Output::SaveSnapshotChunk {
+                meta,
+                offset,
+                data,
+                done,
+            } => self.run_save_snapshot_chunk(node, meta, offset, &data, done),
+            Output::RestoreSnapshot { meta } => self.run_restore_snapshot(node, &meta),
             Output::Send { to, message } => {
                 self.checker.on_send(&self.nodes[node], to, &message);
                 self.send(node, to, message);
             }
             Output::SendEntries {
                 to,
-                mut request,
+                request,
                 first,
                 last_log_id,
             } => {
-                let log = &self.nodes[node].log;
-                let start = usize::try_from(first.0.saturating_sub(1)).unwrap_or(usize::MAX);
-                let end = usize::try_from(last_log_id.index.0).unwrap_or(usize::MAX);
-                match log.get(start..end) {
-                    Some(entries) if entries.last().map(|e| e.log_id) == Some(last_log_id) => {
-                        request.entries = entries.to_vec();
-                        self.send(node, to, Message::AppendEntries(request));
-                    }
-                    _ => self
-                        .checker
-                        .fail("send-entries", format!("log lacks {last_log_id}")),
-                }
+                let fill = Fill::Entries {
+                    request,
+                    first,
+                    last_log_id,
+                };
+                self.run_fill(node, to, fill);
+            }
+            Output::SendSnapshot { to, request, len } => {
+                self.run_fill(node, to, Fill::Snapshot { request, len });
             }
             Output::ProposalAccepted { id, first, .. } => {
                 self.clients.on_accepted(id, node, first);
@@ -318,7 +392,7 @@ impl World {
         } else {
             (&sim.durable_log, sim.durable_epoch)
         };
-        if let Some(upto) = log.last().map(|e| e.log_id) {
+        if let Some(upto) = log.last_log_id() {
             self.step_node(node, Input::LogPersisted { upto, epoch });
         }
     }
@@ -359,12 +433,8 @@ impl World {
                     .fail("commit-beyond-log", format!("node {node} commits {index}"));
                 return;
             };
-            self.checker.on_apply(&self.nodes[node], entry.log_id);
-            if let Payload::Command(bytes) = &entry.payload
-                && let Some((key, value)) = decode_put(bytes)
-            {
-                self.nodes[node].kv.insert(key, value);
-            }
+            self.checker.on_apply(&self.nodes[node], &entry);
+            self.nodes[node].kv.apply(&entry.payload);
             self.nodes[node].applied = index;
             let reschedule = self.clients.on_applied(node, entry.log_id);
             self.reschedule_clients(reschedule);
@@ -372,38 +442,20 @@ impl World {
         self.serve_reads(node);
     }
 
-    fn serve_reads(&mut self, node: usize) {
-        let applied = self.nodes[node].applied;
-        let (ready, waiting): (Vec<_>, Vec<_>) =
-            std::mem::take(&mut self.nodes[node].pending_reads)
-                .into_iter()
-                .partition(|&(_, index)| index <= applied);
-        self.nodes[node].pending_reads = waiting;
-        for (id, _) in ready {
-            let key = self.clients.read_key(id);
-            let value = key
-                .and_then(|key| self.nodes[node].kv.get(&key).cloned())
-                .unwrap_or_default();
-            let reschedule = self.clients.on_read(id, value);
-            self.reschedule_clients(reschedule);
-        }
-    }
-
     fn send(&mut self, from: usize, to: NodeId, message: Message) {
         let Some(to_index) = self.nodes.iter().position(|n| n.id == to) else {
             return;
         };
         if !self.network.delivers(from, to_index) || self.rng.percent(self.network.drop_percent) {
-            if let (Message::AppendEntries(request), true) = (&message, self.rng.percent(50)) {
-                let epoch = self.nodes[from].epoch;
-                let event = Event::SendFailed {
-                    node: from,
-                    epoch,
-                    to,
-                    seq: request.seq,
-                };
+            // A lost request may come back as a transport error, or as nothing (a timeout).
+            let seq = match &message {
+                Message::AppendEntries(request) => Some(request.seq),
+                Message::InstallSnapshot(request) => Some(request.seq),
+                _ => None,
+            };
+            if let (Some(seq), true) = (seq, self.rng.percent(50)) {
                 let delay = self.network.delay(&mut self.rng);
-                self.schedule(delay, event);
+                self.schedule_send_failed(from, to, seq, delay);
             }
             return;
         }
@@ -427,130 +479,24 @@ impl World {
         );
     }
 
-    fn nemesis(&mut self) {
-        let nodes = self.nodes.len();
-        match pick_fault(&mut self.rng) {
-            Fault::Heal => self.network.heal(),
-            Fault::Partition => self.network.partition(&mut self.rng, nodes, true),
-            Fault::AsymmetricPartition => self.network.partition(&mut self.rng, nodes, false),
-            Fault::Crash => {
-                let node = self.rng.index(nodes);
-                let downtime = self.rng.range(50, 2_000);
-                self.crash(node, downtime);
-            }
-            Fault::CrashLeader => {
-                if let Some(leader) = self.leader() {
-                    let downtime = self.rng.range(10, 500);
-                    self.crash(leader, downtime);
-                }
-            }
-            Fault::IsolateLeader => {
-                if let Some(leader) = self.leader() {
-                    self.network.isolate(leader, nodes);
-                }
-            }
-            Fault::Weather => {
-                self.network.reshape(&mut self.rng);
-                self.disk_latency_max_ms = [0, 2, 5, 30][self.rng.index(4)];
-            }
-            Fault::TransferLeadership => {
-                if let Some(leader) = self.leader() {
-                    let to = self.nodes[self.rng.index(nodes)].id;
-                    self.step_node(leader, Input::TransferRequested { to });
-                }
-            }
-            Fault::Calm => {
-                self.network = Network::calm();
-                self.disk_latency_max_ms = 2;
-            }
-        }
-        let next = self
-            .rng
-            .range(self.nemesis_min_ms, self.nemesis_min_ms * 10);
-        self.schedule(next, Event::Nemesis);
-    }
-
-    /// The live leader of the highest term, if any.
-    fn leader(&self) -> Option<usize> {
-        let leading = |n: &SimNode| {
-            let status = n.engine.as_ref()?.status();
-            (status.leader == Some(n.id)).then_some(status.term)
+    /// Reports a request to `to` failed, `delay_ms` from now, unless `from` crashes first.
+    fn schedule_send_failed(&mut self, from: usize, to: NodeId, seq: u64, delay_ms: u64) {
+        let epoch = self.nodes[from].epoch;
+        let event = Event::SendFailed {
+            node: from,
+            epoch,
+            to,
+            seq,
         };
-        (0..self.nodes.len())
-            .filter_map(|i| leading(&self.nodes[i]).map(|term| (term, i)))
-            .max()
-            .map(|(_, i)| i)
-    }
-
-    fn crash(&mut self, node: usize, downtime_ms: u64) {
-        if !self.nodes[node].is_up() {
-            return;
-        }
-        self.nodes[node].crash();
-        for op in self.clients.pending_at(node) {
-            let reschedule = self.clients.abandon(op);
-            self.reschedule_clients(reschedule);
-        }
-        self.schedule(downtime_ms, Event::Restart(node));
-    }
-
-    fn client_start(&mut self, client: usize) {
-        let node = self.clients.target(client);
-        let key = KEYS[self.rng.index(KEYS.len())].to_owned();
-        let write = self.rng.percent(60);
-        let input = if write {
-            let value = self.clients.fresh_value();
-            KvInput::Put { key, value }
-        } else {
-            KvInput::Get { key }
-        };
-        let command = match &input {
-            KvInput::Put { key, value } => Some(encode_put(key, value)),
-            _ => None,
-        };
-        let id = self.clients.invoke(client, node, input);
-        self.schedule(CLIENT_TIMEOUT_MS, Event::ClientTimeout(id));
-        if !self.nodes[node].is_up() {
-            let other = self.rng.index(self.nodes.len());
-            self.clients.retarget(client, other);
-            let reschedule = self.clients.on_rejected(id, None);
-            self.reschedule_clients(reschedule);
-            return;
-        }
-        let input = match command {
-            Some(command) => Input::Proposed {
-                id,
-                payloads: vec![command],
-            },
-            None if self.bug == Some(Bug::StaleRead) => {
-                // The classic mistake: spread reads over replicas and answer locally.
-                let replica = self.rng.index(self.nodes.len());
-                let replica = if self.nodes[replica].is_up() {
-                    replica
-                } else {
-                    node
-                };
-                let applied = self.nodes[replica].applied;
-                self.nodes[replica].pending_reads.push((id, applied));
-                self.serve_reads(replica);
-                return;
-            }
-            None => Input::ReadRequested { id },
-        };
-        self.step_node(node, input);
-    }
-
-    fn reschedule_clients(&mut self, client: Option<usize>) {
-        if let Some(client) = client {
-            let pause = self.rng.range(1, 30);
-            self.schedule(pause, Event::ClientStart(client));
-        }
+        self.schedule(delay_ms, event);
     }
 }
 
-fn random_config(rng: &mut SimRng) -> Config {
+/// A configuration drawn from the seed. Without snapshots it draws exactly what the
+/// simulator drew before snapshots existed, so old seeds replay the same runs.
+fn random_config(rng: &mut SimRng, snapshots: SnapshotMode) -> Config {
     let election_timeout_ms = [150, 300][rng.index(2)];
-    Config {
+    let mut config = Config {
         election_timeout_ms,
         heartbeat_interval_ms: election_timeout_ms / 5,
         pre_vote: rng.percent(75),
@@ -565,5 +511,20 @@ fn random_config(rng: &mut SimRng) -> Config {
         batch_entries_max: rng.range(8, 65),
         batch_bytes_max: rng.range(64, 4096),
         request_timeout_ms: election_timeout_ms,
+        ..Config::default()
+    };
+    if snapshots != SnapshotMode::Off {
+        // Off by count in a quarter of the seeds: the nemesis still asks for snapshots.
+        let by_count = snapshots == SnapshotMode::Always || !rng.percent(25);
+        config.snapshot_entries = if by_count { rng.range(3, 41) } else { 0 };
+        config.snapshot_keep_entries = rng.range(0, 21);
+        // The states are small (tens of bytes): half the seeds use tiny chunks, so transfers
+        // take several of them, lose some and resume.
+        config.snapshot_chunk_bytes = if rng.percent(50) {
+            rng.range(8, 33)
+        } else {
+            rng.range(8, 257)
+        };
     }
+    config
 }

@@ -3,11 +3,13 @@
 use std::io;
 use std::path::PathBuf;
 
+use raft_core::SnapshotMeta;
+
 /// Errors of raft-storage-fs.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// A record before the end of a segment (or the hard-state file) is damaged: the log cannot
+    /// A record before the end of a segment, the hard-state file or a snapshot file is damaged: the log cannot
     /// be trusted past it and is not opened (never silently skipped).
     #[error("corrupt log record in {} at byte offset {offset}: {reason}", file.display())]
     Corrupt {
@@ -30,6 +32,37 @@ pub enum Error {
         expected: u64,
         /// The entry it starts with.
         found: u64,
+    },
+    /// The log's first entry is not covered: without a snapshot a log starts at entry 1, with
+    /// one at most at the snapshot's index plus one. Entries in between are missing (a segment
+    /// or the snapshot file was lost), so the log is not opened.
+    #[error(
+        "the log's first segment {} starts at entry {first}, but the latest snapshot covers entries only up to {snapshot_index} (0: no snapshot): the entries in between are missing",
+        file.display()
+    )]
+    Uncovered {
+        /// The first segment.
+        file: PathBuf,
+        /// Its first entry.
+        first: u64,
+        /// The index the latest snapshot covers (0 without one).
+        snapshot_index: u64,
+    },
+    /// A snapshot's data does not match the meta it was finished with (its size or checksum):
+    /// the new snapshot is discarded and the previous one stays current.
+    #[error(
+        "the snapshot data written to {} ({size} bytes, crc32c {checksum:08x}) does not match {expected}",
+        file.display()
+    )]
+    SnapshotMismatch {
+        /// The temporary file the data was written to (removed).
+        file: PathBuf,
+        /// The meta the snapshot was finished with.
+        expected: Box<SnapshotMeta>,
+        /// The size of the data written.
+        size: u64,
+        /// The CRC-32C of the data written.
+        checksum: u32,
     },
     /// A record too large to write (over [`record::MAX_PAYLOAD_BYTES`](crate::record::MAX_PAYLOAD_BYTES)).
     #[error("entry {index} has {len} payload bytes, more than the {max} a record holds")]

@@ -387,23 +387,37 @@ impl IoThread {
         Ok(())
     }
 
-    /// Removes the segments whose entries are all below `before` (never the active one).
+    /// Removes the segments whose entries are all below `before` (never the active one); when
+    /// the log must continue past every entry on file, removes them all and starts a new
+    /// segment at `before`.
     fn compact(&mut self, before: LogIndex) -> Result<(), Error> {
-        let doomed: Vec<(PathBuf, u64)> = {
+        let (doomed, reset) = {
             let state = self.shared.lock();
-            state
+            let next = state
                 .segments
-                .windows(2)
-                .take_while(|pair| pair.get(1).is_some_and(|next| next.first <= before))
-                .filter_map(|pair| {
-                    pair.first()
-                        .map(|segment| (segment.path.clone(), segment.end))
+                .last()
+                .map_or(before, |segment| segment.last().next());
+            let reset = before > next;
+            let doomed: Vec<(PathBuf, u64)> = state
+                .segments
+                .iter()
+                .enumerate()
+                .take_while(|&(position, _)| {
+                    reset
+                        || state
+                            .segments
+                            .get(position + 1)
+                            .is_some_and(|next| next.first <= before)
                 })
-                .collect()
+                .map(|(_, segment)| (segment.path.clone(), segment.end))
+                .collect();
+            (doomed, reset)
         };
         if doomed.is_empty() {
             return Ok(());
         }
+        // Oldest first: a crash part-way leaves a suffix of the segments, still a valid log
+        // (the snapshot covers what is gone).
         let fs = &*self.shared.fs;
         for (path, _) in &doomed {
             fs.remove(path)
@@ -411,10 +425,22 @@ impl IoThread {
         }
         fs.sync_dir(&self.shared.dir)
             .map_err(|err| Error::io("syncing directory", &self.shared.dir, err))?;
-        let mut state = self.shared.lock();
-        state.segments.drain(..doomed.len());
-        let freed: u64 = doomed.iter().map(|(_, bytes)| bytes).sum();
-        state.byte_count = state.byte_count.saturating_sub(freed);
+        {
+            let mut state = self.shared.lock();
+            state.segments.drain(..doomed.len());
+            let freed: u64 = doomed.iter().map(|(_, bytes)| bytes).sum();
+            state.byte_count = state.byte_count.saturating_sub(freed);
+            // Nothing below `before` is in the log any more: the durable id may name the entry
+            // just before it (covered by the snapshot), as it names the last of a full log.
+            state.written = state.written.max(before.prev());
+        }
+        if reset {
+            // The entries of the removed active segment are compacted: its pending sync is moot.
+            // With no segment left, a crash before the next one is installed leaves an empty
+            // directory, which opens as a log continuing after the snapshot.
+            self.unsynced = false;
+            self.roll(before)?;
+        }
         Ok(())
     }
 }

@@ -7,8 +7,20 @@
 //!   data only;
 //! - `hard_state` (term, vote, commit), replaced atomically: temp file, fsync, rename, fsync of
 //!   the directory;
+//! - `snapshot-<index, 20 digits>.snap`, the latest snapshot: the state machine's data followed
+//!   by a checksummed trailer holding its [`SnapshotMeta`](raft_core::SnapshotMeta). A new one
+//!   is written to a temporary file, fsynced, renamed into place and the directory fsynced
+//!   before older ones are removed, so a crash at any point leaves one complete snapshot;
 //! - `LOCK`, held with an exclusive `flock` while the log is open, so two processes never
 //!   write one log.
+//!
+//! Compaction (below a durable snapshot only) removes whole segments; compacting past the last
+//! entry removes them all and the log continues at the named index, in a segment named for it.
+//! So a log may start anywhere up to the snapshot's index plus one, and
+//! [`LogStore::restore`](raft_core::LogStore::restore) returns the snapshot's meta beside the
+//! entries. [`LogStore::byte_count`](raft_core::LogStore::byte_count) counts the record bytes
+//! of the segments, never the snapshot file (the snapshot policy compares the count with a
+//! threshold: a snapshot larger than it must not trigger the next one).
 //!
 //! Appends return once the entries are queued and readable (from an in-memory cache of the
 //! newest entries); one I/O thread (a `std::thread`, never a tokio worker) takes every queued
@@ -19,7 +31,10 @@
 //!
 //! On open every record is validated: a torn or zero-filled tail of the last segment (a crash
 //! mid-write: never reported durable) is cut with a warning; damage anywhere else, a missing
-//! segment or a bad hard-state file is refused with an error naming the file and offset. A
+//! segment, a log starting after the snapshot's index plus one ([`Error::Uncovered`]), a bad
+//! hard-state file or a damaged snapshot (its trailer and the whole data's checksum are
+//! checked) is refused with an error naming the file and offset. Leftover temporary files are
+//! removed. A
 //! failed write or fsync poisons the log: every later write fails, the durability watch closes
 //! and the node stops, instead of acknowledging data the kernel may have dropped. A full disk
 //! fails the same way with [`Error::DiskFull`].
@@ -33,8 +48,8 @@
 //! use raft_storage_fs::{FsLogStore, FsOptions};
 //!
 //! let store = FsLogStore::open("./raft-data", FsOptions::default())?;
-//! let restored = store.restore().await?; // hard state and entry ids, for a starting node
-//! println!("{} entries on disk", restored.entries.len());
+//! let restored = store.restore().await?; // hard state, snapshot and entry ids
+//! println!("{} entries on disk after {:?}", restored.entries.len(), restored.snapshot);
 //! # Ok(()) }
 //! ```
 #![forbid(unsafe_code)]
@@ -47,6 +62,7 @@ mod options;
 pub mod record;
 mod recover;
 mod segment;
+mod snapshot;
 mod state;
 mod store;
 pub mod testing;

@@ -1,5 +1,6 @@
-//! Opening a data directory: lock it, read the hard state, validate every segment, cut a torn
-//! tail, refuse corruption and gaps.
+//! Opening a data directory: lock it, read the hard state, find and validate the latest
+//! snapshot, validate every segment, cut a torn tail, refuse corruption and gaps (between
+//! segments, or between the snapshot and the first segment).
 
 use std::collections::VecDeque;
 use std::io;
@@ -16,6 +17,7 @@ use crate::hard_state;
 use crate::options::FsOptions;
 use crate::record::{self, Record, Tail};
 use crate::segment::{self, PREALLOC_FILE};
+use crate::snapshot::{self, SnapshotFile};
 use crate::state::{FsStats, Segment, State};
 
 /// What opening a directory yields: the state to start from (with no durability watch yet)
@@ -35,6 +37,10 @@ pub(crate) fn open(
     })?;
     let names = fs.list(dir).map_err(|err| Error::io("listing", dir, err))?;
     let hard_state = hard_state::load(&**fs, dir, &names)?;
+    let snapshot = snapshot::recover(&**fs, dir, &names)?;
+    let snapshot_index = snapshot
+        .as_ref()
+        .map_or(LogIndex::ZERO, SnapshotFile::index);
     if names.iter().any(|name| name == PREALLOC_FILE) {
         let path = dir.join(PREALLOC_FILE);
         fs.remove(&path)
@@ -60,11 +66,22 @@ pub(crate) fn open(
     for (position, first) in firsts.into_iter().enumerate() {
         loaded.add(&**fs, dir, first, position + 1 == count, options)?;
     }
+    if let Some(segment) = loaded.segments.first()
+        && segment.first > snapshot_index.next()
+    {
+        return Err(Error::Uncovered {
+            file: segment.path.clone(),
+            first: segment.first.0,
+            snapshot_index: snapshot_index.0,
+        });
+    }
     if loaded.segments.is_empty() {
+        // A new log, or one whose every segment a compaction removed: it continues after the
+        // snapshot.
         segment::prepare(&**fs, dir, options.segment_bytes, options.zero_fill)?;
         loaded
             .segments
-            .push(segment::install(&**fs, dir, LogIndex(1))?);
+            .push(segment::install(&**fs, dir, snapshot_index.next())?);
     }
     sync_recovered(&**fs, dir, &loaded.segments, &names)?;
     let Loaded {
@@ -75,15 +92,12 @@ pub(crate) fn open(
     let first = segments
         .first()
         .map_or(LogIndex(1), |segment| segment.first);
-    let last = metas.back().map_or(LogIndex(0), |meta| meta.log_id.index);
+    let last = metas.back().map_or(first.prev(), |meta| meta.log_id.index);
     let byte_count = segments.iter().map(|segment| segment.end).sum();
     let mut state = State {
         hard_state,
-        // Entries below the first segment were compacted; their ids are a snapshot's business.
-        prev: LogId {
-            term: raft_core::Term(0),
-            index: LogIndex(first.0 - 1),
-        },
+        // Entries below the first segment were compacted; only the snapshot knows a term.
+        prev: LogId::ZERO,
         first,
         metas,
         cache: VecDeque::new(),
@@ -100,7 +114,9 @@ pub(crate) fn open(
         closing: false,
         io_waiting: false,
         stats: FsStats::default(),
+        snapshot: snapshot.map(Arc::new),
     };
+    state.prev = state.compacted_id(first.prev());
     // Warm the cache with the newest entries (they are the likeliest to be read).
     for entry in tail.into_iter().rev() {
         let bytes = record::encoded_len(&entry) as u64;

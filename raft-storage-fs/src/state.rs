@@ -6,6 +6,7 @@
 
 use std::collections::VecDeque;
 use std::path::PathBuf;
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 
 use raft_core::engine::LogEntryMeta;
@@ -16,6 +17,7 @@ use crate::error::Error;
 use crate::fs::{Fs, FsFile};
 use crate::options::FsOptions;
 use crate::record;
+use crate::snapshot::SnapshotFile;
 
 /// What callers and the I/O thread share.
 #[derive(Debug)]
@@ -26,6 +28,11 @@ pub(crate) struct Shared {
     pub(crate) dir: PathBuf,
     pub(crate) fs: Arc<dyn Fs>,
     pub(crate) options: FsOptions,
+    /// Numbers the temporary files of snapshots being written.
+    pub(crate) snapshot_seq: AtomicU64,
+    /// Held while a finished snapshot is checked against the current one and renamed into
+    /// place, so two finishing at once cannot both become current.
+    pub(crate) snapshot_install: Mutex<()>,
 }
 
 impl Shared {
@@ -84,9 +91,10 @@ pub(crate) enum Job {
 pub(crate) struct State {
     /// The newest durable hard state.
     pub(crate) hard_state: HardState,
-    /// The id of the entry just before `first` ([`LogId::ZERO`] when none was compacted).
+    /// The id of the entry just before `first` ([`LogId::ZERO`] when none was compacted; its
+    /// term is zero when compacted entries' terms are unknown, unless it is the snapshot's).
     pub(crate) prev: LogId,
-    /// The first live entry's index.
+    /// The first live entry's index (the next index, when the log is empty).
     pub(crate) first: LogIndex,
     /// The id and size of every live entry, `first..=last`.
     pub(crate) metas: VecDeque<LogEntryMeta>,
@@ -98,8 +106,12 @@ pub(crate) struct State {
     pub(crate) written: LogIndex,
     /// The segment files in index order; the last is the one being written.
     pub(crate) segments: Vec<Segment>,
-    /// Record bytes of every entry the segments hold or will hold.
+    /// Record bytes of every entry the segments hold or will hold: compaction lowers it when
+    /// it removes segments. Snapshot files are not counted (the snapshot policy compares this
+    /// with its threshold, and a snapshot larger than it would otherwise trigger another).
     pub(crate) byte_count: u64,
+    /// The latest durable snapshot.
+    pub(crate) snapshot: Option<Arc<SnapshotFile>>,
     /// Jobs not yet taken by the I/O thread.
     pub(crate) jobs: Vec<Job>,
     /// The `from` of every truncation queued and not yet carried out, oldest first: entries at
@@ -148,6 +160,23 @@ impl State {
         self.metas
             .get(usize::try_from(offset).ok()?)
             .map(|meta| meta.log_id)
+    }
+
+    /// The index the latest snapshot covers up to (zero without one).
+    pub(crate) fn snapshot_index(&self) -> LogIndex {
+        self.snapshot.as_ref().map_or(LogIndex::ZERO, |s| s.index())
+    }
+
+    /// The id to remember for compacted entry `index`: the snapshot's last entry when it is
+    /// that one, else `index` with an unknown (zero) term.
+    pub(crate) fn compacted_id(&self, index: LogIndex) -> LogId {
+        match &self.snapshot {
+            Some(snapshot) if snapshot.index() == index => snapshot.last_log_id(),
+            _ => LogId {
+                term: raft_core::Term(0),
+                index,
+            },
+        }
     }
 
     /// The index of the first cached entry.

@@ -2,19 +2,23 @@
 
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::thread::JoinHandle;
 
 use async_trait::async_trait;
 use bytes::Bytes;
 use raft_core::engine::{LogEntryMeta, RestoredState};
-use raft_core::{Entry, HardState, LogId, LogIndex, LogStore};
+use raft_core::{
+    Entry, HardState, LogId, LogIndex, LogStore, SnapshotMeta, SnapshotReader, SnapshotWriter,
+};
 use tokio::sync::{oneshot, watch};
 
 use crate::error::Error;
 use crate::fs::{DirLock, Fs, FsFile, StdFs};
 use crate::options::FsOptions;
 use crate::record::{self, MAX_PAYLOAD_BYTES};
+use crate::snapshot::FsSnapshotWriter;
 use crate::state::{FsStats, Job, Shared, State};
 use crate::{io, recover};
 
@@ -118,6 +122,8 @@ impl FsLogStore {
             dir,
             fs,
             options,
+            snapshot_seq: AtomicU64::new(0),
+            snapshot_install: Mutex::new(()),
         });
         let thread = io::spawn(Arc::clone(&shared))?;
         Ok(FsLogStore {
@@ -142,7 +148,8 @@ impl FsLogStore {
         &self.handle.shared.dir
     }
 
-    /// The first entry still in the log.
+    /// The first entry still in the log (the index the next append must start at, when the
+    /// log is empty).
     #[must_use]
     pub fn first_index(&self) -> LogIndex {
         self.shared().lock().first
@@ -166,6 +173,13 @@ impl FsLogStore {
         self.shared().lock().stats
     }
 
+    /// The latest durable snapshot's description, if there is one.
+    #[must_use]
+    pub fn snapshot_meta(&self) -> Option<SnapshotMeta> {
+        let state = self.shared().lock();
+        state.snapshot.as_ref().map(|s| s.meta().clone())
+    }
+
     /// The segment files, oldest first.
     #[must_use]
     pub fn segment_paths(&self) -> Vec<PathBuf> {
@@ -173,7 +187,7 @@ impl FsLogStore {
         state.segments.iter().map(|s| s.path.clone()).collect()
     }
 
-    fn shared(&self) -> &Shared {
+    pub(crate) fn shared(&self) -> &Shared {
         &self.handle.shared
     }
 
@@ -287,12 +301,20 @@ impl FsLogStore {
     fn compact_entries(&self, before: LogIndex) -> Result<(), Error> {
         let mut state = self.shared().lock();
         state.check_writable()?;
-        let before = before.min(LogIndex(state.last().index.0 + 1));
         if before <= state.first {
             return Ok(());
         }
-        let Some(prev) = state.id_at(LogIndex(before.0 - 1)) else {
-            return Ok(());
+        let covered = state.snapshot_index();
+        if before > covered.next() {
+            return Err(Error::Invalid(format!(
+                "cannot compact the log before {before}: the latest snapshot covers entries only up to {covered}"
+            )));
+        }
+        let last = state.last().index;
+        let prev = match state.id_at(before.prev()) {
+            Some(prev) if before <= last.next() => prev,
+            // Past the last entry: the log becomes empty and continues at `before`.
+            _ => state.compacted_id(before.prev()),
         };
         let dropped = usize::try_from(before.0 - state.first.0)
             .unwrap_or(usize::MAX)
@@ -456,15 +478,19 @@ impl LogStore for FsLogStore {
             }
         }
         let state = self.shared().lock();
-        if state.first > LogIndex(1) {
-            return Err(raft_core::Error::Restore(format!(
-                "the log in {} starts at entry {} (compacted); restoring from a snapshot is not supported yet",
-                self.dir().display(),
-                state.first
-            )));
+        let covered = state.snapshot_index();
+        if state.first > covered.next() {
+            // Recovery refuses such a log and compaction never makes one: a broken invariant.
+            return Err(Error::Uncovered {
+                file: self.dir().to_path_buf(),
+                first: state.first.0,
+                snapshot_index: covered.0,
+            }
+            .into());
         }
         Ok(RestoredState {
             hard_state: state.hard_state,
+            snapshot: state.snapshot.as_ref().map(|s| s.meta().clone()),
             entries: state.metas.iter().copied().collect(),
         })
     }
@@ -487,6 +513,18 @@ impl LogStore for FsLogStore {
 
     async fn compact(&self, before: LogIndex) -> Result<(), raft_core::Error> {
         Ok(self.compact_entries(before)?)
+    }
+
+    async fn begin_snapshot(&self) -> Result<Box<dyn SnapshotWriter>, raft_core::Error> {
+        Ok(Box::new(FsSnapshotWriter::begin(self.clone()).await?))
+    }
+
+    async fn open_snapshot(&self) -> Result<Option<Arc<dyn SnapshotReader>>, raft_core::Error> {
+        let state = self.shared().lock();
+        Ok(state
+            .snapshot
+            .clone()
+            .map(|snapshot| snapshot as Arc<dyn SnapshotReader>))
     }
 
     fn durable(&self) -> watch::Receiver<LogId> {

@@ -1,5 +1,6 @@
 //! raft-core clusters on FsLogStore: replication, restart from disk, a leader's power loss with
-//! writes in flight, and an fsync failure that stops a node while the others go on.
+//! writes in flight, an fsync failure that stops a node while the others go on, and snapshots
+//! on real files (compaction, restart from a snapshot, a follower brought back by one).
 #![allow(clippy::unwrap_used, clippy::expect_used)] // helpers outside #[test] fns
 
 use std::collections::BTreeMap;
@@ -28,6 +29,7 @@ struct Cluster {
     stores: BTreeMap<NodeId, FsLogStore>,
     kvs: BTreeMap<NodeId, MemKv>,
     nodes: Arc<Mutex<BTreeMap<NodeId, Node>>>,
+    config: NodeConfig,
 }
 
 fn config() -> NodeConfig {
@@ -47,6 +49,10 @@ fn options(id: NodeId) -> FsOptions {
 
 impl Cluster {
     async fn start(disks: Vec<Disk>) -> Cluster {
+        Cluster::start_with(disks, config()).await
+    }
+
+    async fn start_with(disks: Vec<Disk>, config: NodeConfig) -> Cluster {
         let ids: Vec<NodeId> = (1..=disks.len() as u64).map(NodeId).collect();
         let mut cluster = Cluster {
             network: MemNetwork::new(7),
@@ -55,6 +61,7 @@ impl Cluster {
             stores: BTreeMap::new(),
             kvs: BTreeMap::new(),
             nodes: Arc::new(Mutex::new(BTreeMap::new())),
+            config,
         };
         for id in ids {
             cluster.start_node(id).await;
@@ -79,7 +86,7 @@ impl Cluster {
         let node = Node::start(
             id,
             members,
-            config(),
+            self.config.clone(),
             Arc::new(store.clone()),
             kv.clone().into_arc(),
             self.network.transport(id),
@@ -342,4 +349,59 @@ async fn a_lagging_follower_catches_up_from_entries_read_back_from_disk() {
     cluster.settle().await;
     cluster.assert_exactly_once(&outcomes);
     assert!(cluster.stores[&lagging].last_log_id().index >= LogIndex(400));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn snapshots_on_real_files_compact_the_log_restart_and_bring_a_follower_back() {
+    let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let disks = dirs
+        .iter()
+        .map(|d| Disk::Real(d.path().to_path_buf()))
+        .collect();
+    let mut config = config();
+    config.raft.snapshot_entries = 100;
+    config.raft.snapshot_keep_entries = 20;
+    config.raft.snapshot_chunk_bytes = 1024;
+    let mut cluster = Cluster::start_with(disks, config).await;
+    let leader = cluster.wait_for_leader().await;
+    let lagging = cluster
+        .ids
+        .iter()
+        .copied()
+        .find(|&id| id != leader)
+        .unwrap();
+    cluster.stop_node(lagging).await;
+    let outcomes = join_all(spawn_writers(&cluster, 4, 100)).await;
+    assert!(outcomes.iter().all(|(_, acked)| *acked));
+    let leader_store = &cluster.stores[&leader];
+    assert!(
+        leader_store.first_index() > LogIndex(100),
+        "whole segments compacted"
+    );
+
+    // The follower's log ends long before the leader's first entry: it gets the snapshot.
+    cluster.start_node(lagging).await;
+    cluster.settle().await;
+    assert!(!cluster.kvs[&lagging].restored_from().is_empty());
+    let dumps: Vec<_> = cluster.kvs.values().map(MemKv::dump).collect();
+    assert!(dumps.windows(2).all(|pair| pair[0] == pair[1]));
+    assert_eq!(dumps[0].len(), 400);
+
+    // Whole-cluster restart: every node restores its snapshot file, then replays its log.
+    for id in cluster.ids.clone() {
+        cluster.stop_node(id).await;
+    }
+    for id in cluster.ids.clone() {
+        cluster.start_node(id).await;
+    }
+    cluster.settle().await;
+    for kv in cluster.kvs.values() {
+        assert_eq!(
+            kv.restored_from().len(),
+            1,
+            "restored from its snapshot at start"
+        );
+        assert_eq!(kv.dump(), dumps[0]);
+    }
+    assert!(write(&cluster.nodes, MemKv::put("after", "restart")).await);
 }

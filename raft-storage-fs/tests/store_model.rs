@@ -1,15 +1,16 @@
-//! Random operation sequences against an in-memory model, with clean reopens and simulated
-//! power losses (SimFs) at random moments: every entry reported durable survives, nothing
-//! survives that was never written, and reads always match the model.
+//! Random operation sequences against an in-memory model, with snapshots, compaction (also past
+//! the end of the log), clean reopens and simulated power losses (SimFs) at random moments:
+//! every entry reported durable survives (or a snapshot covers it), every finished snapshot
+//! survives, nothing survives that was never written, and reads always match the model.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // helpers outside #[test] fns
 
 mod common;
 
 use std::collections::BTreeMap;
 
-use common::{entry, open_sim, small_options};
+use common::{entry, latest_snapshot, open_sim, save_snapshot, small_options, snapshot_data};
 use proptest::prelude::*;
-use raft_core::{Entry, HardState, LogIndex, LogStore, NodeId, Term};
+use raft_core::{Entry, HardState, LogId, LogIndex, LogStore, NodeId, Term};
 use raft_storage_fs::FsLogStore;
 use raft_storage_fs::testing::SimFs;
 
@@ -24,9 +25,16 @@ enum Op {
     Truncate {
         back: u64,
     },
-    /// Compacts `ahead` entries past the first.
+    /// Compacts `ahead` entries past the first (at most up to the snapshot).
     Compact {
         ahead: u64,
+    },
+    /// Saves a snapshot `back` entries before the last one, or, when `beyond`, one from a
+    /// leader `back` entries past the log's end (which then replaces the log, as a follower
+    /// does: truncate the log, compact past the snapshot).
+    Snapshot {
+        back: u64,
+        beyond: bool,
     },
     Read {
         from: u64,
@@ -46,7 +54,8 @@ fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         6 => (1u64..40, any::<bool>()).prop_map(|(count, new_term)| Op::Append { count, new_term }),
         2 => (0u64..30).prop_map(|back| Op::Truncate { back }),
-        1 => (0u64..60).prop_map(|ahead| Op::Compact { ahead }),
+        2 => (0u64..60).prop_map(|ahead| Op::Compact { ahead }),
+        1 => (0u64..40, any::<bool>()).prop_map(|(back, beyond)| Op::Snapshot { back, beyond }),
         3 => (0u64..300, 0u64..80).prop_map(|(from, len)| Op::Read { from, len }),
         1 => (0u64..300).prop_map(|commit| Op::SaveHardState { commit }),
         2 => Just(Op::WaitDurable),
@@ -57,19 +66,29 @@ fn op() -> impl Strategy<Value = Op> {
 
 /// What the log must hold.
 struct Model {
-    /// Every entry from index 1 (compaction only hides a prefix).
-    entries: Vec<Entry>,
+    /// The entries of the log by index, compacted ones included (a reopened log may hold some
+    /// again: compaction is by whole segments).
+    entries: BTreeMap<u64, Entry>,
+    /// The first live entry (the next one, when the log is empty).
     first: u64,
+    /// The index the next append starts at.
+    next: u64,
     term: u64,
     hard_state: HardState,
     /// Every version ever appended at each index (a crash may keep one a later truncation
     /// removed, if the truncation was not yet durable).
     versions: BTreeMap<u64, Vec<Entry>>,
+    /// The latest snapshot: (term, index).
+    snapshot: Option<(u64, u64)>,
 }
 
 impl Model {
     fn last(&self) -> u64 {
-        self.entries.len() as u64
+        self.next - 1
+    }
+
+    fn snapshot_index(&self) -> u64 {
+        self.snapshot.map_or(0, |(_, index)| index)
     }
 
     fn slice(&self, first: u64, last: u64) -> Vec<Entry> {
@@ -78,7 +97,16 @@ impl Model {
         if first > last {
             return Vec::new();
         }
-        self.entries[first as usize - 1..last as usize].to_vec()
+        self.entries
+            .range(first..=last)
+            .map(|(_, e)| e.clone())
+            .collect()
+    }
+
+    /// Removes every entry at `from` and above.
+    fn remove_from(&mut self, from: u64) {
+        self.entries.split_off(&from);
+        self.next = self.next.min(from);
     }
 }
 
@@ -86,11 +114,13 @@ async fn run(ops: Vec<Op>) {
     let fs = SimFs::new();
     let mut store = open_sim(&fs, small_options());
     let mut model = Model {
-        entries: Vec::new(),
+        entries: BTreeMap::new(),
         first: 1,
+        next: 1,
         term: 1,
         hard_state: HardState::default(),
         versions: BTreeMap::new(),
+        snapshot: None,
     };
     for op in ops {
         match op {
@@ -98,30 +128,32 @@ async fn run(ops: Vec<Op>) {
                 if new_term {
                     model.term += 1;
                 }
-                let first = model.last() + 1;
+                let first = model.next;
                 let batch: Vec<Entry> = (first..first + count)
                     .map(|i| entry(model.term, i))
                     .collect();
                 store.append(&batch).await.unwrap();
-                for e in &batch {
-                    model
-                        .versions
-                        .entry(e.log_id.index.0)
-                        .or_default()
-                        .push(e.clone());
+                for e in batch {
+                    let index = e.log_id.index.0;
+                    model.versions.entry(index).or_default().push(e.clone());
+                    model.entries.insert(index, e);
                 }
-                model.entries.extend(batch);
+                model.next = first + count;
             }
             Op::Truncate { back } => {
-                let from = (model.last() + 1).saturating_sub(back).max(model.first);
+                let from = model.next.saturating_sub(back).max(model.first);
                 store.truncate(LogIndex(from)).await.unwrap();
-                model.entries.truncate(from as usize - 1);
+                model.remove_from(from);
                 assert!(store.durable().borrow().index.0 < from);
             }
             Op::Compact { ahead } => {
-                let before = (model.first + ahead).min(model.last() + 1);
+                let before = (model.first + ahead).min(model.snapshot_index() + 1);
                 store.compact(LogIndex(before)).await.unwrap();
                 model.first = model.first.max(before);
+                model.next = model.next.max(model.first);
+            }
+            Op::Snapshot { back, beyond } => {
+                snapshot(&store, &mut model, back, beyond).await;
             }
             Op::Read { from, len } => {
                 let got = store
@@ -149,6 +181,7 @@ async fn run(ops: Vec<Op>) {
                 assert_eq!(store.last_log_id().index.0, model.last());
                 // Reopened, the log starts at its first kept segment (compaction is by segment).
                 model.first = store.first_index().0;
+                check_snapshot(&store, &model).await;
             }
             Op::PowerLoss { seed } => {
                 let durable = store.durable().borrow().index.0;
@@ -159,44 +192,120 @@ async fn run(ops: Vec<Op>) {
             }
         }
         assert_eq!(store.last_log_id().index.0, model.last());
+        assert_eq!(store.first_index().0, model.first);
         assert_eq!(store.hard_state(), model.hard_state);
+        let snapshot_index = store.snapshot_meta().map_or(0, |m| m.last_log_id.index.0);
+        assert_eq!(snapshot_index, model.snapshot_index());
     }
 }
 
-/// After a power loss: every durable entry is there, every other surviving entry is a version
-/// that was appended at its index; the model continues from what survived.
+/// Saves a snapshot (see [`Op::Snapshot`]).
+async fn snapshot(store: &FsLogStore, model: &mut Model, back: u64, beyond: bool) {
+    let (term, index) = if beyond {
+        (model.term, model.next + back)
+    } else {
+        let index = model.last().saturating_sub(back);
+        match model.entries.get(&index) {
+            Some(e) if index >= model.first => (e.log_id.term.0, index),
+            _ => return,
+        }
+    };
+    let data = snapshot_data(index, (index * 37 % 3000) as usize);
+    let chunk = 1 + (back * 131 % 1000) as usize;
+    let newer = index > model.snapshot_index();
+    assert_eq!(save_snapshot(store, term, index, &data, chunk).await, newer);
+    if !newer {
+        return;
+    }
+    model.snapshot = Some((term, index));
+    if beyond {
+        // The log ends before the snapshot: the snapshot replaces it.
+        if model.first <= model.last() {
+            store.truncate(LogIndex(model.first)).await.unwrap();
+            model.remove_from(model.first);
+        }
+        store.compact(LogIndex(index + 1)).await.unwrap();
+        model.first = index + 1;
+        model.next = index + 1;
+    }
+}
+
+/// The store's snapshot is the model's, with the data written for it.
+async fn check_snapshot(store: &FsLogStore, model: &Model) {
+    let latest = latest_snapshot(store).await;
+    match (latest, model.snapshot) {
+        (None, None) => {}
+        (Some((meta, data)), Some((term, index))) => {
+            assert_eq!(meta.last_log_id, LogId::new(term, index));
+            assert_eq!(data, snapshot_data(index, (index * 37 % 3000) as usize));
+        }
+        (latest, expected) => panic!("snapshot {latest:?}, expected {expected:?}"),
+    }
+}
+
+/// After a power loss: the snapshot is the last one saved; every durable entry the snapshot does
+/// not cover is there, every other surviving entry is a version that was appended at its index;
+/// the model continues from what survived, as a restarting node would.
 async fn check_recovered(store: &FsLogStore, model: &mut Model, durable: u64) {
+    check_snapshot(store, model).await;
+    let covered = model.snapshot_index();
     let first = store.first_index().0;
     let last = store.last_log_id().index.0;
     assert!(
-        last >= durable,
-        "durable entry {durable} lost; log ends at {last}"
+        last.max(covered) >= durable,
+        "durable entry {durable} lost; log ends at {last}, snapshot at {covered}"
     );
+    // Compaction is by whole segments and may be undone; a log whose every segment was removed
+    // (a compaction past its end, cut short) opens empty after the snapshot.
+    let emptied = last < first && first == covered + 1;
     assert!(
-        first <= model.first.max(1),
+        first <= model.first.max(1) || emptied,
         "first {first} after {}",
         model.first
+    );
+    assert!(
+        first <= covered + 1,
+        "first {first} after snapshot {covered}"
     );
     let recovered = store.read(LogIndex(first), LogIndex(last)).await.unwrap();
     assert_eq!(recovered.len() as u64, last + 1 - first);
     for e in &recovered {
         let index = e.log_id.index.0;
-        if index <= durable {
+        if index <= durable && index > covered {
             assert_eq!(
-                e,
-                &model.entries[index as usize - 1],
+                Some(e),
+                model.entries.get(&index),
                 "durable entry {index} changed"
             );
         }
         let known = model.versions.get(&index).is_some_and(|v| v.contains(e));
         assert!(known, "entry {index} was never appended: {e:?}");
     }
-    // Continue from the recovered log: keep the model's view of entries below `first` (they
-    // were compacted, not lost) and take the rest from the store.
-    model.entries.truncate(first as usize - 1);
-    model.entries.extend(recovered);
+    // Continue from the recovered log.
+    model.entries.split_off(&first);
+    model
+        .entries
+        .extend(recovered.into_iter().map(|e| (e.log_id.index.0, e)));
     model.first = first;
+    model.next = last + 1;
     model.term = model.term.max(store.last_log_id().term.0);
+    // A log that ends before the snapshot or disagrees with it is replaced by it (the engine's
+    // restart: truncate the log, compact past the snapshot).
+    if let Some((term, index)) = model.snapshot {
+        let disagrees = model
+            .entries
+            .get(&index)
+            .is_some_and(|e| index >= first && e.log_id.term.0 != term);
+        if last < index || disagrees {
+            if first <= last {
+                store.truncate(LogIndex(first)).await.unwrap();
+                model.remove_from(first);
+            }
+            store.compact(LogIndex(index + 1)).await.unwrap();
+            model.first = index + 1;
+            model.next = index + 1;
+        }
+    }
 }
 
 proptest! {

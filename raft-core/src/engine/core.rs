@@ -7,6 +7,7 @@ use super::rng::Rng;
 use super::{Output, PlantedBug};
 use crate::config::Config;
 use crate::message::Message;
+use crate::snapshot::SnapshotMeta;
 use crate::types::{Entry, HardState, LogIndex, Membership, NodeId, Term};
 
 /// State shared by every role.
@@ -41,6 +42,13 @@ pub(crate) struct Core {
     pub(crate) next_seq: u64,
     /// Always `None` unless the `planted-bugs` feature's `Engine::plant_bug` set it.
     pub(crate) planted_bug: Option<PlantedBug>,
+    /// The latest durable snapshot (created here or installed from a leader).
+    pub(crate) snapshot: Option<SnapshotMeta>,
+    /// A `CreateSnapshot` is out and not yet reported.
+    pub(crate) creating_snapshot: bool,
+    /// A snapshot the leader of the current term is sending, chunk by chunk. Kept across role
+    /// changes within the term (a follower whose timer fired during a long transfer resumes it).
+    pub(crate) receiving: Option<super::install::Receiving>,
 }
 
 impl Core {
@@ -108,6 +116,10 @@ impl Core {
         if index > self.commit_index {
             self.commit_index = index;
             self.outputs.push(Output::Commit { upto: index });
+            let every = self.config.snapshot_entries;
+            if every > 0 && index.0 - self.snapshot_index().0 >= every {
+                self.create_snapshot();
+            }
         }
     }
 

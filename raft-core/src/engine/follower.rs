@@ -124,6 +124,10 @@ impl Engine {
         let log = &self.core.log;
         for (position, entry) in request.entries.iter().enumerate() {
             let index = entry.log_id.index;
+            if index <= log.base_index() {
+                // In the compacted prefix: covered by the snapshot, committed, so it matches.
+                continue;
+            }
             match log.term_at(index) {
                 Some(term) if term == entry.log_id.term => continue,
                 Some(_) if index <= self.core.commit_index => return None,

@@ -3,6 +3,7 @@
 use bytes::Bytes;
 
 use crate::message::Message;
+use crate::snapshot::SnapshotMeta;
 use crate::types::{HardState, LogId, NodeId};
 
 /// One event for the engine.
@@ -57,4 +58,15 @@ pub enum Input {
         /// The intended successor.
         to: NodeId,
     },
+    /// Someone (an operator, the runtime's log-size policy) asked for a snapshot now. Ignored
+    /// while one is being created or when nothing was committed since the last one.
+    SnapshotRequested,
+    /// The snapshot asked for by `Output::CreateSnapshot` is durable and the store's latest.
+    SnapshotCreated {
+        /// What it covers.
+        meta: SnapshotMeta,
+    },
+    /// The snapshot asked for by `Output::CreateSnapshot` could not be made (or a newer one
+    /// replaced it first); a later request tries again.
+    SnapshotFailed,
 }

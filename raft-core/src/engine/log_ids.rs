@@ -4,6 +4,11 @@
 //! the memory cost is one pair per term plus four bytes per entry for its payload size (used to
 //! cap AppendEntries by bytes). Invariant: runs have strictly increasing first indexes and
 //! strictly increasing terms, and `sizes.len() == last - base.index`.
+//!
+//! Below the first entry held there is the compacted prefix, which the latest snapshot covers:
+//! the snapshot's last id answers `term_at` for its index even when the log no longer holds it.
+//! After a restart the log may begin with entries below the snapshot whose predecessor's term
+//! is unknown (the store dropped it): `base_known` says whether `base.term` is real.
 
 use std::collections::VecDeque;
 
@@ -13,6 +18,10 @@ use crate::types::{LogId, LogIndex, Term};
 pub(crate) struct LogIds {
     /// The id just before the first entry held (ZERO until snapshots compact the log).
     base: LogId,
+    /// Whether `base.term` is known (false only for a restored log whose predecessor is gone).
+    base_known: bool,
+    /// The last id the latest snapshot covers (ZERO without one).
+    snapshot: LogId,
     /// `(first index, term)` for each term present, ascending.
     runs: Vec<(LogIndex, Term)>,
     /// Payload bytes of each entry after `base`.
@@ -23,11 +32,77 @@ impl LogIds {
     pub(crate) fn new() -> LogIds {
         LogIds {
             base: LogId::ZERO,
+            base_known: true,
+            snapshot: LogId::ZERO,
             runs: Vec::new(),
             sizes: VecDeque::new(),
         }
     }
 
+    /// An empty log that continues after `base` (a snapshot's last id).
+    pub(crate) fn starting_after(base: LogId) -> LogIds {
+        LogIds {
+            base,
+            snapshot: base,
+            ..LogIds::new()
+        }
+    }
+
+    /// A log whose first entry will be at `base + 1`, the term of `base` being unknown (a
+    /// snapshot set afterwards answers for its own index).
+    pub(crate) fn restored(base: LogIndex) -> LogIds {
+        LogIds {
+            base: LogId {
+                term: Term(0),
+                index: base,
+            },
+            base_known: base == LogIndex::ZERO,
+            ..LogIds::new()
+        }
+    }
+
+    /// The index just before the first entry held.
+    pub(crate) fn base_index(&self) -> LogIndex {
+        self.base.index
+    }
+
+    /// The last id the latest snapshot covers (ZERO without one).
+    pub(crate) fn snapshot_id(&self) -> LogId {
+        self.snapshot
+    }
+
+    /// Records a newer snapshot (its entry must be in the log or be its base).
+    pub(crate) fn set_snapshot(&mut self, snapshot: LogId) {
+        if snapshot.index > self.snapshot.index {
+            self.snapshot = snapshot;
+        }
+    }
+
+    /// Drops the entries below `before` (never past the last entry plus one).
+    pub(crate) fn compact_before(&mut self, before: LogIndex) {
+        let before = before.min(self.last_index().next());
+        if before <= self.base.index.next() {
+            return;
+        }
+        let new_base = before.prev();
+        let Some(term) = self.term_at(new_base) else {
+            return;
+        };
+        let drop = usize::try_from(new_base.0 - self.base.index.0).unwrap_or(usize::MAX);
+        self.sizes.drain(..drop.min(self.sizes.len()));
+        // Runs that end before `before` go; the run holding `before` stays (its first index
+        // is clamped to the base by `first_index_of_run_at`).
+        let keep_from = self
+            .runs
+            .partition_point(|&(first, _)| first <= before)
+            .saturating_sub(1);
+        self.runs.drain(..keep_from);
+        self.base = LogId {
+            term,
+            index: new_base,
+        };
+        self.base_known = true;
+    }
     pub(crate) fn last_index(&self) -> LogIndex {
         self.base.index.plus(self.sizes.len() as u64)
     }
@@ -35,15 +110,19 @@ impl LogIds {
     pub(crate) fn last_log_id(&self) -> LogId {
         let index = self.last_index();
         LogId {
-            term: self.term_at(index).unwrap_or(self.base.term),
+            term: self.term_at(index).unwrap_or(self.snapshot.term),
             index,
         }
     }
 
-    /// The term of the entry at `index`, `None` if the log does not hold it.
+    /// The term of the entry at `index`, `None` if the log does not hold it (or it lies in the
+    /// compacted prefix, except for the snapshot's own last entry).
     pub(crate) fn term_at(&self, index: LogIndex) -> Option<Term> {
+        if index == self.snapshot.index {
+            return Some(self.snapshot.term);
+        }
         if index == self.base.index {
-            return Some(self.base.term);
+            return self.base_known.then_some(self.base.term);
         }
         if index < self.base.index || index > self.last_index() {
             return None;
@@ -95,8 +174,9 @@ impl LogIds {
             self.last_index().next(),
             "log ids must be consecutive"
         );
-        let last_term = self.last_log_id().term;
-        assert!(log_id.term >= last_term, "terms in a log never decrease");
+        if let Some(last_term) = self.term_at(self.last_index()) {
+            assert!(log_id.term >= last_term, "terms in a log never decrease");
+        }
         if self
             .runs
             .last()
@@ -165,6 +245,45 @@ mod tests {
         assert_eq!(log.last_index_of_term(Term(2)), Some(LogIndex(5)));
         assert_eq!(log.last_index_of_term(Term(5)), Some(LogIndex(6)));
         assert_eq!(log.last_index_of_term(Term(3)), None);
+    }
+
+    #[test]
+    fn compaction_keeps_ids_above_the_cut_and_the_snapshot_id() {
+        let mut log = log_of(&[1, 1, 2, 2, 2, 5]);
+        log.set_snapshot(LogId::new(2, 4));
+        log.compact_before(LogIndex(4));
+        assert_eq!(log.base_index(), LogIndex(3));
+        assert_eq!(log.term_at(LogIndex(2)), None);
+        assert_eq!(log.term_at(LogIndex(3)), Some(Term(2)));
+        assert_eq!(log.term_at(LogIndex(4)), Some(Term(2)));
+        assert_eq!(log.first_index_of_run_at(LogIndex(5)), LogIndex(4));
+        assert_eq!(log.size_at(LogIndex(4)), 10);
+        assert_eq!(log.last_log_id(), LogId::new(5, 6));
+        // Compacting everything leaves the snapshot's id answering for its index.
+        log.compact_before(LogIndex(99));
+        assert_eq!(log.base_index(), LogIndex(6));
+        assert_eq!(log.last_log_id(), LogId::new(5, 6));
+        assert_eq!(log.term_at(LogIndex(4)), Some(Term(2)));
+        log.push(LogId::new(6, 7), 1);
+        assert_eq!(log.last_log_id(), LogId::new(6, 7));
+    }
+
+    #[test]
+    fn a_restored_log_knows_only_the_snapshot_below_its_first_entry() {
+        let mut log = LogIds::restored(LogIndex(4));
+        assert_eq!(
+            log.term_at(LogIndex(4)),
+            None,
+            "the base's term was dropped"
+        );
+        for index in 5..=8 {
+            log.push(LogId::new(3, index), 1);
+        }
+        log.set_snapshot(LogId::new(3, 6));
+        assert_eq!(log.term_at(LogIndex(6)), Some(Term(3)));
+        let empty = LogIds::starting_after(LogId::new(3, 6));
+        assert_eq!(empty.last_log_id(), LogId::new(3, 6));
+        assert_eq!(empty.term_at(LogIndex(6)), Some(Term(3)));
     }
 
     #[test]

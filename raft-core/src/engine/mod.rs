@@ -29,12 +29,14 @@ mod core;
 mod election;
 mod follower;
 mod input;
+mod install;
 mod log_ids;
 mod output;
 mod quorum;
 mod read_index;
 mod replication;
 mod rng;
+mod snapshot;
 #[cfg(test)]
 mod testing;
 #[cfg(test)]
@@ -46,12 +48,12 @@ pub use self::input::Input;
 pub use self::output::Output;
 
 pub(crate) use self::core::Core;
-use self::log_ids::LogIds;
 use self::replication::LeaderState;
 use self::rng::Rng;
 use crate::config::Config;
 use crate::error::Error;
 use crate::message::Message;
+use crate::snapshot::SnapshotMeta;
 use crate::types::{Entry, HardState, LogId, LogIndex, Membership, NodeId, Term};
 
 /// The id and payload size of one entry, as a log store reports them at start.
@@ -68,7 +70,11 @@ pub struct LogEntryMeta {
 pub struct RestoredState {
     /// The durable hard state.
     pub hard_state: HardState,
-    /// Every entry of the durable log, in index order from 1.
+    /// The latest durable snapshot, if any.
+    pub snapshot: Option<SnapshotMeta>,
+    /// Every entry of the durable log, in index order from the first held: index 1 without a
+    /// snapshot; with one, anywhere up to the snapshot's index plus one (entries the snapshot
+    /// covers may still be there). An empty log with a snapshot continues after it.
     pub entries: Vec<LogEntryMeta>,
 }
 
@@ -104,6 +110,10 @@ pub struct Status {
     pub last_log_id: LogId,
     /// The last entry of its log known durable.
     pub durable_index: LogIndex,
+    /// The last index its latest snapshot covers (zero without one).
+    pub snapshot_index: LogIndex,
+    /// The index before the first entry its log holds (the compacted prefix ends here).
+    pub log_base_index: LogIndex,
 }
 
 /// Replication state of one follower, as the leader sees it (for metrics).
@@ -155,7 +165,8 @@ impl Engine {
     ///
     /// # Errors
     /// [`Error::Config`] for a bad configuration or membership, [`Error::Restore`] when the
-    /// restored log is not consecutive from index 1 or its terms are out of order.
+    /// restored log is not consecutive, does not start at 1 (or, with a snapshot, at or below
+    /// the snapshot's index plus one) or its terms are out of order.
     pub fn new(
         id: NodeId,
         membership: Membership,
@@ -168,8 +179,14 @@ impl Engine {
             return Err(Error::Config("membership has no voters".to_owned()));
         }
         let hard_state = restored.hard_state;
-        let log = restore_log(&restored.entries)?;
+        let rebuilt = snapshot::restore_log(
+            restored.snapshot.as_ref(),
+            &restored.entries,
+            hard_state.commit,
+        )?;
+        let log = rebuilt.log;
         let last = log.last_index();
+        let snapshot_index = log.snapshot_id().index;
         let mut core = Core {
             id,
             config,
@@ -179,7 +196,7 @@ impl Engine {
             term: hard_state.term,
             vote: hard_state.vote,
             durable_term_vote: (hard_state.term, hard_state.vote),
-            commit_index: hard_state.commit.min(last),
+            commit_index: rebuilt.commit_index,
             log,
             durable_index: last,
             log_epoch: 0,
@@ -191,6 +208,11 @@ impl Engine {
             outputs: Vec::new(),
             next_seq: 1,
             planted_bug: None,
+            snapshot: restored
+                .snapshot
+                .filter(|s| s.last_log_id.index == snapshot_index),
+            creating_snapshot: false,
+            receiving: None,
         };
         core.reset_election_timer();
         // The log write of a newer term's entries can become durable before the hard state
@@ -200,7 +222,10 @@ impl Engine {
         if log_term > core.term {
             core.set_term_vote(log_term, None);
         }
-        if core.commit_index > LogIndex::ZERO {
+        core.outputs.extend(rebuilt.outputs);
+        // A crash between a snapshot and its compaction left covered entries behind.
+        core.compact_log();
+        if core.commit_index > snapshot_index {
             core.outputs.push(Output::Commit {
                 upto: core.commit_index,
             });
@@ -228,6 +253,9 @@ impl Engine {
             Input::SendFailed { to, seq } => self.on_send_failed(to, seq),
             Input::ReadRequested { id } => self.on_read_requested(id),
             Input::TransferRequested { to } => self.on_transfer_requested(to),
+            Input::SnapshotRequested => self.on_snapshot_requested(),
+            Input::SnapshotCreated { meta } => self.on_snapshot_created(meta),
+            Input::SnapshotFailed => self.on_snapshot_failed(),
         }
         self.core.outputs.drain(..)
     }
@@ -249,7 +277,15 @@ impl Engine {
             commit_index: self.core.commit_index,
             last_log_id: self.core.log.last_log_id(),
             durable_index: self.core.durable_index,
+            snapshot_index: self.core.snapshot_index(),
+            log_base_index: self.core.log.base_index(),
         }
+    }
+
+    /// The latest durable snapshot this node has, if any.
+    #[must_use]
+    pub fn snapshot(&self) -> Option<&SnapshotMeta> {
+        self.core.snapshot.as_ref()
     }
 
     /// The node's role.
@@ -321,6 +357,9 @@ impl Engine {
                 Message::AppendEntries(request) => {
                     self.become_follower(term, Some(request.leader_id));
                 }
+                Message::InstallSnapshot(request) => {
+                    self.become_follower(term, Some(request.leader_id));
+                }
                 _ => self.become_follower(term, None),
             }
         } else if term < self.core.term {
@@ -333,6 +372,10 @@ impl Engine {
             Message::RequestVote(request) => self.on_request_vote(from, &request),
             Message::RequestVoteResponse(response) => self.on_vote_response(from, &response),
             Message::TimeoutNow(message) => self.on_timeout_now(from, &message),
+            Message::InstallSnapshot(request) => self.on_install_snapshot(from, request),
+            Message::InstallSnapshotResponse(response) => {
+                self.on_snapshot_response(from, &response);
+            }
         }
     }
 
@@ -353,6 +396,13 @@ impl Engine {
                     term,
                     granted: false,
                     pre_vote: request.pre_vote,
+                })
+            }
+            Message::InstallSnapshot(request) => {
+                Message::InstallSnapshotResponse(crate::message::InstallSnapshotResponse {
+                    term,
+                    seq: request.seq,
+                    outcome: crate::message::SnapshotOutcome::StaleTerm,
                 })
             }
             _ => return,
@@ -442,28 +492,4 @@ impl Engine {
             info!(node = %self.core.id, term = %self.core.term, ?was, "became follower");
         }
     }
-}
-
-/// Rebuilds the engine's log view from the store's entries, checking they are well formed.
-fn restore_log(entries: &[LogEntryMeta]) -> Result<LogIds, Error> {
-    let mut log = LogIds::new();
-    for (position, entry) in entries.iter().enumerate() {
-        let expected = LogIndex(position as u64 + 1);
-        if entry.log_id.index != expected {
-            return Err(Error::Restore(format!(
-                "log entry {position} has index {} (expected {expected})",
-                entry.log_id.index
-            )));
-        }
-        if entry.log_id.term < log.last_log_id().term {
-            return Err(Error::Restore(format!(
-                "entry {} has term {} after term {}",
-                entry.log_id.index,
-                entry.log_id.term,
-                log.last_log_id().term
-            )));
-        }
-        log.push(entry.log_id, entry.payload_len);
-    }
-    Ok(log)
 }

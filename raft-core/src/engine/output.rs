@@ -14,8 +14,11 @@
 //! [`Input::LogPersisted`]: super::Input::LogPersisted
 //! [`Input::HardStatePersisted`]: super::Input::HardStatePersisted
 
-use crate::message::{AppendEntries, Message};
-use crate::types::{Entry, HardState, LogId, LogIndex, NodeId};
+use bytes::Bytes;
+
+use crate::message::{AppendEntries, InstallSnapshot, Message};
+use crate::snapshot::SnapshotMeta;
+use crate::types::{Entry, HardState, LogId, LogIndex, Membership, NodeId};
 
 /// One command for the runtime.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -32,10 +35,58 @@ pub enum Output {
         /// an entry with the same id was appended again since (an A-B-A truncation).
         epoch: u64,
     },
-    /// Remove every entry at `from` and above. Never at or below the commit index.
+    /// Remove every entry at `from` and above. Never at or below the commit index, except
+    /// when a snapshot from the leader replaces a log that disagrees with it (then `from` is the
+    /// first entry held, and a `CompactLog` past the snapshot follows).
     TruncateLog {
         /// The first index removed.
         from: LogIndex,
+    },
+    /// Drop the entries below `before` (a durable snapshot covers them). When `before` is past
+    /// the last entry the log becomes empty and continues at `before`.
+    CompactLog {
+        /// The first index kept.
+        before: LogIndex,
+    },
+    /// Capture the state machine's state after `last_log_id` (everything up to it was handed
+    /// to `Commit` before this output, nothing after) and store it as a snapshot; report with
+    /// `Input::SnapshotCreated` or `Input::SnapshotFailed`.
+    CreateSnapshot {
+        /// The last entry the snapshot covers (the commit index).
+        last_log_id: LogId,
+        /// The membership as of that entry, for the snapshot's meta.
+        membership: Membership,
+    },
+    /// Store a chunk of a snapshot the leader is sending: a chunk at offset 0 starts a new
+    /// snapshot (abandoning any other being received); the chunk with `done` completes it,
+    /// which makes it durable and the store's latest before the outputs that follow run. The
+    /// engine has checked the chunk's and the whole data's checksums.
+    SaveSnapshotChunk {
+        /// The snapshot.
+        meta: SnapshotMeta,
+        /// Where `data` goes.
+        offset: u64,
+        /// The chunk.
+        data: Bytes,
+        /// Whether this is the last chunk.
+        done: bool,
+    },
+    /// Replace the state machine's state with the store's latest snapshot, which is `meta`
+    /// (at start, and after a snapshot from the leader was saved). Commits continue after it.
+    RestoreSnapshot {
+        /// The snapshot.
+        meta: SnapshotMeta,
+    },
+    /// Fill `request.data` with `len` bytes of the store's latest snapshot at `request.offset`
+    /// (and `chunk_crc` with their CRC-32C), then send it. If the latest snapshot is not
+    /// `request.meta` any more, drop the request and report `SendFailed`.
+    SendSnapshot {
+        /// The peer.
+        to: NodeId,
+        /// The request, with `data` empty.
+        request: InstallSnapshot,
+        /// The chunk's length.
+        len: u64,
     },
     /// Call `StateMachine::pre_commit` for each entry in `first..=last`, in index order.
     PreCommit {

@@ -79,6 +79,7 @@ impl Cluster {
                     vote: None,
                     commit: LogIndex(commit.min(entries.len() as u64)),
                 },
+                snapshot: None,
                 entries: entries
                     .iter()
                     .map(|e| LogEntryMeta {

@@ -7,6 +7,10 @@
 //! back from the log store. Callers' waiters are kept in index order and resolved with the
 //! commit results (or, in async replication mode, the pre-commit results); a rollback resolves
 //! the waiters of the entries it removes with `Error::Discarded`.
+//!
+//! Snapshots go through here too, in the same order: `Snapshot` captures the state right after
+//! the commits before it (the data is then written by a task of its own while commits go on),
+//! and `Restore` replaces the state with the store's latest snapshot.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -14,13 +18,16 @@ use std::sync::Arc;
 use bytes::Bytes;
 use metrics::Gauge;
 use tokio::sync::{mpsc, oneshot, watch};
-use tracing::error;
+use tokio::task::JoinHandle;
+use tracing::{Instrument, error, info, warn};
 
 use super::events::Event;
+use super::snapshots::{SnapshotMetrics, write_snapshot};
 use crate::error::Error;
+use crate::snapshot::SnapshotReader;
 use crate::state_machine::StateMachine;
 use crate::storage::LogStore;
-use crate::types::{Entry, EntryInfo, LogId, LogIndex};
+use crate::types::{Entry, EntryInfo, LogId, LogIndex, Membership};
 
 /// What a proposer gets: where its commands landed and one result per command, in order.
 pub type CommitResult = Result<Appended, Error>;
@@ -79,6 +86,13 @@ pub(crate) enum ApplyOp {
     Rollback { first: LogIndex, last: LogIndex },
     /// Everything up to this index is committed.
     Commit(LogIndex),
+    /// Capture the state (everything up to `last_log_id` is applied) and store a snapshot.
+    Snapshot {
+        last_log_id: LogId,
+        membership: Membership,
+    },
+    /// Replace the state with this snapshot's.
+    Restore(Arc<dyn SnapshotReader>),
 }
 
 struct Waiter {
@@ -100,6 +114,9 @@ pub(crate) struct Applier {
     pub(crate) applied_gauge: Gauge,
     pub(crate) async_replication: bool,
     pub(crate) batch_max: usize,
+    snapshot_metrics: SnapshotMetrics,
+    /// The task writing the snapshot being created, if any.
+    snapshot_task: Option<JoinHandle<()>>,
     pending: VecDeque<Entry>,
     waiters: VecDeque<Waiter>,
     applied: LogIndex,
@@ -113,6 +130,7 @@ impl Applier {
         events: mpsc::UnboundedSender<Event>,
         applied_index: watch::Sender<LogIndex>,
         applied_gauge: Gauge,
+        snapshot_metrics: SnapshotMetrics,
         config: &super::NodeConfig,
     ) -> Applier {
         Applier {
@@ -123,6 +141,8 @@ impl Applier {
             applied_gauge,
             async_replication: config.async_replication,
             batch_max: config.apply_batch_max,
+            snapshot_metrics,
+            snapshot_task: None,
             pending: VecDeque::new(),
             waiters: VecDeque::new(),
             applied: LogIndex::ZERO,
@@ -149,9 +169,28 @@ impl Applier {
         for waiter in self.waiters.drain(..) {
             waiter.notify.send(Err(Error::Aborted));
         }
+        if let Some(task) = self.snapshot_task.take() {
+            // An unfinished snapshot is abandoned (the previous one stays current); wait for
+            // the task so no store write outlives the node.
+            task.abort();
+            let _ = task.await;
+        }
+    }
+
+    /// A snapshot task that ended without reporting (it panicked) must not leave the engine
+    /// waiting for its outcome forever.
+    async fn reap_snapshot_task(&mut self) {
+        let Some(task) = self.snapshot_task.take_if(|task| task.is_finished()) else {
+            return;
+        };
+        if let Err(err) = task.await {
+            error!(%err, "the snapshot task failed");
+            let _ = self.events.send(Event::SnapshotFailed);
+        }
     }
 
     async fn handle(&mut self, op: ApplyOp) -> Result<(), Error> {
+        self.reap_snapshot_task().await;
         match op {
             ApplyOp::Wait {
                 first,
@@ -164,7 +203,83 @@ impl Applier {
             ApplyOp::PreCommit(entries) => self.pre_commit(entries).await,
             ApplyOp::Rollback { first, last } => self.rollback(first, last).await,
             ApplyOp::Commit(upto) => self.commit(upto).await,
+            ApplyOp::Snapshot {
+                last_log_id,
+                membership,
+            } => {
+                self.snapshot(last_log_id, membership).await;
+                Ok(())
+            }
+            ApplyOp::Restore(reader) => self.restore(reader).await,
         }
+    }
+
+    /// Captures the state machine now (nothing else runs on this task meanwhile, so the view is
+    /// exactly the state after `last_log_id`) and hands the writing to a task of its own.
+    async fn snapshot(&mut self, last_log_id: LogId, membership: Membership) {
+        let refuse = |reason: &str| {
+            warn!(%last_log_id, "{reason}");
+            Event::SnapshotFailed
+        };
+        let failed = if self.applied != last_log_id.index {
+            Some(refuse(
+                "not creating a snapshot: the state is not at its index",
+            ))
+        } else if self
+            .snapshot_task
+            .as_ref()
+            .is_some_and(|t| !t.is_finished())
+        {
+            Some(refuse(
+                "not creating a snapshot: another is still being written",
+            ))
+        } else {
+            match self.state_machine.snapshot().await {
+                Ok(source) => {
+                    let task = write_snapshot(
+                        self.log.clone(),
+                        source,
+                        last_log_id,
+                        membership,
+                        self.events.clone(),
+                        self.snapshot_metrics.clone(),
+                    );
+                    self.snapshot_task = Some(tokio::spawn(task.in_current_span()));
+                    None
+                }
+                Err(err) => {
+                    warn!(%err, %last_log_id, "the state machine could not take a snapshot");
+                    Some(Event::SnapshotFailed)
+                }
+            }
+        };
+        if let Some(event) = failed {
+            let _ = self.events.send(event);
+        }
+    }
+
+    /// Replaces the state with the snapshot's: never moves back.
+    async fn restore(&mut self, reader: Arc<dyn SnapshotReader>) -> Result<(), Error> {
+        let meta = reader.meta().clone();
+        let at = meta.last_log_id.index;
+        if at <= self.applied {
+            return Ok(());
+        }
+        self.state_machine.restore(reader).await?;
+        info!(%meta, "state machine restored from a snapshot");
+        self.applied = at;
+        while self.pending.front().is_some_and(|e| e.log_id.index <= at) {
+            self.pending.pop_front();
+        }
+        // Callers whose entries the snapshot covers: their results are not known here.
+        while self.waiters.front().is_some_and(|w| w.first <= at) {
+            if let Some(waiter) = self.waiters.pop_front() {
+                waiter.notify.send(Err(Error::Aborted));
+            }
+        }
+        self.applied_index.send_replace(at);
+        self.applied_gauge.set(at.0 as f64);
+        Ok(())
     }
 
     fn add_waiter(&mut self, first_id: LogId, count: u64, notify: Notify) {
@@ -252,6 +367,9 @@ impl Applier {
             let end = upto.min(self.applied.plus(self.batch_max as u64));
             let batch = self.take_committed(end).await?;
             let (Some(first), Some(last)) = (batch.first(), batch.last()) else {
+                if self.restore_covering(self.applied.next()).await? {
+                    continue;
+                }
                 return Err(Error::storage(format!(
                     "committed entries {}..={end} are missing from the log",
                     self.applied.next()
@@ -268,6 +386,19 @@ impl Applier {
             self.applied_gauge.set(last.0 as f64);
         }
         Ok(())
+    }
+
+    /// Committed entries missing from the log because a snapshot from the leader replaced it
+    /// while they were queued here (the restore op follows): restore that snapshot now.
+    /// Returns whether the store has a snapshot covering `index`.
+    async fn restore_covering(&mut self, index: LogIndex) -> Result<bool, Error> {
+        match self.log.open_snapshot().await? {
+            Some(reader) if reader.meta().last_log_id.index >= index => {
+                self.restore(reader).await?;
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
     }
 
     /// The committed entries `applied + 1..=end`: pre-committed ones from memory, older ones
@@ -300,6 +431,10 @@ impl Applier {
                     .iter()
                     .enumerate()
                     .all(|(offset, entry)| entry.log_id.index == next.plus(offset as u64));
+                if entries.first().is_some_and(|e| e.log_id.index != next) {
+                    // The log starts later now (compacted under a snapshot): see `commit`.
+                    return Ok(Vec::new());
+                }
                 if !consecutive {
                     return Err(Error::storage(format!(
                         "log store returned non-consecutive entries for {next}..={last}"

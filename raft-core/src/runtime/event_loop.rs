@@ -22,10 +22,14 @@ use super::events::{Event, Inbound, Proposal, Reply};
 use super::metrics::NodeMetrics;
 use super::node::Shared;
 use super::peer::PeerCommand;
+use super::snapshots::{SizePolicy, SnapshotMetrics};
 use super::status::NodeStatus;
 use crate::engine::{Engine, Input, Output, RoleKind};
 use crate::error::{Error, LeaderHint};
-use crate::message::{AppendEntriesResponse, Message, RequestVoteResponse};
+use crate::message::{
+    AppendEntriesResponse, InstallSnapshotResponse, Message, RequestVoteResponse,
+};
+use crate::snapshot::{SnapshotMeta, SnapshotWriter};
 use crate::storage::LogStore;
 use crate::types::{Entry, EntryInfo, HardState, LogId, LogIndex, NodeId, Term};
 
@@ -59,6 +63,7 @@ pub(crate) struct EventLoop {
     /// The entries of the last `AppendLog`, for the `PreCommit` that follows it.
     last_appended: Vec<Entry>,
     inbound_appends: HashMap<(NodeId, u64), Reply<AppendEntriesResponse>>,
+    inbound_snapshots: HashMap<(NodeId, u64), Reply<InstallSnapshotResponse>>,
     /// Vote requests waiting for an answer, by candidate and kind, with the request's term (a
     /// retry in a newer term can arrive before the older request is answered).
     inbound_votes: HashMap<(NodeId, bool), Vec<VoteWaiter>>,
@@ -73,6 +78,17 @@ pub(crate) struct EventLoop {
     leftover: Vec<Event>,
     next_id: u64,
     outputs: Vec<Output>,
+    /// The snapshot being received from the leader.
+    receiving: Option<Receiving>,
+    size_policy: SizePolicy,
+    snapshot_metrics: SnapshotMetrics,
+}
+
+/// A snapshot from the leader being written to the store, chunk by chunk.
+struct Receiving {
+    meta: SnapshotMeta,
+    writer: Box<dyn SnapshotWriter>,
+    started: tokio::time::Instant,
 }
 
 /// The channels and tasks the loop drives, built by `Node::start`.
@@ -92,6 +108,8 @@ impl EventLoop {
         let mut durable = parts.log.durable();
         durable.mark_unchanged();
         let metrics = NodeMetrics::new(parts.shared.id);
+        let size_policy = SizePolicy::new(parts.shared.config.snapshot_log_bytes);
+        let snapshot_metrics = SnapshotMetrics::new(parts.shared.id);
         EventLoop {
             engine: parts.engine,
             shared: parts.shared,
@@ -107,6 +125,7 @@ impl EventLoop {
             log_epoch: 0,
             last_appended: Vec::new(),
             inbound_appends: HashMap::new(),
+            inbound_snapshots: HashMap::new(),
             inbound_votes: HashMap::new(),
             accepted: Vec::new(),
             reads: HashMap::new(),
@@ -115,6 +134,9 @@ impl EventLoop {
             leftover: Vec::new(),
             next_id: 1,
             outputs: Vec::new(),
+            receiving: None,
+            size_policy,
+            snapshot_metrics,
         }
     }
 
@@ -161,6 +183,7 @@ impl EventLoop {
         self.step(Input::Tick { now_ms }).await?;
         // Answers the engine will never give (a request it ignored) leave closed senders behind.
         self.inbound_appends.retain(|_, reply| !reply.is_closed());
+        self.inbound_snapshots.retain(|_, reply| !reply.is_closed());
         self.inbound_votes.retain(|_, waiting| {
             waiting.retain(|(_, reply)| !reply.is_closed());
             !waiting.is_empty()
@@ -174,7 +197,12 @@ impl EventLoop {
         } else {
             self.metrics.clear_followers();
         }
-        self.metrics.record_log_bytes(self.log.byte_count());
+        let log_bytes = self.log.byte_count();
+        self.metrics.record_log_bytes(log_bytes);
+        if self.size_policy.due(log_bytes) {
+            // The engine ignores it while a snapshot is being made or nothing new committed.
+            self.step(Input::SnapshotRequested).await?;
+        }
         Ok(())
     }
 
@@ -230,6 +258,12 @@ impl EventLoop {
             Event::HardStatePersisted(hard_state) => {
                 self.step(Input::HardStatePersisted { hard_state }).await
             }
+            Event::SnapshotRequested => self.step(Input::SnapshotRequested).await,
+            Event::SnapshotCreated(meta) => {
+                self.size_policy.snapshot_done();
+                self.step(Input::SnapshotCreated { meta }).await
+            }
+            Event::SnapshotFailed => self.step(Input::SnapshotFailed).await,
             // Handled by `on_round`.
             Event::Propose(_) | Event::Shutdown | Event::Failed(_) => Ok(()),
         }
@@ -258,6 +292,15 @@ impl EventLoop {
                     .or_default();
                 waiting.push((request.term, reply));
                 (from, Message::RequestVote(request))
+            }
+            Inbound::Snapshot(request, reply) => {
+                let from = request.leader_id;
+                if let Some(error) = self.refuse_stranger(from) {
+                    let _ = reply.send(Err(error));
+                    return Ok(());
+                }
+                self.inbound_snapshots.insert((from, request.seq), reply);
+                (from, Message::InstallSnapshot(request))
             }
             Inbound::TimeoutNow(request) => (request.leader_id, Message::TimeoutNow(request)),
         };
@@ -379,6 +422,24 @@ impl EventLoop {
                 }
                 Ok(())
             }
+            Output::CompactLog { before } => self.log.compact(before).await,
+            Output::CreateSnapshot {
+                last_log_id,
+                membership,
+            } => self.to_applier(ApplyOp::Snapshot {
+                last_log_id,
+                membership,
+            }),
+            Output::SaveSnapshotChunk {
+                meta,
+                offset,
+                data,
+                done,
+            } => self.save_snapshot_chunk(meta, offset, data, done).await,
+            Output::RestoreSnapshot { meta } => self.run_restore(meta).await,
+            Output::SendSnapshot { to, request, len } => {
+                self.to_peer(to, PeerCommand::Snapshot { request, len })
+            }
             Output::ReadRejected { id, leader } => {
                 if let Some(reply) = self.reads.remove(&id) {
                     let leader = self.leader_hint(leader);
@@ -387,6 +448,64 @@ impl EventLoop {
                 Ok(())
             }
         }
+    }
+
+    /// Writes a chunk of the snapshot the leader is sending; the last one makes it durable.
+    /// Awaited by the loop like a log append: the follower has nothing else to write meanwhile.
+    async fn save_snapshot_chunk(
+        &mut self,
+        meta: SnapshotMeta,
+        offset: u64,
+        data: bytes::Bytes,
+        done: bool,
+    ) -> Result<(), Error> {
+        if offset == 0 {
+            self.receiving = Some(Receiving {
+                meta: meta.clone(),
+                writer: self.log.begin_snapshot().await?,
+                started: tokio::time::Instant::now(),
+            });
+        }
+        let Some(receiving) = self.receiving.as_mut().filter(|r| r.meta == meta) else {
+            return Err(Error::Fatal(format!(
+                "a chunk at {offset} of the {meta} arrived without its beginning"
+            )));
+        };
+        receiving.writer.write(data).await?;
+        if done && let Some(receiving) = self.receiving.take() {
+            if !receiving.writer.finish(meta.clone()).await? {
+                // The engine installs only snapshots above its commit index, so the store
+                // cannot hold one as new already: it broke the contract.
+                return Err(Error::storage(format!(
+                    "the store refused the {meta} from the leader as older than its own"
+                )));
+            }
+            self.size_policy.snapshot_done();
+            self.snapshot_metrics.installed.increment(1);
+            self.snapshot_metrics.bytes.set(meta.size as f64);
+            self.snapshot_metrics
+                .install_seconds
+                .record(receiving.started.elapsed().as_secs_f64());
+        }
+        Ok(())
+    }
+
+    /// Opens the store's latest snapshot, which must be `meta` (it was made current by the
+    /// output before this one, or found at start), for the apply task: the reader stays valid
+    /// even if a newer snapshot replaces it before the apply task gets to it.
+    async fn run_restore(&mut self, meta: SnapshotMeta) -> Result<(), Error> {
+        let reader = self
+            .log
+            .open_snapshot()
+            .await?
+            .ok_or_else(|| Error::storage(format!("the {meta} is missing from the store")))?;
+        if *reader.meta() != meta {
+            return Err(Error::storage(format!(
+                "the store's latest snapshot is the {}, expected the {meta}",
+                reader.meta()
+            )));
+        }
+        self.to_applier(ApplyOp::Restore(reader))
     }
 
     async fn run_pre_commit(&mut self, first: LogIndex, last: LogIndex) -> Result<(), Error> {
@@ -423,6 +542,11 @@ impl EventLoop {
         match message {
             Message::AppendEntriesResponse(response) => {
                 if let Some(reply) = self.inbound_appends.remove(&(to, response.seq)) {
+                    let _ = reply.send(Ok(response));
+                }
+            }
+            Message::InstallSnapshotResponse(response) => {
+                if let Some(reply) = self.inbound_snapshots.remove(&(to, response.seq)) {
                     let _ = reply.send(Ok(response));
                 }
             }
@@ -548,6 +672,9 @@ impl EventLoop {
         for (_, reply) in self.inbound_appends.drain() {
             let _ = reply.send(Err(Error::Shutdown));
         }
+        for (_, reply) in self.inbound_snapshots.drain() {
+            let _ = reply.send(Err(Error::Shutdown));
+        }
         for (_, waiting) in self.inbound_votes.drain() {
             for (_, reply) in waiting {
                 let _ = reply.send(Err(Error::Shutdown));
@@ -589,6 +716,9 @@ fn refuse_event(event: Event, error: Error) {
             let _ = reply.send(Err(Error::Shutdown));
         }
         Event::Inbound(Inbound::Vote(_, reply)) => {
+            let _ = reply.send(Err(Error::Shutdown));
+        }
+        Event::Inbound(Inbound::Snapshot(_, reply)) => {
             let _ = reply.send(Err(Error::Shutdown));
         }
         _ => {}

@@ -9,8 +9,10 @@ use tokio::sync::oneshot;
 use super::applier::Notify;
 use crate::error::Error;
 use crate::message::{
-    AppendEntries, AppendEntriesResponse, Message, RequestVote, RequestVoteResponse, TimeoutNow,
+    AppendEntries, AppendEntriesResponse, InstallSnapshot, InstallSnapshotResponse, Message,
+    RequestVote, RequestVoteResponse, TimeoutNow,
 };
+use crate::snapshot::SnapshotMeta;
 use crate::types::{EntryInfo, HardState, LogIndex, NodeId};
 
 /// A one-shot answer to a caller.
@@ -33,6 +35,12 @@ pub(crate) enum Event {
     HardStatePersisted(HardState),
     /// A plugin task hit an error the node cannot continue after.
     Failed(Error),
+    /// `Node::request_snapshot`.
+    SnapshotRequested,
+    /// The snapshot task stored a snapshot durably as the store's latest.
+    SnapshotCreated(SnapshotMeta),
+    /// The snapshot task could not store its snapshot.
+    SnapshotFailed,
     /// `Node::shutdown` (or the last handle dropped).
     Shutdown,
 }
@@ -51,4 +59,5 @@ pub(crate) enum Inbound {
     Append(AppendEntries, Reply<AppendEntriesResponse>),
     Vote(RequestVote, Reply<RequestVoteResponse>),
     TimeoutNow(TimeoutNow),
+    Snapshot(InstallSnapshot, Reply<InstallSnapshotResponse>),
 }

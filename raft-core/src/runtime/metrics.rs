@@ -41,6 +41,15 @@ pub const LOG_BYTES: &str = "raft_log_bytes";
 pub const FSYNC_SECONDS: &str = "raft_fsync_seconds";
 /// Histogram: entries made durable by one group commit (one fdatasync).
 pub const GROUP_COMMIT_ENTRIES: &str = "raft_group_commit_entries";
+/// Counter: snapshots this node created from its state machine.
+pub const SNAPSHOTS_CREATED: &str = "raft_snapshots_created_total";
+/// Counter: snapshots this node installed from a leader.
+pub const SNAPSHOTS_INSTALLED: &str = "raft_snapshots_installed_total";
+/// Gauge: the size in bytes of the latest snapshot this node created or installed.
+pub const SNAPSHOT_BYTES: &str = "raft_snapshot_bytes";
+/// Histogram (label `kind`: `create` or `install`): seconds to write a snapshot from the state
+/// machine, or to receive one from the leader (first chunk to durable).
+pub const SNAPSHOT_SECONDS: &str = "raft_snapshot_seconds";
 
 /// Handles of one node's metrics, registered once.
 #[derive(Debug)]

@@ -24,6 +24,7 @@ pub mod metrics;
 mod node;
 mod peer;
 mod persist;
+mod snapshots;
 mod status;
 
 pub use self::applier::{Appended, CommitResult};
@@ -51,6 +52,12 @@ pub struct NodeConfig {
     pub seed: u64,
     /// Most entries handed to the state machine in one call.
     pub apply_batch_max: usize,
+    /// Take a snapshot (and compact the log) when [`LogStore::byte_count`] reaches this many
+    /// bytes and has grown by half of it since the last snapshot; 0 switches the size policy
+    /// off. The engine's [`Config::snapshot_entries`] is the count policy.
+    ///
+    /// [`LogStore::byte_count`]: crate::LogStore::byte_count
+    pub snapshot_log_bytes: u64,
 }
 
 impl Default for NodeConfig {
@@ -62,6 +69,7 @@ impl Default for NodeConfig {
             tick_interval_ms: 10,
             seed: 0x5EED,
             apply_batch_max: 1024,
+            snapshot_log_bytes: 64 << 20,
         }
     }
 }

@@ -20,11 +20,13 @@ use super::events::{Event, Inbound, Proposal};
 use super::metrics::{append_latency_histogram, applied_index_gauge};
 use super::peer::PeerSender;
 use super::persist::write_hard_states;
+use super::snapshots::SnapshotMetrics;
 use super::status::{Lifecycle, NodeStatus};
 use crate::engine::{Engine, RoleKind};
 use crate::error::Error;
 use crate::message::{
-    AppendEntries, AppendEntriesResponse, RequestVote, RequestVoteResponse, TimeoutNow,
+    AppendEntries, AppendEntriesResponse, InstallSnapshot, InstallSnapshotResponse, RequestVote,
+    RequestVoteResponse, TimeoutNow,
 };
 use crate::state_machine::StateMachine;
 use crate::storage::LogStore;
@@ -133,7 +135,8 @@ impl Node {
     /// its hard-state writer and one sender task per peer. `members` maps every voter (this node
     /// included) to the address clients are redirected to.
     ///
-    /// The state machine must be empty: the node applies the log from its first entry.
+    /// The state machine must be empty: the node restores its latest snapshot (if any) into it,
+    /// then applies the log after that.
     ///
     /// # Errors
     /// [`Error::Config`] for a bad configuration or member list, [`Error::Storage`] or
@@ -183,6 +186,7 @@ impl Node {
             events_tx.clone(),
             applied_tx,
             applied_index_gauge(id),
+            SnapshotMetrics::new(id),
             &shared.config,
         );
         tasks.push(tokio::spawn(applier.run(apply_rx).instrument(span.clone())));
@@ -203,6 +207,7 @@ impl Node {
                 request_timeout: Duration::from_millis(
                     shared.config.raft.request_timeout_ms.saturating_mul(2),
                 ),
+                snapshot: None,
             };
             let peer_span = tracing::info_span!(parent: &span, "peer", %peer);
             tasks.push(tokio::spawn(sender.run(peer_rx).instrument(peer_span)));
@@ -347,6 +352,18 @@ impl Node {
     /// [`Error::Shutdown`].
     pub fn transfer_leadership(&self, to: NodeId) -> Result<(), Error> {
         self.enqueue(Event::Transfer(to))
+    }
+
+    /// Asks this node to take a snapshot of its state machine now and compact its log (any
+    /// node may, leader or not). Returns once the request is queued; the snapshot is written in
+    /// the background while the node goes on, and [`NodeStatus::snapshot_index`] shows it when
+    /// it is durable. Ignored while a snapshot is being created or when nothing was committed
+    /// since the last one.
+    ///
+    /// # Errors
+    /// [`Error::Shutdown`].
+    pub fn request_snapshot(&self) -> Result<(), Error> {
+        self.enqueue(Event::SnapshotRequested)
     }
 
     /// Stops the node: refuses new calls with [`Error::Shutdown`], answers every queued and
@@ -508,6 +525,14 @@ impl ServiceHandler for Node {
 
     async fn timeout_now(&self, request: TimeoutNow) -> Result<(), Error> {
         self.enqueue(Event::Inbound(Inbound::TimeoutNow(request)))
+    }
+
+    async fn install_snapshot(
+        &self,
+        request: InstallSnapshot,
+    ) -> Result<InstallSnapshotResponse, Error> {
+        self.inbound(|reply| Inbound::Snapshot(request, reply))
+            .await
     }
 }
 

@@ -12,7 +12,8 @@ use tokio::sync::mpsc;
 use tracing::{debug, warn};
 
 use super::events::Event;
-use crate::message::{AppendEntries, Message};
+use crate::message::{AppendEntries, InstallSnapshot, Message};
+use crate::snapshot::SnapshotReader;
 use crate::storage::LogStore;
 use crate::transport::Transport;
 use crate::types::{LogId, LogIndex, NodeId};
@@ -28,6 +29,8 @@ pub(crate) enum PeerCommand {
         first: LogIndex,
         last_log_id: LogId,
     },
+    /// An InstallSnapshot to fill with `len` bytes of the store's latest snapshot.
+    Snapshot { request: InstallSnapshot, len: u64 },
 }
 
 pub(crate) struct PeerSender {
@@ -38,11 +41,13 @@ pub(crate) struct PeerSender {
     /// A call still unanswered after this is abandoned (as failed), so a transport that never
     /// answers cannot pile up calls.
     pub(crate) request_timeout: Duration,
+    /// The snapshot being sent, kept open between chunks.
+    pub(crate) snapshot: Option<Arc<dyn SnapshotReader>>,
 }
 
 impl PeerSender {
     /// Runs until the loop drops its sender; calls still in flight are then abandoned.
-    pub(crate) async fn run(self, mut commands: mpsc::UnboundedReceiver<PeerCommand>) {
+    pub(crate) async fn run(mut self, mut commands: mpsc::UnboundedReceiver<PeerCommand>) {
         let mut inflight = FuturesUnordered::new();
         loop {
             tokio::select! {
@@ -64,14 +69,21 @@ impl PeerSender {
 
     /// Fills an AppendEntries from the log. If the log no longer holds exactly the entries the
     /// engine meant (a truncation came in between), the request is dropped as failed.
-    async fn prepare(&self, command: PeerCommand) -> Option<Message> {
+    async fn prepare(&mut self, command: PeerCommand) -> Option<Message> {
         let (mut request, first, last_log_id) = match command {
             PeerCommand::Message(message) => return Some(message),
+            PeerCommand::Snapshot { request, len } => {
+                return self.fill_snapshot(request, len).await;
+            }
             PeerCommand::Entries {
                 request,
                 first,
                 last_log_id,
-            } => (request, first, last_log_id),
+            } => {
+                // Replication resumed: a transfer is over, so let the store free its snapshot.
+                self.snapshot = None;
+                (request, first, last_log_id)
+            }
         };
         let expected = last_log_id.index.0.saturating_sub(first.0) + 1;
         match self.log.read(first, last_log_id.index).await {
@@ -89,6 +101,52 @@ impl PeerSender {
             }
             Err(err) => {
                 warn!(peer = %self.peer, %err, "log read for AppendEntries failed");
+                self.fail(request.seq);
+                None
+            }
+        }
+    }
+
+    /// Reads the chunk the engine asked for from the store's latest snapshot. If that is not
+    /// the engine's snapshot any more (a newer one replaced it), the request fails and the
+    /// engine restarts the transfer with the newer one.
+    async fn fill_snapshot(&mut self, mut request: InstallSnapshot, len: u64) -> Option<Message> {
+        let cached = self
+            .snapshot
+            .as_ref()
+            .is_some_and(|reader| *reader.meta() == request.meta);
+        if !cached {
+            self.snapshot = match self.log.open_snapshot().await {
+                Ok(reader) => reader,
+                Err(err) => {
+                    warn!(peer = %self.peer, %err, "opening the snapshot to send failed");
+                    None
+                }
+            };
+        }
+        let reader = self
+            .snapshot
+            .clone()
+            .filter(|reader| *reader.meta() == request.meta);
+        let Some(reader) = reader else {
+            debug!(peer = %self.peer, meta = %request.meta, "the snapshot to send was replaced");
+            self.fail(request.seq);
+            return None;
+        };
+        let want = usize::try_from(len).unwrap_or(usize::MAX);
+        match reader.read(request.offset, want).await {
+            Ok(data) if data.len() == want => {
+                request.chunk_crc = crc32c::crc32c(&data);
+                request.data = data;
+                Some(Message::InstallSnapshot(request))
+            }
+            Ok(data) => {
+                warn!(peer = %self.peer, got = data.len(), want, "short snapshot read");
+                self.fail(request.seq);
+                None
+            }
+            Err(err) => {
+                warn!(peer = %self.peer, %err, "reading the snapshot to send failed");
                 self.fail(request.seq);
                 None
             }
@@ -151,7 +209,22 @@ async fn call(
             }
             None
         }
+        Message::InstallSnapshot(request) => {
+            let seq = request.seq;
+            match bounded(timeout, to, transport.install_snapshot(to, request)).await {
+                Ok(response) => Some(Event::Answer {
+                    from: to,
+                    message: Message::InstallSnapshotResponse(response),
+                }),
+                Err(err) => {
+                    debug!(peer = %to, %err, seq, "InstallSnapshot failed");
+                    Some(Event::SendFailed { to, seq })
+                }
+            }
+        }
         // Answers travel back on the request they answer, never through a peer task.
-        Message::AppendEntriesResponse(_) | Message::RequestVoteResponse(_) => None,
+        Message::AppendEntriesResponse(_)
+        | Message::RequestVoteResponse(_)
+        | Message::InstallSnapshotResponse(_) => None,
     }
 }

@@ -26,6 +26,10 @@ pub struct NodeStatus {
     pub last_log_index: LogIndex,
     /// The last log index known durable.
     pub durable_index: LogIndex,
+    /// The last index its latest snapshot covers (zero without one).
+    pub snapshot_index: LogIndex,
+    /// The index before the first entry its log holds (entries up to here were compacted).
+    pub log_base_index: LogIndex,
     /// False once the node stopped.
     pub running: bool,
 }
@@ -41,6 +45,8 @@ impl NodeStatus {
             applied_index: LogIndex::ZERO,
             last_log_index: status.last_log_id.index,
             durable_index: status.durable_index,
+            snapshot_index: status.snapshot_index,
+            log_base_index: status.log_base_index,
             running: true,
         }
     }

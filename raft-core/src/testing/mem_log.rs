@@ -5,10 +5,12 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use bytes::{Bytes, BytesMut};
 use tokio::sync::watch;
 
 use crate::engine::{LogEntryMeta, RestoredState};
 use crate::error::Error;
+use crate::snapshot::{BytesReader, SnapshotMeta, SnapshotReader, SnapshotWriter};
 use crate::storage::LogStore;
 use crate::types::{Entry, HardState, LogId, LogIndex};
 
@@ -62,6 +64,9 @@ struct State {
     flusher_running: bool,
     fail_writes: bool,
     append_calls: u64,
+    /// The latest snapshot (snapshots are durable once finished).
+    snapshot: Option<Arc<BytesReader>>,
+    snapshots_finished: u64,
 }
 
 impl State {
@@ -75,8 +80,15 @@ impl State {
         Some(entry.log_id)
     }
 
-    /// Removes every entry at `from` and above.
+    /// Removes every entry at `from` and above; below the first entry, the log becomes empty
+    /// with `from` as its next index.
     fn remove_from(&mut self, from: LogIndex) {
+        if from < self.first_index {
+            self.entries.clear();
+            self.payload_bytes = 0;
+            self.first_index = from;
+            return;
+        }
         let keep = from.0.saturating_sub(self.first_index.0);
         let keep = usize::try_from(keep).unwrap_or(usize::MAX);
         let removed: u64 = self
@@ -159,6 +171,24 @@ impl MemLogStore {
         self.state().hard_state
     }
 
+    /// The first index the log holds (or would hold next, when empty).
+    #[must_use]
+    pub fn first_index(&self) -> LogIndex {
+        self.state().first_index
+    }
+
+    /// The latest snapshot's description, if any.
+    #[must_use]
+    pub fn snapshot_meta(&self) -> Option<SnapshotMeta> {
+        self.state().snapshot.as_ref().map(|s| s.meta().clone())
+    }
+
+    /// How many snapshots were finished and became the latest.
+    #[must_use]
+    pub fn snapshots_finished(&self) -> u64 {
+        self.state().snapshots_finished
+    }
+
     /// How many times `append` was called (to check that proposals are batched).
     #[must_use]
     pub fn append_calls(&self) -> u64 {
@@ -225,11 +255,7 @@ impl MemLogStore {
 impl LogStore for MemLogStore {
     async fn restore(&self) -> Result<RestoredState, Error> {
         let state = self.state();
-        if state.first_index > LogIndex(1) {
-            return Err(Error::Restore(
-                "a compacted log cannot be restored before snapshots exist".to_owned(),
-            ));
-        }
+        let snapshot = state.snapshot.as_ref().map(|s| s.meta().clone());
         let entries = state
             .entries
             .iter()
@@ -248,6 +274,7 @@ impl LogStore for MemLogStore {
         self.inner.durable.send_replace(durable);
         Ok(RestoredState {
             hard_state,
+            snapshot,
             entries,
         })
     }
@@ -288,12 +315,17 @@ impl LogStore for MemLogStore {
 
     async fn read(&self, first: LogIndex, last: LogIndex) -> Result<Vec<Entry>, Error> {
         let state = self.state();
-        let start = first.0.max(state.first_index.0) - state.first_index.0;
-        let end = last.0.min(state.last_index().0);
-        if end < first.0 {
+        if first < state.first_index {
+            // Compacted (or never there): the range is not in the log.
             return Ok(Vec::new());
         }
-        let count = end + 1 - first.0.max(state.first_index.0);
+        let from = first.0;
+        let start = from - state.first_index.0;
+        let end = last.0.min(state.last_index().0);
+        if end < from {
+            return Ok(Vec::new());
+        }
+        let count = end + 1 - from;
         let start = usize::try_from(start).unwrap_or(usize::MAX);
         let count = usize::try_from(count).unwrap_or(0);
         Ok(state
@@ -325,13 +357,29 @@ impl LogStore for MemLogStore {
     async fn compact(&self, before: LogIndex) -> Result<(), Error> {
         let mut state = self.state();
         Self::check_writable(&state)?;
-        while state.first_index < before && !state.entries.is_empty() {
-            if let Some(entry) = state.entries.pop_front() {
-                state.payload_bytes -= entry.payload.len();
-            }
+        while state.first_index < before {
+            let Some(entry) = state.entries.pop_front() else {
+                // Past the last entry: the log is empty and continues at `before`.
+                state.first_index = before;
+                break;
+            };
+            state.payload_bytes -= entry.payload.len();
             state.first_index = state.first_index.next();
         }
         Ok(())
+    }
+
+    async fn begin_snapshot(&self) -> Result<Box<dyn SnapshotWriter>, Error> {
+        Self::check_writable(&self.state())?;
+        Ok(Box::new(MemSnapshotWriter {
+            store: self.clone(),
+            data: BytesMut::new(),
+        }))
+    }
+
+    async fn open_snapshot(&self) -> Result<Option<Arc<dyn SnapshotReader>>, Error> {
+        let snapshot = self.state().snapshot.clone();
+        Ok(snapshot.map(|s| s as Arc<dyn SnapshotReader>))
     }
 
     fn durable(&self) -> watch::Receiver<LogId> {
@@ -346,6 +394,42 @@ impl LogStore for MemLogStore {
     fn byte_count(&self) -> u64 {
         let state = self.state();
         state.payload_bytes + state.entries.len() as u64 * ENTRY_OVERHEAD_BYTES
+    }
+}
+
+/// A snapshot being written to a [`MemLogStore`]: kept in memory until finished.
+struct MemSnapshotWriter {
+    store: MemLogStore,
+    data: BytesMut,
+}
+
+#[async_trait]
+impl SnapshotWriter for MemSnapshotWriter {
+    async fn write(&mut self, chunk: Bytes) -> Result<(), Error> {
+        MemLogStore::check_writable(&self.store.state())?;
+        self.data.extend_from_slice(&chunk);
+        Ok(())
+    }
+
+    async fn finish(self: Box<Self>, meta: SnapshotMeta) -> Result<bool, Error> {
+        let data = self.data.freeze();
+        if data.len() as u64 != meta.size || crc32c::crc32c(&data) != meta.checksum {
+            return Err(Error::storage(format!(
+                "{meta}: the data written ({} bytes) does not match it",
+                data.len()
+            )));
+        }
+        let mut state = self.store.state();
+        MemLogStore::check_writable(&state)?;
+        let newer = state
+            .snapshot
+            .as_ref()
+            .is_none_or(|s| s.meta().last_log_id.index < meta.last_log_id.index);
+        if newer {
+            state.snapshot = Some(Arc::new(BytesReader::new(meta, data)));
+            state.snapshots_finished += 1;
+        }
+        Ok(newer)
     }
 }
 

@@ -10,7 +10,8 @@ use async_trait::async_trait;
 
 use crate::error::Error;
 use crate::message::{
-    AppendEntries, AppendEntriesResponse, RequestVote, RequestVoteResponse, TimeoutNow,
+    AppendEntries, AppendEntriesResponse, InstallSnapshot, InstallSnapshotResponse, RequestVote,
+    RequestVoteResponse, TimeoutNow,
 };
 use crate::runtime::Node;
 use crate::transport::{ServiceHandler, Transport};
@@ -254,6 +255,17 @@ impl Transport for MemTransport {
     async fn timeout_now(&self, to: NodeId, request: TimeoutNow) -> Result<(), Error> {
         let call =
             |handler: Arc<dyn ServiceHandler>| async move { handler.timeout_now(request).await };
+        self.network.deliver(self.from, to, call).await
+    }
+
+    async fn install_snapshot(
+        &self,
+        to: NodeId,
+        request: InstallSnapshot,
+    ) -> Result<InstallSnapshotResponse, Error> {
+        let call = |handler: Arc<dyn ServiceHandler>| async move {
+            handler.install_snapshot(request).await
+        };
         self.network.deliver(self.from, to, call).await
     }
 }

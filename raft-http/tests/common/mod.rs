@@ -14,13 +14,15 @@ use http_body_util::{BodyExt, Full};
 use hyper::{HeaderMap, Request, StatusCode};
 use hyper_util::rt::TokioIo;
 use raft_core::message::{
-    AppendEntries, AppendEntriesResponse, AppendOutcome, RequestVote, RequestVoteResponse,
-    TimeoutNow,
+    AppendEntries, AppendEntriesResponse, AppendOutcome, InstallSnapshot, InstallSnapshotResponse,
+    RequestVote, RequestVoteResponse, SnapshotOutcome, TimeoutNow,
 };
-use raft_core::{Entry, Error, LogId, LogIndex, NodeId, Payload, ServiceHandler, Term};
+use raft_core::{
+    Entry, Error, LogId, LogIndex, Membership, NodeId, Payload, ServiceHandler, SnapshotMeta, Term,
+};
 use raft_http::{ClientConfig, ClusterAuth, RaftService, Server, ServerConfig, ServiceConfig};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Barrier, oneshot};
+use tokio::sync::{Barrier, Semaphore, oneshot};
 use tokio::task::JoinHandle;
 
 pub const CLUSTER: &str = "test-cluster";
@@ -50,6 +52,10 @@ pub struct Behaviour {
     pub append_barrier: Option<Arc<Barrier>>,
     /// Every call sleeps this long first.
     pub delay: Option<Duration>,
+    /// Every InstallSnapshot sleeps this long (on top of `delay`).
+    pub snapshot_delay: Option<Duration>,
+    /// Every InstallSnapshot takes a permit from here before it answers.
+    pub snapshot_gate: Option<Arc<Semaphore>>,
     /// Every call fails with this error.
     pub fail_with: Option<fn() -> Error>,
 }
@@ -61,6 +67,7 @@ pub struct FakeHandler {
     pub appends: Mutex<Vec<AppendEntries>>,
     pub votes: Mutex<Vec<RequestVote>>,
     pub timeouts: Mutex<Vec<TimeoutNow>>,
+    pub snapshots: Mutex<Vec<InstallSnapshot>>,
     pub behaviour: Mutex<Behaviour>,
 }
 
@@ -115,6 +122,23 @@ pub fn vote_answer(request: &RequestVote) -> RequestVoteResponse {
     }
 }
 
+/// The answer the fake handler gives to a snapshot chunk: the next offset, or `Installed` for
+/// the last chunk.
+pub fn snapshot_answer(request: &InstallSnapshot) -> InstallSnapshotResponse {
+    let outcome = if request.done {
+        SnapshotOutcome::Installed
+    } else {
+        SnapshotOutcome::Continue {
+            offset: request.offset + request.data.len() as u64,
+        }
+    };
+    InstallSnapshotResponse {
+        term: request.term,
+        seq: request.seq,
+        outcome,
+    }
+}
+
 #[async_trait]
 impl ServiceHandler for FakeHandler {
     async fn append_entries(&self, request: AppendEntries) -> Result<AppendEntriesResponse, Error> {
@@ -139,6 +163,26 @@ impl ServiceHandler for FakeHandler {
         self.before().await?;
         self.timeouts.lock().unwrap().push(request);
         Ok(())
+    }
+
+    async fn install_snapshot(
+        &self,
+        request: InstallSnapshot,
+    ) -> Result<InstallSnapshotResponse, Error> {
+        self.before().await?;
+        let (delay, gate) = {
+            let behaviour = self.behaviour.lock().unwrap();
+            (behaviour.snapshot_delay, behaviour.snapshot_gate.clone())
+        };
+        if let Some(delay) = delay {
+            tokio::time::sleep(delay).await;
+        }
+        if let Some(gate) = gate {
+            gate.acquire().await.unwrap().forget();
+        }
+        let answer = snapshot_answer(&request);
+        self.snapshots.lock().unwrap().push(request);
+        Ok(answer)
     }
 }
 
@@ -167,6 +211,54 @@ pub fn vote_request(candidate: u64, pre_vote: bool) -> RequestVote {
         pre_vote,
         leadership_transfer: false,
     }
+}
+
+/// Snapshot data of `size` bytes, different at every offset.
+pub fn snapshot_data(size: usize) -> Bytes {
+    (0..size)
+        .map(|i| (i as u64).wrapping_mul(2_654_435_761).rotate_right(13) as u8)
+        .collect::<Vec<u8>>()
+        .into()
+}
+
+/// The chunk of `data` (the whole snapshot) at `offset`, at most `chunk` bytes.
+pub fn snapshot_request(seq: u64, data: &Bytes, offset: usize, chunk: usize) -> InstallSnapshot {
+    let end = (offset + chunk).min(data.len());
+    let part = data.slice(offset..end);
+    InstallSnapshot {
+        term: Term(7),
+        leader_id: NodeId(1),
+        seq,
+        meta: SnapshotMeta {
+            last_log_id: LogId::new(6, 5000),
+            membership: Membership::new([NodeId(1), NodeId(2), NodeId(3)]),
+            size: data.len() as u64,
+            checksum: crc32c(data),
+        },
+        offset: offset as u64,
+        chunk_crc: crc32c(&part),
+        data: part,
+        done: end == data.len(),
+    }
+}
+
+/// CRC-32C (Castagnoli), a byte at a time from a table (test data only).
+pub fn crc32c(data: &[u8]) -> u32 {
+    let mut table = [0u32; 256];
+    for (byte, entry) in table.iter_mut().enumerate() {
+        let mut crc = byte as u32;
+        for _ in 0..8 {
+            crc = if crc & 1 == 1 {
+                (crc >> 1) ^ 0x82F6_3B78
+            } else {
+                crc >> 1
+            };
+        }
+        *entry = crc;
+    }
+    !data.iter().fold(!0u32, |crc, &byte| {
+        table[((crc ^ u32::from(byte)) & 0xFF) as usize] ^ (crc >> 8)
+    })
 }
 
 /// A running server and the way to stop it.
@@ -224,6 +316,20 @@ pub struct Answer {
     pub status: StatusCode,
     pub headers: HeaderMap,
     pub body: String,
+}
+
+/// A refusal with this status, this error code and a message.
+pub fn assert_refused(answer: &Answer, status: StatusCode, code: &str) {
+    assert_eq!(answer.status, status, "{answer:?}");
+    assert_eq!(
+        answer
+            .headers
+            .get(raft_http::ERROR_CODE_HEADER)
+            .map(|v| v.to_str().unwrap()),
+        Some(code),
+        "{answer:?}"
+    );
+    assert!(!answer.body.is_empty(), "a failure says why");
 }
 
 /// One HTTP/1.1 request on a new connection.

@@ -10,18 +10,23 @@
 
 mod batch;
 mod pacing;
+mod snapshot_send;
 mod window;
 
 use std::collections::BTreeMap;
 
-use tracing::debug;
+use tracing::{debug, warn};
 
 use self::batch::BatchSizer;
 use self::pacing::SendPlan;
+use self::snapshot_send::SnapshotSend;
 use self::window::{Inflight, Window};
 use super::read_index::ReadQueue;
 use super::{Core, Engine, FollowerStatus, Output, Role};
-use crate::message::{AppendEntries, AppendEntriesResponse, AppendOutcome, ConflictHint, Message};
+use crate::message::{
+    AppendEntries, AppendEntriesResponse, AppendOutcome, ConflictHint, InstallSnapshotResponse,
+    Message, SnapshotOutcome,
+};
 use crate::types::{LogIndex, NodeId};
 
 /// What the leader knows of one follower.
@@ -41,6 +46,8 @@ pub(crate) struct Progress {
     pub(crate) last_response_ms: Option<u64>,
     /// The highest seq answered in this term (ReadIndex confirmation).
     pub(crate) acked_seq: u64,
+    /// A snapshot transfer in progress: while set, no AppendEntries go to this follower.
+    pub(crate) snapshot: Option<SnapshotSend>,
 }
 
 /// A leadership transfer in progress.
@@ -79,6 +86,7 @@ impl LeaderState {
                     retry_after_ms: core.now_ms,
                     last_response_ms: None,
                     acked_seq: 0,
+                    snapshot: None,
                 };
                 (peer, progress)
             })
@@ -146,6 +154,12 @@ impl Engine {
                 progress.on_failure(progress.match_index.next());
                 progress.retry_after_ms = now_ms + retry_ms;
             }
+            if snapshot_send::inflight_sent_ms(progress)
+                .is_some_and(|sent| sent + timeout_ms <= now_ms)
+            {
+                debug!(node = %self.core.id, %peer, "InstallSnapshot timed out");
+                snapshot_send::on_snapshot_failure(progress, now_ms + retry_ms);
+            }
             replicate(&mut self.core, peer, progress);
         }
         if leader.transfer.is_some_and(|t| now_ms >= t.deadline_ms) {
@@ -183,10 +197,37 @@ impl Engine {
         let Some(progress) = leader.progress.get_mut(&to) else {
             return;
         };
+        let retry_after_ms = self.core.now_ms + self.core.config.heartbeat_interval_ms;
         if progress.window.contains(seq) {
             progress.on_failure(progress.match_index.next());
-            progress.retry_after_ms = self.core.now_ms + self.core.config.heartbeat_interval_ms;
+            progress.retry_after_ms = retry_after_ms;
+        } else if snapshot_send::is_inflight(progress, seq) {
+            snapshot_send::on_snapshot_failure(progress, retry_after_ms);
         }
+    }
+
+    pub(super) fn on_snapshot_response(
+        &mut self,
+        from: NodeId,
+        response: &InstallSnapshotResponse,
+    ) {
+        let Role::Leader(leader) = &mut self.role else {
+            return;
+        };
+        let Some(progress) = leader.progress.get_mut(&from) else {
+            return;
+        };
+        let bogus = response.seq >= self.core.next_seq;
+        if bogus || matches!(response.outcome, SnapshotOutcome::StaleTerm) {
+            debug!(node = %self.core.id, %from, seq = response.seq, "ignoring bogus response");
+            return;
+        }
+        progress.last_response_ms = Some(self.core.now_ms);
+        progress.acked_seq = progress.acked_seq.max(response.seq);
+        if snapshot_send::is_inflight(progress, response.seq) {
+            snapshot_send::apply_snapshot_response(&self.core, progress, response);
+        }
+        self.after_leader_progress(Some(from));
     }
 
     pub(super) fn on_append_response(&mut self, from: NodeId, response: &AppendEntriesResponse) {
@@ -255,6 +296,18 @@ fn apply_response(
         }
         AppendOutcome::Conflict { hint } => {
             let next = next_after_conflict(core, hint, request.prev_index);
+            if request.prev_index <= progress.match_index {
+                // A current answer denies an entry the follower acknowledged as durable: it lost
+                // its data (a replaced disk) and restarted. Forget what it had; the commit index
+                // stays, and the follower is brought back from the log or a snapshot.
+                warn!(
+                    node = %core.id,
+                    match_index = %progress.match_index,
+                    prev = %request.prev_index,
+                    "a follower lost entries it had acknowledged"
+                );
+                progress.match_index = next.prev().min(progress.match_index);
+            }
             progress.on_failure(next);
         }
         AppendOutcome::StaleTerm => {}
@@ -279,6 +332,10 @@ fn next_after_conflict(core: &Core, hint: ConflictHint, rejected_prev: LogIndex)
 fn replicate(core: &mut Core, peer: NodeId, progress: &mut Progress) {
     let last_index = core.log.last_index();
     loop {
+        if progress.snapshot.is_some() || snapshot_send::needs_snapshot(core, progress) {
+            snapshot_send::send_snapshot(core, peer, progress);
+            return;
+        }
         let plan = pacing::plan(
             core.config.pacing,
             progress,
@@ -288,7 +345,11 @@ fn replicate(core: &mut Core, peer: NodeId, progress: &mut Progress) {
         );
         match plan {
             SendPlan::Nothing => return,
-            SendPlan::Batch => send_batch(core, peer, progress),
+            SendPlan::Batch => {
+                if !send_batch(core, peer, progress) {
+                    return;
+                }
+            }
             SendPlan::Heartbeat => {
                 send_heartbeat(core, peer, progress, true);
                 return;
@@ -298,12 +359,12 @@ fn replicate(core: &mut Core, peer: NodeId, progress: &mut Progress) {
 }
 
 /// Sends `[next_index, next_index + batch)`, capped by the log end and the byte limit.
-fn send_batch(core: &mut Core, peer: NodeId, progress: &mut Progress) {
+/// Returns false if nothing could be sent.
+fn send_batch(core: &mut Core, peer: NodeId, progress: &mut Progress) -> bool {
     let first = progress.next_index;
     let Some(prev_log_id) = core.log.log_id_at(first.prev()) else {
-        // Needs a snapshot; snapshots come with a later change. Nothing can be sent.
-        progress.next_index = core.log.last_index().next();
-        return;
+        // The predecessor was compacted away: `replicate` switches to a snapshot.
+        return false;
     };
     let max_last = first
         .plus(progress.batch.batch() - 1)
@@ -319,7 +380,7 @@ fn send_batch(core: &mut Core, peer: NodeId, progress: &mut Progress) {
         last = last.next();
     }
     let Some(last_log_id) = core.log.log_id_at(last) else {
-        return;
+        return false;
     };
     let seq = take_seq(core);
     let request = AppendEntries {
@@ -344,10 +405,12 @@ fn send_batch(core: &mut Core, peer: NodeId, progress: &mut Progress) {
         first,
         last_log_id,
     });
+    true
 }
 
 /// Sends an empty AppendEntries. With requests in flight it is anchored at `match_index`
-/// (known to match, so reordering cannot make it fail); otherwise it probes `next_index - 1`.
+/// (known to match, so reordering cannot make it fail) unless the log no longer holds it;
+/// otherwise it probes `next_index - 1`.
 /// `reset_timer` is false for ReadIndex rounds: under Heartbeat pacing the timer is what sends
 /// new entries, and a steady read load must not keep pushing it back.
 pub(crate) fn send_heartbeat(
@@ -356,7 +419,10 @@ pub(crate) fn send_heartbeat(
     progress: &mut Progress,
     reset_timer: bool,
 ) {
-    let prev_index = if progress.window.is_empty() {
+    // `match_index` may lie in the compacted prefix (a new leader knows 0): anchor at the
+    // probe's position then.
+    let anchor_known = core.log.log_id_at(progress.match_index).is_some();
+    let prev_index = if progress.window.is_empty() || !anchor_known {
         progress.next_index.prev()
     } else {
         progress.match_index

@@ -15,6 +15,7 @@ fn follower_with_uncommitted_tail() -> Engine {
             vote: None,
             commit: LogIndex(1),
         },
+        snapshot: None,
         entries: [(1, 1), (1, 2), (1, 3)]
             .iter()
             .map(|&(term, index)| LogEntryMeta {

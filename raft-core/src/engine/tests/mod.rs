@@ -7,6 +7,7 @@ mod pacing_example;
 mod read_index;
 mod replication;
 mod review_regressions;
+mod snapshots;
 
 use crate::config::{Config, Pacing};
 
@@ -23,5 +24,8 @@ fn config() -> Config {
         batch_entries_max: 64,
         batch_bytes_max: 1 << 20,
         request_timeout_ms: 500,
+        snapshot_entries: 0,
+        snapshot_keep_entries: 4,
+        snapshot_chunk_bytes: 64,
     }
 }

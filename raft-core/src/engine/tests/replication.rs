@@ -14,6 +14,7 @@ fn restored(term: u64, entry_terms: &[u64], commit: u64) -> RestoredState {
             vote: None,
             commit: LogIndex(commit),
         },
+        snapshot: None,
         entries: entry_terms
             .iter()
             .enumerate()

@@ -57,6 +57,7 @@ fn follower(hs: HardState, log: &[(u64, u64)], cfg: Config) -> Engine {
         cfg,
         RestoredState {
             hard_state: hs,
+            snapshot: None,
             entries: meta(log),
         },
         7,
@@ -93,6 +94,7 @@ fn restart_after_log_durable_before_hard_state_adopts_log_term() {
             vote: None,
             commit: LogIndex(1),
         },
+        snapshot: None,
         entries: meta(&[(1, 1), (4, 2)]),
     };
     let result = Engine::new(NodeId(2), members(), config(), restored, 7);
@@ -149,6 +151,7 @@ fn persisted_commit_never_passes_durable_index() {
     // Hard state flushed, crash before the log flush: durable log still has (2,2) at index 2.
     let restored = RestoredState {
         hard_state: hs,
+        snapshot: None,
         entries: meta(&[(1, 1), (2, 2)]),
     };
     let mut e = Engine::new(NodeId(2), members(), cfg, restored, 7).unwrap();

@@ -4,9 +4,16 @@
 //! The model of a crash, per file: what was made durable by `sync_data` survives; of what was
 //! written since, an arbitrary prefix survives, cut at a 512-byte sector boundary, and the
 //! sector at the cut holds the old bytes, zeros, garbage or a torn mix of old and new. A size
-//! change since the last sync may or may not survive. Directory changes (create, rename,
+//! change since the last sync may or may not survive, as a whole: `set_len` is metadata (on a
+//! journaling file system a truncation is one transaction, completed at mount if it was cut
+//! short), so bytes it cut off either all come back or all read as zeros, never torn sectors
+//! of old records. Directory changes (create, rename,
 //! remove) since the last `sync_dir` survive as an arbitrary prefix of them, in order. Handles
 //! opened before the crash fail every later call, like the dead process they belonged to.
+//!
+//! [`SimFs::crash_after`] schedules a crash for just before the n-th later call, so a test can
+//! crash a multi-step operation (a snapshot's rename and directory sync, a compaction) at every
+//! step in turn.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io;
@@ -41,6 +48,18 @@ enum CutSector {
     Torn,
 }
 
+/// A crash [`SimFs::crash_after`] can schedule.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Crash {
+    /// [`SimFs::power_loss`] with this seed.
+    PowerLoss {
+        /// Chooses what of the unsynced writes survives.
+        seed: u64,
+    },
+    /// [`SimFs::crash_processes`]: the processes die, the disk keeps every write.
+    Processes,
+}
+
 #[derive(Debug, Default)]
 struct Disk {
     files: HashMap<u64, FileData>,
@@ -56,6 +75,61 @@ struct Disk {
     fail_syncs: bool,
     space_left: Option<u64>,
     syncs: u64,
+    /// Calls left before a scheduled crash, and the crash.
+    crash_after: Option<(u64, Crash)>,
+}
+
+impl Disk {
+    /// Counts one call of a process, crashing first if one is due at it.
+    fn tick(&mut self) {
+        let Some((left, crash)) = self.crash_after else {
+            return;
+        };
+        if left > 0 {
+            self.crash_after = Some((left - 1, crash));
+            return;
+        }
+        self.crash_after = None;
+        match crash {
+            Crash::PowerLoss { seed } => self.power_loss(seed),
+            Crash::Processes => self.crash_processes(),
+        }
+    }
+
+    fn power_loss(&mut self, seed: u64) {
+        let mut rng = Rng(seed);
+        self.crash_processes();
+        let mut names = self.durable_names.clone();
+        let kept_ops = rng.upto(self.dir_ops.len() as u64) as usize;
+        for op in self.dir_ops.iter().take(kept_ops) {
+            match op {
+                DirOp::Link(path, id) => {
+                    names.insert(path.clone(), *id);
+                }
+                DirOp::Unlink(path) => {
+                    names.remove(path);
+                }
+            }
+        }
+        self.dir_ops.clear();
+        let live: BTreeSet<u64> = names.values().copied().collect();
+        self.files.retain(|id, _| live.contains(id));
+        for file in self.files.values_mut() {
+            let survived = crash_content(file, &mut rng);
+            file.data = survived.clone();
+            file.durable = survived;
+            file.settle();
+        }
+        self.names = names.clone();
+        self.durable_names = names;
+    }
+
+    fn crash_processes(&mut self) {
+        self.boot += 1;
+        self.locks.clear();
+        self.fail_syncs = false;
+        self.space_left = None;
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -68,11 +142,22 @@ enum DirOp {
 struct FileData {
     data: Vec<u8>,
     durable: Vec<u8>,
-    /// The byte range written or resized since the last sync.
+    /// The byte range written since the last sync.
     dirty: Option<(u64, u64)>,
+    /// Whether `set_len` changed the size since the last sync.
+    resized: bool,
+    /// The smallest size `set_len` cut the file to since the last sync.
+    shrunk_to: Option<u64>,
 }
 
 impl FileData {
+    /// Forgets what changed since the last sync (all of it is durable now).
+    fn settle(&mut self) {
+        self.dirty = None;
+        self.resized = false;
+        self.shrunk_to = None;
+    }
+
     fn touch(&mut self, from: u64, to: u64) {
         self.dirty = Some(match self.dirty {
             None => (from, to),
@@ -135,9 +220,13 @@ impl SimFs {
         }
     }
 
-    /// The disk, locked, if this view's process is alive.
+    /// The disk, locked, if this view's process is alive (counting the call towards a
+    /// scheduled crash).
     fn alive(&self) -> io::Result<MutexGuard<'_, Disk>> {
-        let disk = lock(&self.disk);
+        let mut disk = lock(&self.disk);
+        if self.boot.is_some() {
+            disk.tick();
+        }
         match self.boot {
             Some(boot) if boot != disk.boot => Err(dead()),
             _ => Ok(disk),
@@ -147,35 +236,7 @@ impl SimFs {
     /// Simulates a power loss: every handle dies, locks are released, and each file keeps what
     /// was synced plus a prefix of the rest chosen by `seed` (see the module docs).
     pub fn power_loss(&self, seed: u64) {
-        let mut rng = Rng(seed);
-        let mut disk = lock(&self.disk);
-        disk.boot += 1;
-        disk.locks.clear();
-        disk.fail_syncs = false;
-        disk.space_left = None;
-        let mut names = disk.durable_names.clone();
-        let kept_ops = rng.upto(disk.dir_ops.len() as u64) as usize;
-        for op in disk.dir_ops.iter().take(kept_ops) {
-            match op {
-                DirOp::Link(path, id) => {
-                    names.insert(path.clone(), *id);
-                }
-                DirOp::Unlink(path) => {
-                    names.remove(path);
-                }
-            }
-        }
-        disk.dir_ops.clear();
-        let live: BTreeSet<u64> = names.values().copied().collect();
-        disk.files.retain(|id, _| live.contains(id));
-        for file in disk.files.values_mut() {
-            let survived = crash_content(file, &mut rng);
-            file.data = survived.clone();
-            file.durable = survived;
-            file.dirty = None;
-        }
-        disk.names = names.clone();
-        disk.durable_names = names;
+        lock(&self.disk).power_loss(seed);
     }
 
     /// Simulates the death of every process using the disk *without* a power loss (SIGKILL,
@@ -183,11 +244,21 @@ impl SimFs {
     /// page cache, not yet durable), so a later [`power_loss`](SimFs::power_loss) can still
     /// lose what nobody synced. Injected faults are cleared.
     pub fn crash_processes(&self) {
-        let mut disk = lock(&self.disk);
-        disk.boot += 1;
-        disk.locks.clear();
-        disk.fail_syncs = false;
-        disk.space_left = None;
+        lock(&self.disk).crash_processes();
+    }
+
+    /// Schedules `crash` for just before the call after the next `calls` ones (counting the
+    /// directory calls of process views and every call on an open file, not the directory
+    /// calls of the test's own handle): that call and every later one of the dead processes
+    /// fail. Replaces any crash scheduled before.
+    pub fn crash_after(&self, calls: u64, crash: Crash) {
+        lock(&self.disk).crash_after = Some((calls, crash));
+    }
+
+    /// Cancels the crash [`crash_after`](SimFs::crash_after) scheduled; returns `true` if it
+    /// had already happened.
+    pub fn cancel_crash(&self) -> bool {
+        lock(&self.disk).crash_after.take().is_none()
     }
 
     /// Makes every later `sync_data` and `sync_dir` fail with EIO (until a power loss).
@@ -225,7 +296,7 @@ impl SimFs {
         let file = disk.files.get_mut(&id).ok_or_else(|| not_found(path))?;
         file.data.clone_from(&bytes);
         file.durable = bytes;
-        file.dirty = None;
+        file.settle();
         Ok(())
     }
 
@@ -240,16 +311,24 @@ impl SimFs {
 
 /// What of `file` survives a crash.
 fn crash_content(file: &FileData, rng: &mut Rng) -> Vec<u8> {
-    let Some((lo, hi)) = file.dirty else {
+    if file.dirty.is_none() && !file.resized {
         return file.data.clone();
-    };
-    let len = if rng.upto(1) == 0 {
-        file.durable.len()
-    } else {
-        file.data.len()
-    };
+    }
+    let size_survived = rng.upto(1) == 1;
     let mut out = file.durable.clone();
+    let len = if size_survived {
+        // Whatever a truncation cut off is gone (reads as zeros if the file grew again).
+        if let Some(shrunk) = file.shrunk_to {
+            out.truncate(shrunk as usize);
+        }
+        file.data.len()
+    } else {
+        file.durable.len()
+    };
     out.resize(len, 0);
+    let Some((lo, hi)) = file.dirty else {
+        return out;
+    };
     let first_sector = lo / SECTOR_BYTES;
     let last_sector = hi.div_ceil(SECTOR_BYTES);
     let cut = (first_sector + rng.upto(last_sector - first_sector)) * SECTOR_BYTES;
@@ -301,6 +380,7 @@ struct SimFile {
 impl SimFile {
     fn with<T>(&self, f: impl FnOnce(&mut Disk, u64) -> io::Result<T>) -> io::Result<T> {
         let mut disk = lock(&self.disk);
+        disk.tick();
         if disk.boot != self.boot {
             return Err(dead());
         }
@@ -361,7 +441,10 @@ impl FsFile for SimFile {
             charge(disk, len.saturating_sub(old_len))?;
             let file = file_mut(disk, id)?;
             file.data.resize(len as usize, 0);
-            file.touch(old_len.min(len), old_len.max(len));
+            file.resized = true;
+            if len < old_len {
+                file.shrunk_to = Some(file.shrunk_to.map_or(len, |shrunk| shrunk.min(len)));
+            }
             Ok(())
         })
     }
@@ -378,7 +461,7 @@ impl FsFile for SimFile {
             disk.syncs += 1;
             let file = file_mut(disk, id)?;
             file.durable.clone_from(&file.data);
-            file.dirty = None;
+            file.settle();
             Ok(())
         })
     }
@@ -491,3 +574,6 @@ impl Drop for SimLock {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,354 @@
+//! Snapshots in the engine: InstallSnapshot on a follower (chunk checks, keep or replace the
+//! log, rollback before the truncation), snapshots the commit index covers, and a restart from a
+//! snapshot plus a log that agrees with it or not (exact outputs).
+
+use bytes::Bytes;
+
+use super::config;
+use crate::engine::{Engine, Input, LogEntryMeta, Output, RestoredState};
+use crate::message::{InstallSnapshot, InstallSnapshotResponse, Message, SnapshotOutcome};
+use crate::snapshot::SnapshotMeta;
+use crate::types::{HardState, LogId, LogIndex, Membership, NodeId, Term};
+
+fn members() -> Membership {
+    Membership::new([NodeId(1), NodeId(2), NodeId(3)])
+}
+
+fn entries(ids: &[(u64, u64)]) -> Vec<LogEntryMeta> {
+    ids.iter()
+        .map(|&(term, index)| LogEntryMeta {
+            log_id: LogId::new(term, index),
+            payload_len: 1,
+        })
+        .collect()
+}
+
+fn meta_of(last: LogId, data: &[u8]) -> SnapshotMeta {
+    SnapshotMeta {
+        last_log_id: last,
+        membership: members(),
+        size: data.len() as u64,
+        checksum: crc32c::crc32c(data),
+    }
+}
+
+/// Follower 2 in term 3 with log `ids`, commit index `commit`.
+fn follower(ids: &[(u64, u64)], commit: u64) -> Engine {
+    let restored = RestoredState {
+        hard_state: HardState {
+            term: Term(3),
+            vote: None,
+            commit: LogIndex(commit),
+        },
+        snapshot: None,
+        entries: entries(ids),
+    };
+    let mut engine = Engine::new(NodeId(2), members(), config(), restored, 1).unwrap();
+    engine.drain_outputs();
+    engine
+}
+
+fn chunk(meta: &SnapshotMeta, data: &[u8], offset: u64, seq: u64) -> Input {
+    let end = offset as usize + data.len();
+    Input::Received {
+        from: NodeId(1),
+        message: Message::InstallSnapshot(InstallSnapshot {
+            term: Term(3),
+            leader_id: NodeId(1),
+            seq,
+            meta: meta.clone(),
+            offset,
+            data: Bytes::copy_from_slice(data),
+            chunk_crc: crc32c::crc32c(data),
+            done: end as u64 == meta.size,
+        }),
+    }
+}
+
+fn reply(outcome: SnapshotOutcome, seq: u64) -> Output {
+    Output::Send {
+        to: NodeId(1),
+        message: Message::InstallSnapshotResponse(InstallSnapshotResponse {
+            term: Term(3),
+            seq,
+            outcome,
+        }),
+    }
+}
+
+#[test]
+fn snapshot_over_a_conflicting_log_rolls_back_only_entries_above_it_then_replaces_the_log() {
+    // Entries 1-2 committed; 3-8 pre-committed. 3-5 may have committed on the leader (the
+    // snapshot covers them either way); 6 disagrees with the snapshot, so 7-8 cannot match.
+    let mut engine = follower(
+        &[
+            (1, 1),
+            (1, 2),
+            (2, 3),
+            (2, 4),
+            (2, 5),
+            (2, 6),
+            (2, 7),
+            (2, 8),
+        ],
+        2,
+    );
+    let data = b"0123456789";
+    let meta = meta_of(LogId::new(3, 6), data);
+    let first: Vec<Output> = engine.step(chunk(&meta, &data[..4], 0, 7)).collect();
+    assert_eq!(
+        first,
+        vec![
+            Output::SaveSnapshotChunk {
+                meta: meta.clone(),
+                offset: 0,
+                data: Bytes::from_static(b"0123"),
+                done: false,
+            },
+            reply(SnapshotOutcome::Continue { offset: 4 }, 7),
+        ]
+    );
+    let last: Vec<Output> = engine.step(chunk(&meta, &data[4..], 4, 8)).collect();
+    assert_eq!(
+        last,
+        vec![
+            Output::SaveSnapshotChunk {
+                meta: meta.clone(),
+                offset: 4,
+                data: Bytes::from_static(b"456789"),
+                done: true,
+            },
+            // Entries above the snapshot are rolled back before the log goes; the ones it
+            // covers are not (they may have committed): the restore replaces the state.
+            Output::Rollback {
+                first: LogIndex(7),
+                last: LogIndex(8)
+            },
+            Output::TruncateLog { from: LogIndex(1) },
+            Output::CompactLog {
+                before: LogIndex(7)
+            },
+            Output::RestoreSnapshot { meta: meta.clone() },
+            reply(SnapshotOutcome::Installed, 8),
+        ]
+    );
+    let status = engine.status();
+    assert_eq!(status.commit_index, LogIndex(6));
+    assert_eq!(status.last_log_id, LogId::new(3, 6));
+    assert_eq!(status.snapshot_index, LogIndex(6));
+    assert_eq!(engine.snapshot(), Some(&meta));
+}
+
+#[test]
+fn snapshot_whose_last_entry_the_log_holds_keeps_the_entries_after_it() {
+    let mut engine = follower(&[(1, 1), (1, 2), (2, 3), (2, 4), (3, 5)], 1);
+    let meta = meta_of(LogId::new(2, 3), b"abc");
+    let outputs: Vec<Output> = engine.step(chunk(&meta, b"abc", 0, 1)).collect();
+    assert!(
+        !outputs
+            .iter()
+            .any(|o| matches!(o, Output::TruncateLog { .. } | Output::Rollback { .. })),
+        "nothing after the snapshot is lost: {outputs:?}"
+    );
+    assert!(outputs.contains(&Output::RestoreSnapshot { meta: meta.clone() }));
+    assert!(outputs.contains(&reply(SnapshotOutcome::Installed, 1)));
+    let status = engine.status();
+    assert_eq!(status.last_log_id, LogId::new(3, 5));
+    assert_eq!(status.commit_index, LogIndex(3));
+    // The test config keeps 4 entries below the snapshot: nothing to compact yet.
+    assert_eq!(status.log_base_index, LogIndex::ZERO);
+}
+
+#[test]
+fn snapshot_the_commit_index_covers_is_not_transferred() {
+    let mut engine = follower(&[(1, 1), (1, 2), (1, 3)], 3);
+    let meta = meta_of(LogId::new(1, 2), b"xy");
+    let outputs: Vec<Output> = engine.step(chunk(&meta, b"x", 0, 4)).collect();
+    assert_eq!(
+        outputs,
+        vec![reply(
+            SnapshotOutcome::Covered {
+                commit_index: LogIndex(3)
+            },
+            4
+        )]
+    );
+}
+
+#[test]
+fn damaged_or_out_of_place_chunks_are_refused_with_the_offset_to_resend() {
+    let mut engine = follower(&[(1, 1)], 1);
+    let data = b"abcdefgh";
+    let meta = meta_of(LogId::new(3, 9), data);
+    engine.step(chunk(&meta, &data[..4], 0, 1)).for_each(drop);
+    // A chunk whose bytes do not match its checksum.
+    let Input::Received {
+        message: Message::InstallSnapshot(mut damaged),
+        ..
+    } = chunk(&meta, &data[4..], 4, 2)
+    else {
+        unreachable!("chunk builds an InstallSnapshot");
+    };
+    damaged.data = Bytes::from_static(b"efgX");
+    let outputs: Vec<Output> = engine
+        .step(Input::Received {
+            from: NodeId(1),
+            message: Message::InstallSnapshot(damaged),
+        })
+        .collect();
+    assert_eq!(
+        outputs,
+        vec![reply(SnapshotOutcome::Continue { offset: 4 }, 2)]
+    );
+    // A duplicate of the first chunk after it was saved: resend from 4, save nothing.
+    let outputs: Vec<Output> = engine.step(chunk(&meta, &data[2..4], 2, 3)).collect();
+    assert_eq!(
+        outputs,
+        vec![reply(SnapshotOutcome::Continue { offset: 4 }, 3)]
+    );
+    let outputs: Vec<Output> = engine.step(chunk(&meta, &data[4..], 4, 4)).collect();
+    assert!(outputs.contains(&reply(SnapshotOutcome::Installed, 4)));
+}
+
+#[test]
+fn data_failing_the_whole_snapshot_checksum_restarts_the_transfer() {
+    let mut engine = follower(&[(1, 1)], 1);
+    let mut meta = meta_of(LogId::new(3, 9), b"abcd");
+    meta.checksum ^= 0xFF;
+    engine.step(chunk(&meta, b"ab", 0, 1)).for_each(drop);
+    let outputs: Vec<Output> = engine.step(chunk(&meta, b"cd", 2, 2)).collect();
+    assert_eq!(
+        outputs,
+        vec![reply(SnapshotOutcome::Continue { offset: 0 }, 2)],
+        "nothing is saved as complete"
+    );
+    assert_eq!(engine.status().snapshot_index, LogIndex::ZERO);
+}
+
+#[test]
+fn restart_from_a_snapshot_restores_it_then_commits_and_pre_commits_the_log_after_it() {
+    let meta = meta_of(LogId::new(2, 5), b"state");
+    let restored = RestoredState {
+        hard_state: HardState {
+            term: Term(3),
+            vote: None,
+            commit: LogIndex(2),
+        },
+        snapshot: Some(meta.clone()),
+        // The store kept two entries below the snapshot (a whole segment).
+        entries: entries(&[(2, 4), (2, 5), (3, 6), (3, 7)]),
+    };
+    let mut engine = Engine::new(NodeId(2), members(), config(), restored, 1).unwrap();
+    let outputs: Vec<Output> = engine.drain_outputs().collect();
+    assert_eq!(
+        outputs,
+        vec![
+            Output::RestoreSnapshot { meta },
+            Output::PreCommit {
+                first: LogIndex(6),
+                last: LogIndex(7)
+            },
+        ]
+    );
+    let status = engine.status();
+    assert_eq!(status.commit_index, LogIndex(5));
+    assert_eq!(status.log_base_index, LogIndex(3));
+    assert_eq!(status.last_log_id, LogId::new(3, 7));
+}
+
+#[test]
+fn restart_with_a_log_that_disagrees_with_the_snapshot_replaces_the_log() {
+    let meta = meta_of(LogId::new(4, 5), b"state");
+    // The snapshot was saved, then the crash came before the old log was cut.
+    let restored = RestoredState {
+        hard_state: HardState {
+            term: Term(4),
+            vote: None,
+            commit: LogIndex(2),
+        },
+        snapshot: Some(meta.clone()),
+        entries: entries(&[(1, 1), (1, 2), (2, 3), (2, 4), (2, 5), (2, 6)]),
+    };
+    let mut engine = Engine::new(NodeId(2), members(), config(), restored, 1).unwrap();
+    let outputs: Vec<Output> = engine.drain_outputs().collect();
+    assert_eq!(
+        outputs,
+        vec![
+            Output::RestoreSnapshot { meta },
+            Output::TruncateLog { from: LogIndex(1) },
+            Output::CompactLog {
+                before: LogIndex(6)
+            },
+        ]
+    );
+    assert_eq!(engine.status().last_log_id, LogId::new(4, 5));
+    assert_eq!(engine.status().commit_index, LogIndex(5));
+}
+
+#[test]
+fn a_log_starting_after_a_gap_or_without_a_snapshot_is_refused() {
+    let meta = meta_of(LogId::new(1, 3), b"s");
+    let gap = RestoredState {
+        hard_state: HardState::default(),
+        snapshot: Some(meta),
+        entries: entries(&[(1, 5), (1, 6)]),
+    };
+    assert!(Engine::new(NodeId(2), members(), config(), gap, 1).is_err());
+    let headless = RestoredState {
+        hard_state: HardState::default(),
+        snapshot: None,
+        entries: entries(&[(1, 2)]),
+    };
+    assert!(Engine::new(NodeId(2), members(), config(), headless, 1).is_err());
+}
+
+#[test]
+fn count_policy_asks_for_a_snapshot_after_the_commit_and_compacts_once_it_is_durable() {
+    let mut config = config();
+    config.snapshot_entries = 3;
+    config.snapshot_keep_entries = 1;
+    let restored = RestoredState::default();
+    let id = NodeId(1);
+    let mut engine = Engine::new(id, Membership::new([id]), config, restored, 1).unwrap();
+    engine.step(Input::Tick { now_ms: 0 }).for_each(drop);
+    let mut pending = vec![Input::Tick { now_ms: 10_000 }];
+    let mut created = None;
+    let mut proposed = false;
+    while let Some(input) = pending.pop() {
+        for output in engine.step(input).collect::<Vec<_>>() {
+            match output {
+                Output::PersistHardState(hard_state) => {
+                    pending.push(Input::HardStatePersisted { hard_state });
+                }
+                Output::AppendLog { entries, epoch } => {
+                    let upto = entries.last().map(|e| e.log_id).unwrap_or_default();
+                    pending.push(Input::LogPersisted { upto, epoch });
+                }
+                Output::CreateSnapshot { last_log_id, .. } => created = Some(last_log_id),
+                _ => {}
+            }
+        }
+        if pending.is_empty() && !proposed {
+            proposed = true;
+            let payloads = (0..3).map(|i| Bytes::from(vec![i])).collect();
+            pending.push(Input::Proposed { id: 1, payloads });
+        }
+    }
+    // The no-op and three commands: index 4 committed, 4 - 0 >= 3.
+    assert_eq!(created, Some(LogId::new(1, 4)));
+    assert_eq!(
+        engine.status().log_base_index,
+        LogIndex::ZERO,
+        "not before durable"
+    );
+    let meta = meta_of(LogId::new(1, 4), b"");
+    let outputs: Vec<Output> = engine.step(Input::SnapshotCreated { meta }).collect();
+    assert_eq!(
+        outputs,
+        vec![Output::CompactLog {
+            before: LogIndex(4)
+        }]
+    );
+    assert_eq!(engine.status().log_base_index, LogIndex(3));
+    assert_eq!(engine.status().snapshot_index, LogIndex(4));
+}

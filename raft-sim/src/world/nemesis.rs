@@ -1,0 +1,151 @@
+//! The nemesis: every so often it heals or cuts the network, crashes or wipes a node, changes
+//! the weather, moves leadership or asks for a snapshot.
+//!
+//! A wipe replaces a node's machine: its log and snapshot are gone, while its term and vote are
+//! kept (a node that forgot a vote could vote twice in a term, electing two leaders). Losing a
+//! log is still outside Raft's failure model: a leader may count the wiped node's earlier
+//! acknowledgements, and the node may vote for a candidate lacking entries it had. So the
+//! nemesis wipes a node only when every entry it holds durably (or covers by its snapshot) is
+//! held durably by a majority of the *other* nodes: then every quorum still meets a holder of
+//! each such entry, which is what Raft's proofs of leader completeness rely on.
+
+use raft_core::engine::Input;
+use raft_core::{LogId, LogIndex};
+
+use super::{Event, World};
+use crate::SnapshotMode;
+use crate::faults::{Bug, Fault, Network, pick_fault};
+use crate::node::SimNode;
+
+impl World {
+    pub(super) fn nemesis(&mut self) {
+        let nodes = self.nodes.len();
+        let snapshots = self.snapshot_mode != SnapshotMode::Off;
+        match pick_fault(&mut self.rng, snapshots) {
+            Fault::Heal => self.network.heal(),
+            Fault::Partition => self.network.partition(&mut self.rng, nodes, true),
+            Fault::AsymmetricPartition => self.network.partition(&mut self.rng, nodes, false),
+            Fault::Crash => {
+                let node = self.rng.index(nodes);
+                let downtime = self.rng.range(50, 2_000);
+                self.crash(node, downtime);
+            }
+            Fault::CrashLeader => {
+                if let Some(leader) = self.leader() {
+                    let downtime = self.rng.range(10, 500);
+                    self.crash(leader, downtime);
+                }
+            }
+            Fault::IsolateLeader => {
+                if let Some(leader) = self.leader() {
+                    self.network.isolate(leader, nodes);
+                }
+            }
+            Fault::Weather => {
+                self.network.reshape(&mut self.rng);
+                self.disk_latency_max_ms = [0, 2, 5, 30][self.rng.index(4)];
+            }
+            Fault::TransferLeadership => {
+                if let Some(leader) = self.leader() {
+                    let to = self.nodes[self.rng.index(nodes)].id;
+                    self.step_node(leader, Input::TransferRequested { to });
+                }
+            }
+            Fault::Calm => {
+                self.network = Network::calm();
+                self.disk_latency_max_ms = 2;
+            }
+            Fault::Wipe => {
+                let node = self.rng.index(nodes);
+                let downtime = self.rng.range(50, 1_000);
+                self.wipe(node, downtime);
+            }
+            Fault::RequestSnapshot => {
+                let node = self.rng.index(nodes);
+                self.step_node(node, Input::SnapshotRequested);
+            }
+        }
+        let next = self
+            .rng
+            .range(self.nemesis_min_ms, self.nemesis_min_ms * 10);
+        self.schedule(next, Event::Nemesis);
+    }
+
+    /// The live leader of the highest term, if any.
+    fn leader(&self) -> Option<usize> {
+        let leading = |n: &SimNode| {
+            let status = n.engine.as_ref()?.status();
+            (status.leader == Some(n.id)).then_some(status.term)
+        };
+        (0..self.nodes.len())
+            .filter_map(|i| leading(&self.nodes[i]).map(|term| (term, i)))
+            .max()
+            .map(|(_, i)| i)
+    }
+
+    pub(super) fn crash(&mut self, node: usize, downtime_ms: u64) {
+        if !self.nodes[node].is_up() {
+            return;
+        }
+        self.nodes[node].crash();
+        self.abandon_clients_at(node);
+        self.schedule(downtime_ms, Event::Restart(node));
+    }
+
+    fn abandon_clients_at(&mut self, node: usize) {
+        for op in self.clients.pending_at(node) {
+            let reschedule = self.clients.abandon(op);
+            self.reschedule_clients(reschedule);
+        }
+    }
+
+    /// Wipes `node`'s disk if that cannot break safety (see the module docs). A node that is
+    /// down is wiped where it lies and restarts as planned.
+    fn wipe(&mut self, node: usize, downtime_ms: u64) {
+        if self.bug != Some(Bug::UnsafeWipe) && !self.wipe_is_safe(node) {
+            return;
+        }
+        self.snapshot_counts.wipes += 1;
+        let was_up = self.nodes[node].is_up();
+        self.nodes[node].wipe();
+        self.checker.on_wipe(&self.nodes[node]);
+        if was_up {
+            self.abandon_clients_at(node);
+            self.schedule(downtime_ms, Event::Restart(node));
+        }
+    }
+
+    /// Whether each entry `node` holds durably, or covers by its durable snapshot, is held
+    /// durably by a majority of the cluster among the other nodes (in a log, or under a
+    /// snapshot when it is the committed entry).
+    fn wipe_is_safe(&self, node: usize) -> bool {
+        let target = &self.nodes[node];
+        let covered = target.snapshot_index();
+        let last = target
+            .durable_log
+            .last_log_id()
+            .map_or(covered, |id| id.index.max(covered));
+        let quorum = self.membership.quorum();
+        (1..=last.0).map(LogIndex).all(|index| {
+            let held = target.durable_entry(index).map(|e| e.log_id);
+            let Some(id) = held.or_else(|| self.checker.committed_at(index)) else {
+                return false;
+            };
+            let committed = self.checker.committed_at(index) == Some(id);
+            let holders = self
+                .nodes
+                .iter()
+                .enumerate()
+                .filter(|&(other, sim)| other != node && holds(sim, id, committed))
+                .count();
+            holders >= quorum
+        })
+    }
+}
+
+/// Whether `sim` holds `id` durably: in its durable log, or under its durable snapshot when
+/// `id` is the committed entry at its index.
+fn holds(sim: &SimNode, id: LogId, committed: bool) -> bool {
+    sim.durable_entry(id.index).map(|e| e.log_id) == Some(id)
+        || committed && id.index <= sim.snapshot_index()
+}
