@@ -58,19 +58,9 @@ impl Engine {
             warn!(node = %self.core.id, %from, "dropping malformed AppendEntries");
             return;
         }
-        match self.role {
-            Role::Leader(_) => {
-                warn!(node = %self.core.id, %from, term = %self.core.term, "two leaders in one term");
-                return;
-            }
-            Role::PreCandidate(_) | Role::Candidate(_) => {
-                self.become_follower(self.core.term, Some(from));
-            }
-            Role::Follower(_) => {}
+        if !self.accept_leader(from) {
+            return;
         }
-        self.core.leader_id = Some(from);
-        self.core.leader_contact_ms = Some(self.core.now_ms);
-        self.core.reset_election_timer();
 
         let prev = request.prev_log_id;
         if let Some(hint) = self.conflict_hint(prev.index, prev.term) {
@@ -95,6 +85,26 @@ impl Engine {
         let commit = request.leader_commit.min(verified);
         self.core.commit_to(commit);
         self.ack(from, request.seq, verified);
+    }
+
+    /// A message from the leader of the current term (AppendEntries or InstallSnapshot): a
+    /// (pre-)candidate steps down, the leader is noted and the election timer restarts. False
+    /// if this node leads the same term itself (a safety bug elsewhere): the message is dropped.
+    pub(super) fn accept_leader(&mut self, from: NodeId) -> bool {
+        match self.role {
+            Role::Leader(_) => {
+                warn!(node = %self.core.id, %from, term = %self.core.term, "two leaders in one term");
+                return false;
+            }
+            Role::PreCandidate(_) | Role::Candidate(_) => {
+                self.become_follower(self.core.term, Some(from));
+            }
+            Role::Follower(_) => {}
+        }
+        self.core.leader_id = Some(from);
+        self.core.leader_contact_ms = Some(self.core.now_ms);
+        self.core.reset_election_timer();
+        true
     }
 
     /// `None` if the log holds `prev`; otherwise where the leader should look next.

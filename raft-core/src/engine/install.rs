@@ -41,19 +41,9 @@ impl Engine {
             warn!(node = %self.core.id, %from, "dropping InstallSnapshot relayed for another leader");
             return;
         }
-        match self.role {
-            Role::Leader(_) => {
-                warn!(node = %self.core.id, %from, term = %self.core.term, "two leaders in one term");
-                return;
-            }
-            Role::PreCandidate(_) | Role::Candidate(_) => {
-                self.become_follower(self.core.term, Some(from));
-            }
-            Role::Follower(_) => {}
+        if !self.accept_leader(from) {
+            return;
         }
-        self.core.leader_id = Some(from);
-        self.core.leader_contact_ms = Some(self.core.now_ms);
-        self.core.reset_election_timer();
 
         let seq = request.seq;
         let outcome = self.receive_chunk(request);
