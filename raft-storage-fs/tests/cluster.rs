@@ -40,6 +40,16 @@ fn config() -> NodeConfig {
     config
 }
 
+/// `n` real temporary directories (removed when the returned guards drop) as disks.
+fn real_disks(n: usize) -> (Vec<tempfile::TempDir>, Vec<Disk>) {
+    let dirs: Vec<tempfile::TempDir> = (0..n).map(|_| tempfile::tempdir().unwrap()).collect();
+    let disks = dirs
+        .iter()
+        .map(|d| Disk::Real(d.path().to_path_buf()))
+        .collect();
+    (dirs, disks)
+}
+
 fn options(id: NodeId) -> FsOptions {
     FsOptions::default()
         .segment_bytes(4 << 10)
@@ -246,11 +256,7 @@ async fn join_all(writers: Vec<tokio::task::JoinHandle<Vec<(Bytes, bool)>>>) -> 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cluster_on_real_files_replicates_and_restarts_from_disk() {
-    let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
-    let disks = dirs
-        .iter()
-        .map(|d| Disk::Real(d.path().to_path_buf()))
-        .collect();
+    let (_dirs, disks) = real_disks(3);
     let mut cluster = Cluster::start(disks).await;
     cluster.wait_for_leader().await;
     let outcomes = join_all(spawn_writers(&cluster, 8, 25)).await;
@@ -328,11 +334,7 @@ async fn an_fsync_failure_stops_the_node_and_the_others_go_on() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lagging_follower_catches_up_from_entries_read_back_from_disk() {
-    let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
-    let disks = dirs
-        .iter()
-        .map(|d| Disk::Real(d.path().to_path_buf()))
-        .collect();
+    let (_dirs, disks) = real_disks(3);
     let mut cluster = Cluster::start(disks).await;
     let leader = cluster.wait_for_leader().await;
     let lagging = cluster
@@ -353,11 +355,7 @@ async fn a_lagging_follower_catches_up_from_entries_read_back_from_disk() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn snapshots_on_real_files_compact_the_log_restart_and_bring_a_follower_back() {
-    let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
-    let disks = dirs
-        .iter()
-        .map(|d| Disk::Real(d.path().to_path_buf()))
-        .collect();
+    let (_dirs, disks) = real_disks(3);
     let mut config = config();
     config.raft.snapshot_entries = 100;
     config.raft.snapshot_keep_entries = 20;
