@@ -1,0 +1,103 @@
+//! The crate's one error type.
+
+use raft_core::{LeaderHint, LogIndex};
+
+use crate::session::{ClientId, RequestId};
+
+/// Errors of raft-wrapper.
+///
+/// Every error of [`Replica::submit`](crate::Replica::submit) is safe to retry *with the same
+/// client and request ids*: the dedup on apply guarantees the command is applied at most once,
+/// whichever node the retry reaches. [`is_retryable`](Error::is_retryable) tells which ones can
+/// succeed on a retry.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// This node is not the leader; retry at `leader` when it is known.
+    #[error("not the leader (leader: {})", match leader { Some(l) => l.to_string(), None => "unknown".to_owned() })]
+    NotLeader {
+        /// The leader this node believes in, if any.
+        leader: Option<LeaderHint>,
+    },
+    /// The node's request queue is full; nothing was queued. Retry later.
+    #[error("overloaded: the request queue is full, retry later")]
+    Overloaded,
+    /// The node is shutting down or stopped, and nothing was queued.
+    #[error("the node is shut down")]
+    Shutdown,
+    /// No result in time. The command may still be applied: retry with the same ids to learn
+    /// its result (it is not applied twice).
+    #[error("timed out waiting for the commit; the outcome is unknown (retry with the same ids)")]
+    Timeout,
+    /// The node stopped after accepting the command. The outcome is unknown: retry with the
+    /// same ids at another node.
+    #[error(
+        "the node stopped after accepting the command; the outcome is unknown (retry with the same ids)"
+    )]
+    Aborted,
+    /// A newer leader replaced the command's entry before it committed: it was not applied.
+    #[error(
+        "the command's entry was discarded by a newer leader before it committed; it was not applied"
+    )]
+    Discarded,
+    /// The request id is older than the latest one applied for this client and its result is
+    /// no longer kept (or it was never applied: a client must not reuse or reorder ids). The
+    /// command was not applied by this request.
+    #[error(
+        "request {request} of client {client} is older than its latest applied request {latest} and its result is no longer kept; it was not applied"
+    )]
+    StaleRequest {
+        /// The client.
+        client: ClientId,
+        /// The request id that was refused.
+        request: RequestId,
+        /// The latest request id applied for the client.
+        latest: RequestId,
+    },
+    /// The request cannot be submitted as given (for example request id 0).
+    #[error("invalid request: {0}")]
+    InvalidRequest(String),
+    /// A committed entry was not written by raft-wrapper (someone appended to the node
+    /// directly): every replica answers it with this error and applies nothing.
+    #[error("the entry at {index} is not a raft-wrapper command: {reason}")]
+    Malformed {
+        /// The entry's index.
+        index: LogIndex,
+        /// What was wrong with it.
+        reason: String,
+    },
+    /// Any other error of the node (storage failure, fatal error, bad configuration).
+    #[error(transparent)]
+    Raft(raft_core::Error),
+}
+
+impl Error {
+    /// Whether a retry (with the same ids) can succeed: the node was not the leader, was busy,
+    /// stopped, or the outcome is unknown. `false` for errors that a retry would repeat.
+    #[must_use]
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self,
+            Error::NotLeader { .. }
+                | Error::Overloaded
+                | Error::Shutdown
+                | Error::Timeout
+                | Error::Aborted
+                | Error::Discarded
+        )
+    }
+}
+
+impl From<raft_core::Error> for Error {
+    fn from(error: raft_core::Error) -> Error {
+        match error {
+            raft_core::Error::NotLeader { leader } => Error::NotLeader { leader },
+            raft_core::Error::Overloaded => Error::Overloaded,
+            raft_core::Error::Shutdown => Error::Shutdown,
+            raft_core::Error::Timeout => Error::Timeout,
+            raft_core::Error::Aborted => Error::Aborted,
+            raft_core::Error::Discarded { .. } => Error::Discarded,
+            other => Error::Raft(other),
+        }
+    }
+}
