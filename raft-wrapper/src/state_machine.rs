@@ -271,3 +271,180 @@ impl SessionMetrics {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use raft_core::snapshot::{BytesReader, read_to_vec};
+    use raft_core::testing::MemKv;
+    use raft_core::{LogId, LogIndex, Membership, SnapshotMeta};
+
+    use super::*;
+
+    fn layer(kv: &MemKv, config: SessionConfig) -> SessionStateMachine {
+        SessionStateMachine::new(NodeId(1), kv.clone().into_arc(), config).unwrap()
+    }
+
+    fn entry(index: u64, envelope: &Envelope) -> Entry {
+        Entry {
+            log_id: LogId::new(1, index),
+            payload: Payload::Command(envelope.encode()),
+        }
+    }
+
+    fn request(client: u64, request: u64, command: Bytes) -> Envelope {
+        Envelope::Request {
+            client: ClientId(client),
+            request: RequestId(request),
+            command,
+        }
+    }
+
+    fn outcomes(results: &[Bytes]) -> Vec<Outcome> {
+        results
+            .iter()
+            .map(|r| Outcome::decode(r).unwrap())
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn retry_in_the_same_batch_gets_the_first_ones_result() {
+        let kv = MemKv::new();
+        let sm = layer(&kv, SessionConfig::default());
+        let put = MemKv::put("k", "v1");
+        let batch = [
+            entry(1, &request(7, 1, put.clone())),
+            entry(2, &request(7, 1, put.clone())),
+            entry(3, &request(7, 2, MemKv::put("k", "v2"))),
+        ];
+        let results = outcomes(&sm.commit(&batch).await.unwrap());
+        // MemKv answers a put with the previous value.
+        assert_eq!(results[0], Outcome::Applied(Bytes::new()));
+        assert_eq!(
+            results[1],
+            Outcome::Duplicate {
+                index: LogIndex(1),
+                result: Bytes::new()
+            }
+        );
+        assert_eq!(results[2], Outcome::Applied(Bytes::from_static(b"v1")));
+        // The application saw every index in order, the retry as a no-op.
+        let applied: Vec<u64> = kv.applied().iter().map(|(i, _)| i.0).collect();
+        assert_eq!(applied, [1, 3]);
+        assert_eq!(kv.last_applied(), LogIndex(3));
+        assert!(kv.out_of_order_commits().is_empty());
+        // And the stored result is the first one's, for a later retry.
+        let later = outcomes(&sm.commit(&[entry(4, &request(7, 1, put))]).await.unwrap());
+        assert_eq!(
+            later[0],
+            Outcome::Duplicate {
+                index: LogIndex(1),
+                result: Bytes::new()
+            }
+        );
+    }
+
+    #[tokio::test]
+    async fn foreign_and_blank_entries_apply_nothing() {
+        let kv = MemKv::new();
+        let sm = layer(&kv, SessionConfig::default());
+        let batch = [
+            Entry {
+                log_id: LogId::new(1, 1),
+                payload: Payload::Blank,
+            },
+            Entry {
+                log_id: LogId::new(1, 2),
+                payload: Payload::Command(MemKv::put("raw", "x")),
+            },
+        ];
+        let results = sm.commit(&batch).await.unwrap();
+        assert!(results[0].is_empty());
+        assert!(matches!(
+            Outcome::decode(&results[1]).unwrap(),
+            Outcome::Malformed(_)
+        ));
+        assert_eq!(kv.get(b"raw"), None);
+        assert_eq!(kv.last_applied(), LogIndex(2));
+    }
+
+    #[tokio::test]
+    async fn snapshot_carries_the_table_and_the_application_state() {
+        let kv = MemKv::new();
+        let sm = layer(&kv, SessionConfig::default());
+        let batch = [
+            entry(1, &request(7, 1, MemKv::put("a", "1"))),
+            entry(2, &Envelope::Plain(MemKv::put("b", "2"))),
+            entry(3, &request(8, 4, MemKv::put("c", "3"))),
+        ];
+        sm.commit(&batch).await.unwrap();
+        let mut source = sm.snapshot().await.unwrap();
+        let mut data = Vec::new();
+        while let Some(chunk) = source.next_chunk().await.unwrap() {
+            data.extend_from_slice(&chunk);
+        }
+        let meta = SnapshotMeta {
+            last_log_id: LogId::new(1, 3),
+            membership: Membership::new([NodeId(1)]),
+            size: data.len() as u64,
+            checksum: crc32c::crc32c(&data),
+        };
+        let reader = Arc::new(BytesReader::new(meta, Bytes::from(data)));
+        assert_eq!(
+            read_to_vec(reader.as_ref(), 7).await.unwrap().len() as u64,
+            reader.meta().size
+        );
+
+        let restored_kv = MemKv::new();
+        let restored = layer(&restored_kv, SessionConfig::default());
+        restored.restore(reader).await.unwrap();
+        assert_eq!(restored_kv.dump(), kv.dump());
+        assert_eq!(restored.latest_request(ClientId(7)), Some(RequestId(1)));
+        assert_eq!(restored.latest_request(ClientId(8)), Some(RequestId(4)));
+        let retry = outcomes(
+            &restored
+                .commit(&[entry(4, &request(8, 4, MemKv::put("c", "3")))])
+                .await
+                .unwrap(),
+        );
+        assert!(matches!(
+            retry[0],
+            Outcome::Duplicate {
+                index: LogIndex(3),
+                ..
+            }
+        ));
+    }
+
+    #[tokio::test]
+    async fn restore_of_a_foreign_snapshot_fails_with_a_reason() {
+        let sm = layer(&MemKv::new(), SessionConfig::default());
+        let data = Bytes::from_static(b"not a wrapper snapshot at all, just bytes");
+        let meta = SnapshotMeta {
+            last_log_id: LogId::new(1, 3),
+            membership: Membership::new([NodeId(1)]),
+            size: data.len() as u64,
+            checksum: crc32c::crc32c(&data),
+        };
+        let error = sm
+            .restore(Arc::new(BytesReader::new(meta, data)))
+            .await
+            .unwrap_err();
+        assert!(error.to_string().contains("trailer"), "{error}");
+    }
+
+    #[tokio::test]
+    async fn pre_commit_and_rollback_see_bare_commands() {
+        let kv = MemKv::new();
+        let sm = layer(&kv, SessionConfig::default());
+        let put = MemKv::put("a", "1");
+        let batch = [
+            entry(1, &request(7, 1, put.clone())),
+            entry(2, &Envelope::Clear(ClientId(7))),
+        ];
+        // MemKv's speculative answer is the command itself.
+        let answers = sm.pre_commit(&batch).await.unwrap();
+        assert_eq!(answers, [put, Bytes::new()]);
+        sm.rollback(&batch).await.unwrap();
+        assert_eq!(kv.rolled_back(), [LogIndex(1), LogIndex(2)]);
+    }
+}

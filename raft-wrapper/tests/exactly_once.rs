@@ -1,4 +1,5 @@
 //! Exactly-once client requests across leader changes, retries, clears and evictions.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 
