@@ -118,7 +118,7 @@ impl fmt::Display for LogId {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Payload {
     /// The no-op a new leader appends at the start of its term (Raft §5.4.2, §8). The state
-    /// machine never sees it.
+    /// machine gets it like any entry (so it sees every index) and should change nothing.
     Blank,
     /// An application command, opaque to Raft.
     Command(Bytes),
