@@ -1,0 +1,531 @@
+//! The client API: `/kv/{key}`, `/kv/{key}/incr` and `/status`.
+//!
+//! Keys are one percent-encoded path segment (`/kv/a%2Fb` is the key `a/b`). Writes and
+//! linearizable reads on a follower answer 307 with the leader's URL (`curl -L` follows it);
+//! every failure is a 4xx/5xx with a one-line message.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use hyper::body::Body;
+use hyper::header::{self, HeaderMap, HeaderValue};
+use hyper::{Method, Request, Response, StatusCode};
+use percent_encoding::percent_decode_str;
+use raft_core::engine::RoleKind;
+use raft_wrapper::{Applied, ClientId, Error as WrapperError, Replica, RequestId};
+use serde::Serialize;
+
+use crate::command::{IncrAnswer, KvCommand};
+use crate::state::KvState;
+
+/// Header carrying a client's id (decimal `u64`), for exactly-once retries.
+pub const CLIENT_ID_HEADER: &str = "client-id";
+/// Header carrying the request's id (decimal `u64`, from 1, increasing per client).
+pub const REQUEST_ID_HEADER: &str = "request-id";
+/// Response header: the log index at which a write was applied.
+pub const INDEX_HEADER: &str = "raft-index";
+/// Response header: `true` when a write was a retry of one applied before.
+pub const DUPLICATE_HEADER: &str = "raft-duplicate";
+
+/// The client API of one node.
+#[derive(Clone, Debug)]
+pub struct KvApi {
+    replica: Replica,
+    state: KvState,
+    max_value_bytes: usize,
+    read_timeout: Duration,
+}
+
+/// The `/status` document.
+#[derive(Clone, Debug, Serialize)]
+pub struct StatusDoc {
+    /// This node's id.
+    pub id: u64,
+    /// `leader`, `follower`, `candidate` or `pre-candidate`.
+    pub role: &'static str,
+    /// The current term.
+    pub term: u64,
+    /// The leader this node knows, if any.
+    pub leader: Option<u64>,
+    /// The leader's URL, if known.
+    pub leader_url: Option<String>,
+    /// The commit index.
+    pub commit_index: u64,
+    /// The last index applied to the key-value map.
+    pub applied_index: u64,
+    /// The last index in this node's log.
+    pub last_log_index: u64,
+    /// The index of the latest snapshot (0: none).
+    pub snapshot_index: u64,
+    /// Keys held by this replica.
+    pub keys: usize,
+}
+
+/// A refusal: status and message.
+struct Refusal(StatusCode, String);
+
+impl Refusal {
+    fn new(status: StatusCode, message: impl Into<String>) -> Refusal {
+        Refusal(status, message.into())
+    }
+}
+
+/// What a request asks for.
+enum Operation {
+    Get { key: Bytes, stale: bool },
+    Put { key: Bytes },
+    Delete { key: Bytes },
+    Incr { key: Bytes },
+    Status,
+}
+
+impl Operation {
+    fn label(&self) -> &'static str {
+        match self {
+            Operation::Get { .. } => "get",
+            Operation::Put { .. } => "put",
+            Operation::Delete { .. } => "delete",
+            Operation::Incr { .. } => "incr",
+            Operation::Status => "status",
+        }
+    }
+}
+
+impl KvApi {
+    /// The API over `replica`, whose application state machine is `state`. Values over
+    /// `max_value_bytes` are refused with 413; a linearizable read waits `read_timeout` at most.
+    #[must_use]
+    pub fn new(
+        replica: Replica,
+        state: KvState,
+        max_value_bytes: usize,
+        read_timeout: Duration,
+    ) -> KvApi {
+        KvApi {
+            replica,
+            state,
+            max_value_bytes,
+            read_timeout,
+        }
+    }
+
+    /// Answers one request (never fails: errors become 4xx/5xx responses).
+    pub async fn handle<B>(&self, request: Request<B>) -> Response<Full<Bytes>>
+    where
+        B: Body<Data = Bytes> + Send,
+        B::Error: Into<raft_core::BoxError>,
+    {
+        let started = tokio::time::Instant::now();
+        let (label, response) = match route(
+            request.method(),
+            request.uri().path(),
+            request.uri().query(),
+        ) {
+            Ok(operation) => {
+                let label = operation.label();
+                let response = match self.run(operation, request).await {
+                    Ok(response) => response,
+                    Err(Refusal(status, message)) => text(status, &message),
+                };
+                (label, response)
+            }
+            Err(Refusal(status, message)) => ("invalid", text(status, &message)),
+        };
+        metrics::counter!("raft_kv_requests_total", "op" => label, "status" => response.status().as_u16().to_string())
+            .increment(1);
+        metrics::histogram!("raft_kv_request_seconds", "op" => label)
+            .record(started.elapsed().as_secs_f64());
+        response
+    }
+
+    async fn run<B>(
+        &self,
+        operation: Operation,
+        request: Request<B>,
+    ) -> Result<Response<Full<Bytes>>, Refusal>
+    where
+        B: Body<Data = Bytes> + Send,
+        B::Error: Into<raft_core::BoxError>,
+    {
+        let location = request.uri().path_and_query().map_or_else(
+            || request.uri().path().to_owned(),
+            |pq| pq.as_str().to_owned(),
+        );
+        match operation {
+            Operation::Status => Ok(self.status()),
+            Operation::Get { key, stale } => {
+                if !stale {
+                    match tokio::time::timeout(
+                        self.read_timeout,
+                        self.replica.node().linearizable_read(),
+                    )
+                    .await
+                    {
+                        Err(_) => {
+                            return Err(Refusal::new(
+                                StatusCode::GATEWAY_TIMEOUT,
+                                "the read could not be confirmed by a quorum in time; retry",
+                            ));
+                        }
+                        Ok(Err(error)) => {
+                            return Err(refusal(WrapperError::from(error), &location));
+                        }
+                        Ok(Ok(_)) => {}
+                    }
+                }
+                Ok(match self.state.get(&key) {
+                    Some(value) => Response::builder()
+                        .header(
+                            header::CONTENT_TYPE,
+                            HeaderValue::from_static("application/octet-stream"),
+                        )
+                        .body(Full::new(value))
+                        .unwrap_or_default(),
+                    None => text(StatusCode::NOT_FOUND, "no such key"),
+                })
+            }
+            Operation::Put { key } => {
+                let ids = session_ids(request.headers())?;
+                let value = self.read_value(request).await?;
+                let applied = self
+                    .write(KvCommand::Put { key, value }, ids, &location)
+                    .await?;
+                Ok(with_write_headers(empty(StatusCode::NO_CONTENT), &applied))
+            }
+            Operation::Delete { key } => {
+                let ids = session_ids(request.headers())?;
+                let applied = self
+                    .write(KvCommand::Delete { key }, ids, &location)
+                    .await?;
+                Ok(with_write_headers(empty(StatusCode::NO_CONTENT), &applied))
+            }
+            Operation::Incr { key } => {
+                let ids = session_ids(request.headers())?;
+                let applied = self.write(KvCommand::Incr { key }, ids, &location).await?;
+                let response = match IncrAnswer::decode(&applied.result) {
+                    Ok(IncrAnswer::Value(value)) => text(StatusCode::OK, &value.to_string()),
+                    Ok(IncrAnswer::Refused(reason)) => text(StatusCode::CONFLICT, &reason),
+                    Err(reason) => text(StatusCode::INTERNAL_SERVER_ERROR, &reason),
+                };
+                Ok(with_write_headers(response, &applied))
+            }
+        }
+    }
+
+    async fn write(
+        &self,
+        command: KvCommand,
+        ids: Option<(ClientId, RequestId)>,
+        location: &str,
+    ) -> Result<Applied, Refusal> {
+        let payload = command.encode();
+        let result = match ids {
+            Some((client, request)) => self.replica.submit(client, request, payload).await,
+            None => self.replica.execute(payload).await,
+        };
+        result.map_err(|error| refusal(error, location))
+    }
+
+    async fn read_value<B>(&self, request: Request<B>) -> Result<Bytes, Refusal>
+    where
+        B: Body<Data = Bytes> + Send,
+        B::Error: Into<raft_core::BoxError>,
+    {
+        let too_large = || {
+            Refusal::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("values are limited to {} bytes", self.max_value_bytes),
+            )
+        };
+        if let Some(length) = request.headers().get(header::CONTENT_LENGTH)
+            && length
+                .to_str()
+                .ok()
+                .and_then(|l| l.parse::<usize>().ok())
+                .is_some_and(|l| l > self.max_value_bytes)
+        {
+            return Err(too_large());
+        }
+        match Limited::new(request.into_body(), self.max_value_bytes)
+            .collect()
+            .await
+        {
+            Ok(collected) => Ok(collected.to_bytes()),
+            Err(error) if error.downcast_ref::<LengthLimitError>().is_some() => Err(too_large()),
+            Err(error) => Err(Refusal::new(
+                StatusCode::BAD_REQUEST,
+                format!("cannot read the body: {error}"),
+            )),
+        }
+    }
+
+    fn status(&self) -> Response<Full<Bytes>> {
+        let node = self.replica.node();
+        let status = node.status();
+        let doc = StatusDoc {
+            id: status.id.0,
+            role: match status.role {
+                RoleKind::Leader => "leader",
+                RoleKind::Follower => "follower",
+                RoleKind::Candidate => "candidate",
+                RoleKind::PreCandidate => "pre-candidate",
+            },
+            term: status.term.0,
+            leader: status.leader.map(|l| l.0),
+            leader_url: status
+                .leader
+                .and_then(|l| node.address_of(l))
+                .map(|address| format!("http://{address}")),
+            commit_index: status.commit_index.0,
+            applied_index: status.applied_index.0,
+            last_log_index: status.last_log_index.0,
+            snapshot_index: status.snapshot_index.0,
+            keys: self.state.len(),
+        };
+        let mut body = serde_json::to_vec(&doc).unwrap_or_default();
+        body.push(b'\n');
+        Response::builder()
+            .header(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            )
+            .body(Full::new(Bytes::from(body)))
+            .unwrap_or_default()
+    }
+}
+
+/// Parses method and path into an operation, or the refusal.
+fn route(method: &Method, path: &str, query: Option<&str>) -> Result<Operation, Refusal> {
+    if path == "/status" {
+        return match *method {
+            Method::GET => Ok(Operation::Status),
+            _ => Err(not_allowed("GET")),
+        };
+    }
+    let Some(rest) = path.strip_prefix("/kv/") else {
+        return Err(Refusal::new(
+            StatusCode::NOT_FOUND,
+            "no such route (try /kv/{key} or /status)",
+        ));
+    };
+    let mut segments = rest.split('/');
+    let raw_key = segments.next().unwrap_or_default();
+    let action = segments.next();
+    if segments.next().is_some() {
+        return Err(Refusal::new(
+            StatusCode::NOT_FOUND,
+            "no such route (encode a / in a key as %2F)",
+        ));
+    }
+    if raw_key.is_empty() {
+        return Err(Refusal::new(StatusCode::BAD_REQUEST, "the key is empty"));
+    }
+    let key = Bytes::from(percent_decode_str(raw_key).collect::<Vec<u8>>());
+    match (action, method) {
+        (None, &Method::GET) => Ok(Operation::Get {
+            key,
+            stale: stale_flag(query)?,
+        }),
+        (None, &Method::PUT) => Ok(Operation::Put { key }),
+        (None, &Method::DELETE) => Ok(Operation::Delete { key }),
+        (None, _) => Err(not_allowed("GET, PUT, DELETE")),
+        (Some("incr"), &Method::POST) => Ok(Operation::Incr { key }),
+        (Some("incr"), _) => Err(not_allowed("POST")),
+        (Some(_), _) => Err(Refusal::new(
+            StatusCode::NOT_FOUND,
+            "no such route (the only action is /incr)",
+        )),
+    }
+}
+
+fn not_allowed(allow: &'static str) -> Refusal {
+    Refusal::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        format!("method not allowed here; use {allow}"),
+    )
+}
+
+/// `?stale=true` (or `1`) reads this replica's state without asking the leader.
+fn stale_flag(query: Option<&str>) -> Result<bool, Refusal> {
+    let mut stale = false;
+    for pair in query
+        .unwrap_or_default()
+        .split('&')
+        .filter(|p| !p.is_empty())
+    {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, "true"));
+        match (name, value) {
+            ("stale", "true" | "1") => stale = true,
+            ("stale", "false" | "0") => stale = false,
+            ("stale", other) => {
+                return Err(Refusal::new(
+                    StatusCode::BAD_REQUEST,
+                    format!("stale={other}: use true or false"),
+                ));
+            }
+            _ => {}
+        }
+    }
+    Ok(stale)
+}
+
+/// Both session headers, or neither.
+fn session_ids(headers: &HeaderMap) -> Result<Option<(ClientId, RequestId)>, Refusal> {
+    let parse = |name: &str| -> Result<Option<u64>, Refusal> {
+        headers
+            .get(name)
+            .map(|value| {
+                value
+                    .to_str()
+                    .ok()
+                    .and_then(|text| text.trim().parse::<u64>().ok())
+                    .ok_or_else(|| {
+                        Refusal::new(
+                            StatusCode::BAD_REQUEST,
+                            format!("{name} must be a decimal u64"),
+                        )
+                    })
+            })
+            .transpose()
+    };
+    match (parse(CLIENT_ID_HEADER)?, parse(REQUEST_ID_HEADER)?) {
+        (Some(client), Some(request)) => Ok(Some((ClientId(client), RequestId(request)))),
+        (None, None) => Ok(None),
+        _ => Err(Refusal::new(
+            StatusCode::BAD_REQUEST,
+            "send both Client-Id and Request-Id, or neither",
+        )),
+    }
+}
+
+/// The response for a failed write or read.
+fn refusal(error: WrapperError, location: &str) -> Refusal {
+    let status = match &error {
+        WrapperError::NotLeader { leader: Some(hint) } => {
+            return Refusal(
+                StatusCode::TEMPORARY_REDIRECT,
+                format!("http://{}{location}", hint.address),
+            );
+        }
+        WrapperError::NotLeader { leader: None }
+        | WrapperError::Overloaded
+        | WrapperError::Shutdown
+        | WrapperError::Aborted
+        | WrapperError::Discarded => StatusCode::SERVICE_UNAVAILABLE,
+        WrapperError::Timeout => StatusCode::GATEWAY_TIMEOUT,
+        WrapperError::StaleRequest { .. } => StatusCode::CONFLICT,
+        WrapperError::InvalidRequest(_) => StatusCode::BAD_REQUEST,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    Refusal(status, error.to_string())
+}
+
+fn text(status: StatusCode, message: &str) -> Response<Full<Bytes>> {
+    if status == StatusCode::TEMPORARY_REDIRECT {
+        // The "message" of a redirect is the leader's URL.
+        return Response::builder()
+            .status(status)
+            .header(header::LOCATION, message)
+            .body(Full::new(Bytes::from(format!(
+                "the leader is at {message}\n"
+            ))))
+            .unwrap_or_default();
+    }
+    let mut response = Response::builder().status(status).header(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        response = response.header(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    }
+    response
+        .body(Full::new(Bytes::from(format!("{message}\n"))))
+        .unwrap_or_default()
+}
+
+fn empty(status: StatusCode) -> Response<Full<Bytes>> {
+    Response::builder()
+        .status(status)
+        .body(Full::new(Bytes::new()))
+        .unwrap_or_default()
+}
+
+fn with_write_headers(
+    mut response: Response<Full<Bytes>>,
+    applied: &Applied,
+) -> Response<Full<Bytes>> {
+    let headers = response.headers_mut();
+    headers.insert(INDEX_HEADER, HeaderValue::from(applied.index.0));
+    headers.insert(
+        DUPLICATE_HEADER,
+        HeaderValue::from_static(if applied.duplicate { "true" } else { "false" }),
+    );
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status_of(method: Method, path: &str) -> Option<StatusCode> {
+        route(&method, path, None)
+            .err()
+            .map(|Refusal(status, _)| status)
+    }
+
+    #[test]
+    fn routes_parse_keys_and_refuse_the_rest() {
+        assert!(
+            matches!(route(&Method::GET, "/kv/a%2Fb", None), Ok(Operation::Get { key, stale: false }) if key == "a/b")
+        );
+        assert!(matches!(
+            route(&Method::GET, "/kv/x", Some("stale=true")),
+            Ok(Operation::Get { stale: true, .. })
+        ));
+        assert!(matches!(
+            route(&Method::POST, "/kv/n/incr", None),
+            Ok(Operation::Incr { .. })
+        ));
+        assert_eq!(status_of(Method::GET, "/nope"), Some(StatusCode::NOT_FOUND));
+        assert_eq!(
+            status_of(Method::GET, "/kv/a/b/c"),
+            Some(StatusCode::NOT_FOUND)
+        );
+        assert_eq!(
+            status_of(Method::GET, "/kv/"),
+            Some(StatusCode::BAD_REQUEST)
+        );
+        assert_eq!(
+            status_of(Method::POST, "/kv/a"),
+            Some(StatusCode::METHOD_NOT_ALLOWED)
+        );
+        assert_eq!(
+            status_of(Method::GET, "/kv/a/incr"),
+            Some(StatusCode::METHOD_NOT_ALLOWED)
+        );
+        assert_eq!(
+            status_of(Method::PUT, "/status"),
+            Some(StatusCode::METHOD_NOT_ALLOWED)
+        );
+        assert!(matches!(
+            route(&Method::GET, "/kv/x", Some("stale=maybe")),
+            Err(Refusal(StatusCode::BAD_REQUEST, _))
+        ));
+    }
+
+    #[test]
+    fn session_headers_come_in_pairs_of_numbers() {
+        let mut headers = HeaderMap::new();
+        assert!(matches!(session_ids(&headers), Ok(None)));
+        headers.insert(CLIENT_ID_HEADER, HeaderValue::from_static("7"));
+        assert!(session_ids(&headers).is_err());
+        headers.insert(REQUEST_ID_HEADER, HeaderValue::from_static("x"));
+        assert!(session_ids(&headers).is_err());
+        headers.insert(REQUEST_ID_HEADER, HeaderValue::from_static("3"));
+        assert!(matches!(
+            session_ids(&headers),
+            Ok(Some((ClientId(7), RequestId(3))))
+        ));
+    }
+}

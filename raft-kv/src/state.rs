@@ -1,0 +1,330 @@
+//! [`KvState`]: the replicated map, as a raft-core state machine.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use async_trait::async_trait;
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use raft_core::{Entry, Error, Payload, SnapshotReader, SnapshotSource, StateMachine};
+
+use crate::command::{IncrAnswer, KvCommand};
+
+/// Snapshot format: this magic and version, then `key_len:u32 key value_len:u32 value` pairs.
+const SNAPSHOT_MAGIC: &[u8; 8] = b"RAFTKV01";
+/// Bytes per snapshot chunk produced and read.
+const CHUNK_BYTES: usize = 1 << 20;
+
+/// The key-value map every replica applies the log to. Cheap to clone (a shared handle);
+/// readers ([`get`](KvState::get)) run concurrently with the apply task.
+#[derive(Clone, Debug, Default)]
+pub struct KvState {
+    map: Arc<RwLock<BTreeMap<Bytes, Bytes>>>,
+}
+
+impl KvState {
+    /// An empty map.
+    #[must_use]
+    pub fn new() -> KvState {
+        KvState::default()
+    }
+
+    /// The value at `key` on this replica (as of its last applied entry).
+    #[must_use]
+    pub fn get(&self, key: &[u8]) -> Option<Bytes> {
+        self.read().get(key).cloned()
+    }
+
+    /// How many keys this replica holds.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.read().len()
+    }
+
+    /// Whether the map is empty.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.read().is_empty()
+    }
+
+    fn read(&self) -> RwLockReadGuard<'_, BTreeMap<Bytes, Bytes>> {
+        self.map.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, BTreeMap<Bytes, Bytes>> {
+        self.map.write().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Applies one command; the answer for its proposer.
+fn apply(map: &mut BTreeMap<Bytes, Bytes>, command: KvCommand) -> Bytes {
+    match command {
+        KvCommand::Put { key, value } => {
+            map.insert(key, value);
+            Bytes::new()
+        }
+        KvCommand::Delete { key } => {
+            map.remove(&key);
+            Bytes::new()
+        }
+        KvCommand::Incr { key } => {
+            let current = match map.get(&key) {
+                None => Ok(0),
+                Some(value) => std::str::from_utf8(value)
+                    .ok()
+                    .and_then(|text| text.trim().parse::<i64>().ok())
+                    .ok_or("the value is not a decimal integer"),
+            };
+            let answer =
+                match current.and_then(|n| n.checked_add(1).ok_or("the value would overflow")) {
+                    Ok(next) => {
+                        map.insert(key, Bytes::from(next.to_string()));
+                        IncrAnswer::Value(next)
+                    }
+                    Err(reason) => IncrAnswer::Refused(reason.to_owned()),
+                };
+            answer.encode()
+        }
+    }
+}
+
+#[async_trait]
+impl StateMachine for KvState {
+    async fn commit(&self, entries: &[Entry]) -> Result<Vec<Bytes>, Error> {
+        let mut map = self.write();
+        Ok(entries
+            .iter()
+            .map(|entry| match &entry.payload {
+                Payload::Blank => Bytes::new(),
+                Payload::Command(payload) => match KvCommand::decode(payload) {
+                    Ok(command) => apply(&mut map, command),
+                    // Every replica refuses it the same way; the log stays applicable.
+                    Err(reason) => {
+                        tracing::warn!(index = %entry.log_id.index, %reason, "malformed command not applied");
+                        Bytes::new()
+                    }
+                },
+            })
+            .collect())
+    }
+
+    async fn snapshot(&self) -> Result<Box<dyn SnapshotSource>, Error> {
+        // Fix the view: keys and values are shared `Bytes`, so this copies pointers only.
+        let pairs: Vec<(Bytes, Bytes)> = self
+            .read()
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        Ok(Box::new(KvSource {
+            header_sent: false,
+            pairs: pairs.into_iter(),
+        }))
+    }
+
+    async fn restore(&self, snapshot: Arc<dyn SnapshotReader>) -> Result<(), Error> {
+        let meta = snapshot.meta().clone();
+        let mut decoder = Decoder::default();
+        let mut offset = 0u64;
+        let mut crc = 0u32;
+        loop {
+            let chunk = snapshot.read(offset, CHUNK_BYTES).await?;
+            if chunk.is_empty() {
+                break;
+            }
+            offset += chunk.len() as u64;
+            crc = crc32c::crc32c_append(crc, &chunk);
+            decoder
+                .feed(&chunk)
+                .map_err(|reason| Error::state_machine(format!("{meta}: {reason}")))?;
+        }
+        if offset != meta.size || crc != meta.checksum {
+            return Err(Error::state_machine(format!(
+                "{meta}: read {offset} bytes that do not match it"
+            )));
+        }
+        let map = decoder
+            .finish()
+            .map_err(|reason| Error::state_machine(format!("{meta}: {reason}")))?;
+        *self.write() = map;
+        Ok(())
+    }
+}
+
+/// Encodes the fixed view lazily, chunk by chunk, on the runtime's snapshot task.
+struct KvSource {
+    header_sent: bool,
+    pairs: std::vec::IntoIter<(Bytes, Bytes)>,
+}
+
+#[async_trait]
+impl SnapshotSource for KvSource {
+    async fn next_chunk(&mut self) -> Result<Option<Bytes>, Error> {
+        let mut chunk = BytesMut::with_capacity(CHUNK_BYTES);
+        if !self.header_sent {
+            self.header_sent = true;
+            chunk.put_slice(SNAPSHOT_MAGIC);
+        }
+        while chunk.len() < CHUNK_BYTES {
+            let Some((key, value)) = self.pairs.next() else {
+                break;
+            };
+            for field in [&key, &value] {
+                let len = u32::try_from(field.len())
+                    .map_err(|_| Error::state_machine("a key or value over 4 GiB"))?;
+                chunk.put_u32(len);
+                chunk.put_slice(field);
+            }
+        }
+        Ok((!chunk.is_empty()).then(|| chunk.freeze()))
+    }
+}
+
+/// Decodes a snapshot from chunks of any size.
+#[derive(Default)]
+struct Decoder {
+    pending: BytesMut,
+    header_seen: bool,
+    key: Option<Bytes>,
+    map: BTreeMap<Bytes, Bytes>,
+}
+
+impl Decoder {
+    fn feed(&mut self, chunk: &[u8]) -> Result<(), String> {
+        self.pending.extend_from_slice(chunk);
+        if !self.header_seen {
+            if self.pending.len() < SNAPSHOT_MAGIC.len() {
+                return Ok(());
+            }
+            if &self.pending[..SNAPSHOT_MAGIC.len()] != SNAPSHOT_MAGIC {
+                return Err("not a raft-kv snapshot (bad magic)".to_owned());
+            }
+            self.pending.advance(SNAPSHOT_MAGIC.len());
+            self.header_seen = true;
+        }
+        loop {
+            if self.pending.len() < 4 {
+                return Ok(());
+            }
+            let len = u32::from_be_bytes([
+                self.pending[0],
+                self.pending[1],
+                self.pending[2],
+                self.pending[3],
+            ]) as usize;
+            if self.pending.len() - 4 < len {
+                return Ok(());
+            }
+            self.pending.advance(4);
+            let field = self.pending.split_to(len).freeze();
+            match self.key.take() {
+                None => self.key = Some(field),
+                Some(key) => {
+                    self.map.insert(key, field);
+                }
+            }
+        }
+    }
+
+    fn finish(self) -> Result<BTreeMap<Bytes, Bytes>, String> {
+        if !self.header_seen || !self.pending.is_empty() || self.key.is_some() {
+            return Err("the snapshot data ends in the middle of a record".to_owned());
+        }
+        Ok(self.map)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use raft_core::snapshot::BytesReader;
+    use raft_core::{LogId, Membership, NodeId, SnapshotMeta};
+
+    use super::*;
+
+    fn entry(index: u64, command: &KvCommand) -> Entry {
+        Entry {
+            log_id: LogId::new(1, index),
+            payload: Payload::Command(command.encode()),
+        }
+    }
+
+    fn incr(key: &str) -> KvCommand {
+        KvCommand::Incr {
+            key: Bytes::copy_from_slice(key.as_bytes()),
+        }
+    }
+
+    #[tokio::test]
+    async fn incr_counts_from_zero_and_refuses_non_integers() {
+        let state = KvState::new();
+        let put = KvCommand::Put {
+            key: Bytes::from_static(b"name"),
+            value: Bytes::from_static(b"ada"),
+        };
+        let results = state
+            .commit(&[
+                entry(1, &incr("n")),
+                entry(2, &incr("n")),
+                entry(3, &put),
+                entry(4, &incr("name")),
+            ])
+            .await
+            .unwrap();
+        assert_eq!(IncrAnswer::decode(&results[1]), Ok(IncrAnswer::Value(2)));
+        assert!(matches!(
+            IncrAnswer::decode(&results[3]),
+            Ok(IncrAnswer::Refused(_))
+        ));
+        assert_eq!(state.get(b"n").as_deref(), Some(&b"2"[..]));
+        assert_eq!(state.get(b"name").as_deref(), Some(&b"ada"[..]));
+    }
+
+    async fn snapshot_bytes(state: &KvState) -> Bytes {
+        let mut source = state.snapshot().await.unwrap();
+        let mut data = BytesMut::new();
+        while let Some(chunk) = source.next_chunk().await.unwrap() {
+            data.put_slice(&chunk);
+        }
+        data.freeze()
+    }
+
+    fn reader(data: Bytes) -> Arc<dyn SnapshotReader> {
+        let meta = SnapshotMeta {
+            last_log_id: LogId::new(1, 9),
+            membership: Membership::new([NodeId(1)]),
+            size: data.len() as u64,
+            checksum: crc32c::crc32c(&data),
+        };
+        Arc::new(BytesReader::new(meta, data))
+    }
+
+    #[tokio::test]
+    async fn snapshot_restores_the_same_map() {
+        let state = KvState::new();
+        let entries: Vec<Entry> = (1..=300)
+            .map(|i| {
+                let command = KvCommand::Put {
+                    key: Bytes::from(format!("key-{i}")),
+                    value: Bytes::from(vec![b'v'; i]),
+                };
+                entry(i as u64, &command)
+            })
+            .collect();
+        state.commit(&entries).await.unwrap();
+        let restored = KvState::new();
+        restored
+            .restore(reader(snapshot_bytes(&state).await))
+            .await
+            .unwrap();
+        assert_eq!(*restored.read(), *state.read());
+    }
+
+    #[tokio::test]
+    async fn damaged_snapshot_is_refused() {
+        let state = KvState::new();
+        state.commit(&[entry(1, &incr("n"))]).await.unwrap();
+        let good = snapshot_bytes(&state).await;
+        let truncated = good.slice(..good.len() - 1);
+        assert!(KvState::new().restore(reader(truncated)).await.is_err());
+        let foreign = Bytes::from_static(b"something else entirely");
+        assert!(KvState::new().restore(reader(foreign)).await.is_err());
+    }
+}
