@@ -7,8 +7,9 @@ use crate::session::{ClientId, RequestId};
 /// Errors of raft-wrapper.
 ///
 /// Every error of [`Replica::submit`](crate::Replica::submit) is safe to retry *with the same
-/// client and request ids*: the dedup on apply guarantees the command is applied at most once,
-/// whichever node the retry reaches. [`is_retryable`](Error::is_retryable) tells which ones can
+/// client and request ids*: while the client's session is kept (not evicted or cleared, see
+/// [`SessionConfig`](crate::SessionConfig)), the dedup on apply guarantees the command is
+/// applied at most once, whichever node the retry reaches. [`is_retryable`](Error::is_retryable) tells which ones can
 /// succeed on a retry.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -40,11 +41,12 @@ pub enum Error {
         "the command's entry was discarded by a newer leader before it committed; it was not applied"
     )]
     Discarded,
-    /// The request id is older than the latest one applied for this client and its result is
-    /// no longer kept (or it was never applied: a client must not reuse or reorder ids). The
-    /// command was not applied by this request.
+    /// The request id is older than the latest one applied for this client and no result is
+    /// kept for it. This retry applied nothing; an earlier attempt with the same ids may have
+    /// been applied (its result was dropped to bound memory), or it never was (a client must
+    /// not reuse or reorder ids). Not retryable.
     #[error(
-        "request {request} of client {client} is older than its latest applied request {latest} and its result is no longer kept; it was not applied"
+        "request {request} of client {client} is older than its latest applied request {latest} and no result is kept for it; this retry applied nothing (an earlier attempt may have been applied)"
     )]
     StaleRequest {
         /// The client.

@@ -15,8 +15,10 @@ use crate::state_machine::SessionStateMachine;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ReplicaConfig {
     /// The node's settings. Its `snapshot_log_bytes` is the size trigger: when the log store's
-    /// [`byte_count`](raft_core::LogStore::byte_count) passes it, the node takes a snapshot in
-    /// the background (at most one at a time, never blocking appends) and compacts the log.
+    /// [`byte_count`](raft_core::LogStore::byte_count) reaches it (and has grown by half of it
+    /// since the last snapshot, so a log that compaction cannot shrink does not snapshot at
+    /// every tick), the node takes a snapshot in the background (at most one at a time, never
+    /// blocking appends) and compacts the log.
     /// `async_replication` must be off: a submit waits for the applied result.
     pub node: NodeConfig,
     /// Bounds of the session table (the same on every node).

@@ -110,10 +110,17 @@ struct Session {
 }
 
 /// The table's image in a snapshot (MessagePack): sessions oldest activity first.
-#[derive(Serialize, Deserialize)]
+#[derive(Deserialize)]
 struct Image {
     version: u8,
     sessions: Vec<Session>,
+}
+
+/// [`Image`] by reference, to encode without cloning the sessions.
+#[derive(Serialize)]
+struct ImageRef<'a> {
+    version: u8,
+    sessions: Vec<&'a Session>,
 }
 
 const IMAGE_VERSION: u8 = 1;
@@ -244,9 +251,9 @@ impl SessionTable {
         let sessions = self
             .by_activity
             .values()
-            .filter_map(|client| self.sessions.get(client).cloned())
+            .filter_map(|client| self.sessions.get(client))
             .collect();
-        rmp_serde::to_vec(&Image {
+        rmp_serde::to_vec(&ImageRef {
             version: IMAGE_VERSION,
             sessions,
         })

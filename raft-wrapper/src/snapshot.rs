@@ -51,6 +51,9 @@ impl Trailer {
         if &bytes[..4] != MAGIC {
             return Err("no raft-wrapper trailer (was it written by raft-wrapper?)".to_owned());
         }
+        if bytes[5..8] != [0, 0, 0] {
+            return Err("reserved trailer bytes are not zero".to_owned());
+        }
         if bytes[4] != VERSION {
             return Err(format!(
                 "trailer version {}, this build reads {VERSION}",
@@ -85,7 +88,7 @@ pub(crate) struct WrappedSource {
     inner_len: u64,
     inner_crc: u32,
     table: Option<Bytes>,
-    trailer_sent: bool,
+    trailer: Option<Bytes>,
 }
 
 impl WrappedSource {
@@ -95,7 +98,7 @@ impl WrappedSource {
             inner_len: 0,
             inner_crc: 0,
             table: Some(table),
-            trailer_sent: false,
+            trailer: None,
         }
     }
 }
@@ -114,21 +117,21 @@ impl SnapshotSource for WrappedSource {
                 None => self.inner = None,
             }
         }
-        if let Some(table) = self.table.clone()
-            && !self.trailer_sent
-        {
-            self.trailer_sent = true;
+        // The table, then the trailer: two chunks, no copy.
+        if let Some(table) = self.table.take() {
             let trailer = Trailer {
                 inner_len: self.inner_len,
                 inner_crc: self.inner_crc,
                 table_len: table.len() as u64,
                 table_crc: crc32c::crc32c(&table),
             };
-            let mut chunk = BytesMut::with_capacity(table.len() + TRAILER_LEN as usize);
-            chunk.put_slice(&table);
-            chunk.put_slice(&trailer.encode());
-            self.table = None;
-            return Ok(Some(chunk.freeze()));
+            self.trailer = Some(trailer.encode());
+            if !table.is_empty() {
+                return Ok(Some(table));
+            }
+        }
+        if let Some(trailer) = self.trailer.take() {
+            return Ok(Some(trailer));
         }
         Ok(None)
     }

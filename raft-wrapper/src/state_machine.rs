@@ -1,12 +1,13 @@
 //! [`SessionStateMachine`]: the dedup layer between the log and the application's state machine.
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use async_trait::async_trait;
 use bytes::Bytes;
 use metrics::{Counter, Gauge};
-use raft_core::{Entry, Error, NodeId, Payload, SnapshotReader, SnapshotSource, StateMachine};
+use raft_core::{
+    Entry, Error, LogIndex, NodeId, Payload, SnapshotReader, SnapshotSource, StateMachine,
+};
 
 use crate::envelope::{Envelope, Outcome};
 use crate::session::{Admission, ClientId, RequestId, SessionConfig, SessionTable};
@@ -19,8 +20,10 @@ use crate::snapshot::{InnerReader, WrappedSource, read_parts};
 /// client's session first (a retry is answered with the stored result, an old request with an
 /// error), a plain command goes straight through, a clear-client entry forgets a session. The
 /// application's state machine sees every index in order, as raft-core promises: entries the
-/// wrapper answered itself reach it as [`Payload::Blank`] (like a leader's no-op), the others
-/// with the bare command. Its snapshots carry the session table after the application's data,
+/// wrapper answered itself reach `commit` as [`Payload::Blank`] (like a leader's no-op), the
+/// others with the bare command. `pre_commit` runs before the dedup decision, so it sees the
+/// bare command of every request, retries included: an application must apply only what
+/// `commit` hands it (`rollback` sees what `pre_commit` saw). Its snapshots carry the session table after the application's data,
 /// and `restore` gives the application a reader of its own part only.
 ///
 /// [`Replica`](crate::Replica) builds one; use it directly only to start the node yourself. Do
@@ -122,9 +125,11 @@ impl SessionStateMachine {
         let evicted_before = table.evicted();
         let mut plans = Vec::with_capacity(entries.len());
         let mut forward = Vec::with_capacity(entries.len());
-        // Requests admitted in this batch, whose results the application has not produced yet.
-        let mut admitted: HashMap<(ClientId, RequestId), usize> = HashMap::new();
-        for (position, entry) in entries.iter().enumerate() {
+        // Decided exactly as if the entries came one by one: the table alone says what a
+        // request is, so batch boundaries (which differ between replicas and runs) change
+        // nothing. Only the result of a request admitted in this batch is not known yet.
+        let first = entries.first().map_or(LogIndex::ZERO, |e| e.log_id.index);
+        for entry in entries {
             let index = entry.log_id.index;
             let (plan, payload) = match &entry.payload {
                 Payload::Blank => (Plan::Pass, Payload::Blank),
@@ -134,30 +139,30 @@ impl SessionStateMachine {
                         client,
                         request,
                         command,
-                    }) => {
-                        if let Some(&first) = admitted.get(&(client, request)) {
-                            // Refresh the session's activity like any retry.
-                            let _ = table.admit(client, request, index);
+                    }) => match table.admit(client, request, index) {
+                        Admission::Apply => (Plan::Request(client), Payload::Command(command)),
+                        // A retry of a request admitted earlier in this batch: its result
+                        // comes from the application below.
+                        Admission::Duplicate {
+                            index: original, ..
+                        } if original >= first => {
                             self.metrics.duplicates.increment(1);
-                            (Plan::SameAs(first), Payload::Blank)
-                        } else {
-                            match table.admit(client, request, index) {
-                                Admission::Apply => {
-                                    admitted.insert((client, request), position);
-                                    (Plan::Request(client), Payload::Command(command))
-                                }
-                                Admission::Duplicate { index, result } => {
-                                    self.metrics.duplicates.increment(1);
-                                    let outcome = Outcome::Duplicate { index, result };
-                                    (Plan::Answer(outcome), Payload::Blank)
-                                }
-                                Admission::Stale { latest } => {
-                                    self.metrics.stale.increment(1);
-                                    (Plan::Answer(Outcome::Stale { latest }), Payload::Blank)
-                                }
-                            }
+                            let position = entries
+                                .iter()
+                                .position(|e| e.log_id.index == original)
+                                .unwrap_or_default();
+                            (Plan::SameAs(position), Payload::Blank)
                         }
-                    }
+                        Admission::Duplicate { index, result } => {
+                            self.metrics.duplicates.increment(1);
+                            let outcome = Outcome::Duplicate { index, result };
+                            (Plan::Answer(outcome), Payload::Blank)
+                        }
+                        Admission::Stale { latest } => {
+                            self.metrics.stale.increment(1);
+                            (Plan::Answer(Outcome::Stale { latest }), Payload::Blank)
+                        }
+                    },
                     Ok(Envelope::Clear(client)) => {
                         table.clear(client);
                         (Plan::Answer(Outcome::Cleared), Payload::Blank)
@@ -193,13 +198,15 @@ impl StateMachine for SessionStateMachine {
 
     async fn commit(&self, entries: &[Entry]) -> Result<Vec<Bytes>, Error> {
         let (plans, forward) = self.plan(entries);
-        let results = self.inner.commit(&forward).await?;
+        let mut results = self.inner.commit(&forward).await?;
         if results.len() != entries.len() {
-            return Err(Error::state_machine(format!(
-                "the application's state machine returned {} results for {} entries",
-                results.len(),
-                entries.len()
-            )));
+            // As raft-core does for a state machine that breaks the one-result-per-entry rule.
+            tracing::warn!(
+                results = results.len(),
+                entries = entries.len(),
+                "the application's state machine returned the wrong number of results; padding with empty ones"
+            );
+            results.resize(entries.len(), Bytes::new());
         }
         let mut table = self.lock();
         let outcomes = plans
@@ -230,6 +237,9 @@ impl StateMachine for SessionStateMachine {
     }
 
     async fn snapshot(&self) -> Result<Box<dyn SnapshotSource>, Error> {
+        // The table is encoded here, on the apply task (it is bounded by `SessionConfig`: a few
+        // milliseconds for tens of thousands of sessions); the application's data is produced
+        // later by its own source.
         let table = self.lock().encode().map_err(Error::state_machine)?;
         let inner = self.inner.snapshot().await?;
         Ok(Box::new(WrappedSource::new(inner, Bytes::from(table))))
@@ -446,5 +456,93 @@ mod tests {
         assert_eq!(answers, [put, Bytes::new()]);
         sm.rollback(&batch).await.unwrap();
         assert_eq!(kv.rolled_back(), [LogIndex(1), LogIndex(2)]);
+    }
+
+    /// One log entry of the batch-boundary property: a request or a clear.
+    #[derive(Clone, Debug)]
+    enum Op {
+        Request(u64, u64),
+        Clear(u64),
+    }
+
+    fn op() -> impl proptest::strategy::Strategy<Value = Op> {
+        use proptest::prelude::*;
+        prop_oneof![
+            4 => (0..3u64, 1..5u64).prop_map(|(c, r)| Op::Request(c, r)),
+            1 => (0..3u64).prop_map(Op::Clear),
+        ]
+    }
+
+    /// Applies `ops` in batches cut at `cuts`; returns the outcomes, the application's state
+    /// and the table's snapshot image.
+    fn run(
+        ops: &[Op],
+        cuts: &[usize],
+        config: SessionConfig,
+    ) -> (Vec<Bytes>, Vec<(Bytes, Bytes)>, Vec<u8>) {
+        let entries: Vec<Entry> = ops
+            .iter()
+            .enumerate()
+            .map(|(i, op)| {
+                let index = i as u64 + 1;
+                let envelope = match op {
+                    // The application records which entry applied for the client.
+                    Op::Request(c, r) => {
+                        request(*c, *r, MemKv::put(format!("c{c}"), format!("{index}")))
+                    }
+                    Op::Clear(c) => Envelope::Clear(ClientId(*c)),
+                };
+                entry(index, &envelope)
+            })
+            .collect();
+        let kv = MemKv::new();
+        let sm = layer(&kv, config);
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let mut outcomes = Vec::new();
+        let mut start = 0;
+        let mut bounds: Vec<usize> = cuts.iter().map(|c| c % (entries.len() + 1)).collect();
+        bounds.push(entries.len());
+        bounds.sort_unstable();
+        for end in bounds {
+            if end > start {
+                outcomes.extend(runtime.block_on(sm.commit(&entries[start..end])).unwrap());
+                start = end;
+            }
+        }
+        let image = sm.lock().encode().unwrap();
+        (outcomes, kv.dump(), image)
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn batch_boundaries_change_nothing(
+            ops in proptest::collection::vec(op(), 1..40),
+            cuts in proptest::collection::vec(0..64usize, 0..8),
+            max_clients in 1..3usize,
+            results_per_client in 1..3usize,
+        ) {
+            let config = SessionConfig { max_clients, results_per_client };
+            let one_by_one: Vec<usize> = (1..ops.len()).collect();
+            let reference = run(&ops, &one_by_one, config);
+            proptest::prop_assert_eq!(&run(&ops, &[], config), &reference);
+            proptest::prop_assert_eq!(&run(&ops, &cuts, config), &reference);
+        }
+    }
+
+    #[tokio::test]
+    async fn retry_after_a_clear_in_the_same_batch_is_a_new_request() {
+        let kv = MemKv::new();
+        let sm = layer(&kv, SessionConfig::default());
+        let put = MemKv::put("k", "v");
+        let batch = [
+            entry(1, &request(7, 1, put.clone())),
+            entry(2, &Envelope::Clear(ClientId(7))),
+            entry(3, &request(7, 1, put)),
+        ];
+        let results = outcomes(&sm.commit(&batch).await.unwrap());
+        assert!(matches!(results[2], Outcome::Applied(_)), "{results:?}");
+        assert_eq!(kv.applied().len(), 2);
     }
 }
