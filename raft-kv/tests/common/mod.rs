@@ -1,0 +1,163 @@
+//! Test support: a small HTTP/1.1 client and cluster helpers.
+// A broken helper should fail the test loudly, hence unwrap and expect.
+#![allow(dead_code, unreachable_pub, clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::{Method, Request, StatusCode};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+
+/// An answer: status, selected headers and body.
+#[derive(Clone, Debug)]
+pub struct Answer {
+    pub status: StatusCode,
+    pub location: Option<String>,
+    pub duplicate: Option<bool>,
+    pub body: Bytes,
+}
+
+impl Answer {
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).trim().to_owned()
+    }
+}
+
+/// One request on a fresh connection to `address` (`host:port`); `None` if the node cannot be
+/// reached or does not answer within 10 s.
+pub async fn request(
+    address: &str,
+    method: Method,
+    path: &str,
+    headers: &[(&str, String)],
+    body: Bytes,
+) -> Option<Answer> {
+    let attempt = async {
+        let stream = TcpStream::connect(address).await.ok()?;
+        let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .ok()?;
+        tokio::spawn(connection);
+        let mut builder = Request::builder()
+            .method(method)
+            .uri(path)
+            .header("host", address);
+        for (name, value) in headers {
+            builder = builder.header(*name, value);
+        }
+        let response = sender
+            .send_request(builder.body(Full::new(body)).unwrap())
+            .await
+            .ok()?;
+        let status = response.status();
+        let header = |name: &str| {
+            response
+                .headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        let location = header("location");
+        let duplicate = header("raft-duplicate").map(|v| v == "true");
+        let body = response.into_body().collect().await.ok()?.to_bytes();
+        Some(Answer {
+            status,
+            location,
+            duplicate,
+            body,
+        })
+    };
+    tokio::time::timeout(Duration::from_secs(10), attempt)
+        .await
+        .ok()
+        .flatten()
+}
+
+/// Sends a request to any of `addresses`, following 307s to the leader and retrying 503s,
+/// unreachable nodes and timeouts (with the same headers, so exactly-once ids are reused) until
+/// an answer that is not one of those, or `None` after ~30 s.
+pub async fn request_cluster(
+    addresses: &[String],
+    method: Method,
+    path: &str,
+    headers: &[(&str, String)],
+    body: &[u8],
+) -> Option<Answer> {
+    let mut target = addresses[0].clone();
+    for attempt in 0..300 {
+        let answer = request(
+            &target,
+            method.clone(),
+            path,
+            headers,
+            Bytes::copy_from_slice(body),
+        )
+        .await;
+        match answer {
+            Some(answer) if answer.status == StatusCode::TEMPORARY_REDIRECT => {
+                let location = answer.location.clone().unwrap();
+                let rest = location.strip_prefix("http://").unwrap();
+                target = rest[..rest.find('/').unwrap()].to_owned();
+            }
+            Some(answer)
+                if answer.status != StatusCode::SERVICE_UNAVAILABLE
+                    && answer.status != StatusCode::GATEWAY_TIMEOUT =>
+            {
+                return Some(answer);
+            }
+            _ => {
+                target = addresses[(attempt + 1) % addresses.len()].clone();
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+    None
+}
+
+/// The `/status` document of a node, if it answers.
+pub async fn status(address: &str) -> Option<serde_json::Value> {
+    let answer = request(address, Method::GET, "/status", &[], Bytes::new()).await?;
+    serde_json::from_slice(&answer.body).ok()
+}
+
+/// Waits until one node among `addresses` leads and all of them name it; returns its address.
+pub async fn wait_for_leader(addresses: &[String]) -> String {
+    for _ in 0..300 {
+        let mut leaders = Vec::new();
+        for address in addresses {
+            if let Some(doc) = status(address).await {
+                leaders.push(doc["leader_url"].as_str().map(str::to_owned));
+            } else {
+                leaders.push(None);
+            }
+        }
+        if let Some(Some(first)) = leaders.first()
+            && leaders.iter().all(|l| l.as_deref() == Some(first.as_str()))
+        {
+            return first.strip_prefix("http://").unwrap().to_owned();
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("no leader agreed on among {addresses:?}");
+}
+
+/// `n` loopback addresses with free ports (bound together, then released).
+pub fn free_addresses(n: usize) -> Vec<String> {
+    let listeners: Vec<std::net::TcpListener> = (0..n)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect();
+    listeners
+        .iter()
+        .map(|l| l.local_addr().unwrap().to_string())
+        .collect()
+}
+
+/// Session headers for exactly-once writes.
+pub fn session(client: u64, request: u64) -> Vec<(&'static str, String)> {
+    vec![
+        ("client-id", client.to_string()),
+        ("request-id", request.to_string()),
+    ]
+}
