@@ -1,6 +1,9 @@
 //! The `http` workload: the `mem` workload's 3 nodes (in-memory log, no-op state machine), but
 //! talking over loopback TCP through raft-http (HTTP/2, MessagePack), all in one process. What
 //! it adds to `mem` is the cost of the transport: encoding, HTTP/2 framing and the network stack.
+//!
+//! The `durable` workload is the same cluster with raft-storage-fs logs (one directory per node,
+//! group commit, `fdatasync`): what a raft-kv deployment pays, minus its state machine.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -8,19 +11,76 @@ use std::sync::atomic::Ordering;
 
 use raft_core::runtime::Node;
 use raft_core::testing::MemLogStore;
-use raft_core::{Error, NodeId};
+use raft_core::{Error, LogStore, NodeId};
 use raft_http::{
     ClientConfig, ClusterAuth, HttpTransport, RaftService, Server, ServerConfig, ServiceConfig,
 };
+use raft_storage_fs::{FsLogStore, FsOptions};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
 use crate::Options;
 use crate::mem::{Counters, CountingTransport, NoopStateMachine};
-use crate::report::Report;
+use crate::report::{Report, StorageFigures};
 
-/// Runs the workload and measures it.
+/// Runs the `http` workload (in-memory logs) and measures it.
 pub(crate) async fn run(options: &Options) -> Result<Report, Error> {
+    let stores = (0..3)
+        .map(|_| MemLogStore::new().into_arc())
+        .collect::<Vec<_>>();
+    run_cluster(options, stores).await
+}
+
+/// Runs the `durable` workload (file logs with fsync, in a temporary directory under
+/// `--dir`) and measures it, with the leader's fsync figures.
+pub(crate) async fn run_durable(options: &Options) -> Result<Report, Error> {
+    let dir = match &options.dir {
+        Some(dir) => tempfile::tempdir_in(dir),
+        None => tempfile::tempdir(),
+    }
+    .map_err(|e| Error::Config(format!("cannot create a data directory: {e}")))?;
+    let mut files = Vec::new();
+    for id in 1..=3u64 {
+        let path = dir.path().join(format!("node-{id}"));
+        let options = FsOptions::default().node(NodeId(id));
+        let store = tokio::task::spawn_blocking(move || FsLogStore::open(path, options))
+            .await
+            .map_err(|e| Error::Config(e.to_string()))?
+            .map_err(Error::storage)?;
+        files.push(store);
+    }
+    let before: Vec<_> = files.iter().map(FsLogStore::stats).collect();
+    let stores = files
+        .iter()
+        .map(|store| Arc::new(store.clone()) as Arc<dyn LogStore>)
+        .collect();
+    let (report, leader) = run_cluster_with_leader(options, stores).await?;
+    let index = usize::try_from(leader.0.saturating_sub(1)).unwrap_or(0);
+    let storage = files
+        .get(index)
+        .zip(before.get(index))
+        .map(|(store, before)| {
+            let after = store.stats();
+            StorageFigures {
+                fsyncs: after.fsyncs - before.fsyncs,
+                entries: after.entries_written - before.entries_written,
+            }
+        });
+    for store in &files {
+        store.close().await;
+    }
+    Ok(Report { storage, ..report })
+}
+
+async fn run_cluster(options: &Options, stores: Vec<Arc<dyn LogStore>>) -> Result<Report, Error> {
+    Ok(run_cluster_with_leader(options, stores).await?.0)
+}
+
+/// 3 nodes over loopback HTTP on `stores`; the report and the leader's id.
+async fn run_cluster_with_leader(
+    options: &Options,
+    stores: Vec<Arc<dyn LogStore>>,
+) -> Result<(Report, NodeId), Error> {
     let config = crate::mem::node_config(options);
     let auth = ClusterAuth::new("raft-bench")?.with_secret("bench-secret")?;
     let counters = Arc::new(Counters::default());
@@ -39,9 +99,8 @@ pub(crate) async fn run(options: &Options) -> Result<Report, Error> {
     }
 
     let mut nodes = Vec::new();
-    let mut stores = Vec::new();
     let mut servers = Vec::new();
-    for (id, listener) in ids.into_iter().zip(listeners) {
+    for ((id, listener), store) in ids.into_iter().zip(listeners).zip(stores.iter().cloned()) {
         let mut client = ClientConfig::new(auth.clone());
         client.node = Some(id);
         let transport = Arc::new(CountingTransport {
@@ -52,11 +111,7 @@ pub(crate) async fn run(options: &Options) -> Result<Report, Error> {
             id,
             addresses.clone(),
             config.clone(),
-            {
-                let store = MemLogStore::new().into_arc();
-                stores.push(store.clone());
-                store
-            },
+            store,
             Arc::new(NoopStateMachine),
             transport,
         )
@@ -86,7 +141,7 @@ pub(crate) async fn run(options: &Options) -> Result<Report, Error> {
         let _ = stop.send(());
         let _ = task.await;
     }
-    Ok(Report {
+    let report = Report {
         nodes: nodes.len(),
         peak_log_bytes: Some(peak_log_bytes.load(Ordering::Relaxed)),
         last_snapshot_index,
@@ -94,5 +149,6 @@ pub(crate) async fn run(options: &Options) -> Result<Report, Error> {
         append_entries: counters.entries.load(Ordering::Relaxed),
         max_inflight: counters.max_inflight.load(Ordering::Relaxed),
         ..report
-    })
+    };
+    Ok((report, leader.id()))
 }

@@ -1,10 +1,10 @@
 //! raft-bench: throughput and latency of the workspace's Raft, one workload per run.
 //!
 //! Workloads: `mem` (3 nodes in one process, in-memory log, in-process transport, no-op state
-//! machine), `http` (the same over loopback raft-http) and `fslog` (raft-storage-fs alone:
-//! appends/s, fsyncs/s, entries per fsync and the durable latency). The durable workload comes
-//! with its crate. The last line printed is the `bench:` line of DESIGN §8. Performance claims
-//! live here, never in tests.
+//! machine), `http` (the same over loopback raft-http), `durable` (http with raft-storage-fs
+//! logs and fsync) and `fslog` (raft-storage-fs alone: appends/s, fsyncs/s, entries per fsync
+//! and the durable latency). The last line printed is the `bench:` line of DESIGN §8.
+//! Performance claims live here, never in tests.
 #![forbid(unsafe_code)]
 // A command-line tool: its report goes to stdout.
 #![allow(clippy::print_stdout)]
@@ -60,6 +60,8 @@ pub(crate) enum Workload {
     Fslog,
     /// 3 nodes over loopback raft-http: in-memory log, no-op state machine.
     Http,
+    /// 3 nodes over loopback raft-http with file logs (fsync): the full durable path.
+    Durable,
 }
 
 /// `append`'s return mode.
@@ -102,6 +104,9 @@ fn main() -> std::process::ExitCode {
         Workload::Fslog => runtime.block_on(fslog::run(&options)),
         Workload::Http => runtime
             .block_on(http::run(&options))
+            .map_err(|err| err.to_string()),
+        Workload::Durable => runtime
+            .block_on(http::run_durable(&options))
             .map_err(|err| err.to_string()),
     };
     match result {
