@@ -9,7 +9,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper::body::Body;
-use hyper::header::{self, HeaderMap, HeaderValue};
+use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 use percent_encoding::percent_decode_str;
 use raft_core::engine::RoleKind;
@@ -35,6 +35,30 @@ pub struct KvApi {
     state: KvState,
     max_value_bytes: usize,
     read_timeout: Duration,
+    body_timeout: Duration,
+    node_label: String,
+}
+
+/// Limits of the client API.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ApiConfig {
+    /// Values over this many bytes are refused with 413.
+    pub max_value_bytes: usize,
+    /// A linearizable read waits this long for the leader's confirmation (then 504).
+    pub read_timeout: Duration,
+    /// A request body must arrive within this time (then 408), so slow clients do not hold
+    /// connections the peers need.
+    pub body_timeout: Duration,
+}
+
+impl Default for ApiConfig {
+    fn default() -> ApiConfig {
+        ApiConfig {
+            max_value_bytes: 1 << 20,
+            read_timeout: Duration::from_secs(5),
+            body_timeout: Duration::from_secs(10),
+        }
+    }
 }
 
 /// The `/status` document.
@@ -62,12 +86,39 @@ pub struct StatusDoc {
     pub keys: usize,
 }
 
-/// A refusal: status and message.
-struct Refusal(StatusCode, String);
+/// A refusal: status, message, and a header when the status needs one (`Location`, `Allow`).
+struct Refusal {
+    status: StatusCode,
+    message: String,
+    header: Option<(HeaderName, String)>,
+}
 
 impl Refusal {
     fn new(status: StatusCode, message: impl Into<String>) -> Refusal {
-        Refusal(status, message.into())
+        Refusal {
+            status,
+            message: message.into(),
+            header: None,
+        }
+    }
+
+    fn with_header(mut self, name: HeaderName, value: String) -> Refusal {
+        self.header = Some((name, value));
+        self
+    }
+
+    fn into_response(self) -> Response<Full<Bytes>> {
+        let mut builder = Response::builder().status(self.status).header(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; charset=utf-8"),
+        );
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            builder = builder.header(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        if let Some((name, value)) = self.header {
+            builder = builder.header(name, value);
+        }
+        finish(builder, Bytes::from(format!("{}\n", self.message)))
     }
 }
 
@@ -93,20 +144,16 @@ impl Operation {
 }
 
 impl KvApi {
-    /// The API over `replica`, whose application state machine is `state`. Values over
-    /// `max_value_bytes` are refused with 413; a linearizable read waits `read_timeout` at most.
+    /// The API over `replica`, whose application state machine is `state`.
     #[must_use]
-    pub fn new(
-        replica: Replica,
-        state: KvState,
-        max_value_bytes: usize,
-        read_timeout: Duration,
-    ) -> KvApi {
+    pub fn new(replica: Replica, state: KvState, config: ApiConfig) -> KvApi {
         KvApi {
+            node_label: replica.node().id().0.to_string(),
             replica,
             state,
-            max_value_bytes,
-            read_timeout,
+            max_value_bytes: config.max_value_bytes,
+            read_timeout: config.read_timeout,
+            body_timeout: config.body_timeout,
         }
     }
 
@@ -126,15 +173,16 @@ impl KvApi {
                 let label = operation.label();
                 let response = match self.run(operation, request).await {
                     Ok(response) => response,
-                    Err(Refusal(status, message)) => text(status, &message),
+                    Err(refusal) => refusal.into_response(),
                 };
                 (label, response)
             }
-            Err(Refusal(status, message)) => ("invalid", text(status, &message)),
+            Err(refusal) => ("invalid", refusal.into_response()),
         };
-        metrics::counter!("raft_kv_requests_total", "op" => label, "status" => response.status().as_u16().to_string())
+        let node = self.node_label.clone();
+        metrics::counter!("raft_kv_requests_total", "node" => node.clone(), "op" => label, "status" => response.status().as_u16().to_string())
             .increment(1);
-        metrics::histogram!("raft_kv_request_seconds", "op" => label)
+        metrics::histogram!("raft_kv_request_seconds", "node" => node, "op" => label)
             .record(started.elapsed().as_secs_f64());
         response
     }
@@ -175,13 +223,13 @@ impl KvApi {
                     }
                 }
                 Ok(match self.state.get(&key) {
-                    Some(value) => Response::builder()
-                        .header(
+                    Some(value) => finish(
+                        Response::builder().header(
                             header::CONTENT_TYPE,
                             HeaderValue::from_static("application/octet-stream"),
-                        )
-                        .body(Full::new(value))
-                        .unwrap_or_default(),
+                        ),
+                        value,
+                    ),
                     None => text(StatusCode::NOT_FOUND, "no such key"),
                 })
             }
@@ -206,6 +254,12 @@ impl KvApi {
                 let response = match IncrAnswer::decode(&applied.result) {
                     Ok(IncrAnswer::Value(value)) => text(StatusCode::OK, &value.to_string()),
                     Ok(IncrAnswer::Refused(reason)) => text(StatusCode::CONFLICT, &reason),
+                    // A retry whose ids were first used for another command (a put, say): its
+                    // stored answer is not an incr's.
+                    Err(_) if applied.duplicate => text(
+                        StatusCode::CONFLICT,
+                        "these Client-Id/Request-Id were first used for a different command",
+                    ),
                     Err(reason) => text(StatusCode::INTERNAL_SERVER_ERROR, &reason),
                 };
                 Ok(with_write_headers(response, &applied))
@@ -247,10 +301,14 @@ impl KvApi {
         {
             return Err(too_large());
         }
-        match Limited::new(request.into_body(), self.max_value_bytes)
-            .collect()
-            .await
-        {
+        let read = Limited::new(request.into_body(), self.max_value_bytes).collect();
+        let Ok(read) = tokio::time::timeout(self.body_timeout, read).await else {
+            return Err(Refusal::new(
+                StatusCode::REQUEST_TIMEOUT,
+                format!("the body did not arrive within {:?}", self.body_timeout),
+            ));
+        };
+        match read {
             Ok(collected) => Ok(collected.to_bytes()),
             Err(error) if error.downcast_ref::<LengthLimitError>().is_some() => Err(too_large()),
             Err(error) => Err(Refusal::new(
@@ -285,13 +343,13 @@ impl KvApi {
         };
         let mut body = serde_json::to_vec(&doc).unwrap_or_default();
         body.push(b'\n');
-        Response::builder()
-            .header(
+        finish(
+            Response::builder().header(
                 header::CONTENT_TYPE,
                 HeaderValue::from_static("application/json"),
-            )
-            .body(Full::new(Bytes::from(body)))
-            .unwrap_or_default()
+            ),
+            Bytes::from(body),
+        )
     }
 }
 
@@ -340,6 +398,10 @@ fn route(method: &Method, path: &str, query: Option<&str>) -> Result<Operation, 
 }
 
 fn not_allowed(allow: &'static str) -> Refusal {
+    not_allowed_message(allow).with_header(header::ALLOW, allow.to_owned())
+}
+
+fn not_allowed_message(allow: &'static str) -> Refusal {
     Refusal::new(
         StatusCode::METHOD_NOT_ALLOWED,
         format!("method not allowed here; use {allow}"),
@@ -403,52 +465,44 @@ fn session_ids(headers: &HeaderMap) -> Result<Option<(ClientId, RequestId)>, Ref
 fn refusal(error: WrapperError, location: &str) -> Refusal {
     let status = match &error {
         WrapperError::NotLeader { leader: Some(hint) } => {
-            return Refusal(
+            let url = format!("http://{}{location}", hint.address);
+            return Refusal::new(
                 StatusCode::TEMPORARY_REDIRECT,
-                format!("http://{}{location}", hint.address),
-            );
+                format!("the leader is at {url}"),
+            )
+            .with_header(header::LOCATION, url);
         }
+        // Known not applied: retry.
         WrapperError::NotLeader { leader: None }
         | WrapperError::Overloaded
         | WrapperError::Shutdown
-        | WrapperError::Aborted
         | WrapperError::Discarded => StatusCode::SERVICE_UNAVAILABLE,
-        WrapperError::Timeout => StatusCode::GATEWAY_TIMEOUT,
+        // The outcome is unknown (the write may be applied): never reported as a plain failure.
+        WrapperError::Timeout | WrapperError::Aborted => StatusCode::GATEWAY_TIMEOUT,
         WrapperError::StaleRequest { .. } => StatusCode::CONFLICT,
         WrapperError::InvalidRequest(_) => StatusCode::BAD_REQUEST,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     };
-    Refusal(status, error.to_string())
+    Refusal::new(status, error.to_string())
 }
 
 fn text(status: StatusCode, message: &str) -> Response<Full<Bytes>> {
-    if status == StatusCode::TEMPORARY_REDIRECT {
-        // The "message" of a redirect is the leader's URL.
-        return Response::builder()
-            .status(status)
-            .header(header::LOCATION, message)
-            .body(Full::new(Bytes::from(format!(
-                "the leader is at {message}\n"
-            ))))
-            .unwrap_or_default();
-    }
-    let mut response = Response::builder().status(status).header(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    if status == StatusCode::SERVICE_UNAVAILABLE {
-        response = response.header(header::RETRY_AFTER, HeaderValue::from_static("1"));
-    }
-    response
-        .body(Full::new(Bytes::from(format!("{message}\n"))))
-        .unwrap_or_default()
+    Refusal::new(status, message).into_response()
+}
+
+/// The response, or a 500 if the builder refused a header (never a silent default 200).
+fn finish(builder: hyper::http::response::Builder, body: Bytes) -> Response<Full<Bytes>> {
+    builder.body(Full::new(body)).unwrap_or_else(|error| {
+        let mut response = Response::new(Full::new(Bytes::from(format!(
+            "cannot build the response: {error}\n"
+        ))));
+        *response.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
+        response
+    })
 }
 
 fn empty(status: StatusCode) -> Response<Full<Bytes>> {
-    Response::builder()
-        .status(status)
-        .body(Full::new(Bytes::new()))
-        .unwrap_or_default()
+    finish(Response::builder().status(status), Bytes::new())
 }
 
 fn with_write_headers(
@@ -471,7 +525,7 @@ mod tests {
     fn status_of(method: Method, path: &str) -> Option<StatusCode> {
         route(&method, path, None)
             .err()
-            .map(|Refusal(status, _)| status)
+            .map(|refusal| refusal.status)
     }
 
     #[test]
@@ -510,7 +564,10 @@ mod tests {
         );
         assert!(matches!(
             route(&Method::GET, "/kv/x", Some("stale=maybe")),
-            Err(Refusal(StatusCode::BAD_REQUEST, _))
+            Err(Refusal {
+                status: StatusCode::BAD_REQUEST,
+                ..
+            })
         ));
     }
 

@@ -121,7 +121,16 @@ async fn run(command: Command) -> Result<(), raft_kv::Error> {
                     .collect();
                 options.snapshot_threshold = snapshot_threshold;
                 options.metrics = Some(metrics.clone());
-                nodes.push(KvNode::start(options).await?);
+                match KvNode::start(options).await {
+                    Ok(node) => nodes.push(node),
+                    Err(error) => {
+                        // Stop the ones already running before reporting.
+                        for node in nodes {
+                            node.shutdown().await;
+                        }
+                        return Err(error);
+                    }
+                }
             }
             nodes
         }
@@ -150,7 +159,11 @@ async fn run(command: Command) -> Result<(), raft_kv::Error> {
     }
     println!("ready; Ctrl-C to stop");
     wait_for_signal().await;
-    println!("stopping");
+    println!("stopping (Ctrl-C again to quit at once)");
+    tokio::spawn(async {
+        wait_for_signal().await;
+        std::process::exit(130);
+    });
     for node in nodes {
         node.shutdown().await;
     }

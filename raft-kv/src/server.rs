@@ -4,7 +4,6 @@
 use std::convert::Infallible;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -21,7 +20,7 @@ use raft_wrapper::{Replica, ReplicaConfig};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use crate::api::KvApi;
+use crate::api::{ApiConfig, KvApi};
 use crate::error::Error;
 use crate::state::KvState;
 
@@ -44,8 +43,8 @@ pub struct NodeOptions {
     pub cluster_id: String,
     /// A shared secret peer requests must carry, if set.
     pub secret: Option<String>,
-    /// Largest value accepted by `PUT /kv/{key}`.
-    pub max_value_bytes: usize,
+    /// Limits of the client API (largest value, read and body timeouts).
+    pub api: ApiConfig,
     /// The consensus settings (its `snapshot_log_bytes` is replaced by `snapshot_threshold`).
     pub raft: NodeConfig,
     /// The Prometheus registry `/metrics` renders (one per process).
@@ -65,7 +64,7 @@ impl NodeOptions {
             snapshot_threshold: 64 << 20,
             cluster_id: "raft-kv".to_owned(),
             secret: None,
-            max_value_bytes: 1 << 20,
+            api: ApiConfig::default(),
             raft: NodeConfig::default(),
             metrics: None,
         }
@@ -100,9 +99,15 @@ impl KvNode {
             )));
         }
         let server = Server::bind(&options.listen, ServerConfig::default()).await?;
+        let bound = server.local_addr()?;
         let address = match &options.advertise {
             Some(address) => address.clone(),
-            None => server.local_addr()?.to_string(),
+            None if bound.ip().is_unspecified() => {
+                return Err(Error::Config(format!(
+                    "listening on {bound} (every interface): give the address peers and clients reach this node at with --advertise"
+                )));
+            }
+            None => bound.to_string(),
         };
         let mut members = vec![(id, address.clone())];
         members.extend(options.peers.iter().cloned());
@@ -144,12 +149,7 @@ impl KvNode {
         if let Some(handle) = options.metrics.clone() {
             raft_service = raft_service.with_metrics(handle);
         }
-        let api = KvApi::new(
-            replica.clone(),
-            state.clone(),
-            options.max_value_bytes,
-            Duration::from_secs(5),
-        );
+        let api = KvApi::new(replica.clone(), state.clone(), options.api);
         let service = hyper::service::service_fn(move |request: Request<Incoming>| {
             // Routing runs here, synchronously, so a connection's AppendEntries keep their order.
             let routed = raft_service.route(request);

@@ -58,8 +58,10 @@ impl KvState {
 /// Applies one command; the answer for its proposer.
 fn apply(map: &mut BTreeMap<Bytes, Bytes>, command: KvCommand) -> Bytes {
     match command {
+        // Keys and values are copied out of the entry: a slice would keep the whole received
+        // batch (or log segment) it came in alive as long as the key lives.
         KvCommand::Put { key, value } => {
-            map.insert(key, value);
+            map.insert(Bytes::copy_from_slice(&key), Bytes::copy_from_slice(&value));
             Bytes::new()
         }
         KvCommand::Delete { key } => {
@@ -77,7 +79,7 @@ fn apply(map: &mut BTreeMap<Bytes, Bytes>, command: KvCommand) -> Bytes {
             let answer =
                 match current.and_then(|n| n.checked_add(1).ok_or("the value would overflow")) {
                     Ok(next) => {
-                        map.insert(key, Bytes::from(next.to_string()));
+                        map.insert(Bytes::copy_from_slice(&key), Bytes::from(next.to_string()));
                         IncrAnswer::Value(next)
                     }
                     Err(reason) => IncrAnswer::Refused(reason.to_owned()),
@@ -214,7 +216,9 @@ impl Decoder {
                 return Ok(());
             }
             self.pending.advance(4);
-            let field = self.pending.split_to(len).freeze();
+            // Copied, so the map does not pin the read buffers.
+            let field = Bytes::copy_from_slice(&self.pending[..len]);
+            self.pending.advance(len);
             match self.key.take() {
                 None => self.key = Some(field),
                 Some(key) => {

@@ -21,7 +21,7 @@ type Case = (
 
 async fn single_node(dir: &std::path::Path) -> (KvNode, String) {
     let mut options = NodeOptions::new(NodeId(1), "127.0.0.1:0", dir.join("node-1"));
-    options.max_value_bytes = 1024;
+    options.api.max_value_bytes = 1024;
     let node = KvNode::start(options).await.unwrap();
     let address = node.url().strip_prefix("http://").unwrap().to_owned();
     wait_for_leader(std::slice::from_ref(&address)).await;
@@ -227,7 +227,7 @@ async fn metrics_route_serves_prometheus_text() {
     assert_eq!(metrics.status, StatusCode::OK);
     let text = metrics.text();
     assert!(
-        text.contains("raft_kv_requests_total{op=\"put\",status=\"204\"}"),
+        text.contains("raft_kv_requests_total{node=\"1\",op=\"put\",status=\"204\"}"),
         "{text}"
     );
     assert!(
