@@ -41,6 +41,16 @@ pub struct Config {
     pub pacing: Pacing,
     /// The most AppendEntries requests carrying entries in flight to one follower.
     pub max_inflight_requests: usize,
+    /// Under [`Pacing::Eager`], the most requests in flight to one follower before the next one
+    /// waits for a full batch (the follower's current batch size in entries, or
+    /// `batch_bytes_max` bytes). Below it a request leaves with whatever is new, so a lone client
+    /// is answered after one round trip; at it, new entries accumulate while requests are in
+    /// flight and leave together (Nagle's rule for TCP), which under load makes requests fewer
+    /// and larger: each request has a fixed cost (a transport call, a wake-up of both event
+    /// loops) that batching shares. A follower far behind still gets up to
+    /// `max_inflight_requests` full batches at once. In `1..=max_inflight_requests`; setting it
+    /// to `max_inflight_requests` sends every entry as soon as the window has room.
+    pub max_inflight_partial_requests: usize,
     /// Entries per request for a fresh follower (the batch sizer's starting point).
     pub batch_entries_initial: u64,
     /// The most entries in one AppendEntries request.
@@ -68,6 +78,7 @@ impl Default for Config {
             check_quorum: true,
             pacing: Pacing::Eager,
             max_inflight_requests: 8,
+            max_inflight_partial_requests: 1,
             batch_entries_initial: 16,
             batch_entries_max: 1024,
             batch_bytes_max: 1 << 20,
@@ -94,6 +105,11 @@ impl Config {
         }
         if self.max_inflight_requests == 0 {
             return fail("max_inflight_requests must be at least 1");
+        }
+        if self.max_inflight_partial_requests == 0
+            || self.max_inflight_partial_requests > self.max_inflight_requests
+        {
+            return fail("max_inflight_partial_requests must be in 1..=max_inflight_requests");
         }
         if self.batch_entries_max == 0 || self.batch_bytes_max == 0 {
             return fail("batch_entries_max and batch_bytes_max must be positive");
@@ -128,6 +144,21 @@ mod tests {
             ..Config::default()
         };
         assert!(matches!(config.validate(), Err(Error::Config(_))));
+    }
+
+    #[test]
+    fn partial_requests_above_the_window_are_rejected() {
+        for partial in [0, 9] {
+            let config = Config {
+                max_inflight_requests: 8,
+                max_inflight_partial_requests: partial,
+                ..Config::default()
+            };
+            assert!(
+                matches!(config.validate(), Err(Error::Config(_))),
+                "{partial}"
+            );
+        }
     }
 
     #[test]

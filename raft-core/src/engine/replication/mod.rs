@@ -336,13 +336,14 @@ fn replicate(core: &mut Core, peer: NodeId, progress: &mut Progress) {
             snapshot_send::send_snapshot(core, peer, progress);
             return;
         }
-        let plan = pacing::plan(
-            core.config.pacing,
-            progress,
-            last_index,
-            core.config.max_inflight_requests,
-            core.now_ms,
-        );
+        let limits = pacing::Limits {
+            pacing: core.config.pacing,
+            inflight: core.config.max_inflight_requests,
+            inflight_partial: core.config.max_inflight_partial_requests,
+        };
+        let plan = pacing::plan(limits, progress, last_index, core.now_ms, || {
+            full_batch_waiting(core, progress)
+        });
         match plan {
             SendPlan::Nothing => return,
             SendPlan::Batch => {
@@ -358,6 +359,18 @@ fn replicate(core: &mut Core, peer: NodeId, progress: &mut Progress) {
     }
 }
 
+/// Whether the entries from `next_index` on fill a request: the batch size in entries, or more
+/// than the byte limit.
+fn full_batch_waiting(core: &Core, progress: &Progress) -> bool {
+    let first = progress.next_index;
+    let last = core.log.last_index();
+    if last < first {
+        return false;
+    }
+    last.0 - first.0 + 1 >= progress.batch.batch()
+        || core.log.bytes_between(first, last) > core.config.batch_bytes_max
+}
+
 /// Sends `[next_index, next_index + batch)`, capped by the log end and the byte limit.
 /// Returns false if nothing could be sent.
 fn send_batch(core: &mut Core, peer: NodeId, progress: &mut Progress) -> bool {
@@ -369,16 +382,9 @@ fn send_batch(core: &mut Core, peer: NodeId, progress: &mut Progress) -> bool {
     let max_last = first
         .plus(progress.batch.batch() - 1)
         .min(core.log.last_index());
-    let mut last = first;
-    let mut bytes = core.log.size_at(first);
-    while last < max_last {
-        let size = core.log.size_at(last.next());
-        if bytes + size > core.config.batch_bytes_max {
-            break;
-        }
-        bytes += size;
-        last = last.next();
-    }
+    let last = core
+        .log
+        .last_within_bytes(first, max_last, core.config.batch_bytes_max);
     let Some(last_log_id) = core.log.log_id_at(last) else {
         return false;
     };
