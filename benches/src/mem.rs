@@ -69,6 +69,12 @@ pub(crate) fn node_config(options: &Options) -> NodeConfig {
         PacingArg::Eager => Pacing::Eager,
         PacingArg::Heartbeat => Pacing::Heartbeat,
     };
+    if let Some(inflight) = options.inflight {
+        config.raft.max_inflight_requests = inflight;
+    }
+    if let Some(partial) = options.inflight_partial {
+        config.raft.max_inflight_partial_requests = partial;
+    }
     config
 }
 
