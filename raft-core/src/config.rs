@@ -20,7 +20,8 @@ pub enum Pacing {
     /// `next_index`, so several requests are in flight when the round trip exceeds the interval.
     Heartbeat,
     /// Send new entries as soon as the in-flight window has room; the heartbeat timer still
-    /// guarantees a floor when there is nothing to send.
+    /// guarantees a floor when there is nothing to send. Past
+    /// [`Config::max_inflight_partial_requests`] requests in flight, only a full batch goes.
     #[default]
     Eager,
 }
