@@ -294,6 +294,15 @@ fn apply_response(
                 progress.batch.on_success();
             }
         }
+        AppendOutcome::Conflict { hint } if overtook_earlier_request(progress, &request, hint) => {
+            // The follower's log ends before this request only because an earlier request
+            // still in flight has not reached it yet (the transport reordered them): nothing
+            // failed. Resend from here once the earlier one lands; the requests sent after this
+            // one would be refused alike, so they are forgotten. No batch penalty, no probing.
+            debug!(node = %core.id, prev = %request.prev_index, "AppendEntries overtook an earlier one");
+            progress.window.forget_after(request.seq);
+            progress.next_index = request.prev_index.next().max(progress.match_index.next());
+        }
         AppendOutcome::Conflict { hint } => {
             let next = next_after_conflict(core, hint, request.prev_index);
             if request.prev_index <= progress.match_index {
@@ -312,6 +321,18 @@ fn apply_response(
         }
         AppendOutcome::StaleTerm => {}
     }
+}
+
+/// Whether a rejection only says that `request` arrived before an earlier request that is still
+/// in flight: the follower's log is short of `request`'s predecessor (no term disagrees), its
+/// end is above what it acknowledged, and an earlier request reaches the predecessor.
+fn overtook_earlier_request(progress: &Progress, request: &Inflight, hint: ConflictHint) -> bool {
+    hint.term.is_none()
+        && hint.index <= request.prev_index
+        && request.prev_index > progress.match_index
+        && progress
+            .window
+            .earlier_reaches(request.seq, request.prev_index)
 }
 
 /// Where to resume after a rejection of a request whose `prev` was `rejected_prev`: one step per

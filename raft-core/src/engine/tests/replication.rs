@@ -323,6 +323,56 @@ fn full_batches_go_out_while_a_request_is_in_flight() {
     assert_eq!(cluster.commit_of(1), LogIndex(4));
 }
 
+/// A request that overtakes an earlier one is refused by the follower (its log is short of the
+/// request's predecessor), but nothing failed: the leader keeps its batch size, does not probe,
+/// and resends the refused entries behind the earlier request.
+#[test]
+fn a_request_that_overtook_an_earlier_one_is_resent_without_penalty() {
+    let mut config = config();
+    config.batch_entries_initial = 2;
+    config.batch_entries_max = 2;
+    let mut cluster = Cluster::new(2, &config);
+    cluster.elect(1, 2000);
+    for payload in ["a", "b", "c", "d"] {
+        cluster.propose(1, payload);
+    }
+    // [2] (alone: nothing was in flight) and [3, 4] (a full batch) in flight; the second
+    // arrives first.
+    assert_eq!(cluster.network.len(), 2);
+    let first = cluster.network.pop_front().unwrap();
+    let second = cluster.network.pop_front().unwrap();
+    cluster.deliver(second);
+    let refusal = cluster.network.pop_front().unwrap();
+    assert!(matches!(
+        &refusal.message,
+        Message::AppendEntriesResponse(AppendEntriesResponse {
+            outcome: AppendOutcome::Conflict { .. },
+            ..
+        })
+    ));
+    cluster.deliver(refusal);
+    let status = cluster.engine(1).followers()[0];
+    assert_eq!(status.batch, 2, "no failure: the batch stays");
+    assert_eq!(status.inflight, 2, "[2] still awaited, [3, 4] resent");
+    let resent: Vec<(u64, u64)> = cluster
+        .network
+        .iter()
+        .filter_map(|e| match &e.message {
+            Message::AppendEntries(r) => Some((
+                r.prev_log_id.index.0,
+                r.prev_log_id.index.0 + r.entries.len() as u64,
+            )),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(resent, [(2, 4)]);
+    cluster.deliver(first);
+    cluster.deliver_all();
+    let status = cluster.engine(1).followers()[0];
+    assert_eq!((status.batch, status.match_index), (2, LogIndex(5)));
+    assert_eq!(cluster.commit_of(1), LogIndex(5));
+}
+
 #[test]
 fn rejection_resets_batch_and_halves_threshold() {
     let mut config = config();
