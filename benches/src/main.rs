@@ -40,6 +40,14 @@ pub(crate) struct Options {
     /// When the leader sends entries.
     #[arg(long, value_enum, default_value_t = PacingArg::Eager)]
     pub(crate) pacing: PacingArg,
+    /// AppendEntries with entries in flight to one follower at most
+    /// (`Config::max_inflight_requests`; default: the library's).
+    #[arg(long)]
+    pub(crate) inflight: Option<usize>,
+    /// Requests in flight to one follower before only full batches go
+    /// (`Config::max_inflight_partial_requests`; default: the library's).
+    #[arg(long)]
+    pub(crate) inflight_partial: Option<usize>,
     /// Tokio worker threads.
     #[arg(long, default_value_t = 2)]
     pub(crate) server_workers: usize,

@@ -20,7 +20,8 @@ pub enum Pacing {
     /// `next_index`, so several requests are in flight when the round trip exceeds the interval.
     Heartbeat,
     /// Send new entries as soon as the in-flight window has room; the heartbeat timer still
-    /// guarantees a floor when there is nothing to send.
+    /// guarantees a floor when there is nothing to send. Past
+    /// [`Config::max_inflight_partial_requests`] requests in flight, only a full batch goes.
     #[default]
     Eager,
 }
@@ -41,6 +42,18 @@ pub struct Config {
     pub pacing: Pacing,
     /// The most AppendEntries requests carrying entries in flight to one follower.
     pub max_inflight_requests: usize,
+    /// Under [`Pacing::Eager`], the most requests in flight to one follower before the next one
+    /// waits for a full batch (the follower's current batch size in entries, or
+    /// `batch_bytes_max` bytes). Below it a request leaves with whatever is new, so a lone client
+    /// is answered after one round trip; at it, new entries accumulate while requests are in
+    /// flight and leave together (Nagle's rule for TCP), which under load makes requests fewer
+    /// and larger: each request has a fixed cost (a transport call, a wake-up of both event
+    /// loops) that batching shares. A follower far behind still gets up to
+    /// `max_inflight_requests` full batches at once. In `1..=max_inflight_requests`; setting it
+    /// to `max_inflight_requests` sends every entry as soon as the window has room. A config
+    /// serialized without this field reads as the default.
+    #[serde(default = "default_max_inflight_partial_requests")]
+    pub max_inflight_partial_requests: usize,
     /// Entries per request for a fresh follower (the batch sizer's starting point).
     pub batch_entries_initial: u64,
     /// The most entries in one AppendEntries request.
@@ -68,6 +81,7 @@ impl Default for Config {
             check_quorum: true,
             pacing: Pacing::Eager,
             max_inflight_requests: 8,
+            max_inflight_partial_requests: default_max_inflight_partial_requests(),
             batch_entries_initial: 16,
             batch_entries_max: 1024,
             batch_bytes_max: 1 << 20,
@@ -77,6 +91,10 @@ impl Default for Config {
             snapshot_chunk_bytes: 1 << 20,
         }
     }
+}
+
+fn default_max_inflight_partial_requests() -> usize {
+    1
 }
 
 impl Config {
@@ -94,6 +112,11 @@ impl Config {
         }
         if self.max_inflight_requests == 0 {
             return fail("max_inflight_requests must be at least 1");
+        }
+        if self.max_inflight_partial_requests == 0
+            || self.max_inflight_partial_requests > self.max_inflight_requests
+        {
+            return fail("max_inflight_partial_requests must be in 1..=max_inflight_requests");
         }
         if self.batch_entries_max == 0 || self.batch_bytes_max == 0 {
             return fail("batch_entries_max and batch_bytes_max must be positive");
@@ -128,6 +151,62 @@ mod tests {
             ..Config::default()
         };
         assert!(matches!(config.validate(), Err(Error::Config(_))));
+    }
+
+    #[test]
+    fn partial_requests_above_the_window_are_rejected() {
+        for partial in [0, 9] {
+            let config = Config {
+                max_inflight_requests: 8,
+                max_inflight_partial_requests: partial,
+                ..Config::default()
+            };
+            assert!(
+                matches!(config.validate(), Err(Error::Config(_))),
+                "{partial}"
+            );
+        }
+    }
+
+    /// The fields of `Config` before `max_inflight_partial_requests` existed.
+    #[derive(Serialize)]
+    struct ConfigWithoutPartialWindow {
+        election_timeout_ms: u64,
+        heartbeat_interval_ms: u64,
+        pre_vote: bool,
+        check_quorum: bool,
+        pacing: Pacing,
+        max_inflight_requests: usize,
+        batch_entries_initial: u64,
+        batch_entries_max: u64,
+        batch_bytes_max: u64,
+        request_timeout_ms: u64,
+        snapshot_entries: u64,
+        snapshot_keep_entries: u64,
+        snapshot_chunk_bytes: u64,
+    }
+
+    #[test]
+    fn a_config_serialized_before_the_partial_window_reads_with_its_default() {
+        let d = Config::default();
+        let old = ConfigWithoutPartialWindow {
+            election_timeout_ms: d.election_timeout_ms,
+            heartbeat_interval_ms: d.heartbeat_interval_ms,
+            pre_vote: d.pre_vote,
+            check_quorum: d.check_quorum,
+            pacing: d.pacing,
+            max_inflight_requests: d.max_inflight_requests,
+            batch_entries_initial: d.batch_entries_initial,
+            batch_entries_max: d.batch_entries_max,
+            batch_bytes_max: d.batch_bytes_max,
+            request_timeout_ms: d.request_timeout_ms,
+            snapshot_entries: d.snapshot_entries,
+            snapshot_keep_entries: d.snapshot_keep_entries,
+            snapshot_chunk_bytes: d.snapshot_chunk_bytes,
+        };
+        let bytes = rmp_serde::to_vec_named(&old).unwrap();
+        let config: Config = rmp_serde::from_slice(&bytes).unwrap();
+        assert_eq!(config, d);
     }
 
     #[test]

@@ -55,6 +55,11 @@ pub struct ServerConfig {
     pub connection_window_bytes: u32,
     /// Request headers larger than this are refused by hyper (431 or a stream reset).
     pub max_header_bytes: u32,
+    /// The largest HTTP/2 frame peers may send (`SETTINGS_MAX_FRAME_SIZE`, clamped to
+    /// 16 KiB..=16 MiB - 1). A body that fits arrives as one DATA frame, which the server hands
+    /// on without copying; with HTTP/2's default of 16 KiB a batch of entries comes in pieces
+    /// that must be copied into one buffer first.
+    pub max_frame_bytes: u32,
     /// How long shutdown waits for open requests to finish.
     pub graceful_shutdown_timeout: Duration,
 }
@@ -70,6 +75,7 @@ impl Default for ServerConfig {
             stream_window_bytes: 4 << 20,
             connection_window_bytes: 16 << 20,
             max_header_bytes: 16 << 10,
+            max_frame_bytes: 1 << 20,
             graceful_shutdown_timeout: Duration::from_secs(5),
         }
     }
@@ -213,9 +219,18 @@ fn connection_builder(config: &ServerConfig) -> auto::Builder<TokioExecutor> {
         .keep_alive_timeout(config.keep_alive_timeout)
         .initial_stream_window_size(config.stream_window_bytes)
         .initial_connection_window_size(config.connection_window_bytes)
-        .max_header_list_size(config.max_header_bytes);
+        .max_header_list_size(config.max_header_bytes)
+        .max_frame_size(
+            config
+                .max_frame_bytes
+                .clamp(MIN_FRAME_BYTES, MAX_FRAME_BYTES),
+        );
     builder
 }
+
+/// HTTP/2's bounds on `SETTINGS_MAX_FRAME_SIZE` (RFC 9113 §6.5.2).
+const MIN_FRAME_BYTES: u32 = 1 << 14;
+const MAX_FRAME_BYTES: u32 = (1 << 24) - 1;
 
 fn nodelay(stream: TcpStream) -> TcpStream {
     // Small RPCs must not wait for Nagle's algorithm; failure only costs latency.

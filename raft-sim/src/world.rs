@@ -513,6 +513,11 @@ fn random_config(rng: &mut SimRng, snapshots: SnapshotMode) -> Config {
         request_timeout_ms: election_timeout_ms,
         ..Config::default()
     };
+    // Every value from 1 (the default: only full batches beyond one request in flight) to the
+    // window (every entry at once). Derived from an earlier draw instead of drawn, so that the
+    // rest of the seed's draws stay what they were.
+    let window = config.max_inflight_requests as u64;
+    config.max_inflight_partial_requests = (config.batch_bytes_max % window + 1) as usize;
     if snapshots != SnapshotMode::Off {
         // Off by count in a quarter of the seeds: the nemesis still asks for snapshots.
         let by_count = snapshots == SnapshotMode::Always || !rng.percent(25);

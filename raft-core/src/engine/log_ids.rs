@@ -1,9 +1,11 @@
 //! The engine's view of the log: entry ids and sizes, never payloads.
 //!
 //! Terms are kept as runs (the first index of each term), so `term_at` is a binary search and
-//! the memory cost is one pair per term plus four bytes per entry for its payload size (used to
-//! cap AppendEntries by bytes). Invariant: runs have strictly increasing first indexes and
-//! strictly increasing terms, and `sizes.len() == last - base.index`.
+//! the memory cost is one pair per term plus eight bytes per entry: the running total of payload
+//! bytes at its end, so the bytes of any range (to cap AppendEntries by bytes, and to tell
+//! whether a full batch waits) take two lookups. Invariant: runs have strictly increasing first
+//! indexes and strictly increasing terms, `ends.len() == last - base.index`, and `ends` never
+//! decreases, starting at or above `base_end`.
 //!
 //! Below the first entry held there is the compacted prefix, which the latest snapshot covers:
 //! the snapshot's last id answers `term_at` for its index even when the log no longer holds it.
@@ -24,8 +26,11 @@ pub(crate) struct LogIds {
     snapshot: LogId,
     /// `(first index, term)` for each term present, ascending.
     runs: Vec<(LogIndex, Term)>,
-    /// Payload bytes of each entry after `base`.
-    sizes: VecDeque<u32>,
+    /// The running total of payload bytes at the end of each entry after `base` (the totals
+    /// are absolute, so compaction drops a prefix without rewriting the rest).
+    ends: VecDeque<u64>,
+    /// The running total at the end of `base`.
+    base_end: u64,
 }
 
 impl LogIds {
@@ -35,7 +40,8 @@ impl LogIds {
             base_known: true,
             snapshot: LogId::ZERO,
             runs: Vec::new(),
-            sizes: VecDeque::new(),
+            ends: VecDeque::new(),
+            base_end: 0,
         }
     }
 
@@ -89,7 +95,11 @@ impl LogIds {
             return;
         };
         let drop = usize::try_from(new_base.0 - self.base.index.0).unwrap_or(usize::MAX);
-        self.sizes.drain(..drop.min(self.sizes.len()));
+        let drop = drop.min(self.ends.len());
+        if let Some(&end) = drop.checked_sub(1).and_then(|last| self.ends.get(last)) {
+            self.base_end = end;
+        }
+        self.ends.drain(..drop);
         // Runs that end before `before` go; the run holding `before` stays (its first index
         // is clamped to the base by `first_index_of_run_at`).
         let keep_from = self
@@ -104,7 +114,7 @@ impl LogIds {
         self.base_known = true;
     }
     pub(crate) fn last_index(&self) -> LogIndex {
-        self.base.index.plus(self.sizes.len() as u64)
+        self.base.index.plus(self.ends.len() as u64)
     }
 
     pub(crate) fn last_log_id(&self) -> LogId {
@@ -158,13 +168,40 @@ impl LogIds {
         }
     }
 
-    /// Payload bytes of the entry at `index` (0 outside the log).
-    pub(crate) fn size_at(&self, index: LogIndex) -> u64 {
-        let Some(offset) = index.0.checked_sub(self.base.index.0 + 1) else {
+    /// Payload bytes of the entries `first..=last` held by the log (0 for an empty range).
+    pub(crate) fn bytes_between(&self, first: LogIndex, last: LogIndex) -> u64 {
+        let first = first.max(self.base.index.next());
+        let last = last.min(self.last_index());
+        if last < first {
             return 0;
+        }
+        self.end_at(last) - self.end_at(first.prev())
+    }
+
+    /// The last index in `first..=max_last` such that `first..=last` holds at most
+    /// `bytes_max` payload bytes, but at least `first` (a single larger entry still goes).
+    pub(crate) fn last_within_bytes(
+        &self,
+        first: LogIndex,
+        max_last: LogIndex,
+        bytes_max: u64,
+    ) -> LogIndex {
+        let limit = self.end_at(first.prev()).saturating_add(bytes_max);
+        // Entries whose end is within the limit, counted from the base (`ends` ascends).
+        let within = self.ends.partition_point(|&end| end <= limit) as u64;
+        self.base.index.plus(within).min(max_last).max(first)
+    }
+
+    /// The running total at the end of `index` (`base_end` at or below the base).
+    fn end_at(&self, index: LogIndex) -> u64 {
+        let Some(offset) = index.0.checked_sub(self.base.index.0 + 1) else {
+            return self.base_end;
         };
         let offset = usize::try_from(offset).unwrap_or(usize::MAX);
-        self.sizes.get(offset).map_or(0, |&s| u64::from(s))
+        self.ends
+            .get(offset)
+            .or(self.ends.back())
+            .map_or(self.base_end, |&end| end)
     }
 
     /// Appends one entry after the last. Panics if it does not follow (an engine bug).
@@ -184,8 +221,8 @@ impl LogIds {
         {
             self.runs.push((log_id.index, log_id.term));
         }
-        self.sizes
-            .push_back(u32::try_from(size).unwrap_or(u32::MAX));
+        let end = self.ends.back().map_or(self.base_end, |&end| end);
+        self.ends.push_back(end.saturating_add(size));
     }
 
     /// Removes every entry at `from` and above.
@@ -195,7 +232,7 @@ impl LogIds {
             "cannot truncate into the compacted prefix"
         );
         let keep = from.0 - self.base.index.0 - 1;
-        self.sizes
+        self.ends
             .truncate(usize::try_from(keep).unwrap_or(usize::MAX));
         let keep_runs = self.runs.partition_point(|&(first, _)| first < from);
         self.runs.truncate(keep_runs);
@@ -257,7 +294,7 @@ mod tests {
         assert_eq!(log.term_at(LogIndex(3)), Some(Term(2)));
         assert_eq!(log.term_at(LogIndex(4)), Some(Term(2)));
         assert_eq!(log.first_index_of_run_at(LogIndex(5)), LogIndex(4));
-        assert_eq!(log.size_at(LogIndex(4)), 10);
+        assert_eq!(log.bytes_between(LogIndex(4), LogIndex(4)), 10);
         assert_eq!(log.last_log_id(), LogId::new(5, 6));
         // Compacting everything leaves the snapshot's id answering for its index.
         log.compact_before(LogIndex(99));
@@ -291,8 +328,47 @@ mod tests {
         let mut log = LogIds::new();
         log.push(LogId::new(1, 1), 7);
         log.push(LogId::new(1, 2), 9);
-        assert_eq!(log.size_at(LogIndex(2)), 9);
-        assert_eq!(log.size_at(LogIndex(3)), 0);
-        assert_eq!(log.size_at(LogIndex(0)), 0);
+        let size_at = |index| log.bytes_between(LogIndex(index), LogIndex(index));
+        assert_eq!(size_at(2), 9);
+        assert_eq!(size_at(3), 0);
+        assert_eq!(size_at(0), 0);
+        assert_eq!(size_at(1), 7);
+        assert_eq!(log.bytes_between(LogIndex(1), LogIndex(2)), 16);
+        assert_eq!(log.bytes_between(LogIndex(2), LogIndex(9)), 9);
+        assert_eq!(log.bytes_between(LogIndex(3), LogIndex(2)), 0);
+    }
+
+    #[test]
+    fn last_within_bytes_caps_a_batch() {
+        let mut log = LogIds::new();
+        for index in 1..=10 {
+            log.push(LogId::new(1, index), 10);
+        }
+        let last = |first, max_last, bytes| {
+            log.last_within_bytes(LogIndex(first), LogIndex(max_last), bytes)
+                .0
+        };
+        assert_eq!(last(1, 10, 35), 3);
+        assert_eq!(last(4, 10, 30), 6);
+        assert_eq!(last(4, 5, 1000), 5);
+        assert_eq!(last(4, 10, 5), 4, "a single larger entry still goes");
+        assert_eq!(last(9, 20, 1000), 10);
+    }
+
+    #[test]
+    fn sizes_survive_compaction_and_truncation() {
+        let mut log = LogIds::new();
+        for (index, size) in [(1, 5), (2, 6), (3, 7), (4, 8)] {
+            log.push(LogId::new(1, index), size);
+        }
+        log.compact_before(LogIndex(3));
+        let size_at = |log: &LogIds, index| log.bytes_between(LogIndex(index), LogIndex(index));
+        assert_eq!(size_at(&log, 2), 0, "compacted");
+        assert_eq!(size_at(&log, 3), 7);
+        assert_eq!(log.bytes_between(LogIndex(1), LogIndex(4)), 15);
+        log.truncate_from(LogIndex(4));
+        log.push(LogId::new(2, 4), 100);
+        assert_eq!(size_at(&log, 4), 100);
+        assert_eq!(log.bytes_between(LogIndex(3), LogIndex(4)), 107);
     }
 }

@@ -74,12 +74,8 @@ impl Notify {
 
 /// Work for the apply task, in engine output order.
 pub(crate) enum ApplyOp {
-    /// A proposer waits on `first..first + count`.
-    Wait {
-        first: LogId,
-        count: u64,
-        notify: Notify,
-    },
+    /// Proposers wait on their entries (one op for a whole round of proposals).
+    Wait(Vec<Wait>),
     /// These entries were appended to the log.
     PreCommit(Vec<Entry>),
     /// Entries `first..=last` are about to be removed from the log.
@@ -93,6 +89,13 @@ pub(crate) enum ApplyOp {
     },
     /// Replace the state with this snapshot's.
     Restore(Arc<dyn SnapshotReader>),
+}
+
+/// A proposer waiting on `first..first + count`.
+pub(crate) struct Wait {
+    pub(crate) first: LogId,
+    pub(crate) count: u64,
+    pub(crate) notify: Notify,
 }
 
 struct Waiter {
@@ -155,8 +158,10 @@ impl Applier {
     pub(crate) async fn run(mut self, mut ops: mpsc::UnboundedReceiver<ApplyOp>) {
         while let Some(op) = ops.recv().await {
             if self.failed {
-                if let ApplyOp::Wait { notify, .. } = op {
-                    notify.send(Err(Error::Aborted));
+                if let ApplyOp::Wait(waits) = op {
+                    for wait in waits {
+                        wait.notify.send(Err(Error::Aborted));
+                    }
                 }
                 continue;
             }
@@ -192,12 +197,10 @@ impl Applier {
     async fn handle(&mut self, op: ApplyOp) -> Result<(), Error> {
         self.reap_snapshot_task().await;
         match op {
-            ApplyOp::Wait {
-                first,
-                count,
-                notify,
-            } => {
-                self.add_waiter(first, count, notify);
+            ApplyOp::Wait(waits) => {
+                for wait in waits {
+                    self.add_waiter(wait.first, wait.count, wait.notify);
+                }
                 Ok(())
             }
             ApplyOp::PreCommit(entries) => self.pre_commit(entries).await,

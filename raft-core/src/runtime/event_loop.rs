@@ -16,7 +16,7 @@ use tokio::task::JoinHandle;
 use tokio::time::MissedTickBehavior;
 use tracing::{debug, error, info};
 
-use super::applier::ApplyOp;
+use super::applier::{ApplyOp, Wait};
 use super::clock::Clock;
 use super::events::{Event, Inbound, Proposal, Reply};
 use super::metrics::NodeMetrics;
@@ -585,6 +585,7 @@ impl EventLoop {
             "the engine accepted a different number of entries"
         );
         let mut index = first.index;
+        let mut waits = Vec::with_capacity(proposals.len());
         for proposal in proposals {
             let at = LogId {
                 term: first.term,
@@ -599,15 +600,15 @@ impl EventLoop {
                 self.accepted.push((accepted, info));
             }
             let count = proposal.count as u64;
-            let notify = proposal.notify;
-            self.to_applier(ApplyOp::Wait {
+            waits.push(Wait {
                 first: at,
                 count,
-                notify,
-            })?;
+                notify: proposal.notify,
+            });
             index = index.plus(count);
         }
-        Ok(())
+        // One message for the round's callers: the apply task is woken once, not per caller.
+        self.to_applier(ApplyOp::Wait(waits))
     }
 
     fn run_rejected(&mut self, id: u64, leader: Option<NodeId>) {

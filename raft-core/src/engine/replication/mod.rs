@@ -294,6 +294,15 @@ fn apply_response(
                 progress.batch.on_success();
             }
         }
+        AppendOutcome::Conflict { hint } if overtook_earlier_request(progress, &request, hint) => {
+            // The follower's log ends before this request only because an earlier request
+            // still in flight has not reached it yet (the transport reordered them): nothing
+            // failed. Resend from here once the earlier one lands; the requests sent after this
+            // one would be refused alike, so they are forgotten. No batch penalty, no probing.
+            debug!(node = %core.id, prev = %request.prev_index, "AppendEntries overtook an earlier one");
+            progress.window.forget_after(request.seq);
+            progress.next_index = request.prev_index.next().max(progress.match_index.next());
+        }
         AppendOutcome::Conflict { hint } => {
             let next = next_after_conflict(core, hint, request.prev_index);
             if request.prev_index <= progress.match_index {
@@ -312,6 +321,18 @@ fn apply_response(
         }
         AppendOutcome::StaleTerm => {}
     }
+}
+
+/// Whether a rejection only says that `request` arrived before an earlier request that is still
+/// in flight: the follower's log is short of `request`'s predecessor (no term disagrees), its
+/// end is above what it acknowledged, and an earlier request reaches the predecessor.
+fn overtook_earlier_request(progress: &Progress, request: &Inflight, hint: ConflictHint) -> bool {
+    hint.term.is_none()
+        && hint.index <= request.prev_index
+        && request.prev_index > progress.match_index
+        && progress
+            .window
+            .earlier_reaches(request.seq, request.prev_index)
 }
 
 /// Where to resume after a rejection of a request whose `prev` was `rejected_prev`: one step per
@@ -336,13 +357,14 @@ fn replicate(core: &mut Core, peer: NodeId, progress: &mut Progress) {
             snapshot_send::send_snapshot(core, peer, progress);
             return;
         }
-        let plan = pacing::plan(
-            core.config.pacing,
-            progress,
-            last_index,
-            core.config.max_inflight_requests,
-            core.now_ms,
-        );
+        let limits = pacing::Limits {
+            pacing: core.config.pacing,
+            inflight: core.config.max_inflight_requests,
+            inflight_partial: core.config.max_inflight_partial_requests,
+        };
+        let plan = pacing::plan(limits, progress, last_index, core.now_ms, || {
+            full_batch_waiting(core, progress)
+        });
         match plan {
             SendPlan::Nothing => return,
             SendPlan::Batch => {
@@ -358,6 +380,18 @@ fn replicate(core: &mut Core, peer: NodeId, progress: &mut Progress) {
     }
 }
 
+/// Whether the entries from `next_index` on fill a request: the batch size in entries, or more
+/// than the byte limit.
+fn full_batch_waiting(core: &Core, progress: &Progress) -> bool {
+    let first = progress.next_index;
+    let last = core.log.last_index();
+    if last < first {
+        return false;
+    }
+    last.0 - first.0 + 1 >= progress.batch.batch()
+        || core.log.bytes_between(first, last) > core.config.batch_bytes_max
+}
+
 /// Sends `[next_index, next_index + batch)`, capped by the log end and the byte limit.
 /// Returns false if nothing could be sent.
 fn send_batch(core: &mut Core, peer: NodeId, progress: &mut Progress) -> bool {
@@ -369,16 +403,9 @@ fn send_batch(core: &mut Core, peer: NodeId, progress: &mut Progress) -> bool {
     let max_last = first
         .plus(progress.batch.batch() - 1)
         .min(core.log.last_index());
-    let mut last = first;
-    let mut bytes = core.log.size_at(first);
-    while last < max_last {
-        let size = core.log.size_at(last.next());
-        if bytes + size > core.config.batch_bytes_max {
-            break;
-        }
-        bytes += size;
-        last = last.next();
-    }
+    let last = core
+        .log
+        .last_within_bytes(first, max_last, core.config.batch_bytes_max);
     let Some(last_log_id) = core.log.log_id_at(last) else {
         return false;
     };

@@ -4,7 +4,10 @@
 //!   `[next_index, next_index + batch)` if the window has room (an empty heartbeat otherwise),
 //!   so with a round trip longer than the interval several requests are in flight.
 //! - `Eager`: entries go out as soon as the window has room; the timer still fires an empty
-//!   heartbeat when there was nothing to send for a whole interval.
+//!   heartbeat when there was nothing to send for a whole interval. Room for a partial batch
+//!   ends at `max_inflight_partial_requests` requests in flight (Nagle's rule): past that only
+//!   a full batch goes, so under load new entries gather while requests are in flight and the
+//!   per-request cost is shared, while a request to an idle follower still leaves at once.
 //!
 //! While probing (see `Progress::probing`) the window holds one request with entries.
 //! After a transport failure or timeout the follower is not sent new batches until its retry
@@ -22,18 +25,35 @@ pub(crate) enum SendPlan {
     Heartbeat,
 }
 
+/// The limits `plan` applies, from the configuration.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Limits {
+    pub(crate) pacing: Pacing,
+    /// Requests with entries in flight at most.
+    pub(crate) inflight: usize,
+    /// Requests with entries in flight at most before only full batches go (`Eager`).
+    pub(crate) inflight_partial: usize,
+}
+
+/// What to send to `progress` now. `full_batch` says whether the entries waiting from
+/// `next_index` on fill a whole request; it is asked only when that decides.
 pub(crate) fn plan(
-    pacing: Pacing,
+    limits: Limits,
     progress: &Progress,
     last_index: LogIndex,
-    max_inflight: usize,
     now_ms: u64,
+    full_batch: impl FnOnce() -> bool,
 ) -> SendPlan {
     let heartbeat_due = now_ms >= progress.heartbeat_due_ms;
-    let capacity = if progress.probing { 1 } else { max_inflight };
-    let has_room = progress.window.len_with_entries() < capacity
+    let capacity = if progress.probing { 1 } else { limits.inflight };
+    let inflight = progress.window.len_with_entries();
+    let has_room = inflight < capacity
         && progress.next_index <= last_index
-        && now_ms >= progress.retry_after_ms;
+        && now_ms >= progress.retry_after_ms
+        && (limits.pacing == Pacing::Heartbeat
+            || inflight < limits.inflight_partial
+            || full_batch());
+    let pacing = limits.pacing;
     match pacing {
         Pacing::Eager if has_room => SendPlan::Batch,
         Pacing::Eager | Pacing::Heartbeat if !heartbeat_due => SendPlan::Nothing,

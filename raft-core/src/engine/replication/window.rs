@@ -73,6 +73,26 @@ impl Window {
         self.requests.is_empty()
     }
 
+    /// Whether a request with entries sent before `seq` is still in flight and reaches `index`
+    /// (a request that overtook it may have been refused only for arriving first).
+    pub(crate) fn earlier_reaches(&self, seq: u64, index: LogIndex) -> bool {
+        self.requests
+            .iter()
+            .take_while(|request| request.seq < seq)
+            .any(|request| request.has_entries() && request.last_index >= index)
+    }
+
+    /// Forgets every request sent after `seq`: their answers become stale.
+    pub(crate) fn forget_after(&mut self, seq: u64) {
+        let keep = self.requests.partition_point(|request| request.seq <= seq);
+        let dropped = self
+            .requests
+            .drain(keep..)
+            .filter(Inflight::has_entries)
+            .count();
+        self.with_entries -= dropped;
+    }
+
     /// When the oldest request in flight was sent.
     pub(crate) fn oldest_sent_ms(&self) -> Option<u64> {
         self.requests.iter().map(|r| r.sent_ms).min()
@@ -109,6 +129,25 @@ mod tests {
         assert_eq!(window.take(1), Some(request(1, 0, 5)));
         assert_eq!(window.len_with_entries(), 0);
         assert_eq!(window.len(), 1);
+    }
+
+    #[test]
+    fn later_requests_can_be_forgotten() {
+        let mut window = Window::default();
+        window.push(request(1, 0, 5));
+        window.push(request(2, 5, 5));
+        window.push(request(3, 5, 9));
+        window.push(request(4, 9, 12));
+        assert!(window.earlier_reaches(3, LogIndex(5)));
+        assert!(!window.earlier_reaches(3, LogIndex(6)));
+        assert!(
+            !window.earlier_reaches(1, LogIndex(0)),
+            "nothing before the first"
+        );
+        window.forget_after(2);
+        assert_eq!(window.len(), 2);
+        assert_eq!(window.len_with_entries(), 1);
+        assert!(window.take(3).is_none());
     }
 
     #[test]

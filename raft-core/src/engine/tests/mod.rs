@@ -20,6 +20,7 @@ fn config() -> Config {
         check_quorum: true,
         pacing: Pacing::Eager,
         max_inflight_requests: 4,
+        max_inflight_partial_requests: 1,
         batch_entries_initial: 4,
         batch_entries_max: 64,
         batch_bytes_max: 1 << 20,

@@ -248,6 +248,8 @@ fn stale_response_does_not_advance_match_index() {
 fn out_of_order_responses_advance_match_to_the_highest() {
     let mut config = config();
     config.batch_entries_initial = 1;
+    // Partial batches pipelined, so that two requests are in flight.
+    config.max_inflight_partial_requests = 2;
     let mut cluster = Cluster::new(2, &config);
     cluster.elect(1, 2000);
     cluster.propose(1, "a");
@@ -264,6 +266,111 @@ fn out_of_order_responses_advance_match_to_the_highest() {
     cluster.deliver(reply_first);
     assert_eq!(cluster.engine(1).followers()[0].match_index, LogIndex(3));
     assert_eq!(cluster.commit_of(1), LogIndex(3));
+}
+
+/// Eager pacing, Nagle's rule: with a request in flight, entries that do not fill a batch wait
+/// and leave together when the answer comes; an idle follower gets a new entry at once.
+#[test]
+fn partial_batch_waits_for_the_request_in_flight() {
+    let mut cluster = Cluster::new(2, &config());
+    cluster.elect(1, 2000);
+    cluster.propose(1, "a");
+    assert_eq!(
+        cluster.network.len(),
+        1,
+        "an idle follower gets the entry at once"
+    );
+    for payload in ["b", "c", "d"] {
+        cluster.propose(1, payload);
+    }
+    assert_eq!(cluster.network.len(), 1, "b, c and d wait for the answer");
+    let request = cluster.network.pop_front().unwrap();
+    cluster.deliver(request);
+    let answer = cluster.network.pop_front().unwrap();
+    cluster.deliver(answer);
+    let sent: Vec<(u64, u64)> = cluster
+        .network
+        .iter()
+        .filter_map(|e| match &e.message {
+            Message::AppendEntries(r) => Some((
+                r.prev_log_id.index.0,
+                r.prev_log_id.index.0 + r.entries.len() as u64,
+            )),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(sent, [(2, 5)], "one request carries b, c and d");
+    cluster.deliver_all();
+    assert_eq!(cluster.commit_of(1), LogIndex(5));
+}
+
+/// Entries that fill a batch go out although a request is in flight (a follower catching up
+/// is pipelined up to `max_inflight_requests`).
+#[test]
+fn full_batches_go_out_while_a_request_is_in_flight() {
+    let mut config = config();
+    config.batch_entries_initial = 2;
+    config.batch_entries_max = 2;
+    let mut cluster = Cluster::new(2, &config);
+    cluster.elect(1, 2000);
+    cluster.propose(1, "a");
+    assert_eq!(cluster.network.len(), 1);
+    cluster.propose(1, "b");
+    assert_eq!(cluster.network.len(), 1, "one entry is not a full batch");
+    cluster.propose(1, "c");
+    assert_eq!(cluster.network.len(), 2, "b and c fill one");
+    cluster.deliver_all();
+    assert_eq!(cluster.commit_of(1), LogIndex(4));
+}
+
+/// A request that overtakes an earlier one is refused by the follower (its log is short of the
+/// request's predecessor), but nothing failed: the leader keeps its batch size, does not probe,
+/// and resends the refused entries behind the earlier request.
+#[test]
+fn a_request_that_overtook_an_earlier_one_is_resent_without_penalty() {
+    let mut config = config();
+    config.batch_entries_initial = 2;
+    config.batch_entries_max = 2;
+    let mut cluster = Cluster::new(2, &config);
+    cluster.elect(1, 2000);
+    for payload in ["a", "b", "c", "d"] {
+        cluster.propose(1, payload);
+    }
+    // [2] (alone: nothing was in flight) and [3, 4] (a full batch) in flight; the second
+    // arrives first.
+    assert_eq!(cluster.network.len(), 2);
+    let first = cluster.network.pop_front().unwrap();
+    let second = cluster.network.pop_front().unwrap();
+    cluster.deliver(second);
+    let refusal = cluster.network.pop_front().unwrap();
+    assert!(matches!(
+        &refusal.message,
+        Message::AppendEntriesResponse(AppendEntriesResponse {
+            outcome: AppendOutcome::Conflict { .. },
+            ..
+        })
+    ));
+    cluster.deliver(refusal);
+    let status = cluster.engine(1).followers()[0];
+    assert_eq!(status.batch, 2, "no failure: the batch stays");
+    assert_eq!(status.inflight, 2, "[2] still awaited, [3, 4] resent");
+    let resent: Vec<(u64, u64)> = cluster
+        .network
+        .iter()
+        .filter_map(|e| match &e.message {
+            Message::AppendEntries(r) => Some((
+                r.prev_log_id.index.0,
+                r.prev_log_id.index.0 + r.entries.len() as u64,
+            )),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(resent, [(2, 4)]);
+    cluster.deliver(first);
+    cluster.deliver_all();
+    let status = cluster.engine(1).followers()[0];
+    assert_eq!((status.batch, status.match_index), (2, LogIndex(5)));
+    assert_eq!(cluster.commit_of(1), LogIndex(5));
 }
 
 #[test]
