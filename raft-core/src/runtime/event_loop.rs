@@ -169,12 +169,42 @@ impl EventLoop {
                     self.on_durable().await?;
                 }
                 received = self.events.recv_many(&mut round, EVENTS_PER_ROUND) => {
-                    if received == 0 || self.on_round(&mut round).await? == Flow::Stop {
+                    if received == 0 {
+                        return Ok(());
+                    }
+                    self.gather_callers(&mut round).await;
+                    if self.on_round(&mut round).await? == Flow::Stop {
                         return Ok(());
                     }
                 }
             }
             self.publish_status();
+        }
+    }
+
+    /// Lets the callers that are ready to run join a round that holds client requests.
+    ///
+    /// A caller that queues a request wakes the loop, and tokio runs a task woken by another
+    /// one next on the same worker (its LIFO slot): without a pause the loop would take each
+    /// round as soon as the first of a crowd of callers queued into it, and step one or two
+    /// proposals at a time. Yielding once puts the loop behind the tasks already runnable; what
+    /// they queued meanwhile joins the round, so one log append and one send serve them all.
+    /// Measured on the `http` benchmark with 256 clients: 2 proposals per round before, 55
+    /// after. With one caller the pause is one trip through the scheduler (a microsecond or
+    /// two), and rounds of only peer traffic do not pause.
+    async fn gather_callers(&mut self, round: &mut Vec<Event>) {
+        let from_callers = round
+            .iter()
+            .any(|event| matches!(event, Event::Propose(_) | Event::Read(_)));
+        if !from_callers || round.len() >= EVENTS_PER_ROUND {
+            return;
+        }
+        tokio::task::yield_now().await;
+        while round.len() < EVENTS_PER_ROUND {
+            match self.events.try_recv() {
+                Ok(event) => round.push(event),
+                Err(_) => break,
+            }
         }
     }
 
