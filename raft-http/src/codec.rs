@@ -8,7 +8,9 @@
 //!
 //! The two messages that carry bulk data are decoded without copying it: AppendEntries, the hot
 //! path ([`decode_append_entries`] borrows each command from the received body and hands it on
-//! as a [`Bytes`] slice of the same buffer), and InstallSnapshot ([`decode_install_snapshot`]
+//! as a [`Bytes`] slice of the same buffer; it and [`encode_append_entries`] are written by hand
+//! over rmp, byte for byte the serde shape, because serde's per-field visitors were a visible
+//! share of the `http` benchmark), and InstallSnapshot ([`decode_install_snapshot`]
 //! does the same with the chunk's data). The server collects a body into one buffer, which
 //! copies only when it arrived in several HTTP/2 frames. Encoding writes each payload (or the
 //! chunk) once into the request buffer, sized up front. Other messages go through plain serde.
@@ -18,9 +20,11 @@
 // Untrusted bytes are decoded here: no indexing that could panic (STYLE §4).
 #![deny(clippy::indexing_slicing)]
 
+mod append;
+
 use bytes::Bytes;
 use raft_core::message::{AppendEntries, InstallSnapshot};
-use raft_core::{Entry, LogId, LogIndex, NodeId, Payload, SnapshotMeta, Term};
+use raft_core::{NodeId, SnapshotMeta, Term};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
@@ -73,15 +77,19 @@ pub fn encode<T: Serialize + ?Sized>(message: &T) -> Result<Bytes, EncodeError> 
     encode_with_capacity(message, 64)
 }
 
-/// Encodes an AppendEntries into one buffer sized for its payloads up front.
+/// Encodes an AppendEntries into one buffer sized for its payloads up front (by hand: the bytes
+/// are those [`encode`] writes, see `codec/append.rs`).
 ///
 /// # Errors
-/// [`EncodeError`] if serde refuses the value.
+/// [`EncodeError`] for a request no peer could read (over 2^32 entries, a command over 4 GiB).
 pub fn encode_append_entries(request: &AppendEntries) -> Result<Bytes, EncodeError> {
     let payload_bytes: u64 = request.entries.iter().map(|e| e.payload.len()).sum();
     // Per entry: the array and enum headers, two u64s and a bin header, at most ~32 bytes.
     let capacity = 64 + request.entries.len() * 32 + payload_bytes as usize;
-    encode_with_capacity(request, capacity)
+    let mut buffer = Vec::with_capacity(capacity);
+    write_envelope(&mut buffer)?;
+    append::write(&mut buffer, request)?;
+    Ok(Bytes::from(buffer))
 }
 
 /// Encodes an InstallSnapshot chunk into one buffer sized for its data up front.
@@ -99,11 +107,17 @@ fn encode_with_capacity<T: Serialize + ?Sized>(
     capacity: usize,
 ) -> Result<Bytes, EncodeError> {
     let mut buffer = Vec::with_capacity(capacity);
-    rmp::encode::write_array_len(&mut buffer, 2).map_err(|e| EncodeError(e.to_string()))?;
-    rmp::encode::write_uint(&mut buffer, u64::from(WIRE_VERSION))
-        .map_err(|e| EncodeError(e.to_string()))?;
+    write_envelope(&mut buffer)?;
     rmp_serde::encode::write(&mut buffer, message).map_err(|e| EncodeError(e.to_string()))?;
     Ok(Bytes::from(buffer))
+}
+
+/// The envelope's head: a 2-array and the version; the message follows.
+fn write_envelope(buffer: &mut Vec<u8>) -> Result<(), EncodeError> {
+    rmp::encode::write_array_len(buffer, 2).map_err(|e| EncodeError(e.to_string()))?;
+    rmp::encode::write_uint(buffer, u64::from(WIRE_VERSION))
+        .map_err(|e| EncodeError(e.to_string()))?;
+    Ok(())
 }
 
 /// Decodes a message of type `T` from a body in the current wire version.
@@ -116,33 +130,14 @@ pub fn decode<T: DeserializeOwned>(body: &[u8]) -> Result<T, DecodeError> {
     rmp_serde::from_slice(message).map_err(|e| DecodeError::Message(e.to_string()))
 }
 
-/// Decodes an AppendEntries whose command payloads are slices of `body` (no copy).
+/// Decodes an AppendEntries whose command payloads are slices of `body` (no copy). It reads
+/// what [`encode`] writes for an `AppendEntries`, by hand (see `codec/append.rs`).
 ///
 /// # Errors
 /// As [`decode`].
 pub fn decode_append_entries(body: &Bytes) -> Result<AppendEntries, DecodeError> {
     let message = open_envelope(body)?;
-    let wire: WireAppendEntries<'_> =
-        rmp_serde::from_slice(message).map_err(|e| DecodeError::Message(e.to_string()))?;
-    let entries = wire
-        .entries
-        .into_iter()
-        .map(|entry| Entry {
-            log_id: entry.log_id,
-            payload: match entry.payload {
-                WirePayload::Blank => Payload::Blank,
-                WirePayload::Command(bytes) => Payload::Command(share(body, bytes)),
-            },
-        })
-        .collect();
-    Ok(AppendEntries {
-        term: wire.term,
-        leader_id: wire.leader_id,
-        seq: wire.seq,
-        prev_log_id: wire.prev_log_id,
-        entries,
-        leader_commit: wire.leader_commit,
-    })
+    append::read(body, message)
 }
 
 /// Decodes an InstallSnapshot chunk whose data is a slice of `body` (no copy).
@@ -229,33 +224,8 @@ fn share(whole: &Bytes, part: &[u8]) -> Bytes {
     }
 }
 
-// The borrowed mirrors of raft-core's AppendEntries, Entry, Payload and InstallSnapshot: the
-// same fields in the same order and the same variant names, so they read exactly what rmp-serde
-// writes for them (the proptest checks that against the owned decoder).
-
-#[derive(Deserialize)]
-struct WireAppendEntries<'a> {
-    term: Term,
-    leader_id: NodeId,
-    seq: u64,
-    prev_log_id: LogId,
-    #[serde(borrow)]
-    entries: Vec<WireEntry<'a>>,
-    leader_commit: LogIndex,
-}
-
-#[derive(Deserialize)]
-struct WireEntry<'a> {
-    log_id: LogId,
-    #[serde(borrow)]
-    payload: WirePayload<'a>,
-}
-
-#[derive(Deserialize)]
-enum WirePayload<'a> {
-    Blank,
-    Command(&'a [u8]),
-}
+// The borrowed mirror of raft-core's InstallSnapshot: the same fields in the same order, so it
+// reads exactly what rmp-serde writes for it (the proptest checks that against the owned decoder).
 
 #[derive(Deserialize)]
 struct WireInstallSnapshot<'a> {
@@ -274,6 +244,7 @@ struct WireInstallSnapshot<'a> {
 #[allow(clippy::indexing_slicing)]
 mod tests {
     use super::*;
+    use raft_core::{Entry, LogId, LogIndex, Payload};
 
     fn append_entries() -> AppendEntries {
         AppendEntries {
