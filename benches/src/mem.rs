@@ -60,11 +60,9 @@ pub(crate) fn watch_log_bytes(
 
 /// The node configuration every workload shares, from the command line.
 pub(crate) fn node_config(options: &Options) -> NodeConfig {
-    let mut config = NodeConfig {
-        async_replication: options.mode == Mode::AsyncReplication,
-        snapshot_log_bytes: options.snapshot_threshold,
-        ..NodeConfig::default()
-    };
+    let mut config = NodeConfig::default();
+    config.async_replication = options.mode == Mode::AsyncReplication;
+    config.snapshot_log_bytes = options.snapshot_threshold;
     config.raft.pacing = match options.pacing {
         PacingArg::Eager => Pacing::Eager,
         PacingArg::Heartbeat => Pacing::Heartbeat,

@@ -26,8 +26,20 @@ pub enum Pacing {
     Eager,
 }
 
-/// Configuration of one Raft node. Build it with [`Config::default`] and adjust fields.
+/// Configuration of one Raft node. Build it with [`Config::default`] and adjust fields (the
+/// struct is `#[non_exhaustive]`, so a later release can add settings without breaking your
+/// code); a serialized config that lacks a field reads it as the default.
+///
+/// ```
+/// let mut config = raft_core::Config::default();
+/// config.election_timeout_ms = 500;
+/// config.heartbeat_interval_ms = 50;
+/// config.validate()?;
+/// # Ok::<(), raft_core::Error>(())
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+#[non_exhaustive]
 pub struct Config {
     /// `T`: a follower starts an election after a random timeout in `[T, 2T)` without a leader.
     pub election_timeout_ms: u64,
@@ -207,6 +219,27 @@ mod tests {
         let bytes = rmp_serde::to_vec_named(&old).unwrap();
         let config: Config = rmp_serde::from_slice(&bytes).unwrap();
         assert_eq!(config, d);
+    }
+
+    #[test]
+    fn a_config_serialized_with_only_some_fields_reads_the_rest_as_defaults() {
+        #[derive(Serialize)]
+        struct Partial {
+            election_timeout_ms: u64,
+            pacing: Pacing,
+        }
+        let bytes = rmp_serde::to_vec_named(&Partial {
+            election_timeout_ms: 3000,
+            pacing: Pacing::Heartbeat,
+        })
+        .unwrap();
+        let config: Config = rmp_serde::from_slice(&bytes).unwrap();
+        let expected = Config {
+            election_timeout_ms: 3000,
+            pacing: Pacing::Heartbeat,
+            ..Config::default()
+        };
+        assert_eq!(config, expected);
     }
 
     #[test]

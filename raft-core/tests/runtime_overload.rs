@@ -86,10 +86,8 @@ async fn single_node(max_queued_requests: usize) -> (Node, Arc<GatedStore>, MemL
         held: AtomicBool::new(false),
         opened: Notify::new(),
     });
-    let config = NodeConfig {
-        max_queued_requests,
-        ..NodeConfig::default()
-    };
+    let mut config = NodeConfig::default();
+    config.max_queued_requests = max_queued_requests;
     let network = MemNetwork::new(1);
     let node = Node::start(
         id,

@@ -39,8 +39,10 @@ pub struct KvApi {
     node_label: String,
 }
 
-/// Limits of the client API.
+/// Limits of the client API. `#[non_exhaustive]`: start from [`ApiConfig::default`] and set
+/// fields.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ApiConfig {
     /// Values over this many bytes are refused with 413.
     pub max_value_bytes: usize,

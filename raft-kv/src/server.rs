@@ -129,10 +129,8 @@ impl KvNode {
         let mut raft = options.raft.clone();
         raft.snapshot_log_bytes = options.snapshot_threshold;
         let chunk_bytes = raft.raft.snapshot_chunk_bytes;
-        let config = ReplicaConfig {
-            node: raft,
-            ..ReplicaConfig::default()
-        };
+        let mut config = ReplicaConfig::default();
+        config.node = raft;
         let replica = Replica::start(
             id,
             members,

@@ -11,8 +11,10 @@ use crate::error::Error;
 use crate::session::{ClientId, RequestId, SessionConfig};
 use crate::state_machine::SessionStateMachine;
 
-/// How a [`Replica`] runs.
+/// How a [`Replica`] runs. `#[non_exhaustive]`: start from [`ReplicaConfig::default`] and set
+/// fields.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ReplicaConfig {
     /// The node's settings. Its `snapshot_log_bytes` is the size trigger: when the log store's
     /// [`byte_count`](raft_core::LogStore::byte_count) reaches it (and has grown by half of it

@@ -47,7 +47,10 @@ impl fmt::Display for RequestId {
 /// was evicted (or cleared) starts a new one with its next request: a retry of an old request
 /// after that is applied again, so size `max_clients` above the number of clients active within
 /// the longest retry window (the metric `raft_wrapper_sessions_evicted_total` counts evictions).
+///
+/// `#[non_exhaustive]`: start from [`SessionConfig::default`] and set fields.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct SessionConfig {
     /// Most client sessions tracked (at least 1).
     pub max_clients: usize,

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use common::{Cluster, decode_value, test_config};
-use raft_wrapper::{ClientId, Error, RequestId, SessionConfig};
+use raft_wrapper::{ClientId, Error, RequestId};
 
 const C1: ClientId = ClientId(0xC1);
 
@@ -96,10 +96,7 @@ async fn retry_gets_duplicate_flag_and_original_result_on_the_same_leader() {
 #[tokio::test(start_paused = true)]
 async fn older_request_id_without_a_kept_result_is_refused() {
     let mut config = test_config();
-    config.sessions = SessionConfig {
-        results_per_client: 2,
-        ..SessionConfig::default()
-    };
+    config.sessions.results_per_client = 2;
     let cluster = Cluster::start(3, config).await;
     cluster.wait_for_leader().await;
     for request in 1..=4 {
@@ -166,10 +163,8 @@ async fn cleared_client_is_forgotten_on_every_replica() {
 #[tokio::test(start_paused = true)]
 async fn least_recently_active_session_is_evicted_identically_on_every_replica() {
     let mut config = test_config();
-    config.sessions = SessionConfig {
-        max_clients: 2,
-        results_per_client: 1,
-    };
+    config.sessions.max_clients = 2;
+    config.sessions.results_per_client = 1;
     let cluster = Cluster::start(3, config).await;
     cluster.wait_for_leader().await;
     let (a, b, c) = (ClientId(1), ClientId(2), ClientId(3));

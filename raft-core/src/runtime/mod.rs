@@ -35,7 +35,10 @@ use crate::config::Config;
 use crate::error::Error;
 
 /// How a node runs: the engine's [`Config`] plus the runtime's own settings.
+///
+/// `#[non_exhaustive]`: start from [`NodeConfig::default`] and set fields.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct NodeConfig {
     /// The consensus settings (timeouts, pacing, batching).
     pub raft: Config,

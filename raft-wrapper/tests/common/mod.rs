@@ -137,11 +137,10 @@ pub fn test_config() -> ReplicaConfig {
     node.raft.heartbeat_interval_ms = 30;
     node.raft.request_timeout_ms = 300;
     node.snapshot_log_bytes = 0;
-    ReplicaConfig {
-        node,
-        submit_timeout: Duration::from_secs(2),
-        ..ReplicaConfig::default()
-    }
+    let mut config = ReplicaConfig::default();
+    config.node = node;
+    config.submit_timeout = Duration::from_secs(2);
+    config
 }
 
 /// Replicas 1..=n with their stores and counters.
