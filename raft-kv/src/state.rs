@@ -1,10 +1,11 @@
 //! [`KvState`]: the replicated map, as a raft-core state machine.
 
-use std::collections::BTreeMap;
+use std::ops::Bound;
 use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use async_trait::async_trait;
 use bytes::{Buf, BufMut, Bytes, BytesMut};
+use imbl::OrdMap;
 use raft_core::{Entry, Error, Payload, SnapshotReader, SnapshotSource, StateMachine};
 
 use crate::command::{IncrAnswer, KvCommand};
@@ -14,11 +15,15 @@ const SNAPSHOT_MAGIC: &[u8; 8] = b"RAFTKV01";
 /// Bytes per snapshot chunk produced and read.
 const CHUNK_BYTES: usize = 1 << 20;
 
+/// The map's type: a persistent B-tree whose clone shares every node, so a snapshot fixes its
+/// view in O(1) however many keys there are, and later writes copy only the paths they touch.
+type Map = OrdMap<Bytes, Bytes>;
+
 /// The key-value map every replica applies the log to. Cheap to clone (a shared handle);
 /// readers ([`get`](KvState::get)) run concurrently with the apply task.
 #[derive(Clone, Debug, Default)]
 pub struct KvState {
-    map: Arc<RwLock<BTreeMap<Bytes, Bytes>>>,
+    map: Arc<RwLock<Map>>,
 }
 
 impl KvState {
@@ -46,17 +51,17 @@ impl KvState {
         self.read().is_empty()
     }
 
-    fn read(&self) -> RwLockReadGuard<'_, BTreeMap<Bytes, Bytes>> {
+    fn read(&self) -> RwLockReadGuard<'_, Map> {
         self.map.read().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn write(&self) -> RwLockWriteGuard<'_, BTreeMap<Bytes, Bytes>> {
+    fn write(&self) -> RwLockWriteGuard<'_, Map> {
         self.map.write().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
 /// Applies one command; the answer for its proposer.
-fn apply(map: &mut BTreeMap<Bytes, Bytes>, command: KvCommand) -> Bytes {
+fn apply(map: &mut Map, command: KvCommand) -> Bytes {
     match command {
         // Keys and values are copied out of the entry: a slice would keep the whole received
         // batch (or log segment) it came in alive as long as the key lives.
@@ -110,15 +115,13 @@ impl StateMachine for KvState {
     }
 
     async fn snapshot(&self) -> Result<Box<dyn SnapshotSource>, Error> {
-        // Fix the view: keys and values are shared `Bytes`, so this copies pointers only.
-        let pairs: Vec<(Bytes, Bytes)> = self
-            .read()
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
+        // Fix the view: a persistent map's clone shares its nodes (O(1) on the apply task, the
+        // lock held for a reference-count increment); the snapshot task encodes it later.
+        let map = self.read().clone();
         Ok(Box::new(KvSource {
             header_sent: false,
-            pairs: pairs.into_iter(),
+            map,
+            after: None,
         }))
     }
 
@@ -154,7 +157,10 @@ impl StateMachine for KvState {
 /// Encodes the fixed view lazily, chunk by chunk, on the runtime's snapshot task.
 struct KvSource {
     header_sent: bool,
-    pairs: std::vec::IntoIter<(Bytes, Bytes)>,
+    /// The view as of the snapshot's index.
+    map: Map,
+    /// The last key encoded; the next chunk starts after it.
+    after: Option<Bytes>,
 }
 
 #[async_trait]
@@ -165,16 +171,25 @@ impl SnapshotSource for KvSource {
             self.header_sent = true;
             chunk.put_slice(SNAPSHOT_MAGIC);
         }
-        while chunk.len() < CHUNK_BYTES {
-            let Some((key, value)) = self.pairs.next() else {
+        let start = match &self.after {
+            None => Bound::Unbounded,
+            Some(key) => Bound::Excluded(&key[..]),
+        };
+        let mut last = None;
+        for (key, value) in self.map.range::<_, [u8]>((start, Bound::Unbounded)) {
+            if chunk.len() >= CHUNK_BYTES {
                 break;
-            };
-            for field in [&key, &value] {
+            }
+            for field in [key, value] {
                 let len = u32::try_from(field.len())
                     .map_err(|_| Error::state_machine("a key or value over 4 GiB"))?;
                 chunk.put_u32(len);
                 chunk.put_slice(field);
             }
+            last = Some(key);
+        }
+        if let Some(key) = last {
+            self.after = Some(key.clone());
         }
         Ok((!chunk.is_empty()).then(|| chunk.freeze()))
     }
@@ -186,7 +201,7 @@ struct Decoder {
     pending: BytesMut,
     header_seen: bool,
     key: Option<Bytes>,
-    map: BTreeMap<Bytes, Bytes>,
+    map: Map,
 }
 
 impl Decoder {
@@ -228,7 +243,7 @@ impl Decoder {
         }
     }
 
-    fn finish(self) -> Result<BTreeMap<Bytes, Bytes>, String> {
+    fn finish(self) -> Result<Map, String> {
         if !self.header_seen || !self.pending.is_empty() || self.key.is_some() {
             return Err("the snapshot data ends in the middle of a record".to_owned());
         }
@@ -319,6 +334,57 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(*restored.read(), *state.read());
+    }
+
+    fn put(index: u64, key: String, value: Vec<u8>) -> Entry {
+        entry(
+            index,
+            &KvCommand::Put {
+                key: Bytes::from(key),
+                value: Bytes::from(value),
+            },
+        )
+    }
+
+    #[tokio::test]
+    async fn snapshot_is_the_map_at_capture_even_when_writes_follow_it() {
+        // ~3 MiB of values: the source resumes after its last key across several chunks.
+        let state = KvState::new();
+        let entries: Vec<Entry> = (1..=3000u64)
+            .map(|i| put(i, format!("key-{i:05}"), vec![b'a'; 1024]))
+            .collect();
+        state.commit(&entries).await.unwrap();
+        let expected = state.read().clone();
+
+        let mut source = state.snapshot().await.unwrap();
+        // Writes after the capture: overwrite, delete and add keys.
+        let later = [
+            put(3001, "key-00001".to_owned(), b"changed".to_vec()),
+            entry(
+                3002,
+                &KvCommand::Delete {
+                    key: Bytes::from_static(b"key-01500"),
+                },
+            ),
+            put(3003, "key-99999".to_owned(), b"new".to_vec()),
+            put(3004, "a-first".to_owned(), b"new".to_vec()),
+        ];
+        state.commit(&later).await.unwrap();
+
+        let mut data = BytesMut::new();
+        let mut chunks = 0;
+        while let Some(chunk) = source.next_chunk().await.unwrap() {
+            assert!(chunk.len() <= CHUNK_BYTES + 2 * (4 + 1024));
+            data.put_slice(&chunk);
+            chunks += 1;
+        }
+        assert!(chunks >= 3, "{chunks} chunks");
+        let restored = KvState::new();
+        restored.restore(reader(data.freeze())).await.unwrap();
+        assert_eq!(*restored.read(), expected);
+        assert_eq!(restored.len(), 3000);
+        assert_eq!(state.get(b"key-00001").as_deref(), Some(&b"changed"[..]));
+        assert_eq!(state.len(), 3001);
     }
 
     #[tokio::test]
