@@ -355,17 +355,29 @@ impl LogStore for MemLogStore {
     }
 
     async fn compact(&self, before: LogIndex) -> Result<(), Error> {
-        let mut state = self.state();
-        Self::check_writable(&state)?;
-        while state.first_index < before {
-            let Some(entry) = state.entries.pop_front() else {
+        let removed = {
+            let mut state = self.state();
+            Self::check_writable(&state)?;
+            if before <= state.first_index {
+                return Ok(());
+            }
+            let count = usize::try_from(before.0 - state.first_index.0).unwrap_or(usize::MAX);
+            let removed = if count >= state.entries.len() {
                 // Past the last entry: the log is empty and continues at `before`.
-                state.first_index = before;
-                break;
+                std::mem::take(&mut state.entries)
+            } else {
+                let kept = state.entries.split_off(count);
+                std::mem::replace(&mut state.entries, kept)
             };
-            state.payload_bytes -= entry.payload.len();
-            state.first_index = state.first_index.next();
-        }
+            state.payload_bytes -= removed.iter().map(|e| e.payload.len()).sum::<u64>();
+            state.first_index = before;
+            removed
+        };
+        // Dropped here, outside the lock, so reads and appends from other tasks go on. Handing
+        // it to a blocking thread instead was measured worse on 2 cores (p99 of the `http`
+        // benchmark ~1.1 ms against ~0.85 ms): that thread competes with the workers and frees
+        // memory the workers' allocator arenas own.
+        drop(removed);
         Ok(())
     }
 
@@ -476,6 +488,42 @@ mod tests {
         assert_eq!(store.durable_index(), LogIndex::ZERO);
         tokio::time::sleep(Duration::from_millis(10)).await;
         assert_eq!(*store.durable().borrow(), LogId::new(2, 2));
+    }
+
+    #[tokio::test]
+    async fn compaction_drops_the_prefix_and_its_bytes_and_past_the_end_empties_the_log() {
+        let store = MemLogStore::new();
+        let entries: Vec<Entry> = (1..=3000).map(|i| entry(1, i)).collect();
+        store.append(&entries).await.unwrap();
+        let bytes = |range: std::ops::RangeInclusive<u64>| -> u64 {
+            range
+                .map(|i| entry(1, i).payload.len() + ENTRY_OVERHEAD_BYTES)
+                .sum()
+        };
+        assert_eq!(store.byte_count(), bytes(1..=3000));
+
+        store.compact(LogIndex(2001)).await.unwrap();
+        assert_eq!(store.byte_count(), bytes(2001..=3000));
+        let read = store.read(LogIndex(2001), LogIndex(2003)).await.unwrap();
+        assert_eq!(read, vec![entry(1, 2001), entry(1, 2002), entry(1, 2003)]);
+        // A range that starts in the compacted prefix is not in the log any more.
+        assert!(
+            store
+                .read(LogIndex(2000), LogIndex(2001))
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        // Compacting below what is already gone changes nothing.
+        store.compact(LogIndex(5)).await.unwrap();
+        assert_eq!(store.byte_count(), bytes(2001..=3000));
+
+        // Past the last entry: the log is empty and continues at the cut.
+        store.compact(LogIndex(4001)).await.unwrap();
+        assert_eq!(store.byte_count(), 0);
+        assert!(store.entries().is_empty());
+        store.append(&[entry(2, 4001)]).await.unwrap();
+        assert_eq!(store.entries(), vec![entry(2, 4001)]);
     }
 
     #[tokio::test(start_paused = true)]
