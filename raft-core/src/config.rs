@@ -62,9 +62,7 @@ pub struct Config {
     /// and larger: each request has a fixed cost (a transport call, a wake-up of both event
     /// loops) that batching shares. A follower far behind still gets up to
     /// `max_inflight_requests` full batches at once. In `1..=max_inflight_requests`; setting it
-    /// to `max_inflight_requests` sends every entry as soon as the window has room. A config
-    /// serialized without this field reads as the default.
-    #[serde(default = "default_max_inflight_partial_requests")]
+    /// to `max_inflight_requests` sends every entry as soon as the window has room.
     pub max_inflight_partial_requests: usize,
     /// Entries per request for a fresh follower (the batch sizer's starting point).
     pub batch_entries_initial: u64,
@@ -93,7 +91,7 @@ impl Default for Config {
             check_quorum: true,
             pacing: Pacing::Eager,
             max_inflight_requests: 8,
-            max_inflight_partial_requests: default_max_inflight_partial_requests(),
+            max_inflight_partial_requests: 1,
             batch_entries_initial: 16,
             batch_entries_max: 1024,
             batch_bytes_max: 1 << 20,
@@ -103,10 +101,6 @@ impl Default for Config {
             snapshot_chunk_bytes: 1 << 20,
         }
     }
-}
-
-fn default_max_inflight_partial_requests() -> usize {
-    1
 }
 
 impl Config {
