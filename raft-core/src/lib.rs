@@ -106,6 +106,7 @@ pub mod config;
 pub mod engine;
 pub mod error;
 pub mod message;
+pub mod metrics;
 pub mod runtime;
 pub mod snapshot;
 pub mod state_machine;

@@ -4,7 +4,7 @@ mod common;
 
 use common::{TestCluster, test_config};
 use metrics_exporter_prometheus::PrometheusBuilder;
-use raft_core::runtime::metrics;
+use raft_core::metrics;
 use raft_core::testing::MemKv;
 
 #[tokio::test(start_paused = true)]

@@ -22,7 +22,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-use raft_core::runtime::metrics::{FSYNC_SECONDS, GROUP_COMMIT_ENTRIES};
+use raft_core::metrics::{FSYNC_SECONDS, GROUP_COMMIT_ENTRIES};
 use raft_core::{Entry, HardState, LogIndex};
 use tokio::sync::oneshot;
 

@@ -17,7 +17,7 @@ use super::NodeConfig;
 use super::applier::{Applier, CommitResult, Notify};
 use super::event_loop::{EventLoop, LoopParts};
 use super::events::{Event, Inbound, Proposal};
-use super::metrics::{append_latency_histogram, applied_index_gauge};
+use super::node_metrics::{append_latency_histogram, applied_index_gauge};
 use super::peer::PeerSender;
 use super::persist::write_hard_states;
 use super::snapshots::SnapshotMetrics;

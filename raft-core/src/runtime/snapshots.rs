@@ -9,8 +9,8 @@ use tokio::sync::mpsc;
 use tracing::{info, warn};
 
 use super::events::Event;
-use super::metrics::{SNAPSHOT_BYTES, SNAPSHOT_SECONDS, SNAPSHOTS_CREATED, SNAPSHOTS_INSTALLED};
 use crate::error::Error;
+use crate::metrics::{SNAPSHOT_BYTES, SNAPSHOT_SECONDS, SNAPSHOTS_CREATED, SNAPSHOTS_INSTALLED};
 use crate::snapshot::{SnapshotMeta, SnapshotSource};
 use crate::storage::LogStore;
 use crate::types::{LogId, Membership, NodeId};
