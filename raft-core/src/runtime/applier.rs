@@ -17,60 +17,18 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use metrics::Gauge;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tracing::{Instrument, error, info, warn};
 
 use super::events::Event;
+use super::results::{Appended, Notify, Wait};
 use super::snapshots::{SnapshotMetrics, write_snapshot};
 use crate::error::Error;
 use crate::snapshot::SnapshotReader;
 use crate::state_machine::StateMachine;
 use crate::storage::LogStore;
 use crate::types::{Entry, EntryInfo, LogId, LogIndex, Membership};
-
-/// What a proposer gets: where its commands landed and one result per command, in order.
-pub type CommitResult = Result<Appended, Error>;
-
-/// Commands appended and applied (or, in async replication mode, pre-committed).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Appended {
-    /// The first command's entry; the others follow it at consecutive indexes, same term.
-    pub first: EntryInfo,
-    /// The state machine's result for each command, in order.
-    pub results: Vec<Bytes>,
-}
-
-impl Appended {
-    /// Each command's entry with its result.
-    pub fn entries(&self) -> impl Iterator<Item = (EntryInfo, &Bytes)> + '_ {
-        self.results.iter().enumerate().map(|(offset, result)| {
-            let info = EntryInfo {
-                term: self.first.term,
-                index: self.first.index.plus(offset as u64),
-            };
-            (info, result)
-        })
-    }
-}
-
-/// How a proposer is told its result.
-pub(crate) enum Notify {
-    Channel(oneshot::Sender<CommitResult>),
-    Callback(Box<dyn FnOnce(CommitResult) + Send>),
-}
-
-impl Notify {
-    pub(crate) fn send(self, result: CommitResult) {
-        match self {
-            // The caller may have dropped its future; nothing to do then.
-            Notify::Channel(sender) => {
-                let _ = sender.send(result);
-            }
-            Notify::Callback(callback) => callback(result),
-        }
-    }
-}
 
 /// Work for the apply task, in engine output order.
 pub(crate) enum ApplyOp {
@@ -89,13 +47,6 @@ pub(crate) enum ApplyOp {
     },
     /// Replace the state with this snapshot's.
     Restore(Arc<dyn SnapshotReader>),
-}
-
-/// A proposer waiting on `first..first + count`.
-pub(crate) struct Wait {
-    pub(crate) first: LogId,
-    pub(crate) count: u64,
-    pub(crate) notify: Notify,
 }
 
 struct Waiter {

@@ -3,20 +3,15 @@
 //! `Error::Overloaded` at once while completions from the node's own tasks are never refused
 //! (refusing them could deadlock the loop against its own workers).
 
-use bytes::Bytes;
-use tokio::sync::oneshot;
-
-use super::applier::Notify;
+use super::proposals::Proposal;
+use super::results::Reply;
 use crate::error::Error;
 use crate::message::{
     AppendEntries, AppendEntriesResponse, InstallSnapshot, InstallSnapshotResponse, Message,
     RequestVote, RequestVoteResponse, TimeoutNow,
 };
 use crate::snapshot::SnapshotMeta;
-use crate::types::{EntryInfo, HardState, LogIndex, NodeId};
-
-/// A one-shot answer to a caller.
-pub(crate) type Reply<T> = oneshot::Sender<Result<T, Error>>;
+use crate::types::{HardState, LogIndex, NodeId};
 
 pub(crate) enum Event {
     /// A client's commands (counted in `queued`).
@@ -45,19 +40,52 @@ pub(crate) enum Event {
     Shutdown,
 }
 
-pub(crate) struct Proposal {
-    pub(crate) payloads: Vec<Bytes>,
-    /// `payloads.len()` as proposed (the loop takes the payloads out).
-    pub(crate) count: usize,
-    /// Async-handler mode: told the entries' position as soon as they are appended.
-    pub(crate) accepted: Option<Reply<EntryInfo>>,
-    /// Told the result: the commit result, or the pre-commit result in async replication mode.
-    pub(crate) notify: Notify,
-}
-
 pub(crate) enum Inbound {
     Append(AppendEntries, Reply<AppendEntriesResponse>),
     Vote(RequestVote, Reply<RequestVoteResponse>),
     TimeoutNow(TimeoutNow),
     Snapshot(InstallSnapshot, Reply<InstallSnapshotResponse>),
+}
+
+impl Inbound {
+    /// The sender of a request that waits for an answer (`TimeoutNow` waits for none).
+    pub(crate) fn requester(&self) -> Option<NodeId> {
+        match self {
+            Inbound::Append(request, _) => Some(request.leader_id),
+            Inbound::Vote(request, _) => Some(request.candidate_id),
+            Inbound::Snapshot(request, _) => Some(request.leader_id),
+            Inbound::TimeoutNow(_) => None,
+        }
+    }
+
+    /// Answers the request with `error` instead of stepping it.
+    pub(crate) fn refuse(self, error: Error) {
+        match self {
+            Inbound::Append(_, reply) => {
+                let _ = reply.send(Err(error));
+            }
+            Inbound::Vote(_, reply) => {
+                let _ = reply.send(Err(error));
+            }
+            Inbound::Snapshot(_, reply) => {
+                let _ = reply.send(Err(error));
+            }
+            Inbound::TimeoutNow(_) => {}
+        }
+    }
+}
+
+impl Event {
+    /// Answers the event's caller, if it has one, instead of handling it (the node is
+    /// stopping): a client gets `error`, a peer [`Error::Shutdown`].
+    pub(crate) fn refuse(self, error: Error) {
+        match self {
+            Event::Propose(proposal) => proposal.refuse(error),
+            Event::Read(reply) => {
+                let _ = reply.send(Err(error));
+            }
+            Event::Inbound(inbound) => inbound.refuse(Error::Shutdown),
+            _ => {}
+        }
+    }
 }

@@ -20,15 +20,22 @@ mod applier;
 mod clock;
 mod event_loop;
 mod events;
+mod executor;
 mod node;
 mod node_metrics;
 mod peer;
+mod peer_replies;
 mod persist;
+mod proposals;
+mod reads;
+mod results;
+mod shared;
+mod snapshot_receiver;
 mod snapshots;
 mod status;
 
-pub use self::applier::{Appended, CommitResult};
 pub use self::node::{Node, PendingAppend};
+pub use self::results::{Appended, CommitResult};
 pub use self::status::NodeStatus;
 
 use crate::config::Config;

@@ -14,12 +14,16 @@ use tokio::task::JoinHandle;
 use tracing::Instrument;
 
 use super::NodeConfig;
-use super::applier::{Applier, CommitResult, Notify};
-use super::event_loop::{EventLoop, LoopParts};
-use super::events::{Event, Inbound, Proposal};
+use super::applier::Applier;
+use super::event_loop::EventLoop;
+use super::events::{Event, Inbound};
+use super::executor::{Channels, Executor};
 use super::node_metrics::{append_latency_histogram, applied_index_gauge};
 use super::peer::PeerSender;
 use super::persist::write_hard_states;
+use super::proposals::Proposal;
+use super::results::{CommitResult, Notify, Reply};
+use super::shared::Shared;
 use super::snapshots::SnapshotMetrics;
 use super::status::{Lifecycle, NodeStatus};
 use crate::engine::{Engine, RoleKind};
@@ -32,20 +36,6 @@ use crate::state_machine::StateMachine;
 use crate::storage::LogStore;
 use crate::transport::{ServiceHandler, Transport};
 use crate::types::{EntryInfo, LogIndex, Membership, NodeId, Term};
-
-/// State shared by the handle and the event loop.
-#[derive(Debug)]
-pub(crate) struct Shared {
-    pub(crate) id: NodeId,
-    pub(crate) members: BTreeMap<NodeId, String>,
-    pub(crate) config: NodeConfig,
-    /// Client requests queued for the loop (bounded by `max_queued_requests`).
-    pub(crate) queued: AtomicUsize,
-    pub(crate) lifecycle: Lifecycle,
-    pub(crate) status: watch::Sender<NodeStatus>,
-    pub(crate) applied: watch::Receiver<LogIndex>,
-    append_latency: Histogram,
-}
 
 /// What the handles share; the last one dropped asks the loop to stop.
 #[derive(Debug)]
@@ -214,16 +204,13 @@ impl Node {
             peers.insert(peer, peer_tx);
         }
 
-        let event_loop = EventLoop::new(LoopParts {
-            engine,
-            shared: shared.clone(),
-            events: events_rx,
-            log,
+        let channels = Channels {
             applier: apply_tx,
             hard_state: hard_state_tx,
             peers,
-            tasks,
-        });
+        };
+        let executor = Executor::new(shared.clone(), log.clone(), channels);
+        let event_loop = EventLoop::new(engine, events_rx, log, executor, tasks);
         let loop_task = tokio::spawn(event_loop.run().instrument(span));
         Ok(Node {
             handle: Arc::new(Handle {
@@ -497,10 +484,7 @@ impl Node {
         self.handle.events.send(event).map_err(|_| Error::Shutdown)
     }
 
-    async fn inbound<T>(
-        &self,
-        make: impl FnOnce(super::events::Reply<T>) -> Inbound,
-    ) -> Result<T, Error> {
+    async fn inbound<T>(&self, make: impl FnOnce(Reply<T>) -> Inbound) -> Result<T, Error> {
         let (sender, receiver) = oneshot::channel();
         self.enqueue(Event::Inbound(make(sender)))?;
         let timeout = Duration::from_millis(self.shared().config.raft.request_timeout_ms);
