@@ -6,28 +6,32 @@
 //! fsync finishes. Entries of earlier terms are never committed by counting replicas (Figure 8);
 //! they commit together with an entry of the current term.
 
-use super::quorum::quorum_index;
-use super::{Engine, PlantedBug, Role};
+use std::collections::BTreeMap;
 
-impl Engine {
-    pub(super) fn maybe_commit(&mut self) {
-        let Role::Leader(leader) = &mut self.role else {
-            return;
-        };
-        let core = &mut self.core;
-        leader.scratch.clear();
-        if core.membership.is_voter(core.id) {
-            leader.scratch.push(core.durable_index);
+use super::core::{Core, PlantedBug};
+use super::quorum::quorum_index;
+use super::replication::Progress;
+use crate::types::{LogIndex, NodeId};
+
+/// Moves the commit index to the highest entry of the current term that a quorum of durable
+/// logs holds. `scratch` is a reused buffer.
+pub(crate) fn maybe_commit(
+    core: &mut Core,
+    progress: &BTreeMap<NodeId, Progress>,
+    scratch: &mut Vec<LogIndex>,
+) {
+    scratch.clear();
+    if core.membership.is_voter(core.id) {
+        scratch.push(core.durable_index);
+    }
+    for (peer, progress) in progress {
+        if core.membership.is_voter(*peer) {
+            scratch.push(progress.match_index);
         }
-        for (peer, progress) in &leader.progress {
-            if core.membership.is_voter(*peer) {
-                leader.scratch.push(progress.match_index);
-            }
-        }
-        let candidate = quorum_index(&mut leader.scratch, core.quorum());
-        let current_term = core.log.term_at(candidate) == Some(core.term);
-        if candidate > core.commit_index && (current_term || core.bug(PlantedBug::CommitByCount)) {
-            core.commit_to(candidate);
-        }
+    }
+    let candidate = quorum_index(scratch, core.quorum());
+    let current_term = core.log.term_at(candidate) == Some(core.term);
+    if candidate > core.commit_index && (current_term || core.bug(PlantedBug::CommitByCount)) {
+        core.commit_to(candidate);
     }
 }

@@ -3,12 +3,35 @@
 //! them, holding sends until they are durable, appending locally, committing.
 
 use super::log_ids::LogIds;
+use super::output::Output;
 use super::rng::Rng;
-use super::{Output, PlantedBug};
 use crate::config::Config;
 use crate::message::Message;
 use crate::snapshot::SnapshotMeta;
 use crate::types::{Entry, HardState, LogIndex, Membership, NodeId, Term};
+
+/// A protocol rule broken on purpose, for the simulator's own tests. Only
+/// `Engine::plant_bug`, behind the `planted-bugs` feature, can switch one on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PlantedBug {
+    /// Commit any entry a quorum holds, whatever its term (the Figure 8 mistake).
+    CommitByCount,
+    /// Grant a vote even after voting for another candidate in the same term.
+    VoteTwice,
+}
+
+/// A snapshot being received.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Receiving {
+    /// The term and leader sending it: a transfer never spans two leaders.
+    pub(crate) term: Term,
+    pub(crate) leader: NodeId,
+    pub(crate) meta: SnapshotMeta,
+    /// The data received so far ends here.
+    pub(crate) next_offset: u64,
+    /// CRC-32C of the data received so far.
+    pub(crate) crc: u32,
+}
 
 /// State shared by every role.
 #[derive(Debug)]
@@ -48,7 +71,7 @@ pub(crate) struct Core {
     pub(crate) creating_snapshot: bool,
     /// A snapshot the leader of the current term is sending, chunk by chunk. Kept across role
     /// changes within the term (a follower whose timer fired during a long transfer resumes it).
-    pub(crate) receiving: Option<super::install::Receiving>,
+    pub(crate) receiving: Option<Receiving>,
 }
 
 impl Core {
@@ -135,6 +158,13 @@ impl Core {
         let epoch = self.log_epoch;
         self.outputs.push(Output::AppendLog { entries, epoch });
         self.outputs.push(Output::PreCommit { first, last });
+    }
+
+    /// A fresh request sequence number.
+    pub(crate) fn take_seq(&mut self) -> u64 {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        seq
     }
 
     pub(crate) fn peers(&self) -> impl Iterator<Item = NodeId> + '_ {

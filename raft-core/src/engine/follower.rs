@@ -9,7 +9,8 @@
 
 use tracing::warn;
 
-use super::{Core, Engine, Output, Role};
+use super::core::Core;
+use super::output::Output;
 use crate::message::{AppendEntries, AppendEntriesResponse, AppendOutcome, ConflictHint, Message};
 use crate::types::{LogIndex, NodeId, Term};
 
@@ -51,137 +52,118 @@ fn success(term: Term, seq: u64, match_index: LogIndex) -> Message {
     })
 }
 
-impl Engine {
-    /// Handles an AppendEntries of the current term.
-    pub(super) fn on_append_entries(&mut self, from: NodeId, mut request: AppendEntries) {
-        if from != request.leader_id || !entries_are_consecutive(&request) {
-            warn!(node = %self.core.id, %from, "dropping malformed AppendEntries");
-            return;
-        }
-        if !self.accept_leader(from) {
-            return;
-        }
+/// Whether an AppendEntries is fit to handle: sent by the leader it names, its entries
+/// consecutive. Peer input is checked, never trusted.
+pub(crate) fn is_well_formed(core: &Core, from: NodeId, request: &AppendEntries) -> bool {
+    if from != request.leader_id || !entries_are_consecutive(request) {
+        warn!(node = %core.id, %from, "dropping malformed AppendEntries");
+        return false;
+    }
+    true
+}
 
+impl FollowerState {
+    /// Handles an AppendEntries of the current term from the leader this follower just
+    /// accepted (checked by [`is_well_formed`] first).
+    pub(crate) fn on_append_entries(
+        &mut self,
+        core: &mut Core,
+        from: NodeId,
+        mut request: AppendEntries,
+    ) {
         let prev = request.prev_log_id;
-        if let Some(hint) = self.conflict_hint(prev.index, prev.term) {
+        if let Some(hint) = conflict_hint(core, prev.index, prev.term) {
             let response = Message::AppendEntriesResponse(AppendEntriesResponse {
-                term: self.core.term,
+                term: core.term,
                 seq: request.seq,
                 outcome: AppendOutcome::Conflict { hint },
             });
-            self.core.send(from, response);
+            core.send(from, response);
             return;
         }
         let verified = prev.index.plus(request.entries.len() as u64);
-        let Some(new_from) = self.first_new_entry(&request) else {
-            warn!(node = %self.core.id, %from, "AppendEntries would truncate committed entries");
+        let Some(new_from) = first_new_entry(core, &request) else {
+            warn!(node = %core.id, %from, "AppendEntries would truncate committed entries");
             return;
         };
         if new_from < request.entries.len() {
             let entries = request.entries.split_off(new_from);
-            self.truncate_conflicting(entries.first().map(|e| e.log_id.index));
-            self.core.append_local(entries);
+            truncate_conflicting(core, entries.first().map(|e| e.log_id.index));
+            core.append_local(entries);
         }
         let commit = request.leader_commit.min(verified);
-        self.core.commit_to(commit);
-        self.ack(from, request.seq, verified);
-    }
-
-    /// A message from the leader of the current term (AppendEntries or InstallSnapshot): a
-    /// (pre-)candidate steps down, the leader is noted and the election timer restarts. False
-    /// if this node leads the same term itself (a safety bug elsewhere): the message is dropped.
-    pub(super) fn accept_leader(&mut self, from: NodeId) -> bool {
-        match self.role {
-            Role::Leader(_) => {
-                warn!(node = %self.core.id, %from, term = %self.core.term, "two leaders in one term");
-                return false;
-            }
-            Role::PreCandidate(_) | Role::Candidate(_) => {
-                self.become_follower(self.core.term, Some(from));
-            }
-            Role::Follower(_) => {}
-        }
-        self.core.leader_id = Some(from);
-        self.core.leader_contact_ms = Some(self.core.now_ms);
-        self.core.reset_election_timer();
-        true
-    }
-
-    /// `None` if the log holds `prev`; otherwise where the leader should look next.
-    fn conflict_hint(&self, prev_index: LogIndex, prev_term: Term) -> Option<ConflictHint> {
-        let log = &self.core.log;
-        if prev_index > log.last_index() {
-            return Some(ConflictHint {
-                term: None,
-                index: log.last_index().next(),
-            });
-        }
-        match log.term_at(prev_index) {
-            Some(term) if term == prev_term => None,
-            Some(term) => Some(ConflictHint {
-                term: Some(term),
-                index: log.first_index_of_run_at(prev_index),
-            }),
-            // Below the compacted prefix: everything there is committed and so matches.
-            None => None,
-        }
-    }
-
-    /// The position in `request.entries` of the first entry the log lacks or contradicts
-    /// (`entries.len()` when all match), or `None` if accepting it would remove a committed
-    /// entry (a leader never asks that; the request is bogus).
-    fn first_new_entry(&self, request: &AppendEntries) -> Option<usize> {
-        let log = &self.core.log;
-        for (position, entry) in request.entries.iter().enumerate() {
-            let index = entry.log_id.index;
-            if index <= log.base_index() {
-                // In the compacted prefix: covered by the snapshot, committed, so it matches.
-                continue;
-            }
-            match log.term_at(index) {
-                Some(term) if term == entry.log_id.term => continue,
-                Some(_) if index <= self.core.commit_index => return None,
-                _ => return Some(position),
-            }
-        }
-        Some(request.entries.len())
-    }
-
-    /// Rolls back then truncates the log from `from`, if the log holds entries there.
-    fn truncate_conflicting(&mut self, from: Option<LogIndex>) {
-        let Some(from) = from else { return };
-        let last = self.core.log.last_index();
-        if from > last {
-            return;
-        }
-        assert!(
-            from > self.core.commit_index,
-            "never truncate committed entries"
-        );
-        self.core
-            .outputs
-            .push(Output::Rollback { first: from, last });
-        self.core.outputs.push(Output::TruncateLog { from });
-        self.core.log.truncate_from(from);
-        self.core.log_epoch += 1;
-        self.core.durable_index = self.core.durable_index.min(from.prev());
+        core.commit_to(commit);
+        self.ack(core, from, request.seq, verified);
     }
 
     /// Acknowledges `match_index` now if durable, or once it is.
-    fn ack(&mut self, leader: NodeId, seq: u64, match_index: LogIndex) {
-        if match_index <= self.core.durable_index {
-            let response = success(self.core.term, seq, match_index);
-            self.core.send(leader, response);
+    fn ack(&mut self, core: &mut Core, leader: NodeId, seq: u64, match_index: LogIndex) {
+        if match_index <= core.durable_index {
+            let response = success(core.term, seq, match_index);
+            core.send(leader, response);
             return;
         }
-        if let Role::Follower(state) = &mut self.role {
-            state.pending_acks.push(PendingAck {
-                leader,
-                seq,
-                match_index,
-            });
+        self.pending_acks.push(PendingAck {
+            leader,
+            seq,
+            match_index,
+        });
+    }
+}
+
+/// `None` if the log holds `prev`; otherwise where the leader should look next.
+fn conflict_hint(core: &Core, prev_index: LogIndex, prev_term: Term) -> Option<ConflictHint> {
+    let log = &core.log;
+    if prev_index > log.last_index() {
+        return Some(ConflictHint {
+            term: None,
+            index: log.last_index().next(),
+        });
+    }
+    match log.term_at(prev_index) {
+        Some(term) if term == prev_term => None,
+        Some(term) => Some(ConflictHint {
+            term: Some(term),
+            index: log.first_index_of_run_at(prev_index),
+        }),
+        // Below the compacted prefix: everything there is committed and so matches.
+        None => None,
+    }
+}
+
+/// The position in `request.entries` of the first entry the log lacks or contradicts
+/// (`entries.len()` when all match), or `None` if accepting it would remove a committed
+/// entry (a leader never asks that; the request is bogus).
+fn first_new_entry(core: &Core, request: &AppendEntries) -> Option<usize> {
+    let log = &core.log;
+    for (position, entry) in request.entries.iter().enumerate() {
+        let index = entry.log_id.index;
+        if index <= log.base_index() {
+            // In the compacted prefix: covered by the snapshot, committed, so it matches.
+            continue;
+        }
+        match log.term_at(index) {
+            Some(term) if term == entry.log_id.term => continue,
+            Some(_) if index <= core.commit_index => return None,
+            _ => return Some(position),
         }
     }
+    Some(request.entries.len())
+}
+
+/// Rolls back then truncates the log from `from`, if the log holds entries there.
+fn truncate_conflicting(core: &mut Core, from: Option<LogIndex>) {
+    let Some(from) = from else { return };
+    let last = core.log.last_index();
+    if from > last {
+        return;
+    }
+    assert!(from > core.commit_index, "never truncate committed entries");
+    core.outputs.push(Output::Rollback { first: from, last });
+    core.outputs.push(Output::TruncateLog { from });
+    core.log.truncate_from(from);
+    core.log_epoch += 1;
+    core.durable_index = core.durable_index.min(from.prev());
 }
 
 /// Whether the entries follow `prev_log_id` one index at a time with terms that never decrease

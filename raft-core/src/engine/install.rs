@@ -15,151 +15,140 @@
 
 use tracing::{info, warn};
 
+use super::core::{Core, Receiving};
+use super::follower::FollowerState;
 use super::log_ids::LogIds;
-use super::{Engine, Output, Role};
+use super::output::Output;
 use crate::message::{InstallSnapshot, InstallSnapshotResponse, Message, SnapshotOutcome};
 use crate::snapshot::SnapshotMeta;
-use crate::types::{NodeId, Term};
+use crate::types::NodeId;
 
-/// A snapshot being received.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct Receiving {
-    /// The term and leader sending it: a transfer never spans two leaders.
-    term: Term,
-    leader: NodeId,
-    meta: SnapshotMeta,
-    /// The data received so far ends here.
-    next_offset: u64,
-    /// CRC-32C of the data received so far.
-    crc: u32,
+/// Handles an InstallSnapshot chunk of the current term from the leader this follower just
+/// accepted (the sender was checked by [`is_from_its_leader`]).
+pub(crate) fn on_install_snapshot(
+    core: &mut Core,
+    follower: &mut FollowerState,
+    request: InstallSnapshot,
+) {
+    let from = request.leader_id;
+    let seq = request.seq;
+    let outcome = receive_chunk(core, follower, request);
+    let response = Message::InstallSnapshotResponse(InstallSnapshotResponse {
+        term: core.term,
+        seq,
+        outcome,
+    });
+    core.send(from, response);
 }
 
-impl Engine {
-    /// Handles an InstallSnapshot chunk of the current term.
-    pub(super) fn on_install_snapshot(&mut self, from: NodeId, request: InstallSnapshot) {
-        if from != request.leader_id {
-            warn!(node = %self.core.id, %from, "dropping InstallSnapshot relayed for another leader");
-            return;
-        }
-        if !self.accept_leader(from) {
-            return;
-        }
-
-        let seq = request.seq;
-        let outcome = self.receive_chunk(request);
-        let response = Message::InstallSnapshotResponse(InstallSnapshotResponse {
-            term: self.core.term,
-            seq,
-            outcome,
-        });
-        self.core.send(from, response);
+/// Whether a chunk comes from the leader it names (one relayed for another is dropped).
+pub(crate) fn is_from_its_leader(core: &Core, from: NodeId, request: &InstallSnapshot) -> bool {
+    if from != request.leader_id {
+        warn!(node = %core.id, %from, "dropping InstallSnapshot relayed for another leader");
+        return false;
     }
+    true
+}
 
-    fn receive_chunk(&mut self, request: InstallSnapshot) -> SnapshotOutcome {
-        let commit_index = self.core.commit_index;
-        let (term, leader) = (self.core.term, request.leader_id);
-        if self
-            .core
-            .receiving
-            .as_ref()
-            .is_some_and(|r| (r.term, r.leader) != (term, leader))
-        {
-            self.core.receiving = None;
-        }
-        if request.meta.last_log_id.index <= commit_index {
-            self.core.receiving = None;
-            return SnapshotOutcome::Covered { commit_index };
-        }
-        let len = request.data.len() as u64;
-        let end = request.offset.saturating_add(len);
-        let well_formed = end <= request.meta.size
-            && request.done == (end == request.meta.size)
-            && crc32c::crc32c(&request.data) == request.chunk_crc
-            && request.meta.last_log_id.term <= request.term;
-        let expected = match &self.core.receiving {
-            Some(receiving) if receiving.meta == request.meta => receiving.next_offset,
-            _ => 0,
-        };
-        if !well_formed || request.offset != expected {
-            if !well_formed {
-                warn!(node = %self.core.id, offset = request.offset, "damaged snapshot chunk");
-            }
-            return SnapshotOutcome::Continue { offset: expected };
-        }
-        let crc = match &self.core.receiving {
-            Some(receiving) if expected > 0 => receiving.crc,
-            _ => 0,
-        };
-        let crc = crc32c::crc32c_append(crc, &request.data);
-        if request.done && crc != request.meta.checksum {
-            warn!(node = %self.core.id, meta = %request.meta, "snapshot data failed its checksum");
-            self.core.receiving = None;
-            return SnapshotOutcome::Continue { offset: 0 };
-        }
-        self.core.receiving = Some(Receiving {
-            term,
-            leader,
-            meta: request.meta.clone(),
-            next_offset: end,
-            crc,
-        });
-        self.core.outputs.push(Output::SaveSnapshotChunk {
-            meta: request.meta.clone(),
-            offset: request.offset,
-            data: request.data,
-            done: request.done,
-        });
-        if !request.done {
-            return SnapshotOutcome::Continue { offset: end };
-        }
-        self.core.receiving = None;
-        self.install_snapshot(request.meta);
-        SnapshotOutcome::Installed
+fn receive_chunk(
+    core: &mut Core,
+    follower: &mut FollowerState,
+    request: InstallSnapshot,
+) -> SnapshotOutcome {
+    let commit_index = core.commit_index;
+    let (term, leader) = (core.term, request.leader_id);
+    if core
+        .receiving
+        .as_ref()
+        .is_some_and(|r| (r.term, r.leader) != (term, leader))
+    {
+        core.receiving = None;
     }
+    if request.meta.last_log_id.index <= commit_index {
+        core.receiving = None;
+        return SnapshotOutcome::Covered { commit_index };
+    }
+    let len = request.data.len() as u64;
+    let end = request.offset.saturating_add(len);
+    let well_formed = end <= request.meta.size
+        && request.done == (end == request.meta.size)
+        && crc32c::crc32c(&request.data) == request.chunk_crc
+        && request.meta.last_log_id.term <= request.term;
+    let expected = match &core.receiving {
+        Some(receiving) if receiving.meta == request.meta => receiving.next_offset,
+        _ => 0,
+    };
+    if !well_formed || request.offset != expected {
+        if !well_formed {
+            warn!(node = %core.id, offset = request.offset, "damaged snapshot chunk");
+        }
+        return SnapshotOutcome::Continue { offset: expected };
+    }
+    let crc = match &core.receiving {
+        Some(receiving) if expected > 0 => receiving.crc,
+        _ => 0,
+    };
+    let crc = crc32c::crc32c_append(crc, &request.data);
+    if request.done && crc != request.meta.checksum {
+        warn!(node = %core.id, meta = %request.meta, "snapshot data failed its checksum");
+        core.receiving = None;
+        return SnapshotOutcome::Continue { offset: 0 };
+    }
+    core.receiving = Some(Receiving {
+        term,
+        leader,
+        meta: request.meta.clone(),
+        next_offset: end,
+        crc,
+    });
+    core.outputs.push(Output::SaveSnapshotChunk {
+        meta: request.meta.clone(),
+        offset: request.offset,
+        data: request.data,
+        done: request.done,
+    });
+    if !request.done {
+        return SnapshotOutcome::Continue { offset: end };
+    }
+    core.receiving = None;
+    install_snapshot(core, follower, request.meta);
+    SnapshotOutcome::Installed
+}
 
-    /// The snapshot is durable: make the log and the state machine continue after it.
-    fn install_snapshot(&mut self, meta: SnapshotMeta) {
-        let core = &mut self.core;
-        let at = meta.last_log_id;
-        info!(node = %core.id, %meta, "installing a snapshot from the leader");
-        if core.log.contains(at) && at.index <= core.log.last_index() {
-            // The logs agree up to the snapshot: keep what follows it.
-            core.adopt_snapshot(meta.clone());
-            core.durable_index = core.durable_index.max(at.index);
-            core.commit_index = core.commit_index.max(at.index);
-            core.outputs.push(Output::RestoreSnapshot { meta });
-            core.compact_log();
-            self.flush_acks();
-            return;
-        }
-        let last = core.log.last_index();
-        let first_held = core.log.base_index().next();
-        let discarded = core.commit_index.max(at.index).next().max(first_held);
-        if last >= discarded {
-            core.outputs.push(Output::Rollback {
-                first: discarded,
-                last,
-            });
-        }
-        if last >= first_held {
-            core.outputs.push(Output::TruncateLog { from: first_held });
-        }
-        core.outputs.push(Output::CompactLog {
-            before: at.index.next(),
-        });
-        core.log = LogIds::starting_after(at);
-        core.log_epoch += 1;
-        core.durable_index = at.index;
-        core.commit_index = at.index;
-        core.snapshot = Some(meta.clone());
+/// The snapshot is durable: make the log and the state machine continue after it.
+fn install_snapshot(core: &mut Core, follower: &mut FollowerState, meta: SnapshotMeta) {
+    let at = meta.last_log_id;
+    info!(node = %core.id, %meta, "installing a snapshot from the leader");
+    if core.log.contains(at) && at.index <= core.log.last_index() {
+        // The logs agree up to the snapshot: keep what follows it.
+        core.adopt_snapshot(meta.clone());
+        core.durable_index = core.durable_index.max(at.index);
+        core.commit_index = core.commit_index.max(at.index);
         core.outputs.push(Output::RestoreSnapshot { meta });
-        self.flush_acks();
+        core.compact_log();
+        follower.flush_acks(core);
+        return;
     }
-
-    /// Acks held for durability that the snapshot now covers go out.
-    fn flush_acks(&mut self) {
-        if let Role::Follower(state) = &mut self.role {
-            state.flush_acks(&mut self.core);
-        }
+    let last = core.log.last_index();
+    let first_held = core.log.base_index().next();
+    let discarded = core.commit_index.max(at.index).next().max(first_held);
+    if last >= discarded {
+        core.outputs.push(Output::Rollback {
+            first: discarded,
+            last,
+        });
     }
+    if last >= first_held {
+        core.outputs.push(Output::TruncateLog { from: first_held });
+    }
+    core.outputs.push(Output::CompactLog {
+        before: at.index.next(),
+    });
+    core.log = LogIds::starting_after(at);
+    core.log_epoch += 1;
+    core.durable_index = at.index;
+    core.commit_index = at.index;
+    core.snapshot = Some(meta.clone());
+    core.outputs.push(Output::RestoreSnapshot { meta });
+    follower.flush_acks(core);
 }

@@ -22,6 +22,11 @@
 //!   *durable* logs; only entries of the current term are committed by counting (Raft §5.4.2).
 //! - Entries at or below the commit index are never truncated; every pre-committed entry that
 //!   a conflict removes is rolled back first, in reverse order.
+//!
+//! Layout: this file dispatches each input once on the role; `role.rs` makes the role
+//! changes; `leader.rs` holds everything only a leader does (with `replication/`,
+//! `commit.rs` and `read_index.rs` under it), `follower.rs` and `install.rs` what a follower
+//! does, `election.rs` what candidates and voters do; `core.rs` the state every role shares.
 #![deny(clippy::too_many_lines)]
 
 mod commit;
@@ -30,127 +35,42 @@ mod election;
 mod follower;
 mod input;
 mod install;
+mod leader;
 mod log_ids;
 mod output;
 mod quorum;
 mod read_index;
 mod replication;
+mod restore;
 mod rng;
+mod role;
 mod snapshot;
+mod status;
 #[cfg(test)]
 mod testing;
 #[cfg(test)]
 mod tests;
 
-use tracing::{debug, info};
+use tracing::debug;
 
+pub use self::core::PlantedBug;
 pub use self::input::Input;
 pub use self::output::Output;
+pub use self::restore::{LogEntryMeta, RestoredState};
+pub use self::status::{FollowerStatus, RoleKind, Status};
 
-pub(crate) use self::core::Core;
-use self::replication::LeaderState;
+use self::core::Core;
+use self::follower::FollowerState;
 use self::rng::Rng;
+use self::role::Role;
 use crate::config::Config;
 use crate::error::Error;
-use crate::message::Message;
+use crate::message::{
+    AppendEntriesResponse, AppendOutcome, InstallSnapshotResponse, Message, RequestVoteResponse,
+    SnapshotOutcome,
+};
 use crate::snapshot::SnapshotMeta;
-use crate::types::{Entry, HardState, LogId, LogIndex, Membership, NodeId, Term};
-
-/// The id and payload size of one entry, as a log store reports them at start.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct LogEntryMeta {
-    /// The entry's id.
-    pub log_id: LogId,
-    /// The entry's payload size in bytes.
-    pub payload_len: u64,
-}
-
-/// Durable state handed to a (re)starting engine.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct RestoredState {
-    /// The durable hard state.
-    pub hard_state: HardState,
-    /// The latest durable snapshot, if any.
-    pub snapshot: Option<SnapshotMeta>,
-    /// Every entry of the durable log, in index order from the first held: index 1 without a
-    /// snapshot; with one, anywhere up to the snapshot's index plus one (entries the snapshot
-    /// covers may still be there). An empty log with a snapshot continues after it.
-    pub entries: Vec<LogEntryMeta>,
-}
-
-/// A node's role.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum RoleKind {
-    /// Follows a leader (or waits for one).
-    Follower,
-    /// Runs a pre-vote: asks whether it would win before disturbing the cluster.
-    PreCandidate,
-    /// Runs an election in its own term.
-    Candidate,
-    /// Leads its term.
-    Leader,
-}
-
-/// A snapshot of the engine's state, for getters and metrics.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Status {
-    /// This node.
-    pub id: NodeId,
-    /// Its role.
-    pub role: RoleKind,
-    /// Its current term.
-    pub term: Term,
-    /// Its vote in the current term.
-    pub vote: Option<NodeId>,
-    /// The leader it believes in.
-    pub leader: Option<NodeId>,
-    /// Its commit index.
-    pub commit_index: LogIndex,
-    /// Its last log entry.
-    pub last_log_id: LogId,
-    /// The last entry of its log known durable.
-    pub durable_index: LogIndex,
-    /// The last index its latest snapshot covers (zero without one).
-    pub snapshot_index: LogIndex,
-    /// The index before the first entry its log holds (the compacted prefix ends here).
-    pub log_base_index: LogIndex,
-}
-
-/// Replication state of one follower, as the leader sees it (for metrics).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct FollowerStatus {
-    /// The follower.
-    pub peer: NodeId,
-    /// The next index to send.
-    pub next_index: LogIndex,
-    /// The highest index known durable on the follower.
-    pub match_index: LogIndex,
-    /// AppendEntries in flight (including heartbeats).
-    pub inflight: usize,
-    /// Entries per request.
-    pub batch: u64,
-    /// The batch sizer's threshold.
-    pub threshold: u64,
-}
-
-/// Per-role state.
-#[derive(Debug)]
-pub(crate) enum Role {
-    Follower(follower::FollowerState),
-    PreCandidate(election::VoteTally),
-    Candidate(election::VoteTally),
-    Leader(Box<LeaderState>),
-}
-
-/// A protocol rule broken on purpose, for the simulator's own tests. Only
-/// `Engine::plant_bug`, behind the `planted-bugs` feature, can switch one on.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum PlantedBug {
-    /// Commit any entry a quorum holds, whatever its term (the Figure 8 mistake).
-    CommitByCount,
-    /// Grant a vote even after voting for another candidate in the same term.
-    VoteTwice,
-}
+use crate::types::{HardState, LogId, Membership, NodeId};
 
 /// One Raft node's consensus logic. See the module docs.
 #[derive(Debug)]
@@ -179,7 +99,7 @@ impl Engine {
             return Err(Error::Config("membership has no voters".to_owned()));
         }
         let hard_state = restored.hard_state;
-        let rebuilt = snapshot::restore_log(
+        let rebuilt = restore::restore_log(
             restored.snapshot.as_ref(),
             &restored.entries,
             hard_state.commit,
@@ -238,7 +158,7 @@ impl Engine {
         }
         Ok(Engine {
             core,
-            role: Role::Follower(follower::FollowerState::default()),
+            role: Role::Follower(FollowerState::default()),
         })
     }
 
@@ -247,15 +167,15 @@ impl Engine {
         match input {
             Input::Tick { now_ms } => self.on_tick(now_ms),
             Input::Received { from, message } => self.on_message(from, message),
-            Input::Proposed { id, payloads } => self.on_proposed(id, payloads),
             Input::LogPersisted { upto, epoch } => self.on_log_persisted(upto, epoch),
             Input::HardStatePersisted { hard_state } => self.on_hard_state_persisted(hard_state),
-            Input::SendFailed { to, seq } => self.on_send_failed(to, seq),
-            Input::ReadRequested { id } => self.on_read_requested(id),
-            Input::TransferRequested { to } => self.on_transfer_requested(to),
-            Input::SnapshotRequested => self.on_snapshot_requested(),
-            Input::SnapshotCreated { meta } => self.on_snapshot_created(meta),
-            Input::SnapshotFailed => self.on_snapshot_failed(),
+            Input::SnapshotRequested => self.core.create_snapshot(),
+            Input::SnapshotCreated { meta } => self.core.on_snapshot_created(meta),
+            Input::SnapshotFailed => self.core.on_snapshot_failed(),
+            Input::Proposed { .. }
+            | Input::ReadRequested { .. }
+            | Input::SendFailed { .. }
+            | Input::TransferRequested { .. } => self.on_leader_input(input),
         }
         self.core.outputs.drain(..)
     }
@@ -291,12 +211,7 @@ impl Engine {
     /// The node's role.
     #[must_use]
     pub fn role_kind(&self) -> RoleKind {
-        match self.role {
-            Role::Follower(_) => RoleKind::Follower,
-            Role::PreCandidate(_) => RoleKind::PreCandidate,
-            Role::Candidate(_) => RoleKind::Candidate,
-            Role::Leader(_) => RoleKind::Leader,
-        }
+        self.role.kind()
     }
 
     /// Replication state of each follower while this node leads; empty otherwise.
@@ -321,175 +236,184 @@ impl Engine {
     }
 
     fn on_tick(&mut self, now_ms: u64) {
-        self.core.now_ms = self.core.now_ms.max(now_ms);
-        if !self.core.clock_started {
+        let core = &mut self.core;
+        core.now_ms = core.now_ms.max(now_ms);
+        if !core.clock_started {
             // The clock's origin is the runtime's; the first election timeout counts from here.
-            self.core.clock_started = true;
-            self.core.reset_election_timer();
+            core.clock_started = true;
+            core.reset_election_timer();
             return;
         }
-        if matches!(self.role, Role::Leader(_)) {
-            self.tick_leader();
-        } else {
-            self.tick_election();
+        match &mut self.role {
+            Role::Leader(leader) => {
+                if !leader.on_tick(core) {
+                    let term = core.term;
+                    self.role.become_follower(core, term, None);
+                }
+            }
+            role => {
+                if let Some(pre_vote) = election::campaign_due(core) {
+                    role.campaign(core, pre_vote, false);
+                }
+            }
+        }
+    }
+
+    /// Inputs only a leader acts on; any other role refuses the callers' requests and ignores
+    /// the rest (it has no requests in flight and nothing to hand over).
+    fn on_leader_input(&mut self, input: Input) {
+        let core = &mut self.core;
+        let Role::Leader(leader) = &mut self.role else {
+            let leader = core.leader_id;
+            match input {
+                Input::Proposed { id, .. } => {
+                    core.outputs.push(Output::ProposalRejected { id, leader });
+                }
+                Input::ReadRequested { id } => {
+                    core.outputs.push(Output::ReadRejected { id, leader })
+                }
+                _ => {}
+            }
+            return;
+        };
+        match input {
+            Input::Proposed { id, payloads } => leader.on_proposed(core, id, payloads),
+            Input::ReadRequested { id } => leader.on_read_requested(core, id),
+            Input::SendFailed { to, seq } => leader.on_send_failed(core, to, seq),
+            Input::TransferRequested { to } => leader.on_transfer_requested(core, to),
+            _ => {}
         }
     }
 
     fn on_message(&mut self, from: NodeId, message: Message) {
-        if from == self.core.id || !self.core.membership.is_voter(from) {
-            debug!(node = %self.core.id, %from, "dropping message from a non-member");
+        let core = &mut self.core;
+        if from == core.id || !core.membership.is_voter(from) {
+            debug!(node = %core.id, %from, "dropping message from a non-member");
             return;
         }
         let term = message.term();
-        if term > self.core.term {
+        if term > core.term {
             match &message {
                 Message::RequestVote(request) if request.pre_vote => {}
                 Message::RequestVoteResponse(response) if response.pre_vote && response.granted => {
                 }
                 Message::RequestVote(request)
-                    if self.core.config.check_quorum
-                        && self.core.heard_from_leader_recently()
+                    if core.config.check_quorum
+                        && core.heard_from_leader_recently()
                         && !request.leadership_transfer =>
                 {
-                    debug!(node = %self.core.id, %from, %term, "ignoring vote request in lease");
+                    debug!(node = %core.id, %from, %term, "ignoring vote request in lease");
                     return;
                 }
                 Message::AppendEntries(request) => {
-                    self.become_follower(term, Some(request.leader_id));
+                    self.role
+                        .become_follower(core, term, Some(request.leader_id));
                 }
                 Message::InstallSnapshot(request) => {
-                    self.become_follower(term, Some(request.leader_id));
+                    self.role
+                        .become_follower(core, term, Some(request.leader_id));
                 }
-                _ => self.become_follower(term, None),
+                _ => self.role.become_follower(core, term, None),
             }
-        } else if term < self.core.term {
-            self.on_stale_message(from, &message);
+        } else if term < core.term {
+            on_stale_message(core, from, &message);
             return;
         }
-        match message {
-            Message::AppendEntries(request) => self.on_append_entries(from, request),
-            Message::AppendEntriesResponse(response) => self.on_append_response(from, &response),
-            Message::RequestVote(request) => self.on_request_vote(from, &request),
-            Message::RequestVoteResponse(response) => self.on_vote_response(from, &response),
-            Message::TimeoutNow(message) => self.on_timeout_now(from, &message),
-            Message::InstallSnapshot(request) => self.on_install_snapshot(from, request),
-            Message::InstallSnapshotResponse(response) => {
-                self.on_snapshot_response(from, &response);
-            }
-        }
+        self.on_current_message(from, message);
     }
 
-    /// A message from an older term: tell its sender the newer term, so a stale leader or
-    /// candidate steps down (Raft §5.1).
-    fn on_stale_message(&mut self, from: NodeId, message: &Message) {
-        let term = self.core.term;
-        let reply = match message {
+    /// A message of the current term (or a pre-vote for a later one), by role.
+    fn on_current_message(&mut self, from: NodeId, message: Message) {
+        let core = &mut self.core;
+        let role = &mut self.role;
+        match message {
             Message::AppendEntries(request) => {
-                Message::AppendEntriesResponse(crate::message::AppendEntriesResponse {
-                    term,
-                    seq: request.seq,
-                    outcome: crate::message::AppendOutcome::StaleTerm,
-                })
-            }
-            Message::RequestVote(request) => {
-                Message::RequestVoteResponse(crate::message::RequestVoteResponse {
-                    term,
-                    granted: false,
-                    pre_vote: request.pre_vote,
-                })
+                if follower::is_well_formed(core, from, &request)
+                    && let Some(follower) = role.accept_leader(core, from)
+                {
+                    follower.on_append_entries(core, from, request);
+                }
             }
             Message::InstallSnapshot(request) => {
-                Message::InstallSnapshotResponse(crate::message::InstallSnapshotResponse {
-                    term,
-                    seq: request.seq,
-                    outcome: crate::message::SnapshotOutcome::StaleTerm,
-                })
+                if install::is_from_its_leader(core, from, &request)
+                    && let Some(follower) = role.accept_leader(core, from)
+                {
+                    install::on_install_snapshot(core, follower, request);
+                }
             }
-            _ => return,
-        };
-        self.core.send(from, reply);
-    }
-
-    fn on_proposed(&mut self, id: u64, payloads: Vec<bytes::Bytes>) {
-        let Role::Leader(leader) = &self.role else {
-            let leader = self.core.leader_id;
-            self.core
-                .outputs
-                .push(Output::ProposalRejected { id, leader });
-            return;
-        };
-        if let Some(transfer) = &leader.transfer {
-            let leader = Some(transfer.to);
-            self.core
-                .outputs
-                .push(Output::ProposalRejected { id, leader });
-            return;
+            Message::RequestVote(request) => {
+                let leading = matches!(role, Role::Leader(_));
+                election::on_request_vote(core, from, &request, leading);
+            }
+            Message::RequestVoteResponse(response) => role.on_vote_response(core, from, &response),
+            Message::TimeoutNow(message) => {
+                if matches!(role, Role::Follower(_))
+                    && election::timeout_now_applies(core, from, &message)
+                {
+                    role.campaign(core, false, true);
+                }
+            }
+            Message::AppendEntriesResponse(response) => {
+                if let Role::Leader(leader) = role {
+                    leader.on_append_response(core, from, &response);
+                }
+            }
+            Message::InstallSnapshotResponse(response) => {
+                if let Role::Leader(leader) = role {
+                    leader.on_snapshot_response(core, from, &response);
+                }
+            }
         }
-        let term = self.core.term;
-        let first = self.core.log.last_index().next();
-        let count = payloads.len() as u64;
-        self.core.outputs.push(Output::ProposalAccepted {
-            id,
-            first: LogId { term, index: first },
-            count,
-        });
-        if count == 0 {
-            return;
-        }
-        let entries = payloads
-            .into_iter()
-            .enumerate()
-            .map(|(offset, bytes)| Entry {
-                log_id: LogId {
-                    term,
-                    index: first.plus(offset as u64),
-                },
-                payload: crate::types::Payload::Command(bytes),
-            })
-            .collect();
-        self.core.append_local(entries);
-        self.replicate_to_all();
     }
 
     fn on_log_persisted(&mut self, upto: LogId, epoch: u64) {
-        let current = epoch == self.core.log_epoch && self.core.log.contains(upto);
-        if upto.index <= self.core.durable_index || !current {
+        let core = &mut self.core;
+        let current = epoch == core.log_epoch && core.log.contains(upto);
+        if upto.index <= core.durable_index || !current {
             return;
         }
-        self.core.durable_index = upto.index;
+        core.durable_index = upto.index;
         match &mut self.role {
-            Role::Follower(state) => state.flush_acks(&mut self.core),
-            Role::Leader(_) => self.after_leader_progress(None),
+            Role::Follower(state) => state.flush_acks(core),
+            Role::Leader(leader) => leader.on_log_persisted(core),
             Role::PreCandidate(_) | Role::Candidate(_) => {}
         }
     }
 
     fn on_hard_state_persisted(&mut self, hard_state: HardState) {
-        self.core.durable_term_vote = (hard_state.term, hard_state.vote);
-        if self.core.term_vote_durable() {
-            let held = std::mem::take(&mut self.core.held);
-            self.core.outputs.extend(held);
+        let core = &mut self.core;
+        core.durable_term_vote = (hard_state.term, hard_state.vote);
+        if core.term_vote_durable() {
+            let held = std::mem::take(&mut core.held);
+            core.outputs.extend(held);
         }
-        if matches!(self.role, Role::Candidate(_)) {
-            self.maybe_win_election();
-        }
+        self.role.maybe_win_election(core);
     }
+}
 
-    /// Steps down (or stays) a follower in `term`. A higher term clears the vote.
-    fn become_follower(&mut self, term: Term, leader: Option<NodeId>) {
-        let was = self.role_kind();
-        if term > self.core.term {
-            self.core.set_term_vote(term, None);
+/// A message from an older term: tell its sender the newer term, so a stale leader or
+/// candidate steps down (Raft §5.1).
+fn on_stale_message(core: &mut Core, from: NodeId, message: &Message) {
+    let term = core.term;
+    let reply = match message {
+        Message::AppendEntries(request) => Message::AppendEntriesResponse(AppendEntriesResponse {
+            term,
+            seq: request.seq,
+            outcome: AppendOutcome::StaleTerm,
+        }),
+        Message::RequestVote(request) => Message::RequestVoteResponse(RequestVoteResponse {
+            term,
+            granted: false,
+            pre_vote: request.pre_vote,
+        }),
+        Message::InstallSnapshot(request) => {
+            Message::InstallSnapshotResponse(InstallSnapshotResponse {
+                term,
+                seq: request.seq,
+                outcome: SnapshotOutcome::StaleTerm,
+            })
         }
-        if let Role::Leader(state) = &mut self.role {
-            state.reads.reject_all(&mut self.core.outputs, leader);
-        }
-        self.role = Role::Follower(follower::FollowerState::default());
-        self.core.leader_id = leader;
-        self.core.leader_contact_ms = leader.map(|_| self.core.now_ms);
-        self.core.reset_election_timer();
-        if was != RoleKind::Follower {
-            info!(node = %self.core.id, term = %self.core.term, ?was, "became follower");
-        }
-    }
+        _ => return,
+    };
+    core.send(from, reply);
 }

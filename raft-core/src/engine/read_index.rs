@@ -7,10 +7,11 @@
 //! Reads registered while others wait share the next heartbeat round, so a burst of reads costs
 //! one round, not one each.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 
-use super::replication::send_heartbeat;
-use super::{Engine, Output, Role};
+use super::core::Core;
+use super::output::Output;
+use super::replication::{Progress, send_heartbeat};
 use crate::types::{LogIndex, NodeId};
 
 #[derive(Clone, Debug)]
@@ -38,88 +39,87 @@ impl ReadQueue {
             outputs.push(Output::ReadRejected { id, leader });
         }
     }
-}
 
-impl Engine {
-    pub(super) fn on_read_requested(&mut self, id: u64) {
-        let Role::Leader(leader) = &mut self.role else {
-            let leader = self.core.leader_id;
-            self.core.outputs.push(Output::ReadRejected { id, leader });
-            return;
-        };
-        if self.core.commit_index < leader.noop_index {
-            leader.reads.before_first_commit.push(id);
+    /// A read arrived at the leader whose no-op is at `noop_index`.
+    pub(crate) fn on_read_requested(
+        &mut self,
+        core: &mut Core,
+        progress: &mut BTreeMap<NodeId, Progress>,
+        noop_index: LogIndex,
+        id: u64,
+    ) {
+        if core.commit_index < noop_index {
+            self.before_first_commit.push(id);
             return;
         }
-        self.register_read(id);
-        self.confirm_reads();
+        self.register_read(core, progress, id);
+        self.confirm_reads(core, progress, noop_index);
     }
 
-    fn register_read(&mut self, id: u64) {
-        let Role::Leader(leader) = &mut self.role else {
-            return;
-        };
-        let next_seq = self.core.next_seq;
-        let required = leader
-            .progress
-            .keys()
-            .map(|&peer| (peer, next_seq))
-            .collect();
-        let first_in_round = leader.reads.pending.is_empty();
-        leader.reads.pending.push_back(PendingRead {
+    fn register_read(
+        &mut self,
+        core: &mut Core,
+        progress: &mut BTreeMap<NodeId, Progress>,
+        id: u64,
+    ) {
+        let next_seq = core.next_seq;
+        let required = progress.keys().map(|&peer| (peer, next_seq)).collect();
+        let first_in_round = self.pending.is_empty();
+        self.pending.push_back(PendingRead {
             id,
-            index: self.core.commit_index,
+            index: core.commit_index,
             required,
         });
         if first_in_round {
-            for (&peer, progress) in &mut leader.progress {
-                send_heartbeat(&mut self.core, peer, progress, false);
-            }
+            heartbeat_all(core, progress);
         }
     }
 
     /// Answers every read a quorum has confirmed, in order; starts the next round if reads
     /// remain. Also registers reads that waited for the term's first commit.
-    pub(super) fn confirm_reads(&mut self) {
-        let Role::Leader(leader) = &mut self.role else {
-            return;
-        };
-        if self.core.commit_index >= leader.noop_index
-            && !leader.reads.before_first_commit.is_empty()
-        {
-            let waiting = std::mem::take(&mut leader.reads.before_first_commit);
+    pub(crate) fn confirm_reads(
+        &mut self,
+        core: &mut Core,
+        progress: &mut BTreeMap<NodeId, Progress>,
+        noop_index: LogIndex,
+    ) {
+        if core.commit_index >= noop_index && !self.before_first_commit.is_empty() {
+            let waiting = std::mem::take(&mut self.before_first_commit);
             for id in waiting {
-                self.register_read(id);
+                self.register_read(core, progress, id);
             }
         }
-        let Role::Leader(leader) = &mut self.role else {
-            return;
-        };
-        let self_vote = usize::from(self.core.membership.is_voter(self.core.id));
+        let self_vote = usize::from(core.membership.is_voter(core.id));
         let mut confirmed_any = false;
-        while let Some(read) = leader.reads.pending.front() {
+        while let Some(read) = self.pending.front() {
             let confirmations = read
                 .required
                 .iter()
                 .filter(|(peer, seq)| {
-                    leader
-                        .progress
+                    progress
                         .get(peer)
                         .is_some_and(|progress| progress.acked_seq >= *seq)
                 })
                 .count();
-            if confirmations + self_vote < self.core.quorum() {
+            if confirmations + self_vote < core.quorum() {
                 break;
             }
             let (id, index) = (read.id, read.index);
-            leader.reads.pending.pop_front();
-            self.core.outputs.push(Output::ReadReady { id, index });
+            self.pending.pop_front();
+            core.outputs.push(Output::ReadReady { id, index });
             confirmed_any = true;
         }
-        if confirmed_any && !leader.reads.pending.is_empty() {
-            for (&peer, progress) in &mut leader.progress {
-                send_heartbeat(&mut self.core, peer, progress, false);
-            }
+        if confirmed_any && !self.pending.is_empty() {
+            heartbeat_all(core, progress);
         }
+    }
+}
+
+/// A heartbeat round to every follower whose answers confirm the reads waiting. It leaves the
+/// heartbeat timers alone: under Heartbeat pacing the timer is what sends new entries, and a
+/// steady read load must not keep pushing it back.
+fn heartbeat_all(core: &mut Core, progress: &mut BTreeMap<NodeId, Progress>) {
+    for (&peer, progress) in progress.iter_mut() {
+        send_heartbeat(core, peer, progress, false);
     }
 }

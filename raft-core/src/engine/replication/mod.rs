@@ -1,4 +1,6 @@
-//! The leader's replication: per-follower progress, sends and responses (Raft §5.3).
+//! The leader's replication to one follower: its progress, what to send it and what its
+//! answers mean (Raft §5.3). The leader's state (`leader.rs`) holds one [`Progress`] per
+//! follower and calls in here.
 //!
 //! Each follower has `next_index` (the next entry to send), `match_index` (the highest entry
 //! known *durable* on it), a window of in-flight requests keyed by sequence number, an
@@ -10,266 +12,80 @@
 
 mod batch;
 mod pacing;
-mod snapshot_send;
+mod progress;
+pub(crate) mod snapshot_send;
 mod window;
-
-use std::collections::BTreeMap;
 
 use tracing::{debug, warn};
 
-use self::batch::BatchSizer;
 use self::pacing::SendPlan;
-use self::snapshot_send::SnapshotSend;
-use self::window::{Inflight, Window};
-use super::read_index::ReadQueue;
-use super::{Core, Engine, FollowerStatus, Output, Role};
-use crate::message::{
-    AppendEntries, AppendEntriesResponse, AppendOutcome, ConflictHint, InstallSnapshotResponse,
-    Message, SnapshotOutcome,
-};
+pub(crate) use self::progress::Progress;
+use self::window::Inflight;
+use super::core::Core;
+use super::output::Output;
+use crate::message::{AppendEntries, AppendEntriesResponse, AppendOutcome, ConflictHint, Message};
 use crate::types::{LogIndex, NodeId};
 
-/// What the leader knows of one follower.
-#[derive(Clone, Debug)]
-pub(crate) struct Progress {
-    pub(crate) next_index: LogIndex,
-    pub(crate) match_index: LogIndex,
-    pub(crate) window: Window,
-    /// Where the follower's log matches is unknown (a new leader, or after a failure): one
-    /// request at a time until a success, like etcd's probe state. Pipelining resumes after.
-    pub(crate) probing: bool,
-    pub(crate) batch: BatchSizer,
-    pub(crate) heartbeat_due_ms: u64,
-    /// No new batches before this time (set after a transport failure or timeout).
-    pub(crate) retry_after_ms: u64,
-    /// When the follower last answered anything in this term (check-quorum).
-    pub(crate) last_response_ms: Option<u64>,
-    /// The highest seq answered in this term (ReadIndex confirmation).
-    pub(crate) acked_seq: u64,
-    /// A snapshot transfer in progress: while set, no AppendEntries go to this follower.
-    pub(crate) snapshot: Option<SnapshotSend>,
-}
-
-/// A leadership transfer in progress.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct Transfer {
-    pub(crate) to: NodeId,
-    pub(crate) deadline_ms: u64,
-}
-
-/// Leader-only state.
-#[derive(Debug)]
-pub(crate) struct LeaderState {
-    pub(crate) progress: BTreeMap<NodeId, Progress>,
-    /// The index of this term's no-op; reads wait until it commits.
-    pub(crate) noop_index: LogIndex,
-    pub(crate) reads: ReadQueue,
-    pub(crate) transfer: Option<Transfer>,
-    pub(crate) elected_ms: u64,
-    /// Reused buffer for commit computation (no allocation per response).
-    pub(crate) scratch: Vec<LogIndex>,
-}
-
-impl LeaderState {
-    pub(crate) fn new(core: &Core, noop_index: LogIndex) -> LeaderState {
-        let config = &core.config;
-        let progress = core
-            .peers()
-            .map(|peer| {
-                let progress = Progress {
-                    next_index: noop_index,
-                    match_index: LogIndex::ZERO,
-                    window: Window::default(),
-                    probing: true,
-                    batch: BatchSizer::new(config.batch_entries_initial, config.batch_entries_max),
-                    heartbeat_due_ms: core.now_ms,
-                    retry_after_ms: core.now_ms,
-                    last_response_ms: None,
-                    acked_seq: 0,
-                    snapshot: None,
-                };
-                (peer, progress)
-            })
-            .collect();
-        LeaderState {
-            progress,
-            noop_index,
-            reads: ReadQueue::default(),
-            transfer: None,
-            elected_ms: core.now_ms,
-            scratch: Vec::new(),
-        }
+/// At a tick: a request or snapshot chunk unanswered for the request timeout counts as
+/// failed; then whatever the pacing allows goes out.
+pub(crate) fn on_tick(core: &mut Core, peer: NodeId, progress: &mut Progress) {
+    let now_ms = core.now_ms;
+    let timeout_ms = core.config.request_timeout_ms;
+    let retry_ms = core.config.heartbeat_interval_ms;
+    if progress
+        .window
+        .oldest_sent_ms()
+        .is_some_and(|sent| sent + timeout_ms <= now_ms)
+    {
+        debug!(node = %core.id, %peer, "AppendEntries timed out");
+        progress.on_failure(progress.match_index.next());
+        progress.retry_after_ms = now_ms + retry_ms;
     }
+    if snapshot_send::inflight_sent_ms(progress).is_some_and(|sent| sent + timeout_ms <= now_ms) {
+        debug!(node = %core.id, %peer, "InstallSnapshot timed out");
+        snapshot_send::on_snapshot_failure(progress, now_ms + retry_ms);
+    }
+    replicate(core, peer, progress);
+}
 
-    pub(crate) fn follower_statuses(&self) -> Vec<FollowerStatus> {
-        self.progress
-            .iter()
-            .map(|(&peer, progress)| FollowerStatus {
-                peer,
-                next_index: progress.next_index,
-                match_index: progress.match_index,
-                inflight: progress.window.len(),
-                batch: progress.batch.batch(),
-                threshold: progress.batch.threshold(),
-            })
-            .collect()
+/// The transport could not deliver request `seq` (or got no answer).
+pub(crate) fn on_send_failed(core: &Core, progress: &mut Progress, seq: u64) {
+    let retry_after_ms = core.now_ms + core.config.heartbeat_interval_ms;
+    if progress.window.contains(seq) {
+        progress.on_failure(progress.match_index.next());
+        progress.retry_after_ms = retry_after_ms;
+    } else if snapshot_send::is_inflight(progress, seq) {
+        snapshot_send::on_snapshot_failure(progress, retry_after_ms);
     }
 }
 
-impl Progress {
-    /// A failed request: shrink the batch, drop the window, resume after what is known.
-    fn on_failure(&mut self, next_index: LogIndex) {
-        self.batch.on_failure();
-        self.window.clear();
-        self.probing = true;
-        self.next_index = next_index.max(self.match_index.next());
+/// Notes that the follower answered request `seq` of this term; false (and nothing noted) for
+/// an answer that cannot be ours: a seq never sent, or a stale-term refusal.
+pub(crate) fn note_answer(
+    core: &Core,
+    from: NodeId,
+    progress: &mut Progress,
+    seq: u64,
+    stale: bool,
+) -> bool {
+    let bogus = seq >= core.next_seq;
+    if bogus || stale {
+        debug!(node = %core.id, %from, seq, "ignoring bogus response");
+        return false;
     }
+    progress.last_response_ms = Some(core.now_ms);
+    progress.acked_seq = progress.acked_seq.max(seq);
+    true
 }
 
-impl Engine {
-    pub(super) fn replicate_to_all(&mut self) {
-        let Role::Leader(leader) = &mut self.role else {
-            return;
-        };
-        for (&peer, progress) in &mut leader.progress {
-            replicate(&mut self.core, peer, progress);
-        }
-    }
-
-    /// Heartbeats, request timeouts, check-quorum and transfer expiry.
-    pub(super) fn tick_leader(&mut self) {
-        let Role::Leader(leader) = &mut self.role else {
-            return;
-        };
-        let now_ms = self.core.now_ms;
-        let timeout_ms = self.core.config.request_timeout_ms;
-        let retry_ms = self.core.config.heartbeat_interval_ms;
-        for (&peer, progress) in &mut leader.progress {
-            if progress
-                .window
-                .oldest_sent_ms()
-                .is_some_and(|sent| sent + timeout_ms <= now_ms)
-            {
-                debug!(node = %self.core.id, %peer, "AppendEntries timed out");
-                progress.on_failure(progress.match_index.next());
-                progress.retry_after_ms = now_ms + retry_ms;
-            }
-            if snapshot_send::inflight_sent_ms(progress)
-                .is_some_and(|sent| sent + timeout_ms <= now_ms)
-            {
-                debug!(node = %self.core.id, %peer, "InstallSnapshot timed out");
-                snapshot_send::on_snapshot_failure(progress, now_ms + retry_ms);
-            }
-            replicate(&mut self.core, peer, progress);
-        }
-        if leader.transfer.is_some_and(|t| now_ms >= t.deadline_ms) {
-            leader.transfer = None;
-        }
-        if self.lost_quorum() {
-            let term = self.core.term;
-            self.become_follower(term, None);
-        }
-    }
-
-    /// Check-quorum: no answer from a quorum within the last election timeout.
-    fn lost_quorum(&self) -> bool {
-        let Role::Leader(leader) = &self.role else {
-            return false;
-        };
-        let core = &self.core;
-        let timeout_ms = core.config.election_timeout_ms;
-        if !core.config.check_quorum || core.now_ms < leader.elected_ms + timeout_ms {
-            return false;
-        }
-        let heard = |p: &&Progress| {
-            p.last_response_ms
-                .is_some_and(|at| core.now_ms.saturating_sub(at) < timeout_ms)
-        };
-        let active = leader.progress.values().filter(heard).count()
-            + usize::from(core.membership.is_voter(core.id));
-        active < core.quorum()
-    }
-
-    pub(super) fn on_send_failed(&mut self, to: NodeId, seq: u64) {
-        let Role::Leader(leader) = &mut self.role else {
-            return;
-        };
-        let Some(progress) = leader.progress.get_mut(&to) else {
-            return;
-        };
-        let retry_after_ms = self.core.now_ms + self.core.config.heartbeat_interval_ms;
-        if progress.window.contains(seq) {
-            progress.on_failure(progress.match_index.next());
-            progress.retry_after_ms = retry_after_ms;
-        } else if snapshot_send::is_inflight(progress, seq) {
-            snapshot_send::on_snapshot_failure(progress, retry_after_ms);
-        }
-    }
-
-    pub(super) fn on_snapshot_response(
-        &mut self,
-        from: NodeId,
-        response: &InstallSnapshotResponse,
-    ) {
-        let Role::Leader(leader) = &mut self.role else {
-            return;
-        };
-        let Some(progress) = leader.progress.get_mut(&from) else {
-            return;
-        };
-        let bogus = response.seq >= self.core.next_seq;
-        if bogus || matches!(response.outcome, SnapshotOutcome::StaleTerm) {
-            debug!(node = %self.core.id, %from, seq = response.seq, "ignoring bogus response");
-            return;
-        }
-        progress.last_response_ms = Some(self.core.now_ms);
-        progress.acked_seq = progress.acked_seq.max(response.seq);
-        if snapshot_send::is_inflight(progress, response.seq) {
-            snapshot_send::apply_snapshot_response(&self.core, progress, response);
-        }
-        self.after_leader_progress(Some(from));
-    }
-
-    pub(super) fn on_append_response(&mut self, from: NodeId, response: &AppendEntriesResponse) {
-        let Role::Leader(leader) = &mut self.role else {
-            return;
-        };
-        let Some(progress) = leader.progress.get_mut(&from) else {
-            return;
-        };
-        let bogus = response.seq >= self.core.next_seq;
-        if bogus || matches!(response.outcome, AppendOutcome::StaleTerm) {
-            debug!(node = %self.core.id, %from, seq = response.seq, "ignoring bogus response");
-            return;
-        }
-        progress.last_response_ms = Some(self.core.now_ms);
-        progress.acked_seq = progress.acked_seq.max(response.seq);
-        if let Some(request) = progress.window.take(response.seq) {
-            apply_response(&self.core, progress, request, &response.outcome);
-        }
-        self.after_leader_progress(Some(from));
-    }
-
-    /// After match indexes or the durable index moved: commit, reads, transfer, more sends.
-    pub(super) fn after_leader_progress(&mut self, peer: Option<NodeId>) {
-        self.maybe_commit();
-        self.confirm_reads();
-        self.maybe_finish_transfer();
-        let Role::Leader(leader) = &mut self.role else {
-            return;
-        };
-        match peer {
-            Some(peer) => {
-                if let Some(progress) = leader.progress.get_mut(&peer) {
-                    replicate(&mut self.core, peer, progress);
-                }
-            }
-            None => {
-                for (&peer, progress) in &mut leader.progress {
-                    replicate(&mut self.core, peer, progress);
-                }
-            }
-        }
+/// Uses an AppendEntries answer whose request is still in the window.
+pub(crate) fn on_append_response(
+    core: &Core,
+    progress: &mut Progress,
+    response: &AppendEntriesResponse,
+) {
+    if let Some(request) = progress.window.take(response.seq) {
+        apply_response(core, progress, request, &response.outcome);
     }
 }
 
@@ -350,7 +166,7 @@ fn next_after_conflict(core: &Core, hint: ConflictHint, rejected_prev: LogIndex)
 }
 
 /// Sends to one follower whatever its pacing allows now.
-fn replicate(core: &mut Core, peer: NodeId, progress: &mut Progress) {
+pub(crate) fn replicate(core: &mut Core, peer: NodeId, progress: &mut Progress) {
     let last_index = core.log.last_index();
     loop {
         if progress.snapshot.is_some() || snapshot_send::needs_snapshot(core, progress) {
@@ -409,7 +225,7 @@ fn send_batch(core: &mut Core, peer: NodeId, progress: &mut Progress) -> bool {
     let Some(last_log_id) = core.log.log_id_at(last) else {
         return false;
     };
-    let seq = take_seq(core);
+    let seq = core.take_seq();
     let request = AppendEntries {
         term: core.term,
         leader_id: core.id,
@@ -457,7 +273,7 @@ pub(crate) fn send_heartbeat(
     let Some(prev_log_id) = core.log.log_id_at(prev_index) else {
         return;
     };
-    let seq = take_seq(core);
+    let seq = core.take_seq();
     progress.window.push(Inflight {
         seq,
         prev_index,
@@ -476,10 +292,4 @@ pub(crate) fn send_heartbeat(
         leader_commit: core.commit_index,
     };
     core.send(peer, Message::AppendEntries(request));
-}
-
-fn take_seq(core: &mut Core) -> u64 {
-    let seq = core.next_seq;
-    core.next_seq += 1;
-    seq
 }

@@ -13,7 +13,7 @@
 //! After a transport failure or timeout the follower is not sent new batches until its retry
 //! time (one heartbeat interval), so a dead peer costs one request per interval, not a busy loop.
 
-use super::Progress;
+use super::progress::Progress;
 use crate::config::Pacing;
 use crate::types::LogIndex;
 

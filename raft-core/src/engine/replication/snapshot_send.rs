@@ -8,21 +8,11 @@
 
 use tracing::{debug, info};
 
-use super::{Progress, take_seq};
-use crate::engine::{Core, Output};
+use super::progress::{Progress, SnapshotSend};
+use crate::engine::core::Core;
+use crate::engine::output::Output;
 use crate::message::{InstallSnapshot, InstallSnapshotResponse, SnapshotOutcome};
-use crate::snapshot::SnapshotMeta;
 use crate::types::NodeId;
-
-/// A snapshot transfer to one follower.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct SnapshotSend {
-    pub(crate) meta: SnapshotMeta,
-    /// The next chunk starts here.
-    pub(crate) offset: u64,
-    /// The chunk in flight: its seq and when it was sent.
-    pub(crate) inflight: Option<(u64, u64)>,
-}
 
 /// Whether the follower's next entry is gone from the log (its predecessor's term is unknown).
 pub(crate) fn needs_snapshot(core: &Core, progress: &Progress) -> bool {
@@ -59,7 +49,7 @@ pub(crate) fn send_snapshot(core: &mut Core, peer: NodeId, progress: &mut Progre
         .config
         .snapshot_chunk_bytes
         .min(transfer.meta.size - offset);
-    let seq = take_seq(core);
+    let seq = core.take_seq();
     transfer.inflight = Some((seq, core.now_ms));
     let request = InstallSnapshot {
         term: core.term,
