@@ -17,10 +17,14 @@
 //!
 //! Decoding never panics on any input (see `tests/codec_proptest.rs`). Bytes after the message
 //! are not looked at.
-// Untrusted bytes are decoded here: no indexing that could panic (STYLE §4).
+//!
+//! The envelope and the errors are in `codec/envelope.rs`, the AppendEntries codec in
+//! `codec/append.rs`.
+// Untrusted bytes are decoded here: no indexing that could panic (malformed input is an error, never a panic).
 #![deny(clippy::indexing_slicing)]
 
 mod append;
+mod envelope;
 
 use bytes::Bytes;
 use raft_core::message::{AppendEntries, InstallSnapshot};
@@ -28,35 +32,11 @@ use raft_core::{NodeId, SnapshotMeta, Term};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-/// The wire version this crate speaks.
-pub const WIRE_VERSION: u16 = 1;
+pub use envelope::{DecodeError, EncodeError, WIRE_VERSION};
+use envelope::{open_envelope, share, write_envelope};
 
 /// The content type of request and response bodies.
 pub const CONTENT_TYPE: &str = "application/msgpack";
-
-/// Why a body could not be decoded. Servers answer it with 400 and this message.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum DecodeError {
-    /// The body does not start with the `[version, message]` envelope.
-    #[error("not a [version, message] envelope: {0}")]
-    Envelope(String),
-    /// The envelope's version is not [`WIRE_VERSION`].
-    #[error("unsupported wire version {found} (this node speaks version {WIRE_VERSION})")]
-    UnsupportedVersion {
-        /// The version the body carries.
-        found: u64,
-    },
-    /// The message inside the envelope is malformed or truncated.
-    #[error("malformed message: {0}")]
-    Message(String),
-}
-
-/// A message that could not be encoded (it cannot happen with raft-core's messages, which are
-/// plain data, but serde's interface allows it).
-#[derive(Debug, thiserror::Error)]
-#[error("cannot encode the message: {0}")]
-pub struct EncodeError(String);
 
 /// Encodes `message` in the current wire version.
 ///
@@ -110,14 +90,6 @@ fn encode_with_capacity<T: Serialize + ?Sized>(
     write_envelope(&mut buffer)?;
     rmp_serde::encode::write(&mut buffer, message).map_err(|e| EncodeError(e.to_string()))?;
     Ok(Bytes::from(buffer))
-}
-
-/// The envelope's head: a 2-array and the version; the message follows.
-fn write_envelope(buffer: &mut Vec<u8>) -> Result<(), EncodeError> {
-    rmp::encode::write_array_len(buffer, 2).map_err(|e| EncodeError(e.to_string()))?;
-    rmp::encode::write_uint(buffer, u64::from(WIRE_VERSION))
-        .map_err(|e| EncodeError(e.to_string()))?;
-    Ok(())
 }
 
 /// Decodes a message of type `T` from a body in the current wire version.
@@ -188,40 +160,6 @@ pub fn decode_install_snapshot(body: &Bytes) -> Result<InstallSnapshot, DecodeEr
         chunk_crc: wire.chunk_crc,
         done: wire.done,
     })
-}
-
-/// Checks the envelope and returns the bytes of the message inside it.
-fn open_envelope(body: &[u8]) -> Result<&[u8], DecodeError> {
-    let mut rest = body;
-    let items = rmp::decode::read_array_len(&mut rest)
-        .map_err(|e| DecodeError::Envelope(format!("{e:?}")))?;
-    if items != 2 {
-        return Err(DecodeError::Envelope(format!(
-            "an array of {items} items, expected 2"
-        )));
-    }
-    let version: u64 = rmp::decode::read_int(&mut rest)
-        .map_err(|e| DecodeError::Envelope(format!("no version number ({e:?})")))?;
-    if version != u64::from(WIRE_VERSION) {
-        return Err(DecodeError::UnsupportedVersion { found: version });
-    }
-    Ok(rest)
-}
-
-/// `part` as a slice of `whole` when it lies inside it (it always does: the decoder borrows from
-/// the body), else a copy, so that no input can make this panic.
-fn share(whole: &Bytes, part: &[u8]) -> Bytes {
-    let start = (part.as_ptr() as usize).checked_sub(whole.as_ptr() as usize);
-    match start {
-        Some(start)
-            if start
-                .checked_add(part.len())
-                .is_some_and(|end| end <= whole.len()) =>
-        {
-            whole.slice(start..start + part.len())
-        }
-        _ => Bytes::copy_from_slice(part),
-    }
 }
 
 // The borrowed mirror of raft-core's InstallSnapshot: the same fields in the same order, so it

@@ -264,18 +264,13 @@ impl Replica {
         envelope: Envelope,
         timeout: Duration,
     ) -> Result<(LogIndex, Outcome), Error> {
-        let appended = self
-            .node
-            .append_timeout(vec![envelope.encode()], timeout)
-            .await?;
-        let index = appended.first.index;
-        let result = appended.results.first().ok_or_else(|| {
-            Error::Raft(raft_core::Error::state_machine(format!(
-                "no commit result for the entry at {index}"
-            )))
-        })?;
+        let append = self.node.append_one(envelope.encode());
+        let (entry, result) = tokio::time::timeout(timeout, append)
+            .await
+            .unwrap_or(Err(raft_core::Error::Timeout))?;
+        let index = entry.index;
         let outcome =
-            Outcome::decode(result).map_err(|reason| Error::Malformed { index, reason })?;
+            Outcome::decode(&result).map_err(|reason| Error::Malformed { index, reason })?;
         Ok((index, outcome))
     }
 }

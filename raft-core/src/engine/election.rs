@@ -2,7 +2,7 @@
 //! the follower's side of leadership transfer (Raft §5.2, §5.4.1; thesis §3.10 and §9.6). The
 //! role changes themselves are made in `role.rs`.
 //!
-//! Rules kept here (PITFALLS: election and terms):
+//! Rules kept here (each one some Raft implementation once broke):
 //! - A vote is persisted before the reply that grants it leaves (the reply is held by
 //!   `Core::send` until the hard state is durable); so is the candidate's own term and vote.
 //! - Pre-vote changes neither term nor vote, and is granted only by a node that would grant the

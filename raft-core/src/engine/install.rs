@@ -2,7 +2,7 @@
 //! (term, leader, chunk checksum); the follower answers where the next chunk should start, so a
 //! lost or damaged chunk is just sent again. The last chunk is accepted only if the whole
 //! data's checksum matches; then the snapshot is saved durably and installed:
-//! - a log that holds the snapshot's last entry keeps the entries after it (PITFALLS: never
+//! - a log that holds the snapshot's last entry keeps the entries after it (a rule real implementations broke: never
 //!   throw away entries the snapshot does not cover when the logs agree);
 //! - otherwise the whole log goes and continues after the snapshot. Only the entries *above*
 //!   the snapshot's index are known to be discarded (by Log Matching, nothing after a mismatch

@@ -3,7 +3,7 @@
 //! A read takes the commit index as its read index, then waits until a quorum has answered a
 //! request sent *after* the read arrived, which proves this node was still the leader when the
 //! read was registered. A leader serves reads only once an entry of its own term has committed
-//! (its no-op), since before that its commit index may lag the cluster's (PITFALLS).
+//! (its no-op), since before that its commit index may lag the cluster's.
 //! Reads registered while others wait share the next heartbeat round, so a burst of reads costs
 //! one round, not one each.
 

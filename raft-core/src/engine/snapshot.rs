@@ -1,7 +1,7 @@
 //! Snapshots on this node: when to take one and what to compact after (a restarting node's
 //! log view is rebuilt in `restore.rs`).
 //!
-//! Rules (PITFALLS, "Snapshots"):
+//! Rules (ARCHITECTURE.md, "Engine"; each one some Raft implementation once broke):
 //! - a snapshot covers exactly the committed prefix up to its index: `CreateSnapshot` follows
 //!   the `Commit` of that index and precedes any later one;
 //! - the log is compacted only after the snapshot is durable (`Input::SnapshotCreated`), keeping

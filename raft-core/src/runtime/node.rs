@@ -248,6 +248,44 @@ impl Node {
         result
     }
 
+    /// Appends one command and waits for its result: [`append`](Node::append) for the common
+    /// case of a single command. Returns the entry's position and the state machine's result
+    /// (in async replication mode, the pre-commit result).
+    ///
+    /// ```
+    /// # use raft_core::runtime::{Node, NodeConfig};
+    /// # use raft_core::testing::{MemKv, MemLogStore, MemNetwork};
+    /// # use raft_core::NodeId;
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), raft_core::Error> {
+    /// # let network = MemNetwork::new(1);
+    /// # let id = NodeId(1);
+    /// # let node = Node::start(id, [(id, "in-process")], NodeConfig::default(),
+    /// #     MemLogStore::new().into_arc(), MemKv::new().into_arc(), network.transport(id)).await?;
+    /// # network.register(id, &node);
+    /// # node.wait_for_leader(std::time::Duration::from_secs(5)).await?;
+    /// node.append_one(MemKv::put("x", "1")).await?;
+    /// // MemKv answers a put with the value it replaced.
+    /// let (entry, previous) = node.append_one(MemKv::put("x", "2")).await?;
+    /// assert_eq!(entry.index.0, 3); // after the leader's no-op and the first put
+    /// assert_eq!(&previous[..], b"1");
+    /// # node.shutdown().await;
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    /// As [`append`](Node::append).
+    pub async fn append_one(&self, command: Bytes) -> Result<(EntryInfo, Bytes), Error> {
+        let appended = self.append(vec![command]).await?;
+        let index = appended.first.index;
+        let result =
+            appended.results.into_iter().next().ok_or_else(|| {
+                Error::state_machine(format!("no result for the entry at {index}"))
+            })?;
+        Ok((appended.first, result))
+    }
+
     /// Like [`append`](Node::append) with a deadline: [`Error::Timeout`] when it passes (the
     /// outcome is then unknown: the commands may still commit).
     ///

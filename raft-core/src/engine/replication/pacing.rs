@@ -1,4 +1,4 @@
-//! When a leader may send to one follower: the two pacings of DESIGN §3.
+//! When a leader may send to one follower: the two pacings (ARCHITECTURE.md, "Engine").
 //!
 //! - `Heartbeat`: only when the follower's heartbeat timer fires; the firing sends
 //!   `[next_index, next_index + batch)` if the window has room (an empty heartbeat otherwise),

@@ -2,7 +2,7 @@
 //!
 //! A response is matched to its request by `seq`; a response whose request is not in the window
 //! (an earlier term, an earlier failure that discarded the window, a duplicate) is stale and
-//! must never advance `match_index` (PITFALLS: stale responses). Heartbeats are tracked too, so
+//! must never advance `match_index` (stale responses; ARCHITECTURE.md, "Engine"). Heartbeats are tracked too, so
 //! their answers are checked the same way, but only requests carrying entries use the capacity.
 
 use std::collections::VecDeque;

@@ -27,7 +27,7 @@ fn three_nodes_elect_exactly_one_leader() {
     assert_eq!(cluster.commit_of(1), LogIndex(1), "the no-op commits");
 }
 
-/// PITFALLS: persist term and vote before any message that reveals them.
+/// A rule real implementations broke: persist term and vote before any message that reveals them.
 #[test]
 fn vote_reply_waits_for_durable_vote() {
     let mut config = config();
@@ -158,7 +158,7 @@ fn candidate_with_stale_log_is_denied_vote() {
     assert_eq!(cluster.engine(2).status().vote, None);
 }
 
-/// PITFALLS: a leader that learns of a higher term from a response steps down.
+/// A rule real implementations broke: a leader that learns of a higher term from a response steps down.
 #[test]
 fn higher_term_response_makes_leader_step_down() {
     let mut cluster = Cluster::new(3, &config());

@@ -26,7 +26,7 @@ fn restored(term: u64, entry_terms: &[u64], commit: u64) -> RestoredState {
     }
 }
 
-/// A follower acknowledges only durable entries (DESIGN §3, etcd msgsAfterAppend).
+/// A follower acknowledges only durable entries (ARCHITECTURE.md, "Engine"; etcd msgsAfterAppend).
 #[test]
 fn follower_acks_only_durable_entries() {
     let mut cluster = Cluster::new(3, &config());
@@ -109,7 +109,7 @@ fn lone_leader_commits_only_after_its_log_is_durable() {
     assert_eq!(outputs, vec![Output::Commit { upto: LogIndex(2) }]);
 }
 
-/// PITFALLS: an AppendEntries whose entries all match truncates nothing.
+/// A rule real implementations broke: an AppendEntries whose entries all match truncates nothing.
 #[test]
 fn duplicate_append_entries_does_not_truncate() {
     let mut cluster = Cluster::new(3, &config());
@@ -135,7 +135,7 @@ fn duplicate_append_entries_does_not_truncate() {
     assert_eq!(cluster.logs[&NodeId(2)].len(), 3);
 }
 
-/// PITFALLS: the follower's commit is min(leader commit, last index this request verified).
+/// A rule real implementations broke: the follower's commit is min(leader commit, last index this request verified).
 #[test]
 fn follower_commit_is_capped_by_verified_index() {
     let membership = Membership::new([NodeId(1), NodeId(2)]);
