@@ -16,7 +16,6 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
-use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -28,65 +27,11 @@ use raft_core::{NodeId, Transport};
 use serde::de::DeserializeOwned;
 use tokio::time::Instant;
 
-use crate::auth::ClusterAuth;
+use crate::client_config::ClientConfig;
 use crate::codec;
 use crate::error::{Error, RequestError};
 use crate::peer::Peer;
 use crate::routes::Rpc;
-use crate::service_config::DEFAULT_MAX_BODY_BYTES;
-
-/// How an [`HttpTransport`] talks to its peers.
-#[derive(Clone, Debug)]
-#[non_exhaustive]
-pub struct ClientConfig {
-    /// The cluster id and secret sent with every request.
-    pub auth: ClusterAuth,
-    /// A request without an answer after this long (connecting included) fails with
-    /// [`raft_core::Error::Timeout`]. raft-core bounds calls at twice its own
-    /// `request_timeout_ms`, so keep this at or below that. It bounds snapshot chunks too, so
-    /// it must also cover sending the largest chunk (`snapshot_chunk_bytes`) and the peer
-    /// writing it; see the module documentation.
-    pub request_timeout: Duration,
-    /// A TCP connection plus HTTP/2 handshake that takes longer fails.
-    pub connect_timeout: Duration,
-    /// The wait after the first failed connection attempt; it doubles with each further one.
-    pub backoff_initial: Duration,
-    /// The longest wait between connection attempts.
-    pub backoff_max: Duration,
-    /// Answers over this many bytes are refused.
-    pub max_body_bytes: usize,
-    /// HTTP/2 keep-alive ping interval (`None`: no pings); a dead connection is noticed by it.
-    pub keep_alive_interval: Option<Duration>,
-    /// A connection whose ping is not acknowledged within this time is closed.
-    pub keep_alive_timeout: Duration,
-    /// HTTP/2 flow-control window per stream, in bytes.
-    pub stream_window_bytes: u32,
-    /// HTTP/2 flow-control window per connection, in bytes.
-    pub connection_window_bytes: u32,
-    /// The local node, for the `node` label of the metrics.
-    pub node: Option<NodeId>,
-}
-
-impl ClientConfig {
-    /// The defaults with these credentials: 2 s request timeout, 1 s connect timeout, backoff
-    /// from 20 ms to 1 s.
-    #[must_use]
-    pub fn new(auth: ClusterAuth) -> ClientConfig {
-        ClientConfig {
-            auth,
-            request_timeout: Duration::from_secs(2),
-            connect_timeout: Duration::from_secs(1),
-            backoff_initial: Duration::from_millis(20),
-            backoff_max: Duration::from_secs(1),
-            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
-            keep_alive_interval: Some(Duration::from_secs(1)),
-            keep_alive_timeout: Duration::from_secs(3),
-            stream_window_bytes: 4 << 20,
-            connection_window_bytes: 16 << 20,
-            node: None,
-        }
-    }
-}
 
 /// The client side of raft-http: a [`Transport`] to the peers of a member list.
 ///

@@ -1,5 +1,5 @@
 //! raft-http: the peer transport of raft-core over HTTP (hyper 1.x), and a `/metrics` route for
-//! Prometheus (DESIGN §5).
+//! Prometheus (ARCHITECTURE.md, "Transport").
 //!
 //! - **Client**: [`HttpTransport`] implements raft-core's [`Transport`](raft_core::Transport).
 //!   It keeps one HTTP/2 connection per peer (prior knowledge over plain TCP) on which many
@@ -79,6 +79,7 @@
 
 mod auth;
 mod client;
+mod client_config;
 pub mod codec;
 mod error;
 pub mod metrics;
@@ -90,7 +91,8 @@ mod server;
 mod service_config;
 
 pub use auth::{CLUSTER_ID_HEADER, ClusterAuth, SECRET_HEADER};
-pub use client::{ClientConfig, HttpTransport};
+pub use client::HttpTransport;
+pub use client_config::ClientConfig;
 pub use error::{Error, ErrorCode, RequestError};
 pub use routes::ERROR_CODE_HEADER;
 pub use serve::{Server, ServerConfig};

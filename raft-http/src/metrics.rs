@@ -1,5 +1,5 @@
-//! Metric names (part of the public interface, DESIGN §7: renamed only with a migration note)
-//! and the Prometheus recorder the `/metrics` route renders.
+//! Metric names (part of the public interface, ARCHITECTURE.md, "Metrics": renamed only with a
+//! migration note) and the Prometheus recorder the `/metrics` route renders.
 //!
 //! Everything goes through the `metrics` facade: without an installed recorder it costs
 //! nothing. Server metrics are labelled by `route` (and `status`), client metrics by `peer`;
@@ -14,7 +14,7 @@ use raft_core::NodeId;
 use crate::error::Error;
 use crate::routes::Rpc;
 
-/// Counter: requests a server answered, by `route` and `status` (DESIGN §7).
+/// Counter: requests a server answered, by `route` and `status` (ARCHITECTURE.md, "Metrics").
 pub const REQUESTS: &str = "raft_http_requests_total";
 /// Counter: request body bytes a server received, by `route`.
 pub const SERVER_RECEIVED_BYTES: &str = "raft_http_server_received_bytes_total";

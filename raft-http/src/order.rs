@@ -2,14 +2,14 @@
 //! arrived, although each is read and decoded on its own task.
 //!
 //! Why: a leader pipelines AppendEntries to a follower, each continuing the previous one. On a
-//! multi-threaded runtime the per-request tasks race, and a follower that sees request N+1
-//! before N rejects it as a log mismatch. The leader used to treat that as a failure, halve its
-//! batch and resend (DESIGN §3, adaptive batch), which collapsed throughput (measured: ~8,000
-//! such conflicts in 3 s, 11k ops/s instead of 100k+); raft-core now recognises a request that
-//! only overtook an earlier one and resends it without the penalty, but each such refusal still
-//! costs a wasted request and a resend. HTTP/2 keeps the streams of a connection
-//! in order and hyper calls the service for each stream in that order, so a ticket taken in that
-//! synchronous call and honoured before the handler call restores the sender's order.
+//! multi-threaded runtime the per-request tasks race, and a follower that sees request N+1 before N
+//! rejects it as a log mismatch. The leader used to treat that as a failure, halve its batch and
+//! resend (ARCHITECTURE.md, "Engine", adaptive batch), which collapsed throughput (measured: ~8,000
+//! such conflicts in 3 s, 11k ops/s instead of 100k+); raft-core now recognises a request that only
+//! overtook an earlier one and resends it without the penalty, but each such refusal still costs a
+//! wasted request and a resend. HTTP/2 keeps the streams of a connection in order and hyper calls
+//! the service for each stream in that order, so a ticket taken in that synchronous call and
+//! honoured before the handler call restores the sender's order.
 //!
 //! Lines are per connection: [`Server`](crate::Server) gives each connection its own
 //! [`ConnectionOrder`] (a request extension), so a stalled request on one connection never

@@ -24,7 +24,7 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tracing::debug;
 
-use crate::client::ClientConfig;
+use crate::client_config::ClientConfig;
 use crate::codec::CONTENT_TYPE;
 use crate::error::{Error, ErrorCode, RequestError};
 use crate::metrics::PeerMetrics;

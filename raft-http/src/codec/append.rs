@@ -16,7 +16,7 @@ use raft_core::message::AppendEntries;
 use raft_core::{Entry, LogId, LogIndex, NodeId, Payload, Term};
 use rmp::Marker;
 
-use super::{DecodeError, EncodeError};
+use super::envelope::{DecodeError, EncodeError, share};
 
 const BLANK: &[u8] = b"Blank";
 const COMMAND: &[u8] = b"Command";
@@ -181,7 +181,7 @@ impl<'a> Reader<'a> {
                     let len = rmp::decode::read_bin_len(&mut self.rest)
                         .map_err(|e| Self::malformed("a command", e))?;
                     let bytes = self.take(len, "a command")?;
-                    Ok(Payload::Command(super::share(self.body, bytes)))
+                    Ok(Payload::Command(share(self.body, bytes)))
                 } else if name == BLANK {
                     // A unit variant in map form: `{"Blank": nil}`.
                     rmp::decode::read_nil(&mut self.rest)
