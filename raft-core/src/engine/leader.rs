@@ -168,13 +168,10 @@ impl LeaderState {
         from: NodeId,
         response: &AppendEntriesResponse,
     ) {
-        let Some(progress) = self.progress.get_mut(&from) else {
+        let stale = matches!(response.outcome, AppendOutcome::StaleTerm);
+        let Some(progress) = self.answered(core, from, response.seq, stale) else {
             return;
         };
-        let stale = matches!(response.outcome, AppendOutcome::StaleTerm);
-        if !replication::note_answer(core, from, progress, response.seq, stale) {
-            return;
-        }
         replication::on_append_response(core, progress, response);
         self.after_progress(core, Some(from));
     }
@@ -185,17 +182,27 @@ impl LeaderState {
         from: NodeId,
         response: &InstallSnapshotResponse,
     ) {
-        let Some(progress) = self.progress.get_mut(&from) else {
+        let stale = matches!(response.outcome, SnapshotOutcome::StaleTerm);
+        let Some(progress) = self.answered(core, from, response.seq, stale) else {
             return;
         };
-        let stale = matches!(response.outcome, SnapshotOutcome::StaleTerm);
-        if !replication::note_answer(core, from, progress, response.seq, stale) {
-            return;
-        }
         if snapshot_send::is_inflight(progress, response.seq) {
             snapshot_send::apply_snapshot_response(core, progress, response);
         }
         self.after_progress(core, Some(from));
+    }
+
+    /// The progress of `from`, which answered request `seq`, if the answer is one to use (see
+    /// `replication::note_answer`).
+    fn answered(
+        &mut self,
+        core: &Core,
+        from: NodeId,
+        seq: u64,
+        stale: bool,
+    ) -> Option<&mut Progress> {
+        let progress = self.progress.get_mut(&from)?;
+        replication::note_answer(core, from, progress, seq, stale).then_some(progress)
     }
 
     /// A client's linearizable read (ReadIndex; see `read_index.rs`).

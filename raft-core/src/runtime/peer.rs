@@ -12,6 +12,7 @@ use tokio::sync::mpsc;
 use tracing::{debug, warn};
 
 use super::events::Event;
+use crate::error::Error;
 use crate::message::{AppendEntries, InstallSnapshot, Message};
 use crate::snapshot::SnapshotReader;
 use crate::storage::LogStore;
@@ -162,11 +163,11 @@ impl PeerSender {
 async fn bounded<T>(
     timeout: Duration,
     to: NodeId,
-    call: impl Future<Output = Result<T, crate::error::Error>>,
-) -> Result<T, crate::error::Error> {
+    call: impl Future<Output = Result<T, Error>>,
+) -> Result<T, Error> {
     tokio::time::timeout(timeout, call)
         .await
-        .unwrap_or_else(|_| Err(crate::error::Error::transport(to, "no answer in time")))
+        .unwrap_or_else(|_| Err(Error::transport(to, "no answer in time")))
 }
 
 /// One transport call; the event it produces, if any.
@@ -178,30 +179,24 @@ async fn call(
 ) -> Option<Event> {
     match message {
         Message::AppendEntries(request) => {
-            let seq = request.seq;
-            match bounded(timeout, to, transport.append_entries(to, request)).await {
-                Ok(response) => Some(Event::Answer {
-                    from: to,
-                    message: Message::AppendEntriesResponse(response),
-                }),
-                Err(err) => {
-                    debug!(peer = %to, %err, seq, "AppendEntries failed");
-                    Some(Event::SendFailed { to, seq })
-                }
-            }
+            let seq = Some(request.seq);
+            let answer = bounded(timeout, to, transport.append_entries(to, request)).await;
+            outcome(
+                to,
+                "AppendEntries",
+                seq,
+                answer.map(Message::AppendEntriesResponse),
+            )
         }
         Message::RequestVote(request) => {
-            match bounded(timeout, to, transport.request_vote(to, request)).await {
-                Ok(response) => Some(Event::Answer {
-                    from: to,
-                    message: Message::RequestVoteResponse(response),
-                }),
-                // Unanswered votes need nothing: the election timer runs the next round.
-                Err(err) => {
-                    debug!(peer = %to, %err, "RequestVote failed");
-                    None
-                }
-            }
+            let answer = bounded(timeout, to, transport.request_vote(to, request)).await;
+            // Unanswered votes need nothing: the election timer runs the next round.
+            outcome(
+                to,
+                "RequestVote",
+                None,
+                answer.map(Message::RequestVoteResponse),
+            )
         }
         Message::TimeoutNow(request) => {
             if let Err(err) = bounded(timeout, to, transport.timeout_now(to, request)).await {
@@ -210,21 +205,35 @@ async fn call(
             None
         }
         Message::InstallSnapshot(request) => {
-            let seq = request.seq;
-            match bounded(timeout, to, transport.install_snapshot(to, request)).await {
-                Ok(response) => Some(Event::Answer {
-                    from: to,
-                    message: Message::InstallSnapshotResponse(response),
-                }),
-                Err(err) => {
-                    debug!(peer = %to, %err, seq, "InstallSnapshot failed");
-                    Some(Event::SendFailed { to, seq })
-                }
-            }
+            let seq = Some(request.seq);
+            let answer = bounded(timeout, to, transport.install_snapshot(to, request)).await;
+            outcome(
+                to,
+                "InstallSnapshot",
+                seq,
+                answer.map(Message::InstallSnapshotResponse),
+            )
         }
         // Answers travel back on the request they answer, never through a peer task.
         Message::AppendEntriesResponse(_)
         | Message::RequestVoteResponse(_)
         | Message::InstallSnapshotResponse(_) => None,
+    }
+}
+
+/// The event for a call's outcome: the peer's answer, or the failure of request `seq` (calls
+/// without a seq need no report of their failure).
+fn outcome(
+    to: NodeId,
+    kind: &str,
+    seq: Option<u64>,
+    answer: Result<Message, Error>,
+) -> Option<Event> {
+    match answer {
+        Ok(message) => Some(Event::Answer { from: to, message }),
+        Err(err) => {
+            debug!(peer = %to, %err, ?seq, "{kind} failed");
+            seq.map(|seq| Event::SendFailed { to, seq })
+        }
     }
 }

@@ -24,7 +24,7 @@ use self::window::Inflight;
 use super::core::Core;
 use super::output::Output;
 use crate::message::{AppendEntries, AppendEntriesResponse, AppendOutcome, ConflictHint, Message};
-use crate::types::{LogIndex, NodeId};
+use crate::types::{LogId, LogIndex, NodeId};
 
 /// At a tick: a request or snapshot chunk unanswered for the request timeout counts as
 /// failed; then whatever the pacing allows goes out.
@@ -225,21 +225,7 @@ fn send_batch(core: &mut Core, peer: NodeId, progress: &mut Progress) -> bool {
     let Some(last_log_id) = core.log.log_id_at(last) else {
         return false;
     };
-    let seq = core.take_seq();
-    let request = AppendEntries {
-        term: core.term,
-        leader_id: core.id,
-        seq,
-        prev_log_id,
-        entries: Vec::new(),
-        leader_commit: core.commit_index,
-    };
-    progress.window.push(Inflight {
-        seq,
-        prev_index: prev_log_id.index,
-        last_index: last,
-        sent_ms: core.now_ms,
-    });
+    let request = track_request(core, progress, prev_log_id, last);
     progress.next_index = last.next();
     progress.heartbeat_due_ms = core.now_ms + core.config.heartbeat_interval_ms;
     core.send_output(Output::SendEntries {
@@ -273,23 +259,35 @@ pub(crate) fn send_heartbeat(
     let Some(prev_log_id) = core.log.log_id_at(prev_index) else {
         return;
     };
-    let seq = core.take_seq();
-    progress.window.push(Inflight {
-        seq,
-        prev_index,
-        last_index: prev_index,
-        sent_ms: core.now_ms,
-    });
+    let request = track_request(core, progress, prev_log_id, prev_index);
     if reset_timer {
         progress.heartbeat_due_ms = core.now_ms + core.config.heartbeat_interval_ms;
     }
-    let request = AppendEntries {
+    core.send(peer, Message::AppendEntries(request));
+}
+
+/// An AppendEntries after `prev_log_id` whose entries (none for a heartbeat) end at
+/// `last_index`, under a fresh seq recorded in the follower's window. The runtime fills the
+/// entries from the log.
+fn track_request(
+    core: &mut Core,
+    progress: &mut Progress,
+    prev_log_id: LogId,
+    last_index: LogIndex,
+) -> AppendEntries {
+    let seq = core.take_seq();
+    progress.window.push(Inflight {
+        seq,
+        prev_index: prev_log_id.index,
+        last_index,
+        sent_ms: core.now_ms,
+    });
+    AppendEntries {
         term: core.term,
         leader_id: core.id,
         seq,
         prev_log_id,
         entries: Vec::new(),
         leader_commit: core.commit_index,
-    };
-    core.send(peer, Message::AppendEntries(request));
+    }
 }
