@@ -30,8 +30,9 @@ use crate::error::Error;
 use crate::fs::FsFile;
 use crate::hard_state;
 use crate::record;
-use crate::segment;
-use crate::state::{Job, Segment, Shared};
+use crate::segment::{self, Segment};
+use crate::shared::Shared;
+use crate::state::Job;
 
 /// Starts the I/O thread for a freshly recovered log.
 pub(crate) fn spawn(shared: Arc<Shared>) -> Result<JoinHandle<()>, Error> {

@@ -62,6 +62,7 @@ mod options;
 pub mod record;
 mod recover;
 mod segment;
+mod shared;
 mod snapshot;
 mod state;
 mod store;

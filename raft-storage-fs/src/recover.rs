@@ -16,9 +16,9 @@ use crate::fs::{DirLock, Fs};
 use crate::hard_state;
 use crate::options::FsOptions;
 use crate::record::{self, Record, Tail};
-use crate::segment::{self, PREALLOC_FILE};
-use crate::snapshot::{self, SnapshotFile};
-use crate::state::{FsStats, Segment, State};
+use crate::segment::{self, PREALLOC_FILE, Segment};
+use crate::snapshot::file::{self as snapshot, SnapshotFile};
+use crate::state::{FsStats, State};
 
 /// What opening a directory yields: the state to start from (with no durability watch yet)
 /// and the directory lock.

@@ -1,17 +1,18 @@
-//! Segment files: naming, preallocation and installation.
+//! Segment files: naming, preallocation and installation, and [`Segment`], an open segment
+//! with the offsets of its written records.
 //!
 //! A segment is named for its first entry (`00000000000000000001.seg`), so the names alone
 //! say the order and recovery can tell a missing segment from a gap. New segments are prepared
 //! ahead of need under a temporary name ([`PREALLOC_FILE`]: zero-filled and synced), then
 //! renamed into place and the directory synced before any entry in them counts as durable.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use raft_core::LogIndex;
 
 use crate::error::Error;
-use crate::fs::Fs;
-use crate::state::Segment;
+use crate::fs::{Fs, FsFile};
 
 /// The file a segment is prepared in before it is renamed into place.
 pub(crate) const PREALLOC_FILE: &str = "segment.prealloc";
@@ -19,6 +20,40 @@ pub(crate) const PREALLOC_FILE: &str = "segment.prealloc";
 pub(crate) const SUFFIX: &str = ".seg";
 const DIGITS: usize = 20;
 static ZEROS: [u8; 1 << 20] = [0; 1 << 20];
+
+/// One segment file and where its written records are.
+#[derive(Debug)]
+pub(crate) struct Segment {
+    /// The index of its first entry (also its file name).
+    pub(crate) first: LogIndex,
+    pub(crate) path: PathBuf,
+    pub(crate) file: Arc<dyn FsFile>,
+    /// Where each written record starts: entry `first + i` at `offsets[i]`.
+    pub(crate) offsets: Vec<u64>,
+    /// The end of the last written record.
+    pub(crate) end: u64,
+}
+
+impl Segment {
+    /// The index of the last written entry (`first - 1` when none).
+    pub(crate) fn last(&self) -> LogIndex {
+        LogIndex(self.first.0 + self.offsets.len() as u64 - 1)
+    }
+
+    /// The byte range of entries `first..=last` (all written, all in this segment).
+    pub(crate) fn byte_range(&self, first: LogIndex, last: LogIndex) -> Option<(u64, u64)> {
+        let start = *self
+            .offsets
+            .get(usize::try_from(first.0 - self.first.0).ok()?)?;
+        let after = usize::try_from(last.0 + 1 - self.first.0).ok()?;
+        let end = match self.offsets.get(after) {
+            Some(&next) => next,
+            None if after == self.offsets.len() => self.end,
+            None => return None,
+        };
+        Some((start, end))
+    }
+}
 
 /// The file name of the segment starting at `first`.
 pub(crate) fn name(first: LogIndex) -> String {

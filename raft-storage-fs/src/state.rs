@@ -1,81 +1,22 @@
-//! The state the store's callers and its I/O thread share, under one mutex.
+//! The log's [`State`], which the store's callers and its I/O thread share under one mutex
+//! (the store's `Shared` holds it), the [`Job`]s callers queue for the I/O thread, and the
+//! [`FsStats`] counters.
 //!
 //! Callers (the runtime's tasks) change the *logical* log at once: an append is readable on
 //! return, a truncation hides entries on return. The I/O thread changes the *physical* log
 //! (segments, written offsets) as it catches up with the jobs the callers queued, in order.
 
 use std::collections::VecDeque;
-use std::path::PathBuf;
-use std::sync::atomic::AtomicU64;
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::sync::Arc;
 
 use raft_core::engine::LogEntryMeta;
 use raft_core::{Entry, HardState, LogId, LogIndex};
 use tokio::sync::{oneshot, watch};
 
 use crate::error::Error;
-use crate::fs::{Fs, FsFile};
-use crate::options::FsOptions;
 use crate::record;
-use crate::snapshot::SnapshotFile;
-
-/// What callers and the I/O thread share.
-#[derive(Debug)]
-pub(crate) struct Shared {
-    pub(crate) state: Mutex<State>,
-    /// Wakes the I/O thread when a job is queued or the store closes.
-    pub(crate) wake: Condvar,
-    pub(crate) dir: PathBuf,
-    pub(crate) fs: Arc<dyn Fs>,
-    pub(crate) options: FsOptions,
-    /// Numbers the temporary files of snapshots being written.
-    pub(crate) snapshot_seq: AtomicU64,
-    /// Held while a finished snapshot is checked against the current one and renamed into
-    /// place, so two finishing at once cannot both become current.
-    pub(crate) snapshot_install: Mutex<()>,
-}
-
-impl Shared {
-    pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
-        // A panic while holding the lock leaves consistent data behind (every update is a few
-        // plain assignments); the I/O thread's panic poisons the log through its guard.
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-}
-
-/// One segment file and where its written records are.
-#[derive(Debug)]
-pub(crate) struct Segment {
-    /// The index of its first entry (also its file name).
-    pub(crate) first: LogIndex,
-    pub(crate) path: PathBuf,
-    pub(crate) file: Arc<dyn FsFile>,
-    /// Where each written record starts: entry `first + i` at `offsets[i]`.
-    pub(crate) offsets: Vec<u64>,
-    /// The end of the last written record.
-    pub(crate) end: u64,
-}
-
-impl Segment {
-    /// The index of the last written entry (`first - 1` when none).
-    pub(crate) fn last(&self) -> LogIndex {
-        LogIndex(self.first.0 + self.offsets.len() as u64 - 1)
-    }
-
-    /// The byte range of entries `first..=last` (all written, all in this segment).
-    pub(crate) fn byte_range(&self, first: LogIndex, last: LogIndex) -> Option<(u64, u64)> {
-        let start = *self
-            .offsets
-            .get(usize::try_from(first.0 - self.first.0).ok()?)?;
-        let after = usize::try_from(last.0 + 1 - self.first.0).ok()?;
-        let end = match self.offsets.get(after) {
-            Some(&next) => next,
-            None if after == self.offsets.len() => self.end,
-            None => return None,
-        };
-        Some((start, end))
-    }
-}
+use crate::segment::Segment;
+use crate::snapshot::file::SnapshotFile;
 
 /// Work for the I/O thread, in the order callers issued it.
 #[derive(Debug)]
@@ -139,7 +80,11 @@ pub(crate) struct State {
 pub struct FsStats {
     /// Groups of jobs the I/O thread carried out (each ends with at most one log fsync).
     pub groups: u64,
-    /// `fdatasync` calls on segment files.
+    /// `fdatasync` calls on segment files that made appended entries durable: at most one per
+    /// group, plus one for each segment filled up within a group. A group's count is added
+    /// under the same lock that publishes its durable entry, so once an entry is seen durable
+    /// the syncs that made it so are counted. Not counted: the sync that cuts a segment for a
+    /// truncation, and the syncs of preallocation, hard state, snapshots and recovery.
     pub fsyncs: u64,
     /// Entries written to segment files.
     pub entries_written: u64,

@@ -3,8 +3,7 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicU64;
-use std::sync::{Arc, Condvar, Mutex, PoisonError};
-use std::thread::JoinHandle;
+use std::sync::{Arc, Condvar, Mutex};
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -15,12 +14,14 @@ use raft_core::{
 use tokio::sync::{oneshot, watch};
 
 use crate::error::Error;
-use crate::fs::{DirLock, Fs, FsFile, StdFs};
+use crate::fs::{Fs, FsFile, StdFs};
+use crate::io;
 use crate::options::FsOptions;
 use crate::record::{self, MAX_PAYLOAD_BYTES};
-use crate::snapshot::FsSnapshotWriter;
-use crate::state::{FsStats, Job, Shared, State};
-use crate::{io, recover};
+use crate::recover;
+use crate::shared::{Handle, Shared};
+use crate::snapshot::writer::FsSnapshotWriter;
+use crate::state::{FsStats, Job, State};
 
 /// A durable Raft log in a directory of segment files, with group commit on a dedicated I/O
 /// thread. Clones share one log.
@@ -49,42 +50,9 @@ pub struct FsLogStore {
     handle: Arc<Handle>,
 }
 
-struct Handle {
-    shared: Arc<Shared>,
-    thread: Mutex<Option<JoinHandle<()>>>,
-    /// Held until the I/O thread has stopped (fields drop after `Drop::drop`).
-    _lock: DirLock,
-}
-
 impl fmt::Debug for FsLogStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("FsLogStore")
-            .field("dir", &self.handle.shared.dir)
-            .finish_non_exhaustive()
-    }
-}
-
-impl Handle {
-    /// Tells the I/O thread to finish the queued jobs and stop, and waits for it.
-    fn stop(&self) {
-        self.shared.lock().closing = true;
-        self.shared.wake.notify_all();
-        let thread = self
-            .thread
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
-        if let Some(thread) = thread {
-            let _ = thread.join();
-        }
-    }
-}
-
-impl Drop for Handle {
-    /// Blocks until the I/O thread has written the queued jobs (one group): call
-    /// [`FsLogStore::close`] from async code to wait off the runtime's threads instead.
-    fn drop(&mut self) {
-        self.stop();
+        fmt::Debug::fmt(&*self.handle, f)
     }
 }
 
@@ -127,11 +95,7 @@ impl FsLogStore {
         });
         let thread = io::spawn(Arc::clone(&shared))?;
         Ok(FsLogStore {
-            handle: Arc::new(Handle {
-                shared,
-                thread: Mutex::new(Some(thread)),
-                _lock: lock,
-            }),
+            handle: Arc::new(Handle::new(shared, thread, lock)),
         })
     }
 
@@ -145,7 +109,7 @@ impl FsLogStore {
     /// The data directory.
     #[must_use]
     pub fn dir(&self) -> &Path {
-        &self.handle.shared.dir
+        &self.shared().dir
     }
 
     /// The first entry still in the log (the index the next append must start at, when the
@@ -187,8 +151,8 @@ impl FsLogStore {
         state.segments.iter().map(|s| s.path.clone()).collect()
     }
 
-    pub(crate) fn shared(&self) -> &Shared {
-        &self.handle.shared
+    fn shared(&self) -> &Shared {
+        self.handle.shared()
     }
 
     /// Queues `job` and wakes the I/O thread.
@@ -516,7 +480,9 @@ impl LogStore for FsLogStore {
     }
 
     async fn begin_snapshot(&self) -> Result<Box<dyn SnapshotWriter>, raft_core::Error> {
-        Ok(Box::new(FsSnapshotWriter::begin(self.clone()).await?))
+        Ok(Box::new(
+            FsSnapshotWriter::begin(Arc::clone(&self.handle)).await?,
+        ))
     }
 
     async fn open_snapshot(&self) -> Result<Option<Arc<dyn SnapshotReader>>, raft_core::Error> {
