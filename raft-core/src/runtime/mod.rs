@@ -34,8 +34,8 @@ mod snapshot_receiver;
 mod snapshots;
 mod status;
 
-pub use self::node::{Node, PendingAppend};
-pub use self::results::{Appended, CommitResult};
+pub use self::node::Node;
+pub use self::results::{Appended, CommitResult, PendingAppend};
 pub use self::status::NodeStatus;
 
 use crate::config::Config;

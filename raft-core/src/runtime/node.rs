@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use metrics::Histogram;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tracing::Instrument;
@@ -22,7 +21,7 @@ use super::node_metrics::{append_latency_histogram, applied_index_gauge};
 use super::peer::PeerSender;
 use super::persist::write_hard_states;
 use super::proposals::Proposal;
-use super::results::{CommitResult, Notify, Reply};
+use super::results::{CommitResult, Notify, PendingAppend, Reply};
 use super::shared::Shared;
 use super::snapshots::SnapshotMetrics;
 use super::status::{Lifecycle, NodeStatus};
@@ -91,33 +90,6 @@ impl Drop for Handle {
 #[derive(Clone, Debug)]
 pub struct Node {
     handle: Arc<Handle>,
-}
-
-/// Commands accepted into the leader's log, whose result comes later (async-handler mode).
-#[derive(Debug)]
-pub struct PendingAppend {
-    /// The first command's entry; the others follow at consecutive indexes.
-    pub first: EntryInfo,
-    /// How many commands.
-    pub count: u64,
-    result: oneshot::Receiver<CommitResult>,
-    started: tokio::time::Instant,
-    append_latency: Histogram,
-}
-
-impl PendingAppend {
-    /// Waits for the commit result (or the pre-commit result in async replication mode). The
-    /// future may be dropped: the commands commit or not all the same.
-    ///
-    /// # Errors
-    /// [`Error::Discarded`] if a newer leader's log replaced the entries (from its `index` on),
-    /// [`Error::Aborted`] if the node stopped first (the outcome is then unknown).
-    pub async fn result(self) -> CommitResult {
-        let result = self.result.await.unwrap_or(Err(Error::Aborted));
-        self.append_latency
-            .record(self.started.elapsed().as_secs_f64());
-        result
-    }
 }
 
 impl Node {

@@ -1,7 +1,9 @@
-//! What a proposer is told: [`Appended`] (where its commands landed and their results) and the
-//! way it is told, a channel or a callback ([`Notify`]), for the loop and the apply task alike.
+//! What a proposer is told: [`Appended`] (where its commands landed and their results), the
+//! [`PendingAppend`] of async-handler mode, and the way it is told, a channel or a callback
+//! ([`Notify`]), for the loop and the apply task alike.
 
 use bytes::Bytes;
+use metrics::Histogram;
 use tokio::sync::oneshot;
 
 use crate::error::Error;
@@ -47,6 +49,33 @@ impl Notify {
             }
             Notify::Callback(callback) => callback(result),
         }
+    }
+}
+
+/// Commands accepted into the leader's log, whose result comes later (async-handler mode).
+#[derive(Debug)]
+pub struct PendingAppend {
+    /// The first command's entry; the others follow at consecutive indexes.
+    pub first: EntryInfo,
+    /// How many commands.
+    pub count: u64,
+    pub(crate) result: oneshot::Receiver<CommitResult>,
+    pub(crate) started: tokio::time::Instant,
+    pub(crate) append_latency: Histogram,
+}
+
+impl PendingAppend {
+    /// Waits for the commit result (or the pre-commit result in async replication mode). The
+    /// future may be dropped: the commands commit or not all the same.
+    ///
+    /// # Errors
+    /// [`Error::Discarded`] if a newer leader's log replaced the entries (from its `index` on),
+    /// [`Error::Aborted`] if the node stopped first (the outcome is then unknown).
+    pub async fn result(self) -> CommitResult {
+        let result = self.result.await.unwrap_or(Err(Error::Aborted));
+        self.append_latency
+            .record(self.started.elapsed().as_secs_f64());
+        result
     }
 }
 
