@@ -11,9 +11,10 @@ use raft_core::{Entry, LogId, LogIndex, LogStore, Payload, Term};
 use raft_storage_fs::{FsLogStore, FsOptions};
 use tokio::sync::Mutex;
 
-use crate::Options;
+use crate::options::Options;
 use crate::report::{Report, StorageFigures};
 
+/// Runs the workload and measures it, with the log's fsync figures.
 pub(crate) async fn run(options: &Options) -> Result<Report, String> {
     let dir = match &options.dir {
         Some(dir) => tempfile::tempdir_in(dir),

@@ -19,8 +19,11 @@ use raft_storage_fs::{FsLogStore, FsOptions};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
-use crate::Options;
-use crate::mem::{Counters, CountingTransport, NoopStateMachine};
+use crate::harness::{
+    Counters, CountingTransport, NoopStateMachine, drive_clients, node_config, ready_leader,
+    watch_log_bytes,
+};
+use crate::options::Options;
 use crate::report::{Report, StorageFigures};
 
 /// Runs the `http` workload (in-memory logs) and measures it.
@@ -81,7 +84,7 @@ async fn run_cluster_with_leader(
     options: &Options,
     stores: Vec<Arc<dyn LogStore>>,
 ) -> Result<(Report, NodeId), Error> {
-    let config = crate::mem::node_config(options);
+    let config = node_config(options);
     let auth = ClusterAuth::new("raft-bench")?.with_secret("bench-secret")?;
     let counters = Arc::new(Counters::default());
     let ids = [NodeId(1), NodeId(2), NodeId(3)];
@@ -128,10 +131,10 @@ async fn run_cluster_with_leader(
         nodes.push(node);
     }
 
-    let leader = crate::mem::ready_leader(&nodes, &counters).await?;
+    let leader = ready_leader(&nodes, &counters).await?;
 
-    let (peak_log_bytes, sampler) = crate::mem::watch_log_bytes(stores);
-    let report = crate::mem::drive_clients(options, &leader).await?;
+    let (peak_log_bytes, sampler) = watch_log_bytes(stores);
+    let report = drive_clients(options, &leader).await?;
     sampler.abort();
     let last_snapshot_index = nodes.iter().map(|n| n.status().snapshot_index.0).max();
     for node in &nodes {

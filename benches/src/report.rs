@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::Options;
+use crate::options::Options;
 
 /// What a run measured.
 #[derive(Debug, Default)]

@@ -5,85 +5,31 @@
 //! the same seed and options the run is identical, which is what makes a failing seed a
 //! regression test.
 //!
-//! The outputs that concern snapshots run in [`snapshots`], the requests the leader's peer
-//! tasks fill in [`peers`], the nemesis in [`nemesis`] and the clients' requests in
-//! [`clients`].
+//! The events of the queue are defined in [`event`], below the world and its parts. The outputs
+//! that concern snapshots run in [`snapshots`], the requests the leader's peer tasks fill in
+//! [`peers`], the nemesis in [`nemesis`] and the clients' requests in [`clients`].
 
 mod clients;
+mod event;
 mod nemesis;
 mod peers;
 mod snapshots;
 
 use std::collections::BTreeMap;
 
-use bytes::Bytes;
 use raft_core::engine::{Engine, Input, Output};
 use raft_core::message::Message;
-use raft_core::{Config, LogId, LogIndex, Membership, NodeId, Pacing};
+use raft_core::{Config, LogIndex, Membership, NodeId, Pacing};
 
-use self::peers::Fill;
+use self::event::{Event, Fill};
 use crate::client::Clients;
 use crate::faults::{Bug, Network};
 use crate::invariants::Checker;
 use crate::node::{DiskOp, SimNode};
+use crate::options::{SimOptions, SnapshotCounts, SnapshotMode};
 use crate::rng::SimRng;
-use crate::{SimOptions, SnapshotCounts, SnapshotMode};
 
 const TICK_MS: u64 = 10;
-
-#[derive(Clone, Debug)]
-enum Event {
-    Tick(usize),
-    Deliver {
-        from: usize,
-        to: usize,
-        message: Message,
-    },
-    SendFailed {
-        node: usize,
-        epoch: u64,
-        to: NodeId,
-        seq: u64,
-    },
-    LogFlush {
-        node: usize,
-        epoch: u64,
-    },
-    LogReport {
-        node: usize,
-        epoch: u64,
-    },
-    HardStateFlush {
-        node: usize,
-        epoch: u64,
-    },
-    /// A snapshot the node created is written and ready to become its latest.
-    SnapshotWritten {
-        node: usize,
-        epoch: u64,
-        last_log_id: LogId,
-        membership: Membership,
-        /// The data captured when the snapshot was asked for (`None` with the planted bug
-        /// `LazySnapshot`: read from the state machine now).
-        data: Option<Bytes>,
-    },
-    /// A peer task gets to a request it was handed earlier.
-    Fill {
-        node: usize,
-        epoch: u64,
-        to: NodeId,
-        fill: Box<Fill>,
-    },
-    /// A crash aimed at a node's current life (ignored if it crashed already meanwhile).
-    Crash {
-        node: usize,
-        epoch: u64,
-    },
-    Restart(usize),
-    Nemesis,
-    ClientStart(usize),
-    ClientTimeout(u64),
-}
 
 #[derive(Debug)]
 pub(crate) struct World {

@@ -3,7 +3,8 @@
 
 use raft_core::engine::Input;
 
-use super::{Event, World};
+use super::World;
+use super::event::Event;
 use crate::client::encode_put;
 use crate::faults::Bug;
 use crate::linearizability::kv::KvInput;

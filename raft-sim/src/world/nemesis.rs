@@ -12,10 +12,11 @@
 use raft_core::engine::Input;
 use raft_core::{LogId, LogIndex};
 
-use super::{Event, World};
-use crate::SnapshotMode;
+use super::World;
+use super::event::Event;
 use crate::faults::{Bug, Fault, Network, pick_fault};
 use crate::node::SimNode;
+use crate::options::SnapshotMode;
 
 impl World {
     pub(super) fn nemesis(&mut self) {

@@ -9,11 +9,12 @@
 //! entries: the engine asked for what its own view of the log holds. A few snapshot chunks are
 //! damaged on their way, to exercise the follower's checksums.
 
-use raft_core::message::{AppendEntries, InstallSnapshot, Message};
-use raft_core::{LogId, LogIndex, NodeId};
+use raft_core::NodeId;
+use raft_core::message::{InstallSnapshot, Message};
 
-use super::{Event, World};
-use crate::SnapshotMode;
+use super::World;
+use super::event::{Event, Fill};
+use crate::options::SnapshotMode;
 
 /// The share of requests a peer task fills later rather than at once.
 const DEFERRED_FILL_PERCENT: u64 = 25;
@@ -21,20 +22,6 @@ const DEFERRED_FILL_PERCENT: u64 = 25;
 const PEER_LATENCY_MAX_MS: u64 = 5;
 /// The share of snapshot chunks damaged on their way.
 const CORRUPT_CHUNK_PERCENT: u64 = 3;
-
-/// A request to fill and send.
-#[derive(Clone, Debug)]
-pub(super) enum Fill {
-    Entries {
-        request: AppendEntries,
-        first: LogIndex,
-        last_log_id: LogId,
-    },
-    Snapshot {
-        request: InstallSnapshot,
-        len: u64,
-    },
-}
 
 impl World {
     /// Hands a request to the peer task for `to`: filled now, or (sometimes, with snapshots on)

@@ -18,7 +18,8 @@ use bytes::{Bytes, BytesMut};
 use raft_core::engine::Input;
 use raft_core::{LogId, LogIndex, Membership, SnapshotMeta};
 
-use super::{Event, World};
+use super::World;
+use super::event::Event;
 use crate::faults::Bug;
 use crate::kv_state::KvState;
 use crate::node::{DiskOp, Receiving};
