@@ -3,7 +3,7 @@
 //! Workloads: `mem` (3 nodes in one process, in-memory log, in-process transport, no-op state
 //! machine), `http` (the same over loopback raft-http), `durable` (http with raft-storage-fs
 //! logs and fsync) and `fslog` (raft-storage-fs alone: appends/s, fsyncs/s, entries per fsync
-//! and the durable latency). The last line printed is the `bench:` line of DESIGN §8.
+//! and the durable latency). The last line printed is the `bench:` line (ARCHITECTURE.md, "Command lines").
 //! Performance claims live here, never in tests.
 #![forbid(unsafe_code)]
 // A command-line tool: its report goes to stdout.

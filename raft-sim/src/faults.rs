@@ -26,7 +26,7 @@ pub enum Bug {
     VoteTwice,
     /// A snapshot's data is read from the state machine when it is written out, not when it
     /// was asked for: entries committed meanwhile leak into a snapshot of an earlier index
-    /// (PITFALLS: creation at N must see exactly the state after N).
+    /// (a rule real implementations broke: creation at N must see exactly the state after N).
     LazySnapshot,
     /// The nemesis wipes disks without checking that the entries lost are held by a majority
     /// of the other nodes: a committed entry can then vanish from every quorum.

@@ -1,5 +1,5 @@
 //! The safety properties checked after every step (Raft §5.2–5.4, Figure 3), plus the rules
-//! DESIGN §3 and PITFALLS add. Each check names the property it guards.
+//! ARCHITECTURE.md ("Engine") adds. Each check names the property it guards.
 //!
 //! The checker sees every node's outputs as they are executed, so most properties are checked
 //! incrementally: Log Matching by recording, for every entry id ever appended, the id of the

@@ -1,6 +1,6 @@
 //! `raft-sim --seeds N [--first-seed S] [--steps K] [--bug NAME] [--snapshots MODE]`: runs N
 //! seeded simulations and prints a line per violation, a line of snapshot counts and a summary
-//! line (last, in the form DESIGN §8 fixes); exits non-zero iff a violation was seen.
+//! line (last, in the form ARCHITECTURE.md, "Command lines", fixes); exits non-zero iff a violation was seen.
 #![allow(clippy::print_stdout)]
 
 use std::process::ExitCode;

@@ -57,11 +57,11 @@ pub use self::core::PlantedBug;
 pub use self::input::Input;
 pub use self::output::Output;
 pub use self::restore::{LogEntryMeta, RestoredState};
+pub use self::rng::Rng;
 pub use self::status::{FollowerStatus, RoleKind, Status};
 
 use self::core::Core;
 use self::follower::FollowerState;
-use self::rng::Rng;
 use self::role::Role;
 use crate::config::Config;
 use crate::error::Error;

@@ -1,4 +1,4 @@
-//! Checks on snapshots (PITFALLS, "Snapshots"; Raft §7):
+//! Checks on snapshots (ARCHITECTURE.md, "Engine"; Raft §7):
 //! - `snapshot-state`: a snapshot created at `s`, and a node's state right after restoring one
 //!   at `s`, equal the state of applying the committed entries `1..=s` in order (compared by
 //!   digest with the [`Reference`](super::reference::Reference)); a restored snapshot's last
