@@ -1,5 +1,5 @@
 //! The outputs that concern snapshots, run the way the tokio runtime runs them
-//! (`raft-core/src/runtime/{event_loop,applier,peer}.rs`):
+//! (`raft-core/src/runtime/{executor,snapshot_receiver,applier,peer}.rs`):
 //! - `CreateSnapshot`: the state is captured at once (the sim applies synchronously, so the
 //!   state is exactly the one after the snapshot's index) and written after a disk latency,
 //!   while commits go on; then it becomes the node's latest, if newer, and the engine hears
