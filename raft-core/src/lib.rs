@@ -10,8 +10,12 @@
 //!   through three plugin traits: [`LogStore`] (the log and hard state), [`StateMachine`]
 //!   (NuRaft's `pre_commit` / `commit` / `rollback` lifecycle) and [`Transport`] (requests to
 //!   peers; a `Node` is the [`ServiceHandler`] a server forwards requests to).
-//! - [`testing`] ships in-memory plugins: a log store with a simulated disk, a key-value state
-//!   machine and an in-process network with drops, delays and partitions.
+//! - `testing` (behind the **`testing`** cargo feature, off by default) ships in-memory plugins
+//!   (a log store with a simulated disk, a key-value state machine and an in-process network
+//!   with drops, delays and partitions), a reusable cluster harness with pluggable log stores,
+//!   state machines and transports, and snapshot round-trip helpers. Enable it for tests,
+//!   examples and benchmarks: `raft-core = { version = "0.1", features = ["testing"] }` in
+//!   `[dev-dependencies]`. The examples below use it.
 //!
 //! A 3-node cluster in one process: start the nodes, wait for a leader, write through it, read
 //! linearizably, and see the write applied on every replica.
@@ -111,6 +115,7 @@ pub mod runtime;
 pub mod snapshot;
 pub mod state_machine;
 pub mod storage;
+#[cfg(feature = "testing")]
 pub mod testing;
 pub mod transport;
 pub mod types;

@@ -79,9 +79,6 @@ pub trait LogStore: Send + Sync + 'static {
     /// is durable).
     fn durable(&self) -> watch::Receiver<LogId>;
 
-    /// The last entry of the log, durable or not ([`LogId::ZERO`] when empty).
-    fn last_log_id(&self) -> LogId;
-
     /// The live size of the log in bytes (payloads plus the store's own overhead); the snapshot
     /// policy compares it with a threshold.
     fn byte_count(&self) -> u64;

@@ -2,7 +2,7 @@
 //! [`ServiceHandler`] is what a server forwards the requests it receives to.
 //!
 //! A [`Node`](crate::runtime::Node) implements `ServiceHandler`, so any server (raft-http, or the
-//! in-process [`MemNetwork`](crate::testing::MemNetwork)) serves it by decoding a request, calling
+//! in-process `MemNetwork` of `raft_core::testing`) serves it by decoding a request, calling
 //! the handler and encoding the answer. Transports are testable without Raft (against a fake
 //! handler) and Raft without a network.
 

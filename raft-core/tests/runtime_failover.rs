@@ -1,93 +1,22 @@
 //! Leader failover, partitions and catching up, on a 3-node cluster over the in-process network.
-// The helpers below are test code too: a failure should panic loudly.
-#![allow(clippy::unwrap_used)]
 
-mod common;
-
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use bytes::Bytes;
-use common::{Outcome, TestCluster, test_config, write};
-use raft_core::testing::MemKv;
+use raft_core::testing::{Cluster, MemKv, Outcome, test_config};
 use raft_core::{Error, LogIndex};
 
-/// Runs `clients` concurrent writers of `writes` unique commands each.
-fn spawn_writers(
-    cluster: &TestCluster,
-    clients: usize,
-    writes: usize,
-) -> Vec<tokio::task::JoinHandle<Vec<(Bytes, Outcome)>>> {
-    (0..clients)
-        .map(|client| {
-            let nodes = cluster.nodes.clone();
-            tokio::spawn(async move {
-                let mut outcomes = Vec::new();
-                for i in 0..writes {
-                    let command = MemKv::put(format!("c{client}-{i}"), format!("{i}"));
-                    let outcome = write(&nodes, command.clone()).await;
-                    outcomes.push((command, outcome));
-                    tokio::time::sleep(Duration::from_millis(2)).await;
-                }
-                outcomes
-            })
-        })
-        .collect()
-}
-
-/// Every acknowledged write is applied exactly once, at its index, on every running replica;
-/// a write with an unknown outcome is applied at most once.
-fn assert_exactly_once(cluster: &TestCluster, outcomes: &[(Bytes, Outcome)]) {
-    for id in cluster.nodes.lock().unwrap().keys() {
-        let applied = cluster.kvs[id].applied();
-        let mut counts: BTreeMap<&Bytes, usize> = BTreeMap::new();
-        for (_, command) in &applied {
-            *counts.entry(command).or_default() += 1;
-        }
-        for (command, outcome) in outcomes {
-            let count = counts.get(command).copied().unwrap_or(0);
-            match outcome {
-                Outcome::Acked(index) => {
-                    assert_eq!(
-                        count, 1,
-                        "node {id}: acked write at {index} applied {count} times"
-                    );
-                    assert!(
-                        applied.contains(&(*index, command.clone())),
-                        "node {id}: {index}"
-                    );
-                }
-                Outcome::Unknown => assert!(count <= 1, "node {id}: a write applied twice"),
-            }
-        }
-    }
-    cluster.assert_replicas_agree();
-}
-
-async fn join_all(
-    writers: Vec<tokio::task::JoinHandle<Vec<(Bytes, Outcome)>>>,
-) -> Vec<(Bytes, Outcome)> {
-    let mut all = Vec::new();
-    for writer in writers {
-        all.extend(writer.await.unwrap());
-    }
-    all
-}
-
-async fn settle(cluster: &TestCluster) {
-    let leader = cluster.wait_for_leader().await;
-    let commit = cluster.node(leader).commit_index();
-    cluster.wait_applied(commit).await;
-}
+/// How long each concurrent writer pauses after a write.
+const PAUSE: Duration = Duration::from_millis(2);
 
 #[tokio::test(start_paused = true)]
 async fn acknowledged_writes_survive_leader_crash_and_apply_once() {
-    let mut cluster = TestCluster::start(3, test_config()).await;
+    let mut cluster = Cluster::start(3, test_config()).await;
     for store in cluster.stores.values() {
         store.set_sync_delay(Duration::from_millis(1));
     }
     let first_leader = cluster.wait_for_leader().await;
-    let writers = spawn_writers(&cluster, 8, 40);
+    let writers = cluster.spawn_writers(8, 40, PAUSE);
     tokio::time::sleep(Duration::from_millis(40)).await;
 
     // A crash: the node stops and loses whatever its disk had not synced.
@@ -98,19 +27,19 @@ async fn acknowledged_writes_survive_leader_crash_and_apply_once() {
     tokio::time::sleep(Duration::from_millis(40)).await;
     cluster.start_node(first_leader).await;
 
-    let outcomes = join_all(writers).await;
+    let outcomes = writers.join().await;
     let acked = outcomes
         .iter()
         .filter(|(_, o)| matches!(o, Outcome::Acked(_)))
         .count();
     assert!(acked >= 300, "only {acked} of 320 writes were acknowledged");
-    settle(&cluster).await;
-    assert_exactly_once(&cluster, &outcomes);
+    cluster.settle().await;
+    cluster.assert_exactly_once(&outcomes);
 }
 
 #[tokio::test(start_paused = true)]
 async fn isolated_leader_is_replaced_and_its_uncommitted_entries_roll_back() {
-    let cluster = TestCluster::start(3, test_config()).await;
+    let cluster = Cluster::start(3, test_config()).await;
     let old = cluster.wait_for_leader().await;
     let old_node = cluster.node(old);
     cluster.network.isolate(old);
@@ -143,9 +72,9 @@ async fn isolated_leader_is_replaced_and_its_uncommitted_entries_roll_back() {
         matches!(result, Err(Error::Discarded { index }) if index == lost_index),
         "{result:?}"
     );
-    settle(&cluster).await;
-    assert_eq!(cluster.kvs[&old].rolled_back(), vec![lost_index]);
-    for kv in cluster.kvs.values() {
+    cluster.settle().await;
+    assert_eq!(cluster.state_machines[&old].rolled_back(), vec![lost_index]);
+    for kv in cluster.state_machines.values() {
         assert!(kv.get(b"lost").is_none(), "a rolled-back entry was applied");
         assert_eq!(kv.get(b"k19"), Some(Bytes::from("v")));
     }
@@ -156,7 +85,7 @@ async fn isolated_leader_is_replaced_and_its_uncommitted_entries_roll_back() {
 async fn async_replication_answers_pre_commit_and_rolls_back_on_conflict() {
     let mut config = test_config();
     config.async_replication = true;
-    let cluster = TestCluster::start(3, config).await;
+    let cluster = Cluster::start(3, config).await;
     let old = cluster.wait_for_leader().await;
     let old_node = cluster.node(old);
     cluster.network.isolate(old);
@@ -172,7 +101,11 @@ async fn async_replication_answers_pre_commit_and_rolls_back_on_conflict() {
     .unwrap();
     assert_eq!(appended.results, vec![command]);
     let index = appended.first.index;
-    assert!(cluster.kvs[&old].pre_committed().contains(&index));
+    assert!(
+        cluster.state_machines[&old]
+            .pre_committed()
+            .contains(&index)
+    );
 
     let others = cluster.others(old);
     let new = cluster.wait_for_leader_among(&others).await;
@@ -182,13 +115,13 @@ async fn async_replication_answers_pre_commit_and_rolls_back_on_conflict() {
         .await
         .unwrap();
     cluster.network.heal();
-    settle(&cluster).await;
+    cluster.settle().await;
     let winner_applied = cluster.node(new).applied_index();
     cluster.wait_applied(winner_applied).await;
 
     // The client was told the pre-commit result; the state machine saw the rollback.
-    assert_eq!(cluster.kvs[&old].rolled_back(), vec![index]);
-    for kv in cluster.kvs.values() {
+    assert_eq!(cluster.state_machines[&old].rolled_back(), vec![index]);
+    for kv in cluster.state_machines.values() {
         assert!(kv.get(b"speculative").is_none());
         assert_eq!(kv.get(b"winner"), Some(Bytes::from("1")));
     }
@@ -197,7 +130,7 @@ async fn async_replication_answers_pre_commit_and_rolls_back_on_conflict() {
 
 #[tokio::test(start_paused = true)]
 async fn partitioned_minority_follower_catches_up_after_heal() {
-    let cluster = TestCluster::start(3, test_config()).await;
+    let cluster = Cluster::start(3, test_config()).await;
     let leader = cluster.wait_for_leader().await;
     let follower = cluster.others(leader)[0];
     cluster.network.isolate(follower);
@@ -213,7 +146,7 @@ async fn partitioned_minority_follower_catches_up_after_heal() {
     cluster.network.heal();
     cluster.wait_applied(commit).await;
     assert_eq!(
-        cluster.kvs[&follower].get(b"k99-19"),
+        cluster.state_machines[&follower].get(b"k99-19"),
         Some(Bytes::from("v"))
     );
     cluster.assert_replicas_agree();
@@ -221,7 +154,7 @@ async fn partitioned_minority_follower_catches_up_after_heal() {
 
 #[tokio::test(start_paused = true)]
 async fn restarted_follower_far_behind_rejoins_and_reapplies_its_log() {
-    let mut cluster = TestCluster::start(3, test_config()).await;
+    let mut cluster = Cluster::start(3, test_config()).await;
     let leader = cluster.wait_for_leader().await;
     let follower = cluster.others(leader)[0];
     cluster
@@ -229,7 +162,7 @@ async fn restarted_follower_far_behind_rejoins_and_reapplies_its_log() {
         .append(vec![MemKv::put("before", "1")])
         .await
         .unwrap();
-    settle(&cluster).await;
+    cluster.settle().await;
     cluster.stop_node(follower).await;
     for i in 0..300 {
         cluster
@@ -239,8 +172,8 @@ async fn restarted_follower_far_behind_rejoins_and_reapplies_its_log() {
             .unwrap();
     }
     cluster.start_node(follower).await;
-    settle(&cluster).await;
-    let kv = &cluster.kvs[&follower];
+    cluster.settle().await;
+    let kv = &cluster.state_machines[&follower];
     assert_eq!(kv.get(b"before"), Some(Bytes::from("1")));
     assert_eq!(kv.get(b"k299"), Some(Bytes::from("v")));
     cluster.assert_replicas_agree();
@@ -248,7 +181,7 @@ async fn restarted_follower_far_behind_rejoins_and_reapplies_its_log() {
 
 #[tokio::test(start_paused = true)]
 async fn whole_cluster_restart_recovers_every_committed_write() {
-    let mut cluster = TestCluster::start(3, test_config()).await;
+    let mut cluster = Cluster::start(3, test_config()).await;
     let leader = cluster.wait_for_leader().await;
     for i in 0..50 {
         cluster
@@ -257,14 +190,9 @@ async fn whole_cluster_restart_recovers_every_committed_write() {
             .await
             .unwrap();
     }
-    for id in cluster.ids.clone() {
-        cluster.stop_node(id).await;
-    }
-    for id in cluster.ids.clone() {
-        cluster.start_node(id).await;
-    }
-    settle(&cluster).await;
-    for kv in cluster.kvs.values() {
+    cluster.restart_all().await;
+    cluster.settle().await;
+    for kv in cluster.state_machines.values() {
         assert_eq!(kv.get(b"k49"), Some(Bytes::from("49")));
     }
     cluster.assert_replicas_agree();
@@ -272,30 +200,30 @@ async fn whole_cluster_restart_recovers_every_committed_write() {
 
 #[tokio::test(start_paused = true)]
 async fn lossy_delayed_network_still_applies_acknowledged_writes_once() {
-    let cluster = TestCluster::start(3, test_config()).await;
+    let cluster = Cluster::start(3, test_config()).await;
     cluster.wait_for_leader().await;
     cluster.network.set_drop_probability(0.05);
     cluster
         .network
         .set_delay(Duration::from_millis(1), Duration::from_millis(8));
-    let outcomes = join_all(spawn_writers(&cluster, 4, 30)).await;
+    let outcomes = cluster.spawn_writers(4, 30, PAUSE).join().await;
     cluster.network.set_drop_probability(0.0);
-    settle(&cluster).await;
-    assert_exactly_once(&cluster, &outcomes);
+    cluster.settle().await;
+    cluster.assert_exactly_once(&outcomes);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failover_on_a_multi_threaded_runtime_loses_no_acknowledged_write() {
-    let mut cluster = TestCluster::start(3, test_config()).await;
+    let mut cluster = Cluster::start(3, test_config()).await;
     let first_leader = cluster.wait_for_leader().await;
-    let writers = spawn_writers(&cluster, 4, 30);
+    let writers = cluster.spawn_writers(4, 30, PAUSE);
     tokio::time::sleep(Duration::from_millis(20)).await;
     cluster.stop_node(first_leader).await;
     cluster.wait_for_leader().await;
     cluster.start_node(first_leader).await;
-    let outcomes = join_all(writers).await;
-    settle(&cluster).await;
-    assert_exactly_once(&cluster, &outcomes);
+    let outcomes = writers.join().await;
+    cluster.settle().await;
+    cluster.assert_exactly_once(&outcomes);
 }
 
 /// Raft commits a prefix of a batch, not all of it: when a rollback cuts a call's tail after its
@@ -307,7 +235,7 @@ async fn batch_cut_by_a_rollback_reports_where_its_discarded_tail_begins() {
     config.raft.batch_entries_initial = 1;
     config.raft.batch_entries_max = 1;
     config.raft.max_inflight_requests = 1;
-    let cluster = TestCluster::start(3, config).await;
+    let cluster = Cluster::start(3, config).await;
     let old = cluster.wait_for_leader().await;
     let others = cluster.others(old);
     // Only one follower hears the old leader, one entry per round trip.
@@ -331,9 +259,13 @@ async fn batch_cut_by_a_rollback_reports_where_its_discarded_tail_begins() {
     let result = tokio::time::timeout(Duration::from_secs(10), pending.result())
         .await
         .expect("answered");
-    settle(&cluster).await;
+    cluster.settle().await;
     let applied: Vec<u64> = (0..10)
-        .filter(|i| cluster.kvs[&new].get(format!("b{i}").as_bytes()).is_some())
+        .filter(|i| {
+            cluster.state_machines[&new]
+                .get(format!("b{i}").as_bytes())
+                .is_some()
+        })
         .collect();
     assert!(
         !applied.is_empty() && applied.len() < 10,

@@ -1,11 +1,8 @@
 //! The DESIGN §7 metric names are recorded (its own test binary: it installs a global recorder).
 
-mod common;
-
-use common::{TestCluster, test_config};
 use metrics_exporter_prometheus::PrometheusBuilder;
 use raft_core::metrics;
-use raft_core::testing::MemKv;
+use raft_core::testing::{Cluster, MemKv, test_config};
 
 #[tokio::test(start_paused = true)]
 async fn node_records_the_documented_metrics() {
@@ -13,7 +10,7 @@ async fn node_records_the_documented_metrics() {
     let handle = recorder.handle();
     ::metrics::set_global_recorder(recorder).expect("first recorder in this binary");
 
-    let cluster = TestCluster::start(3, test_config()).await;
+    let cluster = Cluster::start(3, test_config()).await;
     let leader = cluster.node(cluster.wait_for_leader().await);
     for i in 0..20 {
         leader

@@ -1,19 +1,16 @@
 //! The three return modes, parallel log appending, reads and getters.
 
-mod common;
-
 use std::time::Duration;
 
 use bytes::Bytes;
-use common::{TestCluster, address, test_config};
 use raft_core::engine::RoleKind;
-use raft_core::testing::MemKv;
+use raft_core::testing::{Cluster, MemKv, NodeFactory, test_config};
 use raft_core::{Error, LogIndex, NodeId};
 use tokio::sync::oneshot;
 
 #[tokio::test(start_paused = true)]
 async fn blocking_append_resolves_with_commit_results_in_order() {
-    let cluster = TestCluster::start(3, test_config()).await;
+    let cluster = Cluster::start(3, test_config()).await;
     let leader = cluster.node(cluster.wait_for_leader().await);
     leader.append(vec![MemKv::put("a", "1")]).await.unwrap();
     let appended = leader
@@ -37,7 +34,7 @@ async fn blocking_append_resolves_with_commit_results_in_order() {
 
 #[tokio::test(start_paused = true)]
 async fn async_handler_returns_the_position_first_and_the_result_later() {
-    let cluster = TestCluster::start(3, test_config()).await;
+    let cluster = Cluster::start(3, test_config()).await;
     let leader = cluster.node(cluster.wait_for_leader().await);
     let pending = leader
         .append_async(vec![MemKv::put("k", "v"), MemKv::put("k", "w")])
@@ -57,7 +54,7 @@ async fn async_handler_returns_the_position_first_and_the_result_later() {
     drop(dropped);
     cluster.wait_applied(index).await;
     assert_eq!(
-        cluster.kvs[&leader.id()].get(b"dropped"),
+        cluster.state_machines[&leader.id()].get(b"dropped"),
         Some(Bytes::from("1"))
     );
 
@@ -75,7 +72,7 @@ async fn async_handler_returns_the_position_first_and_the_result_later() {
 
 #[tokio::test(start_paused = true)]
 async fn follower_refuses_appends_and_reads_with_the_leaders_address() {
-    let cluster = TestCluster::start(3, test_config()).await;
+    let cluster = Cluster::start(3, test_config()).await;
     let leader = cluster.wait_for_leader().await;
     let follower = cluster.others(leader)[0];
     let node = cluster.node(follower);
@@ -89,7 +86,7 @@ async fn follower_refuses_appends_and_reads_with_the_leaders_address() {
         match error {
             Error::NotLeader { leader: Some(hint) } => {
                 assert_eq!(hint.id, leader);
-                assert_eq!(hint.address, address(leader));
+                assert_eq!(hint.address, cluster.factory.address(leader));
             }
             other => panic!("expected NotLeader, got {other:?}"),
         }
@@ -98,19 +95,22 @@ async fn follower_refuses_appends_and_reads_with_the_leaders_address() {
 
 #[tokio::test(start_paused = true)]
 async fn linearizable_read_waits_until_the_write_before_it_is_applied() {
-    let cluster = TestCluster::start(3, test_config()).await;
+    let cluster = Cluster::start(3, test_config()).await;
     let id = cluster.wait_for_leader().await;
     let leader = cluster.node(id);
     let appended = leader.append(vec![MemKv::put("x", "1")]).await.unwrap();
     let read_index = leader.linearizable_read().await.unwrap();
     assert!(read_index >= appended.first.index);
     assert!(leader.applied_index() >= read_index);
-    assert_eq!(cluster.kvs[&id].get(b"x"), Some(Bytes::from("1")));
+    assert_eq!(
+        cluster.state_machines[&id].get(b"x"),
+        Some(Bytes::from("1"))
+    );
 }
 
 #[tokio::test(start_paused = true)]
 async fn isolated_leader_cannot_serve_a_linearizable_read() {
-    let cluster = TestCluster::start(3, test_config()).await;
+    let cluster = Cluster::start(3, test_config()).await;
     let id = cluster.wait_for_leader().await;
     let leader = cluster.node(id);
     cluster.network.isolate(id);
@@ -122,7 +122,7 @@ async fn isolated_leader_cannot_serve_a_linearizable_read() {
 
 #[tokio::test(start_paused = true)]
 async fn leader_commits_while_its_own_disk_write_is_in_flight() {
-    let cluster = TestCluster::start(3, test_config()).await;
+    let cluster = Cluster::start(3, test_config()).await;
     let id = cluster.wait_for_leader().await;
     let leader = cluster.node(id);
     leader.append(vec![MemKv::put("warm", "up")]).await.unwrap();
@@ -140,7 +140,7 @@ async fn leader_commits_while_its_own_disk_write_is_in_flight() {
 
 #[tokio::test(start_paused = true)]
 async fn getters_report_the_cluster_state_without_the_loop() {
-    let cluster = TestCluster::start(3, test_config()).await;
+    let cluster = Cluster::start(3, test_config()).await;
     let id = cluster.wait_for_leader().await;
     let leader = cluster.node(id);
     leader.append(vec![MemKv::put("k", "v")]).await.unwrap();
@@ -161,7 +161,7 @@ async fn getters_report_the_cluster_state_without_the_loop() {
         );
         assert_eq!(
             node.address_of(NodeId(2)),
-            Some(address(NodeId(2)).as_str())
+            Some(cluster.factory.address(NodeId(2)).as_str())
         );
     }
     assert!(leader.commit_index() >= LogIndex(2));
@@ -169,7 +169,7 @@ async fn getters_report_the_cluster_state_without_the_loop() {
 
 #[tokio::test(start_paused = true)]
 async fn leadership_transfer_hands_over_to_the_chosen_follower() {
-    let cluster = TestCluster::start(3, test_config()).await;
+    let cluster = Cluster::start(3, test_config()).await;
     let old = cluster.wait_for_leader().await;
     let target = cluster.others(old)[0];
     cluster.node(old).transfer_leadership(target).unwrap();

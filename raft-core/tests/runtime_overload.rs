@@ -69,9 +69,6 @@ impl LogStore for GatedStore {
     fn durable(&self) -> watch::Receiver<LogId> {
         self.inner.durable()
     }
-    fn last_log_id(&self) -> LogId {
-        self.inner.last_log_id()
-    }
     fn byte_count(&self) -> u64 {
         self.inner.byte_count()
     }

@@ -1,18 +1,15 @@
 //! Shutdown answers every caller and joins every task; a storage failure stops the node.
 
-mod common;
-
 use std::time::Duration;
 
-use common::{TestCluster, test_config};
 use raft_core::message::{AppendEntries, RequestVote};
-use raft_core::testing::MemKv;
+use raft_core::testing::{Cluster, MemKv, test_config};
 use raft_core::{Error, NodeId, ServiceHandler};
 use raft_core::{LogId, LogIndex, Term};
 
 #[tokio::test(start_paused = true)]
 async fn shutdown_answers_every_waiting_caller_and_the_node_restarts_from_its_log() {
-    let mut cluster = TestCluster::start(3, test_config()).await;
+    let mut cluster = Cluster::start(3, test_config()).await;
     let id = cluster.wait_for_leader().await;
     let leader = cluster.node(id);
     leader.append(vec![MemKv::put("kept", "1")]).await.unwrap();
@@ -66,13 +63,13 @@ async fn shutdown_answers_every_waiting_caller_and_the_node_restarts_from_its_lo
     let new_leader = cluster.wait_for_leader().await;
     let commit = cluster.node(new_leader).commit_index();
     cluster.wait_applied(commit).await;
-    assert_eq!(cluster.kvs[&id].get(b"kept"), Some("1".into()));
+    assert_eq!(cluster.state_machines[&id].get(b"kept"), Some("1".into()));
     cluster.assert_replicas_agree();
 }
 
 #[tokio::test(start_paused = true)]
 async fn failed_log_write_stops_the_leader_and_the_cluster_moves_on() {
-    let cluster = TestCluster::start(3, test_config()).await;
+    let cluster = Cluster::start(3, test_config()).await;
     let id = cluster.wait_for_leader().await;
     let leader = cluster.node(id);
     cluster.stores[&id].fail_writes(true);
@@ -99,7 +96,7 @@ async fn failed_log_write_stops_the_leader_and_the_cluster_moves_on() {
 
 #[tokio::test(start_paused = true)]
 async fn requests_from_a_node_outside_the_cluster_are_refused() {
-    let cluster = TestCluster::start(3, test_config()).await;
+    let cluster = Cluster::start(3, test_config()).await;
     cluster.wait_for_leader().await;
     let node = cluster.node(NodeId(1));
     let stranger = NodeId(99);

@@ -3,15 +3,12 @@
 //! after lost chunks, and the log-size policy keeping the log bounded.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
-
 use std::time::Duration;
 
 use bytes::Bytes;
-use common::{TestCluster, test_config};
 use raft_core::runtime::NodeConfig;
-use raft_core::testing::{MemKv, MemLogStore};
-use raft_core::{LogIndex, LogStore, NodeId};
+use raft_core::testing::{Cluster, MemKv, MemLogStore, test_config, wait_until};
+use raft_core::{LogIndex, LogStore};
 
 /// Small chunks and a short tail, so a few hundred writes need several chunks and compaction.
 fn snapshot_config() -> NodeConfig {
@@ -23,12 +20,12 @@ fn snapshot_config() -> NodeConfig {
 }
 
 /// Writes `count` puts `key{i} = value{i}` through the leader; returns the last index.
-async fn write_keys(cluster: &TestCluster, range: std::ops::Range<u32>) -> LogIndex {
+async fn write_keys(cluster: &Cluster, range: std::ops::Range<u32>) -> LogIndex {
     let mut last = LogIndex::ZERO;
     for i in range {
-        let leader = cluster.wait_for_leader().await;
-        let node = cluster.node(leader);
-        let appended = node
+        let appended = cluster
+            .leader_node()
+            .await
             .append(vec![MemKv::put(format!("key{i}"), format!("value{i}"))])
             .await
             .expect("write commits");
@@ -37,35 +34,9 @@ async fn write_keys(cluster: &TestCluster, range: std::ops::Range<u32>) -> LogIn
     last
 }
 
-async fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
-    for _ in 0..3000 {
-        if condition() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("timed out waiting for {what}");
-}
-
-/// Every running node's state machine holds exactly the same keys and values.
-fn assert_states_equal(cluster: &TestCluster) {
-    let dumps: Vec<(NodeId, Vec<(Bytes, Bytes)>)> = cluster
-        .running()
-        .iter()
-        .map(|node| (node.id(), cluster.kvs[&node.id()].dump()))
-        .collect();
-    for (id, dump) in &dumps[1..] {
-        assert_eq!(
-            dump, &dumps[0].1,
-            "node {id} differs from node {}",
-            dumps[0].0
-        );
-    }
-}
-
 #[tokio::test(start_paused = true)]
 async fn requested_snapshot_compacts_the_log_and_a_restart_restores_it_then_replays() {
-    let mut cluster = TestCluster::start(3, snapshot_config()).await;
+    let mut cluster = Cluster::start(3, snapshot_config()).await;
     let leader = cluster.wait_for_leader().await;
     let last = write_keys(&cluster, 0..50).await;
     cluster.wait_applied(last).await;
@@ -85,21 +56,20 @@ async fn requested_snapshot_compacts_the_log_and_a_restart_restores_it_then_repl
 
     let after = write_keys(&cluster, 50..60).await;
     cluster.wait_applied(after).await;
-    cluster.stop_node(leader).await;
-    cluster.start_node(leader).await;
+    cluster.restart_node(leader).await;
     cluster.wait_applied(after).await;
-    let kv = &cluster.kvs[&leader];
+    let kv = &cluster.state_machines[&leader];
     assert_eq!(kv.restored_from(), [meta.last_log_id.index]);
     assert_eq!(kv.get(b"key59").as_deref(), Some(&b"value59"[..]));
     assert!(kv.out_of_order_commits().is_empty());
-    assert_states_equal(&cluster);
+    cluster.assert_states_equal();
 }
 
 #[tokio::test(start_paused = true)]
 async fn partitioned_follower_catches_up_by_install_snapshot_after_the_leader_compacts() {
     let mut config = snapshot_config();
     config.raft.snapshot_entries = 40;
-    let cluster = TestCluster::start(3, config).await;
+    let cluster = Cluster::start(3, config).await;
     let leader = cluster.wait_for_leader().await;
     let lagging = cluster.others(leader)[0];
     cluster.network.isolate(lagging);
@@ -114,7 +84,7 @@ async fn partitioned_follower_catches_up_by_install_snapshot_after_the_leader_co
     cluster.network.heal();
     cluster.wait_applied(last).await;
     let follower = cluster.node(lagging);
-    let installed = cluster.kvs[&lagging].restored_from();
+    let installed = cluster.state_machines[&lagging].restored_from();
     assert!(!installed.is_empty(), "the follower installed a snapshot");
     assert!(follower.status().snapshot_index >= installed[0]);
     assert_eq!(
@@ -126,14 +96,14 @@ async fn partitioned_follower_catches_up_by_install_snapshot_after_the_leader_co
     // Normal replication resumed after the snapshot.
     let more = write_keys(&cluster, 200..210).await;
     cluster.wait_applied(more).await;
-    assert_states_equal(&cluster);
+    cluster.assert_states_equal();
 }
 
 #[tokio::test(start_paused = true)]
 async fn follower_wiped_of_its_data_rejoins_from_a_snapshot_and_converges() {
     let mut config = snapshot_config();
     config.raft.snapshot_entries = 30;
-    let mut cluster = TestCluster::start(3, config).await;
+    let mut cluster = Cluster::start(3, config).await;
     let leader = cluster.wait_for_leader().await;
     let last = write_keys(&cluster, 0..100).await;
     cluster.wait_applied(last).await;
@@ -144,9 +114,9 @@ async fn follower_wiped_of_its_data_rejoins_from_a_snapshot_and_converges() {
     cluster.start_node(wiped).await;
     let more = write_keys(&cluster, 100..120).await;
     cluster.wait_applied(more).await;
-    assert!(!cluster.kvs[&wiped].restored_from().is_empty());
+    assert!(!cluster.state_machines[&wiped].restored_from().is_empty());
     assert!(cluster.stores[&wiped].first_index() > LogIndex(1));
-    assert_states_equal(&cluster);
+    cluster.assert_states_equal();
 }
 
 #[tokio::test(start_paused = true)]
@@ -154,7 +124,7 @@ async fn snapshot_transfer_resumes_after_lost_chunks() {
     let mut config = snapshot_config();
     config.raft.snapshot_entries = 50;
     config.raft.snapshot_chunk_bytes = 64;
-    let cluster = TestCluster::start(3, config).await;
+    let cluster = Cluster::start(3, config).await;
     let leader = cluster.wait_for_leader().await;
     let lagging = cluster.others(leader)[0];
     cluster.network.isolate(lagging);
@@ -174,17 +144,17 @@ async fn snapshot_transfer_resumes_after_lost_chunks() {
     })
     .await;
     cluster.network.set_drop_probability(0.0);
-    assert!(!cluster.kvs[&lagging].restored_from().is_empty());
+    assert!(!cluster.state_machines[&lagging].restored_from().is_empty());
     let more = write_keys(&cluster, 150..155).await;
     cluster.wait_applied(more).await;
-    assert_states_equal(&cluster);
+    cluster.assert_states_equal();
 }
 
 #[tokio::test(start_paused = true)]
 async fn log_size_policy_keeps_the_log_bounded_under_sustained_writes() {
     let mut config = snapshot_config();
     config.snapshot_log_bytes = 8 * 1024;
-    let cluster = TestCluster::start(3, config).await;
+    let cluster = Cluster::start(3, config).await;
     let leader = cluster.wait_for_leader().await;
     let node = cluster.node(leader);
     let mut peak = 0;
@@ -209,5 +179,5 @@ async fn log_size_policy_keeps_the_log_bounded_under_sustained_writes() {
     );
     let last = node.status().commit_index;
     cluster.wait_applied(last).await;
-    assert_states_equal(&cluster);
+    cluster.assert_states_equal();
 }

@@ -7,103 +7,10 @@
 
 mod common;
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
-use std::time::Duration;
-
-use common::{TestServer, auth, serve_on};
-use raft_core::runtime::{Node, NodeConfig};
-use raft_core::testing::{MemKv, MemLogStore};
-use raft_core::{Error, LogIndex, NodeId};
-use raft_http::{ClientConfig, HttpTransport, RaftService, ServerConfig, ServiceConfig};
-use tokio::net::TcpListener;
-
-struct Member {
-    node: Node,
-    kv: MemKv,
-    server: TestServer,
-}
-
-fn node_config() -> NodeConfig {
-    let mut config = NodeConfig::default();
-    config.raft.election_timeout_ms = 300;
-    config.raft.heartbeat_interval_ms = 30;
-    config.raft.request_timeout_ms = 300;
-    config
-}
-
-async fn start_cluster() -> BTreeMap<NodeId, Member> {
-    start_cluster_with(node_config()).await.1
-}
-
-async fn start_cluster_with(
-    config: NodeConfig,
-) -> (BTreeMap<NodeId, String>, BTreeMap<NodeId, Member>) {
-    // Learn three free ports first: every node needs every address at start.
-    let mut addresses = BTreeMap::new();
-    for id in 1..=3 {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        addresses.insert(NodeId(id), listener.local_addr().unwrap().to_string());
-    }
-    let mut members = BTreeMap::new();
-    for &id in addresses.keys() {
-        let member = start_member(id, &addresses, config.clone()).await;
-        members.insert(id, member);
-    }
-    (addresses, members)
-}
-
-/// Starts node `id` with an empty log and state machine, served on its address.
-async fn start_member(
-    id: NodeId,
-    addresses: &BTreeMap<NodeId, String>,
-    config: NodeConfig,
-) -> Member {
-    let address = &addresses[&id];
-    {
-        let mut client = ClientConfig::new(auth());
-        client.request_timeout = Duration::from_millis(500);
-        client.connect_timeout = Duration::from_millis(200);
-        client.backoff_initial = Duration::from_millis(10);
-        client.backoff_max = Duration::from_millis(100);
-        client.node = Some(id);
-        let transport = Arc::new(HttpTransport::new(addresses.clone(), client).unwrap());
-        let kv = MemKv::new();
-        let node = Node::start(
-            id,
-            addresses.clone(),
-            config,
-            MemLogStore::new().into_arc(),
-            kv.clone().into_arc(),
-            transport,
-        )
-        .await
-        .unwrap();
-        let mut service = ServiceConfig::new(auth());
-        service.node = Some(id);
-        let service = RaftService::new(Arc::new(node.clone()), service);
-        let server = serve_on(address, service, ServerConfig::default()).await;
-        Member { node, kv, server }
-    }
-}
-
-/// Waits until one of `members` leads and the others follow it.
-async fn stable_leader(members: &BTreeMap<NodeId, Member>) -> NodeId {
-    for _ in 0..1000 {
-        let leaders: Vec<NodeId> = members
-            .values()
-            .filter(|m| m.node.is_leader())
-            .map(|m| m.node.id())
-            .collect();
-        if let [leader] = leaders[..]
-            && members.values().all(|m| m.node.leader() == Some(leader))
-        {
-            return leader;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("no stable leader");
-}
+use common::HttpNodes;
+use raft_core::runtime::Node;
+use raft_core::testing::{MemKv, MemLogStore, test_config};
+use raft_core::{Error, LogIndex};
 
 /// Writes `count` keys with `prefix` through the leader; returns the last index.
 async fn write(leader: &Node, prefix: &str, count: usize) -> LogIndex {
@@ -116,23 +23,13 @@ async fn write(leader: &Node, prefix: &str, count: usize) -> LogIndex {
     last
 }
 
-async fn wait_applied(members: &BTreeMap<NodeId, Member>, index: LogIndex) {
-    for _ in 0..1000 {
-        if members.values().all(|m| m.node.applied_index() >= index) {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("not applied everywhere: {index}");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_nodes_over_http_elect_replicate_and_fail_over() {
-    let mut members = start_cluster().await;
-    let first_leader = stable_leader(&members).await;
+    let cluster = HttpNodes::start(3, test_config()).await;
+    let first_leader = cluster.wait_for_leader().await;
 
     // Concurrent writes: many AppendEntries in flight per follower.
-    let leader = members[&first_leader].node.clone();
+    let leader = cluster.node(first_leader);
     let writers: Vec<_> = (0..8)
         .map(|w| {
             let leader = leader.clone();
@@ -143,42 +40,36 @@ async fn three_nodes_over_http_elect_replicate_and_fail_over() {
     for writer in writers {
         last = last.max(writer.await.unwrap());
     }
-    wait_applied(&members, last).await;
-    for member in members.values() {
-        assert_eq!(member.kv.get(b"w7-24").as_deref(), Some(&b"value 24"[..]));
-        assert!(member.kv.out_of_order_commits().is_empty());
+    cluster.wait_applied(last).await;
+    for kv in cluster.state_machines.values() {
+        assert_eq!(kv.get(b"w7-24").as_deref(), Some(&b"value 24"[..]));
+        assert!(kv.out_of_order_commits().is_empty());
     }
 
     // The leader goes away: node and server.
-    let gone = members.remove(&first_leader).unwrap();
-    gone.node.shutdown().await;
-    gone.server.stop().await;
-    let second_leader = stable_leader(&members).await;
+    let gone = cluster.node(first_leader);
+    cluster.stop_node(first_leader).await;
+    let second_leader = cluster.wait_for_leader().await;
     assert_ne!(second_leader, first_leader);
 
-    let leader = members[&second_leader].node.clone();
+    let leader = cluster.node(second_leader);
     let last = write(&leader, "after-", 20).await;
-    wait_applied(&members, last).await;
-    let applied: Vec<_> = members.values().map(|m| m.kv.applied()).collect();
+    cluster.wait_applied(last).await;
+    let survivors = cluster.running_state_machines();
+    let applied: Vec<_> = survivors.iter().map(|(_, kv)| kv.applied()).collect();
     assert_eq!(
         applied[0], applied[1],
         "the two survivors applied the same commands"
     );
-    for member in members.values() {
-        assert_eq!(
-            member.kv.get(b"after-19").as_deref(),
-            Some(&b"value 19"[..])
-        );
-        assert_eq!(member.kv.get(b"w0-0").as_deref(), Some(&b"value 0"[..]));
+    for (_, kv) in survivors {
+        assert_eq!(kv.get(b"after-19").as_deref(), Some(&b"value 19"[..]));
+        assert_eq!(kv.get(b"w0-0").as_deref(), Some(&b"value 0"[..]));
     }
     // Writes to the old leader's address fail cleanly rather than hang.
-    let stale = gone.node.append(vec![MemKv::put("x", "y")]).await;
+    let stale = gone.append(vec![MemKv::put("x", "y")]).await;
     assert!(matches!(stale, Err(Error::Shutdown)), "{stale:?}");
 
-    for (_, member) in members {
-        member.node.shutdown().await;
-        member.server.stop().await;
-    }
+    cluster.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -187,37 +78,33 @@ async fn a_follower_that_lost_its_data_catches_up_by_snapshot_chunks_over_http()
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .with_test_writer()
         .try_init();
-    let mut config = node_config();
+    let mut config = test_config();
     config.raft.snapshot_entries = 50;
     config.raft.snapshot_keep_entries = 5;
     // Small chunks: the snapshot of ~200 keys takes dozens of requests.
     config.raft.snapshot_chunk_bytes = 512;
-    let (addresses, mut members) = start_cluster_with(config.clone()).await;
-    let leader_id = stable_leader(&members).await;
-    let leader = members[&leader_id].node.clone();
+    let mut cluster = HttpNodes::start(3, config).await;
+    let leader_id = cluster.wait_for_leader().await;
+    let leader = cluster.node(leader_id);
     let last = write(&leader, "k", 200).await;
-    wait_applied(&members, last).await;
+    cluster.wait_applied(last).await;
     assert!(
         leader.status().log_base_index > LogIndex(100),
         "the leader compacted"
     );
 
     // A follower loses everything (a replaced disk) and comes back empty.
-    let follower = *members.keys().find(|&&id| id != leader_id).unwrap();
-    let gone = members.remove(&follower).unwrap();
-    gone.node.shutdown().await;
-    gone.server.stop().await;
-    members.insert(follower, start_member(follower, &addresses, config).await);
+    let follower = cluster.others(leader_id)[0];
+    cluster.stop_node(follower).await;
+    cluster.stores.insert(follower, MemLogStore::new());
+    cluster.start_node(follower).await;
 
     let last = write(&leader, "after", 10).await;
-    wait_applied(&members, last).await;
-    let back = &members[&follower];
-    assert!(!back.kv.restored_from().is_empty(), "installed a snapshot");
-    assert_eq!(back.kv.dump(), members[&leader_id].kv.dump());
-    assert_eq!(back.kv.get(b"k199").as_deref(), Some(&b"value 199"[..]));
+    cluster.wait_applied(last).await;
+    let back = &cluster.state_machines[&follower];
+    assert!(!back.restored_from().is_empty(), "installed a snapshot");
+    assert_eq!(back.dump(), cluster.state_machines[&leader_id].dump());
+    assert_eq!(back.get(b"k199").as_deref(), Some(&b"value 199"[..]));
 
-    for (_, member) in members {
-        member.node.shutdown().await;
-        member.server.stop().await;
-    }
+    cluster.shutdown().await;
 }

@@ -253,8 +253,8 @@ impl Decoder {
 
 #[cfg(test)]
 mod tests {
-    use raft_core::snapshot::BytesReader;
-    use raft_core::{LogId, Membership, NodeId, SnapshotMeta};
+    use raft_core::LogId;
+    use raft_core::testing::snapshots;
 
     use super::*;
 
@@ -298,21 +298,11 @@ mod tests {
 
     async fn snapshot_bytes(state: &KvState) -> Bytes {
         let mut source = state.snapshot().await.unwrap();
-        let mut data = BytesMut::new();
-        while let Some(chunk) = source.next_chunk().await.unwrap() {
-            data.put_slice(&chunk);
-        }
-        data.freeze()
+        snapshots::drain(source.as_mut()).await.unwrap()
     }
 
     fn reader(data: Bytes) -> Arc<dyn SnapshotReader> {
-        let meta = SnapshotMeta {
-            last_log_id: LogId::new(1, 9),
-            membership: Membership::new([NodeId(1)]),
-            size: data.len() as u64,
-            checksum: crc32c::crc32c(&data),
-        };
-        Arc::new(BytesReader::new(meta, data))
+        snapshots::reader(LogId::new(1, 9), data)
     }
 
     #[tokio::test]

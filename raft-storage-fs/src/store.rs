@@ -131,6 +131,12 @@ impl FsLogStore {
         self.shared().lock().poisoned.clone()
     }
 
+    /// The last entry of the log, durable or not ([`LogId::ZERO`] when empty).
+    #[must_use]
+    pub fn last_log_id(&self) -> LogId {
+        self.shared().lock().last()
+    }
+
     /// I/O counters since the log was opened.
     #[must_use]
     pub fn stats(&self) -> FsStats {
@@ -500,10 +506,6 @@ impl LogStore for FsLogStore {
             // Poisoned: a closed watch, which the runtime takes as a storage failure.
             None => watch::channel(state.durable_at_poison).1,
         }
-    }
-
-    fn last_log_id(&self) -> LogId {
-        self.shared().lock().last()
     }
 
     fn byte_count(&self) -> u64 {

@@ -7,11 +7,11 @@ mod common;
 
 use std::path::Path;
 
-use bytes::Bytes;
 use common::{
     entries, latest_snapshot, open_sim, read_all, save_snapshot, snapshot_data, snapshot_meta,
     wait_durable,
 };
+use raft_core::testing::snapshots;
 use raft_core::{HardState, LogIndex, LogStore};
 use raft_storage_fs::fs::Fs;
 use raft_storage_fs::testing::{Crash, SimFs};
@@ -44,11 +44,7 @@ fn count_ending(fs: &SimFs, suffix: &str) -> usize {
 /// returns what `finish` answered (an error when the crash came first).
 async fn write_new_snapshot(store: &FsLogStore) -> Result<bool, raft_core::Error> {
     let data = snapshot_data(80, 5000);
-    let mut writer = store.begin_snapshot().await?;
-    for chunk in data.chunks(1000) {
-        writer.write(Bytes::copy_from_slice(chunk)).await?;
-    }
-    writer.finish(snapshot_meta(1, 80, &data)).await
+    snapshots::write(store, snapshot_meta(1, 80, &data), &data, 1000).await
 }
 
 #[tokio::test]

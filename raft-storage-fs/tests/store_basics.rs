@@ -216,7 +216,7 @@ async fn a_store_is_usable_through_the_log_store_trait_object() {
         log.read(LogIndex(2), LogIndex(3)).await.unwrap(),
         entries(1, 2, 3)
     );
-    assert_eq!(log.last_log_id(), LogId::new(1, 3));
+    assert_eq!(store.last_log_id(), LogId::new(1, 3));
     assert!(log.byte_count() > 0);
     drop(log);
     store.close().await;

@@ -203,28 +203,19 @@ impl SnapshotReader for InnerReader {
 
 #[cfg(test)]
 mod tests {
-    use raft_core::snapshot::{BytesReader, BytesSource, read_to_vec};
-    use raft_core::{LogId, Membership, NodeId};
+    use raft_core::LogId;
+    use raft_core::snapshot::{BytesSource, read_to_vec};
+    use raft_core::testing::snapshots;
 
     use super::*;
 
+    /// Every chunk of `source` (never an empty one), concatenated.
     async fn drain(mut source: WrappedSource) -> Bytes {
-        let mut data = BytesMut::new();
-        while let Some(chunk) = source.next_chunk().await.unwrap() {
-            assert!(!chunk.is_empty());
-            data.put_slice(&chunk);
-        }
-        data.freeze()
+        snapshots::drain(&mut source).await.unwrap()
     }
 
     fn reader_of(data: Bytes) -> Arc<dyn SnapshotReader> {
-        let meta = SnapshotMeta {
-            last_log_id: LogId::new(2, 40),
-            membership: Membership::new([NodeId(1)]),
-            size: data.len() as u64,
-            checksum: crc32c::crc32c(&data),
-        };
-        Arc::new(BytesReader::new(meta, data))
+        snapshots::reader(LogId::new(2, 40), data)
     }
 
     #[tokio::test]

@@ -284,9 +284,9 @@ impl SessionMetrics {
 
 #[cfg(test)]
 mod tests {
-    use raft_core::snapshot::{BytesReader, read_to_vec};
-    use raft_core::testing::MemKv;
-    use raft_core::{LogId, LogIndex, Membership, SnapshotMeta};
+    use raft_core::snapshot::read_to_vec;
+    use raft_core::testing::{MemKv, snapshots};
+    use raft_core::{LogId, LogIndex};
 
     use super::*;
 
@@ -388,17 +388,8 @@ mod tests {
         ];
         sm.commit(&batch).await.unwrap();
         let mut source = sm.snapshot().await.unwrap();
-        let mut data = Vec::new();
-        while let Some(chunk) = source.next_chunk().await.unwrap() {
-            data.extend_from_slice(&chunk);
-        }
-        let meta = SnapshotMeta {
-            last_log_id: LogId::new(1, 3),
-            membership: Membership::new([NodeId(1)]),
-            size: data.len() as u64,
-            checksum: crc32c::crc32c(&data),
-        };
-        let reader = Arc::new(BytesReader::new(meta, Bytes::from(data)));
+        let data = snapshots::drain(source.as_mut()).await.unwrap();
+        let reader = snapshots::reader(LogId::new(1, 3), data);
         assert_eq!(
             read_to_vec(reader.as_ref(), 7).await.unwrap().len() as u64,
             reader.meta().size
@@ -429,14 +420,8 @@ mod tests {
     async fn restore_of_a_foreign_snapshot_fails_with_a_reason() {
         let sm = layer(&MemKv::new(), SessionConfig::default());
         let data = Bytes::from_static(b"not a wrapper snapshot at all, just bytes");
-        let meta = SnapshotMeta {
-            last_log_id: LogId::new(1, 3),
-            membership: Membership::new([NodeId(1)]),
-            size: data.len() as u64,
-            checksum: crc32c::crc32c(&data),
-        };
         let error = sm
-            .restore(Arc::new(BytesReader::new(meta, data)))
+            .restore(snapshots::reader(LogId::new(1, 3), data))
             .await
             .unwrap_err();
         assert!(error.to_string().contains("trailer"), "{error}");

@@ -6,14 +6,15 @@ mod common;
 use std::time::Duration;
 
 use bytes::Bytes;
-use common::{Cluster, decode_value, test_config};
+use common::{Cluster, ReplicaCluster, Replicas, decode_value, test_config};
+use raft_core::testing::NodeFactory;
 use raft_wrapper::{ClientId, Error, RequestId};
 
 const C1: ClientId = ClientId(0xC1);
 
 #[tokio::test(start_paused = true)]
 async fn retry_after_leader_failover_applies_once_on_every_replica() {
-    let mut cluster = Cluster::start(3, test_config()).await;
+    let mut cluster = Cluster::start_with(Replicas, 3, test_config()).await;
     let leader = cluster.wait_for_leader().await;
 
     let first = cluster.submit(C1, RequestId(1), "hits").await;
@@ -24,7 +25,7 @@ async fn retry_after_leader_failover_applies_once_on_every_replica() {
     cluster.wait_converged().await;
 
     // The leader dies right after answering; the client never saw the answer and retries.
-    cluster.stop_replica(leader).await;
+    cluster.stop_node(leader).await;
     let new_leader = cluster.wait_for_leader_among(&cluster.others(leader)).await;
     assert_ne!(new_leader, leader);
     let retry = cluster.submit(C1, RequestId(2), "hits").await;
@@ -36,9 +37,9 @@ async fn retry_after_leader_failover_applies_once_on_every_replica() {
     assert!(!third.duplicate);
     assert_eq!(decode_value(&third.result), 3);
 
-    cluster.start_replica(leader).await;
+    cluster.start_node(leader).await;
     cluster.wait_converged().await;
-    for (id, counters) in &cluster.counters {
+    for (id, counters) in &cluster.state_machines {
         assert_eq!(counters.value("hits"), 3, "node {id}");
         counters.assert_in_order();
     }
@@ -46,7 +47,7 @@ async fn retry_after_leader_failover_applies_once_on_every_replica() {
 
 #[tokio::test(start_paused = true)]
 async fn request_cut_off_from_the_cluster_is_applied_once_after_retry() {
-    let cluster = Cluster::start(3, test_config()).await;
+    let cluster = Cluster::start_with(Replicas, 3, test_config()).await;
     let leader = cluster.wait_for_leader().await;
     cluster.submit(C1, RequestId(1), "hits").await;
 
@@ -71,14 +72,14 @@ async fn request_cut_off_from_the_cluster_is_applied_once_after_retry() {
     let retry = cluster.submit(C1, RequestId(2), "hits").await;
     assert_eq!(decode_value(&retry.result), 2);
     cluster.wait_converged().await;
-    for (id, counters) in &cluster.counters {
+    for (id, counters) in &cluster.state_machines {
         assert_eq!(counters.value("hits"), 2, "node {id}");
     }
 }
 
 #[tokio::test(start_paused = true)]
 async fn retry_gets_duplicate_flag_and_original_result_on_the_same_leader() {
-    let cluster = Cluster::start(3, test_config()).await;
+    let cluster = Cluster::start_with(Replicas, 3, test_config()).await;
     cluster.wait_for_leader().await;
     let first = cluster.submit(C1, RequestId(10), "a").await;
     let again = cluster.submit(C1, RequestId(10), "a").await;
@@ -88,7 +89,7 @@ async fn retry_gets_duplicate_flag_and_original_result_on_the_same_leader() {
     assert_eq!(again, and_again);
     assert_eq!((again.index, &again.result), (first.index, &first.result));
     cluster.wait_converged().await;
-    for counters in cluster.counters.values() {
+    for counters in cluster.state_machines.values() {
         assert_eq!(counters.value("a"), 1);
     }
 }
@@ -97,7 +98,7 @@ async fn retry_gets_duplicate_flag_and_original_result_on_the_same_leader() {
 async fn older_request_id_without_a_kept_result_is_refused() {
     let mut config = test_config();
     config.sessions.results_per_client = 2;
-    let cluster = Cluster::start(3, config).await;
+    let cluster = Cluster::start_with(Replicas, 3, config).await;
     cluster.wait_for_leader().await;
     for request in 1..=4 {
         cluster.submit(C1, RequestId(request), "a").await;
@@ -122,14 +123,14 @@ async fn older_request_id_without_a_kept_result_is_refused() {
     assert!(kept.duplicate);
     assert_eq!(decode_value(&kept.result), 3);
     cluster.wait_converged().await;
-    for counters in cluster.counters.values() {
+    for counters in cluster.state_machines.values() {
         assert_eq!(counters.value("a"), 4);
     }
 }
 
 #[tokio::test(start_paused = true)]
 async fn request_id_zero_is_invalid() {
-    let cluster = Cluster::start(1, test_config()).await;
+    let cluster = Cluster::start_with(Replicas, 1, test_config()).await;
     let leader = cluster.wait_for_leader().await;
     let answer = cluster
         .replica(leader)
@@ -143,13 +144,13 @@ async fn request_id_zero_is_invalid() {
 
 #[tokio::test(start_paused = true)]
 async fn cleared_client_is_forgotten_on_every_replica() {
-    let cluster = Cluster::start(3, test_config()).await;
+    let cluster = Cluster::start_with(Replicas, 3, test_config()).await;
     let leader = cluster.wait_for_leader().await;
     cluster.submit(C1, RequestId(5), "a").await;
     cluster.submit(ClientId(2), RequestId(1), "b").await;
     cluster.replica(leader).clear_client(C1).await.unwrap();
     cluster.wait_converged().await;
-    for replica in cluster.running() {
+    for replica in cluster.replicas() {
         assert_eq!(replica.latest_request(C1), None);
         assert_eq!(replica.latest_request(ClientId(2)), Some(RequestId(1)));
         assert_eq!(replica.tracked_clients(), 1);
@@ -165,7 +166,7 @@ async fn least_recently_active_session_is_evicted_identically_on_every_replica()
     let mut config = test_config();
     config.sessions.max_clients = 2;
     config.sessions.results_per_client = 1;
-    let cluster = Cluster::start(3, config).await;
+    let cluster = Cluster::start_with(Replicas, 3, config).await;
     cluster.wait_for_leader().await;
     let (a, b, c) = (ClientId(1), ClientId(2), ClientId(3));
     cluster.submit(a, RequestId(1), "a").await;
@@ -174,7 +175,7 @@ async fn least_recently_active_session_is_evicted_identically_on_every_replica()
     assert!(cluster.submit(a, RequestId(1), "a").await.duplicate);
     cluster.submit(c, RequestId(1), "c").await;
     cluster.wait_converged().await;
-    for replica in cluster.running() {
+    for replica in cluster.replicas() {
         let id = replica.node().id();
         assert_eq!(replica.tracked_clients(), 2, "node {id}");
         assert_eq!(replica.latest_request(a), Some(RequestId(1)), "node {id}");
@@ -187,7 +188,7 @@ async fn least_recently_active_session_is_evicted_identically_on_every_replica()
 
 #[tokio::test(start_paused = true)]
 async fn plain_commands_apply_every_time() {
-    let cluster = Cluster::start(3, test_config()).await;
+    let cluster = Cluster::start_with(Replicas, 3, test_config()).await;
     let leader = cluster.wait_for_leader().await;
     let replica = cluster.replica(leader);
     let first = replica.execute(Bytes::from_static(b"p")).await.unwrap();
@@ -200,7 +201,7 @@ async fn plain_commands_apply_every_time() {
 
 #[tokio::test(start_paused = true)]
 async fn follower_answers_not_leader_with_the_leader_hint() {
-    let cluster = Cluster::start(3, test_config()).await;
+    let cluster = Cluster::start_with(Replicas, 3, test_config()).await;
     let leader = cluster.wait_for_leader().await;
     let follower = cluster.others(leader)[0];
     let answer = cluster
@@ -210,7 +211,7 @@ async fn follower_answers_not_leader_with_the_leader_hint() {
     match answer {
         Err(Error::NotLeader { leader: Some(hint) }) => {
             assert_eq!(hint.id, leader);
-            assert_eq!(hint.address, common::address(leader));
+            assert_eq!(hint.address, cluster.factory.address(leader));
         }
         other => panic!("expected NotLeader with a hint, got {other:?}"),
     }

@@ -8,7 +8,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-use common::{Cluster, decode_value, submit_anywhere, test_config};
+use common::{Cluster, ReplicaCluster, Replicas, decode_value, submit_anywhere, test_config};
+use raft_core::testing::MemNetwork;
 use raft_wrapper::{ClientId, RequestId};
 
 const CLIENTS: u64 = 6;
@@ -21,12 +22,11 @@ async fn run_with_faults(seed: u64) -> u64 {
     config.node.raft.snapshot_keep_entries = 4;
     config.node.raft.snapshot_chunk_bytes = 128;
     config.node.snapshot_log_bytes = 4 << 10;
-    let mut cluster = Cluster::start(3, config).await;
-    cluster.network = raft_core::testing::MemNetwork::new(seed);
+    let mut cluster = Cluster::start_with(Replicas, 3, config).await;
+    cluster.network = MemNetwork::new(seed);
     // Restart on the seeded network so every message goes through its faults.
     for id in cluster.ids.clone() {
-        cluster.stop_replica(id).await;
-        cluster.start_replica(id).await;
+        cluster.restart_node(id).await;
     }
     cluster.wait_for_leader().await;
     cluster.network.set_drop_probability(0.05);
@@ -38,7 +38,7 @@ async fn run_with_faults(seed: u64) -> u64 {
     let done = Arc::new(AtomicBool::new(false));
     let cuts = Arc::new(AtomicU64::new(0));
     let nemesis = {
-        let replicas = cluster.replicas.clone();
+        let replicas = cluster.nodes();
         let network = cluster.network.clone();
         let (done, cuts) = (done.clone(), cuts.clone());
         tokio::spawn(async move {
@@ -46,13 +46,7 @@ async fn run_with_faults(seed: u64) -> u64 {
             while !done.load(Ordering::Relaxed) {
                 round += 1;
                 tokio::time::sleep(Duration::from_millis(150 + 37 * (round % 7))).await;
-                let leader = replicas
-                    .lock()
-                    .unwrap()
-                    .values()
-                    .find(|r| r.node().is_leader())
-                    .map(|r| r.node().id());
-                if let Some(leader) = leader {
+                if let Some(leader) = replicas.leader() {
                     network.isolate(leader);
                     cuts.fetch_add(1, Ordering::Relaxed);
                     tokio::time::sleep(Duration::from_millis(300 + 53 * (round % 5))).await;
@@ -64,7 +58,7 @@ async fn run_with_faults(seed: u64) -> u64 {
 
     let mut clients = Vec::new();
     for client in 1..=CLIENTS {
-        let replicas = cluster.replicas.clone();
+        let replicas = cluster.nodes();
         clients.push(tokio::spawn(async move {
             let name = format!("client-{client}");
             let mut duplicates = 0;
@@ -99,7 +93,7 @@ async fn run_with_faults(seed: u64) -> u64 {
         cuts.load(Ordering::Relaxed) >= 1,
         "the nemesis cut a leader off"
     );
-    for (id, counters) in &cluster.counters {
+    for (id, counters) in &cluster.state_machines {
         for client in 1..=CLIENTS {
             assert_eq!(
                 counters.value(&format!("client-{client}")),
@@ -109,7 +103,7 @@ async fn run_with_faults(seed: u64) -> u64 {
         }
         counters.assert_in_order();
     }
-    for replica in cluster.running() {
+    for replica in cluster.replicas() {
         for client in 1..=CLIENTS {
             assert_eq!(
                 replica.latest_request(ClientId(client)),

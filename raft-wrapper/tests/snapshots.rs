@@ -6,7 +6,8 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Cluster, decode_value, test_config};
+use common::{Cluster, ReplicaCluster, Replicas, decode_value, test_config};
+use raft_core::testing::wait_until;
 use raft_core::{LogIndex, LogStore};
 use raft_wrapper::{ClientId, ReplicaConfig, RequestId};
 
@@ -20,19 +21,9 @@ fn snapshot_config() -> ReplicaConfig {
     config
 }
 
-async fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
-    for _ in 0..3000 {
-        if condition() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    panic!("timed out waiting for {what}");
-}
-
 /// Snapshots every running replica at its applied index and waits until they are durable.
 async fn snapshot_everywhere(cluster: &Cluster) {
-    for replica in cluster.running() {
+    for replica in cluster.replicas() {
         let node = replica.node().clone();
         let applied = node.applied_index();
         node.request_snapshot().unwrap();
@@ -42,7 +33,7 @@ async fn snapshot_everywhere(cluster: &Cluster) {
 
 #[tokio::test(start_paused = true)]
 async fn restarted_replicas_restore_the_dedup_table_from_their_snapshots() {
-    let mut cluster = Cluster::start(3, snapshot_config()).await;
+    let mut cluster = Cluster::start_with(Replicas, 3, snapshot_config()).await;
     cluster.wait_for_leader().await;
     let mut answers = Vec::new();
     for request in 1..=5 {
@@ -58,13 +49,13 @@ async fn restarted_replicas_restore_the_dedup_table_from_their_snapshots() {
     // tell them about client C1.
     for id in cluster.ids.clone() {
         assert!(cluster.stores[&id].first_index() > answers[4].index);
-        cluster.stop_replica(id).await;
+        cluster.stop_node(id).await;
     }
     for id in cluster.ids.clone() {
-        cluster.start_replica(id).await;
+        cluster.start_node(id).await;
     }
     cluster.wait_for_leader().await;
-    for (id, counters) in &cluster.counters {
+    for (id, counters) in &cluster.state_machines {
         assert_eq!(
             counters.restored_from().len(),
             1,
@@ -77,7 +68,7 @@ async fn restarted_replicas_restore_the_dedup_table_from_their_snapshots() {
         );
         assert_eq!(counters.value("hits"), 5);
     }
-    for replica in cluster.running() {
+    for replica in cluster.replicas() {
         assert_eq!(replica.latest_request(C1), Some(RequestId(5)));
         assert_eq!(replica.tracked_clients(), 21);
     }
@@ -88,14 +79,14 @@ async fn restarted_replicas_restore_the_dedup_table_from_their_snapshots() {
         (answers[4].index, &answers[4].result)
     );
     cluster.wait_converged().await;
-    for counters in cluster.counters.values() {
+    for counters in cluster.state_machines.values() {
         assert_eq!(counters.value("hits"), 5);
     }
 }
 
 #[tokio::test(start_paused = true)]
 async fn follower_installing_a_snapshot_recognises_retries_as_leader() {
-    let cluster = Cluster::start(3, snapshot_config()).await;
+    let cluster = Cluster::start_with(Replicas, 3, snapshot_config()).await;
     let leader = cluster.wait_for_leader().await;
     let behind = cluster.others(leader)[0];
     cluster.network.isolate(behind);
@@ -121,7 +112,7 @@ async fn follower_installing_a_snapshot_recognises_retries_as_leader() {
     })
     .await;
     assert!(
-        !cluster.counters[&behind].restored_from().is_empty(),
+        !cluster.state_machines[&behind].restored_from().is_empty(),
         "the follower caught up by InstallSnapshot"
     );
     assert_eq!(
@@ -146,7 +137,7 @@ async fn follower_installing_a_snapshot_recognises_retries_as_leader() {
     assert_eq!(retry.index, last.index);
     assert_eq!(decode_value(&retry.result), 30);
     cluster.wait_converged().await;
-    for counters in cluster.counters.values() {
+    for counters in cluster.state_machines.values() {
         assert_eq!(counters.value("hits"), 30);
     }
 }
@@ -156,7 +147,7 @@ async fn log_size_trigger_snapshots_in_the_background_and_shrinks_the_log() {
     let mut config = snapshot_config();
     config.node.snapshot_log_bytes = 32 << 10;
     config.node.raft.snapshot_keep_entries = 8;
-    let cluster = Cluster::start(3, config).await;
+    let cluster = Cluster::start_with(Replicas, 3, config).await;
     // Network latency lets the (paused) clock run, so the size check on each tick happens.
     cluster
         .network
@@ -184,7 +175,7 @@ async fn log_size_trigger_snapshots_in_the_background_and_shrinks_the_log() {
         assert!(store.first_index() > LogIndex(200), "node {id} compacted");
         assert!(store.byte_count() < 2 * (32 << 10), "node {id}");
     }
-    for replica in cluster.running() {
+    for replica in cluster.replicas() {
         assert!(replica.node().status().snapshot_index > LogIndex(200));
     }
 }

@@ -349,8 +349,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_snapshot_restores_the_same_state_into_a_fresh_machine() {
-        use crate::snapshot::{BytesReader, SnapshotMeta};
-        use crate::types::{LogId, Membership, NodeId};
+        use crate::testing::snapshots;
+        use crate::types::LogId;
 
         let kv = MemKv::new();
         let entries: Vec<Entry> = (1..=3)
@@ -368,18 +368,9 @@ mod tests {
         }])
         .await
         .unwrap();
-        let mut data = Vec::new();
-        while let Some(chunk) = source.next_chunk().await.unwrap() {
-            data.extend_from_slice(&chunk);
-        }
-        let meta = SnapshotMeta {
-            last_log_id: LogId::new(1, 3),
-            membership: Membership::new([NodeId(1)]),
-            size: data.len() as u64,
-            checksum: crc32c::crc32c(&data),
-        };
+        let data = snapshots::drain(source.as_mut()).await.unwrap();
         let fresh = MemKv::new();
-        let reader = Arc::new(BytesReader::new(meta, Bytes::from(data)));
+        let reader = snapshots::reader(LogId::new(1, 3), data);
         fresh.restore(reader).await.unwrap();
         assert_eq!(fresh.get(b"k1").as_deref(), Some(&b"v1"[..]));
         assert_eq!(fresh.dump().len(), 3);

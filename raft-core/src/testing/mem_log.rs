@@ -25,9 +25,16 @@ const ENTRY_OVERHEAD_BYTES: u64 = 24;
 /// [`simulate_power_loss`](MemLogStore::simulate_power_loss) forgets everything not yet durable.
 /// [`fail_writes`](MemLogStore::fail_writes) makes every later write fail, to test how a node
 /// stops on a storage error.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct MemLogStore {
     inner: Arc<Inner>,
+}
+
+impl Default for MemLogStore {
+    /// The same as [`MemLogStore::new`]: an empty log whose first entry is index 1.
+    fn default() -> MemLogStore {
+        MemLogStore::new()
+    }
 }
 
 #[derive(Debug)]
@@ -120,7 +127,9 @@ impl MemLogStore {
     /// An empty log whose writes are durable at once.
     #[must_use]
     pub fn new() -> MemLogStore {
-        let store = MemLogStore::default();
+        let store = MemLogStore {
+            inner: Arc::default(),
+        };
         store.state().first_index = LogIndex(1);
         store
     }
@@ -129,6 +138,13 @@ impl MemLogStore {
     #[must_use]
     pub fn into_arc(self) -> Arc<dyn LogStore> {
         Arc::new(self)
+    }
+
+    /// The last entry of the log, durable or not ([`LogId::ZERO`] when empty).
+    #[must_use]
+    pub fn last_log_id(&self) -> LogId {
+        let state = self.state();
+        state.log_id_at(state.last_index()).unwrap_or(LogId::ZERO)
     }
 
     /// Makes later writes durable `delay` after they are issued (a slow disk).
@@ -396,11 +412,6 @@ impl LogStore for MemLogStore {
 
     fn durable(&self) -> watch::Receiver<LogId> {
         self.inner.durable.subscribe()
-    }
-
-    fn last_log_id(&self) -> LogId {
-        let state = self.state();
-        state.log_id_at(state.last_index()).unwrap_or(LogId::ZERO)
     }
 
     fn byte_count(&self) -> u64 {

@@ -1,8 +1,10 @@
-//! Shared test support: a fake `ServiceHandler`, servers on loopback ports and raw HTTP/1.1
-//! requests for the bad-input tests.
+//! Shared test support: a fake `ServiceHandler`, servers on loopback ports, raw HTTP/1.1
+//! requests for the bad-input tests, and [`HttpNodes`], which runs raft-core's cluster harness
+//! over real HTTP.
 // Test support: a broken helper should fail the test loudly, hence unwrap and expect.
 #![allow(dead_code, unreachable_pub, clippy::unwrap_used, clippy::expect_used)]
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -17,10 +19,16 @@ use raft_core::message::{
     AppendEntries, AppendEntriesResponse, AppendOutcome, InstallSnapshot, InstallSnapshotResponse,
     RequestVote, RequestVoteResponse, SnapshotOutcome, TimeoutNow,
 };
+use raft_core::runtime::{Node, NodeConfig};
+pub use raft_core::testing::snapshots::checksum as crc32c;
+use raft_core::testing::{self, MemKv, MemLogStore, MemNetwork, MemNodes, NodeFactory, Parts};
 use raft_core::{
-    Entry, Error, LogId, LogIndex, Membership, NodeId, Payload, ServiceHandler, SnapshotMeta, Term,
+    BoxError, Entry, Error, LogId, LogIndex, Membership, NodeId, Payload, ServiceHandler, Term,
+    Transport,
 };
-use raft_http::{ClientConfig, ClusterAuth, RaftService, Server, ServerConfig, ServiceConfig};
+use raft_http::{
+    ClientConfig, ClusterAuth, HttpTransport, RaftService, Server, ServerConfig, ServiceConfig,
+};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Barrier, Semaphore, oneshot};
 use tokio::task::JoinHandle;
@@ -229,36 +237,16 @@ pub fn snapshot_request(seq: u64, data: &Bytes, offset: usize, chunk: usize) -> 
         term: Term(7),
         leader_id: NodeId(1),
         seq,
-        meta: SnapshotMeta {
-            last_log_id: LogId::new(6, 5000),
-            membership: Membership::new([NodeId(1), NodeId(2), NodeId(3)]),
-            size: data.len() as u64,
-            checksum: crc32c(data),
-        },
+        meta: testing::snapshots::meta(
+            LogId::new(6, 5000),
+            Membership::new([NodeId(1), NodeId(2), NodeId(3)]),
+            data,
+        ),
         offset: offset as u64,
         chunk_crc: crc32c(&part),
         data: part,
         done: end == data.len(),
     }
-}
-
-/// CRC-32C (Castagnoli), a byte at a time from a table (test data only).
-pub fn crc32c(data: &[u8]) -> u32 {
-    let mut table = [0u32; 256];
-    for (byte, entry) in table.iter_mut().enumerate() {
-        let mut crc = byte as u32;
-        for _ in 0..8 {
-            crc = if crc & 1 == 1 {
-                (crc >> 1) ^ 0x82F6_3B78
-            } else {
-                crc >> 1
-            };
-        }
-        *entry = crc;
-    }
-    !data.iter().fold(!0u32, |crc, &byte| {
-        table[((crc ^ u32::from(byte)) & 0xFF) as usize] ^ (crc >> 8)
-    })
 }
 
 /// A running server and the way to stop it.
@@ -380,4 +368,83 @@ pub async fn black_hole() -> (SocketAddr, JoinHandle<()>) {
 pub async fn closed_port() -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     listener.local_addr().unwrap()
+}
+
+/// raft-core nodes talking HTTP on loopback: each node sends with an [`HttpTransport`] and a
+/// [`Server`] serves it at its address; the log is in memory, the state machine a [`MemKv`].
+pub struct HttpNodes {
+    addresses: BTreeMap<NodeId, String>,
+    servers: Mutex<BTreeMap<NodeId, TestServer>>,
+}
+
+/// A cluster of raft-core nodes over real HTTP.
+pub type HttpCluster = testing::Cluster<HttpNodes>;
+
+impl HttpNodes {
+    /// Learns `n` free ports first: every node needs every address at start.
+    pub async fn bind(n: u64) -> HttpNodes {
+        let mut addresses = BTreeMap::new();
+        for id in 1..=n {
+            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            addresses.insert(NodeId(id), listener.local_addr().unwrap().to_string());
+        }
+        HttpNodes {
+            addresses,
+            servers: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    /// Starts nodes `1..=n` with `config`, each served on its own loopback port.
+    pub async fn start(n: u64, config: NodeConfig) -> HttpCluster {
+        testing::Cluster::start_with(HttpNodes::bind(n).await, n, config).await
+    }
+}
+
+#[async_trait]
+impl NodeFactory for HttpNodes {
+    type Config = NodeConfig;
+    type Store = MemLogStore;
+    type StateMachine = MemKv;
+    type Handle = ();
+
+    fn address(&self, id: NodeId) -> String {
+        self.addresses[&id].clone()
+    }
+
+    async fn store(&self, id: NodeId, kept: Option<MemLogStore>) -> Result<MemLogStore, BoxError> {
+        MemNodes.store(id, kept).await
+    }
+
+    fn state_machine(&self, _: NodeId) -> MemKv {
+        MemKv::new()
+    }
+
+    fn transport(&self, id: NodeId, _: &MemNetwork) -> Arc<dyn Transport> {
+        let mut client = ClientConfig::new(auth());
+        client.request_timeout = Duration::from_millis(500);
+        client.connect_timeout = Duration::from_millis(200);
+        client.backoff_initial = Duration::from_millis(10);
+        client.backoff_max = Duration::from_millis(100);
+        client.node = Some(id);
+        Arc::new(HttpTransport::new(self.addresses.clone(), client).unwrap())
+    }
+
+    async fn start(&self, parts: Parts<NodeConfig>) -> Result<(Node, ()), BoxError> {
+        let id = parts.id;
+        let node = parts.start_node().await?;
+        let mut service = ServiceConfig::new(auth());
+        service.node = Some(id);
+        let service = RaftService::new(Arc::new(node.clone()), service);
+        let server = serve_on(&self.addresses[&id], service, ServerConfig::default()).await;
+        self.servers.lock().unwrap().insert(id, server);
+        Ok((node, ()))
+    }
+
+    async fn stop(&self, id: NodeId, node: Node, (): (), _: &MemLogStore) {
+        node.shutdown().await;
+        let server = self.servers.lock().unwrap().remove(&id);
+        if let Some(server) = server {
+            server.stop().await;
+        }
+    }
 }

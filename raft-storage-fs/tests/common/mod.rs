@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use raft_core::snapshot::read_to_vec;
+use raft_core::testing::snapshots;
 use raft_core::{Entry, LogId, LogIndex, LogStore, Membership, NodeId, Payload, SnapshotMeta};
 use raft_storage_fs::testing::SimFs;
 use raft_storage_fs::{FsLogStore, FsOptions};
@@ -69,12 +69,8 @@ pub fn snapshot_data(index: u64, len: usize) -> Vec<u8> {
 
 /// The meta of a snapshot of `data` covering up to entry (`term`, `index`).
 pub fn snapshot_meta(term: u64, index: u64, data: &[u8]) -> SnapshotMeta {
-    SnapshotMeta {
-        last_log_id: LogId::new(term, index),
-        membership: Membership::new([NodeId(1), NodeId(2), NodeId(3)]),
-        size: data.len() as u64,
-        checksum: crc32c::crc32c(data),
-    }
+    let membership = Membership::new([NodeId(1), NodeId(2), NodeId(3)]);
+    snapshots::meta(LogId::new(term, index), membership, data)
 }
 
 /// Writes `data` as a snapshot in chunks of `chunk` bytes; returns whether it became the
@@ -86,19 +82,11 @@ pub async fn save_snapshot(
     data: &[u8],
     chunk: usize,
 ) -> bool {
-    let mut writer = store.begin_snapshot().await.unwrap();
-    for piece in data.chunks(chunk) {
-        writer.write(Bytes::copy_from_slice(piece)).await.unwrap();
-    }
-    writer
-        .finish(snapshot_meta(term, index, data))
-        .await
-        .unwrap()
+    let meta = snapshot_meta(term, index, data);
+    snapshots::write(store, meta, data, chunk).await.unwrap()
 }
 
 /// The latest snapshot's meta and data, read back through the store.
 pub async fn latest_snapshot(store: &FsLogStore) -> Option<(SnapshotMeta, Vec<u8>)> {
-    let reader = store.open_snapshot().await.unwrap()?;
-    let data = read_to_vec(&*reader, 1000).await.unwrap();
-    Some((reader.meta().clone(), data))
+    snapshots::read_latest(store).await.unwrap()
 }

@@ -1,4 +1,5 @@
-//! Test support: a counter state machine and a cluster of replicas on the in-process network.
+//! Test support: a counter state machine, and the shared cluster harness of raft-core running
+//! replicas (client sessions over a node) on it.
 // A broken helper should fail the test loudly, hence unwrap and expect.
 #![allow(dead_code, unreachable_pub, clippy::unwrap_used, clippy::expect_used)]
 
@@ -9,9 +10,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use raft_core::snapshot::{BytesSource, read_to_vec};
-use raft_core::testing::{MemLogStore, MemNetwork};
+use raft_core::testing::{self, MemLogStore, MemNodes, NodeFactory, Nodes, Parts};
 use raft_core::{
-    Entry, Error as CoreError, LogIndex, NodeConfig, NodeId, Payload, SnapshotReader,
+    BoxError, Entry, Error as CoreError, LogIndex, Node, NodeId, Payload, SnapshotReader,
     SnapshotSource, StateMachine,
 };
 use raft_wrapper::{Applied, ClientId, Error, Replica, ReplicaConfig, RequestId};
@@ -126,16 +127,9 @@ impl StateMachine for Counters {
     }
 }
 
-pub fn address(id: NodeId) -> String {
-    format!("mem://node-{id}")
-}
-
 /// A fast configuration for tests, snapshots by size off unless a test asks.
 pub fn test_config() -> ReplicaConfig {
-    let mut node = NodeConfig::default();
-    node.raft.election_timeout_ms = 300;
-    node.raft.heartbeat_interval_ms = 30;
-    node.raft.request_timeout_ms = 300;
+    let mut node = testing::test_config();
     node.snapshot_log_bytes = 0;
     let mut config = ReplicaConfig::default();
     config.node = node;
@@ -143,129 +137,74 @@ pub fn test_config() -> ReplicaConfig {
     config
 }
 
+/// Replicas on the in-memory log store, each with its own [`Counters`].
+#[derive(Debug)]
+pub struct Replicas;
+
 /// Replicas 1..=n with their stores and counters.
-pub struct Cluster {
-    pub network: MemNetwork,
-    pub config: ReplicaConfig,
-    pub ids: Vec<NodeId>,
-    pub stores: BTreeMap<NodeId, MemLogStore>,
-    pub counters: BTreeMap<NodeId, Counters>,
-    pub replicas: Arc<Mutex<BTreeMap<NodeId, Replica>>>,
+pub type Cluster = testing::Cluster<Replicas>;
+
+#[async_trait]
+impl NodeFactory for Replicas {
+    type Config = ReplicaConfig;
+    type Store = MemLogStore;
+    type StateMachine = Counters;
+    type Handle = Replica;
+
+    fn network_seed(&self) -> u64 {
+        7
+    }
+
+    async fn store(&self, id: NodeId, kept: Option<MemLogStore>) -> Result<MemLogStore, BoxError> {
+        MemNodes.store(id, kept).await
+    }
+
+    fn state_machine(&self, _: NodeId) -> Counters {
+        Counters::default()
+    }
+
+    async fn start(&self, p: Parts<ReplicaConfig>) -> Result<(Node, Replica), BoxError> {
+        let replica = Replica::start(
+            p.id,
+            p.members,
+            p.config,
+            p.log,
+            p.state_machine,
+            p.transport,
+        )
+        .await?;
+        Ok((replica.node().clone(), replica))
+    }
+
+    async fn stop(&self, _: NodeId, _: Node, replica: Replica, _: &MemLogStore) {
+        replica.shutdown().await;
+    }
 }
 
-impl Cluster {
-    pub async fn start(n: u64, config: ReplicaConfig) -> Cluster {
-        let ids: Vec<NodeId> = (1..=n).map(NodeId).collect();
-        let mut cluster = Cluster {
-            network: MemNetwork::new(7),
-            config,
-            stores: ids.iter().map(|&id| (id, MemLogStore::new())).collect(),
-            counters: BTreeMap::new(),
-            replicas: Arc::new(Mutex::new(BTreeMap::new())),
-            ids: ids.clone(),
-        };
-        for id in ids {
-            cluster.start_replica(id).await;
-        }
-        cluster
-    }
-
-    /// Starts (or restarts) `id` from its log store with an empty state machine.
-    pub async fn start_replica(&mut self, id: NodeId) {
-        let counters = Counters::default();
-        let members = self.ids.iter().map(|&id| (id, address(id)));
-        let replica = Replica::start(
-            id,
-            members,
-            self.config.clone(),
-            Arc::new(self.stores[&id].clone()),
-            Arc::new(counters.clone()),
-            self.network.transport(id),
-        )
-        .await
-        .expect("replica starts");
-        self.network.register(id, replica.node());
-        self.counters.insert(id, counters);
-        self.replicas.lock().unwrap().insert(id, replica);
-    }
-
-    pub async fn stop_replica(&mut self, id: NodeId) {
-        self.network.unregister(id);
-        let replica = self.replicas.lock().unwrap().remove(&id);
-        if let Some(replica) = replica {
-            replica.shutdown().await;
-        }
-    }
-
-    pub fn replica(&self, id: NodeId) -> Replica {
-        self.replicas.lock().unwrap()[&id].clone()
-    }
-
-    pub fn running(&self) -> Vec<Replica> {
-        self.replicas.lock().unwrap().values().cloned().collect()
-    }
-
-    pub fn others(&self, id: NodeId) -> Vec<NodeId> {
-        self.ids.iter().copied().filter(|&o| o != id).collect()
-    }
-
-    /// Waits until one running replica among `among` leads and the others there know it.
-    pub async fn wait_for_leader_among(&self, among: &[NodeId]) -> NodeId {
-        for _ in 0..1000 {
-            let replicas: Vec<Replica> = self
-                .running()
-                .into_iter()
-                .filter(|r| among.contains(&r.node().id()))
-                .collect();
-            let leaders: Vec<&Replica> = replicas.iter().filter(|r| r.node().is_leader()).collect();
-            if let [leader] = leaders.as_slice() {
-                let id = leader.node().id();
-                if replicas.iter().all(|r| r.node().leader() == Some(id)) {
-                    return id;
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        panic!("no stable leader among {among:?}");
-    }
-
-    pub async fn wait_for_leader(&self) -> NodeId {
-        let ids: Vec<NodeId> = self.replicas.lock().unwrap().keys().copied().collect();
-        self.wait_for_leader_among(&ids).await
-    }
-
-    /// Waits until every running replica applied everything the most advanced one committed.
-    pub async fn wait_converged(&self) {
-        for _ in 0..3000 {
-            let running = self.running();
-            let commit = running
-                .iter()
-                .map(|r| r.node().commit_index())
-                .max()
-                .unwrap_or_default();
-            if running.iter().all(|r| r.node().applied_index() >= commit) {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        let applied: Vec<_> = self
-            .running()
-            .iter()
-            .map(|r| {
-                (
-                    r.node().id(),
-                    r.node().commit_index(),
-                    r.node().applied_index(),
-                )
-            })
-            .collect();
-        panic!("replicas did not converge: {applied:?}");
-    }
-
+/// What the replica tests ask of their cluster.
+#[async_trait]
+pub trait ReplicaCluster {
+    /// Running replica `id`.
+    fn replica(&self, id: NodeId) -> Replica;
+    /// The running replicas, in id order.
+    fn replicas(&self) -> Vec<Replica>;
     /// Submits at whichever replica leads, following hints and retrying every retryable error
     /// with the same ids until an answer comes.
-    pub async fn submit(&self, client: ClientId, request: RequestId, command: &str) -> Applied {
-        submit_anywhere(&self.replicas, client, request, command)
+    async fn submit(&self, client: ClientId, request: RequestId, command: &str) -> Applied;
+}
+
+#[async_trait]
+impl ReplicaCluster for Cluster {
+    fn replica(&self, id: NodeId) -> Replica {
+        self.handle(id)
+    }
+
+    fn replicas(&self) -> Vec<Replica> {
+        self.nodes().handles()
+    }
+
+    async fn submit(&self, client: ClientId, request: RequestId, command: &str) -> Applied {
+        submit_anywhere(&self.nodes(), client, request, command)
             .await
             .unwrap()
     }
@@ -273,7 +212,7 @@ impl Cluster {
 
 /// A client's retry loop: same ids until an answer that is not retryable.
 pub async fn submit_anywhere(
-    replicas: &Arc<Mutex<BTreeMap<NodeId, Replica>>>,
+    replicas: &Nodes<Replica>,
     client: ClientId,
     request: RequestId,
     command: &str,
@@ -282,14 +221,7 @@ pub async fn submit_anywhere(
     let mut target: Option<NodeId> = None;
     let mut last_error = None;
     for _ in 0..2000 {
-        let replica = {
-            let replicas = replicas.lock().unwrap();
-            target
-                .and_then(|id| replicas.get(&id).cloned())
-                .or_else(|| replicas.values().find(|r| r.node().is_leader()).cloned())
-                .or_else(|| replicas.values().next().cloned())
-        };
-        let Some(replica) = replica else {
+        let Some((_, replica)) = replicas.pick(target) else {
             tokio::time::sleep(Duration::from_millis(10)).await;
             continue;
         };
