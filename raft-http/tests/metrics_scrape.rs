@@ -1,5 +1,5 @@
 //! `/metrics` scraped over HTTP parses as Prometheus text exposition format and carries the
-//! DESIGN §7 name. Its own test binary: it installs the process's global recorder.
+//! metric names of ARCHITECTURE.md ("Metrics"). Its own test binary: it installs the process's global recorder.
 
 mod common;
 
