@@ -1,4 +1,5 @@
-//! The metric names of ARCHITECTURE.md ("Metrics") are recorded (its own test binary: it installs a global recorder).
+//! The metric names of ARCHITECTURE.md ("Metrics") are recorded (its own test binary: it
+//! installs a global recorder).
 
 use metrics_exporter_prometheus::PrometheusBuilder;
 use raft_core::metrics;

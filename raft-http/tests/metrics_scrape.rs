@@ -1,5 +1,6 @@
 //! `/metrics` scraped over HTTP parses as Prometheus text exposition format and carries the
-//! metric names of ARCHITECTURE.md ("Metrics"). Its own test binary: it installs the process's global recorder.
+//! metric names of ARCHITECTURE.md ("Metrics"). Its own test binary: it installs the process's
+//! global recorder.
 
 mod common;
 
