@@ -34,19 +34,11 @@ impl Report {
     pub(crate) fn print(mut self, options: &Options) {
         self.latencies_us.sort_unstable();
         let secs = self.elapsed.as_secs_f64();
-        let ops_per_sec = if secs > 0.0 {
-            self.ops as f64 / secs
-        } else {
-            0.0
-        };
+        let ops_per_sec = ratio(self.ops as f64, secs);
         let p50 = percentile(&self.latencies_us, 0.50);
         let p90 = percentile(&self.latencies_us, 0.90);
         let p99 = percentile(&self.latencies_us, 0.99);
-        let per_request = if self.append_requests > 0 {
-            self.append_entries as f64 / self.append_requests as f64
-        } else {
-            0.0
-        };
+        let per_request = ratio(self.append_entries as f64, self.append_requests as f64);
         println!(
             "workload={:?} mode={:?} pacing={:?} payload={} workers={}",
             options.workload, options.mode, options.pacing, options.payload, options.server_workers
@@ -64,18 +56,10 @@ impl Report {
             );
         }
         if let Some(storage) = &self.storage {
-            let per_fsync = if storage.fsyncs > 0 {
-                storage.entries as f64 / storage.fsyncs as f64
-            } else {
-                0.0
-            };
+            let per_fsync = ratio(storage.entries as f64, storage.fsyncs as f64);
             println!(
                 "  fsyncs/s         {:.0}",
-                if secs > 0.0 {
-                    storage.fsyncs as f64 / secs
-                } else {
-                    0.0
-                }
+                ratio(storage.fsyncs as f64, secs)
             );
             println!("  entries per fsync  {per_fsync:.1}");
         }
@@ -119,4 +103,13 @@ fn peak_rss_kib() -> u64 {
         .find_map(|line| line.strip_prefix("VmHWM:"))
         .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
         .unwrap_or(0)
+}
+
+/// `numerator / denominator`, or 0 when there is nothing to divide by (an empty run).
+fn ratio(numerator: f64, denominator: f64) -> f64 {
+    if denominator > 0.0 {
+        numerator / denominator
+    } else {
+        0.0
+    }
 }
