@@ -37,6 +37,16 @@ pub enum Error {
         /// The leader this node believes in, if any.
         leader: Option<LeaderHint>,
     },
+    /// No leader was known within the time waited for one (`Node::wait_for_leader`); nothing
+    /// was written. Either an election is still going on, or the cluster cannot elect: fewer
+    /// than a quorum of members run or reach each other, or their member lists or cluster ids
+    /// disagree. The nodes' `tracing` events (at `debug`) say which.
+    #[error("no leader was elected in time; nothing was written")]
+    NoLeader,
+    /// The log store already backs a running node (two engines writing one log would corrupt
+    /// it). Stop that node first, or give this one a store of its own.
+    #[error("the log store already backs a running node")]
+    StoreInUse,
     /// The node's request queue is full; nothing was queued. Retry later or slow down.
     #[error("overloaded: the request queue is full, retry later")]
     Overloaded,

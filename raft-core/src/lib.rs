@@ -123,8 +123,10 @@ pub mod types;
 pub use config::{Config, Pacing};
 pub use error::{BoxError, Error, LeaderHint};
 pub use runtime::{Appended, Node, NodeConfig, NodeStatus};
-pub use snapshot::{SnapshotMeta, SnapshotReader, SnapshotSource, SnapshotWriter};
+pub use snapshot::{
+    BytesSource, SnapshotMeta, SnapshotReader, SnapshotSource, SnapshotWriter, read_to_vec,
+};
 pub use state_machine::StateMachine;
-pub use storage::LogStore;
+pub use storage::{LogStore, StoreClaim};
 pub use transport::{ServiceHandler, Transport};
 pub use types::{Entry, EntryInfo, HardState, LogId, LogIndex, Membership, NodeId, Payload, Term};

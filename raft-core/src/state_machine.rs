@@ -30,7 +30,8 @@ use crate::types::Entry;
 ///
 /// These methods are called from one task, one call at a time, never concurrently with each
 /// other (a [`SnapshotSource`] runs on its own task). Each gets a batch of consecutive entries (the leader's no-op entries included, with
-/// [`Payload::Blank`](crate::Payload::Blank)) and returns one result per entry. An error from
+/// [`Payload::Blank`](crate::Payload::Blank)) and returns exactly one result per entry, in
+/// order (a different count stops the node: results would reach the wrong callers). An error from
 /// `commit` stops the node: replicas must apply the same log to the same state, so a command the
 /// application cannot apply should produce a result describing the failure instead.
 #[async_trait]

@@ -7,6 +7,7 @@
 //! concurrently with everything else.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use async_trait::async_trait;
 use tokio::sync::watch;
@@ -82,4 +83,50 @@ pub trait LogStore: Send + Sync + 'static {
     /// The live size of the log in bytes (payloads plus the store's own overhead); the snapshot
     /// policy compares it with a threshold.
     fn byte_count(&self) -> u64;
+
+    /// The claim of the node this store backs, shared by every clone of the store (keep one
+    /// [`StoreClaim`] in the state the clones share). A store backs one running node at a time:
+    /// `Node::start` takes the claim before reading the store and a second start fails with
+    /// [`Error::StoreInUse`]; the claim is released when the node has stopped.
+    fn claim(&self) -> &StoreClaim;
+}
+
+/// Whether a log store backs a running node. See [`LogStore::claim`].
+///
+/// ```
+/// use raft_core::storage::StoreClaim;
+///
+/// let claim = StoreClaim::default();
+/// assert!(claim.acquire().is_ok());
+/// assert!(claim.acquire().is_err()); // a second node is refused
+/// claim.release();
+/// assert!(claim.acquire().is_ok()); // free again once the first stopped
+/// ```
+#[derive(Debug, Default)]
+pub struct StoreClaim {
+    held: AtomicBool,
+}
+
+impl StoreClaim {
+    /// Takes the claim.
+    ///
+    /// # Errors
+    /// [`Error::StoreInUse`] if it is held already.
+    pub fn acquire(&self) -> Result<(), Error> {
+        self.held
+            .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+            .map(|_| ())
+            .map_err(|_| Error::StoreInUse)
+    }
+
+    /// Gives the claim back.
+    pub fn release(&self) {
+        self.held.store(false, Ordering::Release);
+    }
+
+    /// Whether a node holds the claim.
+    #[must_use]
+    pub fn is_held(&self) -> bool {
+        self.held.load(Ordering::Acquire)
+    }
 }

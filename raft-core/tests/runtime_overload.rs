@@ -11,6 +11,7 @@ use raft_core::runtime::{Node, NodeConfig};
 use raft_core::testing::{MemKv, MemLogStore, MemNetwork};
 use raft_core::{
     Entry, Error, HardState, LogId, LogIndex, LogStore, NodeId, SnapshotReader, SnapshotWriter,
+    StoreClaim,
 };
 use tokio::sync::{Notify, watch};
 
@@ -71,6 +72,9 @@ impl LogStore for GatedStore {
     }
     fn byte_count(&self) -> u64 {
         self.inner.byte_count()
+    }
+    fn claim(&self) -> &StoreClaim {
+        self.inner.claim()
     }
 }
 

@@ -15,6 +15,8 @@ use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 
+use raft_core::StoreClaim;
+
 use crate::fs::{DirLock, Fs};
 use crate::options::FsOptions;
 use crate::state::State;
@@ -49,6 +51,8 @@ impl Shared {
 pub(crate) struct Handle {
     shared: Arc<Shared>,
     thread: Mutex<Option<JoinHandle<()>>>,
+    /// Held by the node this store backs (one at a time).
+    claim: StoreClaim,
     /// Held until the I/O thread has stopped (fields drop after `Drop::drop`).
     _lock: DirLock,
 }
@@ -68,8 +72,14 @@ impl Handle {
         Handle {
             shared,
             thread: Mutex::new(Some(thread)),
+            claim: StoreClaim::default(),
             _lock: lock,
         }
+    }
+
+    /// The claim of the node this store backs.
+    pub(crate) fn claim(&self) -> &StoreClaim {
+        &self.claim
     }
 
     /// What the store's callers and its I/O thread share.

@@ -10,6 +10,7 @@ use bytes::Bytes;
 use raft_core::engine::{LogEntryMeta, RestoredState};
 use raft_core::{
     Entry, HardState, LogId, LogIndex, LogStore, SnapshotMeta, SnapshotReader, SnapshotWriter,
+    StoreClaim,
 };
 use tokio::sync::{oneshot, watch};
 
@@ -510,5 +511,9 @@ impl LogStore for FsLogStore {
 
     fn byte_count(&self) -> u64 {
         self.shared().lock().byte_count
+    }
+
+    fn claim(&self) -> &StoreClaim {
+        self.handle.claim()
     }
 }

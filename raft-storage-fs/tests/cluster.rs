@@ -236,3 +236,31 @@ async fn snapshots_on_real_files_compact_the_log_restart_and_bring_a_follower_ba
             .is_acked()
     );
 }
+
+#[tokio::test]
+async fn a_second_node_on_a_clone_of_an_open_store_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FsLogStore::open(dir.path(), FsOptions::default()).unwrap();
+    let network = raft_core::testing::MemNetwork::new(1);
+    let id = NodeId(1);
+    let start = |store: FsLogStore| {
+        Node::start(
+            id,
+            [(id, "node-1")],
+            test_config(),
+            Arc::new(store),
+            MemKv::new().into_arc(),
+            network.transport(id),
+        )
+    };
+    let first = start(store.clone()).await.unwrap();
+    let second = start(store.clone()).await;
+    assert!(
+        matches!(second, Err(raft_core::Error::StoreInUse)),
+        "{second:?}"
+    );
+    first.shutdown().await;
+    let again = start(store.clone()).await.unwrap();
+    again.shutdown().await;
+    store.close().await;
+}

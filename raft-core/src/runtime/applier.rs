@@ -268,8 +268,8 @@ impl Applier {
         let Some(first) = entries.first().map(|e| e.log_id.index) else {
             return Ok(());
         };
-        let mut results = self.state_machine.pre_commit(&entries).await?;
-        results.resize(entries.len(), Bytes::new());
+        let results = self.state_machine.pre_commit(&entries).await?;
+        check_result_count("pre_commit", &entries, &results)?;
         if self.async_replication {
             self.deliver(first, results);
         }
@@ -330,8 +330,8 @@ impl Applier {
                 )));
             };
             let (first, last) = (first.log_id.index, last.log_id.index);
-            let mut results = self.state_machine.commit(&batch).await?;
-            results.resize(batch.len(), Bytes::new());
+            let results = self.state_machine.commit(&batch).await?;
+            check_result_count("commit", &batch, &results)?;
             self.applied = last;
             if !self.async_replication {
                 self.deliver(first, results);
@@ -437,4 +437,22 @@ impl Applier {
             }
         }
     }
+}
+
+/// A state machine must answer each entry: results matched to the wrong entries would reach
+/// the wrong callers, so a count that differs stops the node (a bug in the state machine).
+fn check_result_count(call: &str, entries: &[Entry], results: &[Bytes]) -> Result<(), Error> {
+    if results.len() == entries.len() {
+        return Ok(());
+    }
+    let (first, last) = match (entries.first(), entries.last()) {
+        (Some(first), Some(last)) => (first.log_id.index, last.log_id.index),
+        _ => (LogIndex::ZERO, LogIndex::ZERO),
+    };
+    Err(Error::state_machine(format!(
+        "{call} returned {} results for the {} entries {first}..={last} (one per entry, blank \
+         entries included)",
+        results.len(),
+        entries.len()
+    )))
 }

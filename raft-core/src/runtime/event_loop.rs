@@ -17,6 +17,7 @@ use tokio::task::JoinHandle;
 use tokio::time::MissedTickBehavior;
 use tracing::{debug, error, info};
 
+use super::claim::ClaimGuard;
 use super::clock::Clock;
 use super::events::{Event, Inbound};
 use super::executor::Executor;
@@ -53,17 +54,21 @@ pub(crate) struct EventLoop {
     leftover: Vec<Event>,
     /// Reused buffer of the engine's outputs.
     outputs: Vec<Output>,
+    /// The node's claim on its log store, given back when the loop is dropped (after every
+    /// task was joined).
+    _claim: ClaimGuard,
 }
 
 impl EventLoop {
     /// A loop for `engine`, fed by `events`, executing outputs with `executor`; it joins
-    /// `tasks` when it stops.
+    /// `tasks` when it stops, then gives back the `claim` on the log store.
     pub(crate) fn new(
         engine: Engine,
         events: mpsc::UnboundedReceiver<Event>,
         log: Arc<dyn LogStore>,
         executor: Executor,
         tasks: Vec<JoinHandle<()>>,
+        claim: ClaimGuard,
     ) -> EventLoop {
         let mut durable = log.durable();
         durable.mark_unchanged();
@@ -80,6 +85,7 @@ impl EventLoop {
             clock: Clock::start(),
             leftover: Vec::new(),
             outputs: Vec::new(),
+            _claim: claim,
         }
     }
 

@@ -17,6 +17,7 @@
 //! the loop gets to them, so they always describe the log the engine currently holds.
 
 mod applier;
+mod claim;
 mod clock;
 mod event_loop;
 mod events;

@@ -14,6 +14,7 @@ use tracing::Instrument;
 
 use super::NodeConfig;
 use super::applier::Applier;
+use super::claim::ClaimGuard;
 use super::event_loop::EventLoop;
 use super::events::{Event, Inbound};
 use super::executor::{Channels, Executor};
@@ -101,8 +102,9 @@ impl Node {
     /// then applies the log after that.
     ///
     /// # Errors
-    /// [`Error::Config`] for a bad configuration or member list, [`Error::Storage`] or
-    /// [`Error::Restore`] when the log cannot be read or is inconsistent.
+    /// [`Error::Config`] for a bad configuration or member list, [`Error::StoreInUse`] when
+    /// `log` already backs a running node, [`Error::Storage`] or [`Error::Restore`] when the log
+    /// cannot be read or is inconsistent.
     pub async fn start<A: Into<String>>(
         id: NodeId,
         members: impl IntoIterator<Item = (NodeId, A)>,
@@ -121,6 +123,7 @@ impl Node {
                 "node {id} is not in its member list"
             )));
         }
+        let claim = ClaimGuard::acquire(&log)?;
         let restored = log.restore().await?;
         let membership = Membership::new(members.keys().copied());
         let engine = Engine::new(id, membership, config.raft.clone(), restored, config.seed)?;
@@ -182,7 +185,7 @@ impl Node {
             peers,
         };
         let executor = Executor::new(shared.clone(), log.clone(), channels);
-        let event_loop = EventLoop::new(engine, events_rx, log, executor, tasks);
+        let event_loop = EventLoop::new(engine, events_rx, log, executor, tasks, claim);
         let loop_task = tokio::spawn(event_loop.run().instrument(span));
         Ok(Node {
             handle: Arc::new(Handle {
@@ -390,13 +393,19 @@ impl Node {
 
     /// Waits until this node knows a leader, up to `timeout`; returns it.
     ///
+    /// A cluster that never elects (too few members up, peers that cannot reach each other,
+    /// member lists or cluster ids that disagree) shows why in the nodes' `tracing` events:
+    /// install a subscriber (for example `tracing_subscriber::fmt()` with `RUST_LOG=debug`) to
+    /// see them.
+    ///
     /// # Errors
-    /// [`Error::Timeout`], or [`Error::Shutdown`] if the node stops.
+    /// [`Error::NoLeader`] when none is known in time (nothing was written), or
+    /// [`Error::Shutdown`] if the node stops.
     pub async fn wait_for_leader(&self, timeout: Duration) -> Result<NodeId, Error> {
         let mut status = self.watch_status();
         let wait = status.wait_for(|status| status.leader.is_some() || !status.running);
         match tokio::time::timeout(timeout, wait).await {
-            Err(_) => Err(Error::Timeout),
+            Err(_) => Err(Error::NoLeader),
             Ok(Err(_)) => Err(Error::Shutdown),
             Ok(Ok(status)) => status.leader.ok_or(Error::Shutdown),
         }

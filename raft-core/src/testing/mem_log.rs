@@ -11,7 +11,7 @@ use tokio::sync::watch;
 use crate::engine::{LogEntryMeta, RestoredState};
 use crate::error::Error;
 use crate::snapshot::{BytesReader, SnapshotMeta, SnapshotReader, SnapshotWriter};
-use crate::storage::LogStore;
+use crate::storage::{LogStore, StoreClaim};
 use crate::types::{Entry, HardState, LogId, LogIndex};
 
 /// Bytes of bookkeeping counted per entry by [`LogStore::byte_count`] (a record header).
@@ -41,6 +41,7 @@ impl Default for MemLogStore {
 struct Inner {
     state: Mutex<State>,
     durable: watch::Sender<LogId>,
+    claim: StoreClaim,
 }
 
 impl Default for Inner {
@@ -48,6 +49,7 @@ impl Default for Inner {
         Inner {
             state: Mutex::new(State::default()),
             durable: watch::Sender::new(LogId::ZERO),
+            claim: StoreClaim::default(),
         }
     }
 }
@@ -417,6 +419,10 @@ impl LogStore for MemLogStore {
     fn byte_count(&self) -> u64 {
         let state = self.state();
         state.payload_bytes + state.entries.len() as u64 * ENTRY_OVERHEAD_BYTES
+    }
+
+    fn claim(&self) -> &StoreClaim {
+        &self.inner.claim
     }
 }
 
