@@ -94,6 +94,7 @@ pub use auth::{CLUSTER_ID_HEADER, ClusterAuth, SECRET_HEADER};
 pub use client::HttpTransport;
 pub use client_config::ClientConfig;
 pub use error::{Error, ErrorCode, RequestError};
+pub use metrics::PrometheusHandle;
 pub use routes::ERROR_CODE_HEADER;
 pub use serve::{Server, ServerConfig};
 pub use server::{RaftService, ResponseBody, ResponseFuture, Routed};

@@ -8,11 +8,17 @@
 use std::time::Duration;
 
 use metrics::{Counter, Histogram, Label};
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use metrics_exporter_prometheus::PrometheusBuilder;
 use raft_core::NodeId;
 
 use crate::error::Error;
 use crate::routes::Rpc;
+
+/// The handle of an installed Prometheus recorder (from `metrics-exporter-prometheus`),
+/// re-exported so that callers of [`install_prometheus_recorder`] and
+/// [`RaftService::with_metrics`](crate::RaftService::with_metrics) need not depend on that
+/// crate at a matching version.
+pub use metrics_exporter_prometheus::PrometheusHandle;
 
 /// Counter: requests a server answered, by `route` and `status` (ARCHITECTURE.md, "Metrics").
 pub const REQUESTS: &str = "raft_http_requests_total";

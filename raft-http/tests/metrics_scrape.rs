@@ -102,7 +102,9 @@ fn the_line_checker_refuses_broken_lines() {
 
 #[tokio::test]
 async fn metrics_are_served_in_prometheus_text_format() {
-    let handle = raft_http::metrics::install_prometheus_recorder().expect("first recorder");
+    // Named through raft-http: no direct dependency on metrics-exporter-prometheus needed.
+    let handle: raft_http::PrometheusHandle =
+        raft_http::metrics::install_prometheus_recorder().expect("first recorder");
     assert!(
         raft_http::metrics::install_prometheus_recorder().is_err(),
         "only one recorder per process"
