@@ -71,6 +71,25 @@ pub enum Error {
     /// Any other error of the node (storage failure, fatal error, bad configuration).
     #[error(transparent)]
     Raft(raft_core::Error),
+    /// [`retry`](crate::retry) (or [`submit_with_retry`](crate::submit_with_retry)) reached
+    /// its deadline and gave up. When `outcome_unknown` is true, some attempt may have been
+    /// applied (it timed out or was aborted after the command was accepted): the outcome is
+    /// unknown, not failed; a later retry with the same ids learns it. When false, every
+    /// attempt was refused before anything was queued, or discarded: nothing was applied.
+    /// Not [retryable](Error::is_retryable) by the helper (its deadline is spent), but
+    /// resubmitting later with the same ids is as safe as any retry.
+    #[error(
+        "gave up after {attempts} attempt(s) at the retry deadline; {}; last error: {last}",
+        if *outcome_unknown { "the outcome is unknown (retry later with the same ids)" } else { "nothing was applied" }
+    )]
+    RetriesExhausted {
+        /// How many attempts were made.
+        attempts: u32,
+        /// Whether an attempt may have been applied (see [`Error::is_outcome_unknown`]).
+        outcome_unknown: bool,
+        /// The last attempt's error.
+        last: Box<Error>,
+    },
 }
 
 impl Error {
@@ -88,12 +107,43 @@ impl Error {
                 | Error::Discarded
         )
     }
+
+    /// Whether the command may have been applied although this call failed, so the failure
+    /// must not be reported as "not applied": [`Timeout`](Error::Timeout) and
+    /// [`Aborted`](Error::Aborted) (accepted, then no answer: a retry with the same ids learns
+    /// the outcome, and does not apply the command twice), [`StaleRequest`](Error::StaleRequest)
+    /// (an earlier attempt may have been applied; its result is no longer kept),
+    /// [`Raft`](Error::Raft) and [`Malformed`](Error::Malformed) (they say nothing either way),
+    /// and [`RetriesExhausted`](Error::RetriesExhausted) when one of its attempts was such.
+    /// `false` only when nothing was applied: [`NotLeader`](Error::NotLeader),
+    /// [`Overloaded`](Error::Overloaded), [`Shutdown`](Error::Shutdown),
+    /// [`Discarded`](Error::Discarded), [`InvalidRequest`](Error::InvalidRequest).
+    #[must_use]
+    pub fn is_outcome_unknown(&self) -> bool {
+        match self {
+            Error::Timeout
+            | Error::Aborted
+            | Error::StaleRequest { .. }
+            | Error::Raft(_)
+            | Error::Malformed { .. } => true,
+            Error::NotLeader { .. }
+            | Error::Overloaded
+            | Error::Shutdown
+            | Error::Discarded
+            | Error::InvalidRequest(_) => false,
+            Error::RetriesExhausted {
+                outcome_unknown, ..
+            } => *outcome_unknown,
+        }
+    }
 }
 
 impl From<raft_core::Error> for Error {
     fn from(error: raft_core::Error) -> Error {
         match error {
             raft_core::Error::NotLeader { leader } => Error::NotLeader { leader },
+            // No leader known in time: nothing was written, and a retry may find one.
+            raft_core::Error::NoLeader => Error::NotLeader { leader: None },
             raft_core::Error::Overloaded => Error::Overloaded,
             raft_core::Error::Shutdown => Error::Shutdown,
             raft_core::Error::Timeout => Error::Timeout,

@@ -19,11 +19,15 @@
 //! [`SessionStateMachine`] in front of it hands it the bare commands it must apply, in index
 //! order, and answers retries itself.
 //!
-//! A client retrying across nodes until it gets an answer:
+//! A client retrying across nodes until it gets an answer, with [`submit_with_retry`]: the same
+//! ids on every attempt, leader hints followed at once, backoff during an election, and a
+//! deadline ([`RetryPolicy`]). Clients of remote replicas use [`retry`] with their own transport.
 //!
-//! ```no_run
+//! ```
+//! use std::time::Duration;
+//!
 //! use bytes::Bytes;
-//! use raft_wrapper::{Applied, ClientId, Error, Replica, RequestId};
+//! use raft_wrapper::{Applied, ClientId, Error, Replica, RequestId, RetryPolicy, submit_with_retry};
 //!
 //! async fn submit_anywhere(
 //!     replicas: &[Replica],
@@ -31,28 +35,50 @@
 //!     request: RequestId,
 //!     command: Bytes,
 //! ) -> Result<Applied, Error> {
-//!     let mut target = 0;
-//!     loop {
-//!         match replicas[target].submit(client, request, command.clone()).await {
-//!             Err(Error::NotLeader { leader: Some(hint) }) => {
-//!                 target = replicas.iter().position(|r| r.node().id() == hint.id).unwrap_or(0);
-//!             }
-//!             Err(e) if e.is_retryable() => target = (target + 1) % replicas.len(),
-//!             answer => return answer,
+//!     let mut policy = RetryPolicy::default();
+//!     policy.deadline = Duration::from_secs(30);
+//!     let answer = submit_with_retry(replicas, client, request, command, &policy).await;
+//!     if let Err(error) = &answer {
+//!         if error.is_outcome_unknown() {
+//!             // Maybe applied: resubmit later with the same ids to learn the result.
+//!         } else {
+//!             // Not applied (RetriesExhausted with every attempt refused, InvalidRequest, ...).
 //!         }
 //!     }
+//!     answer
 //! }
+//! # use raft_core::testing::{MemKv, MemLogStore, MemNetwork};
+//! # use raft_core::NodeId;
+//! # use raft_wrapper::ReplicaConfig;
+//! # #[tokio::main(flavor = "current_thread", start_paused = true)]
+//! # async fn main() -> Result<(), Error> {
+//! # let network = MemNetwork::new(1);
+//! # let members = [(NodeId(1), "n1"), (NodeId(2), "n2"), (NodeId(3), "n3")];
+//! # let mut replicas = Vec::new();
+//! # for (id, _) in members {
+//! #     let replica = Replica::start(id, members, ReplicaConfig::default(),
+//! #         MemLogStore::new().into_arc(), MemKv::new().into_arc(), network.transport(id)).await?;
+//! #     network.register(id, replica.node());
+//! #     replicas.push(replica);
+//! # }
+//! let applied = submit_anywhere(&replicas, ClientId(7), RequestId(1), MemKv::put("x", "1")).await?;
+//! assert!(!applied.duplicate);
+//! # for replica in &replicas { replica.shutdown().await; }
+//! # Ok(())
+//! # }
 //! ```
 #![forbid(unsafe_code)]
 
 mod envelope;
 mod error;
 mod replica;
+mod retry;
 mod session;
 mod snapshot;
 mod state_machine;
 
 pub use error::Error;
 pub use replica::{Applied, Replica, ReplicaConfig};
+pub use retry::{Attempt, RetryPolicy, retry, submit_with_retry};
 pub use session::{ClientId, RequestId, SessionConfig};
 pub use state_machine::SessionStateMachine;

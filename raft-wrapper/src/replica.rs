@@ -242,6 +242,11 @@ impl Replica {
         }
     }
 
+    /// The configured `submit_timeout`.
+    pub(crate) fn default_submit_timeout(&self) -> Duration {
+        self.submit_timeout
+    }
+
     /// How many client sessions this replica tracks now.
     #[must_use]
     pub fn tracked_clients(&self) -> usize {
