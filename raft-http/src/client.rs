@@ -30,10 +30,11 @@ use tokio::time::Instant;
 use crate::client_config::ClientConfig;
 use crate::codec;
 use crate::error::{Error, RequestError};
+use crate::members::PeerAddresses;
 use crate::peer::Peer;
 use crate::routes::Rpc;
 
-/// The client side of raft-http: a [`Transport`] to the peers of a member list.
+/// The client side of raft-http: a [`Transport`] to the peers of a list of dial addresses.
 ///
 /// ```
 /// use std::sync::Arc;
@@ -62,6 +63,12 @@ pub struct HttpTransport {
 impl HttpTransport {
     /// A transport to `members` (id → `host:port` or `http://host:port`). The local node may be
     /// in the list; nothing connects until the first request to a peer.
+    ///
+    /// These are **dial addresses** ([`PeerAddresses`]): where each peer's Raft routes are
+    /// reached. The list `raft_core::Node::start` takes has the same shape and another meaning,
+    /// the address *clients* are redirected to ([`Members`](crate::Members)); pass the same
+    /// list to both only when the two addresses are the same. [`HttpNode`](crate::HttpNode)
+    /// builds both from one set of peers.
     ///
     /// # Errors
     /// [`Error::InvalidAddress`] for an address that is not `host:port`.
@@ -107,6 +114,16 @@ impl HttpTransport {
     #[must_use]
     pub fn peer_address(&self, id: NodeId) -> Option<String> {
         self.peer(id).map(|peer| peer.address().to_owned())
+    }
+
+    /// Every peer's dial address (as `host:port`).
+    #[must_use]
+    pub fn peer_addresses(&self) -> PeerAddresses {
+        let peers = self.peers.read().unwrap_or_else(|e| e.into_inner());
+        peers
+            .iter()
+            .map(|(id, peer)| (*id, peer.address()))
+            .collect()
     }
 
     fn peer(&self, id: NodeId) -> Option<Arc<Peer>> {

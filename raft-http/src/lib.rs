@@ -16,7 +16,8 @@
 //!   body ever holds a whole snapshot. The snapshot route has its own body limit,
 //!   [`ServiceConfig::max_snapshot_body_bytes`] (2 MiB by default, for raft-core's default
 //!   1 MiB chunks); a cluster with larger `snapshot_chunk_bytes` raises it with
-//!   [`ServiceConfig::with_snapshot_chunk_bytes`]. The chunk's data is decoded as a slice of
+//!   [`ServiceConfig::with_snapshot_chunk_bytes`] ([`HttpNode`] derives it from the node's
+//!   configuration). The chunk's data is decoded as a slice of
 //!   the received body, and chunks share the client's `request_timeout`, which (like raft-core's
 //!   `request_timeout_ms`) must cover one chunk's transfer.
 //! - **Wire**: bodies are MessagePack (rmp-serde) in a `[version, message]` envelope
@@ -25,56 +26,57 @@
 //!   [`ERROR_CODE_HEADER`] so the client rebuilds a useful
 //!   [`raft_core::Error`].
 //! - **Metrics**: the names in [`metrics`], recorded through the `metrics` facade.
+//! - **Wiring**: [`HttpNode`] sets up both sides for one node from one set of settings (node id,
+//!   cluster id and secret, snapshot chunk size, listen and peer addresses, metrics handle) and
+//!   hands back what `Node::start` takes; [`Serving`] stops the server. The address lists have
+//!   two meanings and two types: [`Members`] (client redirects, what the node starts with) and
+//!   [`PeerAddresses`] (what the transport dials).
 //!
 //! A node served over HTTP:
 //!
 //! ```no_run
-//! use std::sync::Arc;
 //! use raft_core::runtime::{Node, NodeConfig};
 //! use raft_core::testing::{MemKv, MemLogStore};
 //! use raft_core::NodeId;
-//! use raft_http::{ClientConfig, ClusterAuth, HttpTransport, RaftService, Server, ServerConfig,
-//!     ServiceConfig};
+//! use raft_http::HttpNode;
 //!
 //! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
-//! let members = [
-//!     (NodeId(1), "127.0.0.1:7001"),
-//!     (NodeId(2), "127.0.0.1:7002"),
-//!     (NodeId(3), "127.0.0.1:7003"),
-//! ];
-//! let id = NodeId(1);
-//! let auth = ClusterAuth::new("my-cluster")?.with_secret("correct-horse")?;
+//! let mut config = NodeConfig::default();
+//! config.raft.snapshot_chunk_bytes = 4 << 20;
 //! let metrics = raft_http::metrics::install_prometheus_recorder()?;
 //!
-//! let config = NodeConfig::default();
-//!
-//! let transport = Arc::new(HttpTransport::new(members, ClientConfig::new(auth.clone()))?);
+//! let http = HttpNode::builder(NodeId(1))
+//!     .listen("127.0.0.1:7001") // peers (and Prometheus) reach this node here
+//!     .peer(NodeId(2), "127.0.0.1:7002") // where the peers are dialled
+//!     .peer(NodeId(3), "127.0.0.1:7003")
+//!     .cluster("my-cluster")
+//!     .secret("correct-horse") // sent and checked by the same ClusterAuth
+//!     .node_config(&config) // the server admits the node's snapshot chunks
+//!     .metrics(metrics)
+//!     .bind()
+//!     .await?;
 //! let node = Node::start(
-//!     id,
-//!     members,
-//!     config.clone(),
-//!     MemLogStore::new().into_arc(),
+//!     http.id(),
+//!     http.members(), // (id, client address) of every member, this node included
+//!     config,
+//!     MemLogStore::new().into_arc(), // a raft-storage-fs FsLogStore in a real deployment
 //!     MemKv::new().into_arc(),
-//!     transport,
+//!     http.transport(),
 //! )
 //! .await?;
-//!
-//! let service_config = ServiceConfig::new(auth)
-//!     // Admits the largest chunk the nodes send.
-//!     .with_snapshot_chunk_bytes(config.raft.snapshot_chunk_bytes)?;
-//! let service = RaftService::new(Arc::new(node.clone()), service_config).with_metrics(metrics);
-//! let server = Server::bind("127.0.0.1:7001", ServerConfig::default()).await?;
-//! let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-//! let serving = tokio::spawn(server.serve(service, async {
-//!     let _ = stopped.await;
-//! }));
-//! // ... until the application stops:
-//! let _ = stop.send(());
-//! let _ = serving.await;
-//! node.shutdown().await;
+//! let serving = http.serve(node.clone());
+//! // ... until the application stops, then in this order:
+//! serving.shutdown().await; // stop accepting, let open requests finish
+//! node.shutdown().await; // answer waiting callers, join the node's tasks
+//! // and last, close the log store (FsLogStore::close)
 //! # Ok(())
 //! # }
 //! ```
+//!
+//! A `raft_wrapper::Replica` starts the same way (`Replica::start(http.id(), http.members(),
+//! replica_config, ...)` with `.node_config(&replica_config.node)`), and is served with
+//! `http.serve(replica.node().clone())`. An application with routes of its own mounts
+//! [`HttpNode::service`] in its router and serves that with [`HttpNode::serve_with`].
 #![forbid(unsafe_code)]
 
 mod auth;
@@ -82,6 +84,8 @@ mod client;
 mod client_config;
 pub mod codec;
 mod error;
+mod http_node;
+mod members;
 pub mod metrics;
 mod order;
 mod peer;
@@ -89,11 +93,14 @@ pub mod routes;
 mod serve;
 mod server;
 mod service_config;
+mod serving;
 
 pub use auth::{CLUSTER_ID_HEADER, ClusterAuth, SECRET_HEADER};
 pub use client::HttpTransport;
 pub use client_config::ClientConfig;
 pub use error::{Error, ErrorCode, RequestError};
+pub use http_node::{HttpNode, HttpNodeBuilder};
+pub use members::{AddressIter, Members, PeerAddresses};
 pub use metrics::PrometheusHandle;
 pub use routes::ERROR_CODE_HEADER;
 pub use serve::{Server, ServerConfig};
@@ -102,3 +109,4 @@ pub use service_config::{
     DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_SNAPSHOT_BODY_BYTES, MAX_SNAPSHOT_BODY_BYTES,
     SNAPSHOT_BODY_OVERHEAD_BYTES, ServiceConfig,
 };
+pub use serving::Serving;

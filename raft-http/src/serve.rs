@@ -13,7 +13,9 @@
 //! - HTTP/2 streams per connection are bounded (`max_concurrent_streams`), and keep-alive pings
 //!   close connections whose peer vanished without a FIN.
 //! - Shutdown stops accepting, lets open requests finish (HTTP/2 GOAWAY, HTTP/1 close after the
-//!   response) for at most `graceful_shutdown_timeout`, then drops what is left.
+//!   response) for at most `graceful_shutdown_timeout`, then drops what is left: every
+//!   connection runs in a task the loop owns, so none outlives [`Server::serve`] (nor the
+//!   service, such as a node handle, it holds), also when the `serve` future is dropped.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -28,6 +30,7 @@ use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
+use tokio::task::JoinSet;
 use tracing::{debug, warn};
 
 use crate::error::Error;
@@ -155,6 +158,8 @@ impl Server {
         let builder = connection_builder(&config);
         let connections = Arc::new(Semaphore::new(config.max_connections));
         let graceful = GracefulShutdown::new();
+        // The connections' tasks: owned here, so none outlives the loop (see the end).
+        let mut running = JoinSet::new();
         tokio::pin!(shutdown);
         loop {
             let accepted = tokio::select! {
@@ -186,7 +191,9 @@ impl Server {
                 .into_owned();
             let connection = graceful.watch(connection);
             let header_timeout = config.header_read_timeout;
-            tokio::spawn(drive(
+            // Forget the connections that ended, so the set holds only open ones.
+            while running.try_join_next().is_some() {}
+            running.spawn(drive(
                 connection,
                 first_request,
                 header_timeout,
@@ -201,6 +208,9 @@ impl Server {
         {
             debug!("graceful shutdown timed out; dropping the remaining connections");
         }
+        // Whatever is still open after the grace period is dropped here: the set aborts its
+        // tasks (as it does when this future is dropped before the end).
+        running.abort_all();
     }
 }
 
