@@ -15,6 +15,12 @@
 //! - a truncation removes later segments (newest first, then a directory sync) and cuts the
 //!   segment holding `from` durably *before* new entries overwrite the space: a torn overwrite
 //!   followed by surviving old records would otherwise look like corruption;
+//! - compaction removes whole segments only (oldest first, then a directory sync). So that a
+//!   log living in one segment can still shrink, a compaction that leaves the active segment
+//!   mostly compacted *retires* it (see [`IoThread::compact`]): the next append starts a new
+//!   segment through the ordinary rollover above, and a later compaction past the retired
+//!   segment's last entry removes it whole. Nothing is copied or rewritten, and recovery sees
+//!   nothing it would not see after a full segment rolled over;
 //! - a failed write or sync poisons the log (never retried: after a failed fsync Linux may have
 //!   dropped the dirty pages, and a retry that succeeds would acknowledge lost data).
 
@@ -61,6 +67,7 @@ pub(crate) fn spawn(shared: Arc<Shared>) -> Result<JoinHandle<()>, Error> {
         entries_in_group: 0,
         fsyncs: 0,
         replies: Vec::new(),
+        retired: false,
         prealloc: None,
     };
     std::thread::Builder::new()
@@ -122,6 +129,9 @@ struct IoThread {
     replies: Vec<oneshot::Sender<Result<(), Error>>>,
     /// Segment fsyncs in the current group.
     fsyncs: u64,
+    /// A compaction left the active segment mostly compacted: the next append starts a new
+    /// segment (once the prepared one is ready), so a later compaction can remove this one.
+    retired: bool,
     prealloc: Option<JoinHandle<Result<(), Error>>>,
     fsync_seconds: metrics::Histogram,
     group_entries: metrics::Histogram,
@@ -216,12 +226,14 @@ impl IoThread {
         Ok(())
     }
 
-    /// Encodes `entry` into the buffer, moving to a new segment first if it would not fit.
+    /// Encodes `entry` into the buffer, moving to a new segment first if it would not fit or
+    /// the active one is retired.
     fn buffer(&mut self, entry: &Entry) -> Result<(), Error> {
         let len = record::encoded_len(entry) as u64;
         let records = self.active.records + self.buf_offsets.len();
         let end = self.active.end + self.buf.len() as u64;
-        if records > 0 && end + len > self.shared.options.segment_bytes {
+        let full = end + len > self.shared.options.segment_bytes;
+        if records > 0 && (full || (self.retired && self.prepared())) {
             self.flush()?;
             self.sync_active()?;
             self.roll(entry.log_id.index)?;
@@ -266,6 +278,12 @@ impl IoThread {
         }
         self.entries_in_group += count;
         self.buf.clear();
+        // A record larger than a segment grew the buffer past one: give the memory back.
+        let segment_bytes =
+            usize::try_from(self.shared.options.segment_bytes).unwrap_or(usize::MAX);
+        if self.buf.capacity() > segment_bytes {
+            self.buf.shrink_to(segment_bytes);
+        }
         self.buf_offsets.clear();
         self.unsynced = true;
         Ok(())
@@ -284,6 +302,12 @@ impl IoThread {
         Ok(())
     }
 
+    /// Whether the next segment is ready (or must be prepared on this thread: no helper
+    /// thread could be started), so a roll for a retired segment need not wait for zeros.
+    fn prepared(&self) -> bool {
+        self.prealloc.as_ref().is_none_or(JoinHandle::is_finished)
+    }
+
     /// Makes the prepared segment the active one, starting at `first`.
     fn roll(&mut self, first: LogIndex) -> Result<(), Error> {
         let prepared = match self.prealloc.take() {
@@ -295,6 +319,7 @@ impl IoThread {
         prepared?;
         let segment = segment::install(&*self.shared.fs, &self.shared.dir, first)?;
         self.active = Active::of(&segment);
+        self.retired = false;
         self.shared.lock().segments.push(segment);
         Ok(())
     }
@@ -390,7 +415,8 @@ impl IoThread {
 
     /// Removes the segments whose entries are all below `before` (never the active one); when
     /// the log must continue past every entry on file, removes them all and starts a new
-    /// segment at `before`.
+    /// segment at `before`. Then retires the active segment if it is mostly compacted (see
+    /// [`retire_after`](IoThread::retire_after)).
     fn compact(&mut self, before: LogIndex) -> Result<(), Error> {
         let (doomed, reset) = {
             let state = self.shared.lock();
@@ -415,6 +441,7 @@ impl IoThread {
             (doomed, reset)
         };
         if doomed.is_empty() {
+            self.retire_after(before);
             return Ok(());
         }
         // Oldest first: a crash part-way leaves a suffix of the segments, still a valid log
@@ -441,7 +468,44 @@ impl IoThread {
             // directory, which opens as a log continuing after the snapshot.
             self.unsynced = false;
             self.roll(before)?;
+        } else {
+            self.retire_after(before);
         }
         Ok(())
+    }
+
+    /// Retires the active segment when a compaction before `before` covered at least half of
+    /// its record bytes and at least an eighth of a segment: the live log then fits in the
+    /// active segment's tail, and compaction, which removes whole segments only, could never
+    /// shrink it until the segment filled up. The next append starts a new segment instead
+    /// (once the prepared one is ready, which this starts), so the next compaction past the
+    /// retired segment's last entry removes it. The eighth bounds the extra work: each early
+    /// rollover prepares (zero-fills) one more segment, at most once per eighth of a segment
+    /// of entries written.
+    fn retire_after(&mut self, before: LogIndex) {
+        if self.retired {
+            return;
+        }
+        let compacted = {
+            let state = self.shared.lock();
+            let Some(active) = state.segments.last() else {
+                return;
+            };
+            if before <= active.first {
+                return;
+            }
+            usize::try_from(before.0 - active.first.0)
+                .ok()
+                .and_then(|position| active.offsets.get(position).copied())
+                .unwrap_or(active.end)
+        };
+        let segment_bytes = self.shared.options.segment_bytes;
+        if compacted == 0 || compacted < self.active.end / 2 || compacted < segment_bytes / 8 {
+            return;
+        }
+        self.retired = true;
+        if self.prealloc.is_none() {
+            self.start_prealloc();
+        }
     }
 }

@@ -12,10 +12,15 @@
 //!   is written to a temporary file, fsynced, renamed into place and the directory fsynced
 //!   before older ones are removed, so a crash at any point leaves one complete snapshot;
 //! - `LOCK`, held with an exclusive `flock` while the log is open, so two processes never
-//!   write one log.
+//!   write one log. [`FsLogStore::close`] releases it once the I/O thread has stopped (every
+//!   clone is closed with it); dropping the last clone does too.
 //!
 //! Compaction (below a durable snapshot only) removes whole segments; compacting past the last
 //! entry removes them all and the log continues at the named index, in a segment named for it.
+//! A compaction that covers most of the segment being written *retires* it: the next append
+//! starts a new segment, so the next compaction removes the old one, and a log whose live part
+//! fits in one segment still shrinks. [`FsOptions::small`] sizes segments (1 MiB) for a small
+//! application; the defaults (64 MiB) are for throughput.
 //! So a log may start anywhere up to the snapshot's index plus one, and
 //! [`LogStore::restore`](raft_core::LogStore::restore) returns the snapshot's meta beside the
 //! entries. [`LogStore::byte_count`](raft_core::LogStore::byte_count) counts the record bytes
@@ -47,9 +52,11 @@
 //! use raft_core::LogStore;
 //! use raft_storage_fs::{FsLogStore, FsOptions};
 //!
-//! let store = FsLogStore::open("./raft-data", FsOptions::default())?;
+//! let store = FsLogStore::open("./raft-data", FsOptions::small())?;
 //! let restored = store.restore().await?; // hard state, snapshot and entry ids
 //! println!("{} entries on disk after {:?}", restored.entries.len(), restored.snapshot);
+//! // ... a node runs on the store; at the end: node.shutdown().await, then
+//! store.close().await;
 //! # Ok(()) }
 //! ```
 #![forbid(unsafe_code)]

@@ -140,6 +140,14 @@ impl State {
         Ok(())
     }
 
+    /// Fails with [`Error::Closed`] once the store was closed (a poisoned log still reads).
+    pub(crate) fn check_open(&self) -> Result<(), Error> {
+        if self.closing {
+            return Err(Error::Closed);
+        }
+        Ok(())
+    }
+
     /// Drops the oldest cached entries that are written, while the cache is over `budget`.
     pub(crate) fn evict_cache(&mut self, budget: u64) {
         while self.cache_bytes > budget {

@@ -43,7 +43,8 @@ use crate::state::{FsStats, Job, State};
 /// .await??;
 /// let log: Arc<dyn raft_core::LogStore> = Arc::new(store.clone());
 /// // ... raft_core::Node::start(id, members, config, log, state_machine, transport) ...
-/// store.close().await; // after the node stopped: waits for the last group, frees the lock
+/// // ... node.shutdown().await, then:
+/// store.close().await; // waits for the last group, stops the I/O thread, frees the lock
 /// # Ok(()) }
 /// ```
 #[derive(Clone)]
@@ -92,7 +93,6 @@ impl FsLogStore {
             fs,
             options,
             snapshot_seq: AtomicU64::new(0),
-            snapshot_install: Mutex::new(()),
         });
         let thread = io::spawn(Arc::clone(&shared))?;
         Ok(FsLogStore {
@@ -100,11 +100,29 @@ impl FsLogStore {
         })
     }
 
-    /// Finishes the queued writes, stops the I/O thread and releases the directory lock once
-    /// the last clone is dropped. Later writes fail with [`Error::Closed`].
+    /// Closes the log for every clone: finishes the queued writes (their group's `fdatasync`
+    /// included), stops the I/O thread, waits for a snapshot being renamed into place, and then
+    /// releases the directory lock, so the directory can be opened again as soon as this
+    /// returns, even while clones of this store (or its snapshot writers) still exist.
+    ///
+    /// Afterwards every call of every clone that would read or change the log fails with
+    /// [`Error::Closed`]: appends, truncations, compactions, hard-state saves, reads, `restore`,
+    /// `begin_snapshot`, `open_snapshot` and the writes and `finish` of snapshot writers (an
+    /// unfinished snapshot's temporary file is left for the next open to remove). Readers from
+    /// an earlier `open_snapshot` go on reading their file. Closing twice is harmless; dropping
+    /// the last clone without closing does the same work, blocking the dropping thread.
+    ///
+    /// Stop the node first (`node.shutdown().await`, which waits for its tasks), then close:
+    /// a node still running would stop with a storage error at its next write.
     pub async fn close(&self) {
         let handle = Arc::clone(&self.handle);
-        let _ = tokio::task::spawn_blocking(move || handle.stop()).await;
+        if tokio::task::spawn_blocking(move || handle.close())
+            .await
+            .is_err()
+        {
+            // The runtime is shutting down and dropped the task: close here, blocking.
+            self.handle.close();
+        }
     }
 
     /// The data directory.
@@ -309,6 +327,8 @@ impl FsLogStore {
     async fn read_entries(&self, first: LogIndex, last: LogIndex) -> Result<Vec<Entry>, Error> {
         let (disk, mut cached, truncations) = {
             let state = self.shared().lock();
+            // After close the files may belong to another open log.
+            state.check_open()?;
             let first = first.max(state.first);
             let last = last.min(state.last().index);
             if first > last {
@@ -336,6 +356,8 @@ impl FsLogStore {
         let read = tokio::task::spawn_blocking(move || read_from_disk(disk))
             .await
             .map_err(|err| Error::Invalid(format!("log read task failed: {err}")))?;
+        // Closed meanwhile: another open log may have changed the files under the read.
+        self.shared().lock().check_open()?;
         let mut entries = match read {
             Ok(entries) => entries,
             // A truncation since the plan may have cut or rewritten the ranges: the entries
@@ -494,6 +516,7 @@ impl LogStore for FsLogStore {
 
     async fn open_snapshot(&self) -> Result<Option<Arc<dyn SnapshotReader>>, raft_core::Error> {
         let state = self.shared().lock();
+        state.check_open()?;
         Ok(state
             .snapshot
             .clone()

@@ -1,6 +1,7 @@
-//! Crashes at every step of a snapshot's write, a compaction past the log and a truncation: the
-//! simulated disk (SimFs) loses power, or the process dies, just before the n-th file-system
-//! call, for every n; the store always reopens with a usable snapshot and every durable entry.
+//! Crashes at every step of a snapshot's write, a compaction past the log, a truncation and the
+//! rollover and removal of a retired segment: the simulated disk (SimFs) loses power, or the
+//! process dies, just before the n-th file-system call, for every n; the store always reopens
+//! with a usable snapshot and every durable entry.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // helpers outside #[test] fns
 
 mod common;
@@ -178,6 +179,87 @@ async fn a_crash_at_every_step_of_a_truncation_leaves_a_log_that_opens() {
                     assert!(calls > 3, "every step was crashed: {calls} calls in all");
                     break;
                 }
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_crash_at_every_step_of_retiring_a_segment_keeps_every_durable_entry() {
+    // 64 KiB segments: 400 entries (~26 KiB) fit in one, and a compaction before 391 covers
+    // most of it, which retires it: the next append starts a new segment, and the compaction
+    // after the next snapshot removes the old one.
+    let prealloc = Path::new("/log/segment.prealloc");
+    for crash in crashes() {
+        for calls in 0.. {
+            let fs = SimFs::new();
+            let store = open_sim(&fs, options());
+            store.append(&entries(1, 1, 400)).await.unwrap();
+            wait_durable(&store, 400).await;
+            assert!(save_snapshot(&store, 1, 400, &snapshot_data(400, 300), 100).await);
+            store.compact(LogIndex(391)).await.unwrap();
+            store.save_hard_state(HardState::default()).await.unwrap();
+            // The retirement prepares the next segment on a helper thread: let it finish, so
+            // the calls counted below are the rollover's and the compaction's.
+            for _ in 0..500 {
+                if fs.contents(prealloc).map(|data| data.len()) == Some(64 << 10) {
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+
+            fs.crash_after(calls, crash);
+            let appended = store.append(&entries(1, 401, 430)).await;
+            let saved = store.save_hard_state(HardState::default()).await;
+            let durable = store.durable().borrow().index.0;
+            let data = snapshot_data(430, 300);
+            let snapshot = snapshots::write(&store, snapshot_meta(1, 430, &data), &data, 100).await;
+            let compacted = store.compact(LogIndex(421)).await;
+            let saved_again = store.save_hard_state(HardState::default()).await;
+            let crashed = fs.cancel_crash();
+            if !crashed {
+                appended.unwrap();
+                saved.unwrap();
+                assert!(snapshot.unwrap());
+                compacted.unwrap();
+                saved_again.unwrap();
+                // The old segment is gone: the log lives in the one the rollover started.
+                let paths = store.segment_paths();
+                assert_eq!(paths.len(), 1, "{paths:?}");
+                assert!(paths[0].ends_with("00000000000000000401.seg"), "{paths:?}");
+                fs.power_loss(calls);
+            }
+            let durable = durable.max(store.durable().borrow().index.0);
+            drop(store);
+
+            let store = open_sim(&fs, options());
+            let restored = store.restore().await.unwrap();
+            let covered = restored.snapshot.unwrap().last_log_id.index.0;
+            assert!(
+                covered == 400 || covered == 430,
+                "{crash:?} at call {calls}"
+            );
+            let first = store.first_index().0;
+            let last = store.last_log_id().index.0;
+            assert!(
+                last.max(covered) >= durable,
+                "{crash:?} at call {calls}: durable {durable} lost, log ends at {last}"
+            );
+            assert!(
+                first <= covered + 1 && first <= 401,
+                "{crash:?} at call {calls}"
+            );
+            assert_eq!(read_all(&store, 1, 500).await, entries(1, first, last));
+            if !crashed {
+                assert_eq!((first, last, covered), (401, 430, 430), "{crash:?}");
+            }
+            // The log takes appends where it ends.
+            store.append(&entries(1, last + 1, last + 5)).await.unwrap();
+            wait_durable(&store, last + 5).await;
+            if !crashed {
+                assert!(calls > 10, "every step was crashed: {calls} calls in all");
+                break;
             }
         }
     }

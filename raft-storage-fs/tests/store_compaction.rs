@@ -1,16 +1,21 @@
 //! Compaction below a snapshot and logs that start after one: restore, compaction past the last
-//! entry, truncation of every entry, and the sequence a restarting node runs when a snapshot
-//! replaced its log.
+//! entry, truncation of every entry, the sequence a restarting node runs when a snapshot
+//! replaced its log, and a small log that shrinks (a retired segment, the small preset).
 #![allow(clippy::unwrap_used, clippy::expect_used)] // helpers outside #[test] fns
 
 mod common;
 
+use std::path::Path;
+use std::time::Duration;
+
+use bytes::Bytes;
 use common::{
     entries, open_sim, read_all, save_snapshot, small_options, snapshot_data, snapshot_meta,
     wait_durable,
 };
-use raft_core::{HardState, LogId, LogIndex, LogStore};
+use raft_core::{Entry, HardState, LogId, LogIndex, LogStore, Payload};
 use raft_storage_fs::testing::SimFs;
+use raft_storage_fs::{FsLogStore, FsOptions};
 
 #[tokio::test]
 async fn restore_after_compaction_returns_the_snapshot_and_entries_starting_above_one() {
@@ -146,4 +151,166 @@ async fn a_log_the_snapshot_replaced_restarts_as_the_engine_asks() {
     let restored = store.restore().await.unwrap();
     assert_eq!(restored.entries[0].log_id, LogId::new(4, 61));
     assert_eq!(read_all(&store, 1, 100).await, entries(4, 61, 66));
+}
+
+/// Entries `first..first + count` of term 1 with 1000-byte payloads (1032 record bytes).
+fn kib_entries(first: u64, count: u64) -> Vec<Entry> {
+    (first..first + count)
+        .map(|index| Entry {
+            log_id: LogId::new(1, index),
+            payload: Payload::Command(Bytes::from(vec![(index % 251) as u8; 1000])),
+        })
+        .collect()
+}
+
+/// Appends `count` 1 KiB entries at `next`, ten at a time, each batch durable before the
+/// next (a small application's pace).
+async fn append_kib(store: &FsLogStore, next: &mut u64, count: u64) {
+    for _ in 0..count.div_ceil(10) {
+        store.append(&kib_entries(*next, 10)).await.unwrap();
+        *next += 10;
+        wait_durable(store, *next - 1).await;
+    }
+}
+
+/// The segment files in `dir` and their bytes on disk (file sizes, preallocation included).
+fn segment_files(dir: &Path) -> (usize, u64) {
+    let mut count = 0;
+    let mut bytes = 0;
+    for file in std::fs::read_dir(dir).unwrap() {
+        let file = file.unwrap();
+        if file.file_name().to_string_lossy().ends_with(".seg") {
+            count += 1;
+            bytes += file.metadata().unwrap().len();
+        }
+    }
+    (count, bytes)
+}
+
+/// What a snapshot and the compaction after it (keeping `keep` entries) did to the log:
+/// (byte count, segment files, their bytes) before and after.
+async fn snapshot_and_compact(
+    store: &FsLogStore,
+    last: u64,
+    keep: u64,
+) -> ((u64, usize, u64), (u64, usize, u64)) {
+    let measure = || {
+        let (files, bytes) = segment_files(store.dir());
+        (store.byte_count(), files, bytes)
+    };
+    let before = measure();
+    assert!(save_snapshot(store, 1, last, &snapshot_data(last, 2000), 1000).await);
+    store.compact(LogIndex(last + 1 - keep)).await.unwrap();
+    store.save_hard_state(HardState::default()).await.unwrap(); // the compaction ran
+    (before, measure())
+}
+
+#[tokio::test]
+async fn a_small_log_shrinks_after_snapshots_compact_it() {
+    const ROUND: u64 = 200; // ~200 KiB of records: five rounds fit in one 1 MiB segment
+    const KEEP: u64 = 16;
+    let dir = tempfile::tempdir().unwrap();
+    let store = FsLogStore::open(dir.path(), FsOptions::small()).unwrap();
+    let mut next = 1;
+    append_kib(&store, &mut next, ROUND).await;
+    // The first snapshot covers most of the only segment: nothing can be removed yet (whole
+    // segments only), but the segment is retired.
+    let (_, after) = snapshot_and_compact(&store, next - 1, KEEP).await;
+    assert_eq!(after.1, 1, "one segment");
+    let mut shrunk = 0;
+    for round in 2..=6 {
+        append_kib(&store, &mut next, ROUND).await;
+        // The first append after the compaction starts a new segment once the prepared one is
+        // ready (at once, unless the machine is busy): give a slow one up to 5 s, with one
+        // more entry every 100 ms (at most 50, far from filling the segment).
+        for _ in 0..50 {
+            if store.segment_paths().len() >= 2 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            store.append(&kib_entries(next, 1)).await.unwrap();
+            next += 1;
+            wait_durable(&store, next - 1).await;
+        }
+        append_kib(&store, &mut next, KEEP + 10).await;
+        let (before, after) = snapshot_and_compact(&store, next - 1, KEEP).await;
+        let (bytes, files, disk) = after;
+        assert!(
+            before.1 >= 2,
+            "round {round}: a new segment started: {before:?}"
+        );
+        assert!(
+            bytes < before.0,
+            "round {round}: byte count {before:?} -> {after:?}"
+        );
+        assert!(
+            files < before.1,
+            "round {round}: segment files {before:?} -> {after:?}"
+        );
+        assert!(
+            disk < before.2,
+            "round {round}: bytes on disk {before:?} -> {after:?}"
+        );
+        // What is left: at most this round's entries (the older segment is gone).
+        assert!(
+            bytes <= (ROUND + 2 * KEEP + 60) * 1032,
+            "round {round}: {bytes} bytes left"
+        );
+        assert_eq!(files, 1, "round {round}");
+        shrunk += 1;
+    }
+    assert_eq!(shrunk, 5);
+    // More was written than one segment holds, yet the log never grew past two of them.
+    assert!((next - 1) * 1032 > 1 << 20);
+    let last = next - 1;
+    assert_eq!(store.first_index().0, last + 1 - KEEP);
+    store.close().await;
+    drop(store);
+
+    // The files reopen as the log they were, starting at the kept segment: this round's.
+    let store = FsLogStore::open(dir.path(), FsOptions::small()).unwrap();
+    let restored = store.restore().await.unwrap();
+    assert_eq!(restored.snapshot.unwrap().last_log_id, LogId::new(1, last));
+    let first = store.first_index().0;
+    assert!(
+        first > last - ROUND - 60 && first <= last + 1 - KEEP,
+        "{first}"
+    );
+    assert_eq!(
+        read_all(&store, first, last).await,
+        kib_entries(first, last + 1 - first)
+    );
+    store.close().await;
+}
+
+#[tokio::test]
+async fn the_small_preset_keeps_a_small_apps_directory_within_a_few_mib() {
+    let options = FsOptions::small();
+    assert_eq!(options.segment_bytes, 1 << 20);
+    assert!(options.zero_fill);
+    assert_eq!(options.cache_bytes, 4 << 20);
+    let dir = tempfile::tempdir().unwrap();
+    let store = FsLogStore::open(dir.path(), options.clone()).unwrap();
+    let directory_bytes = |dir: &Path| -> u64 {
+        std::fs::read_dir(dir)
+            .unwrap()
+            .map(|file| file.unwrap().metadata().unwrap().len())
+            .sum()
+    };
+    // 6 MiB of entries, a snapshot every 256 KiB keeping raft-core's default 1024 entries
+    // (1 MiB here): the directory stays within a few segments.
+    let mut next = 1;
+    let mut largest = 0;
+    while next < 6 * 1024 {
+        append_kib(&store, &mut next, 250).await;
+        if next > 1100 {
+            snapshot_and_compact(&store, next - 1, 1024).await;
+        }
+        largest = largest.max(directory_bytes(dir.path()));
+        let (files, bytes) = segment_files(dir.path());
+        assert_eq!(bytes, files as u64 * (1 << 20), "segments are 1 MiB files");
+    }
+    assert!(largest <= 5 << 20, "{largest} bytes in the directory");
+    assert!(store.byte_count() <= 2300 * 1032, "{}", store.byte_count());
+    store.close().await;
 }

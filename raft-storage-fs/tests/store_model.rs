@@ -1,5 +1,6 @@
 //! Random operation sequences against an in-memory model, with snapshots, compaction (also past
-//! the end of the log), clean reopens and simulated power losses (SimFs) at random moments:
+//! the end of the log, and covering most of the segment being written, which retires it), clean
+//! reopens and simulated power losses (SimFs) at random moments:
 //! every entry reported durable survives (or a snapshot covers it), every finished snapshot
 //! survives, nothing survives that was never written, and reads always match the model.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // helpers outside #[test] fns
@@ -11,8 +12,8 @@ use std::collections::BTreeMap;
 use common::{entry, latest_snapshot, open_sim, save_snapshot, small_options, snapshot_data};
 use proptest::prelude::*;
 use raft_core::{Entry, HardState, LogId, LogIndex, LogStore, NodeId, Term};
-use raft_storage_fs::FsLogStore;
 use raft_storage_fs::testing::SimFs;
+use raft_storage_fs::{FsLogStore, FsOptions};
 
 #[derive(Clone, Debug)]
 enum Op {
@@ -57,6 +58,22 @@ fn op() -> impl Strategy<Value = Op> {
         2 => (0u64..60).prop_map(|ahead| Op::Compact { ahead }),
         1 => (0u64..40, any::<bool>()).prop_map(|(back, beyond)| Op::Snapshot { back, beyond }),
         3 => (0u64..300, 0u64..80).prop_map(|(from, len)| Op::Read { from, len }),
+        1 => (0u64..300).prop_map(|commit| Op::SaveHardState { commit }),
+        2 => Just(Op::WaitDurable),
+        1 => Just(Op::Reopen),
+        2 => any::<u64>().prop_map(|seed| Op::PowerLoss { seed }),
+    ]
+}
+
+/// Like [`op`], with snapshots near the end of the log and compactions far more often.
+fn compacting_op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        6 => (1u64..40, any::<bool>()).prop_map(|(count, new_term)| Op::Append { count, new_term }),
+        1 => (0u64..30).prop_map(|back| Op::Truncate { back }),
+        3 => (20u64..200).prop_map(|ahead| Op::Compact { ahead }),
+        3 => (0u64..10, proptest::bool::weighted(0.1))
+            .prop_map(|(back, beyond)| Op::Snapshot { back, beyond }),
+        2 => (0u64..300, 0u64..80).prop_map(|(from, len)| Op::Read { from, len }),
         1 => (0u64..300).prop_map(|commit| Op::SaveHardState { commit }),
         2 => Just(Op::WaitDurable),
         1 => Just(Op::Reopen),
@@ -110,9 +127,9 @@ impl Model {
     }
 }
 
-async fn run(ops: Vec<Op>) {
+async fn run(ops: Vec<Op>, options: FsOptions) {
     let fs = SimFs::new();
-    let mut store = open_sim(&fs, small_options());
+    let mut store = open_sim(&fs, options.clone());
     let mut model = Model {
         entries: BTreeMap::new(),
         first: 1,
@@ -177,7 +194,7 @@ async fn run(ops: Vec<Op>) {
             Op::Reopen => {
                 store.close().await;
                 drop(store);
-                store = open_sim(&fs, small_options());
+                store = open_sim(&fs, options.clone());
                 assert_eq!(store.last_log_id().index.0, model.last());
                 // Reopened, the log starts at its first kept segment (compaction is by segment).
                 model.first = store.first_index().0;
@@ -187,7 +204,7 @@ async fn run(ops: Vec<Op>) {
                 let durable = store.durable().borrow().index.0;
                 fs.power_loss(seed);
                 drop(store);
-                store = open_sim(&fs, small_options());
+                store = open_sim(&fs, options.clone());
                 check_recovered(&store, &mut model, durable).await;
             }
         }
@@ -316,6 +333,20 @@ proptest! {
         ops in proptest::collection::vec(op(), 1..80)
     ) {
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-        runtime.block_on(run(ops));
+        runtime.block_on(run(ops, small_options()));
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
+
+    /// Larger segments and frequent snapshots: compactions often cover most of the segment
+    /// being written, which retires it (the next append starts a new segment).
+    #[test]
+    fn random_operations_match_the_model_when_compactions_retire_segments(
+        ops in proptest::collection::vec(compacting_op(), 1..80)
+    ) {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        runtime.block_on(run(ops, small_options().segment_bytes(8 << 10)));
     }
 }

@@ -6,8 +6,10 @@
 //! 1. checks the size and checksum against the meta (else [`Error::SnapshotMismatch`] and the
 //!    file is removed);
 //! 2. appends the trailer ([`format`]) and fsyncs the file;
-//! 3. under the store's install lock, discards the file and answers `false` if the store
-//!    already has a snapshot at the same or a higher index;
+//! 3. holding the open log's directory (`Handle::directory`: one install at a time, and
+//!    `FsLogStore::close` waits for it before it releases the directory lock), fails with
+//!    [`Error::Closed`] if the store was closed, or discards the file and answers `false` if
+//!    the store already has a snapshot at the same or a higher index;
 //! 4. renames the file to `snapshot-<index>.snap` and fsyncs the directory: from here on the
 //!    snapshot is durable and current;
 //! 5. removes older snapshot files and fsyncs the directory again.
@@ -41,6 +43,7 @@
 //! [`finish`]: raft_core::SnapshotWriter::finish
 //! [`Error::SnapshotMismatch`]: crate::Error::SnapshotMismatch
 //! [`Error::Corrupt`]: crate::Error::Corrupt
+//! [`Error::Closed`]: crate::Error::Closed
 
 pub(crate) mod file;
 pub(crate) mod format;

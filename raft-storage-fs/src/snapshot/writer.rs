@@ -1,12 +1,14 @@
 //! [`FsSnapshotWriter`]: writes a new snapshot to a temporary file and makes it the log's
 //! current one (the steps and their crash rules are in the `snapshot` module's docs). It holds
-//! the open log's [`Handle`], not the store: the handle keeps the directory locked while the
-//! snapshot may still be renamed into it, and gives the shared state the install step reads
-//! and updates.
+//! the open log's [`Handle`], not the store: the handle gives the shared state the install
+//! step reads and updates, and every step that creates, renames or removes a file by name
+//! runs under [`Handle::directory`], so none of them reaches a directory the log no longer
+//! holds. After `FsLogStore::close` every call fails with [`Error::Closed`], and an abandoned
+//! temporary file is left to the next open (which removes leftovers).
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, PoisonError};
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -14,7 +16,7 @@ use raft_core::{LogIndex, SnapshotMeta, SnapshotWriter};
 
 use crate::error::Error;
 use crate::fs::{Fs, FsFile};
-use crate::shared::Handle;
+use crate::shared::{Directory, Handle};
 
 use super::file::{SnapshotFile, blocking};
 use super::format;
@@ -22,8 +24,7 @@ use super::format;
 /// A snapshot being written to a temporary file of the store's directory.
 #[derive(Debug)]
 pub(crate) struct FsSnapshotWriter {
-    /// The open log (what a store's clone holds): keeps the directory locked while the
-    /// snapshot may still be renamed into it.
+    /// The open log (what a store's clone holds).
     store: Arc<Handle>,
     file: Arc<dyn FsFile>,
     /// The temporary file; `None` once `finish` took it over.
@@ -42,11 +43,14 @@ impl FsSnapshotWriter {
         shared.lock().check_writable()?;
         let seq = shared.snapshot_seq.fetch_add(1, Ordering::Relaxed);
         let path = shared.dir.join(format::temp_name(seq));
-        let fs = Arc::clone(&shared.fs);
         let file = {
-            let path = path.clone();
+            let (store, path) = (Arc::clone(&store), path.clone());
             blocking("snapshot create", move || {
-                let file = fs
+                let _directory = store.directory()?;
+                let shared = store.shared();
+                shared.lock().check_writable()?;
+                let file = shared
+                    .fs
                     .open(&path, true)
                     .map_err(|err| Error::io("creating", &path, err))?;
                 file.set_len(0)
@@ -75,6 +79,7 @@ impl SnapshotWriter for FsSnapshotWriter {
             ))
             .into());
         }
+        self.store.shared().lock().check_open()?;
         if chunk.is_empty() {
             return Ok(());
         }
@@ -126,6 +131,10 @@ impl Drop for FsSnapshotWriter {
         };
         let store = Arc::clone(&self.store);
         let remove = move || {
+            // After close the directory may be another open log's: the next open removes it.
+            let Ok(_directory) = store.directory() else {
+                return;
+            };
             if let Err(err) = store.shared().fs.remove(&temp) {
                 tracing::debug!(file = %temp.display(), %err, "could not remove an abandoned snapshot");
             }
@@ -154,11 +163,12 @@ impl Finish {
             return Err(err);
         }
         let shared = self.store.shared();
-        // One install at a time: the check of the current index and the rename are one step.
-        let _install = shared
-            .snapshot_install
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+        // One install at a time: the check of the current index and the rename are one step,
+        // and the log cannot release the directory meanwhile.
+        let Ok(directory) = self.store.directory() else {
+            // Closed: the temporary file is left to the next open.
+            return Err(Error::Closed);
+        };
         let index = meta.last_log_id.index;
         let current = {
             let state = shared.lock();
@@ -168,19 +178,19 @@ impl Finish {
         };
         match current {
             Err(err) => {
-                self.discard();
+                self.discard_in(&directory);
                 return Err(err);
             }
             Ok(Some(current)) if current >= index => {
                 tracing::debug!(%index, %current, "discarding a snapshot older than the current one");
-                self.discard();
+                self.discard_in(&directory);
                 return Ok(false);
             }
             Ok(_) => {}
         }
         let path = shared.dir.join(format::name(index));
         if let Err(err) = shared.fs.rename(&self.temp, &path) {
-            self.discard();
+            self.discard_in(&directory);
             return Err(Error::io("renaming", &self.temp, err));
         }
         if let Err(err) = shared.fs.sync_dir(&shared.dir) {
@@ -218,7 +228,17 @@ impl Finish {
             .map_err(|err| Error::io("syncing", &self.temp, err))
     }
 
+    /// Removes the temporary file, unless the log was closed (the next open removes it).
+    /// Must not be called while the caller holds the directory: call
+    /// [`discard_in`](Finish::discard_in) then.
     fn discard(&self) {
+        if let Ok(directory) = self.store.directory() {
+            self.discard_in(&directory);
+        }
+    }
+
+    /// Removes the temporary file from `_directory`, which the caller holds.
+    fn discard_in(&self, _directory: &Directory<'_>) {
         if let Err(err) = self.store.shared().fs.remove(&self.temp) {
             tracing::warn!(file = %self.temp.display(), %err, "could not remove a discarded snapshot (it is removed at the next open)");
         }
