@@ -1,0 +1,88 @@
+//! `Node::linearizable_read` returns only once the state machine has applied the read index:
+//! the wait is the runtime's own (the simulator serves reads with a wait of its own, so it is
+//! proven here, with a state machine whose apply is held back).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use raft_core::runtime::Node;
+use raft_core::testing::{MemKv, MemLogStore, MemNetwork, test_config};
+use raft_core::{Entry, Error, NodeId, SnapshotReader, SnapshotSource, StateMachine};
+use tokio::sync::watch;
+
+/// A `MemKv` whose `commit` waits while the gate is closed.
+#[derive(Clone)]
+struct GatedApply {
+    kv: MemKv,
+    open: watch::Receiver<bool>,
+}
+
+#[async_trait]
+impl StateMachine for GatedApply {
+    async fn commit(&self, entries: &[Entry]) -> Result<Vec<Bytes>, Error> {
+        let mut open = self.open.clone();
+        let _ = open.wait_for(|open| *open).await;
+        self.kv.commit(entries).await
+    }
+
+    async fn snapshot(&self) -> Result<Box<dyn SnapshotSource>, Error> {
+        self.kv.snapshot().await
+    }
+
+    async fn restore(&self, snapshot: Arc<dyn SnapshotReader>) -> Result<(), Error> {
+        self.kv.restore(snapshot).await
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_linearizable_read_waits_until_the_read_index_is_applied() {
+    let (gate, open) = watch::channel(true);
+    let kv = MemKv::new();
+    let network = MemNetwork::new(1);
+    let id = NodeId(1);
+    let node = Node::start(
+        id,
+        [(id, "node-1")],
+        test_config(),
+        MemLogStore::new().into_arc(),
+        Arc::new(GatedApply {
+            kv: kv.clone(),
+            open,
+        }),
+        network.transport(id),
+    )
+    .await
+    .unwrap();
+    network.register(id, &node);
+    node.wait_for_leader(Duration::from_secs(10)).await.unwrap();
+    node.append_one(MemKv::put("k", "1")).await.unwrap();
+
+    // A write commits while its apply is held back.
+    gate.send_replace(false);
+    let pending = node.append_async(vec![MemKv::put("k", "2")]).await.unwrap();
+    let written = pending.first.index;
+    while node.commit_index() < written {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(node.applied_index() < written, "the apply is held back");
+
+    let reader = node.clone();
+    let read = tokio::spawn(async move { reader.linearizable_read().await });
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(!read.is_finished(), "the read must wait for the apply");
+    assert_eq!(kv.get(b"k").as_deref(), Some(&b"1"[..]));
+
+    gate.send_replace(true);
+    let index = read.await.unwrap().unwrap();
+    assert!(
+        index >= written,
+        "the read index covers the committed write"
+    );
+    assert!(node.applied_index() >= index);
+    // What a reader sees after the read returns includes the write.
+    assert_eq!(kv.get(b"k").as_deref(), Some(&b"2"[..]));
+    pending.result().await.unwrap();
+    node.shutdown().await;
+}
