@@ -7,8 +7,11 @@
 //!
 //! Logs may start above index 1 once snapshots compact them: an entry a node's log no longer
 //! holds is covered by its durable snapshot, which must then be of the committed prefix. The
-//! checks that concern snapshots themselves are in [`snapshots`].
+//! checks that concern snapshots themselves are in [`snapshots`]. The checks of consequences
+//! on the whole cluster (commits durable on a majority of the disks, the leader's replication
+//! bounds), run after every step, are in [`durability`].
 
+mod durability;
 mod reference;
 mod snapshots;
 

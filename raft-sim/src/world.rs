@@ -1,9 +1,9 @@
 //! The simulated world: nodes, network, clients and a clock, driven by one ordered event queue.
 //!
 //! Each step pops the earliest event (ties broken by insertion order), feeds the production
-//! engine and executes its outputs the way a runtime would, then runs the safety checks. Given
-//! the same seed and options the run is identical, which is what makes a failing seed a
-//! regression test.
+//! engine and executes its outputs the way a runtime would, then runs the safety checks (those
+//! on the whole cluster once all of the event's outputs have run). Given the same seed and
+//! options the run is identical, which is what makes a failing seed a regression test.
 //!
 //! The events of the queue are defined in [`event`], below the world and its parts. The outputs
 //! that concern snapshots run in [`snapshots`], the requests the leader's peer tasks fill in
@@ -103,6 +103,7 @@ impl World {
         self.now_ms = at;
         self.checker.step += 1;
         self.handle(event);
+        self.checker.after_world_step(&self.nodes, &self.membership);
         true
     }
 

@@ -104,3 +104,33 @@ fn planted_unsafe_wipe_is_caught() {
         .count();
     assert!(caught >= 5, "caught in {caught} of 200 seeds");
 }
+
+/// Planted bug: unsafe wipes, seen on the disks. Counting the durable copies after every step
+/// catches a wipe that leaves a committed entry on a minority of the disks at the step of the
+/// wipe, before any leader lacks it, and in more seeds than leader completeness alone did.
+#[test]
+fn planted_unsafe_wipe_leaves_a_committed_entry_durable_on_a_minority() {
+    let violations: Vec<_> = (0..40)
+        .filter_map(|seed| {
+            let options = options(3_000, Some(Bug::UnsafeWipe), SnapshotMode::Random);
+            run_seed(seed, &options).violation
+        })
+        .collect();
+    assert!(
+        violations.len() >= 5,
+        "caught in {} of 40 seeds",
+        violations.len()
+    );
+    assert!(
+        violations
+            .iter()
+            .all(|v| v.invariant == "commit-durable-on-majority"),
+        "{violations:?}"
+    );
+    assert!(
+        violations
+            .iter()
+            .all(|v| v.detail.contains("voters' disks")),
+        "the detail counts the disks: {violations:?}"
+    );
+}
