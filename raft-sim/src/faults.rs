@@ -31,11 +31,20 @@ pub enum Bug {
     /// The nemesis wipes disks without checking that the entries lost are held by a majority
     /// of the other nodes: a committed entry can then vanish from every quorum.
     UnsafeWipe,
+    /// The engine's leader counts itself at its last log index instead of its durable one in
+    /// the commit rule: an entry commits while durable on a minority of the disks.
+    CommitBeforeOwnSync,
+    /// The engine's candidate sends vote requests before its new term and its vote for itself
+    /// are durable: after a crash it can vote again in that term, for someone else.
+    VoteRequestBeforeSync,
+    /// The engine's leader ignores a response carrying a higher term and keeps leading in its
+    /// lower term.
+    IgnoreHigherTermResponse,
 }
 
 impl Bug {
     /// Every planted bug.
-    pub const ALL: [Bug; 7] = [
+    pub const ALL: [Bug; 10] = [
         Bug::ForgetVote,
         Bug::AckBeforeSync,
         Bug::StaleRead,
@@ -43,6 +52,9 @@ impl Bug {
         Bug::VoteTwice,
         Bug::LazySnapshot,
         Bug::UnsafeWipe,
+        Bug::CommitBeforeOwnSync,
+        Bug::VoteRequestBeforeSync,
+        Bug::IgnoreHigherTermResponse,
     ];
 
     /// The name used on the command line.
@@ -56,6 +68,9 @@ impl Bug {
             Bug::VoteTwice => "vote-twice",
             Bug::LazySnapshot => "lazy-snapshot",
             Bug::UnsafeWipe => "unsafe-wipe",
+            Bug::CommitBeforeOwnSync => "commit-before-own-sync",
+            Bug::VoteRequestBeforeSync => "vote-request-before-sync",
+            Bug::IgnoreHigherTermResponse => "ignore-higher-term-response",
         }
     }
 
@@ -70,6 +85,9 @@ impl Bug {
         match self {
             Bug::CommitByCount => Some(PlantedBug::CommitByCount),
             Bug::VoteTwice => Some(PlantedBug::VoteTwice),
+            Bug::CommitBeforeOwnSync => Some(PlantedBug::CommitBeforeOwnSync),
+            Bug::VoteRequestBeforeSync => Some(PlantedBug::VoteRequestBeforeSync),
+            Bug::IgnoreHigherTermResponse => Some(PlantedBug::IgnoreHigherTermResponse),
             Bug::ForgetVote
             | Bug::AckBeforeSync
             | Bug::StaleRead

@@ -9,10 +9,13 @@
 //! holds is covered by its durable snapshot, which must then be of the committed prefix. The
 //! checks that concern snapshots themselves are in [`snapshots`]. The checks of consequences
 //! on the whole cluster (commits durable on a majority of the disks, the leader's replication
-//! bounds), run after every step, are in [`durability`].
+//! bounds), run after every step, are in [`durability`]; those of what a message reveals
+//! (`reveal-after-durable`) and of terms adopted on receipt (`higher-term-adopted`) in
+//! [`reveal`].
 
 mod durability;
 mod reference;
+mod reveal;
 mod snapshots;
 
 use std::collections::BTreeMap;
@@ -22,6 +25,7 @@ use raft_core::message::{AppendOutcome, Message, SnapshotOutcome};
 use raft_core::{Entry, LogId, LogIndex, NodeId, Payload, Term};
 
 use self::reference::Reference;
+pub(crate) use self::reveal::received_term;
 use crate::node::SimNode;
 
 /// A broken safety property.
@@ -243,8 +247,14 @@ impl Checker {
 
     /// Durability before replies: a vote grant only once the vote is durable, an append
     /// success only once the acknowledged entries are durable (or a durable snapshot covers
-    /// them), a snapshot reported installed only once it is durable.
+    /// them), a snapshot reported installed only once it is durable; and no message reveals a
+    /// term or vote not yet durable (`reveal-after-durable`, in [`reveal`]).
     pub(crate) fn on_send(&mut self, node: &SimNode, to: NodeId, message: &Message) {
+        self.check_durable_replies(node, to, message);
+        self.check_reveal(node, to, message);
+    }
+
+    fn check_durable_replies(&mut self, node: &SimNode, to: NodeId, message: &Message) {
         match message {
             Message::RequestVoteResponse(response) if response.granted && !response.pre_vote => {
                 // Safe once the vote is durable, or once a later term is: the node can then

@@ -6,8 +6,15 @@
 //! disk, when the nemesis replaces a machine), and clients that write and read a small key-value
 //! store all the time. Snapshots are taken, compact the logs and travel to lagging or wiped
 //! followers in chunks over the same faulty network. After every step it checks the safety
-//! properties of Raft (see [`invariants`](Violation)); at the end it checks the clients'
-//! history for linearizability with [`linearizability`].
+//! properties of Raft (see [`invariants`](Violation)), among them that no message reveals a
+//! term or vote before it is durable on the sender's simulated disk (`reveal-after-durable`)
+//! and that a node adopts a higher term it receives (`higher-term-adopted`); at the end it
+//! checks the clients' history for linearizability with [`linearizability`].
+//!
+//! [`Bug`] plants a broken rule to show the checks catch it: forget-vote, ack-before-sync,
+//! stale-read, commit-by-count, vote-twice, lazy-snapshot, unsafe-wipe,
+//! commit-before-own-sync, vote-request-before-sync, ignore-higher-term-response (each has a
+//! pinned seed or seed range in `tests/`).
 //!
 //! Everything random comes from the seed, so a failing seed replays exactly:
 //!

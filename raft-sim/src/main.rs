@@ -22,7 +22,8 @@ struct Args {
     #[arg(long, default_value_t = 3_000)]
     steps: u64,
     /// Plant a bug to see the checker catch it: forget-vote, ack-before-sync, stale-read,
-    /// commit-by-count, vote-twice, lazy-snapshot, unsafe-wipe (the last two need snapshots).
+    /// commit-by-count, vote-twice, lazy-snapshot, unsafe-wipe (these two need snapshots),
+    /// commit-before-own-sync, vote-request-before-sync, ignore-higher-term-response.
     #[arg(long, value_parser = parse_bug)]
     bug: Option<Bug>,
     /// Snapshots: random (drawn per seed, with disk wipes), off (as before snapshots existed;

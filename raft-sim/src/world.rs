@@ -24,7 +24,7 @@ use raft_core::{Config, LogIndex, Membership, NodeId, Pacing};
 use self::event::{Event, Fill};
 use crate::client::Clients;
 use crate::faults::{Bug, Network};
-use crate::invariants::Checker;
+use crate::invariants::{Checker, received_term};
 use crate::node::{DiskOp, SimNode};
 use crate::options::{SimOptions, SnapshotCounts, SnapshotMode};
 use crate::rng::SimRng;
@@ -202,9 +202,17 @@ impl World {
         let Some(engine) = self.nodes[node].engine.as_mut() else {
             return;
         };
+        let received = match &input {
+            Input::Received { message, .. } => received_term(message),
+            _ => None,
+        };
         let before = engine.status();
         let outputs: Vec<Output> = engine.step(input).collect();
         let after = engine.status();
+        if let Some((term, kind)) = received {
+            self.checker
+                .on_received(&self.nodes[node], term, kind, &before, &after);
+        }
         self.checker.after_step(&self.nodes[node], before, after);
         self.run_outputs(node, outputs);
     }
@@ -282,6 +290,9 @@ impl World {
                 first,
                 last_log_id,
             } => {
+                let (term, kind) = (request.term, "AppendEntries");
+                self.checker
+                    .check_reveal_term(&self.nodes[node], term, None, kind);
                 let fill = Fill::Entries {
                     request,
                     first,
@@ -290,6 +301,9 @@ impl World {
                 self.run_fill(node, to, fill);
             }
             Output::SendSnapshot { to, request, len } => {
+                let (term, kind) = (request.term, "InstallSnapshot");
+                self.checker
+                    .check_reveal_term(&self.nodes[node], term, None, kind);
                 self.run_fill(node, to, Fill::Snapshot { request, len });
             }
             Output::ProposalAccepted { id, first, .. } => {

@@ -124,3 +124,43 @@ fn planted_commit_by_count_is_caught() {
         "the same seed is clean without the bug"
     );
 }
+
+/// Planted engine bug: the leader counts its own log at its last index, not its durable one,
+/// in the commit rule. Seed 35 commits entry 2-8 while only one of three disks holds it; the
+/// disks are counted after the step that committed it. (`commit-index-within-durable-majority`
+/// sees the same step; the check of the applied entry runs first.)
+#[test]
+fn planted_commit_before_own_sync_is_caught() {
+    let bug = Some(Bug::CommitBeforeOwnSync);
+    let report = run_seed(35, &options(3_000, bug));
+    let violation = report
+        .violation
+        .expect("counting the unsynced log is caught");
+    assert_eq!(violation.invariant, "commit-durable-on-majority");
+    assert!(violation.detail.contains("1 of 3"), "{violation:?}");
+    assert_eq!(run_seed(35, &options(3_000, None)).violation, None);
+}
+
+/// Planted engine bug: a candidate asks for votes before its new term and its vote for itself
+/// are durable. Seed 0: node 3's first RequestVote leaves with nothing durable yet.
+#[test]
+fn planted_vote_request_before_sync_is_caught() {
+    let bug = Some(Bug::VoteRequestBeforeSync);
+    let report = run_seed(0, &options(3_000, bug));
+    let violation = report.violation.expect("the early vote request is caught");
+    assert_eq!(violation.invariant, "reveal-after-durable");
+    assert!(violation.detail.contains("RequestVote"), "{violation:?}");
+    assert_eq!(run_seed(0, &options(3_000, None)).violation, None);
+}
+
+/// Planted engine bug: a leader ignores a response of a higher term and keeps leading. Seed 16:
+/// leader 4 of term 1 hears of term 2 in an AppendEntriesResponse and stays in term 1.
+#[test]
+fn planted_ignore_higher_term_response_is_caught() {
+    let bug = Some(Bug::IgnoreHigherTermResponse);
+    let report = run_seed(16, &options(3_000, bug));
+    let violation = report.violation.expect("the ignored term is caught");
+    assert_eq!(violation.invariant, "higher-term-adopted");
+    assert!(violation.detail.contains("Leader"), "{violation:?}");
+    assert_eq!(run_seed(16, &options(3_000, None)).violation, None);
+}

@@ -22,7 +22,11 @@ pub(crate) fn maybe_commit(
 ) {
     scratch.clear();
     if core.membership.is_voter(core.id) {
-        scratch.push(core.durable_index);
+        if core.bug(PlantedBug::CommitBeforeOwnSync) {
+            scratch.push(core.log.last_index());
+        } else {
+            scratch.push(core.durable_index);
+        }
     }
     for (peer, progress) in progress {
         if core.membership.is_voter(*peer) {

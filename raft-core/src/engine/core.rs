@@ -18,6 +18,15 @@ pub enum PlantedBug {
     CommitByCount,
     /// Grant a vote even after voting for another candidate in the same term.
     VoteTwice,
+    /// The leader counts itself at its last log index, not its durable one, in the commit rule:
+    /// an entry can commit while it is durable on a minority of the disks.
+    CommitBeforeOwnSync,
+    /// A candidate sends its vote requests at once, before its new term and its vote for
+    /// itself are durable (bypassing `Core::send`'s hold).
+    VoteRequestBeforeSync,
+    /// A leader ignores a response that carries a higher term instead of stepping down, and
+    /// keeps leading in the lower term.
+    IgnoreHigherTermResponse,
 }
 
 /// A snapshot being received.

@@ -14,6 +14,7 @@ use std::collections::BTreeSet;
 use tracing::info;
 
 use super::core::{Core, PlantedBug};
+use super::output::Output;
 use crate::message::{Message, RequestVote, RequestVoteResponse, TimeoutNow};
 use crate::types::NodeId;
 
@@ -82,7 +83,12 @@ pub(crate) fn start_campaign(
     };
     let peers: Vec<NodeId> = core.peers().collect();
     for peer in peers {
-        core.send(peer, Message::RequestVote(request.clone()));
+        let message = Message::RequestVote(request.clone());
+        if !pre_vote && core.bug(PlantedBug::VoteRequestBeforeSync) {
+            core.outputs.push(Output::Send { to: peer, message });
+        } else {
+            core.send(peer, message);
+        }
     }
     VoteTally::with_self(core.id)
 }

@@ -292,6 +292,18 @@ impl Engine {
             return;
         }
         let term = message.term();
+        if term > core.term
+            && core.bug(PlantedBug::IgnoreHigherTermResponse)
+            && self.role.kind() == RoleKind::Leader
+            && matches!(
+                message,
+                Message::AppendEntriesResponse(_)
+                    | Message::RequestVoteResponse(_)
+                    | Message::InstallSnapshotResponse(_)
+            )
+        {
+            return;
+        }
         if term > core.term {
             match &message {
                 Message::RequestVote(request) if request.pre_vote => {}
