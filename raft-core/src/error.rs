@@ -97,6 +97,16 @@ pub enum Error {
     /// State handed to the engine at start (from the log store) is inconsistent.
     #[error("inconsistent restored state: {0}")]
     Restore(String),
+    /// A membership change is still in progress (not yet committed, or a joint configuration
+    /// not yet left); try again once it finishes.
+    #[error("a membership change is in progress; retry when it has finished")]
+    ChangeInProgress,
+    /// The membership change asked for cannot be made as it stands; nothing was written.
+    #[error("invalid membership change: {0}")]
+    InvalidChange(String),
+    /// Bytes that should hold a value of this crate (read from disk or the network) do not.
+    #[error("malformed data: {0}")]
+    Decode(String),
 }
 
 impl Error {

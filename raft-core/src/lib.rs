@@ -109,6 +109,7 @@
 pub mod config;
 pub mod engine;
 pub mod error;
+pub mod membership;
 pub mod message;
 pub mod metrics;
 pub mod runtime;
@@ -122,6 +123,7 @@ pub mod types;
 
 pub use config::{Config, Pacing};
 pub use error::{BoxError, Error, LeaderHint};
+pub use membership::MembershipChange;
 pub use runtime::{Appended, Node, NodeConfig, NodeStatus};
 pub use snapshot::{
     BytesSource, SnapshotMeta, SnapshotReader, SnapshotSource, SnapshotWriter, read_to_vec,

@@ -7,6 +7,14 @@
 //! Recorded through the `metrics` facade: install any recorder (raft-http installs the
 //! Prometheus one) to collect them; without one they cost nothing.
 
+/// Gauge: voters in the configuration in force (both sets counted once while joint).
+pub const MEMBERSHIP_VOTERS: &str = "raft_membership_voters";
+/// Gauge: learners in the configuration in force.
+pub const MEMBERSHIP_LEARNERS: &str = "raft_membership_learners";
+/// Gauge: 1 while the configuration in force is joint (a change of voters in progress).
+pub const MEMBERSHIP_JOINT: &str = "raft_membership_joint";
+/// Counter: configurations this node put in force (appended, from a leader or by itself).
+pub const MEMBERSHIP_CHANGES: &str = "raft_membership_changes_total";
 /// Gauge: the current term.
 pub const TERM: &str = "raft_term";
 /// Gauge: the role (0 follower, 1 candidate or pre-candidate, 2 leader).

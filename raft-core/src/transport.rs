@@ -6,6 +6,8 @@
 //! the handler and encoding the answer. Transports are testable without Raft (against a fake
 //! handler) and Raft without a network.
 
+use std::collections::BTreeMap;
+
 use async_trait::async_trait;
 
 use crate::error::Error;
@@ -46,6 +48,14 @@ pub trait Transport: Send + Sync + 'static {
         to: NodeId,
         request: InstallSnapshot,
     ) -> Result<InstallSnapshotResponse, Error>;
+
+    /// The members' addresses changed (a membership change added or removed a node): every
+    /// member other than this node with the address its configuration gives. Called by the
+    /// node's event loop before its first request to a new member; it must not block. The
+    /// default ignores it, for transports that find peers by id alone.
+    fn update_peers(&self, addresses: &BTreeMap<NodeId, String>) {
+        let _ = addresses;
+    }
 }
 
 /// The server side: what a node does with a request that arrived for it.
@@ -53,8 +63,11 @@ pub trait Transport: Send + Sync + 'static {
 /// Implemented by [`Node`](crate::runtime::Node). Calls may run concurrently. An answer may take
 /// as long as the node's disk needs to make the entries durable (a success is sent only then); a
 /// request the node does not answer (a vote it ignores during a leader's lease) ends with
-/// [`Error::Timeout`] after the configured request timeout; a request from a node outside the
-/// member list gets [`Error::Config`] at once, and a stopped node answers [`Error::Shutdown`].
+/// [`Error::Timeout`] after the configured request timeout; a request from a node removed from
+/// the cluster (or claiming to be this node) gets [`Error::Config`] at once, and a stopped node
+/// answers [`Error::Shutdown`]. Requests from nodes this node does not know yet are handled:
+/// a new member can lead before a lagging follower appended the entry that added it, so keep
+/// strangers out at the transport (cluster id, secret, TLS).
 /// Servers map errors to their own failure replies.
 #[async_trait]
 pub trait ServiceHandler: Send + Sync + 'static {

@@ -4,11 +4,12 @@
 //! mixed up by accident (TigerBeetle's habit). A [`LogId`] names one entry uniquely in a cluster:
 //! by the Log Matching property, two entries with the same index and term are the same entry.
 
-use std::collections::BTreeSet;
 use std::fmt;
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
+
+pub use crate::membership::Membership;
 
 /// The identity of one Raft node in a cluster.
 #[derive(
@@ -122,6 +123,9 @@ pub enum Payload {
     Blank,
     /// An application command, opaque to Raft.
     Command(Bytes),
+    /// A new cluster membership. It takes effect on every node as soon as the node appends it
+    /// (see [`crate::membership`]); the state machine gets it like any entry and may ignore it.
+    Membership(Membership),
 }
 
 impl Payload {
@@ -131,6 +135,7 @@ impl Payload {
         match self {
             Payload::Blank => 0,
             Payload::Command(bytes) => bytes.len() as u64,
+            Payload::Membership(membership) => membership.encoded_len() as u64,
         }
     }
 
@@ -169,49 +174,4 @@ pub struct EntryInfo {
     pub term: Term,
     /// Its index.
     pub index: LogIndex,
-}
-
-/// The voting members of the cluster. A value, so a later membership change can replace it.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub struct Membership {
-    voters: BTreeSet<NodeId>,
-}
-
-impl Membership {
-    /// A membership of the given voters.
-    #[must_use]
-    pub fn new(voters: impl IntoIterator<Item = NodeId>) -> Membership {
-        Membership {
-            voters: voters.into_iter().collect(),
-        }
-    }
-
-    /// The voters, in ascending id order.
-    pub fn voters(&self) -> impl Iterator<Item = NodeId> + '_ {
-        self.voters.iter().copied()
-    }
-
-    /// Whether `id` is a voter.
-    #[must_use]
-    pub fn is_voter(&self, id: NodeId) -> bool {
-        self.voters.contains(&id)
-    }
-
-    /// The number of voters.
-    #[must_use]
-    pub fn len(&self) -> usize {
-        self.voters.len()
-    }
-
-    /// Whether there are no voters at all.
-    #[must_use]
-    pub fn is_empty(&self) -> bool {
-        self.voters.is_empty()
-    }
-
-    /// The smallest number of voters that forms a majority.
-    #[must_use]
-    pub fn quorum(&self) -> usize {
-        self.voters.len() / 2 + 1
-    }
 }

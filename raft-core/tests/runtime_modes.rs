@@ -161,7 +161,7 @@ async fn getters_report_the_cluster_state_without_the_loop() {
         );
         assert_eq!(
             node.address_of(NodeId(2)),
-            Some(cluster.factory.address(NodeId(2)).as_str())
+            Some(cluster.factory.address(NodeId(2)))
         );
     }
     assert!(leader.commit_index() >= LogIndex(2));

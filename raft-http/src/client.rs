@@ -14,7 +14,7 @@
 //! that one chunk crosses the slowest link well within `request_timeout_ms` (1 MiB, the
 //! default, takes about 85 ms at 100 Mbit/s; 64 MiB, the maximum, takes over 5 s).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, RwLock};
 
 use async_trait::async_trait;
@@ -199,5 +199,28 @@ impl Transport for HttpTransport {
         // The body holds the chunk now: release the request's reference to the data.
         drop(request);
         self.call(to, Rpc::Snapshot, body).await
+    }
+
+    /// A membership change: members new to this transport are dialled at the address their
+    /// configuration entry names, members no longer listed are forgotten. Peers already known
+    /// keep the dial address they have (it may differ from the advertised one on purpose; use
+    /// [`HttpTransport::set_peer`] to change it).
+    fn update_peers(&self, addresses: &BTreeMap<NodeId, String>) {
+        let mut peers = self.peers.write().unwrap_or_else(|e| e.into_inner());
+        peers.retain(|id, _| addresses.contains_key(id));
+        for (&id, address) in addresses {
+            if peers.contains_key(&id) {
+                continue;
+            }
+            match Peer::new(id, address, self.config.node) {
+                Ok(peer) => {
+                    tracing::info!(peer = %id, %address, "new member: dialling it");
+                    peers.insert(id, Arc::new(peer));
+                }
+                Err(error) => {
+                    tracing::warn!(peer = %id, %address, %error, "a new member's address is unusable");
+                }
+            }
+        }
     }
 }

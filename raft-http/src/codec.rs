@@ -10,8 +10,11 @@
 //! path ([`decode_append_entries`] borrows each command from the received body and hands it on
 //! as a [`Bytes`] slice of the same buffer; it and [`encode_append_entries`] are written by hand
 //! over rmp, byte for byte the serde shape, because serde's per-field visitors were a visible
-//! share of the `http` benchmark), and InstallSnapshot ([`decode_install_snapshot`]
-//! does the same with the chunk's data). The server collects a body into one buffer, which
+//! share of the `http` benchmark; the rare membership entries go through serde inside it), and
+//! InstallSnapshot ([`decode_install_snapshot`]
+//! does the same with the chunk's data; its meta carries the whole membership: voters, the
+//! outgoing voters of a joint configuration, learners and addresses). The server collects a
+//! body into one buffer, which
 //! copies only when it arrived in several HTTP/2 frames. Encoding writes each payload (or the
 //! chunk) once into the request buffer, sized up front. Other messages go through plain serde.
 //!
@@ -28,7 +31,7 @@ mod envelope;
 
 use bytes::Bytes;
 use raft_core::message::{AppendEntries, InstallSnapshot};
-use raft_core::{NodeId, SnapshotMeta, Term};
+use raft_core::{Membership, NodeId, Payload, SnapshotMeta, Term};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
@@ -63,9 +66,16 @@ pub fn encode<T: Serialize + ?Sized>(message: &T) -> Result<Bytes, EncodeError> 
 /// # Errors
 /// [`EncodeError`] for a request no peer could read (over 2^32 entries, a command over 4 GiB).
 pub fn encode_append_entries(request: &AppendEntries) -> Result<Bytes, EncodeError> {
-    let payload_bytes: u64 = request.entries.iter().map(|e| e.payload.len()).sum();
+    let payload_bytes: usize = request
+        .entries
+        .iter()
+        .map(|e| match &e.payload {
+            Payload::Membership(membership) => membership_bound(membership),
+            other => usize::try_from(other.len()).unwrap_or(usize::MAX),
+        })
+        .fold(0, usize::saturating_add);
     // Per entry: the array and enum headers, two u64s and a bin header, at most ~32 bytes.
-    let capacity = 64 + request.entries.len() * 32 + payload_bytes as usize;
+    let capacity = (64 + request.entries.len() * 32).saturating_add(payload_bytes);
     let mut buffer = Vec::with_capacity(capacity);
     write_envelope(&mut buffer)?;
     append::write(&mut buffer, request)?;
@@ -77,9 +87,25 @@ pub fn encode_append_entries(request: &AppendEntries) -> Result<Bytes, EncodeErr
 /// # Errors
 /// [`EncodeError`] if serde refuses the value.
 pub fn encode_install_snapshot(request: &InstallSnapshot) -> Result<Bytes, EncodeError> {
-    // The fixed fields and the meta take under 128 bytes, plus at most 9 per voter.
-    let capacity = 128 + request.meta.membership.len() * 9 + request.data.len();
+    // The fixed fields and the meta without its membership take under 128 bytes.
+    let capacity = 128 + membership_bound(&request.meta.membership) + request.data.len();
     encode_with_capacity(request, capacity)
+}
+
+/// At most the bytes rmp-serde writes for `membership`: a 4-array; three id lists (array
+/// header up to 5 bytes, up to 9 per id; the outgoing one may be a 1-byte nil instead); the
+/// address map (header up to 5 bytes, per address an id and a string header, up to 14 bytes,
+/// and the string).
+fn membership_bound(membership: &Membership) -> usize {
+    let ids = membership.voters().count()
+        + membership.outgoing_voters().count()
+        + membership.learners().count();
+    let addresses: usize = membership
+        .addresses()
+        .values()
+        .map(|address| 14 + address.len())
+        .sum();
+    1 + 4 * 5 + 9 * ids + addresses
 }
 
 fn encode_with_capacity<T: Serialize + ?Sized>(
@@ -182,7 +208,23 @@ struct WireInstallSnapshot<'a> {
 #[allow(clippy::indexing_slicing)]
 mod tests {
     use super::*;
-    use raft_core::{Entry, LogId, LogIndex, Payload};
+    use raft_core::{Entry, LogId, LogIndex, MembershipChange};
+
+    /// A joint configuration with a learner and addresses: every part of a membership.
+    fn joint() -> Membership {
+        Membership::new([NodeId(1), NodeId(2), NodeId(3)])
+            .with_address(NodeId(1), "10.0.0.1:7000")
+            .apply(&MembershipChange::add_learner(NodeId(4), "10.0.0.4:7000"))
+            .unwrap()
+            .apply(&MembershipChange::add_learner(NodeId(5), "10.0.0.5:7000"))
+            .unwrap()
+            .apply(
+                &MembershipChange::default()
+                    .promote(NodeId(4))
+                    .remove(NodeId(3)),
+            )
+            .unwrap()
+    }
 
     fn append_entries() -> AppendEntries {
         AppendEntries {
@@ -198,6 +240,14 @@ mod tests {
                 Entry {
                     log_id: LogId::new(4, 11),
                     payload: Payload::Command(Bytes::from_static(b"x=1")),
+                },
+                Entry {
+                    log_id: LogId::new(4, 12),
+                    payload: Payload::Membership(joint()),
+                },
+                Entry {
+                    log_id: LogId::new(4, 13),
+                    payload: Payload::Membership(joint().leave_joint()),
                 },
             ],
             leader_commit: LogIndex(9),
@@ -221,20 +271,82 @@ mod tests {
         let body = encode(&append_entries()).unwrap();
         let owned: AppendEntries = decode(&body).unwrap();
         assert_eq!(owned, decode_append_entries(&body).unwrap());
+        assert_eq!(encode_append_entries(&append_entries()).unwrap(), body);
     }
 
     #[test]
-    fn another_version_is_refused_as_unsupported() {
+    fn membership_entries_round_trip_with_learners_joint_voters_and_addresses() {
+        let body = encode_append_entries(&append_entries()).unwrap();
+        let decoded = decode_append_entries(&body).unwrap();
+        let Payload::Membership(membership) = &decoded.entries[2].payload else {
+            panic!("a membership");
+        };
+        assert_eq!(membership, &joint());
+        assert!(membership.is_joint() && membership.is_learner(NodeId(5)));
+        assert_eq!(membership.address(NodeId(4)), Some("10.0.0.4:7000"));
+        assert_eq!(decoded, append_entries());
+        let capacity = 64 + 4 * 32 + 3 + 2 * membership_bound(&joint());
+        assert!(body.len() <= capacity, "{} > {capacity}", body.len());
+    }
+
+    #[test]
+    fn a_damaged_membership_is_a_malformed_message() {
+        let request = AppendEntries {
+            entries: vec![Entry {
+                log_id: LogId::new(4, 10),
+                payload: Payload::Membership(joint()),
+            }],
+            ..append_entries()
+        };
+        let body = encode_append_entries(&request).unwrap().to_vec();
+        let at = body
+            .windows(b"Membership".len())
+            .position(|w| w == b"Membership")
+            .unwrap()
+            + b"Membership".len();
+        // Its 4-array becomes a string or nil: refused, naming the membership.
+        for marker in [0xa1, 0xc0] {
+            let mut damaged = body.clone();
+            damaged[at] = marker;
+            let error = decode_append_entries(&Bytes::from(damaged)).unwrap_err();
+            assert!(
+                matches!(&error, DecodeError::Message(m) if m.contains("membership")),
+                "{error}"
+            );
+        }
+        // A 3-array or a map: the rest no longer parses; refused by both decoders alike.
+        for marker in [0x93, 0x81] {
+            let mut damaged = body.clone();
+            damaged[at] = marker;
+            assert!(decode::<AppendEntries>(&damaged).is_err());
+            let error = decode_append_entries(&Bytes::from(damaged)).unwrap_err();
+            assert!(matches!(error, DecodeError::Message(_)), "{error}");
+        }
+        // An id that is not a number.
+        let mut damaged = body.clone();
+        damaged[at + 2] = 0xa1;
+        assert!(matches!(
+            decode_append_entries(&Bytes::from(damaged)),
+            Err(DecodeError::Message(_))
+        ));
+    }
+
+    #[test]
+    fn the_previous_version_is_refused_as_unsupported() {
         let mut body = Vec::new();
         rmp::encode::write_array_len(&mut body, 2).unwrap();
-        rmp::encode::write_uint(&mut body, 2).unwrap();
+        rmp::encode::write_uint(&mut body, 1).unwrap();
         rmp_serde::encode::write(&mut body, &append_entries()).unwrap();
         let error = decode::<AppendEntries>(&body).unwrap_err();
         assert!(matches!(
             error,
-            DecodeError::UnsupportedVersion { found: 2 }
+            DecodeError::UnsupportedVersion { found: 1 }
         ));
-        assert!(error.to_string().contains("version 2"), "{error}");
+        assert!(
+            error.to_string().contains("version 1") && error.to_string().contains("version 2"),
+            "{error}"
+        );
+        assert!(decode_append_entries(&Bytes::from(body)).is_err());
     }
 
     #[test]
@@ -256,7 +368,7 @@ mod tests {
             seq: 41,
             meta: SnapshotMeta {
                 last_log_id: LogId::new(5, 900),
-                membership: raft_core::Membership::new([NodeId(1), NodeId(2), NodeId(3)]),
+                membership: joint(),
                 size: 10_000,
                 checksum: 0xdead_beef,
             },
@@ -272,6 +384,8 @@ mod tests {
         let body = encode_install_snapshot(&install_snapshot()).unwrap();
         let decoded = decode_install_snapshot(&body).unwrap();
         assert_eq!(decoded, install_snapshot());
+        // The whole membership travels: joint voters, learners, addresses.
+        assert_eq!(decoded.meta.membership, joint());
         let body_range = body.as_ptr() as usize..body.as_ptr() as usize + body.len();
         assert!(body_range.contains(&(decoded.data.as_ptr() as usize)));
         assert_eq!(decode::<InstallSnapshot>(&body).unwrap(), decoded);
@@ -282,7 +396,14 @@ mod tests {
     fn install_snapshot_is_encoded_in_one_buffer_sized_up_front() {
         let request = install_snapshot();
         let body = encode_install_snapshot(&request).unwrap();
-        let capacity = 128 + request.meta.membership.len() * 9 + request.data.len();
+        let capacity = 128 + membership_bound(&request.meta.membership) + request.data.len();
+        assert!(body.len() <= capacity, "{} > {capacity}", body.len());
+        // The bound holds for the largest ids and a simple configuration too.
+        let mut big = request.clone();
+        big.meta.membership = Membership::new([NodeId(u64::MAX), NodeId(u64::MAX - 1)])
+            .with_address(NodeId(u64::MAX), "x".repeat(300));
+        let body = encode_install_snapshot(&big).unwrap();
+        let capacity = 128 + membership_bound(&big.meta.membership) + big.data.len();
         assert!(body.len() <= capacity, "{} > {capacity}", body.len());
     }
 

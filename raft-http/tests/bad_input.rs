@@ -408,7 +408,7 @@ async fn a_body_that_stops_arriving_is_refused_with_408() {
          raft-cluster-id: {CLUSTER}\r\nraft-secret: {SECRET}\r\ncontent-length: 100\r\n\r\n"
     );
     stream.write_all(head.as_bytes()).await.unwrap();
-    stream.write_all(&[0x92, 0x01]).await.unwrap();
+    stream.write_all(&[0x92, 0x02]).await.unwrap();
     let mut answer = [0u8; 64];
     let read = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut answer))
         .await

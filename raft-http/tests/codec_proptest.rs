@@ -1,7 +1,11 @@
 //! The body decoders never panic on any input, and every message survives encode → decode:
 //! AppendEntries and InstallSnapshot through both their zero-copy and their owned decoders.
+//! Payloads include memberships (voters, optional outgoing voters, learners, addresses), and
+//! snapshot metas carry whole memberships.
 
-use bytes::Bytes;
+use std::collections::{BTreeMap, BTreeSet};
+
+use bytes::{BufMut, Bytes};
 use proptest::prelude::*;
 use raft_core::message::{
     AppendEntries, AppendEntriesResponse, AppendOutcome, ConflictHint, InstallSnapshot,
@@ -14,6 +18,53 @@ fn log_id() -> impl Strategy<Value = LogId> {
     (any::<u64>(), any::<u64>()).prop_map(|(term, index)| LogId::new(term, index))
 }
 
+/// A membership with the given parts, built through its stable binary form (the only way to
+/// set outgoing voters and learners freely: the public API makes them by valid changes only).
+#[allow(clippy::unwrap_used)] // a helper outside #[test] fns
+fn membership_of(
+    voters: &BTreeSet<u64>,
+    outgoing: Option<&BTreeSet<u64>>,
+    learners: &BTreeSet<u64>,
+    addresses: &BTreeMap<u64, String>,
+) -> Membership {
+    fn ids(out: &mut Vec<u8>, ids: &BTreeSet<u64>) {
+        out.put_u32_le(ids.len() as u32);
+        for &id in ids {
+            out.put_u64_le(id);
+        }
+    }
+    let mut bytes = vec![1, u8::from(outgoing.is_some())];
+    ids(&mut bytes, voters);
+    ids(&mut bytes, outgoing.unwrap_or(&BTreeSet::new()));
+    ids(&mut bytes, learners);
+    bytes.put_u32_le(addresses.len() as u32);
+    for (&id, address) in addresses {
+        bytes.put_u64_le(id);
+        bytes.put_u32_le(address.len() as u32);
+        bytes.put_slice(address.as_bytes());
+    }
+    Membership::decode(&bytes).unwrap()
+}
+
+/// Memberships of every shape: ids of every size class, joint or not, learners, addresses
+/// (empty, ASCII, any Unicode).
+fn membership() -> impl Strategy<Value = Membership> {
+    fn set(max: usize) -> impl Strategy<Value = BTreeSet<u64>> {
+        proptest::collection::btree_set(prop_oneof![0u64..8, any::<u64>()], 0..max)
+    }
+    (
+        set(6),
+        proptest::option::of(set(6)),
+        set(4),
+        proptest::collection::btree_map(0u64..12, ".{0,24}", 0..5),
+    )
+        .prop_map(|(voters, outgoing, learners, addresses)| {
+            let m = membership_of(&voters, outgoing.as_ref(), &learners, &addresses);
+            assert_eq!(m.is_joint(), outgoing.is_some());
+            m
+        })
+}
+
 fn entry() -> impl Strategy<Value = Entry> {
     // Commands of every bin length class: bin8 mostly, bin16 and bin32 sometimes.
     let payload = prop_oneof![
@@ -22,6 +73,7 @@ fn entry() -> impl Strategy<Value = Entry> {
             .prop_map(|bytes| Payload::Command(Bytes::from(bytes))),
         1 => (0usize..70_000, any::<u8>())
             .prop_map(|(len, byte)| Payload::Command(Bytes::from(vec![byte; len]))),
+        2 => membership().prop_map(Payload::Membership),
     ];
     (log_id(), payload).prop_map(|(log_id, payload)| Entry { log_id, payload })
 }
@@ -89,18 +141,14 @@ fn request_vote() -> impl Strategy<Value = RequestVote> {
 }
 
 fn snapshot_meta() -> impl Strategy<Value = SnapshotMeta> {
-    (
-        log_id(),
-        proptest::collection::btree_set(any::<u64>(), 0..6),
-        any::<u64>(),
-        any::<u32>(),
-    )
-        .prop_map(|(last_log_id, voters, size, checksum)| SnapshotMeta {
+    (log_id(), membership(), any::<u64>(), any::<u32>()).prop_map(
+        |(last_log_id, membership, size, checksum)| SnapshotMeta {
             last_log_id,
-            membership: Membership::new(voters.into_iter().map(NodeId)),
+            membership,
             size,
             checksum,
-        })
+        },
+    )
 }
 
 fn install_snapshot() -> impl Strategy<Value = InstallSnapshot> {
@@ -169,8 +217,8 @@ proptest! {
     fn random_bytes_inside_a_valid_envelope_never_panic_the_decoders(
         bytes in proptest::collection::vec(any::<u8>(), 0..512)
     ) {
-        // [2-array, version 1] then junk: reaches the message decoder every time.
-        let mut body = vec![0x92, 0x01];
+        // [2-array, the current version] then junk: reaches the message decoder every time.
+        let mut body = vec![0x92, codec::WIRE_VERSION as u8];
         body.extend_from_slice(&bytes);
         decode_everything(&body);
     }
@@ -231,6 +279,38 @@ proptest! {
         }
         let body = codec::encode(&response).unwrap();
         prop_assert_eq!(codec::decode::<InstallSnapshotResponse>(&body).unwrap(), response);
+    }
+
+    #[test]
+    fn damaged_membership_entries_are_refused_or_read_like_serde(
+        membership in membership(),
+        log_id in log_id(),
+        flips in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..4),
+    ) {
+        let request = AppendEntries {
+            term: Term(1),
+            leader_id: NodeId(1),
+            seq: 1,
+            prev_log_id: LogId::new(0, 0),
+            entries: vec![Entry { log_id, payload: Payload::Membership(membership) }],
+            leader_commit: LogIndex(0),
+        };
+        let mut body = codec::encode_append_entries(&request).unwrap().to_vec();
+        // Damage only the membership: it starts after the variant name, and is followed by
+        // the one-byte leader_commit.
+        let name = b"Membership";
+        let start = body.windows(name.len()).position(|w| w == name).unwrap() + name.len();
+        let len = body.len() - 1 - start;
+        for (at, value) in flips {
+            body[start + at.index(len)] = value;
+        }
+        let owned = Bytes::from(body.clone());
+        match codec::decode_append_entries(&owned) {
+            Ok(decoded) => {
+                prop_assert_eq!(codec::decode::<AppendEntries>(&body).ok(), Some(decoded));
+            }
+            Err(error) => prop_assert!(matches!(error, DecodeError::Message(_)), "{}", error),
+        }
     }
 
     #[test]

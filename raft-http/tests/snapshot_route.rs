@@ -341,7 +341,7 @@ async fn malformed_snapshot_bodies_are_refused_with_400() {
     bodies.push(codec::encode(&snapshot_answer(&snapshot_request(1, &data, 0, 10))).unwrap());
     // A chunk's array with fields of the wrong types (a nil meta, the data as a string).
     bodies.push(Bytes::from_static(
-        b"\x92\x01\x98\x07\x01\x01\xc0\x00\xa3abc\x00\xc2",
+        b"\x92\x02\x98\x07\x01\x01\xc0\x00\xa3abc\x00\xc2",
     ));
     let mut state = 0x9E37_79B9_7F4A_7C15u64;
     for round in 0..10 {

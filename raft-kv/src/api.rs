@@ -16,6 +16,7 @@ use raft_core::engine::RoleKind;
 use raft_wrapper::{Applied, ClientId, Error as WrapperError, Replica, RequestId};
 use serde::Serialize;
 
+use crate::admin::Admin;
 use crate::command::{IncrAnswer, KvCommand};
 use crate::state::KvState;
 
@@ -37,6 +38,7 @@ pub struct KvApi {
     read_timeout: Duration,
     body_timeout: Duration,
     node_label: String,
+    admin: Admin,
 }
 
 /// Limits of the client API. `#[non_exhaustive]`: start from [`ApiConfig::default`] and set
@@ -151,6 +153,7 @@ impl KvApi {
     pub fn new(replica: Replica, state: KvState, config: ApiConfig) -> KvApi {
         KvApi {
             node_label: replica.node().id().0.to_string(),
+            admin: Admin::new(replica.clone(), None),
             replica,
             state,
             max_value_bytes: config.max_value_bytes,
@@ -159,12 +162,23 @@ impl KvApi {
         }
     }
 
+    /// Guards the admin routes (`/admin/...`) with the cluster secret: they then want
+    /// `Authorization: Bearer <secret>`.
+    #[must_use]
+    pub fn with_admin_secret(mut self, secret: Option<String>) -> KvApi {
+        self.admin = Admin::new(self.replica.clone(), secret);
+        self
+    }
+
     /// Answers one request (never fails: errors become 4xx/5xx responses).
     pub async fn handle<B>(&self, request: Request<B>) -> Response<Full<Bytes>>
     where
         B: Body<Data = Bytes> + Send,
         B::Error: Into<raft_core::BoxError>,
     {
+        if Admin::owns(request.uri().path()) {
+            return self.admin.handle(request).await;
+        }
         let started = tokio::time::Instant::now();
         let (label, response) = match route(
             request.method(),

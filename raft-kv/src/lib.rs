@@ -31,9 +31,11 @@
 //! ```
 #![forbid(unsafe_code)]
 
+pub mod admin;
 pub mod api;
 pub mod command;
 mod error;
+pub mod join;
 pub mod server;
 pub mod state;
 

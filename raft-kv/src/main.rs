@@ -24,12 +24,16 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Runs a 3-node cluster in this process on loopback, with durable data under --data-dir.
+    /// Runs a cluster of --nodes nodes (1, 3 or 5) in this process on loopback, with durable
+    /// data under --data-dir.
     Local {
+        /// How many nodes: 1, 3 or 5.
+        #[arg(long, default_value_t = 3, value_parser = parse_local_nodes)]
+        nodes: u64,
         /// Where the nodes keep their data (one directory per node).
         #[arg(long, default_value = "./raft-kv-data")]
         data_dir: PathBuf,
-        /// The first node's port; the others take the next two.
+        /// The first node's port; the others take the next ones.
         #[arg(long, default_value_t = 7001)]
         base_port: u16,
         /// Log size in bytes that triggers a snapshot (0: never).
@@ -47,9 +51,13 @@ enum Command {
         /// The address others reach this node at, if not the listen address.
         #[arg(long)]
         advertise: Option<String>,
-        /// Another member, ID=HOST:PORT (repeat for each).
-        #[arg(long = "peer", value_parser = parse_peer)]
+        /// Another member, ID=HOST:PORT (repeat for each), when creating a cluster.
+        #[arg(long = "peer", value_parser = parse_peer, conflicts_with = "join")]
         peers: Vec<(NodeId, String)>,
+        /// Join the cluster of the member at this URL (http://HOST:PORT) as a learner; start
+        /// with an empty --data-dir, then promote it with POST /admin/members/promote.
+        #[arg(long)]
+        join: Option<String>,
         /// Where this node keeps its log, hard state and snapshots.
         #[arg(long)]
         data_dir: PathBuf,
@@ -63,6 +71,13 @@ enum Command {
         #[arg(long, env = "RAFT_KV_SECRET", hide_env_values = true)]
         secret: Option<String>,
     },
+}
+
+fn parse_local_nodes(text: &str) -> Result<u64, String> {
+    match text.parse::<u64>() {
+        Ok(n @ (1 | 3 | 5)) => Ok(n),
+        _ => Err(format!("{text}: use 1, 3 or 5")),
+    }
 }
 
 fn parse_peer(text: &str) -> Result<(NodeId, String), String> {
@@ -104,14 +119,15 @@ async fn run(command: Command) -> Result<(), raft_kv::Error> {
         raft_http::metrics::spawn_upkeep(metrics.clone(), std::time::Duration::from_secs(5));
     let nodes = match command {
         Command::Local {
+            nodes: count,
             data_dir,
             base_port,
             snapshot_threshold,
         } => {
-            let ids = [1u64, 2, 3];
+            let ids: Vec<u64> = (1..=count).collect();
             let address = |id: u64| format!("127.0.0.1:{}", u32::from(base_port) + id as u32 - 1);
             let mut nodes = Vec::new();
-            for id in ids {
+            for &id in &ids {
                 let mut options =
                     NodeOptions::new(NodeId(id), address(id), data_dir.join(format!("node-{id}")));
                 options.peers = ids
@@ -139,6 +155,7 @@ async fn run(command: Command) -> Result<(), raft_kv::Error> {
             listen,
             advertise,
             peers,
+            join,
             data_dir,
             snapshot_threshold,
             cluster_id,
@@ -147,6 +164,7 @@ async fn run(command: Command) -> Result<(), raft_kv::Error> {
             let mut options = NodeOptions::new(NodeId(id), listen, data_dir);
             options.advertise = advertise;
             options.peers = peers;
+            options.join = join;
             options.snapshot_threshold = snapshot_threshold;
             options.cluster_id = cluster_id;
             options.secret = secret;

@@ -33,8 +33,13 @@ pub struct NodeOptions {
     pub listen: String,
     /// The address peers and clients use to reach this node (default: the bound address).
     pub advertise: Option<String>,
-    /// The other members: id and `host:port`.
+    /// The other members: id and `host:port`. Only read when the cluster is created (a
+    /// node's log and snapshot hold the membership afterwards); empty with `join`.
     pub peers: Vec<(NodeId, String)>,
+    /// Join the existing cluster that a member at this URL belongs to (`http://host:port`):
+    /// the node starts with no members and asks to be added as a learner. A data directory
+    /// started this way keeps joining at later starts (see [`crate::join::JOINED_MARKER`]).
+    pub join: Option<String>,
     /// The directory of this node's log, hard state and snapshots.
     pub data_dir: PathBuf,
     /// Log size (bytes) that triggers a snapshot and compaction; 0 switches it off.
@@ -60,6 +65,7 @@ impl NodeOptions {
             listen: listen.into(),
             advertise: None,
             peers: Vec::new(),
+            join: None,
             data_dir: data_dir.into(),
             snapshot_threshold: 64 << 20,
             cluster_id: "raft-kv".to_owned(),
@@ -81,6 +87,8 @@ pub struct KvNode {
     store: FsLogStore,
     stop: Option<oneshot::Sender<()>>,
     serving: Option<JoinHandle<()>>,
+    /// The task asking the cluster to add this node (`join`), until it is done.
+    joiner: Option<JoinHandle<()>>,
 }
 
 impl KvNode {
@@ -97,6 +105,12 @@ impl KvNode {
             return Err(Error::Config(format!(
                 "node {id} is listed as its own peer"
             )));
+        }
+        if options.join.is_some() && !options.peers.is_empty() {
+            return Err(Error::Config(
+                "--join and --peer exclude each other: a joining node learns its peers from the cluster"
+                    .to_owned(),
+            ));
         }
         let server = Server::bind(&options.listen, ServerConfig::default()).await?;
         let bound = server.local_addr()?;
@@ -124,6 +138,14 @@ impl KvNode {
             dir: options.data_dir.clone(),
             source,
         })?;
+        let marker = options.data_dir.join(crate::join::JOINED_MARKER);
+        if options.join.is_some() && !marker.exists() {
+            std::fs::write(&marker, b"started with --join\n").map_err(|source| Error::DataDir {
+                dir: options.data_dir.clone(),
+                source,
+            })?;
+        }
+        let joining = marker.exists();
         let store = FsLogStore::open(&options.data_dir, FsOptions::default().node(id))?;
         let state = KvState::new();
         let mut raft = options.raft.clone();
@@ -131,15 +153,12 @@ impl KvNode {
         let chunk_bytes = raft.raft.snapshot_chunk_bytes;
         let mut config = ReplicaConfig::default();
         config.node = raft;
-        let replica = Replica::start(
-            id,
-            members,
-            config,
-            Arc::new(store.clone()),
-            Arc::new(state.clone()),
-            transport,
-        )
-        .await?;
+        let (log, machine) = (Arc::new(store.clone()), Arc::new(state.clone()));
+        let replica = if joining {
+            Replica::start_joining(id, address.clone(), config, log, machine, transport).await?
+        } else {
+            Replica::start(id, members, config, log, machine, transport).await?
+        };
 
         let mut service_config = ServiceConfig::new(auth).with_snapshot_chunk_bytes(chunk_bytes)?;
         service_config.node = Some(id);
@@ -147,7 +166,8 @@ impl KvNode {
         if let Some(handle) = options.metrics.clone() {
             raft_service = raft_service.with_metrics(handle);
         }
-        let api = KvApi::new(replica.clone(), state.clone(), options.api);
+        let api = KvApi::new(replica.clone(), state.clone(), options.api)
+            .with_admin_secret(options.secret.clone());
         let service = hyper::service::service_fn(move |request: Request<Incoming>| {
             // Routing runs here, synchronously, so a connection's AppendEntries keep their order.
             let routed = raft_service.route(request);
@@ -165,6 +185,15 @@ impl KvNode {
             let _ = stopped.await;
         }));
         tracing::info!(node = %id, %address, dir = %options.data_dir.display(), "raft-kv node serving");
+        let joiner = options.join.clone().map(|url| {
+            let (address, secret) = (address.clone(), options.secret.clone());
+            tokio::spawn(async move {
+                if let Err(reason) = crate::join::join(&url, id, &address, secret.as_deref()).await
+                {
+                    tracing::error!(%url, %reason, "the cluster refused to add this node");
+                }
+            })
+        });
         Ok(KvNode {
             id,
             address,
@@ -173,6 +202,7 @@ impl KvNode {
             store,
             stop: Some(stop),
             serving: Some(serving),
+            joiner,
         })
     }
 
@@ -203,6 +233,9 @@ impl KvNode {
     /// Stops gracefully: stops accepting connections and lets open requests finish, stops the
     /// replica (pending writes get an answer), then closes the log after its last sync.
     pub async fn shutdown(mut self) {
+        if let Some(joiner) = self.joiner.take() {
+            joiner.abort();
+        }
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }

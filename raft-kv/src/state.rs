@@ -101,7 +101,7 @@ impl StateMachine for KvState {
         Ok(entries
             .iter()
             .map(|entry| match &entry.payload {
-                Payload::Blank => Bytes::new(),
+                Payload::Blank | Payload::Membership(_) => Bytes::new(),
                 Payload::Command(payload) => match KvCommand::decode(payload) {
                     Ok(command) => apply(&mut map, command),
                     // Every replica refuses it the same way; the log stays applicable.

@@ -23,7 +23,8 @@
 //! application; the defaults (64 MiB) are for throughput.
 //! So a log may start anywhere up to the snapshot's index plus one, and
 //! [`LogStore::restore`](raft_core::LogStore::restore) returns the snapshot's meta beside the
-//! entries. [`LogStore::byte_count`](raft_core::LogStore::byte_count) counts the record bytes
+//! entries, and the membership entries among them (found by the scan at open and kept in
+//! memory, in step with appends, truncations and compactions: they are rare). [`LogStore::byte_count`](raft_core::LogStore::byte_count) counts the record bytes
 //! of the segments, never the snapshot file (the snapshot policy compares the count with a
 //! threshold: a snapshot larger than it must not trigger the next one).
 //!

@@ -7,6 +7,13 @@
 //!  magic  kind  flags  len:u32  term:u64 index:u64 payload_crc   header_crc   payload (len)
 //! ```
 //!
+//! `kind` says what the payload is: 0 a blank entry (no payload), 1 an application command (the
+//! payload is its bytes), 2 a cluster membership (the payload is [`Membership::encode`]'s stable
+//! binary form). `flags` is zero. A record whose header checksum holds but whose kind is unknown,
+//! whose flags are set, whose size does not suit its kind, or whose membership does not decode was
+//! written whole by something other than this version: it is corruption, never a torn tail and
+//! never read as a blank entry.
+//!
 //! `payload_crc` is crc32c of the payload; `header_crc` is crc32c of bytes 0..28 (so it covers
 //! the payload's checksum too, hence the whole record). Two checksums instead of one let the
 //! scanner trust `len` before reading the payload, and find later records cheaply (magic plus
@@ -21,7 +28,7 @@
 use std::path::Path;
 
 use bytes::{Buf, BufMut, Bytes};
-use raft_core::{Entry, LogId, LogIndex, Payload, Term};
+use raft_core::{Entry, LogId, LogIndex, Membership, Payload, Term};
 
 use crate::error::Error;
 
@@ -33,15 +40,21 @@ pub const MAX_PAYLOAD_BYTES: usize = 64 << 20;
 const MAGIC: u16 = 0x4652; // "RF" on disk
 const KIND_BLANK: u8 = 0;
 const KIND_COMMAND: u8 = 1;
+const KIND_MEMBERSHIP: u8 = 2;
 
 /// Appends the record for `entry` to `out`.
 ///
 /// # Errors
 /// [`Error::TooLarge`] for a payload over [`MAX_PAYLOAD_BYTES`].
 pub fn encode(entry: &Entry, out: &mut Vec<u8>) -> Result<(), Error> {
+    let encoded;
     let (kind, payload): (u8, &[u8]) = match &entry.payload {
         Payload::Blank => (KIND_BLANK, &[]),
         Payload::Command(bytes) => (KIND_COMMAND, bytes),
+        Payload::Membership(membership) => {
+            encoded = membership.to_bytes();
+            (KIND_MEMBERSHIP, &encoded)
+        }
     };
     if payload.len() > MAX_PAYLOAD_BYTES {
         return Err(Error::TooLarge {
@@ -103,16 +116,69 @@ pub struct Scan {
     pub tail: Tail,
 }
 
-/// A record header that passed its checksum.
+/// A record header that passed its checksum (what it says is checked by [`Header::problem`]).
 struct Header {
     kind: u8,
+    flags: u8,
     len: usize,
     term: u64,
     index: u64,
     payload_crc: u32,
 }
 
-/// Decodes the header at the start of `bytes`, if it is one.
+impl Header {
+    /// What is wrong with a header whose checksum holds: this version never writes it, so it is
+    /// corruption (a torn write cannot produce a matching header checksum).
+    fn problem(&self) -> Option<String> {
+        if self.flags != 0 {
+            return Some(format!("unknown record flags {:#04x}", self.flags));
+        }
+        if self.len > MAX_PAYLOAD_BYTES {
+            return Some(format!(
+                "a payload of {} bytes, more than the {MAX_PAYLOAD_BYTES} a record holds",
+                self.len
+            ));
+        }
+        match self.kind {
+            KIND_BLANK if self.len != 0 => Some(format!(
+                "a blank entry with a payload of {} bytes",
+                self.len
+            )),
+            KIND_MEMBERSHIP if self.len == 0 => {
+                Some("a membership entry with an empty payload".to_owned())
+            }
+            KIND_BLANK | KIND_COMMAND | KIND_MEMBERSHIP => None,
+            other => Some(format!("unknown record kind {other}")),
+        }
+    }
+
+    /// The entry this header describes, its payload the `len` bytes of `data` at `start`
+    /// (already checked against the payload checksum; a command shares `data`).
+    fn entry(&self, data: &Bytes, start: usize) -> Result<Entry, String> {
+        let end = start.saturating_add(self.len);
+        let bytes = data
+            .get(start..end)
+            .ok_or_else(|| "record runs past the end of the data".to_owned())?;
+        let payload = match self.kind {
+            KIND_BLANK => Payload::Blank,
+            KIND_COMMAND => Payload::Command(data.slice(start..end)),
+            KIND_MEMBERSHIP => Payload::Membership(
+                Membership::decode(bytes)
+                    .map_err(|err| format!("a membership record does not decode: {err}"))?,
+            ),
+            other => return Err(format!("unknown record kind {other}")),
+        };
+        Ok(Entry {
+            log_id: LogId {
+                term: Term(self.term),
+                index: LogIndex(self.index),
+            },
+            payload,
+        })
+    }
+}
+
+/// Decodes the header at the start of `bytes`, if one whose checksum holds is there.
 fn header(bytes: &[u8]) -> Option<Header> {
     let raw = bytes.get(..HEADER_BYTES)?;
     let covered = raw.get(..HEADER_BYTES - 4)?;
@@ -127,13 +193,9 @@ fn header(bytes: &[u8]) -> Option<Header> {
     let index = buf.get_u64_le();
     let payload_crc = buf.get_u32_le();
     let header_crc = buf.get_u32_le();
-    let valid = header_crc == crc32c::crc32c(covered)
-        && flags == 0
-        && (kind == KIND_BLANK || kind == KIND_COMMAND)
-        && len <= MAX_PAYLOAD_BYTES
-        && (kind == KIND_COMMAND || len == 0);
-    valid.then_some(Header {
+    (header_crc == crc32c::crc32c(covered)).then_some(Header {
         kind,
+        flags,
         len,
         term,
         index,
@@ -151,8 +213,9 @@ fn valid_record_at(data: &[u8], offset: usize, min_index: u64) -> bool {
         return false;
     };
     header.index >= min_index
-        && rest
-            .get(HEADER_BYTES..HEADER_BYTES + header.len)
+        && HEADER_BYTES
+            .checked_add(header.len)
+            .and_then(|end| rest.get(HEADER_BYTES..end))
             .is_some_and(|payload| crc32c::crc32c(payload) == header.payload_crc)
 }
 
@@ -175,8 +238,9 @@ fn valid_record_after(data: &[u8], offset: usize, from: usize, min_index: u64) -
 /// Scans a segment's bytes. `file` names it in errors.
 ///
 /// # Errors
-/// [`Error::Corrupt`] when a damaged record is followed by a valid one, or when valid records
-/// do not have consecutive indexes and non-decreasing terms.
+/// [`Error::Corrupt`] when a damaged record is followed by a valid one, when valid records
+/// do not have consecutive indexes and non-decreasing terms, or when a record with a valid
+/// checksum is not one this version writes (an unknown kind, a membership that does not decode).
 pub fn scan(data: &Bytes, file: &Path) -> Result<Scan, Error> {
     let corrupt = |offset: usize, reason: String| Error::Corrupt {
         file: file.to_path_buf(),
@@ -200,8 +264,13 @@ pub fn scan(data: &Bytes, file: &Path) -> Result<Scan, Error> {
         let damage = match header(rest) {
             None => "bad record header".to_owned(),
             Some(header) => {
-                let payload = rest.get(HEADER_BYTES..HEADER_BYTES + header.len);
-                match payload {
+                // Written whole (its checksum holds) yet not a record this version writes.
+                if let Some(problem) = header.problem() {
+                    return Err(corrupt(offset, problem));
+                }
+                let start = offset + HEADER_BYTES;
+                let end = start + header.len;
+                match data.get(start..end) {
                     Some(payload) if crc32c::crc32c(payload) == header.payload_crc => {
                         if let Some(previous) = records.last() {
                             let log_id = previous.entry.log_id;
@@ -217,30 +286,22 @@ pub fn scan(data: &Bytes, file: &Path) -> Result<Scan, Error> {
                                 ));
                             }
                         }
-                        let start = offset + HEADER_BYTES;
-                        let payload = match header.kind {
-                            KIND_COMMAND => Payload::Command(data.slice(start..start + header.len)),
-                            _ => Payload::Blank,
-                        };
+                        let entry = header
+                            .entry(data, start)
+                            .map_err(|reason| corrupt(offset, reason))?;
                         records.push(Record {
                             offset: offset as u64,
-                            entry: Entry {
-                                log_id: LogId {
-                                    term: Term(header.term),
-                                    index: LogIndex(header.index),
-                                },
-                                payload,
-                            },
+                            entry,
                         });
-                        offset = start + header.len;
+                        offset = end;
                         continue;
                     }
                     Some(_) => {
-                        search_from = offset + HEADER_BYTES + header.len;
+                        search_from = end;
                         "payload checksum mismatch".to_owned()
                     }
                     None => {
-                        search_from = offset + HEADER_BYTES + header.len;
+                        search_from = end;
                         "record runs past the end of the file".to_owned()
                     }
                 }
@@ -284,9 +345,13 @@ pub fn decode_exact(
         };
         let rest = data.get(offset..).unwrap_or_default();
         let header = header(rest).ok_or_else(|| corrupt("bad record header"))?;
+        if let Some(problem) = header.problem() {
+            return Err(corrupt(&problem));
+        }
         let start = offset + HEADER_BYTES;
+        let end = start + header.len;
         let payload = data
-            .get(start..start + header.len)
+            .get(start..end)
             .ok_or_else(|| corrupt("record runs past the end of the read"))?;
         if crc32c::crc32c(payload) != header.payload_crc {
             return Err(corrupt("payload checksum mismatch"));
@@ -298,183 +363,15 @@ pub fn decode_exact(
                 header.index
             )));
         }
-        entries.push(Entry {
-            log_id: LogId {
-                term: Term(header.term),
-                index: LogIndex(header.index),
-            },
-            payload: match header.kind {
-                KIND_COMMAND => Payload::Command(data.slice(start..start + header.len)),
-                _ => Payload::Blank,
-            },
-        });
-        offset = start + header.len;
+        entries.push(
+            header
+                .entry(data, start)
+                .map_err(|reason| corrupt(&reason))?,
+        );
+        offset = end;
     }
     Ok(entries)
 }
 
 #[cfg(test)]
-#[allow(clippy::indexing_slicing)] // tests index their own fixtures
-mod tests {
-    use std::path::PathBuf;
-
-    use super::*;
-
-    fn entry(term: u64, index: u64, payload: &str) -> Entry {
-        Entry {
-            log_id: LogId::new(term, index),
-            payload: if payload.is_empty() {
-                Payload::Blank
-            } else {
-                Payload::Command(Bytes::from(payload.to_owned()))
-            },
-        }
-    }
-
-    fn segment(entries: &[Entry]) -> (Vec<u8>, Vec<usize>) {
-        let mut out = Vec::new();
-        let mut offsets = Vec::new();
-        for entry in entries {
-            offsets.push(out.len());
-            encode(entry, &mut out).unwrap();
-        }
-        (out, offsets)
-    }
-
-    fn file() -> PathBuf {
-        PathBuf::from("00000000000000000001.seg")
-    }
-
-    fn sample() -> Vec<Entry> {
-        (1..=6)
-            .map(|i| entry(1 + i / 3, i, if i == 1 { "" } else { "payload-bytes" }))
-            .collect()
-    }
-
-    #[test]
-    fn a_torn_record_whose_payload_holds_a_valid_record_is_a_tail() {
-        let mut inner = Vec::new();
-        encode(&entry(1, 3, "inner"), &mut inner).unwrap();
-        let mut data = Vec::new();
-        encode(&entry(1, 1, "a"), &mut data).unwrap();
-        let outer = Entry {
-            log_id: LogId::new(1, 2),
-            payload: Payload::Command(Bytes::from([vec![7u8; 10], inner, vec![9u8; 10]].concat())),
-        };
-        encode(&outer, &mut data).unwrap();
-        // Torn inside the outer payload, after the record it carries.
-        let torn = Bytes::from(data[..data.len() - 5].to_vec());
-        let scan = scan(&torn, Path::new("seg")).unwrap();
-        assert_eq!(scan.records.len(), 1);
-        assert!(matches!(scan.tail, Tail::Torn { .. }));
-    }
-
-    #[test]
-    fn records_round_trip_with_a_zero_filled_tail() {
-        let entries = sample();
-        let (mut bytes, _) = segment(&entries);
-        let len = bytes.len() as u64;
-        bytes.extend_from_slice(&[0; 4096]);
-        let scan = scan(&Bytes::from(bytes), &file()).unwrap();
-        let decoded: Vec<Entry> = scan.records.into_iter().map(|r| r.entry).collect();
-        assert_eq!(decoded, entries);
-        assert_eq!(scan.valid_len, len);
-        assert_eq!(scan.tail, Tail::Clean);
-    }
-
-    /// Cutting the file at any byte of its last records keeps exactly the whole records before
-    /// the cut: a torn tail, never an error, never a partial record.
-    #[test]
-    fn truncation_at_every_offset_keeps_exactly_the_whole_records_before_it() {
-        let entries = sample();
-        let (bytes, offsets) = segment(&entries);
-        let from = offsets.get(3).copied().unwrap();
-        for cut in from..=bytes.len() {
-            let data = Bytes::copy_from_slice(&bytes[..cut]);
-            let scan = scan(&data, &file()).unwrap();
-            let ends: Vec<usize> = offsets
-                .iter()
-                .skip(1)
-                .copied()
-                .chain([bytes.len()])
-                .collect();
-            let whole = ends.iter().filter(|&&end| end <= cut).count();
-            let expected_len = if whole == 0 { 0 } else { ends[whole - 1] };
-            assert_eq!(scan.records.len(), whole, "cut at {cut}");
-            assert_eq!(scan.valid_len as usize, expected_len, "cut at {cut}");
-            assert_eq!(
-                scan.tail == Tail::Clean,
-                cut == expected_len,
-                "cut at {cut}"
-            );
-        }
-    }
-
-    /// Every single-bit flip anywhere is either a torn tail that keeps a prefix of the records
-    /// (damage in the last record) or refused as corruption naming the damaged record; no flip
-    /// ever yields a different entry.
-    #[test]
-    fn every_bit_flip_is_detected_and_never_returns_altered_entries() {
-        let entries = sample();
-        let (bytes, offsets) = segment(&entries);
-        let last = *offsets.last().unwrap();
-        for position in 0..bytes.len() {
-            for bit in 0..8 {
-                let mut damaged = bytes.clone();
-                damaged[position] ^= 1 << bit;
-                let record = offsets.iter().rposition(|&o| o <= position).unwrap();
-                match scan(&Bytes::from(damaged), &file()) {
-                    Ok(scan) => {
-                        assert!(position >= last, "flip at {position} taken for a torn tail");
-                        assert_eq!(
-                            scan.tail,
-                            Tail::Torn {
-                                offset: last as u64
-                            }
-                        );
-                        let decoded: Vec<Entry> =
-                            scan.records.into_iter().map(|r| r.entry).collect();
-                        assert_eq!(decoded, entries[..record]);
-                    }
-                    Err(Error::Corrupt { offset, .. }) => {
-                        assert_eq!(offset as usize, offsets[record], "flip at {position}");
-                    }
-                    Err(other) => panic!("unexpected {other}"),
-                }
-            }
-        }
-    }
-
-    #[test]
-    fn garbage_after_the_records_is_a_torn_tail() {
-        let (mut bytes, _) = segment(&sample());
-        let len = bytes.len() as u64;
-        bytes.extend((0..3000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8));
-        let scan = scan(&Bytes::from(bytes), &file()).unwrap();
-        assert_eq!(scan.records.len(), 6);
-        assert_eq!(scan.tail, Tail::Torn { offset: len });
-    }
-
-    #[test]
-    fn out_of_order_indexes_are_refused() {
-        let (bytes, offsets) = segment(&[entry(1, 1, "a"), entry(1, 3, "b")]);
-        let err = scan(&Bytes::from(bytes), &file()).unwrap_err();
-        assert!(
-            matches!(err, Error::Corrupt { offset, .. } if offset as usize == offsets[1]),
-            "{err}"
-        );
-        assert!(err.to_string().contains("00000000000000000001.seg"));
-    }
-
-    #[test]
-    fn oversized_payload_is_refused_at_encode() {
-        let big = Entry {
-            log_id: LogId::new(1, 1),
-            payload: Payload::Command(Bytes::from(vec![0; MAX_PAYLOAD_BYTES + 1])),
-        };
-        assert!(matches!(
-            encode(&big, &mut Vec::new()),
-            Err(Error::TooLarge { .. })
-        ));
-    }
-}
+mod tests;

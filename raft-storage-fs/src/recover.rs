@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use raft_core::engine::LogEntryMeta;
-use raft_core::{Entry, LogId, LogIndex};
+use raft_core::{Entry, LogId, LogIndex, Membership, Payload};
 
 use crate::error::Error;
 use crate::fs::{DirLock, Fs};
@@ -87,6 +87,7 @@ pub(crate) fn open(
     let Loaded {
         segments,
         metas,
+        memberships,
         tail,
     } = loaded;
     let first = segments
@@ -100,6 +101,7 @@ pub(crate) fn open(
         prev: LogId::ZERO,
         first,
         metas,
+        memberships,
         cache: VecDeque::new(),
         cache_bytes: 0,
         written: last,
@@ -158,6 +160,8 @@ fn sync_recovered(
 struct Loaded {
     segments: Vec<Segment>,
     metas: VecDeque<LogEntryMeta>,
+    /// The membership entries of every segment, in index order.
+    memberships: Vec<(LogId, Membership)>,
     /// The entries of the last segment.
     tail: Vec<Entry>,
 }
@@ -245,6 +249,9 @@ impl Loaded {
                 log_id: entry.log_id,
                 payload_len: entry.payload.len(),
             });
+            if let Payload::Membership(membership) = &entry.payload {
+                self.memberships.push((entry.log_id, membership.clone()));
+            }
         }
         if is_last {
             self.tail = scan

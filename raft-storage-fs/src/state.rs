@@ -10,7 +10,7 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 
 use raft_core::engine::LogEntryMeta;
-use raft_core::{Entry, HardState, LogId, LogIndex};
+use raft_core::{Entry, HardState, LogId, LogIndex, Membership};
 use tokio::sync::{oneshot, watch};
 
 use crate::error::Error;
@@ -39,6 +39,10 @@ pub(crate) struct State {
     pub(crate) first: LogIndex,
     /// The id and size of every live entry, `first..=last`.
     pub(crate) metas: VecDeque<LogEntryMeta>,
+    /// The membership entries among the live entries, in index order: found by the scan at
+    /// open, added by appends, dropped with the entries by truncation and compaction. They are
+    /// rare, so `restore` reports them without reading the log again.
+    pub(crate) memberships: Vec<(LogId, Membership)>,
     /// The newest entries, so recent reads (replication, apply) need no disk read. Every
     /// entry not yet written to a file is here.
     pub(crate) cache: VecDeque<Entry>,

@@ -9,8 +9,8 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use raft_core::engine::{LogEntryMeta, RestoredState};
 use raft_core::{
-    Entry, HardState, LogId, LogIndex, LogStore, SnapshotMeta, SnapshotReader, SnapshotWriter,
-    StoreClaim,
+    Entry, HardState, LogId, LogIndex, LogStore, Payload, SnapshotMeta, SnapshotReader,
+    SnapshotWriter, StoreClaim,
 };
 use tokio::sync::{oneshot, watch};
 
@@ -223,6 +223,9 @@ impl FsLogStore {
                 log_id: entry.log_id,
                 payload_len: entry.payload.len(),
             });
+            if let Payload::Membership(membership) = &entry.payload {
+                state.memberships.push((entry.log_id, membership.clone()));
+            }
             state.cache.push_back(entry.clone());
             state.cache_bytes += bytes;
             state.byte_count += bytes;
@@ -258,6 +261,7 @@ impl FsLogStore {
             .map(|meta| record::HEADER_BYTES as u64 + meta.payload_len)
             .sum();
         state.metas.truncate(kept);
+        state.memberships.retain(|(log_id, _)| log_id.index < from);
         state.byte_count = state.byte_count.saturating_sub(removed);
         let cache_kept = usize::try_from(from.0.saturating_sub(cache_first.0)).unwrap_or(0);
         let dropped: u64 = state
@@ -309,6 +313,9 @@ impl FsLogStore {
             .unwrap_or(usize::MAX)
             .min(state.metas.len());
         state.metas.drain(..dropped);
+        state
+            .memberships
+            .retain(|(log_id, _)| log_id.index >= before);
         while state
             .cache
             .front()
@@ -485,6 +492,7 @@ impl LogStore for FsLogStore {
             hard_state: state.hard_state,
             snapshot: state.snapshot.as_ref().map(|s| s.meta().clone()),
             entries: state.metas.iter().copied().collect(),
+            memberships: state.memberships.clone(),
         })
     }
 

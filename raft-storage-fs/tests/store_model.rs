@@ -2,16 +2,17 @@
 //! the end of the log, and covering most of the segment being written, which retires it), clean
 //! reopens and simulated power losses (SimFs) at random moments:
 //! every entry reported durable survives (or a snapshot covers it), every finished snapshot
-//! survives, nothing survives that was never written, and reads always match the model.
+//! survives, nothing survives that was never written, reads always match the model, and
+//! `restore` reports exactly the membership entries among the live ones.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // helpers outside #[test] fns
 
 mod common;
 
 use std::collections::BTreeMap;
 
-use common::{entry, latest_snapshot, open_sim, save_snapshot, small_options, snapshot_data};
+use common::{latest_snapshot, open_sim, save_snapshot, small_options, snapshot_data};
 use proptest::prelude::*;
-use raft_core::{Entry, HardState, LogId, LogIndex, LogStore, NodeId, Term};
+use raft_core::{Entry, HardState, LogId, LogIndex, LogStore, Membership, NodeId, Payload, Term};
 use raft_storage_fs::testing::SimFs;
 use raft_storage_fs::{FsLogStore, FsOptions};
 
@@ -79,6 +80,33 @@ fn compacting_op() -> impl Strategy<Value = Op> {
         1 => Just(Op::Reopen),
         2 => any::<u64>().prop_map(|seed| Op::PowerLoss { seed }),
     ]
+}
+
+/// The common entries, with a membership (naming its term and index) every eleventh index.
+fn entry(term: u64, index: u64) -> Entry {
+    if index.is_multiple_of(11) {
+        let membership = Membership::new([NodeId(term), NodeId(index)])
+            .with_address(NodeId(term), format!("node-{term}:{index}"));
+        Entry {
+            log_id: LogId::new(term, index),
+            payload: Payload::Membership(membership),
+        }
+    } else {
+        common::entry(term, index)
+    }
+}
+
+/// `restore` reports the membership entries among the model's live entries.
+async fn check_memberships(store: &FsLogStore, model: &Model) {
+    let expected: Vec<(LogId, Membership)> = model
+        .slice(model.first, model.last())
+        .into_iter()
+        .filter_map(|e| match e.payload {
+            Payload::Membership(m) => Some((e.log_id, m)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(store.restore().await.unwrap().memberships, expected);
 }
 
 /// What the log must hold.
@@ -190,6 +218,7 @@ async fn run(ops: Vec<Op>, options: FsOptions) {
             }
             Op::WaitDurable => {
                 common::wait_durable(&store, model.last()).await;
+                check_memberships(&store, &model).await;
             }
             Op::Reopen => {
                 store.close().await;
@@ -199,6 +228,7 @@ async fn run(ops: Vec<Op>, options: FsOptions) {
                 // Reopened, the log starts at its first kept segment (compaction is by segment).
                 model.first = store.first_index().0;
                 check_snapshot(&store, &model).await;
+                check_memberships(&store, &model).await;
             }
             Op::PowerLoss { seed } => {
                 let durable = store.durable().borrow().index.0;
@@ -206,6 +236,7 @@ async fn run(ops: Vec<Op>, options: FsOptions) {
                 drop(store);
                 store = open_sim(&fs, options.clone());
                 check_recovered(&store, &mut model, durable).await;
+                check_memberships(&store, &model).await;
             }
         }
         assert_eq!(store.last_log_id().index.0, model.last());

@@ -4,7 +4,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use raft_core::{LogIndex, LogStore, Node, NodeConfig, NodeId, StateMachine, Transport};
+use raft_core::runtime::MembershipStatus;
+use raft_core::{
+    LogIndex, LogStore, Membership, MembershipChange, Node, NodeConfig, NodeId, StateMachine,
+    Transport,
+};
 
 use crate::envelope::{Envelope, Outcome};
 use crate::error::Error;
@@ -116,6 +120,22 @@ impl Replica {
         state_machine: Arc<dyn StateMachine>,
         transport: Arc<dyn Transport>,
     ) -> Result<Replica, Error> {
+        let members: Vec<(NodeId, String)> = members
+            .into_iter()
+            .map(|(id, address)| (id, address.into()))
+            .collect();
+        Replica::launch(id, None, members, config, log, state_machine, transport).await
+    }
+
+    async fn launch(
+        id: NodeId,
+        joining_at: Option<String>,
+        members: Vec<(NodeId, String)>,
+        config: ReplicaConfig,
+        log: Arc<dyn LogStore>,
+        state_machine: Arc<dyn StateMachine>,
+        transport: Arc<dyn Transport>,
+    ) -> Result<Replica, Error> {
         if config.node.async_replication {
             return Err(Error::Raft(raft_core::Error::Config(
                 "raft-wrapper waits for applied results; async_replication must be off".to_owned(),
@@ -126,12 +146,95 @@ impl Replica {
             state_machine,
             config.sessions,
         )?);
-        let node = Node::start(id, members, config.node, log, sessions.clone(), transport).await?;
+        let node = match joining_at {
+            Some(address) => {
+                let sessions = sessions.clone();
+                Node::start_joining(id, address, config.node, log, sessions, transport).await?
+            }
+            None => Node::start(id, members, config.node, log, sessions.clone(), transport).await?,
+        };
         Ok(Replica {
             node,
             sessions,
             submit_timeout: config.submit_timeout,
         })
+    }
+
+    /// Starts a replica that joins an existing cluster (see [`Node::start_joining`]): it waits
+    /// for the leader to add it as a learner at `address`. Keep starting it this way; its
+    /// configuration comes from its log once it was added.
+    ///
+    /// # Errors
+    /// As [`Replica::start`].
+    pub async fn start_joining(
+        id: NodeId,
+        address: impl Into<String>,
+        config: ReplicaConfig,
+        log: Arc<dyn LogStore>,
+        state_machine: Arc<dyn StateMachine>,
+        transport: Arc<dyn Transport>,
+    ) -> Result<Replica, Error> {
+        Replica::launch(
+            id,
+            Some(address.into()),
+            Vec::new(),
+            config,
+            log,
+            state_machine,
+            transport,
+        )
+        .await
+    }
+
+    /// Changes the members (on the leader; see [`Node::change_membership`]) and returns the
+    /// final configuration once it has committed.
+    ///
+    /// # Errors
+    /// [`Error::NotLeader`]; [`Error::Raft`] with [`raft_core::Error::ChangeInProgress`] or
+    /// [`raft_core::Error::InvalidChange`] (nothing written); [`Error::Timeout`] or
+    /// [`Error::Discarded`] (see [`Node::change_membership`]).
+    pub async fn change_membership(&self, change: MembershipChange) -> Result<Membership, Error> {
+        Ok(self.node.change_membership(change).await?)
+    }
+
+    /// Adds a learner at `address` (on the leader; see [`Node::add_learner`]).
+    ///
+    /// # Errors
+    /// As [`Replica::change_membership`].
+    pub async fn add_learner(
+        &self,
+        id: NodeId,
+        address: impl Into<String>,
+    ) -> Result<Membership, Error> {
+        Ok(self.node.add_learner(id, address).await?)
+    }
+
+    /// Makes learner `id` a voter once it is at most `max_lag` entries behind (see
+    /// [`Node::promote_learner`]).
+    ///
+    /// # Errors
+    /// As [`Replica::change_membership`], or [`Error::Timeout`] if it did not catch up.
+    pub async fn promote_learner(
+        &self,
+        id: NodeId,
+        max_lag: u64,
+        timeout: Duration,
+    ) -> Result<Membership, Error> {
+        Ok(self.node.promote_learner(id, max_lag, timeout).await?)
+    }
+
+    /// Removes member `id` (see [`Node::remove_member`]).
+    ///
+    /// # Errors
+    /// As [`Replica::change_membership`].
+    pub async fn remove_member(&self, id: NodeId) -> Result<Membership, Error> {
+        Ok(self.node.remove_member(id).await?)
+    }
+
+    /// The membership as this replica knows it (see [`Node::membership`]).
+    #[must_use]
+    pub fn membership(&self) -> MembershipStatus {
+        self.node.membership()
     }
 
     /// The raft-core node: for [`linearizable_read`](Node::linearizable_read), status, leader

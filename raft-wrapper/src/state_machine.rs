@@ -109,6 +109,7 @@ impl SessionStateMachine {
                         Ok(Envelope::Clear(_)) | Err(_) => Payload::Blank,
                     },
                     Payload::Blank => Payload::Blank,
+                    Payload::Membership(membership) => Payload::Membership(membership.clone()),
                 };
                 Entry {
                     log_id: entry.log_id,
@@ -133,6 +134,9 @@ impl SessionStateMachine {
             let index = entry.log_id.index;
             let (plan, payload) = match &entry.payload {
                 Payload::Blank => (Plan::Pass, Payload::Blank),
+                Payload::Membership(membership) => {
+                    (Plan::Pass, Payload::Membership(membership.clone()))
+                }
                 Payload::Command(bytes) => match Envelope::decode(bytes) {
                     Ok(Envelope::Plain(command)) => (Plan::Plain, Payload::Command(command)),
                     Ok(Envelope::Request {

@@ -108,10 +108,10 @@ impl StateMachine for Ledger {
 
     async fn commit(&self, entries: &[Entry]) -> Result<Vec<Bytes>, Error> {
         let mut accounts = self.lock();
-        // One result per entry, blanks included (a leader's no-op, a retry the session layer
-        // answered): a different count stops the node.
+        // One result per entry, blanks and membership changes included (a leader's no-op, a
+        // retry the session layer answered): a different count stops the node.
         let results = entries.iter().map(|entry| match &entry.payload {
-            Payload::Blank => Bytes::new(),
+            Payload::Blank | Payload::Membership(_) => Bytes::new(),
             Payload::Command(command) => {
                 Bytes::from(apply(&mut accounts, &String::from_utf8_lossy(command)))
             }

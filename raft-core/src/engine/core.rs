@@ -2,6 +2,7 @@
 //! the helpers every role uses to change it: persisting term and vote before anything reveals
 //! them, holding sends until they are durable, appending locally, committing.
 
+use super::configs::Configs;
 use super::log_ids::LogIds;
 use super::output::Output;
 use super::rng::Rng;
@@ -27,6 +28,12 @@ pub enum PlantedBug {
     /// A leader ignores a response that carries a higher term instead of stepping down, and
     /// keeps leading in the lower term.
     IgnoreHigherTermResponse,
+    /// A change of voters switches straight to the new configuration, with no joint phase.
+    SkipJointPhase,
+    /// A configuration takes effect when it commits instead of when it is appended.
+    ConfigOnCommit,
+    /// The leader's commit rule counts learners as if they voted.
+    LearnerInQuorum,
 }
 
 /// A snapshot being received.
@@ -47,7 +54,8 @@ pub(crate) struct Receiving {
 pub(crate) struct Core {
     pub(crate) id: NodeId,
     pub(crate) config: Config,
-    pub(crate) membership: Membership,
+    /// The configurations in the log; the latest is in force.
+    pub(crate) configs: Configs,
     pub(crate) rng: Rng,
     pub(crate) now_ms: u64,
     pub(crate) term: Term,
@@ -164,6 +172,7 @@ impl Core {
         for entry in &entries {
             self.log.push(entry.log_id, entry.payload.len());
         }
+        self.configs.on_append(&entries);
         let epoch = self.log_epoch;
         self.outputs.push(Output::AppendLog { entries, epoch });
         self.outputs.push(Output::PreCommit { first, last });
@@ -176,12 +185,45 @@ impl Core {
         seq
     }
 
-    pub(crate) fn peers(&self) -> impl Iterator<Item = NodeId> + '_ {
-        self.membership.voters().filter(move |&id| id != self.id)
+    /// The configuration in force: the latest in the log, committed or not.
+    pub(crate) fn membership(&self) -> &Membership {
+        if self.bug(PlantedBug::ConfigOnCommit) {
+            return self.configs.at(self.commit_index);
+        }
+        self.configs.latest()
     }
 
-    pub(crate) fn quorum(&self) -> usize {
-        self.membership.quorum()
+    /// The index of the configuration in force (zero for the one the node started with).
+    pub(crate) fn membership_index(&self) -> LogIndex {
+        if self.bug(PlantedBug::ConfigOnCommit) {
+            return self.configs.index_at(self.commit_index);
+        }
+        self.configs.latest_index()
+    }
+
+    /// Every other member: the nodes a leader replicates to.
+    pub(crate) fn peers(&self) -> Vec<NodeId> {
+        let mut members = self.membership().members();
+        members.remove(&self.id);
+        members.into_iter().collect()
+    }
+
+    /// Every other voter: the nodes a candidate asks for votes.
+    pub(crate) fn voting_peers(&self) -> Vec<NodeId> {
+        let membership = self.membership();
+        let mut voters: Vec<NodeId> = membership
+            .voters()
+            .chain(membership.outgoing_voters())
+            .filter(|&id| id != self.id)
+            .collect();
+        voters.sort_unstable();
+        voters.dedup();
+        voters
+    }
+
+    /// Whether this node votes in the configuration in force.
+    pub(crate) fn is_voter(&self) -> bool {
+        self.membership().is_voter(self.id)
     }
 
     /// Whether the planted bug `bug` is switched on (never, without the feature).

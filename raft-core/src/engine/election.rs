@@ -36,9 +36,10 @@ impl VoteTally {
         self.granted.insert(from);
     }
 
-    /// Whether a quorum granted (the candidate's own vote included).
+    /// Whether a quorum granted (the candidate's own vote included): a majority of every
+    /// voter set of the candidate's configuration; learners' grants never count.
     pub(crate) fn has_quorum(&self, core: &Core) -> bool {
-        self.granted.len() >= core.quorum()
+        core.membership().is_quorum(|id| self.granted.contains(&id))
     }
 }
 
@@ -48,7 +49,7 @@ pub(crate) fn campaign_due(core: &mut Core) -> Option<bool> {
     if core.now_ms < core.election_deadline_ms {
         return None;
     }
-    if !core.membership.is_voter(core.id) {
+    if !core.is_voter() {
         core.reset_election_timer();
         return None;
     }
@@ -81,8 +82,7 @@ pub(crate) fn start_campaign(
         pre_vote,
         leadership_transfer,
     };
-    let peers: Vec<NodeId> = core.peers().collect();
-    for peer in peers {
+    for peer in core.voting_peers() {
         let message = Message::RequestVote(request.clone());
         if !pre_vote && core.bug(PlantedBug::VoteRequestBeforeSync) {
             core.outputs.push(Output::Send { to: peer, message });
@@ -129,5 +129,5 @@ pub(crate) fn on_request_vote(core: &mut Core, from: NodeId, request: &RequestVo
 
 /// Whether a follower should campaign at once because its leader asked (leadership transfer).
 pub(crate) fn timeout_now_applies(core: &Core, from: NodeId, message: &TimeoutNow) -> bool {
-    message.term == core.term && core.leader_id == Some(from) && core.membership.is_voter(core.id)
+    message.term == core.term && core.leader_id == Some(from) && core.is_voter()
 }

@@ -162,6 +162,7 @@ fn truncate_conflicting(core: &mut Core, from: Option<LogIndex>) {
     core.outputs.push(Output::Rollback { first: from, last });
     core.outputs.push(Output::TruncateLog { from });
     core.log.truncate_from(from);
+    core.configs.truncate_from(from);
     core.log_epoch += 1;
     core.durable_index = core.durable_index.min(from.prev());
 }

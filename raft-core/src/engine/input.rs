@@ -2,6 +2,7 @@
 
 use bytes::Bytes;
 
+use crate::membership::MembershipChange;
 use crate::message::Message;
 use crate::snapshot::SnapshotMeta;
 use crate::types::{HardState, LogId, NodeId};
@@ -69,4 +70,11 @@ pub enum Input {
     /// The snapshot asked for by `Output::CreateSnapshot` could not be made (or a newer one
     /// replaced it first); a later request tries again.
     SnapshotFailed,
+    /// An operator asked for a membership change (only a leader makes one; one at a time).
+    MembershipChangeRequested {
+        /// The caller's name for this change, echoed in the answer.
+        id: u64,
+        /// What to change.
+        change: MembershipChange,
+    },
 }

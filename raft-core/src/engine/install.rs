@@ -145,6 +145,7 @@ fn install_snapshot(core: &mut Core, follower: &mut FollowerState, meta: Snapsho
         before: at.index.next(),
     });
     core.log = LogIds::starting_after(at);
+    core.configs.reset(at.index, meta.membership.clone());
     core.log_epoch += 1;
     core.durable_index = at.index;
     core.commit_index = at.index;

@@ -11,11 +11,13 @@ use bytes::Bytes;
 use tracing::info;
 
 use super::commit::maybe_commit;
-use super::core::Core;
-use super::output::Output;
+use super::core::{Core, PlantedBug};
+use super::output::{ChangeRejection, Output};
 use super::read_index::ReadQueue;
 use super::replication::{self, Progress, replicate, snapshot_send};
 use super::status::FollowerStatus;
+use crate::error::Error;
+use crate::membership::{Membership, MembershipChange};
 use crate::message::{AppendEntriesResponse, InstallSnapshotResponse, Message, SnapshotOutcome};
 use crate::message::{AppendOutcome, TimeoutNow};
 use crate::types::{Entry, LogId, LogIndex, NodeId, Payload};
@@ -36,8 +38,10 @@ pub(crate) struct LeaderState {
     pub(crate) reads: ReadQueue,
     pub(crate) transfer: Option<Transfer>,
     pub(crate) elected_ms: u64,
-    /// Reused buffer for commit computation (no allocation per response).
-    pub(crate) scratch: Vec<LogIndex>,
+    /// The index of the configuration `progress` was built for.
+    pub(crate) config_index: LogIndex,
+    /// The leader is not a voter of the committed configuration in force: it must step down.
+    pub(crate) removed: bool,
 }
 
 impl LeaderState {
@@ -51,6 +55,7 @@ impl LeaderState {
         info!(node = %core.id, term = %core.term, "became leader");
         let progress = core
             .peers()
+            .into_iter()
             .map(|peer| (peer, Progress::new(core, noop.index)))
             .collect();
         let mut leader = LeaderState {
@@ -59,7 +64,8 @@ impl LeaderState {
             reads: ReadQueue::default(),
             transfer: None,
             elected_ms: core.now_ms,
-            scratch: Vec::new(),
+            config_index: core.membership_index(),
+            removed: false,
         };
         core.leader_id = Some(core.id);
         core.append_local(vec![Entry {
@@ -103,19 +109,21 @@ impl LeaderState {
         !self.lost_quorum(core)
     }
 
-    /// Check-quorum: no answer from a quorum within the last election timeout.
+    /// Check-quorum: no answer from a quorum (of both voter sets, while joint) within the
+    /// last election timeout.
     fn lost_quorum(&self, core: &Core) -> bool {
         let timeout_ms = core.config.election_timeout_ms;
         if !core.config.check_quorum || core.now_ms < self.elected_ms + timeout_ms {
             return false;
         }
-        let heard = |p: &&Progress| {
-            p.last_response_ms
-                .is_some_and(|at| core.now_ms.saturating_sub(at) < timeout_ms)
+        let heard = |id: NodeId| {
+            id == core.id
+                || self.progress.get(&id).is_some_and(|p| {
+                    p.last_response_ms
+                        .is_some_and(|at| core.now_ms.saturating_sub(at) < timeout_ms)
+                })
         };
-        let active = self.progress.values().filter(heard).count()
-            + usize::from(core.membership.is_voter(core.id));
-        active < core.quorum()
+        !core.membership().is_quorum(heard)
     }
 
     /// Appends a client's commands (refused while leadership is being handed over).
@@ -215,7 +223,7 @@ impl LeaderState {
     /// refused meanwhile; the attempt is abandoned after an election timeout.
     pub(crate) fn on_transfer_requested(&mut self, core: &mut Core, to: NodeId) {
         let deadline_ms = core.now_ms + core.config.election_timeout_ms;
-        if to == core.id || !self.progress.contains_key(&to) {
+        if to == core.id || !self.progress.contains_key(&to) || !core.membership().is_voter(to) {
             return;
         }
         self.transfer = Some(Transfer { to, deadline_ms });
@@ -250,7 +258,8 @@ impl LeaderState {
     /// After match indexes or the durable index moved: commit, reads, transfer, more sends
     /// (to `peer` only, or to every follower).
     fn after_progress(&mut self, core: &mut Core, peer: Option<NodeId>) {
-        maybe_commit(core, &self.progress, &mut self.scratch);
+        maybe_commit(core, &self.progress);
+        self.advance_membership(core);
         self.reads
             .confirm_reads(core, &mut self.progress, self.noop_index);
         self.maybe_finish_transfer(core);
@@ -261,6 +270,133 @@ impl LeaderState {
                 }
             }
             None => self.replicate_to_all(core),
+        }
+    }
+
+    /// A membership change: checked against the configuration in force, appended (a joint
+    /// configuration when the voters change), in force at once on this leader.
+    pub(crate) fn on_membership_change(
+        &mut self,
+        core: &mut Core,
+        id: u64,
+        change: &MembershipChange,
+    ) {
+        let reason = if let Some(transfer) = &self.transfer {
+            Some(ChangeRejection::NotLeader {
+                leader: Some(transfer.to),
+            })
+        } else if core.commit_index < self.noop_index
+            || core.configs.latest_index() > core.commit_index
+        {
+            // One change at a time, and none before this term's first commit (a new leader's
+            // log may end with a configuration its predecessor never committed).
+            Some(ChangeRejection::InProgress)
+        } else {
+            None
+        };
+        let next = match reason {
+            Some(reason) => Err(reason),
+            None => core
+                .membership()
+                .apply(change)
+                .map_err(|error| match error {
+                    Error::ChangeInProgress => ChangeRejection::InProgress,
+                    other => ChangeRejection::Invalid(other.to_string()),
+                }),
+        };
+        match next {
+            Ok(next) => {
+                let next = if core.bug(PlantedBug::SkipJointPhase) {
+                    next.skipping_joint_phase()
+                } else {
+                    next
+                };
+                info!(node = %core.id, ?next, "membership change");
+                let log_id = self.append_membership(core, next.clone());
+                core.outputs.push(Output::MembershipChangeAccepted {
+                    id,
+                    log_id,
+                    membership: next,
+                });
+                self.after_progress(core, None);
+            }
+            Err(reason) => {
+                core.outputs
+                    .push(Output::MembershipChangeRejected { id, reason });
+            }
+        }
+    }
+
+    /// Appends a configuration entry; it is in force from now on.
+    fn append_membership(&mut self, core: &mut Core, membership: Membership) -> LogId {
+        let log_id = LogId {
+            term: core.term,
+            index: core.log.last_index().next(),
+        };
+        core.append_local(vec![Entry {
+            log_id,
+            payload: Payload::Membership(membership),
+        }]);
+        self.sync_progress(core);
+        log_id
+    }
+
+    /// Follows the configuration in force: progress for every member, none for the rest.
+    fn sync_progress(&mut self, core: &Core) {
+        let at = core.membership_index();
+        if at == self.config_index {
+            return;
+        }
+        self.config_index = at;
+        let peers = core.peers();
+        self.progress.retain(|id, _| peers.contains(id));
+        let next = core.log.last_index();
+        for peer in peers {
+            self.progress
+                .entry(peer)
+                .or_insert_with(|| Progress::new(core, next));
+        }
+    }
+
+    /// Once the configuration in force has committed: leave a joint one (append the final
+    /// configuration), or notice that this leader is no longer a voter (it hands leadership to
+    /// the most caught-up voter and steps down; see `removed`).
+    fn advance_membership(&mut self, core: &mut Core) {
+        self.sync_progress(core);
+        if core.configs.latest_index() > core.commit_index
+            || core.membership_index() > core.commit_index
+        {
+            return;
+        }
+        let membership = core.membership();
+        if membership.is_joint() {
+            let next = membership.leave_joint();
+            info!(node = %core.id, ?next, "leaving the joint configuration");
+            self.append_membership(core, next);
+            self.replicate_to_all(core);
+        } else if !membership.is_voter(core.id) && !self.removed {
+            info!(node = %core.id, "removed from the voters: stepping down");
+            self.removed = true;
+            self.hand_over_before_leaving(core);
+        }
+    }
+
+    /// Sends TimeoutNow to the voter whose log is complete, if any, so the next election
+    /// starts at once instead of after an election timeout.
+    fn hand_over_before_leaving(&mut self, core: &mut Core) {
+        let last = core.log.last_index();
+        let successor = self
+            .progress
+            .iter()
+            .filter(|&(&id, p)| core.membership().is_voter(id) && p.match_index == last)
+            .map(|(&id, _)| id)
+            .next();
+        if let Some(to) = successor {
+            let message = Message::TimeoutNow(TimeoutNow {
+                term: core.term,
+                leader_id: core.id,
+            });
+            core.send(to, message);
         }
     }
 }

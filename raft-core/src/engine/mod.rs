@@ -30,6 +30,7 @@
 #![deny(clippy::too_many_lines)]
 
 mod commit;
+mod configs;
 mod core;
 mod election;
 mod follower;
@@ -38,7 +39,6 @@ mod install;
 mod leader;
 mod log_ids;
 mod output;
-mod quorum;
 mod read_index;
 mod replication;
 mod restore;
@@ -55,11 +55,12 @@ use tracing::debug;
 
 pub use self::core::PlantedBug;
 pub use self::input::Input;
-pub use self::output::Output;
+pub use self::output::{ChangeRejection, Output};
 pub use self::restore::{LogEntryMeta, RestoredState};
 pub use self::rng::Rng;
 pub use self::status::{FollowerStatus, RoleKind, Status};
 
+use self::configs::Configs;
 use self::core::Core;
 use self::follower::FollowerState;
 use self::role::Role;
@@ -70,7 +71,7 @@ use crate::message::{
     SnapshotOutcome,
 };
 use crate::snapshot::SnapshotMeta;
-use crate::types::{HardState, LogId, Membership, NodeId};
+use crate::types::{HardState, LogId, LogIndex, Membership, NodeId};
 
 /// One Raft node's consensus logic. See the module docs.
 #[derive(Debug)]
@@ -83,8 +84,13 @@ impl Engine {
     /// Builds an engine from durable state. Its first outputs (commit of the restored commit
     /// index, pre-commit of the entries after it) are waiting in [`Engine::drain_outputs`].
     ///
+    /// `membership` is the configuration the cluster started with; the snapshot's and any
+    /// membership entry of the log replace it. An empty one (no voters) starts a node that
+    /// waits to be added to an existing cluster: it never campaigns and follows whichever
+    /// leader replicates to it.
+    ///
     /// # Errors
-    /// [`Error::Config`] for a bad configuration or membership, [`Error::Restore`] when the
+    /// [`Error::Config`] for a bad configuration, [`Error::Restore`] when the
     /// restored log is not consecutive, does not start at 1 (or, with a snapshot, at or below
     /// the snapshot's index plus one) or its terms are out of order.
     pub fn new(
@@ -95,9 +101,6 @@ impl Engine {
         seed: u64,
     ) -> Result<Engine, Error> {
         config.validate()?;
-        if membership.is_empty() {
-            return Err(Error::Config("membership has no voters".to_owned()));
-        }
         let hard_state = restored.hard_state;
         let rebuilt = restore::restore_log(
             restored.snapshot.as_ref(),
@@ -107,10 +110,21 @@ impl Engine {
         let log = rebuilt.log;
         let last = log.last_index();
         let snapshot_index = log.snapshot_id().index;
+        let mut configs = match &restored.snapshot {
+            Some(snapshot) if snapshot.last_log_id.index == snapshot_index => {
+                Configs::new(snapshot_index, snapshot.membership.clone())
+            }
+            _ => Configs::new(LogIndex::ZERO, membership),
+        };
+        for (log_id, membership) in restored.memberships {
+            if log_id.index > configs.latest_index() && log.contains(log_id) {
+                configs.push(log_id.index, membership);
+            }
+        }
         let mut core = Core {
             id,
             config,
-            membership,
+            configs,
             rng: Rng::new(seed ^ id.0.wrapping_mul(0x9E37_79B9_7F4A_7C15)),
             now_ms: 0,
             term: hard_state.term,
@@ -175,7 +189,15 @@ impl Engine {
             Input::Proposed { .. }
             | Input::ReadRequested { .. }
             | Input::SendFailed { .. }
-            | Input::TransferRequested { .. } => self.on_leader_input(input),
+            | Input::TransferRequested { .. }
+            | Input::MembershipChangeRequested { .. } => self.on_leader_input(input),
+        }
+        if let Role::Leader(leader) = &self.role
+            && leader.removed
+        {
+            // Removed from the voters by a committed configuration: leading is over.
+            let term = self.core.term;
+            self.role.become_follower(&mut self.core, term, None);
         }
         self.core.outputs.drain(..)
     }
@@ -199,7 +221,25 @@ impl Engine {
             durable_index: self.core.durable_index,
             snapshot_index: self.core.snapshot_index(),
             log_base_index: self.core.log.base_index(),
+            membership_index: self.core.membership_index(),
         }
+    }
+
+    /// The configuration in force: the latest in the log, committed or not.
+    #[must_use]
+    pub fn membership(&self) -> &Membership {
+        self.core.membership()
+    }
+
+    /// The latest committed configuration and the index of its entry (zero for the
+    /// configuration the node started with).
+    #[must_use]
+    pub fn committed_membership(&self) -> (LogIndex, &Membership) {
+        let commit = self.core.commit_index;
+        (
+            self.core.configs.index_at(commit),
+            self.core.configs.at(commit),
+        )
     }
 
     /// The latest durable snapshot this node has, if any.
@@ -272,6 +312,11 @@ impl Engine {
                 Input::ReadRequested { id } => {
                     core.outputs.push(Output::ReadRejected { id, leader })
                 }
+                Input::MembershipChangeRequested { id, .. } => {
+                    let reason = ChangeRejection::NotLeader { leader };
+                    core.outputs
+                        .push(Output::MembershipChangeRejected { id, reason });
+                }
                 _ => {}
             }
             return;
@@ -281,14 +326,21 @@ impl Engine {
             Input::ReadRequested { id } => leader.on_read_requested(core, id),
             Input::SendFailed { to, seq } => leader.on_send_failed(core, to, seq),
             Input::TransferRequested { to } => leader.on_transfer_requested(core, to),
+            Input::MembershipChangeRequested { id, change } => {
+                leader.on_membership_change(core, id, &change);
+            }
             _ => {}
         }
     }
 
     fn on_message(&mut self, from: NodeId, message: Message) {
         let core = &mut self.core;
-        if from == core.id || !core.membership.is_voter(from) {
-            debug!(node = %core.id, %from, "dropping message from a non-member");
+        // Messages from nodes outside the configuration are handled like any other: a new
+        // leader may be unknown to a lagging follower until it appends the entry that added
+        // it. A removed node cannot disrupt: it never campaigns once it knows, and before that
+        // its log lacks the entry that removed it, so no one grants it a (pre-)vote.
+        if from == core.id {
+            debug!(node = %core.id, "dropping a message from itself");
             return;
         }
         let term = message.term();

@@ -158,4 +158,38 @@ pub enum Output {
         /// The leader, if known.
         leader: Option<NodeId>,
     },
+    /// A membership change was appended at `log_id` and is in force on this leader. It is
+    /// done once the configuration it leads to (the final one, after a joint phase) commits:
+    /// watch [`Engine::membership`](super::Engine::membership).
+    MembershipChangeAccepted {
+        /// The change's id.
+        id: u64,
+        /// Where its entry (the joint or the next configuration) was appended.
+        log_id: LogId,
+        /// The configuration appended (joint when the voters change; its
+        /// [`leave_joint`](Membership::leave_joint) is where the change ends).
+        membership: Membership,
+    },
+    /// A membership change was refused; nothing was written.
+    MembershipChangeRejected {
+        /// The change's id.
+        id: u64,
+        /// Why.
+        reason: ChangeRejection,
+    },
+}
+
+/// Why a membership change was refused.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ChangeRejection {
+    /// This node does not lead; retry at `leader` when known.
+    NotLeader {
+        /// The leader, if known.
+        leader: Option<NodeId>,
+    },
+    /// Another change has not finished (its entry is not committed, or the joint phase is not
+    /// over), or this leader has not committed an entry of its term yet.
+    InProgress,
+    /// The change does not fit the current membership (the reason says how).
+    Invalid(String),
 }

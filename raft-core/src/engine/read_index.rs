@@ -89,19 +89,17 @@ impl ReadQueue {
                 self.register_read(core, progress, id);
             }
         }
-        let self_vote = usize::from(core.membership.is_voter(core.id));
         let mut confirmed_any = false;
         while let Some(read) = self.pending.front() {
-            let confirmations = read
-                .required
-                .iter()
-                .filter(|(peer, seq)| {
-                    progress
-                        .get(peer)
-                        .is_some_and(|progress| progress.acked_seq >= *seq)
-                })
-                .count();
-            if confirmations + self_vote < core.quorum() {
+            // A quorum of the configuration in force (both voter sets while joint), this
+            // leader included, answered a request sent after the read arrived.
+            let confirmed = |id: NodeId| {
+                id == core.id
+                    || read.required.iter().any(|&(peer, seq)| {
+                        peer == id && progress.get(&peer).is_some_and(|p| p.acked_seq >= seq)
+                    })
+            };
+            if !core.membership().is_quorum(confirmed) {
                 break;
             }
             let (id, index) = (read.id, read.index);

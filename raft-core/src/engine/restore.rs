@@ -9,6 +9,7 @@
 use super::log_ids::LogIds;
 use super::output::Output;
 use crate::error::Error;
+use crate::membership::Membership;
 use crate::snapshot::SnapshotMeta;
 use crate::types::{HardState, LogId, LogIndex, Term};
 
@@ -32,6 +33,9 @@ pub struct RestoredState {
     /// snapshot; with one, anywhere up to the snapshot's index plus one (entries the snapshot
     /// covers may still be there). An empty log with a snapshot continues after it.
     pub entries: Vec<LogEntryMeta>,
+    /// Every membership entry among `entries` (at least those after the snapshot), in index
+    /// order: the latest one is the configuration in force, committed or not.
+    pub memberships: Vec<(LogId, Membership)>,
 }
 
 /// The engine's log view, commit index and start-up outputs rebuilt from a snapshot and the

@@ -34,7 +34,7 @@ impl Core {
         debug!(node = %self.id, %last_log_id, "creating a snapshot");
         self.outputs.push(Output::CreateSnapshot {
             last_log_id,
-            membership: self.membership.clone(),
+            membership: self.configs.at(self.commit_index).clone(),
         });
     }
 
@@ -44,6 +44,7 @@ impl Core {
             return false;
         }
         self.log.set_snapshot(meta.last_log_id);
+        self.configs.compact(meta.last_log_id.index);
         self.snapshot = Some(meta);
         true
     }

@@ -39,6 +39,9 @@ pub struct Status {
     pub snapshot_index: LogIndex,
     /// The index before the first entry its log holds (the compacted prefix ends here).
     pub log_base_index: LogIndex,
+    /// The index of the configuration in force (zero for the one the node started with);
+    /// see [`Engine::membership`](super::Engine::membership).
+    pub membership_index: LogIndex,
 }
 
 /// Replication state of one follower, as the leader sees it (for metrics).

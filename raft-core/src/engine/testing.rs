@@ -74,6 +74,7 @@ impl Cluster {
                 })
                 .collect();
             let restored = RestoredState {
+                memberships: Vec::new(),
                 hard_state: HardState {
                     term: Term(term),
                     vote: None,
@@ -96,6 +97,33 @@ impl Cluster {
             cluster.logs.insert(id, entries);
         }
         cluster
+    }
+
+    /// Starts node `id` with an empty disk and no membership: it waits to be added.
+    pub(crate) fn add_empty_node(&mut self, id: u64, config: &Config) {
+        let id = NodeId(id);
+        let restored = RestoredState::default();
+        let mut engine = Engine::new(id, Membership::default(), config.clone(), restored, 42)
+            .expect("valid test config");
+        engine.core.clock_started = true;
+        engine.core.now_ms = self
+            .engines
+            .values()
+            .map(|e| e.core.now_ms)
+            .max()
+            .unwrap_or(0);
+        engine.core.reset_election_timer();
+        self.engines.insert(id, engine);
+        self.logs.insert(id, Vec::new());
+    }
+
+    /// Asks `id` for a membership change; returns its outputs.
+    pub(crate) fn change(
+        &mut self,
+        id: u64,
+        change: crate::membership::MembershipChange,
+    ) -> Vec<Output> {
+        self.step(id, Input::MembershipChangeRequested { id: 7, change })
     }
 
     pub(crate) fn engine(&self, id: u64) -> &Engine {

@@ -21,6 +21,7 @@ use super::claim::ClaimGuard;
 use super::clock::Clock;
 use super::events::{Event, Inbound};
 use super::executor::Executor;
+use super::membership::MembershipStatus;
 use super::node_metrics::NodeMetrics;
 use super::shared::Shared;
 use super::status::NodeStatus;
@@ -28,7 +29,7 @@ use crate::engine::{Engine, Input, Output, RoleKind};
 use crate::error::Error;
 use crate::message::Message;
 use crate::storage::LogStore;
-use crate::types::{LogId, NodeId};
+use crate::types::{LogId, LogIndex, NodeId};
 
 /// Most events taken from the queue in one round.
 const EVENTS_PER_ROUND: usize = 1024;
@@ -54,6 +55,8 @@ pub(crate) struct EventLoop {
     leftover: Vec<Event>,
     /// Reused buffer of the engine's outputs.
     outputs: Vec<Output>,
+    /// The index of the configuration the peer tasks follow.
+    membership_index: LogIndex,
     /// The node's claim on its log store, given back when the loop is dropped (after every
     /// task was joined).
     _claim: ClaimGuard,
@@ -85,6 +88,7 @@ impl EventLoop {
             clock: Clock::start(),
             leftover: Vec::new(),
             outputs: Vec::new(),
+            membership_index: LogIndex::ZERO,
             _claim: claim,
         }
     }
@@ -92,6 +96,10 @@ impl EventLoop {
     /// Runs the node until shutdown or a fatal error, then stops every task.
     pub(crate) async fn run(mut self) {
         let _stopped = StoppedGuard(self.shared.clone());
+        self.membership_index = self.engine.status().membership_index;
+        self.executor.peers.set_span(tracing::Span::current());
+        self.executor.peers.sync(self.engine.membership());
+        self.publish_status();
         let mut outputs: Vec<Output> = self.engine.drain_outputs().collect();
         let mut result = self.run_outputs(&mut outputs).await;
         if result.is_ok() {
@@ -223,6 +231,16 @@ impl EventLoop {
                 }
             }
             Event::Transfer(to) => Input::TransferRequested { to },
+            Event::ChangeMembership(change, reply) => Input::MembershipChangeRequested {
+                id: self.executor.changes.register(reply),
+                change,
+            },
+            Event::Followers(reply) => {
+                let engine = &self.engine;
+                let last = engine.status().last_log_id.index;
+                let _ = reply.send(Ok((last, engine.followers())));
+                return Ok(());
+            }
             Event::Inbound(inbound) => match self.admit(inbound) {
                 Some((from, message)) => Input::Received { from, message },
                 None => return Ok(()),
@@ -248,7 +266,7 @@ impl EventLoop {
     fn admit(&mut self, inbound: Inbound) -> Option<(NodeId, Message)> {
         let shared = &self.shared;
         if let Some(from) = inbound.requester()
-            && (from == shared.id || !shared.members.contains_key(&from))
+            && (from == shared.id || self.executor.changes.is_removed(from))
         {
             debug!(%from, "refusing a request from a node outside the cluster");
             let message = format!("node {from} is not a member of this cluster");
@@ -272,6 +290,11 @@ impl EventLoop {
     async fn step(&mut self, input: Input) -> Result<(), Error> {
         let mut outputs = std::mem::take(&mut self.outputs);
         outputs.extend(self.engine.step(input));
+        if self.engine.status().membership_index != self.membership_index {
+            // Before the outputs run: the first request to a new member needs its task.
+            self.membership_index = self.engine.status().membership_index;
+            self.executor.peers.sync(self.engine.membership());
+        }
         let result = self.run_outputs(&mut outputs).await;
         outputs.clear();
         self.outputs = outputs;
@@ -286,6 +309,18 @@ impl EventLoop {
     }
 
     fn publish_status(&mut self) {
+        let membership = MembershipStatus::from_engine(&self.engine);
+        let membership_changed = self.shared.membership.send_if_modified(|current| {
+            if *current == membership {
+                return false;
+            }
+            *current = membership.clone();
+            true
+        });
+        if membership_changed {
+            self.metrics.record_membership(&membership);
+        }
+        self.executor.changes.on_status(&membership);
         let status = NodeStatus::from_engine(&self.engine.status());
         let changed = self.shared.status.send_if_modified(|current| {
             if *current == status {
@@ -325,7 +360,9 @@ impl EventLoop {
         self.executor.proposals.refuse_all(refusal);
         self.executor.reads.refuse_all(refusal);
         self.executor.replies.refuse_all();
-        self.executor.close_channels();
+        self.executor.changes.refuse_all(refusal);
+        let peer_tasks = self.executor.close_channels();
+        self.tasks.extend(peer_tasks);
         for task in self.tasks.drain(..) {
             let _ = task.await;
         }

@@ -5,7 +5,9 @@
 
 use super::proposals::Proposal;
 use super::results::Reply;
+use crate::engine::FollowerStatus;
 use crate::error::Error;
+use crate::membership::{Membership, MembershipChange};
 use crate::message::{
     AppendEntries, AppendEntriesResponse, InstallSnapshot, InstallSnapshotResponse, Message,
     RequestVote, RequestVoteResponse, TimeoutNow,
@@ -20,6 +22,10 @@ pub(crate) enum Event {
     Read(Reply<LogIndex>),
     /// An operator's leadership transfer.
     Transfer(NodeId),
+    /// An operator's membership change.
+    ChangeMembership(MembershipChange, Reply<Membership>),
+    /// `Node::followers`: the leader's view of each follower, with its last log index.
+    Followers(Reply<(LogIndex, Vec<FollowerStatus>)>),
     /// A request from a peer, with the way back to it.
     Inbound(Inbound),
     /// A peer answered one of our requests.
@@ -82,6 +88,12 @@ impl Event {
         match self {
             Event::Propose(proposal) => proposal.refuse(error),
             Event::Read(reply) => {
+                let _ = reply.send(Err(error));
+            }
+            Event::ChangeMembership(_, reply) => {
+                let _ = reply.send(Err(error));
+            }
+            Event::Followers(reply) => {
                 let _ = reply.send(Err(error));
             }
             Event::Inbound(inbound) => inbound.refuse(Error::Shutdown),

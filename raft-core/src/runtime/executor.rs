@@ -7,23 +7,24 @@
 //! and snapshots to the apply task. Answers to callers go back through what holds them:
 //! [`Proposals`], [`PendingReads`] and [`PeerReplies`].
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use tokio::sync::mpsc;
 
 use super::applier::ApplyOp;
+use super::membership::Changes;
 use super::peer::PeerCommand;
 use super::peer_replies::PeerReplies;
+use super::peers::PeerSet;
 use super::proposals::Proposals;
 use super::reads::PendingReads;
 use super::shared::Shared;
 use super::snapshot_receiver::{SnapshotReceiver, open_installed};
 use super::snapshots::{SizePolicy, SnapshotMetrics};
-use crate::engine::Output;
+use crate::engine::{ChangeRejection, Output};
 use crate::error::Error;
 use crate::storage::LogStore;
-use crate::types::{Entry, HardState, LogIndex, NodeId};
+use crate::types::{Entry, HardState, LogIndex};
 
 /// The outputs' executor and what waits on the engine's answers.
 pub(crate) struct Executor {
@@ -31,7 +32,7 @@ pub(crate) struct Executor {
     log: Arc<dyn LogStore>,
     applier: mpsc::UnboundedSender<ApplyOp>,
     hard_state: mpsc::UnboundedSender<HardState>,
-    peers: BTreeMap<NodeId, mpsc::UnboundedSender<PeerCommand>>,
+    pub(crate) peers: PeerSet,
     /// The epoch of the last `AppendLog` run: durability reports echo it.
     pub(crate) log_epoch: u64,
     /// The entries of the last `AppendLog`, for the `PreCommit` that follows it.
@@ -39,6 +40,7 @@ pub(crate) struct Executor {
     pub(crate) proposals: Proposals,
     pub(crate) reads: PendingReads,
     pub(crate) replies: PeerReplies,
+    pub(crate) changes: Changes,
     receiver: SnapshotReceiver,
     pub(crate) size_policy: SizePolicy,
 }
@@ -47,7 +49,7 @@ pub(crate) struct Executor {
 pub(crate) struct Channels {
     pub(crate) applier: mpsc::UnboundedSender<ApplyOp>,
     pub(crate) hard_state: mpsc::UnboundedSender<HardState>,
-    pub(crate) peers: BTreeMap<NodeId, mpsc::UnboundedSender<PeerCommand>>,
+    pub(crate) peers: PeerSet,
 }
 
 impl Executor {
@@ -65,6 +67,7 @@ impl Executor {
             proposals: Proposals::default(),
             reads: PendingReads::default(),
             replies: PeerReplies::default(),
+            changes: Changes::default(),
             receiver,
             size_policy,
         }
@@ -78,10 +81,11 @@ impl Executor {
     /// Closes the channels to the node's tasks, which ends them: peers abandon calls in
     /// flight, the hard-state writer finishes its writes, the apply task applies what is
     /// committed and answers the waiters left with `Aborted`.
-    pub(crate) fn close_channels(&mut self) {
-        self.peers.clear();
+    /// Returns the peer tasks, for the caller to join.
+    pub(crate) fn close_channels(&mut self) -> Vec<tokio::task::JoinHandle<()>> {
         self.hard_state = mpsc::unbounded_channel().0;
         self.applier = mpsc::unbounded_channel().0;
+        self.peers.close()
     }
 
     /// Executes one output of the engine.
@@ -171,6 +175,22 @@ impl Executor {
             Output::SendSnapshot { to, request, len } => {
                 self.to_peer(to, PeerCommand::Snapshot { request, len })
             }
+            Output::MembershipChangeAccepted {
+                id,
+                log_id,
+                membership,
+            } => {
+                self.changes.accepted(id, log_id, &membership);
+                Ok(())
+            }
+            Output::MembershipChangeRejected { id, reason } => {
+                let hint = match &reason {
+                    ChangeRejection::NotLeader { leader } => self.shared.leader_hint(*leader),
+                    _ => None,
+                };
+                self.changes.rejected(id, reason, hint);
+                Ok(())
+            }
         }
     }
 
@@ -194,12 +214,7 @@ impl Executor {
 
     /// A peer task that is gone (it panicked) would silently end replication to that peer:
     /// stop the node instead.
-    fn to_peer(&self, to: NodeId, command: PeerCommand) -> Result<(), Error> {
-        match self.peers.get(&to) {
-            Some(peer) => peer
-                .send(command)
-                .map_err(|_| Error::Fatal(format!("the sender task for node {to} stopped"))),
-            None => Ok(()),
-        }
+    fn to_peer(&self, to: crate::types::NodeId, command: PeerCommand) -> Result<(), Error> {
+        self.peers.send(to, command)
     }
 }

@@ -18,8 +18,9 @@ use super::claim::ClaimGuard;
 use super::event_loop::EventLoop;
 use super::events::{Event, Inbound};
 use super::executor::{Channels, Executor};
+use super::membership::MembershipStatus;
 use super::node_metrics::{append_latency_histogram, applied_index_gauge};
-use super::peer::PeerSender;
+use super::peers::PeerSet;
 use super::persist::write_hard_states;
 use super::proposals::Proposal;
 use super::results::{CommitResult, Notify, PendingAppend, Reply};
@@ -113,7 +114,6 @@ impl Node {
         state_machine: Arc<dyn StateMachine>,
         transport: Arc<dyn Transport>,
     ) -> Result<Node, Error> {
-        config.validate()?;
         let members: BTreeMap<NodeId, String> = members
             .into_iter()
             .map(|(id, address)| (id, address.into()))
@@ -123,9 +123,49 @@ impl Node {
                 "node {id} is not in its member list"
             )));
         }
+        Node::launch(id, members, false, config, log, state_machine, transport).await
+    }
+
+    /// Starts a node that joins an existing cluster: with an empty log it knows no members,
+    /// never campaigns, and waits for a leader to add it ([`Node::add_learner`] on the leader)
+    /// and replicate to it. `address` is where peers reach it (as the leader's `add_learner`
+    /// call names it). Once its log or snapshot holds a configuration, it starts like any
+    /// node; keep starting it with this call (its configuration comes from its log).
+    ///
+    /// # Errors
+    /// As [`Node::start`].
+    pub async fn start_joining(
+        id: NodeId,
+        address: impl Into<String>,
+        config: NodeConfig,
+        log: Arc<dyn LogStore>,
+        state_machine: Arc<dyn StateMachine>,
+        transport: Arc<dyn Transport>,
+    ) -> Result<Node, Error> {
+        let members = BTreeMap::from([(id, address.into())]);
+        Node::launch(id, members, true, config, log, state_machine, transport).await
+    }
+
+    async fn launch(
+        id: NodeId,
+        members: BTreeMap<NodeId, String>,
+        joining: bool,
+        config: NodeConfig,
+        log: Arc<dyn LogStore>,
+        state_machine: Arc<dyn StateMachine>,
+        transport: Arc<dyn Transport>,
+    ) -> Result<Node, Error> {
+        config.validate()?;
         let claim = ClaimGuard::acquire(&log)?;
         let restored = log.restore().await?;
-        let membership = Membership::new(members.keys().copied());
+        let membership = if joining {
+            Membership::default()
+        } else {
+            members.iter().fold(
+                Membership::new(members.keys().copied()),
+                |m, (&id, address)| m.with_address(id, address.clone()),
+            )
+        };
         let engine = Engine::new(id, membership, config.raft.clone(), restored, config.seed)?;
 
         let (events_tx, events_rx) = mpsc::unbounded_channel();
@@ -133,7 +173,8 @@ impl Node {
         let status = NodeStatus::from_engine(&engine.status());
         let shared = Arc::new(Shared {
             id,
-            members,
+            membership: watch::Sender::new(MembershipStatus::from_engine(&engine)),
+            bootstrap: members.clone(),
             config,
             queued: AtomicUsize::new(0),
             lifecycle: Lifecycle::default(),
@@ -160,24 +201,16 @@ impl Node {
         let writer = write_hard_states(log.clone(), hard_state_rx, events_tx.clone());
         tasks.push(tokio::spawn(writer.instrument(span.clone())));
 
-        let mut peers = BTreeMap::new();
-        for &peer in shared.members.keys().filter(|&&peer| peer != id) {
-            let (peer_tx, peer_rx) = mpsc::unbounded_channel();
-            let sender = PeerSender {
-                peer,
-                transport: transport.clone(),
-                log: log.clone(),
-                events: events_tx.clone(),
-                // Twice the engine's own timeout: the engine gives up on the request first.
-                request_timeout: Duration::from_millis(
-                    shared.config.raft.request_timeout_ms.saturating_mul(2),
-                ),
-                snapshot: None,
-            };
-            let peer_span = tracing::info_span!(parent: &span, "peer", %peer);
-            tasks.push(tokio::spawn(sender.run(peer_rx).instrument(peer_span)));
-            peers.insert(peer, peer_tx);
-        }
+        // The loop starts one sender task per member, and follows membership changes.
+        let peers = PeerSet::new(
+            id,
+            transport,
+            log.clone(),
+            events_tx.clone(),
+            // Twice the engine's own timeout: the engine gives up on the request first.
+            Duration::from_millis(shared.config.raft.request_timeout_ms.saturating_mul(2)),
+            members,
+        );
 
         let channels = Channels {
             applier: apply_tx,
@@ -469,13 +502,14 @@ impl Node {
         *self.shared().applied.borrow()
     }
 
-    /// The address of `id` in this node's member list.
+    /// The address of member `id`: the one its configuration entry names, else the one this
+    /// node was started with.
     #[must_use]
-    pub fn address_of(&self, id: NodeId) -> Option<&str> {
-        self.shared().members.get(&id).map(String::as_str)
+    pub fn address_of(&self, id: NodeId) -> Option<String> {
+        self.shared().address_of(id)
     }
 
-    fn shared(&self) -> &Shared {
+    pub(super) fn shared(&self) -> &Shared {
         &self.handle.shared
     }
 
@@ -496,7 +530,7 @@ impl Node {
         })
     }
 
-    fn enqueue(&self, event: Event) -> Result<(), Error> {
+    pub(super) fn enqueue(&self, event: Event) -> Result<(), Error> {
         if !self.shared().lifecycle.is_running() {
             return Err(Error::Shutdown);
         }

@@ -5,12 +5,13 @@ use std::collections::BTreeMap;
 
 use metrics::{Counter, Gauge, Histogram};
 
+use super::membership::MembershipStatus;
 use super::status::NodeStatus;
 use crate::engine::{FollowerStatus, RoleKind};
 use crate::metrics::{
-    APPEND_LATENCY, APPLIED_INDEX, COMMIT_INDEX, LEADER_CHANGES, LOG_BYTES, PROPOSALS,
-    REPLICATION_BATCH_SIZE, REPLICATION_INFLIGHT, REPLICATION_LAG, REPLICATION_THRESHOLD, ROLE,
-    TERM,
+    APPEND_LATENCY, APPLIED_INDEX, COMMIT_INDEX, LEADER_CHANGES, LOG_BYTES, MEMBERSHIP_CHANGES,
+    MEMBERSHIP_JOINT, MEMBERSHIP_LEARNERS, MEMBERSHIP_VOTERS, PROPOSALS, REPLICATION_BATCH_SIZE,
+    REPLICATION_INFLIGHT, REPLICATION_LAG, REPLICATION_THRESHOLD, ROLE, TERM,
 };
 use crate::types::{LogIndex, NodeId};
 
@@ -24,6 +25,11 @@ pub(crate) struct NodeMetrics {
     leader_changes: Counter,
     pub(crate) proposals: Counter,
     log_bytes: Gauge,
+    voters: Gauge,
+    learners: Gauge,
+    joint: Gauge,
+    membership_changes: Counter,
+    membership_index: Option<LogIndex>,
     peers: BTreeMap<NodeId, PeerMetrics>,
     last_leader: Option<NodeId>,
 }
@@ -46,6 +52,11 @@ impl NodeMetrics {
             leader_changes: metrics::counter!(LEADER_CHANGES, "node" => node.clone()),
             proposals: metrics::counter!(PROPOSALS, "node" => node.clone()),
             log_bytes: metrics::gauge!(LOG_BYTES, "node" => node.clone()),
+            voters: metrics::gauge!(MEMBERSHIP_VOTERS, "node" => node.clone()),
+            learners: metrics::gauge!(MEMBERSHIP_LEARNERS, "node" => node.clone()),
+            joint: metrics::gauge!(MEMBERSHIP_JOINT, "node" => node.clone()),
+            membership_changes: metrics::counter!(MEMBERSHIP_CHANGES, "node" => node.clone()),
+            membership_index: None,
             node,
             peers: BTreeMap::new(),
             last_leader: None,
@@ -67,6 +78,22 @@ impl NodeMetrics {
         if status.leader.is_some() {
             self.last_leader = status.leader;
         }
+    }
+
+    /// Records the membership after it changed.
+    pub(crate) fn record_membership(&mut self, status: &MembershipStatus) {
+        let membership = &status.membership;
+        self.voters.set(membership.len() as f64);
+        self.learners.set(membership.learners().count() as f64);
+        self.joint
+            .set(if membership.is_joint() { 1.0 } else { 0.0 });
+        if self
+            .membership_index
+            .is_some_and(|seen| seen != status.index)
+        {
+            self.membership_changes.increment(1);
+        }
+        self.membership_index = Some(status.index);
     }
 
     /// Records the log size.

@@ -9,6 +9,7 @@ use metrics::Histogram;
 use tokio::sync::watch;
 
 use super::NodeConfig;
+use super::membership::MembershipStatus;
 use super::status::{Lifecycle, NodeStatus};
 use crate::error::LeaderHint;
 use crate::types::{LogIndex, NodeId};
@@ -17,7 +18,11 @@ use crate::types::{LogIndex, NodeId};
 #[derive(Debug)]
 pub(crate) struct Shared {
     pub(crate) id: NodeId,
-    pub(crate) members: BTreeMap<NodeId, String>,
+    /// The addresses the node was started with (used for members whose configuration entry
+    /// names none, as in clusters created before configurations carried addresses).
+    pub(crate) bootstrap: BTreeMap<NodeId, String>,
+    /// The membership, published by the loop whenever it changes.
+    pub(crate) membership: watch::Sender<MembershipStatus>,
     pub(crate) config: NodeConfig,
     /// Client requests queued for the loop (bounded by `max_queued_requests`).
     pub(crate) queued: AtomicUsize,
@@ -31,8 +36,19 @@ impl Shared {
     /// Where to find `leader`, for a `NotLeader` answer.
     pub(crate) fn leader_hint(&self, leader: Option<NodeId>) -> Option<LeaderHint> {
         let id = leader?;
-        let address = self.members.get(&id)?.clone();
+        let address = self.address_of(id)?;
         Some(LeaderHint { id, address })
+    }
+
+    /// The address of member `id`: its configuration's, else the one given at start.
+    pub(crate) fn address_of(&self, id: NodeId) -> Option<String> {
+        let membership = self.membership.borrow();
+        membership
+            .membership
+            .address(id)
+            .or_else(|| membership.committed.address(id))
+            .map(str::to_owned)
+            .or_else(|| self.bootstrap.get(&id).cloned())
     }
 
     /// Marks the node stopped for the getters and for callers waiting on the stop.

@@ -1,7 +1,7 @@
 //! [`Cluster`]: nodes `1..=n` built by a [`NodeFactory`], started, stopped, restarted and
 //! waited on, over an in-process network with faults.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -32,8 +32,10 @@ pub struct Cluster<F: NodeFactory = MemNodes> {
     pub network: MemNetwork,
     /// The configuration every node (re)starts with.
     pub config: F::Config,
-    /// Every member, running or not: `1..=n`.
+    /// Every node, running or not: `1..=n` and those added by [`Cluster::add_joining_node`].
     pub ids: Vec<NodeId>,
+    /// The nodes started (every time) with [`Node::start_joining`].
+    pub joiners: BTreeSet<NodeId>,
     /// Each node's log store, kept while the node is stopped.
     pub stores: BTreeMap<NodeId, F::Store>,
     /// Each node's state machine of its latest start.
@@ -66,6 +68,7 @@ impl<F: NodeFactory> Cluster<F> {
             factory,
             config,
             ids: (1..=n).map(NodeId).collect(),
+            joiners: BTreeSet::new(),
             stores: BTreeMap::new(),
             state_machines: BTreeMap::new(),
             nodes: Nodes::new(),
@@ -85,13 +88,17 @@ impl<F: NodeFactory> Cluster<F> {
             Err(error) => panic!("node {id}: the log store does not open: {error}"),
         };
         let state_machine = self.factory.state_machine(id);
+        let joining = self.joiners.contains(&id);
         let parts = Parts {
             id,
             members: self
                 .ids
                 .iter()
+                .filter(|&&member| !joining || member == id)
+                .filter(|&&member| joining || !self.joiners.contains(&member))
                 .map(|&member| (member, self.factory.address(member)))
                 .collect(),
+            joining,
             config: self.config.clone(),
             log: Arc::new(store.clone()),
             state_machine: Arc::new(state_machine.clone()),
@@ -105,6 +112,16 @@ impl<F: NodeFactory> Cluster<F> {
         self.stores.insert(id, store);
         self.state_machines.insert(id, state_machine);
         self.nodes.insert(id, node, handle);
+    }
+
+    /// Starts a new node `id` with an empty store that joins the cluster: it waits to be
+    /// added (as a learner, at [`NodeFactory::address`]) by the leader.
+    pub async fn add_joining_node(&mut self, id: NodeId) {
+        if !self.ids.contains(&id) {
+            self.ids.push(id);
+        }
+        self.joiners.insert(id);
+        self.start_node(id).await;
     }
 
     /// Takes `id` off the network and stops it ([`NodeFactory::stop`]); its store stays in

@@ -100,6 +100,9 @@ pub struct Parts<C> {
     pub state_machine: Arc<dyn StateMachine>,
     /// The transport.
     pub transport: Arc<dyn Transport>,
+    /// Whether the node joins an existing cluster ([`Node::start_joining`]; `members` then
+    /// holds only itself).
+    pub joining: bool,
 }
 
 impl<C> fmt::Debug for Parts<C> {
@@ -117,6 +120,23 @@ impl Parts<NodeConfig> {
     /// # Errors
     /// As [`Node::start`].
     pub async fn start_node(self) -> Result<Node, Error> {
+        if self.joining {
+            let address = self
+                .members
+                .iter()
+                .find(|(id, _)| *id == self.id)
+                .map(|(_, address)| address.clone())
+                .unwrap_or_default();
+            return Node::start_joining(
+                self.id,
+                address,
+                self.config,
+                self.log,
+                self.state_machine,
+                self.transport,
+            )
+            .await;
+        }
         Node::start(
             self.id,
             self.members,

@@ -222,7 +222,7 @@ impl StateMachine for MemKv {
             .iter()
             .map(|entry| match &entry.payload {
                 Payload::Command(command) => command.clone(),
-                Payload::Blank => Bytes::new(),
+                Payload::Blank | Payload::Membership(_) => Bytes::new(),
             })
             .collect())
     }

@@ -12,7 +12,7 @@ use crate::engine::{LogEntryMeta, RestoredState};
 use crate::error::Error;
 use crate::snapshot::{BytesReader, SnapshotMeta, SnapshotReader, SnapshotWriter};
 use crate::storage::{LogStore, StoreClaim};
-use crate::types::{Entry, HardState, LogId, LogIndex};
+use crate::types::{Entry, HardState, LogId, LogIndex, Payload};
 
 /// Bytes of bookkeeping counted per entry by [`LogStore::byte_count`] (a record header).
 const ENTRY_OVERHEAD_BYTES: u64 = 24;
@@ -282,6 +282,14 @@ impl LogStore for MemLogStore {
                 payload_len: entry.payload.len(),
             })
             .collect();
+        let memberships = state
+            .entries
+            .iter()
+            .filter_map(|entry| match &entry.payload {
+                Payload::Membership(membership) => Some((entry.log_id, membership.clone())),
+                _ => None,
+            })
+            .collect();
         // Everything present at open is durable.
         let hard_state = state.hard_state;
         drop(state);
@@ -294,6 +302,7 @@ impl LogStore for MemLogStore {
             hard_state,
             snapshot,
             entries,
+            memberships,
         })
     }
 

@@ -8,18 +8,28 @@
 //!
 //! The shape, with structs as arrays and enum variants by name:
 //! `[term, leader_id, seq, [prev_term, prev_index], [entry...], leader_commit]`, each entry
-//! `[[term, index], payload]`, a payload either the string `"Blank"` or the map
-//! `{"Command": bin}`.
+//! `[[term, index], payload]`, a payload either the string `"Blank"`, the map
+//! `{"Command": bin}` or the map `{"Membership": [voters, outgoing, learners, addresses]}`
+//! (voters and learners arrays of ids, outgoing `nil` or an array of ids, addresses a map from
+//! id to string).
+//!
+//! Membership entries are rare (one per configuration change), so their value goes through
+//! rmp-serde, not by hand: the bytes are then the serde shape by construction, and the owned
+//! decoder and this one agree on every input, damaged ones included.
+
+use std::io::Cursor;
 
 use bytes::Bytes;
 use raft_core::message::AppendEntries;
-use raft_core::{Entry, LogId, LogIndex, NodeId, Payload, Term};
+use raft_core::{Entry, LogId, LogIndex, Membership, NodeId, Payload, Term};
 use rmp::Marker;
+use serde::Deserialize;
 
 use super::envelope::{DecodeError, EncodeError, share};
 
 const BLANK: &[u8] = b"Blank";
 const COMMAND: &[u8] = b"Command";
+const MEMBERSHIP: &[u8] = b"Membership";
 
 /// The fewest bytes an entry takes (`[[0, 0], "Blank"]`): bounds the vector sized from a length
 /// the input declares.
@@ -48,6 +58,12 @@ pub(super) fn write(out: &mut Vec<u8>, request: &AppendEntries) -> Result<(), En
                     .map_err(|_| EncodeError("a command over 4 GiB".to_owned()))?;
                 rmp::encode::write_bin_len(out, len).map_err(failed)?;
                 out.extend_from_slice(bytes);
+            }
+            Payload::Membership(membership) => {
+                rmp::encode::write_map_len(out, 1).map_err(failed)?;
+                write_name(out, MEMBERSHIP).map_err(failed)?;
+                rmp_serde::encode::write(out, membership)
+                    .map_err(|e| EncodeError(format!("a membership: {e}")))?;
             }
         }
     }
@@ -182,6 +198,8 @@ impl<'a> Reader<'a> {
                         .map_err(|e| Self::malformed("a command", e))?;
                     let bytes = self.take(len, "a command")?;
                     Ok(Payload::Command(share(self.body, bytes)))
+                } else if name == MEMBERSHIP {
+                    self.membership().map(Payload::Membership)
                 } else if name == BLANK {
                     // A unit variant in map form: `{"Blank": nil}`.
                     rmp::decode::read_nil(&mut self.rest)
@@ -194,11 +212,23 @@ impl<'a> Reader<'a> {
             other => Err(Self::malformed("a payload", other)),
         }
     }
+
+    /// A membership, read by rmp-serde (the owned decoder's own code) from the front of `rest`.
+    fn membership(&mut self) -> Result<Membership, DecodeError> {
+        let mut decoder = rmp_serde::Deserializer::new(Cursor::new(self.rest));
+        let membership = Membership::deserialize(&mut decoder)
+            .map_err(|e| DecodeError::Message(format!("a membership: {e}")))?;
+        let used = usize::try_from(decoder.position()).unwrap_or(usize::MAX);
+        self.rest = self.rest.get(used..).ok_or_else(|| {
+            DecodeError::Message("a membership: read past the end of the body".to_owned())
+        })?;
+        Ok(membership)
+    }
 }
 
 fn unknown_variant(name: &[u8]) -> DecodeError {
     DecodeError::Message(format!(
-        "unknown payload variant `{}`, expected `Blank` or `Command`",
+        "unknown payload variant `{}`, expected `Blank`, `Command` or `Membership`",
         String::from_utf8_lossy(name)
     ))
 }

@@ -8,8 +8,11 @@
 
 use bytes::Bytes;
 
-/// The wire version this crate speaks.
-pub const WIRE_VERSION: u16 = 1;
+/// The wire version this crate speaks. Version 2 added membership entries to AppendEntries and
+/// the whole membership (outgoing voters, learners, addresses) to InstallSnapshot's meta;
+/// version 1 peers are refused with [`DecodeError::UnsupportedVersion`] (all nodes of a cluster
+/// run the same version).
+pub const WIRE_VERSION: u16 = 2;
 
 /// Why a body could not be decoded. Servers answer it with 400 and this message.
 #[derive(Debug, thiserror::Error)]

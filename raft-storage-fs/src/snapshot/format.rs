@@ -6,9 +6,15 @@
 //! ```text
 //!  data (size bytes) | meta block (meta_len bytes) | footer (20 bytes)
 //!
-//!  meta block:  term:u64  index:u64  size:u64  checksum:u32  voters:u32  voter id:u64 * voters
+//!  meta block:  term:u64  index:u64  size:u64  checksum:u32  membership_len:u32  membership
 //!  footer:      magic "RAFTSNAP"  version:u32  meta_len:u32  crc:u32
 //! ```
+//!
+//! `membership` is the [`Membership::encode`] form (voters, the outgoing voters of a joint
+//! configuration, learners, addresses), `membership_len` bytes long, and the footer's version
+//! is 2. Version 1 files, written before memberships had more than voters, are still read: their
+//! meta block ends in `voters:u32  voter id:u64 * voters` instead, read as
+//! `Membership::new(voters)`. Every file is written in version 2.
 //!
 //! `checksum` is the CRC-32C of the data (the [`SnapshotMeta`] checksum); the footer's `crc` is
 //! the CRC-32C of the meta block followed by the footer's first 16 bytes, so a reader trusts
@@ -36,12 +42,15 @@ pub(crate) const TEMP_SUFFIX: &str = ".tmp";
 const DIGITS: usize = 20;
 
 const MAGIC: &[u8; 8] = b"RAFTSNAP";
-const VERSION: u32 = 1;
+/// The version every snapshot is written in: the meta holds the whole membership.
+const VERSION: u32 = 2;
+/// The first version, still read: the meta holds only the voters.
+const VERSION_VOTERS_ONLY: u32 = 1;
 /// Bytes of the footer at the very end of the file.
 pub(crate) const FOOTER_BYTES: u64 = 20;
-/// Bytes of the meta block without its voters.
+/// Bytes of the meta block before its membership (or, in version 1, its voter ids).
 const META_FIXED_BYTES: usize = 32;
-/// A meta block larger than this is damage (it would describe 130,000 voters).
+/// A meta block larger than this is damage (its membership would name some 100,000 members).
 const META_MAX_BYTES: u64 = 1 << 20;
 /// How much of the data validation reads at a time.
 const READ_CHUNK_BYTES: u64 = 1 << 20;
@@ -72,24 +81,44 @@ pub(crate) fn is_temp(name: &str) -> bool {
 }
 
 /// The trailer that follows the data of the snapshot `meta`.
-pub(crate) fn encode_trailer(meta: &SnapshotMeta) -> Vec<u8> {
-    let voters: Vec<NodeId> = meta.membership.voters().collect();
-    let meta_len = META_FIXED_BYTES + 8 * voters.len();
+///
+/// # Errors
+/// [`Error::Invalid`] for a membership too large for a meta block (over 1 MiB encoded).
+pub(crate) fn encode_trailer(meta: &SnapshotMeta) -> Result<Vec<u8>, Error> {
+    let membership = meta.membership.to_bytes();
+    let meta_len = META_FIXED_BYTES + membership.len();
+    let (Ok(membership_len), Ok(meta_len_u32)) =
+        (u32::try_from(membership.len()), u32::try_from(meta_len))
+    else {
+        return Err(too_large(meta_len));
+    };
+    if u64::from(meta_len_u32) > META_MAX_BYTES {
+        return Err(too_large(meta_len));
+    }
     let mut out = Vec::with_capacity(meta_len + FOOTER_BYTES as usize);
     out.put_u64_le(meta.last_log_id.term.0);
     out.put_u64_le(meta.last_log_id.index.0);
     out.put_u64_le(meta.size);
     out.put_u32_le(meta.checksum);
-    out.put_u32_le(voters.len() as u32);
-    for voter in voters {
-        out.put_u64_le(voter.0);
-    }
+    out.put_u32_le(membership_len);
+    out.put_slice(&membership);
+    put_footer(&mut out, VERSION, meta_len_u32);
+    Ok(out)
+}
+
+fn too_large(meta_len: usize) -> Error {
+    Error::Invalid(format!(
+        "a snapshot meta of {meta_len} bytes (its membership) is over the {META_MAX_BYTES} a snapshot file holds"
+    ))
+}
+
+/// Appends the footer after the meta block `out` holds (the crc covers both).
+fn put_footer(out: &mut Vec<u8>, version: u32, meta_len: u32) {
     out.put_slice(MAGIC);
-    out.put_u32_le(VERSION);
-    out.put_u32_le(meta_len as u32);
-    let crc = crc32c::crc32c(&out);
+    out.put_u32_le(version);
+    out.put_u32_le(meta_len);
+    let crc = crc32c::crc32c(out);
     out.put_u32_le(crc);
-    out
 }
 
 /// Reads and checks the trailer of the snapshot file `path` (`len` bytes long), and returns
@@ -125,10 +154,12 @@ pub(crate) fn read_trailer(
             "no snapshot trailer (bad magic)".to_owned(),
         ));
     }
-    if version != VERSION {
+    if version != VERSION && version != VERSION_VOTERS_ONLY {
         return Err(corrupt(
             footer_at,
-            format!("unknown snapshot version {version}"),
+            format!(
+                "unknown snapshot version {version} (this build reads versions {VERSION_VOTERS_ONLY} and {VERSION})"
+            ),
         ));
     }
     let Some(meta_at) = footer_at
@@ -150,7 +181,7 @@ pub(crate) fn read_trailer(
             "snapshot trailer checksum mismatch".to_owned(),
         ));
     }
-    let meta = decode_meta(&block).map_err(|reason| corrupt(meta_at, reason))?;
+    let meta = decode_meta(&block, version).map_err(|reason| corrupt(meta_at, reason))?;
     if meta.size != meta_at {
         return Err(corrupt(
             meta_at,
@@ -160,7 +191,8 @@ pub(crate) fn read_trailer(
     Ok(meta)
 }
 
-fn decode_meta(block: &[u8]) -> Result<SnapshotMeta, String> {
+/// Reads a meta block of `version` (checked by the caller to be one this build reads).
+fn decode_meta(block: &[u8], version: u32) -> Result<SnapshotMeta, String> {
     if block.len() < META_FIXED_BYTES {
         return Err(format!(
             "a meta block of {} bytes is too short",
@@ -173,18 +205,27 @@ fn decode_meta(block: &[u8]) -> Result<SnapshotMeta, String> {
     let size = buf.get_u64_le();
     let checksum = buf.get_u32_le();
     let count = buf.get_u32_le() as usize;
-    if buf.len() != count.saturating_mul(8) {
-        return Err(format!(
-            "the meta block names {count} voters but holds {} bytes for them",
-            buf.len()
-        ));
-    }
-    let voters = (0..count)
-        .map(|_| NodeId(buf.get_u64_le()))
-        .collect::<Vec<_>>();
+    let membership = if version == VERSION_VOTERS_ONLY {
+        if buf.len() != count.saturating_mul(8) {
+            return Err(format!(
+                "the meta block names {count} voters but holds {} bytes for them",
+                buf.len()
+            ));
+        }
+        Membership::new((0..count).map(|_| NodeId(buf.get_u64_le())))
+    } else {
+        if buf.len() != count {
+            return Err(format!(
+                "the meta block declares a membership of {count} bytes but holds {}",
+                buf.len()
+            ));
+        }
+        Membership::decode(buf)
+            .map_err(|err| format!("the meta block's membership does not decode: {err}"))?
+    };
     Ok(SnapshotMeta {
         last_log_id: LogId::new(term, index),
-        membership: Membership::new(voters),
+        membership,
         size,
         checksum,
     })
@@ -223,13 +264,133 @@ mod tests {
     use crate::fs::Fs;
     use crate::testing::SimFs;
 
+    /// A joint configuration with a learner and addresses: more than voters to keep.
+    fn joint() -> Membership {
+        use raft_core::MembershipChange;
+        Membership::new([NodeId(1), NodeId(2), NodeId(5)])
+            .with_address(NodeId(1), "node-1:7000")
+            .apply(&MembershipChange::add_learner(NodeId(7), "node-7:7000"))
+            .unwrap()
+            .apply(&MembershipChange::add_learner(NodeId(8), "node-8:7000"))
+            .unwrap()
+            .apply(
+                &MembershipChange::default()
+                    .promote(NodeId(7))
+                    .remove(NodeId(2)),
+            )
+            .unwrap()
+    }
+
     fn meta_of(data: &[u8]) -> SnapshotMeta {
         SnapshotMeta {
             last_log_id: LogId::new(3, 77),
-            membership: Membership::new([NodeId(1), NodeId(2), NodeId(5)]),
+            membership: joint(),
             size: data.len() as u64,
             checksum: crc32c::crc32c(data),
         }
+    }
+
+    /// The trailer as version 1 wrote it (before memberships had more than voters): the
+    /// encoder of that version, kept to check such files still read.
+    fn encode_trailer_v1(meta: &SnapshotMeta) -> Vec<u8> {
+        let voters: Vec<NodeId> = meta.membership.voters().collect();
+        let meta_len = META_FIXED_BYTES + 8 * voters.len();
+        let mut out = Vec::new();
+        out.put_u64_le(meta.last_log_id.term.0);
+        out.put_u64_le(meta.last_log_id.index.0);
+        out.put_u64_le(meta.size);
+        out.put_u32_le(meta.checksum);
+        out.put_u32_le(voters.len() as u32);
+        for voter in voters {
+            out.put_u64_le(voter.0);
+        }
+        out.put_slice(MAGIC);
+        out.put_u32_le(1);
+        out.put_u32_le(meta_len as u32);
+        let crc = crc32c::crc32c(&out);
+        out.put_u32_le(crc);
+        out
+    }
+
+    fn read_back(bytes: &[u8]) -> Result<SnapshotMeta, Error> {
+        let (_fs, file) = file_with(bytes);
+        read_trailer(&*file, Path::new("/s"), bytes.len() as u64)
+    }
+
+    #[test]
+    fn a_joint_membership_with_learners_and_addresses_round_trips() {
+        let data = b"state".to_vec();
+        let meta = meta_of(&data);
+        assert!(meta.membership.is_joint());
+        let mut bytes = data.clone();
+        bytes.extend(encode_trailer(&meta).unwrap());
+        let back = read_back(&bytes).unwrap();
+        assert_eq!(back, meta);
+        assert_eq!(back.membership.address(NodeId(8)), Some("node-8:7000"));
+        assert!(back.membership.is_learner(NodeId(8)));
+        assert_eq!(back.membership.outgoing_voters().count(), 3);
+    }
+
+    #[test]
+    fn a_version_1_file_with_voters_only_still_reads() {
+        let data = b"old state".to_vec();
+        let meta = SnapshotMeta {
+            membership: Membership::new([NodeId(1), NodeId(2), NodeId(3)]),
+            ..meta_of(&data)
+        };
+        let mut bytes = data.clone();
+        bytes.extend(encode_trailer_v1(&meta));
+        assert_eq!(read_back(&bytes).unwrap(), meta);
+        // The voters of a richer membership are all version 1 kept.
+        let mut bytes = data.clone();
+        bytes.extend(encode_trailer_v1(&meta_of(&data)));
+        let back = read_back(&bytes).unwrap();
+        assert_eq!(
+            back.membership,
+            Membership::new(meta_of(&data).membership.voters())
+        );
+    }
+
+    #[test]
+    fn an_unknown_version_or_a_damaged_membership_is_refused() {
+        let data = b"state".to_vec();
+        let meta = meta_of(&data);
+        let mut trailer = encode_trailer(&meta).unwrap();
+        // A future version, with a correct checksum: refused, naming the versions read.
+        let meta_len = trailer.len() - FOOTER_BYTES as usize;
+        trailer.truncate(meta_len);
+        put_footer(&mut trailer, 3, meta_len as u32);
+        let mut bytes = data.clone();
+        bytes.extend(&trailer);
+        let err = read_back(&bytes).unwrap_err();
+        assert!(
+            err.to_string().contains("unknown snapshot version 3"),
+            "{err}"
+        );
+        // A membership that does not decode, under a correct checksum.
+        let mut block = encode_trailer(&meta).unwrap();
+        block.truncate(meta_len);
+        block[META_FIXED_BYTES] = 99; // the membership's own encoding version
+        put_footer(&mut block, VERSION, meta_len as u32);
+        let mut bytes = data.clone();
+        bytes.extend(&block);
+        let err = read_back(&bytes).unwrap_err();
+        assert!(
+            matches!(&err, Error::Corrupt { reason, .. } if reason.contains("membership does not decode")),
+            "{err}"
+        );
+        // A membership length that disagrees with the block.
+        let mut block = encode_trailer(&meta).unwrap();
+        block.truncate(meta_len);
+        block[28..32].copy_from_slice(&1u32.to_le_bytes());
+        put_footer(&mut block, VERSION, meta_len as u32);
+        let mut bytes = data;
+        bytes.extend(&block);
+        let err = read_back(&bytes).unwrap_err();
+        assert!(
+            err.to_string().contains("declares a membership of 1 bytes"),
+            "{err}"
+        );
     }
 
     fn file_with(bytes: &[u8]) -> (SimFs, Arc<dyn FsFile>) {
@@ -256,7 +417,7 @@ mod tests {
         let data = b"some snapshot data".to_vec();
         let meta = meta_of(&data);
         let mut bytes = data.clone();
-        bytes.extend(encode_trailer(&meta));
+        bytes.extend(encode_trailer(&meta).unwrap());
         let path = Path::new("/s");
         let (_fs, file) = file_with(&bytes);
         let len = bytes.len() as u64;
@@ -279,7 +440,7 @@ mod tests {
         let meta = meta_of(&data);
         let mut bytes = data.clone();
         bytes[1234] ^= 4;
-        bytes.extend(encode_trailer(&meta));
+        bytes.extend(encode_trailer(&meta).unwrap());
         let path = Path::new("/s");
         let (_fs, file) = file_with(&bytes);
         let read = read_trailer(&*file, path, bytes.len() as u64).unwrap();

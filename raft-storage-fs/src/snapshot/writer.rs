@@ -219,7 +219,7 @@ impl Finish {
                 checksum: self.crc,
             });
         }
-        let trailer = format::encode_trailer(meta);
+        let trailer = format::encode_trailer(meta)?;
         self.file
             .write_all_at(&trailer, self.len)
             .map_err(|err| Error::io("writing", &self.temp, err))?;

@@ -10,6 +10,7 @@ use crate::types::{Entry, HardState, LogId, LogIndex, Membership, NodeId, Payloa
 
 fn follower_with_uncommitted_tail() -> Engine {
     let restored = RestoredState {
+        memberships: Vec::new(),
         hard_state: HardState {
             term: Term(3),
             vote: None,

@@ -30,3 +30,4 @@ fn config() -> Config {
         snapshot_chunk_bytes: 64,
     }
 }
+mod membership;

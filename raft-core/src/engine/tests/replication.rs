@@ -9,6 +9,7 @@ use crate::types::{HardState, LogId, LogIndex, Membership, NodeId, Term};
 
 fn restored(term: u64, entry_terms: &[u64], commit: u64) -> RestoredState {
     RestoredState {
+        memberships: Vec::new(),
         hard_state: HardState {
             term: Term(term),
             vote: None,

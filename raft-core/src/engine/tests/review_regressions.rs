@@ -56,6 +56,7 @@ fn follower(hs: HardState, log: &[(u64, u64)], cfg: Config) -> Engine {
         members(),
         cfg,
         RestoredState {
+            memberships: Vec::new(),
             hard_state: hs,
             snapshot: None,
             entries: meta(log),
@@ -89,6 +90,7 @@ fn restart_after_log_durable_before_hard_state_adopts_log_term() {
     assert!(out.iter().any(|o| matches!(o, Output::AppendLog { .. })));
     // Crash: log write durable, hard-state write lost.
     let restored = RestoredState {
+        memberships: Vec::new(),
         hard_state: HardState {
             term: Term(3),
             vote: None,
@@ -150,6 +152,7 @@ fn persisted_commit_never_passes_durable_index() {
         .expect("campaign persists term and vote");
     // Hard state flushed, crash before the log flush: durable log still has (2,2) at index 2.
     let restored = RestoredState {
+        memberships: Vec::new(),
         hard_state: hs,
         snapshot: None,
         entries: meta(&[(1, 1), (2, 2)]),

@@ -35,6 +35,7 @@ fn meta_of(last: LogId, data: &[u8]) -> SnapshotMeta {
 /// Follower 2 in term 3 with log `ids`, commit index `commit`.
 fn follower(ids: &[(u64, u64)], commit: u64) -> Engine {
     let restored = RestoredState {
+        memberships: Vec::new(),
         hard_state: HardState {
             term: Term(3),
             vote: None,
@@ -229,6 +230,7 @@ fn data_failing_the_whole_snapshot_checksum_restarts_the_transfer() {
 fn restart_from_a_snapshot_restores_it_then_commits_and_pre_commits_the_log_after_it() {
     let meta = meta_of(LogId::new(2, 5), b"state");
     let restored = RestoredState {
+        memberships: Vec::new(),
         hard_state: HardState {
             term: Term(3),
             vote: None,
@@ -261,6 +263,7 @@ fn restart_with_a_log_that_disagrees_with_the_snapshot_replaces_the_log() {
     let meta = meta_of(LogId::new(4, 5), b"state");
     // The snapshot was saved, then the crash came before the old log was cut.
     let restored = RestoredState {
+        memberships: Vec::new(),
         hard_state: HardState {
             term: Term(4),
             vote: None,
@@ -289,12 +292,14 @@ fn restart_with_a_log_that_disagrees_with_the_snapshot_replaces_the_log() {
 fn a_log_starting_after_a_gap_or_without_a_snapshot_is_refused() {
     let meta = meta_of(LogId::new(1, 3), b"s");
     let gap = RestoredState {
+        memberships: Vec::new(),
         hard_state: HardState::default(),
         snapshot: Some(meta),
         entries: entries(&[(1, 5), (1, 6)]),
     };
     assert!(Engine::new(NodeId(2), members(), config(), gap, 1).is_err());
     let headless = RestoredState {
+        memberships: Vec::new(),
         hard_state: HardState::default(),
         snapshot: None,
         entries: entries(&[(1, 2)]),

@@ -1,0 +1,131 @@
+//! [`PeerSet`]: one sender task per member other than this node, following the configuration
+//! in force. A member added by a membership change gets a task (and the transport its address)
+//! before the engine's first request to it runs; a removed member's task ends when its channel
+//! closes.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tracing::{Instrument, Span, info};
+
+use super::events::Event;
+use super::peer::{PeerCommand, PeerSender};
+use crate::error::Error;
+use crate::membership::Membership;
+use crate::storage::LogStore;
+use crate::transport::Transport;
+use crate::types::NodeId;
+
+/// The sender tasks of a node's peers.
+pub(crate) struct PeerSet {
+    id: NodeId,
+    transport: Arc<dyn Transport>,
+    log: Arc<dyn LogStore>,
+    events: mpsc::UnboundedSender<Event>,
+    request_timeout: Duration,
+    span: Span,
+    /// Addresses the node was started with, for members whose configuration names none.
+    bootstrap: BTreeMap<NodeId, String>,
+    senders: BTreeMap<NodeId, mpsc::UnboundedSender<PeerCommand>>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl PeerSet {
+    pub(crate) fn new(
+        id: NodeId,
+        transport: Arc<dyn Transport>,
+        log: Arc<dyn LogStore>,
+        events: mpsc::UnboundedSender<Event>,
+        request_timeout: Duration,
+        bootstrap: BTreeMap<NodeId, String>,
+    ) -> PeerSet {
+        PeerSet {
+            id,
+            transport,
+            log,
+            events,
+            request_timeout,
+            span: Span::current(),
+            bootstrap,
+            senders: BTreeMap::new(),
+            tasks: Vec::new(),
+        }
+    }
+
+    /// Runs new tasks under `span` (the node's).
+    pub(crate) fn set_span(&mut self, span: Span) {
+        self.span = span;
+    }
+
+    /// Every member's address: the configuration's, else the one the node was started with.
+    pub(crate) fn addresses(&self, membership: &Membership) -> BTreeMap<NodeId, String> {
+        membership
+            .members()
+            .into_iter()
+            .filter_map(|id| {
+                let address = membership
+                    .address(id)
+                    .map(str::to_owned)
+                    .or_else(|| self.bootstrap.get(&id).cloned())?;
+                Some((id, address))
+            })
+            .collect()
+    }
+
+    /// Makes the tasks match `membership`: the transport learns every member's address, new
+    /// members get a task, removed ones lose theirs.
+    pub(crate) fn sync(&mut self, membership: &Membership) {
+        let members = membership.members();
+        self.transport.update_peers(&self.addresses(membership));
+        self.senders.retain(|peer, _| {
+            let keep = members.contains(peer);
+            if !keep {
+                info!(%peer, "no longer a member: stopping its sender");
+            }
+            keep
+        });
+        for peer in members {
+            if peer == self.id || self.senders.contains_key(&peer) {
+                continue;
+            }
+            let (sender, commands) = mpsc::unbounded_channel();
+            let task = PeerSender {
+                peer,
+                transport: self.transport.clone(),
+                log: self.log.clone(),
+                events: self.events.clone(),
+                request_timeout: self.request_timeout,
+                snapshot: None,
+            };
+            let span = tracing::info_span!(parent: &self.span, "peer", %peer);
+            self.tasks
+                .push(tokio::spawn(task.run(commands).instrument(span)));
+            self.senders.insert(peer, sender);
+        }
+        self.tasks.retain(|task| !task.is_finished());
+    }
+
+    /// Hands a command to `to`'s task; a peer without one (not a member any more) is skipped.
+    ///
+    /// # Errors
+    /// [`Error::Fatal`] if the task is gone (it panicked): replication to that peer would stop
+    /// silently, so the node stops instead.
+    pub(crate) fn send(&self, to: NodeId, command: PeerCommand) -> Result<(), Error> {
+        match self.senders.get(&to) {
+            Some(peer) => peer
+                .send(command)
+                .map_err(|_| Error::Fatal(format!("the sender task for node {to} stopped"))),
+            None => Ok(()),
+        }
+    }
+
+    /// Closes every channel (the tasks end, abandoning calls in flight) and returns the tasks
+    /// to join.
+    pub(crate) fn close(&mut self) -> Vec<JoinHandle<()>> {
+        self.senders.clear();
+        std::mem::take(&mut self.tasks)
+    }
+}
