@@ -97,7 +97,10 @@ pub struct Node {
 impl Node {
     /// Starts a node: restores its state from `log`, then spawns its event loop, its apply task,
     /// its hard-state writer and one sender task per peer. `members` maps every voter (this node
-    /// included) to the address clients are redirected to.
+    /// included) to its address (where clients are redirected, and what the transport learns
+    /// for members added later). It is the configuration the cluster is created with: once the
+    /// node's snapshot or log holds a configuration (after a membership change), that one is
+    /// used and `members` only supplies addresses the configuration lacks.
     ///
     /// The state machine must be empty: the node restores its latest snapshot (if any) into it,
     /// then applies the log after that.
