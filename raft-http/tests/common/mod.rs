@@ -374,6 +374,8 @@ pub async fn closed_port() -> SocketAddr {
 /// [`Server`] serves it at its address; the log is in memory, the state machine a [`MemKv`].
 pub struct HttpNodes {
     addresses: BTreeMap<NodeId, String>,
+    /// The ids every transport starts knowing (all, unless `bind_knowing` said otherwise).
+    known: u64,
     servers: Mutex<BTreeMap<NodeId, TestServer>>,
 }
 
@@ -390,7 +392,17 @@ impl HttpNodes {
         }
         HttpNodes {
             addresses,
+            known: n,
             servers: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    /// Like [`HttpNodes::bind`], but every transport starts knowing only nodes `1..=known`:
+    /// the others must be learned from membership changes.
+    pub async fn bind_knowing(n: u64, known: u64) -> HttpNodes {
+        HttpNodes {
+            known,
+            ..HttpNodes::bind(n).await
         }
     }
 
@@ -426,7 +438,12 @@ impl NodeFactory for HttpNodes {
         client.backoff_initial = Duration::from_millis(10);
         client.backoff_max = Duration::from_millis(100);
         client.node = Some(id);
-        Arc::new(HttpTransport::new(self.addresses.clone(), client).unwrap())
+        let known = self
+            .addresses
+            .iter()
+            .filter(|(peer, _)| peer.0 <= self.known || **peer == id)
+            .map(|(peer, address)| (*peer, address.clone()));
+        Arc::new(HttpTransport::new(known, client).unwrap())
     }
 
     async fn start(&self, parts: Parts<NodeConfig>) -> Result<(Node, ()), BoxError> {
