@@ -1,6 +1,6 @@
 //! The network and the nemesis: delays, drops, duplicates, reordering, symmetric and asymmetric
 //! partitions, crashes, wiped disks, slow disks, leadership transfers and snapshot requests, all
-//! drawn from the seed.
+//! drawn from the seed (membership churn has its own schedule, in `world::churn`).
 
 use std::collections::BTreeSet;
 
@@ -40,11 +40,19 @@ pub enum Bug {
     /// The engine's leader ignores a response carrying a higher term and keeps leading in its
     /// lower term.
     IgnoreHigherTermResponse,
+    /// The engine's leader switches a change of voters straight to the new configuration,
+    /// with no joint phase: the old and the new voters can form disjoint majorities.
+    SkipJointPhase,
+    /// The engine puts a configuration in force when it commits instead of when it is
+    /// appended: nodes disagree on the voters while an entry is in flight.
+    ConfigOnCommit,
+    /// The engine's leader counts learners as voters in its commit rule.
+    LearnerInQuorum,
 }
 
 impl Bug {
     /// Every planted bug.
-    pub const ALL: [Bug; 10] = [
+    pub const ALL: [Bug; 13] = [
         Bug::ForgetVote,
         Bug::AckBeforeSync,
         Bug::StaleRead,
@@ -55,6 +63,9 @@ impl Bug {
         Bug::CommitBeforeOwnSync,
         Bug::VoteRequestBeforeSync,
         Bug::IgnoreHigherTermResponse,
+        Bug::SkipJointPhase,
+        Bug::ConfigOnCommit,
+        Bug::LearnerInQuorum,
     ];
 
     /// The name used on the command line.
@@ -71,6 +82,9 @@ impl Bug {
             Bug::CommitBeforeOwnSync => "commit-before-own-sync",
             Bug::VoteRequestBeforeSync => "vote-request-before-sync",
             Bug::IgnoreHigherTermResponse => "ignore-higher-term-response",
+            Bug::SkipJointPhase => "skip-joint-phase",
+            Bug::ConfigOnCommit => "config-on-commit",
+            Bug::LearnerInQuorum => "learner-in-quorum",
         }
     }
 
@@ -88,6 +102,9 @@ impl Bug {
             Bug::CommitBeforeOwnSync => Some(PlantedBug::CommitBeforeOwnSync),
             Bug::VoteRequestBeforeSync => Some(PlantedBug::VoteRequestBeforeSync),
             Bug::IgnoreHigherTermResponse => Some(PlantedBug::IgnoreHigherTermResponse),
+            Bug::SkipJointPhase => Some(PlantedBug::SkipJointPhase),
+            Bug::ConfigOnCommit => Some(PlantedBug::ConfigOnCommit),
+            Bug::LearnerInQuorum => Some(PlantedBug::LearnerInQuorum),
             Bug::ForgetVote
             | Bug::AckBeforeSync
             | Bug::StaleRead

@@ -11,9 +11,17 @@
 //! on the whole cluster (commits durable on a majority of the disks, the leader's replication
 //! bounds), run after every step, are in [`durability`]; those of what a message reveals
 //! (`reveal-after-durable`) and of terms adopted on receipt (`higher-term-adopted`) in
-//! [`reveal`].
+//! [`reveal`]; those of membership changes (`config-quorums-overlap`,
+//! `removed-cannot-disrupt`, `snapshot-membership`) in [`membership`], over the committed
+//! configurations of [`configs`].
+//!
+//! Every check counts over node ids, so nodes added later by membership churn are covered
+//! like the first ones: one leader per term whichever nodes lead, and Log Matching, State
+//! Machine Safety and Leader Completeness over every log and every apply.
 
+mod configs;
 mod durability;
+mod membership;
 mod reference;
 mod reveal;
 mod snapshots;
@@ -22,8 +30,9 @@ use std::collections::BTreeMap;
 
 use raft_core::engine::{RoleKind, Status};
 use raft_core::message::{AppendOutcome, Message, SnapshotOutcome};
-use raft_core::{Entry, LogId, LogIndex, NodeId, Payload, Term};
+use raft_core::{Entry, LogId, LogIndex, Membership, NodeId, Payload, Term};
 
+use self::configs::ConfigHistory;
 use self::reference::Reference;
 pub(crate) use self::reveal::received_term;
 use crate::node::SimNode;
@@ -42,6 +51,8 @@ pub struct Violation {
 #[derive(Debug, Default)]
 pub(crate) struct Checker {
     pub(crate) step: u64,
+    /// The simulated time of the step being checked.
+    pub(crate) now_ms: u64,
     leaders: BTreeMap<Term, NodeId>,
     /// For every entry ever appended: the term of the entry before it, and its payload.
     chain: BTreeMap<LogId, (Term, Payload)>,
@@ -51,11 +62,24 @@ pub(crate) struct Checker {
     reference: Reference,
     /// The highest durable snapshot index seen on each node since its last wipe.
     durable_snapshots: BTreeMap<NodeId, LogIndex>,
+    /// The committed configurations, the nodes they removed, and churn counts.
+    pub(crate) configs: ConfigHistory,
+    /// Whether `removed-cannot-disrupt` applies: only with pre-vote (see [`membership`]).
+    disruption_checked: bool,
     pub(crate) elections: u64,
     pub(crate) violation: Option<Violation>,
 }
 
 impl Checker {
+    /// A checker for a cluster that starts with `initial`; `pre_vote` as configured.
+    pub(crate) fn new(initial: Membership, pre_vote: bool) -> Checker {
+        Checker {
+            configs: ConfigHistory::new(initial),
+            disruption_checked: pre_vote,
+            ..Checker::default()
+        }
+    }
+
     pub(crate) fn fail(&mut self, invariant: &'static str, detail: String) {
         if self.violation.is_none() {
             self.violation = Some(Violation {
@@ -151,6 +175,7 @@ impl Checker {
                 return;
             }
         };
+        self.check_config_append(node, entries);
         let mut prev_term = prev_term;
         for entry in entries {
             let known = self
@@ -233,6 +258,14 @@ impl Checker {
     /// State machine safety (§5.4.3): no two nodes apply different entries at one index.
     pub(crate) fn on_apply(&mut self, node: &SimNode, entry: &Entry) {
         let log_id = entry.log_id;
+        if !self.committed.contains_key(&log_id.index)
+            && let Payload::Membership(membership) = &entry.payload
+        {
+            let leader = self.leaders.get(&log_id.term).copied();
+            let now_ms = self.now_ms;
+            self.configs
+                .on_committed(log_id.index, membership, leader, now_ms);
+        }
         let known = *self.committed.entry(log_id.index).or_insert(log_id);
         if known != log_id {
             let detail = format!(

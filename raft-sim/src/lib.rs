@@ -11,10 +11,23 @@
 //! and that a node adopts a higher term it receives (`higher-term-adopted`); at the end it
 //! checks the clients' history for linearizability with [`linearizability`].
 //!
+//! With [`SimOptions::churn`] the membership changes all the time, mixed with every other
+//! fault: learners are added on fresh nodes (empty disks, new ids, started with an empty
+//! membership), promoted, voters and learners removed (the leader among them), voters replaced
+//! and several changed at once; removed nodes keep running until they are stopped for good.
+//! The checks count over the committed configurations (`commit-durable-on-majority` over the
+//! voters of the latest one), and more apply: no configuration entry appended to any log allows
+//! a majority disjoint from one of the configuration before it (`config-quorums-overlap`), a
+//! snapshot carries the committed configuration of its index (`snapshot-membership`), only
+//! voters campaign (`campaign-as-voter`), and a removed node cannot disturb the cluster
+//! (`removed-cannot-disrupt`). [`ChurnCounts`] reports what churn did. Without churn a seed
+//! replays the run it gave before membership changes existed.
+//!
 //! [`Bug`] plants a broken rule to show the checks catch it: forget-vote, ack-before-sync,
 //! stale-read, commit-by-count, vote-twice, lazy-snapshot, unsafe-wipe,
-//! commit-before-own-sync, vote-request-before-sync, ignore-higher-term-response (each has a
-//! pinned seed or seed range in `tests/`).
+//! commit-before-own-sync, vote-request-before-sync, ignore-higher-term-response, and with
+//! churn skip-joint-phase, config-on-commit, learner-in-quorum (each has a pinned seed or seed
+//! range in `tests/`).
 //!
 //! Everything random comes from the seed, so a failing seed replays exactly:
 //!
@@ -41,7 +54,7 @@ mod world;
 pub use error::Error;
 pub use faults::Bug;
 pub use invariants::Violation;
-pub use options::{SimOptions, SnapshotCounts, SnapshotMode};
+pub use options::{ChurnCounts, SimOptions, SnapshotCounts, SnapshotMode};
 
 use linearizability::{Budget, Verdict};
 
@@ -64,6 +77,8 @@ pub struct SeedReport {
     pub linearizability_unknown: bool,
     /// What snapshots did.
     pub snapshots: SnapshotCounts,
+    /// What membership churn did (all zero without churn).
+    pub churn: ChurnCounts,
 }
 
 /// Runs one seeded simulation and checks it.
@@ -100,5 +115,6 @@ pub fn run_seed(seed: u64, options: &SimOptions) -> SeedReport {
         client_ops: world.clients.completed,
         linearizability_unknown,
         snapshots: world.snapshot_counts,
+        churn: world.churn_counts(),
     }
 }

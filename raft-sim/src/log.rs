@@ -7,7 +7,7 @@
 //! shape consistent (`entries[k]` is always the entry at `start + k`).
 
 use raft_core::engine::LogEntryMeta;
-use raft_core::{Entry, LogId, LogIndex};
+use raft_core::{Entry, LogId, LogIndex, Membership, Payload};
 
 /// Entries `start..start + entries.len()`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -101,6 +101,30 @@ impl SimLog {
             .map(|entry| LogEntryMeta {
                 log_id: entry.log_id,
                 payload_len: entry.payload.len(),
+            })
+            .collect()
+    }
+
+    /// The latest membership entry below `index`, if the log holds one.
+    pub(crate) fn latest_membership_before(&self, index: LogIndex) -> Option<&Membership> {
+        // Below the first entry held, nothing is.
+        let end = self
+            .position(index)
+            .map_or(0, |end| end.min(self.entries.len()));
+        let below = self.entries.get(..end).unwrap_or_default();
+        below.iter().rev().find_map(|entry| match &entry.payload {
+            Payload::Membership(membership) => Some(membership),
+            _ => None,
+        })
+    }
+
+    /// Every membership entry, in index order (what a store reports at restart).
+    pub(crate) fn memberships(&self) -> Vec<(LogId, Membership)> {
+        self.entries
+            .iter()
+            .filter_map(|entry| match &entry.payload {
+                Payload::Membership(membership) => Some((entry.log_id, membership.clone())),
+                _ => None,
             })
             .collect()
     }

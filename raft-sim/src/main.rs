@@ -1,12 +1,13 @@
-//! `raft-sim --seeds N [--first-seed S] [--steps K] [--bug NAME] [--snapshots MODE]`: runs N
-//! seeded simulations and prints a line per violation, a line of snapshot counts and a summary
-//! line (last, in the form ARCHITECTURE.md, "Command lines", fixes); exits non-zero iff a violation was seen.
+//! `raft-sim --seeds N [--first-seed S] [--steps K] [--bug NAME] [--snapshots MODE] [--churn]`:
+//! runs N seeded simulations and prints a line per violation, a line of snapshot counts, with
+//! `--churn` a line of membership-change counts, and a summary line (last, in the form
+//! ARCHITECTURE.md, "Command lines", fixes); exits non-zero iff a violation was seen.
 #![allow(clippy::print_stdout)]
 
 use std::process::ExitCode;
 
 use clap::Parser;
-use raft_sim::{Bug, SimOptions, SnapshotCounts, SnapshotMode, run_seed};
+use raft_sim::{Bug, ChurnCounts, SimOptions, SnapshotCounts, SnapshotMode, run_seed};
 
 /// Deterministic fault-injecting simulation of raft-core.
 #[derive(Debug, Parser)]
@@ -23,13 +24,18 @@ struct Args {
     steps: u64,
     /// Plant a bug to see the checker catch it: forget-vote, ack-before-sync, stale-read,
     /// commit-by-count, vote-twice, lazy-snapshot, unsafe-wipe (these two need snapshots),
-    /// commit-before-own-sync, vote-request-before-sync, ignore-higher-term-response.
+    /// commit-before-own-sync, vote-request-before-sync, ignore-higher-term-response,
+    /// skip-joint-phase, config-on-commit, learner-in-quorum (these three need --churn).
     #[arg(long, value_parser = parse_bug)]
     bug: Option<Bug>,
     /// Snapshots: random (drawn per seed, with disk wipes), off (as before snapshots existed;
     /// old seeds replay), always (in every seed).
     #[arg(long, default_value = "random", value_parser = parse_snapshots)]
     snapshots: SnapshotMode,
+    /// Membership churn: learners added on fresh nodes, promoted, voters (the leader among
+    /// them) and learners removed, several voters changed at once, removed nodes stopped.
+    #[arg(long)]
+    churn: bool,
 }
 
 fn parse_bug(name: &str) -> Result<Bug, String> {
@@ -55,19 +61,23 @@ fn main() -> ExitCode {
         steps: args.steps,
         bug: args.bug,
         snapshots: args.snapshots,
+        churn: args.churn,
     };
     let (mut violations, mut commits, mut elections, mut unknown) = (0u64, 0u64, 0u64, 0u64);
     let mut snapshots = SnapshotCounts::default();
+    let mut churn = ChurnCounts::default();
+    let churn_flag = if args.churn { " --churn" } else { "" };
     for seed in args.first_seed..args.first_seed.saturating_add(args.seeds) {
         let report = run_seed(seed, &options);
         commits += report.commits;
         elections += report.elections;
         unknown += u64::from(report.linearizability_unknown);
         snapshots.add(&report.snapshots);
+        churn.add(&report.churn);
         if let Some(violation) = report.violation {
             violations += 1;
             println!(
-                "violation: seed={seed} invariant={} step={} {} (replay: --first-seed {seed} --seeds 1 --steps {} --snapshots {})",
+                "violation: seed={seed} invariant={} step={} {} (replay: --first-seed {seed} --seeds 1 --steps {} --snapshots {}{churn_flag})",
                 violation.invariant,
                 violation.step,
                 violation.detail,
@@ -91,6 +101,24 @@ fn main() -> ExitCode {
         snapshots.compactions,
         snapshots.wipes
     );
+    if args.churn {
+        println!(
+            "churn: requested={} accepted={} rejected={} (in_progress={} not_leader={} invalid={}) completed={} joint_committed={} learners_added={} promoted={} nodes_removed={} leaders_removed={} removed_stopped={}",
+            churn.requested,
+            churn.accepted,
+            churn.rejected(),
+            churn.rejected_in_progress,
+            churn.rejected_not_leader,
+            churn.rejected_invalid,
+            churn.completed,
+            churn.joint_committed,
+            churn.learners_added,
+            churn.promoted,
+            churn.nodes_removed,
+            churn.leaders_removed,
+            churn.removed_stopped
+        );
+    }
     println!(
         "sim: seeds={} steps={} violations={violations} commits={commits} elections={elections}",
         args.seeds, args.steps

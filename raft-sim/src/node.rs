@@ -11,10 +11,14 @@
 //! chunk. A crash throws away the queue, the volatile log, the pending hard state, the
 //! snapshot being received and the state machine; a wipe (a replaced machine) also loses the
 //! durable log and snapshot, keeping only term and vote.
+//!
+//! With membership churn the world holds more nodes than the cluster: a node is started when
+//! the nemesis adds it (with an empty membership: it waits to be added), and a removed node
+//! runs on until the nemesis stops it for good (`retired`).
 
 use bytes::{Bytes, BytesMut};
 use raft_core::engine::{Engine, RestoredState};
-use raft_core::{Entry, HardState, LogIndex, NodeId, SnapshotMeta};
+use raft_core::{Entry, HardState, LogIndex, Membership, NodeId, SnapshotMeta, Term};
 
 use crate::kv_state::KvState;
 use crate::log::SimLog;
@@ -38,6 +42,12 @@ pub(crate) struct Receiving {
 pub(crate) struct SimNode {
     pub(crate) id: NodeId,
     pub(crate) engine: Option<Engine>,
+    /// The membership the engine is built with at each start: the cluster's first one for
+    /// the founding nodes, an empty one for nodes added later (and, with churn, after a wipe).
+    /// A snapshot's and the log's configurations replace it.
+    pub(crate) boot_membership: Membership,
+    /// Stopped for good (a removed node the nemesis shut down): never restarts.
+    pub(crate) retired: bool,
     /// Increases at every crash; events of an earlier life are ignored.
     pub(crate) epoch: u64,
     pub(crate) log: SimLog,
@@ -71,10 +81,12 @@ pub(crate) struct SimNode {
 }
 
 impl SimNode {
-    pub(crate) fn new(id: NodeId) -> SimNode {
+    pub(crate) fn new(id: NodeId, boot_membership: Membership) -> SimNode {
         SimNode {
             id,
             engine: None,
+            boot_membership,
+            retired: false,
             epoch: 0,
             log: SimLog::default(),
             durable_log: SimLog::default(),
@@ -135,6 +147,7 @@ impl SimNode {
             hard_state: self.durable_hard_state,
             snapshot: self.snapshot_meta().cloned(),
             entries: self.durable_log.metas(),
+            memberships: self.durable_log.memberships(),
         }
     }
 
@@ -185,4 +198,44 @@ impl SimNode {
     pub(crate) fn is_up(&self) -> bool {
         self.engine.is_some()
     }
+
+    /// The configuration a restart would put in force: the latest in its durable log, else
+    /// its durable snapshot's, else the boot membership.
+    pub(crate) fn durable_membership(&self) -> Membership {
+        self.durable_log
+            .memberships()
+            .pop()
+            .map(|(_, membership)| membership)
+            .or_else(|| self.snapshot_meta().map(|meta| meta.membership.clone()))
+            .unwrap_or_else(|| self.boot_membership.clone())
+    }
+
+    /// The configuration in force in this node's (volatile) log once it ends just before
+    /// `index`: the latest configuration entry below `index`, else the snapshot's, else the
+    /// boot membership.
+    pub(crate) fn log_membership_before(&self, index: LogIndex) -> &Membership {
+        if let Some(membership) = self.log.latest_membership_before(index) {
+            return membership;
+        }
+        self.snapshot_meta()
+            .map_or(&self.boot_membership, |meta| &meta.membership)
+    }
+
+    /// The node's term: its engine's while it runs, else its durable one.
+    pub(crate) fn term(&self) -> Term {
+        let durable = self.durable_hard_state.term;
+        self.engine
+            .as_ref()
+            .map_or(durable, |engine| engine.status().term.max(durable))
+    }
+}
+
+/// The node whose id is `id` among `nodes`: the world numbers nodes from 1 in the order it
+/// creates them, so this is a look-up by position (with a search as a fallback).
+pub(crate) fn node_by_id(nodes: &[SimNode], id: NodeId) -> Option<&SimNode> {
+    let guess = usize::try_from(id.0.wrapping_sub(1)).ok();
+    guess
+        .and_then(|at| nodes.get(at))
+        .filter(|sim| sim.id == id)
+        .or_else(|| nodes.iter().find(|sim| sim.id == id))
 }

@@ -1,7 +1,8 @@
-//! What a run is asked to do and the snapshot figures it reports: [`SimOptions`] (steps, a
-//! planted bug, the [`SnapshotMode`]) and [`SnapshotCounts`]. They sit below the simulated world
-//! so that the world, its parts and the crate root can all name them; the crate root re-exports
-//! them, so their public paths are `raft_sim::SimOptions` and so on.
+//! What a run is asked to do and the figures it reports: [`SimOptions`] (steps, a planted bug,
+//! the [`SnapshotMode`], membership churn), [`SnapshotCounts`] and [`ChurnCounts`]. They sit
+//! below the simulated world so that the world, its parts, the checker and the crate root can
+//! all name them; the crate root re-exports them, so their public paths are
+//! `raft_sim::SimOptions` and so on.
 
 use crate::faults::Bug;
 
@@ -55,6 +56,10 @@ pub struct SimOptions {
     pub bug: Option<Bug>,
     /// Snapshots, compaction and disk wipes.
     pub snapshots: SnapshotMode,
+    /// Membership churn: learners added on fresh nodes, promoted, voters and learners removed
+    /// (the leader among them), several voters changed at once, removed nodes stopped. Off, a
+    /// seed replays exactly the run it gave before membership changes existed.
+    pub churn: bool,
 }
 
 impl Default for SimOptions {
@@ -63,6 +68,7 @@ impl Default for SimOptions {
             steps: 3_000,
             bug: None,
             snapshots: SnapshotMode::Random,
+            churn: false,
         }
     }
 }
@@ -104,5 +110,59 @@ impl SnapshotCounts {
         self.replaced_at_restart += other.replaced_at_restart;
         self.compactions += other.compactions;
         self.wipes += other.wipes;
+    }
+}
+
+/// What membership churn did in one run (or, summed, in many).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ChurnCounts {
+    /// Changes asked of the leader.
+    pub requested: u64,
+    /// Changes the leader accepted (appended).
+    pub accepted: u64,
+    /// Changes refused: the node asked no longer led.
+    pub rejected_not_leader: u64,
+    /// Changes refused: another change was in progress (or the leader had not committed in
+    /// its term yet).
+    pub rejected_in_progress: u64,
+    /// Changes refused as not fitting the membership (the nemesis asks for some on purpose).
+    pub rejected_invalid: u64,
+    /// Changes completed: a simple (not joint) configuration committed.
+    pub completed: u64,
+    /// Joint configurations committed.
+    pub joint_committed: u64,
+    /// Learners that joined in a committed configuration (each a fresh node with a new id).
+    pub learners_added: u64,
+    /// Learners that became voters in a committed configuration.
+    pub promoted: u64,
+    /// Members gone from a committed configuration.
+    pub nodes_removed: u64,
+    /// Committed configurations that removed the leader of the term that wrote them.
+    pub leaders_removed: u64,
+    /// Removed nodes the nemesis stopped for good (until then they keep running).
+    pub removed_stopped: u64,
+}
+
+impl ChurnCounts {
+    /// Adds another run's counts.
+    pub fn add(&mut self, other: &ChurnCounts) {
+        self.requested += other.requested;
+        self.accepted += other.accepted;
+        self.rejected_not_leader += other.rejected_not_leader;
+        self.rejected_in_progress += other.rejected_in_progress;
+        self.rejected_invalid += other.rejected_invalid;
+        self.completed += other.completed;
+        self.joint_committed += other.joint_committed;
+        self.learners_added += other.learners_added;
+        self.promoted += other.promoted;
+        self.nodes_removed += other.nodes_removed;
+        self.leaders_removed += other.leaders_removed;
+        self.removed_stopped += other.removed_stopped;
+    }
+
+    /// Changes refused, whatever the reason.
+    #[must_use]
+    pub fn rejected(&self) -> u64 {
+        self.rejected_not_leader + self.rejected_in_progress + self.rejected_invalid
     }
 }

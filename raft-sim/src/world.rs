@@ -7,8 +7,10 @@
 //!
 //! The events of the queue are defined in [`event`], below the world and its parts. The outputs
 //! that concern snapshots run in [`snapshots`], the requests the leader's peer tasks fill in
-//! [`peers`], the nemesis in [`nemesis`] and the clients' requests in [`clients`].
+//! [`peers`], the nemesis in [`nemesis`], membership churn in [`churn`] and the clients'
+//! requests in [`clients`].
 
+mod churn;
 mod clients;
 mod event;
 mod nemesis;
@@ -26,7 +28,7 @@ use crate::client::Clients;
 use crate::faults::{Bug, Network};
 use crate::invariants::{Checker, received_term};
 use crate::node::{DiskOp, SimNode};
-use crate::options::{SimOptions, SnapshotCounts, SnapshotMode};
+use crate::options::{ChurnCounts, SimOptions, SnapshotCounts, SnapshotMode};
 use crate::rng::SimRng;
 
 const TICK_MS: u64 = 10;
@@ -38,8 +40,9 @@ pub(crate) struct World {
     pub(crate) now_ms: u64,
     events: BTreeMap<(u64, u64), Event>,
     next_event: u64,
+    /// Every node ever started (and, with churn, the ones started later), numbered from 1 in
+    /// this order: node `i` has id `i + 1`.
     pub(crate) nodes: Vec<SimNode>,
-    membership: Membership,
     config: Config,
     network: Network,
     disk_latency_max_ms: u64,
@@ -51,6 +54,13 @@ pub(crate) struct World {
     snapshot_mode: SnapshotMode,
     /// What snapshots did in this run.
     pub(crate) snapshot_counts: SnapshotCounts,
+    /// Membership churn on (see [`churn`]).
+    churn: bool,
+    /// How often churn strikes (the shortest pause between two changes).
+    churn_min_ms: u64,
+    /// The changes asked for and their answers (the checker counts what committed).
+    pub(crate) churn_counts: ChurnCounts,
+    next_change_id: u64,
 }
 
 impl World {
@@ -59,24 +69,32 @@ impl World {
         let node_count = if rng.percent(50) { 3 } else { 5 };
         let config = random_config(&mut rng, options.snapshots);
         let ids: Vec<NodeId> = (1..=node_count as u64).map(NodeId).collect();
+        let membership = Membership::new(ids.clone());
         let client_count = rng.index(4) + 2;
+        let checker = Checker::new(membership.clone(), config.pre_vote);
         let mut world = World {
             seed,
             rng,
             now_ms: 0,
             events: BTreeMap::new(),
             next_event: 0,
-            nodes: ids.iter().map(|&id| SimNode::new(id)).collect(),
-            membership: Membership::new(ids),
+            nodes: ids
+                .iter()
+                .map(|&id| SimNode::new(id, membership.clone()))
+                .collect(),
             config,
             network: Network::calm(),
             disk_latency_max_ms: 5,
             nemesis_min_ms: 0,
-            checker: Checker::default(),
+            checker,
             clients: Clients::new(client_count, node_count),
             bug: options.bug,
             snapshot_mode: options.snapshots,
             snapshot_counts: SnapshotCounts::default(),
+            churn: options.churn,
+            churn_min_ms: 0,
+            churn_counts: ChurnCounts::default(),
+            next_change_id: 0,
         };
         world.nemesis_min_ms = [20, 50, 150][world.rng.index(3)];
         for node in 0..node_count {
@@ -85,6 +103,9 @@ impl World {
         world.schedule(500, Event::Nemesis);
         for client in 0..client_count {
             world.schedule(100 + client as u64, Event::ClientStart(client));
+        }
+        if world.churn {
+            world.start_churn();
         }
         world
     }
@@ -102,8 +123,9 @@ impl World {
         };
         self.now_ms = at;
         self.checker.step += 1;
+        self.checker.now_ms = at;
         self.handle(event);
-        self.checker.after_world_step(&self.nodes, &self.membership);
+        self.checker.after_world_step(&self.nodes);
         true
     }
 
@@ -158,8 +180,13 @@ impl World {
                     self.crash(node, downtime);
                 }
             }
-            Event::Restart(node) => self.start_node(node),
+            Event::Restart(node) => {
+                if !self.nodes[node].retired {
+                    self.start_node(node);
+                }
+            }
             Event::Nemesis => self.nemesis(),
+            Event::Churn => self.churn(),
             Event::ClientStart(client) => self.client_start(client),
             Event::ClientTimeout(op) => {
                 let reschedule = self.clients.abandon(op);
@@ -175,7 +202,7 @@ impl World {
         let id = self.nodes[node].id;
         match Engine::new(
             id,
-            self.membership.clone(),
+            self.nodes[node].boot_membership.clone(),
             self.config.clone(),
             restored,
             seed,
@@ -202,9 +229,13 @@ impl World {
         let Some(engine) = self.nodes[node].engine.as_mut() else {
             return;
         };
-        let received = match &input {
-            Input::Received { message, .. } => received_term(message),
-            _ => None,
+        let (received, from, timeout_now) = match &input {
+            Input::Received { message, from } => (
+                received_term(message),
+                Some(*from),
+                matches!(message, Message::TimeoutNow(_)),
+            ),
+            _ => (None, None, false),
         };
         let before = engine.status();
         let outputs: Vec<Output> = engine.step(input).collect();
@@ -213,6 +244,10 @@ impl World {
             self.checker
                 .on_received(&self.nodes[node], term, kind, &before, &after);
         }
+        self.checker
+            .check_disruption(&self.nodes, node, from, timeout_now, &before, &after);
+        self.checker
+            .check_campaign_as_voter(&self.nodes[node], &before, &after);
         self.checker.after_step(&self.nodes[node], before, after);
         self.run_outputs(node, outputs);
     }
@@ -239,6 +274,9 @@ impl World {
             }
             Output::AppendLog { entries, epoch } => {
                 self.checker.on_append(&self.nodes[node], &entries);
+                if self.churn {
+                    self.after_config_append(node, &entries);
+                }
                 self.nodes[node].log.append(&entries);
                 self.nodes[node].written_epoch = epoch;
                 self.nodes[node]
@@ -313,6 +351,8 @@ impl World {
                 let reschedule = self.clients.on_rejected(id, leader);
                 self.reschedule_clients(reschedule);
             }
+            Output::MembershipChangeAccepted { .. } => self.on_change_accepted(node),
+            Output::MembershipChangeRejected { reason, .. } => self.on_change_rejected(&reason),
             Output::ReadReady { id, index } => {
                 self.nodes[node].pending_reads.push((id, index));
                 self.serve_reads(node);

@@ -7,6 +7,15 @@ fn options(steps: u64, bug: Option<Bug>) -> SimOptions {
         steps,
         bug,
         snapshots: SnapshotMode::Random,
+        churn: false,
+    }
+}
+
+/// Options with membership churn, as the CI churn campaign runs them.
+fn options_with_churn(steps: u64, bug: Option<Bug>) -> SimOptions {
+    SimOptions {
+        churn: true,
+        ..options(steps, bug)
     }
 }
 
@@ -163,4 +172,80 @@ fn planted_ignore_higher_term_response_is_caught() {
     assert_eq!(violation.invariant, "higher-term-adopted");
     assert!(violation.detail.contains("Leader"), "{violation:?}");
     assert_eq!(run_seed(16, &options(3_000, None)).violation, None);
+}
+
+/// Planted engine bug: a change of voters switches straight to the new configuration. Seed 1
+/// (churn): leader 1 replaces voter 2 by learner 6 in one change and appends voters 1,3,4,5,6
+/// right after 1,2,3,4,5; a majority of each ({1,2,3} and {4,5,6}) can be disjoint.
+#[test]
+fn planted_skip_joint_phase_is_caught() {
+    let bug = Some(Bug::SkipJointPhase);
+    let report = run_seed(1, &options_with_churn(3_000, bug));
+    let violation = report.violation.expect("the direct switch is caught");
+    assert_eq!(violation.invariant, "config-quorums-overlap");
+    assert!(
+        violation
+            .detail
+            .contains("(voters 1,3,4,5,6) after (voters 1,2,3,4,5 learners 6)"),
+        "{violation:?}"
+    );
+    assert_eq!(
+        run_seed(1, &options_with_churn(3_000, None)).violation,
+        None
+    );
+}
+
+/// Planted engine bug: configurations take effect when they commit. Seed 1 (churn): leader 1
+/// commits the joint configuration (new voters 2,3,4,5,6) counting only the old voters, so the
+/// entry is durable on two of the five new voters' disks.
+#[test]
+fn planted_config_on_commit_is_caught() {
+    let bug = Some(Bug::ConfigOnCommit);
+    let report = run_seed(1, &options_with_churn(3_000, bug));
+    let violation = report
+        .violation
+        .expect("the commit under the old voters is caught");
+    assert_eq!(violation.invariant, "commit-durable-on-majority");
+    assert!(violation.detail.contains("2 of 5"), "{violation:?}");
+    assert_eq!(
+        run_seed(1, &options_with_churn(3_000, None)).violation,
+        None
+    );
+}
+
+/// The same planted bug seen as a disruption. Seed 45 (churn, pre-vote on): node 3 was removed;
+/// node 1 restarts believing the configuration of its commit index (voters 1,2,3), node 3's
+/// pre-vote grant completes its majority, and node 1 starts an election in a term no other node
+/// holds.
+#[test]
+fn planted_config_on_commit_lets_a_removed_node_disrupt() {
+    let bug = Some(Bug::ConfigOnCommit);
+    let report = run_seed(45, &options_with_churn(3_000, bug));
+    let violation = report.violation.expect("the disruption is caught");
+    assert_eq!(violation.invariant, "removed-cannot-disrupt");
+    assert!(
+        violation.detail.contains("member 1 went from term 1 to 2")
+            && violation.detail.contains("removed node 3"),
+        "{violation:?}"
+    );
+    assert_eq!(
+        run_seed(45, &options_with_churn(3_000, None)).violation,
+        None
+    );
+}
+
+/// Planted engine bug: the leader counts learners in its commit rule. Seed 1 (churn): entry
+/// 1-24 commits while durable on two of the four voters' disks, the learners making up the
+/// rest of the leader's count.
+#[test]
+fn planted_learner_in_quorum_is_caught() {
+    let bug = Some(Bug::LearnerInQuorum);
+    let report = run_seed(1, &options_with_churn(3_000, bug));
+    let violation = report.violation.expect("counting learners is caught");
+    assert_eq!(violation.invariant, "commit-durable-on-majority");
+    assert!(violation.detail.contains("2 of 4"), "{violation:?}");
+    assert_eq!(
+        run_seed(1, &options_with_churn(3_000, None)).violation,
+        None
+    );
 }

@@ -9,6 +9,7 @@ fn options(steps: u64, bug: Option<Bug>, snapshots: SnapshotMode) -> SimOptions 
         steps,
         bug,
         snapshots,
+        churn: false,
     }
 }
 

@@ -6,6 +6,17 @@
 //!   an entry durable on a majority of the voters' disks.
 //! - `progress-bounds`: on a leader, every follower's `match_index < next_index <= last + 1`.
 //!
+//! *The voters* are the incoming voters of the latest committed configuration `C` (the first
+//! one, without membership changes); other nodes' disks, removed nodes' among them, do not
+//! count. That is the set every commit since `C` needed a majority of: `C` itself committed
+//! with a majority of each of its voter sets (a configuration is in force from its append, and
+//! no successor can be appended before it commits); a later entry committed under `C`, under a
+//! joint successor (whose outgoing voters are `C`'s) or under a successor that changes only
+//! learners needs a majority of `C`'s voters too, and one committed under the final
+//! configuration that leaves a joint `C` needs a majority of its incoming voters, which are
+//! `C`'s incoming voters. (The outgoing voters of a joint `C` are not required: entries after
+//! it may commit under the final configuration before that configuration itself commits.)
+//!
 //! *Durable* means what survives a crash in [`SimNode`]: the entry is in the node's
 //! `durable_log` with the same id, or (for a committed entry) the node's durable snapshot
 //! reaches its index, since a snapshot at or past an index holds the committed prefix (its
@@ -15,7 +26,7 @@
 //! Only the highest committed index is counted: a durable log holding an entry holds the
 //! entries before it (Log Matching, checked as entries are appended) or a durable snapshot
 //! covers them (`compact-after-snapshot`), so a majority holding the highest committed entry
-//! holds every committed entry. That keeps the check at one look-up per node and step.
+//! holds every committed entry. That keeps the check at one look-up per voter and step.
 //!
 //! A wiped node (a replaced machine) holds nothing until it catches up again, and is counted
 //! so. The nemesis wipes a node only when every entry it held durably is durable on a majority
@@ -24,34 +35,36 @@
 //! step of the wipe.
 
 use raft_core::engine::{FollowerStatus, RoleKind};
-use raft_core::{LogId, LogIndex, Membership, NodeId};
+use raft_core::{LogId, LogIndex, NodeId};
 
 use super::Checker;
-use crate::node::SimNode;
+use crate::node::{SimNode, node_by_id};
 
 impl Checker {
-    /// Runs the cluster-wide checks; `nodes` is every node, `membership` says who votes.
-    pub(crate) fn after_world_step(&mut self, nodes: &[SimNode], membership: &Membership) {
-        self.check_commit_durable(nodes, membership);
+    /// Runs the cluster-wide checks; `nodes` is every node (the checker knows who votes).
+    pub(crate) fn after_world_step(&mut self, nodes: &[SimNode]) {
+        let voters: Vec<NodeId> = self.configs.latest().1.voters().collect();
+        self.check_commit_durable(nodes, &voters);
         for node in nodes {
-            self.check_commit_index(node, nodes, membership);
+            self.check_commit_index(node, nodes, &voters);
             self.check_progress(node);
         }
+        self.update_removal_ceilings(nodes);
     }
 
     /// `commit-durable-on-majority`.
-    fn check_commit_durable(&mut self, nodes: &[SimNode], membership: &Membership) {
+    fn check_commit_durable(&mut self, nodes: &[SimNode], voters: &[NodeId]) {
         let Some((_, &id)) = self.committed.last_key_value() else {
             return;
         };
-        let holders = durable_holders(nodes, membership, id, true);
-        if holders < membership.quorum() {
+        let holders = durable_holders(nodes, voters, id, true);
+        if holders < majority(voters) {
             let detail = format!(
                 "committed entry {id} is durable on {holders} of {} voters' disks (quorum {}); \
                  holders: {}",
-                membership.len(),
-                membership.quorum(),
-                holder_list(nodes, membership, id, true)
+                voters.len(),
+                majority(voters),
+                holder_list(nodes, voters, id, true)
             );
             self.fail("commit-durable-on-majority", detail);
         }
@@ -59,7 +72,7 @@ impl Checker {
 
     /// `commit-index-within-durable-majority`: the entry at a live node's commit index, as that
     /// node sees it, is durable on a majority.
-    fn check_commit_index(&mut self, node: &SimNode, nodes: &[SimNode], membership: &Membership) {
+    fn check_commit_index(&mut self, node: &SimNode, nodes: &[SimNode], voters: &[NodeId]) {
         let Some(engine) = node.engine.as_ref() else {
             return;
         };
@@ -76,15 +89,15 @@ impl Checker {
             return;
         };
         let committed = self.committed_at(commit) == Some(id);
-        let holders = durable_holders(nodes, membership, id, committed);
-        if holders < membership.quorum() {
+        let holders = durable_holders(nodes, voters, id, committed);
+        if holders < majority(voters) {
             let detail = format!(
                 "node {} has commit index {commit} (entry {id}), durable on {holders} of {} \
                  voters' disks (quorum {}); holders: {}",
                 node.id,
-                membership.len(),
-                membership.quorum(),
-                holder_list(nodes, membership, id, committed)
+                voters.len(),
+                majority(voters),
+                holder_list(nodes, voters, id, committed)
             );
             self.fail("commit-index-within-durable-majority", detail);
         }
@@ -129,25 +142,32 @@ pub(crate) fn holds_durably(sim: &SimNode, id: LogId, committed: bool) -> bool {
         || sim.snapshot_meta().map(|meta| meta.last_log_id) == Some(id)
 }
 
-/// How many voters hold `id` durably.
-fn durable_holders(
-    nodes: &[SimNode],
-    membership: &Membership,
+/// The smallest majority of `voters`.
+fn majority(voters: &[NodeId]) -> usize {
+    voters.len() / 2 + 1
+}
+
+/// The voters holding `id` durably.
+fn holders<'a>(
+    nodes: &'a [SimNode],
+    voters: &'a [NodeId],
     id: LogId,
     committed: bool,
-) -> usize {
-    nodes
-        .iter()
-        .filter(|sim| membership.is_voter(sim.id) && holds_durably(sim, id, committed))
-        .count()
+) -> impl Iterator<Item = NodeId> + 'a {
+    voters.iter().copied().filter(move |&voter| {
+        node_by_id(nodes, voter).is_some_and(|sim| holds_durably(sim, id, committed))
+    })
+}
+
+/// How many voters hold `id` durably.
+fn durable_holders(nodes: &[SimNode], voters: &[NodeId], id: LogId, committed: bool) -> usize {
+    holders(nodes, voters, id, committed).count()
 }
 
 /// The voters holding `id` durably, for a violation's detail.
-fn holder_list(nodes: &[SimNode], membership: &Membership, id: LogId, committed: bool) -> String {
-    let ids: Vec<String> = nodes
-        .iter()
-        .filter(|sim| membership.is_voter(sim.id) && holds_durably(sim, id, committed))
-        .map(|sim| sim.id.to_string())
+fn holder_list(nodes: &[SimNode], voters: &[NodeId], id: LogId, committed: bool) -> String {
+    let ids: Vec<String> = holders(nodes, voters, id, committed)
+        .map(|voter| voter.to_string())
         .collect();
     format!("[{}]", ids.join(", "))
 }
@@ -174,7 +194,7 @@ pub(crate) fn progress_violation(
 mod tests {
     use bytes::Bytes;
     use raft_core::engine::Engine;
-    use raft_core::{Config, Entry, HardState, Payload, SnapshotMeta, Term};
+    use raft_core::{Config, Entry, HardState, Membership, Payload, SnapshotMeta, Term};
 
     use super::*;
 
@@ -189,12 +209,17 @@ mod tests {
 
     fn cluster(size: u64) -> (Vec<SimNode>, Membership) {
         let ids: Vec<NodeId> = (1..=size).map(NodeId).collect();
-        let nodes = ids.iter().map(|&id| SimNode::new(id)).collect();
-        (nodes, Membership::new(ids))
+        let membership = Membership::new(ids.clone());
+        let nodes = ids
+            .iter()
+            .map(|&id| SimNode::new(id, membership.clone()))
+            .collect();
+        (nodes, membership)
     }
 
     fn checker_with_committed(upto: u64) -> Checker {
-        let mut checker = Checker::default();
+        let (_, membership) = cluster(3);
+        let mut checker = Checker::new(membership, true);
         for index in 1..=upto {
             checker
                 .committed
@@ -216,23 +241,23 @@ mod tests {
 
     #[test]
     fn a_committed_entry_on_a_majority_of_durable_logs_passes() {
-        let (mut nodes, membership) = cluster(3);
+        let (mut nodes, _) = cluster(3);
         for node in &mut nodes[..2] {
             node.durable_log.append(&entries(1, 1, 5));
         }
         let mut checker = checker_with_committed(5);
-        checker.after_world_step(&nodes, &membership);
+        checker.after_world_step(&nodes);
         assert_eq!(checker.violation, None);
     }
 
     #[test]
     fn a_committed_entry_only_in_volatile_logs_breaks_commit_durable_on_majority() {
-        let (mut nodes, membership) = cluster(3);
+        let (mut nodes, _) = cluster(3);
         nodes[0].durable_log.append(&entries(1, 1, 5));
         // Written (readable) but not yet flushed: a crash would lose it.
         nodes[1].log.append(&entries(1, 1, 5));
         let mut checker = checker_with_committed(5);
-        checker.after_world_step(&nodes, &membership);
+        checker.after_world_step(&nodes);
         let violation = checker.violation.as_ref().map(|v| (v.invariant, &v.detail));
         assert_eq!(
             violation.map(|v| v.0),
@@ -257,18 +282,18 @@ mod tests {
         };
         nodes[1].snapshot = Some((meta, Bytes::new()));
         let mut checker = checker_with_committed(5);
-        checker.after_world_step(&nodes, &membership);
+        checker.after_world_step(&nodes);
         assert_eq!(checker.violation, None);
     }
 
     #[test]
     fn a_different_entry_at_the_index_does_not_count() {
-        let (mut nodes, membership) = cluster(3);
+        let (mut nodes, _) = cluster(3);
         nodes[0].durable_log.append(&entries(1, 1, 5));
         nodes[1].durable_log.append(&entries(1, 1, 4));
         nodes[1].durable_log.append(&entries(2, 5, 5));
         let mut checker = checker_with_committed(5);
-        checker.after_world_step(&nodes, &membership);
+        checker.after_world_step(&nodes);
         assert_eq!(
             checker.violation.map(|v| v.invariant),
             Some("commit-durable-on-majority")
@@ -277,13 +302,13 @@ mod tests {
 
     #[test]
     fn a_wiped_node_no_longer_counts_as_a_holder() {
-        let (mut nodes, membership) = cluster(3);
+        let (mut nodes, _) = cluster(3);
         for node in &mut nodes[..2] {
             node.durable_log.append(&entries(1, 1, 5));
         }
         nodes[1].wipe();
         let mut checker = checker_with_committed(5);
-        checker.after_world_step(&nodes, &membership);
+        checker.after_world_step(&nodes);
         assert_eq!(
             checker.violation.map(|v| v.invariant),
             Some("commit-durable-on-majority")
@@ -316,7 +341,7 @@ mod tests {
         assert_eq!(commit, Some(LogIndex(5)));
         // Entries 1..=4 were applied somewhere; 5 not yet (no node applied it).
         let mut checker = checker_with_committed(4);
-        checker.after_world_step(&nodes, &membership);
+        checker.after_world_step(&nodes);
         let violation = checker.violation.map(|v| (v.invariant, v.detail));
         assert_eq!(
             violation.as_ref().map(|v| v.0),
@@ -330,8 +355,75 @@ mod tests {
         // Once a second disk holds entry 5 durably, the commit index is within the majority.
         nodes[1].durable_log.append(&entries(1, 5, 5));
         let mut checker = checker_with_committed(4);
-        checker.after_world_step(&nodes, &membership);
+        checker.after_world_step(&nodes);
         assert_eq!(checker.violation, None);
+    }
+
+    /// Nodes 1, 2, 3 and 4; the committed configuration is joint (voters 2, 3, 4, outgoing
+    /// 1, 2, 3) or, with `final_config`, the final one (voters 2, 3, 4).
+    fn checker_after_replacing_1_by_4(final_config: bool) -> (Checker, Vec<SimNode>) {
+        let (mut nodes, first) = cluster(3);
+        nodes.push(SimNode::new(NodeId(4), Membership::default()));
+        let mut checker = checker_with_committed(5);
+        let learner = first
+            .apply(&raft_core::MembershipChange::add_learner(NodeId(4), "4"))
+            .unwrap();
+        let change = raft_core::MembershipChange::default()
+            .promote(NodeId(4))
+            .remove(NodeId(1));
+        let joint = learner.apply(&change).unwrap();
+        checker.configs.on_committed(LogIndex(2), &learner, None, 0);
+        checker.configs.on_committed(LogIndex(3), &joint, None, 0);
+        if final_config {
+            checker
+                .configs
+                .on_committed(LogIndex(4), &joint.leave_joint(), None, 0);
+        }
+        (checker, nodes)
+    }
+
+    #[test]
+    fn a_removed_nodes_disk_no_longer_counts() {
+        let (mut checker, mut nodes) = checker_after_replacing_1_by_4(true);
+        for node in &mut nodes[..2] {
+            node.durable_log.append(&entries(1, 1, 5));
+        }
+        checker.after_world_step(&nodes);
+        let violation = checker.violation.map(|v| (v.invariant, v.detail));
+        assert_eq!(
+            violation.as_ref().map(|v| v.0),
+            Some("commit-durable-on-majority")
+        );
+        assert!(
+            violation.is_some_and(|v| v.1.contains("1 of 3") && v.1.contains("holders: [2]")),
+            "node 1 holds the entry but was removed"
+        );
+        // The incoming voters 2 and 4 are a majority.
+        let (mut checker, mut nodes) = checker_after_replacing_1_by_4(true);
+        nodes[1].durable_log.append(&entries(1, 1, 5));
+        nodes[3].durable_log.append(&entries(1, 1, 5));
+        checker.after_world_step(&nodes);
+        assert_eq!(checker.violation, None);
+    }
+
+    /// While the latest committed configuration is joint, entries after it may commit under
+    /// the final configuration, before that one commits: only the incoming voters count.
+    #[test]
+    fn a_committed_joint_configuration_counts_its_incoming_voters() {
+        let (mut checker, mut nodes) = checker_after_replacing_1_by_4(false);
+        nodes[1].durable_log.append(&entries(1, 1, 5));
+        nodes[3].durable_log.append(&entries(1, 1, 5));
+        checker.after_world_step(&nodes);
+        assert_eq!(checker.violation, None);
+        let (mut checker, mut nodes) = checker_after_replacing_1_by_4(false);
+        nodes[0].durable_log.append(&entries(1, 1, 5));
+        nodes[1].durable_log.append(&entries(1, 1, 5));
+        checker.after_world_step(&nodes);
+        assert_eq!(
+            checker.violation.map(|v| v.invariant),
+            Some("commit-durable-on-majority"),
+            "a majority of the outgoing voters 1, 2, 3 is not one of the incoming 2, 3, 4"
+        );
     }
 
     #[test]

@@ -129,7 +129,7 @@ mod tests {
     use super::*;
 
     fn node_with_durable(term: u64, vote: Option<u64>) -> SimNode {
-        let mut node = SimNode::new(NodeId(1));
+        let mut node = SimNode::new(NodeId(1), raft_core::Membership::default());
         node.durable_hard_state = HardState {
             term: Term(term),
             vote: vote.map(NodeId),

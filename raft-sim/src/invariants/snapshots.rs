@@ -19,6 +19,7 @@ impl Checker {
     /// A node captured its state for a snapshot at `meta`'s index.
     pub(crate) fn on_snapshot_created(&mut self, node: &SimNode, meta: &SnapshotMeta, digest: u64) {
         self.check_state(node, "creates", meta, digest);
+        self.check_snapshot_membership(node, meta);
     }
 
     /// A node's state machine was replaced by the snapshot `meta`.
@@ -34,6 +35,7 @@ impl Checker {
             return;
         }
         self.check_state(node, "restores", meta, digest);
+        self.check_snapshot_membership(node, meta);
     }
 
     fn check_state(&mut self, node: &SimNode, what: &str, meta: &SnapshotMeta, digest: u64) {

@@ -30,7 +30,7 @@ impl World {
         let id = self.clients.invoke(client, node, input);
         self.schedule(CLIENT_TIMEOUT_MS, Event::ClientTimeout(id));
         if !self.nodes[node].is_up() {
-            let other = self.rng.index(self.nodes.len());
+            let other = self.pick_node();
             self.clients.retarget(client, other);
             let reschedule = self.clients.on_rejected(id, None);
             self.reschedule_clients(reschedule);
@@ -43,7 +43,7 @@ impl World {
             },
             None if self.bug == Some(Bug::StaleRead) => {
                 // The classic mistake: spread reads over replicas and answer locally.
-                let replica = self.rng.index(self.nodes.len());
+                let replica = self.pick_node();
                 let replica = if self.nodes[replica].is_up() {
                     replica
                 } else {

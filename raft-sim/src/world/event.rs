@@ -54,6 +54,8 @@ pub(super) enum Event {
     Restart(usize),
     /// The nemesis strikes.
     Nemesis,
+    /// Membership churn strikes (only with churn on).
+    Churn,
     /// A client starts its next operation.
     ClientStart(usize),
     /// A client gives up waiting on an operation.

@@ -8,14 +8,25 @@
 //! nemesis wipes a node only when every entry it holds durably (or covers by its snapshot) is
 //! held durably by a majority of the *other* nodes: then every quorum still meets a holder of
 //! each such entry, which is what Raft's proofs of leader completeness rely on.
+//!
+//! With membership churn, "a majority" is counted in every voter set of every configuration
+//! that could decide anything: the latest committed one, and each one in force on a node that
+//! may still run (the one its engine uses, and the one its durable state would restart it
+//! with), since a node that lags behind still campaigns, and is refused, within its own
+//! configuration. Nodes outside a set do not count, removed ones included. Without churn
+//! every configuration is the first one and the rule is the one above. A wiped node restarts
+//! with an empty membership when churn is on, as a replaced machine waiting to be added would:
+//! the configuration the cluster started with may be long gone.
+
+use std::collections::BTreeSet;
 
 use raft_core::engine::Input;
-use raft_core::{LogId, LogIndex};
+use raft_core::{LogId, LogIndex, Membership, NodeId};
 
 use super::World;
 use super::event::Event;
 use crate::faults::{Bug, Fault, Network, pick_fault};
-use crate::node::SimNode;
+use crate::node::{SimNode, node_by_id};
 use crate::options::SnapshotMode;
 
 impl World {
@@ -27,7 +38,7 @@ impl World {
             Fault::Partition => self.network.partition(&mut self.rng, nodes, true),
             Fault::AsymmetricPartition => self.network.partition(&mut self.rng, nodes, false),
             Fault::Crash => {
-                let node = self.rng.index(nodes);
+                let node = self.pick_node();
                 let downtime = self.rng.range(50, 2_000);
                 self.crash(node, downtime);
             }
@@ -48,7 +59,8 @@ impl World {
             }
             Fault::TransferLeadership => {
                 if let Some(leader) = self.leader() {
-                    let to = self.nodes[self.rng.index(nodes)].id;
+                    let to = self.pick_node();
+                    let to = self.nodes[to].id;
                     self.step_node(leader, Input::TransferRequested { to });
                 }
             }
@@ -57,12 +69,12 @@ impl World {
                 self.disk_latency_max_ms = 2;
             }
             Fault::Wipe => {
-                let node = self.rng.index(nodes);
+                let node = self.pick_node();
                 let downtime = self.rng.range(50, 1_000);
                 self.wipe(node, downtime);
             }
             Fault::RequestSnapshot => {
-                let node = self.rng.index(nodes);
+                let node = self.pick_node();
                 self.step_node(node, Input::SnapshotRequested);
             }
         }
@@ -72,8 +84,22 @@ impl World {
         self.schedule(next, Event::Nemesis);
     }
 
+    /// A node for a fault or a client: any node, or with churn any node not stopped for good.
+    pub(super) fn pick_node(&mut self) -> usize {
+        if !self.churn {
+            return self.rng.index(self.nodes.len());
+        }
+        let running: Vec<usize> = (0..self.nodes.len())
+            .filter(|&node| !self.nodes[node].retired)
+            .collect();
+        running
+            .get(self.rng.index(running.len()))
+            .copied()
+            .unwrap_or(0)
+    }
+
     /// The live leader of the highest term, if any.
-    fn leader(&self) -> Option<usize> {
+    pub(super) fn leader(&self) -> Option<usize> {
         let leading = |n: &SimNode| {
             let status = n.engine.as_ref()?.status();
             (status.leader == Some(n.id)).then_some(status.term)
@@ -93,7 +119,7 @@ impl World {
         self.schedule(downtime_ms, Event::Restart(node));
     }
 
-    fn abandon_clients_at(&mut self, node: usize) {
+    pub(super) fn abandon_clients_at(&mut self, node: usize) {
         for op in self.clients.pending_at(node) {
             let reschedule = self.clients.abandon(op);
             self.reschedule_clients(reschedule);
@@ -109,6 +135,9 @@ impl World {
         self.snapshot_counts.wipes += 1;
         let was_up = self.nodes[node].is_up();
         self.nodes[node].wipe();
+        if self.churn {
+            self.nodes[node].boot_membership = Membership::default();
+        }
         self.checker.on_wipe(&self.nodes[node]);
         if was_up {
             self.abandon_clients_at(node);
@@ -117,8 +146,8 @@ impl World {
     }
 
     /// Whether each entry `node` holds durably, or covers by its durable snapshot, is held
-    /// durably by a majority of the cluster among the other nodes (in a log, or under a
-    /// snapshot when it is the committed entry).
+    /// durably by a majority of every voter set that matters (see the module docs) among the
+    /// other nodes (in a log, or under a snapshot when it is the committed entry).
     fn wipe_is_safe(&self, node: usize) -> bool {
         let target = &self.nodes[node];
         let covered = target.snapshot_index();
@@ -126,21 +155,41 @@ impl World {
             .durable_log
             .last_log_id()
             .map_or(covered, |id| id.index.max(covered));
-        let quorum = self.membership.quorum();
+        let sets = self.voter_sets_that_matter();
         (1..=last.0).map(LogIndex).all(|index| {
             let held = target.durable_entry(index).map(|e| e.log_id);
             let Some(id) = held.or_else(|| self.checker.committed_at(index)) else {
                 return false;
             };
             let committed = self.checker.committed_at(index) == Some(id);
-            let holders = self
-                .nodes
-                .iter()
-                .enumerate()
-                .filter(|&(other, sim)| other != node && holds(sim, id, committed))
-                .count();
-            holders >= quorum
+            sets.iter().all(|set| {
+                let holders = set
+                    .iter()
+                    .filter(|&&voter| voter != target.id)
+                    .filter_map(|&voter| node_by_id(&self.nodes, voter))
+                    .filter(|sim| holds(sim, id, committed))
+                    .count();
+                holders > set.len() / 2
+            })
         })
+    }
+
+    /// Every voter set of the latest committed configuration and of each configuration in
+    /// force, or restarted into, on a node not stopped for good.
+    fn voter_sets_that_matter(&self) -> BTreeSet<BTreeSet<NodeId>> {
+        let mut configs = vec![self.checker.configs.latest().1.clone()];
+        for sim in self.nodes.iter().filter(|sim| !sim.retired) {
+            configs.push(sim.durable_membership());
+            if let Some(engine) = &sim.engine {
+                configs.push(engine.membership().clone());
+            }
+        }
+        configs
+            .iter()
+            .flat_map(Membership::voter_sets)
+            .filter(|set| !set.is_empty())
+            .cloned()
+            .collect()
     }
 }
 
