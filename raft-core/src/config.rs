@@ -80,6 +80,16 @@ pub struct Config {
     pub snapshot_keep_entries: u64,
     /// The most data bytes in one InstallSnapshot chunk.
     pub snapshot_chunk_bytes: u64,
+    /// Serve lease reads (`Input::LeaseReadRequested`) from the leader's state without a round
+    /// trip while its lease holds: after a quorum acknowledged requests sent at time `t`, no
+    /// other leader can be elected before `t + election_timeout_ms` on the followers' clocks,
+    /// so the lease ends at `t + election_timeout_ms - max_clock_drift_ms` on the leader's.
+    /// Needs `check_quorum`. Off by default: it trusts clocks to run at nearly the same rate;
+    /// with it off, lease reads are served by ReadIndex.
+    pub lease_reads: bool,
+    /// How far (ms) the clocks of two nodes may drift apart over one election timeout; the
+    /// lease is that much shorter than the election timeout. Below `election_timeout_ms`.
+    pub max_clock_drift_ms: u64,
 }
 
 impl Default for Config {
@@ -99,6 +109,8 @@ impl Default for Config {
             snapshot_entries: 0,
             snapshot_keep_entries: 1024,
             snapshot_chunk_bytes: 1 << 20,
+            lease_reads: false,
+            max_clock_drift_ms: 100,
         }
     }
 }
@@ -135,6 +147,12 @@ impl Config {
         }
         if self.snapshot_chunk_bytes == 0 || self.snapshot_chunk_bytes > MAX_SNAPSHOT_CHUNK_BYTES {
             return fail("snapshot_chunk_bytes must be in 1..=64 MiB");
+        }
+        if self.max_clock_drift_ms >= self.election_timeout_ms {
+            return fail("max_clock_drift_ms must be below election_timeout_ms");
+        }
+        if self.lease_reads && !self.check_quorum {
+            return fail("lease_reads needs check_quorum (followers must ignore elections while a leader is alive)");
         }
         Ok(())
     }

@@ -216,22 +216,30 @@ impl Membership {
     /// The highest index that a majority of every voter set has reached, where `index_of`
     /// gives each voter's index (`None` counts as zero).
     pub fn committed_index(&self, index_of: impl Fn(NodeId) -> Option<LogIndex>) -> LogIndex {
-        let mut lowest: Option<LogIndex> = None;
+        LogIndex(self.quorum_value(|id| index_of(id).map(|index| index.0)).unwrap_or(0))
+    }
+
+    /// The highest value that a majority of every voter set has reached, where `value_of`
+    /// gives each voter's value (`None`: below every value); `None` if no quorum has one.
+    /// The commit index is this over match indexes; a leader's lease is this over the send
+    /// times of the requests its followers acknowledged.
+    pub fn quorum_value(&self, value_of: impl Fn(NodeId) -> Option<u64>) -> Option<u64> {
+        let mut lowest: Option<Option<u64>> = None;
         for set in self.voter_sets() {
-            let indexes = set.iter().map(|&id| index_of(id).unwrap_or(LogIndex::ZERO));
+            let values = set.iter().map(|&id| value_of(id));
             // On the commit path at every acknowledgement: no allocation for usual sizes.
             let reached = if set.len() <= STACK_VOTERS {
-                let mut buffer = [LogIndex::ZERO; STACK_VOTERS];
-                for (slot, index) in buffer.iter_mut().zip(indexes) {
-                    *slot = index;
+                let mut buffer = [None; STACK_VOTERS];
+                for (slot, value) in buffer.iter_mut().zip(values) {
+                    *slot = value;
                 }
                 quorum_index(&mut buffer[..set.len()], majority(set.len()))
             } else {
-                quorum_index(&mut indexes.collect::<Vec<_>>(), majority(set.len()))
+                quorum_index(&mut values.collect::<Vec<_>>(), majority(set.len()))
             };
             lowest = Some(lowest.map_or(reached, |low| low.min(reached)));
         }
-        lowest.unwrap_or(LogIndex::ZERO)
+        lowest.flatten()
     }
 
     /// The membership after `change`, checked: a joint configuration when the voters change,
@@ -475,15 +483,16 @@ fn majority(n: usize) -> usize {
     n / 2 + 1
 }
 
-/// The largest index that at least `quorum` of `indexes` have reached. `indexes` is reordered.
+/// The largest value that at least `quorum` of `values` have reached. `values` is reordered.
 ///
-/// With fewer values than `quorum`, nothing is reached by a quorum and the answer is zero.
-pub(crate) fn quorum_index(indexes: &mut [LogIndex], quorum: usize) -> LogIndex {
-    if quorum == 0 || indexes.len() < quorum {
-        return LogIndex::ZERO;
+/// With fewer values than `quorum`, nothing is reached by a quorum and the answer is the
+/// default (zero, `None`).
+pub(crate) fn quorum_index<T: Ord + Copy + Default>(values: &mut [T], quorum: usize) -> T {
+    if quorum == 0 || values.len() < quorum {
+        return T::default();
     }
-    indexes.sort_unstable_by(|a, b| b.cmp(a));
-    indexes.get(quorum - 1).copied().unwrap_or(LogIndex::ZERO)
+    values.sort_unstable_by(|a, b| b.cmp(a));
+    values.get(quorum - 1).copied().unwrap_or_default()
 }
 
 #[cfg(test)]

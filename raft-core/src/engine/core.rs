@@ -34,6 +34,8 @@ pub enum PlantedBug {
     ConfigOnCommit,
     /// The leader's commit rule counts learners as if they voted.
     LearnerInQuorum,
+    /// A leader's lease lasts twice the election timeout instead of less than one.
+    LeaseTooLong,
 }
 
 /// A snapshot being received.
@@ -71,6 +73,9 @@ pub(crate) struct Core {
     pub(crate) leader_id: Option<NodeId>,
     /// Whether a tick has set the clock yet; the election timer is armed at the first one.
     pub(crate) clock_started: bool,
+    /// With lease reads, a (re)started node ignores elections until this time, as if it had
+    /// just heard from a leader: a lease it granted before a crash is kept.
+    pub(crate) quiet_until_ms: u64,
     pub(crate) election_deadline_ms: u64,
     /// When this node last heard from the leader of its term (followers).
     pub(crate) leader_contact_ms: Option<u64>,
@@ -143,7 +148,7 @@ impl Core {
     /// Whether a leader of the current term was heard from within an election timeout (the
     /// lease that pre-vote and check-quorum rely on). A leader trusts itself.
     pub(crate) fn heard_from_leader_recently(&self) -> bool {
-        if self.leader_id == Some(self.id) {
+        if self.leader_id == Some(self.id) || self.now_ms < self.quiet_until_ms {
             return true;
         }
         self.leader_id.is_some()

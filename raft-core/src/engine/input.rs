@@ -54,6 +54,12 @@ pub enum Input {
         /// The caller's name for this read, echoed in the answer.
         id: u64,
     },
+    /// A client asked for a lease read: served at once (`ReadReady` at the commit index) while
+    /// the leader's lease holds (`Config::lease_reads`), else like `ReadRequested`.
+    LeaseReadRequested {
+        /// The caller's name for this read, echoed in the answer.
+        id: u64,
+    },
     /// An operator asked the leader to hand leadership to `to` (Raft thesis §3.10).
     TransferRequested {
         /// The intended successor.

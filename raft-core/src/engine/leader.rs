@@ -42,6 +42,9 @@ pub(crate) struct LeaderState {
     pub(crate) config_index: LogIndex,
     /// The leader is not a voter of the committed configuration in force: it must step down.
     pub(crate) removed: bool,
+    /// A TimeoutNow went out in this term: its target may win an election that ignores the
+    /// followers' leases, so this leader serves no lease read any more.
+    pub(crate) handed_over: bool,
 }
 
 impl LeaderState {
@@ -66,6 +69,7 @@ impl LeaderState {
             elected_ms: core.now_ms,
             config_index: core.membership_index(),
             removed: false,
+            handed_over: false,
         };
         core.leader_id = Some(core.id);
         core.append_local(vec![Entry {
@@ -219,6 +223,50 @@ impl LeaderState {
             .on_read_requested(core, &mut self.progress, self.noop_index, id);
     }
 
+    /// A lease read: answered at once at the commit index while the lease holds, otherwise a
+    /// ReadIndex read.
+    pub(crate) fn on_lease_read_requested(&mut self, core: &mut Core, id: u64) {
+        if self.lease_holds(core) {
+            let index = core.commit_index;
+            core.outputs.push(Output::ReadReady { id, index });
+        } else {
+            self.on_read_requested(core, id);
+        }
+    }
+
+    /// Whether no other leader can have been elected: a quorum (of every voter set) answered
+    /// requests sent at or after `start`, so each of them ignores elections until `start` plus
+    /// an election timeout on its own clock; the lease ends `max_clock_drift_ms` before that on
+    /// this one. Never before this term's no-op committed (the commit index may lag until
+    /// then), during a transfer, or after a TimeoutNow.
+    pub(crate) fn lease_holds(&self, core: &Core) -> bool {
+        let config = &core.config;
+        if !config.lease_reads
+            || self.transfer.is_some()
+            || self.handed_over
+            || core.commit_index < self.noop_index
+        {
+            return false;
+        }
+        let now = core.now_ms;
+        let sent = |id: NodeId| {
+            if id == core.id {
+                Some(now)
+            } else {
+                self.progress.get(&id).and_then(|p| p.acked_sent_ms)
+            }
+        };
+        let Some(start) = core.membership().quorum_value(sent) else {
+            return false;
+        };
+        let lease_ms = if core.bug(PlantedBug::LeaseTooLong) {
+            2 * config.election_timeout_ms
+        } else {
+            config.election_timeout_ms - config.max_clock_drift_ms
+        };
+        now < start.saturating_add(lease_ms)
+    }
+
     /// Hands leadership to `to` once its log is caught up (thesis §3.10). New proposals are
     /// refused meanwhile; the attempt is abandoned after an election timeout.
     pub(crate) fn on_transfer_requested(&mut self, core: &mut Core, to: NodeId) {
@@ -245,6 +293,7 @@ impl LeaderState {
                 term: core.term,
                 leader_id: core.id,
             });
+            self.handed_over = true;
             core.send(transfer.to, message);
         }
     }
@@ -396,6 +445,7 @@ impl LeaderState {
                 term: core.term,
                 leader_id: core.id,
             });
+            self.handed_over = true;
             core.send(to, message);
         }
     }

@@ -136,6 +136,7 @@ impl Engine {
             log_epoch: 0,
             leader_id: None,
             clock_started: false,
+            quiet_until_ms: 0,
             election_deadline_ms: 0,
             leader_contact_ms: None,
             held: Vec::new(),
@@ -190,6 +191,7 @@ impl Engine {
             | Input::ReadRequested { .. }
             | Input::SendFailed { .. }
             | Input::TransferRequested { .. }
+            | Input::LeaseReadRequested { .. }
             | Input::MembershipChangeRequested { .. } => self.on_leader_input(input),
         }
         if let Role::Leader(leader) = &self.role
@@ -281,6 +283,9 @@ impl Engine {
         if !core.clock_started {
             // The clock's origin is the runtime's; the first election timeout counts from here.
             core.clock_started = true;
+            if core.config.lease_reads {
+                core.quiet_until_ms = core.now_ms + core.config.election_timeout_ms;
+            }
             core.reset_election_timer();
             return;
         }
@@ -309,7 +314,7 @@ impl Engine {
                 Input::Proposed { id, .. } => {
                     core.outputs.push(Output::ProposalRejected { id, leader });
                 }
-                Input::ReadRequested { id } => {
+                Input::ReadRequested { id } | Input::LeaseReadRequested { id } => {
                     core.outputs.push(Output::ReadRejected { id, leader })
                 }
                 Input::MembershipChangeRequested { id, .. } => {
@@ -324,6 +329,7 @@ impl Engine {
         match input {
             Input::Proposed { id, payloads } => leader.on_proposed(core, id, payloads),
             Input::ReadRequested { id } => leader.on_read_requested(core, id),
+            Input::LeaseReadRequested { id } => leader.on_lease_read_requested(core, id),
             Input::SendFailed { to, seq } => leader.on_send_failed(core, to, seq),
             Input::TransferRequested { to } => leader.on_transfer_requested(core, to),
             Input::MembershipChangeRequested { id, change } => {

@@ -85,6 +85,11 @@ pub(crate) fn on_append_response(
     response: &AppendEntriesResponse,
 ) {
     if let Some(request) = progress.window.take(response.seq) {
+        if !matches!(response.outcome, AppendOutcome::StaleTerm) {
+            // The follower took this node for its leader when the request arrived, after it
+            // was sent: it ignores other candidates for an election timeout from then.
+            progress.acked_sent_ms = progress.acked_sent_ms.max(Some(request.sent_ms));
+        }
         apply_response(core, progress, request, &response.outcome);
     }
 }

@@ -24,6 +24,9 @@ pub(crate) struct Progress {
     pub(crate) last_response_ms: Option<u64>,
     /// The highest seq answered in this term (ReadIndex confirmation).
     pub(crate) acked_seq: u64,
+    /// When the latest request this follower answered in this term was sent (the leader's
+    /// lease starts from a quorum of these).
+    pub(crate) acked_sent_ms: Option<u64>,
     /// A snapshot transfer in progress: while set, no AppendEntries go to this follower.
     pub(crate) snapshot: Option<SnapshotSend>,
 }
@@ -43,6 +46,7 @@ impl Progress {
             retry_after_ms: core.now_ms,
             last_response_ms: None,
             acked_seq: 0,
+            acked_sent_ms: None,
             snapshot: None,
         }
     }

@@ -3,6 +3,8 @@
 mod conflict_rollback;
 mod election;
 mod figure_8;
+mod lease;
+mod membership;
 mod pacing_example;
 mod read_index;
 mod replication;
@@ -28,6 +30,7 @@ fn config() -> Config {
         snapshot_entries: 0,
         snapshot_keep_entries: 4,
         snapshot_chunk_bytes: 64,
+        lease_reads: false,
+        max_clock_drift_ms: 100,
     }
 }
-mod membership;
