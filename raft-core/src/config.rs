@@ -152,7 +152,9 @@ impl Config {
             return fail("max_clock_drift_ms must be below election_timeout_ms");
         }
         if self.lease_reads && !self.check_quorum {
-            return fail("lease_reads needs check_quorum (followers must ignore elections while a leader is alive)");
+            return fail(
+                "lease_reads needs check_quorum (followers must ignore elections while a leader is alive)",
+            );
         }
         Ok(())
     }

@@ -194,12 +194,6 @@ impl Membership {
         self.voters.is_empty() && self.outgoing.as_ref().is_none_or(BTreeSet::is_empty)
     }
 
-    /// The smallest number of voters that forms a majority of the incoming voters.
-    #[must_use]
-    pub fn quorum(&self) -> usize {
-        majority(self.voters.len())
-    }
-
     /// The voter sets a decision needs a majority of: one, or two while joint.
     pub fn voter_sets(&self) -> impl Iterator<Item = &BTreeSet<NodeId>> + '_ {
         std::iter::once(&self.voters).chain(self.outgoing.iter())
@@ -216,7 +210,10 @@ impl Membership {
     /// The highest index that a majority of every voter set has reached, where `index_of`
     /// gives each voter's index (`None` counts as zero).
     pub fn committed_index(&self, index_of: impl Fn(NodeId) -> Option<LogIndex>) -> LogIndex {
-        LogIndex(self.quorum_value(|id| index_of(id).map(|index| index.0)).unwrap_or(0))
+        LogIndex(
+            self.quorum_value(|id| index_of(id).map(|index| index.0))
+                .unwrap_or(0),
+        )
     }
 
     /// The highest value that a majority of every voter set has reached, where `value_of`
@@ -424,6 +421,10 @@ impl Membership {
         let learners = get_ids(&mut data).ok_or_else(|| bad("truncated learner list"))?;
         if flags == 0 && !outgoing.is_empty() {
             return Err(bad("outgoing voters in a simple configuration"));
+        }
+        if flags == 1 && (outgoing.is_empty() || voters.is_empty()) {
+            // No quorum of an empty set exists: such a configuration could never commit.
+            return Err(bad("a joint configuration with an empty voter set"));
         }
         if data.remaining() < 4 {
             return Err(bad("truncated address count"));

@@ -206,13 +206,6 @@ impl Core {
         self.configs.latest_index()
     }
 
-    /// Every other member: the nodes a leader replicates to.
-    pub(crate) fn peers(&self) -> Vec<NodeId> {
-        let mut members = self.membership().members();
-        members.remove(&self.id);
-        members.into_iter().collect()
-    }
-
     /// Every other voter: the nodes a candidate asks for votes.
     pub(crate) fn voting_peers(&self) -> Vec<NodeId> {
         let membership = self.membership();

@@ -5,7 +5,7 @@
 //! Per-follower work is in `replication/`, the commit rule in `commit.rs`, ReadIndex in
 //! `read_index.rs`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use bytes::Bytes;
 use tracing::info;
@@ -38,9 +38,13 @@ pub(crate) struct LeaderState {
     pub(crate) reads: ReadQueue,
     pub(crate) transfer: Option<Transfer>,
     pub(crate) elected_ms: u64,
-    /// The index of the configuration `progress` was built for.
-    pub(crate) config_index: LogIndex,
-    /// The leader is not a voter of the committed configuration in force: it must step down.
+    /// The indexes of the configuration in force and of the committed one that `progress`
+    /// was built for.
+    pub(crate) config_key: (LogIndex, LogIndex),
+    /// The committed configuration in force has no place for this leader as a voter: it hands
+    /// leadership to the most caught-up voter (a transfer), then steps down.
+    pub(crate) stepping_down: bool,
+    /// Leading is over (handed over, or the hand-over timed out): the engine steps down.
     pub(crate) removed: bool,
     /// A TimeoutNow went out in this term: its target may win an election that ignores the
     /// followers' leases, so this leader serves no lease read any more.
@@ -56,8 +60,7 @@ impl LeaderState {
             index: core.log.last_index().next(),
         };
         info!(node = %core.id, term = %core.term, "became leader");
-        let progress = core
-            .peers()
+        let progress = replication_targets(core)
             .into_iter()
             .map(|peer| (peer, Progress::new(core, noop.index)))
             .collect();
@@ -67,7 +70,11 @@ impl LeaderState {
             reads: ReadQueue::default(),
             transfer: None,
             elected_ms: core.now_ms,
-            config_index: core.membership_index(),
+            config_key: (
+                core.membership_index(),
+                core.configs.index_at(core.commit_index),
+            ),
+            stepping_down: false,
             removed: false,
             handed_over: false,
         };
@@ -109,6 +116,8 @@ impl LeaderState {
         }
         if self.transfer.is_some_and(|t| core.now_ms >= t.deadline_ms) {
             self.transfer = None;
+            // A removed leader whose successor did not catch up in time steps down anyway.
+            self.removed |= self.stepping_down;
         }
         !self.lost_quorum(core)
     }
@@ -271,7 +280,9 @@ impl LeaderState {
     /// refused meanwhile; the attempt is abandoned after an election timeout.
     pub(crate) fn on_transfer_requested(&mut self, core: &mut Core, to: NodeId) {
         let deadline_ms = core.now_ms + core.config.election_timeout_ms;
-        if to == core.id || !self.progress.contains_key(&to) || !core.membership().is_voter(to) {
+        // The target must stay a voter once any change in progress ends.
+        let stays_voter = core.membership().leave_joint().is_voter(to);
+        if to == core.id || !self.progress.contains_key(&to) || !stays_voter || self.stepping_down {
             return;
         }
         self.transfer = Some(Transfer { to, deadline_ms });
@@ -295,6 +306,8 @@ impl LeaderState {
             });
             self.handed_over = true;
             core.send(transfer.to, message);
+            // A removed leader's work is done once its successor was told to campaign.
+            self.removed |= self.stepping_down;
         }
     }
 
@@ -390,20 +403,33 @@ impl LeaderState {
         log_id
     }
 
-    /// Follows the configuration in force: progress for every member, none for the rest.
+    /// Follows the configurations: progress for every member of the configuration in force
+    /// and of the committed one, none for the rest. A member being removed keeps getting the
+    /// log until the configuration without it commits, so it appends that configuration and
+    /// stops campaigning. A transfer to a node that will not be a voter ends.
     fn sync_progress(&mut self, core: &Core) {
-        let at = core.membership_index();
-        if at == self.config_index {
+        let key = (
+            core.membership_index(),
+            core.configs.index_at(core.commit_index),
+        );
+        if key == self.config_key {
             return;
         }
-        self.config_index = at;
-        let peers = core.peers();
+        self.config_key = key;
+        let peers = replication_targets(core);
         self.progress.retain(|id, _| peers.contains(id));
         let next = core.log.last_index();
         for peer in peers {
             self.progress
                 .entry(peer)
                 .or_insert_with(|| Progress::new(core, next));
+        }
+        let final_voters = core.membership().leave_joint();
+        if self
+            .transfer
+            .is_some_and(|t| !self.stepping_down && !final_voters.is_voter(t.to))
+        {
+            self.transfer = None;
         }
     }
 
@@ -423,30 +449,39 @@ impl LeaderState {
             info!(node = %core.id, ?next, "leaving the joint configuration");
             self.append_membership(core, next);
             self.replicate_to_all(core);
-        } else if !membership.is_voter(core.id) && !self.removed {
-            info!(node = %core.id, "removed from the voters: stepping down");
-            self.removed = true;
+        } else if !membership.is_voter(core.id) && !self.stepping_down {
             self.hand_over_before_leaving(core);
         }
     }
 
-    /// Sends TimeoutNow to the voter whose log is complete, if any, so the next election
-    /// starts at once instead of after an election timeout.
+    /// Removed from the voters by a committed configuration: hands leadership to the voter
+    /// with the most of the log (a transfer: proposals are refused, TimeoutNow goes once it
+    /// holds the whole log), then steps down; at the latest after an election timeout.
     fn hand_over_before_leaving(&mut self, core: &mut Core) {
-        let last = core.log.last_index();
+        info!(node = %core.id, "removed from the voters: handing over");
+        self.stepping_down = true;
         let successor = self
             .progress
             .iter()
-            .filter(|&(&id, p)| core.membership().is_voter(id) && p.match_index == last)
-            .map(|(&id, _)| id)
-            .next();
-        if let Some(to) = successor {
-            let message = Message::TimeoutNow(TimeoutNow {
-                term: core.term,
-                leader_id: core.id,
-            });
-            self.handed_over = true;
-            core.send(to, message);
+            .filter(|&(&id, _)| core.membership().is_voter(id))
+            .max_by_key(|&(&id, p)| (p.match_index, std::cmp::Reverse(id)))
+            .map(|(&id, _)| id);
+        match successor {
+            Some(to) => {
+                let deadline_ms = core.now_ms + core.config.election_timeout_ms;
+                self.transfer = Some(Transfer { to, deadline_ms });
+                self.maybe_finish_transfer(core);
+            }
+            None => self.removed = true,
         }
     }
+}
+
+/// The nodes a leader replicates to: every member of the configuration in force and of the
+/// committed one but itself (a member being removed gets the log until its removal commits).
+fn replication_targets(core: &Core) -> BTreeSet<NodeId> {
+    let mut peers = core.membership().members();
+    peers.extend(core.configs.at(core.commit_index).members());
+    peers.remove(&core.id);
+    peers
 }

@@ -71,7 +71,7 @@ use crate::message::{
     SnapshotOutcome,
 };
 use crate::snapshot::SnapshotMeta;
-use crate::types::{HardState, LogId, LogIndex, Membership, NodeId};
+use crate::types::{HardState, LogId, LogIndex, Membership, NodeId, Term};
 
 /// One Raft node's consensus logic. See the module docs.
 #[derive(Debug)]
@@ -233,6 +233,13 @@ impl Engine {
         self.core.membership()
     }
 
+    /// The term of the entry at `index`, if this node's log holds it (or its snapshot ends
+    /// there).
+    #[must_use]
+    pub fn log_term(&self, index: LogIndex) -> Option<Term> {
+        self.core.log.term_at(index)
+    }
+
     /// The latest committed configuration and the index of its entry (zero for the
     /// configuration the node started with).
     #[must_use]
@@ -343,8 +350,10 @@ impl Engine {
         let core = &mut self.core;
         // Messages from nodes outside the configuration are handled like any other: a new
         // leader may be unknown to a lagging follower until it appends the entry that added
-        // it. A removed node cannot disrupt: it never campaigns once it knows, and before that
-        // its log lacks the entry that removed it, so no one grants it a (pre-)vote.
+        // it. A removed node cannot disrupt: the leader replicates to it until its removal
+        // commits, so it appends the configuration without it and stops campaigning; one that
+        // missed that (it was down) lacks the entry, so no one grants it a (pre-)vote, and
+        // check-quorum makes followers with a live leader ignore its higher terms.
         if from == core.id {
             debug!(node = %core.id, "dropping a message from itself");
             return;

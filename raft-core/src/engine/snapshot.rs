@@ -27,6 +27,12 @@ impl Core {
         if self.creating_snapshot || self.commit_index <= self.snapshot_index() {
             return;
         }
+        if self.configs.at(self.commit_index).is_empty() {
+            // A node that joined knows no configuration below the entry that added it (the
+            // cluster's first one is not in the log): a snapshot there would carry none.
+            debug!(node = %self.id, "no configuration known at the commit index yet: no snapshot");
+            return;
+        }
         let Some(last_log_id) = self.log.log_id_at(self.commit_index) else {
             return;
         };

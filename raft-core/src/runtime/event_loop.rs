@@ -29,7 +29,7 @@ use crate::engine::{Engine, Input, Output, RoleKind};
 use crate::error::Error;
 use crate::message::Message;
 use crate::storage::LogStore;
-use crate::types::{LogId, LogIndex, NodeId};
+use crate::types::{LogId, LogIndex, NodeId, Term};
 
 /// Most events taken from the queue in one round.
 const EVENTS_PER_ROUND: usize = 1024;
@@ -55,8 +55,11 @@ pub(crate) struct EventLoop {
     leftover: Vec<Event>,
     /// Reused buffer of the engine's outputs.
     outputs: Vec<Output>,
-    /// The index of the configuration the peer tasks follow.
-    membership_index: LogIndex,
+    /// The configuration the peer tasks follow (its entry's index and term: a configuration
+    /// that replaced another at the same index is a different one).
+    synced_membership: (LogIndex, Option<Term>),
+    /// The configurations (in force, committed) last published.
+    published_membership: MembershipKey,
     /// The node's claim on its log store, given back when the loop is dropped (after every
     /// task was joined).
     _claim: ClaimGuard,
@@ -88,7 +91,8 @@ impl EventLoop {
             clock: Clock::start(),
             leftover: Vec::new(),
             outputs: Vec::new(),
-            membership_index: LogIndex::ZERO,
+            synced_membership: (LogIndex::ZERO, None),
+            published_membership: (LogIndex::ZERO, None, LogIndex::ZERO, None),
             _claim: claim,
         }
     }
@@ -96,7 +100,7 @@ impl EventLoop {
     /// Runs the node until shutdown or a fatal error, then stops every task.
     pub(crate) async fn run(mut self) {
         let _stopped = StoppedGuard(self.shared.clone());
-        self.membership_index = self.engine.status().membership_index;
+        self.synced_membership = config_id(&self.engine, self.engine.status().membership_index);
         self.executor.peers.set_span(tracing::Span::current());
         self.executor.peers.sync(self.engine.membership());
         self.publish_status();
@@ -290,9 +294,10 @@ impl EventLoop {
     async fn step(&mut self, input: Input) -> Result<(), Error> {
         let mut outputs = std::mem::take(&mut self.outputs);
         outputs.extend(self.engine.step(input));
-        if self.engine.status().membership_index != self.membership_index {
+        let in_force = config_id(&self.engine, self.engine.status().membership_index);
+        if in_force != self.synced_membership {
             // Before the outputs run: the first request to a new member needs its task.
-            self.membership_index = self.engine.status().membership_index;
+            self.synced_membership = in_force;
             self.executor.peers.sync(self.engine.membership());
         }
         let result = self.run_outputs(&mut outputs).await;
@@ -309,18 +314,15 @@ impl EventLoop {
     }
 
     fn publish_status(&mut self) {
-        let membership = MembershipStatus::from_engine(&self.engine);
-        let membership_changed = self.shared.membership.send_if_modified(|current| {
-            if *current == membership {
-                return false;
-            }
-            *current = membership.clone();
-            true
-        });
-        if membership_changed {
+        let key = membership_key(&self.engine);
+        if key != self.published_membership {
+            self.published_membership = key;
+            let membership = MembershipStatus::from_engine(&self.engine);
             self.metrics.record_membership(&membership);
+            self.executor.changes.on_committed(&membership.committed);
+            self.shared.membership.send_replace(membership);
         }
-        self.executor.changes.on_status(&membership);
+        self.executor.changes.after_round(&self.engine);
         let status = NodeStatus::from_engine(&self.engine.status());
         let changed = self.shared.status.send_if_modified(|current| {
             if *current == status {
@@ -370,6 +372,20 @@ impl EventLoop {
         shared.lifecycle.set_stopped();
         info!(node = %shared.id, "stopped");
     }
+}
+
+/// The configurations in force and committed, each named by its entry's index and term.
+type MembershipKey = (LogIndex, Option<Term>, LogIndex, Option<Term>);
+
+/// A configuration named by the index and term of its entry.
+fn config_id(engine: &Engine, index: LogIndex) -> (LogIndex, Option<Term>) {
+    (index, engine.log_term(index))
+}
+
+fn membership_key(engine: &Engine) -> MembershipKey {
+    let (in_force, in_force_term) = config_id(engine, engine.status().membership_index);
+    let (committed, committed_term) = config_id(engine, engine.committed_membership().0);
+    (in_force, in_force_term, committed, committed_term)
 }
 
 /// Marks the node stopped however the loop ends, even by a panic (a bug), so that callers

@@ -39,7 +39,11 @@ impl MembershipStatus {
 
 /// A change the leader accepted, waiting for its final configuration to commit.
 struct Waiting {
+    /// Where the change's entry was appended.
     log_id: LogId,
+    /// Whether that entry is a joint configuration (the change ends one entry later).
+    joint: bool,
+    /// The configuration the change leads to.
     target: Membership,
     reply: Reply<Membership>,
 }
@@ -55,7 +59,6 @@ pub(crate) struct Changes {
     /// Node ids are never reused, so a request from one of them is refused at once.
     removed: BTreeSet<NodeId>,
     /// The committed configuration last seen.
-    committed_index: LogIndex,
     committed: Option<Membership>,
 }
 
@@ -72,6 +75,7 @@ impl Changes {
         if let Some(reply) = self.asked.remove(&id) {
             self.waiting.push(Waiting {
                 log_id,
+                joint: membership.is_joint(),
                 target: membership.leave_joint(),
                 reply,
             });
@@ -90,42 +94,65 @@ impl Changes {
         }
     }
 
-    /// After a round: answers the changes whose final configuration committed (or that a
-    /// different committed configuration overtook) and notes removed nodes.
-    pub(crate) fn on_status(&mut self, status: &MembershipStatus) {
-        if self.committed.as_ref() != Some(&status.committed)
-            || self.committed_index != status.committed_index
+    /// The committed configuration changed: members the previous one had and this one lacks
+    /// are removed (an empty configuration, a joining node's, says nothing about removals).
+    pub(crate) fn on_committed(&mut self, committed: &Membership) {
+        if let Some(previous) = &self.committed
+            && !previous.is_empty()
+            && !committed.is_empty()
         {
-            if let Some(previous) = &self.committed {
-                let now = status.committed.members();
-                for gone in previous.members().difference(&now) {
-                    info!(node = %gone, "removed from the cluster");
-                    self.removed.insert(*gone);
-                }
-                self.removed.retain(|id| !now.contains(id));
+            let now = committed.members();
+            for gone in previous.members().difference(&now) {
+                info!(node = %gone, "removed from the cluster");
+                self.removed.insert(*gone);
             }
-            self.committed = Some(status.committed.clone());
-            self.committed_index = status.committed_index;
+            self.removed.retain(|id| !now.contains(id));
         }
-        for waiting in std::mem::take(&mut self.waiting) {
-            if status.committed_index < waiting.log_id.index || status.committed.is_joint() {
-                if !waiting.reply.is_closed() {
-                    self.waiting.push(waiting);
-                }
-                continue;
-            }
-            let answer = if status.committed == waiting.target {
-                Ok(status.committed.clone())
-            } else {
-                // A newer leader replaced the entry before it committed.
-                Err(Error::Discarded {
-                    index: waiting.log_id.index,
-                })
-            };
-            let _ = waiting.reply.send(answer);
-        }
+        self.committed = Some(committed.clone());
     }
 
+    /// After a round: answers the changes that finished or were replaced. A change is
+    /// identified by its entry's log id, not by the configuration's value: another change may
+    /// lead to the same members.
+    pub(crate) fn after_round(&mut self, engine: &Engine) {
+        if self.waiting.is_empty() {
+            return;
+        }
+        let commit = engine.status().commit_index;
+        let (committed_index, committed) = engine.committed_membership();
+        for waiting in std::mem::take(&mut self.waiting) {
+            let at = waiting.log_id.index;
+            let answer = match engine.log_term(at) {
+                // A newer leader replaced the entry.
+                Some(term) if term != waiting.log_id.term => {
+                    Some(Err(Error::Discarded { index: at }))
+                }
+                _ if commit < at => None,
+                // Committed (or compacted away, which only committed entries are): a joint
+                // entry's change ends when the configuration after it commits, and with one
+                // change at a time that is the final configuration it leads to.
+                Some(_) if !waiting.joint || committed_index > at => {
+                    Some(Ok(waiting.target.clone()))
+                }
+                Some(_) => None,
+                None if committed_index >= at && !committed.is_joint() => {
+                    if *committed == waiting.target {
+                        Some(Ok(committed.clone()))
+                    } else {
+                        Some(Err(Error::Discarded { index: at }))
+                    }
+                }
+                None => None,
+            };
+            match answer {
+                Some(answer) => {
+                    let _ = waiting.reply.send(answer);
+                }
+                None if !waiting.reply.is_closed() => self.waiting.push(waiting),
+                None => {}
+            }
+        }
+    }
     /// Whether `id` is known to have been removed from the cluster.
     pub(crate) fn is_removed(&self, id: NodeId) -> bool {
         self.removed.contains(&id)

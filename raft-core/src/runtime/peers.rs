@@ -60,11 +60,13 @@ impl PeerSet {
         self.span = span;
     }
 
-    /// Every member's address: the configuration's, else the one the node was started with.
+    /// Every other member's address: the configuration's, else the one the node was started
+    /// with.
     pub(crate) fn addresses(&self, membership: &Membership) -> BTreeMap<NodeId, String> {
         membership
             .members()
             .into_iter()
+            .filter(|&id| id != self.id)
             .filter_map(|id| {
                 let address = membership
                     .address(id)
@@ -79,7 +81,10 @@ impl PeerSet {
     /// members get a task, removed ones lose theirs.
     pub(crate) fn sync(&mut self, membership: &Membership) {
         let members = membership.members();
-        self.transport.update_peers(&self.addresses(membership));
+        if !membership.is_empty() || !self.senders.is_empty() {
+            // A joining node knows no members yet: leave the transport's peers alone.
+            self.transport.update_peers(&self.addresses(membership));
+        }
         self.senders.retain(|peer, _| {
             let keep = members.contains(peer);
             if !keep {

@@ -5,11 +5,9 @@
 //!   with): two leaders, or two different commits at one index, would otherwise be possible.
 //!   Checked exhaustively (`Membership::quorums_can_be_disjoint`) as the entry is appended.
 //! - `snapshot-membership`: a snapshot, created or restored, carries the committed
-//!   configuration in force at its index. One exception: the first configuration is not a log
-//!   entry, so a node that joined with an empty membership and caught up through the log (not
-//!   a snapshot) knows no configuration for the indexes before the first configuration entry,
-//!   and its snapshots there carry an empty one. That is allowed (such a node holds the
-//!   configuration entry that added it after the snapshot's index, and sends that with it).
+//!   configuration in force at its index, with no exception: a node that joined and caught up
+//!   through the log knows no configuration below the entry that added it (the first one is
+//!   not a log entry), so it takes no snapshot there.
 //! - `campaign-as-voter`: a node starts a pre-vote or an election only while it is a voter of
 //!   its configuration in force (learners, nodes waiting to be added and nodes that know they
 //!   were removed never campaign).
@@ -32,7 +30,7 @@
 //!   adopts its term (Raft thesis §4.2.3): the check would report the protocol, not a bug.
 
 use raft_core::engine::{RoleKind, Status};
-use raft_core::{Entry, LogIndex, Membership, NodeId, Payload, SnapshotMeta};
+use raft_core::{Entry, Membership, NodeId, Payload, SnapshotMeta};
 
 use super::Checker;
 use crate::node::SimNode;
@@ -73,9 +71,8 @@ impl Checker {
         if self.configs.is_unknown() {
             return;
         }
-        let (at, expected) = self.configs.at(meta.last_log_id.index);
-        let unknown_first = at == LogIndex::ZERO && meta.membership.is_empty();
-        if &meta.membership != expected && !unknown_first {
+        let (_, expected) = self.configs.at(meta.last_log_id.index);
+        if &meta.membership != expected {
             let detail = format!(
                 "node {}'s {meta} carries ({}); committed there: ({})",
                 node.id,
@@ -207,7 +204,7 @@ pub(crate) fn describe(membership: &Membership) -> String {
 
 #[cfg(test)]
 mod tests {
-    use raft_core::{LogId, MembershipChange, Term};
+    use raft_core::{LogId, LogIndex, MembershipChange, Term};
 
     use super::*;
 

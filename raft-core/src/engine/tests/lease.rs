@@ -21,9 +21,15 @@ fn served_at_once(outputs: &[Output], id: u64) -> bool {
     outputs
         .iter()
         .any(|o| matches!(o, Output::ReadReady { id: ready, .. } if *ready == id))
-        && !outputs
-            .iter()
-            .any(|o| matches!(o, Output::Send { message: Message::AppendEntries(_), .. }))
+        && !outputs.iter().any(|o| {
+            matches!(
+                o,
+                Output::Send {
+                    message: Message::AppendEntries(_),
+                    ..
+                }
+            )
+        })
 }
 
 fn lease_read(cluster: &mut Cluster, id: u64) -> Vec<Output> {
@@ -50,7 +56,11 @@ fn a_lease_read_after_the_lease_needs_a_quorum_round() {
     // Nothing answered since the election: at 1900 the lease (1000 + 900) is over.
     cluster.set_clocks(1_900);
     let outputs = lease_read(&mut cluster, 3);
-    assert!(!outputs.iter().any(|o| matches!(o, Output::ReadReady { .. })));
+    assert!(
+        !outputs
+            .iter()
+            .any(|o| matches!(o, Output::ReadReady { .. }))
+    );
     // The ReadIndex round it fell back to answers it, and renews the lease.
     cluster.deliver_all();
     let ready = cluster
@@ -65,7 +75,10 @@ fn a_lease_read_after_the_lease_needs_a_quorum_round() {
 fn no_lease_read_with_leases_off_during_a_transfer_or_before_the_first_commit() {
     let mut cluster = Cluster::new(3, &config());
     cluster.elect(1, 1_000);
-    assert!(!served_at_once(&lease_read(&mut cluster, 5), 5), "leases off");
+    assert!(
+        !served_at_once(&lease_read(&mut cluster, 5), 5),
+        "leases off"
+    );
 
     let mut cluster = Cluster::new(3, &lease_config());
     cluster.elect(1, 1_000);
@@ -75,17 +88,29 @@ fn no_lease_read_with_leases_off_during_a_transfer_or_before_the_first_commit() 
     // A new leader whose no-op has not committed yet.
     let mut cluster = Cluster::new(3, &lease_config());
     cluster.set_clocks(5_000);
-    cluster.engines.get_mut(&NodeId(2)).unwrap().core.election_deadline_ms = 5_000;
+    cluster
+        .engines
+        .get_mut(&NodeId(2))
+        .unwrap()
+        .core
+        .election_deadline_ms = 5_000;
     cluster.step(2, Input::Tick { now_ms: 5_000 });
     // Deliver votes and pre-votes but no AppendEntries answers.
     while let Some(envelope) = cluster.network.pop_front() {
-        if matches!(envelope.message, Message::AppendEntries(_) | Message::AppendEntriesResponse(_)) {
+        if matches!(
+            envelope.message,
+            Message::AppendEntries(_) | Message::AppendEntriesResponse(_)
+        ) {
             continue;
         }
         cluster.deliver(envelope);
     }
     let outputs = cluster.step(2, Input::LeaseReadRequested { id: 7 });
-    assert!(!outputs.iter().any(|o| matches!(o, Output::ReadReady { .. })));
+    assert!(
+        !outputs
+            .iter()
+            .any(|o| matches!(o, Output::ReadReady { .. }))
+    );
 }
 
 #[test]

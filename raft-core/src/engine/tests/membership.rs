@@ -391,3 +391,104 @@ fn snapshots_carry_the_configuration_and_reach_a_learner_added_after_compaction(
         "a compacted log reaches a learner by snapshot"
     );
 }
+
+#[test]
+fn a_removed_follower_receives_its_removal_and_stops_campaigning() {
+    let mut cluster = cluster_with_learners(&[]);
+    accepted(&cluster.change(1, MembershipChange::default().remove(NodeId(3))));
+    cluster.deliver_all();
+    assert!(
+        !cluster
+            .engine(1)
+            .committed_membership()
+            .1
+            .is_member(NodeId(3))
+    );
+    assert!(
+        !cluster.engine(3).membership().is_voter(NodeId(3)),
+        "the leader replicated the final configuration to the node it removes"
+    );
+    for step in 1..=5 {
+        cluster.step(
+            3,
+            Input::Tick {
+                now_ms: 100_000 * step,
+            },
+        );
+    }
+    assert!(cluster.network.iter().all(|e| e.from != NodeId(3)));
+}
+
+#[test]
+fn a_transfer_to_a_voter_being_removed_is_refused() {
+    let mut cluster = cluster_with_learners(&[]);
+    accepted(&cluster.change(1, MembershipChange::default().remove(NodeId(3))));
+    cluster.step(1, Input::TransferRequested { to: NodeId(3) });
+    let outputs = cluster.propose(1, "x");
+    assert!(
+        outputs
+            .iter()
+            .any(|o| matches!(o, Output::ProposalAccepted { .. })),
+        "no transfer started: {outputs:?}"
+    );
+}
+
+#[test]
+fn a_removed_leader_under_write_load_hands_over_before_stepping_down() {
+    let mut cluster = cluster_with_learners(&[]);
+    accepted(&cluster.change(1, MembershipChange::default().remove(NodeId(1))));
+    let mut steps = 0;
+    while let Some(envelope) = cluster.network.pop_front() {
+        if cluster.role(1) == RoleKind::Leader {
+            cluster.propose(1, "load");
+        }
+        cluster.deliver(envelope);
+        steps += 1;
+        assert!(steps < 10_000, "message storm");
+    }
+    let timeout_now_sent = cluster.trace.iter().any(|(id, output)| {
+        *id == NodeId(1)
+            && matches!(
+                output,
+                Output::Send {
+                    message: Message::TimeoutNow(_),
+                    ..
+                }
+            )
+    });
+    assert!(timeout_now_sent, "the removed leader handed over");
+    assert_ne!(cluster.role(1), RoleKind::Leader);
+    let leaders = [2, 3]
+        .into_iter()
+        .filter(|&id| cluster.role(id) == RoleKind::Leader)
+        .count();
+    assert_eq!(leaders, 1, "a successor leads at once");
+}
+
+#[test]
+fn a_joining_node_takes_no_snapshot_before_it_knows_a_configuration() {
+    let config = Config {
+        snapshot_entries: 3,
+        snapshot_keep_entries: 0,
+        ..config()
+    };
+    let mut cluster = Cluster::new(3, &config);
+    cluster.elect(1, 1_000);
+    for _ in 0..8 {
+        cluster.propose(1, "x");
+        cluster.deliver_all();
+    }
+    cluster.add_empty_node(4, &config);
+    accepted(&cluster.change(1, MembershipChange::add_learner(NodeId(4), "a4")));
+    cluster.deliver_all();
+    let snapshots: Vec<&Membership> = cluster
+        .trace
+        .iter()
+        .filter_map(|(id, output)| match output {
+            Output::CreateSnapshot { membership, .. } if *id == NodeId(4) => Some(membership),
+            _ => None,
+        })
+        .collect();
+    assert!(!snapshots.is_empty(), "node 4 caught up and took snapshots");
+    assert!(snapshots.iter().all(|m| !m.is_empty()), "{snapshots:?}");
+}
