@@ -165,8 +165,23 @@ async fn changes_are_refused_on_followers_and_while_another_is_in_flight() {
         .change_membership(MembershipChange::default().promote(NodeId(9)))
         .await;
     assert!(
-        matches!(invalid, Err(Error::InvalidChange(_))),
+        matches!(&invalid, Err(Error::InvalidChange(reason)) if reason == "node 9 is not a learner; add it as one first"),
         "{invalid:?}"
+    );
+    let message = invalid.unwrap_err().to_string();
+    assert_eq!(
+        message.matches("invalid membership change").count(),
+        1,
+        "{message}"
+    );
+    // Promoting the leader itself: refused as no learner (not as an unknown node).
+    let leader_node = cluster.node(leader);
+    let itself = leader_node
+        .promote_learner(leader, 0, Duration::from_secs(1))
+        .await;
+    assert!(
+        matches!(&itself, Err(Error::InvalidChange(reason)) if reason.contains("not a learner")),
+        "{itself:?}"
     );
     // Two changes sent at once: the second is refused while the first is in flight (unless
     // the first finished before it arrived).

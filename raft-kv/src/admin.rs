@@ -157,10 +157,7 @@ impl Admin {
         }
     }
 
-    async fn run<B>(
-        &self,
-        request: Request<B>,
-    ) -> Result<Response<Full<Bytes>>, Failure>
+    async fn run<B>(&self, request: Request<B>) -> Result<Response<Full<Bytes>>, Failure>
     where
         B: Body<Data = Bytes> + Send,
         B::Error: Into<raft_core::BoxError>,
@@ -194,7 +191,9 @@ impl Admin {
                     let waited = node
                         .wait_for_learner(NodeId(id), max_lag, CATCH_UP_TIMEOUT)
                         .await;
-                    waited.map_err(|error| Box::new(self.refusal(WrapperError::from(error), &path)))?;
+                    waited.map_err(|error| {
+                        Box::new(self.refusal(WrapperError::from(error), &path))
+                    })?;
                     change = change.promote(NodeId(id));
                 }
                 self.replica.change_membership(change).await

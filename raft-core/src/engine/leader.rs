@@ -363,6 +363,7 @@ impl LeaderState {
                 .apply(change)
                 .map_err(|error| match error {
                     Error::ChangeInProgress => ChangeRejection::InProgress,
+                    Error::InvalidChange(reason) => ChangeRejection::Invalid(reason),
                     other => ChangeRejection::Invalid(other.to_string()),
                 }),
         };

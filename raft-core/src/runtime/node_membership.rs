@@ -102,6 +102,15 @@ impl Node {
         max_lag: u64,
         timeout: Duration,
     ) -> Result<(), Error> {
+        if id == self.id() {
+            // The leader holds its whole log.
+            return if self.is_leader() {
+                Ok(())
+            } else {
+                let leader = self.shared().leader_hint(self.leader());
+                Err(Error::NotLeader { leader })
+            };
+        }
         let poll = Duration::from_millis(self.shared().config.raft.heartbeat_interval_ms.max(1));
         let wait = async {
             loop {

@@ -161,3 +161,40 @@ pub fn session(client: u64, request: u64) -> Vec<(&'static str, String)> {
         ("request-id", request.to_string()),
     ]
 }
+
+/// `Authorization: Bearer <secret>` when there is a secret.
+pub fn bearer(secret: Option<&str>) -> Vec<(&'static str, String)> {
+    secret
+        .map(|s| vec![("authorization", format!("Bearer {s}"))])
+        .unwrap_or_default()
+}
+
+/// The `GET /admin/members` document of a node, if it answers with one.
+pub async fn members(address: &str, secret: Option<&str>) -> Option<serde_json::Value> {
+    let answer = request(
+        address,
+        Method::GET,
+        "/admin/members",
+        &bearer(secret),
+        Bytes::new(),
+    )
+    .await?;
+    if answer.status != StatusCode::OK {
+        return None;
+    }
+    serde_json::from_slice(&answer.body).ok()
+}
+
+/// The ids in a JSON array of numbers (`[]` if `value` is not one).
+pub fn ids(value: &serde_json::Value) -> Vec<u64> {
+    value
+        .as_array()
+        .map(|a| a.iter().filter_map(serde_json::Value::as_u64).collect())
+        .unwrap_or_default()
+}
+
+/// `host:port` of a `Location` URL (`http://host:port/path`).
+pub fn authority(location: &str) -> String {
+    let rest = location.strip_prefix("http://").unwrap_or(location);
+    rest.split('/').next().unwrap_or(rest).to_owned()
+}
