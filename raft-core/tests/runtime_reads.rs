@@ -1,6 +1,7 @@
-//! `Node::linearizable_read` returns only once the state machine has applied the read index:
-//! the wait is the runtime's own (the simulator serves reads with a wait of its own, so it is
-//! proven here, with a state machine whose apply is held back).
+//! Reads: `Node::linearizable_read` returns only once the state machine has applied the read
+//! index (the wait is the runtime's own; the simulator serves reads with a wait of its own, so it
+//! is proven here, with a state machine whose apply is held back), and `Node::lease_read`
+//! answers from the leader's lease without a round trip.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -8,7 +9,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 use raft_core::runtime::Node;
-use raft_core::testing::{MemKv, MemLogStore, MemNetwork, test_config};
+use raft_core::testing::{Cluster, MemKv, MemLogStore, MemNetwork, test_config};
 use raft_core::{Entry, Error, NodeId, SnapshotReader, SnapshotSource, StateMachine};
 use tokio::sync::watch;
 
@@ -85,4 +86,40 @@ async fn a_linearizable_read_waits_until_the_read_index_is_applied() {
     assert_eq!(kv.get(b"k").as_deref(), Some(&b"2"[..]));
     pending.result().await.unwrap();
     node.shutdown().await;
+}
+
+/// With leases on, a leader cut off from its followers still answers a lease read at once,
+/// within its lease, where a ReadIndex read needs the followers; once the lease has run out
+/// the lease read needs them too, and fails when the leader steps down.
+#[tokio::test(start_paused = true)]
+async fn a_lease_read_needs_no_round_trip_within_the_lease_and_one_after() {
+    let mut config = test_config();
+    config.raft.lease_reads = true;
+    config.raft.max_clock_drift_ms = 30;
+    let cluster = Cluster::start(3, config).await;
+    let leader = cluster.leader_node().await;
+    leader.append_one(MemKv::put("k", "1")).await.unwrap();
+    // A round the followers answer renews the lease; then the leader is cut off.
+    leader.linearizable_read().await.unwrap();
+    cluster.network.isolate(leader.id());
+
+    let reader = leader.clone();
+    let index_read = tokio::spawn(async move { reader.linearizable_read().await });
+    let lease_read = tokio::time::timeout(Duration::from_millis(20), leader.lease_read()).await;
+    assert!(
+        matches!(lease_read, Ok(Ok(_))),
+        "served from the lease: {lease_read:?}"
+    );
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    assert!(
+        !index_read.is_finished(),
+        "a ReadIndex read waits for the followers"
+    );
+
+    // The lease (300 - 30 ms) runs out; the lease read falls back to ReadIndex and is
+    // refused once check-quorum makes the leader step down.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let late = leader.lease_read().await;
+    assert!(matches!(late, Err(Error::NotLeader { .. })), "{late:?}");
+    cluster.shutdown().await;
 }

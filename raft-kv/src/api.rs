@@ -128,10 +128,19 @@ impl Refusal {
 
 /// What a request asks for.
 enum Operation {
-    Get { key: Bytes, stale: bool },
-    Put { key: Bytes },
-    Delete { key: Bytes },
-    Incr { key: Bytes },
+    Get {
+        key: Bytes,
+        consistency: Consistency,
+    },
+    Put {
+        key: Bytes,
+    },
+    Delete {
+        key: Bytes,
+    },
+    Incr {
+        key: Bytes,
+    },
     Status,
 }
 
@@ -218,14 +227,16 @@ impl KvApi {
         );
         match operation {
             Operation::Status => Ok(self.status()),
-            Operation::Get { key, stale } => {
-                if !stale {
-                    match tokio::time::timeout(
-                        self.read_timeout,
-                        self.replica.node().linearizable_read(),
-                    )
-                    .await
-                    {
+            Operation::Get { key, consistency } => {
+                if consistency != Consistency::Stale {
+                    let node = self.replica.node();
+                    let read = async {
+                        match consistency {
+                            Consistency::Lease => node.lease_read().await,
+                            _ => node.linearizable_read().await,
+                        }
+                    };
+                    match tokio::time::timeout(self.read_timeout, read).await {
                         Err(_) => {
                             return Err(Refusal::new(
                                 StatusCode::GATEWAY_TIMEOUT,
@@ -399,7 +410,7 @@ fn route(method: &Method, path: &str, query: Option<&str>) -> Result<Operation, 
     match (action, method) {
         (None, &Method::GET) => Ok(Operation::Get {
             key,
-            stale: stale_flag(query)?,
+            consistency: consistency(query)?,
         }),
         (None, &Method::PUT) => Ok(Operation::Put { key }),
         (None, &Method::DELETE) => Ok(Operation::Delete { key }),
@@ -424,28 +435,47 @@ fn not_allowed_message(allow: &'static str) -> Refusal {
     )
 }
 
-/// `?stale=true` (or `1`) reads this replica's state without asking the leader.
-fn stale_flag(query: Option<&str>) -> Result<bool, Refusal> {
-    let mut stale = false;
+/// How a GET is served.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Consistency {
+    /// Through the leader, confirmed by a quorum (ReadIndex): the default.
+    Linearizable,
+    /// Through the leader, from its lease when it holds one (no round trip; trusts clocks).
+    Lease,
+    /// This replica's state, without asking anyone.
+    Stale,
+}
+
+/// `?consistency=linearizable|lease|stale` (default linearizable); `?stale=true` (or `1`) is
+/// kept as another way to ask for `stale`.
+fn consistency(query: Option<&str>) -> Result<Consistency, Refusal> {
+    let mut consistency = Consistency::Linearizable;
     for pair in query
         .unwrap_or_default()
         .split('&')
         .filter(|p| !p.is_empty())
     {
         let (name, value) = pair.split_once('=').unwrap_or((pair, "true"));
-        match (name, value) {
-            ("stale", "true" | "1") => stale = true,
-            ("stale", "false" | "0") => stale = false,
+        consistency = match (name, value) {
+            ("stale", "true" | "1") | ("consistency", "stale") => Consistency::Stale,
+            ("stale", "false" | "0") | ("consistency", "linearizable") => Consistency::Linearizable,
+            ("consistency", "lease") => Consistency::Lease,
             ("stale", other) => {
                 return Err(Refusal::new(
                     StatusCode::BAD_REQUEST,
                     format!("stale={other}: use true or false"),
                 ));
             }
-            _ => {}
-        }
+            ("consistency", other) => {
+                return Err(Refusal::new(
+                    StatusCode::BAD_REQUEST,
+                    format!("consistency={other}: use linearizable, lease or stale"),
+                ));
+            }
+            _ => consistency,
+        };
     }
-    Ok(stale)
+    Ok(consistency)
 }
 
 /// Both session headers, or neither.
@@ -547,11 +577,28 @@ mod tests {
     #[test]
     fn routes_parse_keys_and_refuse_the_rest() {
         assert!(
-            matches!(route(&Method::GET, "/kv/a%2Fb", None), Ok(Operation::Get { key, stale: false }) if key == "a/b")
+            matches!(route(&Method::GET, "/kv/a%2Fb", None), Ok(Operation::Get { key, consistency: Consistency::Linearizable }) if key == "a/b")
         );
         assert!(matches!(
             route(&Method::GET, "/kv/x", Some("stale=true")),
-            Ok(Operation::Get { stale: true, .. })
+            Ok(Operation::Get {
+                consistency: Consistency::Stale,
+                ..
+            })
+        ));
+        assert!(matches!(
+            route(&Method::GET, "/kv/x", Some("consistency=lease")),
+            Ok(Operation::Get {
+                consistency: Consistency::Lease,
+                ..
+            })
+        ));
+        assert!(matches!(
+            route(&Method::GET, "/kv/x", Some("consistency=eventual")),
+            Err(Refusal {
+                status: StatusCode::BAD_REQUEST,
+                ..
+            })
         ));
         assert!(matches!(
             route(&Method::POST, "/kv/n/incr", None),

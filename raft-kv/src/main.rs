@@ -39,6 +39,9 @@ enum Command {
         /// Log size in bytes that triggers a snapshot (0: never).
         #[arg(long, default_value_t = 64 << 20)]
         snapshot_threshold: u64,
+        /// Serve `?consistency=lease` reads from the leader's lease (no round trip).
+        #[arg(long)]
+        lease_reads: bool,
     },
     /// Runs one node of a cluster.
     Serve {
@@ -70,6 +73,11 @@ enum Command {
         /// A secret peers must present (or set RAFT_KV_SECRET).
         #[arg(long, env = "RAFT_KV_SECRET", hide_env_values = true)]
         secret: Option<String>,
+        /// Serve `?consistency=lease` reads from the leader's lease, with no round trip; it
+        /// trusts the nodes' clocks to drift apart by less than 10% of an election timeout.
+        /// Set it on every node alike (otherwise those reads use ReadIndex).
+        #[arg(long)]
+        lease_reads: bool,
     },
 }
 
@@ -123,6 +131,7 @@ async fn run(command: Command) -> Result<(), raft_kv::Error> {
             data_dir,
             base_port,
             snapshot_threshold,
+            lease_reads,
         } => {
             let ids: Vec<u64> = (1..=count).collect();
             let address = |id: u64| format!("127.0.0.1:{}", u32::from(base_port) + id as u32 - 1);
@@ -136,6 +145,7 @@ async fn run(command: Command) -> Result<(), raft_kv::Error> {
                     .map(|&peer| (NodeId(peer), address(peer)))
                     .collect();
                 options.snapshot_threshold = snapshot_threshold;
+                options.raft.raft.lease_reads = lease_reads;
                 options.metrics = Some(metrics.clone());
                 match KvNode::start(options).await {
                     Ok(node) => nodes.push(node),
@@ -160,6 +170,7 @@ async fn run(command: Command) -> Result<(), raft_kv::Error> {
             snapshot_threshold,
             cluster_id,
             secret,
+            lease_reads,
         } => {
             let mut options = NodeOptions::new(NodeId(id), listen, data_dir);
             options.advertise = advertise;
@@ -168,6 +179,7 @@ async fn run(command: Command) -> Result<(), raft_kv::Error> {
             options.snapshot_threshold = snapshot_threshold;
             options.cluster_id = cluster_id;
             options.secret = secret;
+            options.raft.raft.lease_reads = lease_reads;
             options.metrics = Some(metrics.clone());
             vec![KvNode::start(options).await?]
         }

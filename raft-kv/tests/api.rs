@@ -22,6 +22,7 @@ type Case = (
 async fn single_node(dir: &std::path::Path) -> (KvNode, String) {
     let mut options = NodeOptions::new(NodeId(1), "127.0.0.1:0", dir.join("node-1"));
     options.api.max_value_bytes = 1024;
+    options.raft.raft.lease_reads = true;
     let node = KvNode::start(options).await.unwrap();
     let address = node.url().strip_prefix("http://").unwrap().to_owned();
     wait_for_leader(std::slice::from_ref(&address)).await;
@@ -53,6 +54,17 @@ async fn put_get_delete_incr_and_status() {
     );
     let stale = call(Method::GET, "/kv/a%2Fb?stale=true", vec![], b"").await;
     assert_eq!(stale.body.as_ref(), b"hello");
+    for consistency in ["linearizable", "lease", "stale"] {
+        let path = format!("/kv/a%2Fb?consistency={consistency}");
+        let read = request(&address, Method::GET, &path, &[], Bytes::new())
+            .await
+            .unwrap();
+        assert_eq!(
+            (read.status, read.body.as_ref()),
+            (StatusCode::OK, &b"hello"[..]),
+            "{consistency}"
+        );
+    }
 
     for expected in 1..=3 {
         let incr = call(Method::POST, "/kv/n/incr", session(5, expected), b"").await;
@@ -136,6 +148,13 @@ async fn bad_requests_get_a_client_error_with_a_message() {
         (
             Method::GET,
             "/kv/a?stale=perhaps",
+            vec![],
+            Bytes::new(),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            Method::GET,
+            "/kv/a?consistency=eventual",
             vec![],
             Bytes::new(),
             StatusCode::BAD_REQUEST,

@@ -154,9 +154,12 @@ impl EventLoop {
     /// after. With one caller the pause is one trip through the scheduler (a microsecond or
     /// two), and rounds of only peer traffic do not pause.
     async fn gather_callers(&mut self, round: &mut Vec<Event>) {
-        let from_callers = round
-            .iter()
-            .any(|event| matches!(event, Event::Propose(_) | Event::Read(_)));
+        let from_callers = round.iter().any(|event| {
+            matches!(
+                event,
+                Event::Propose(_) | Event::Read(_) | Event::LeaseRead(_)
+            )
+        });
         if !from_callers || round.len() >= EVENTS_PER_ROUND {
             return;
         }
@@ -231,6 +234,12 @@ impl EventLoop {
             Event::Read(reply) => {
                 self.shared.queued.fetch_sub(1, Ordering::AcqRel);
                 Input::ReadRequested {
+                    id: self.executor.reads.register(reply),
+                }
+            }
+            Event::LeaseRead(reply) => {
+                self.shared.queued.fetch_sub(1, Ordering::AcqRel);
+                Input::LeaseReadRequested {
                     id: self.executor.reads.register(reply),
                 }
             }

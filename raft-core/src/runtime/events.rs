@@ -20,6 +20,8 @@ pub(crate) enum Event {
     Propose(Proposal),
     /// A client's linearizable read (counted in `queued`).
     Read(Reply<LogIndex>),
+    /// A client's lease read (counted in `queued`).
+    LeaseRead(Reply<LogIndex>),
     /// An operator's leadership transfer.
     Transfer(NodeId),
     /// An operator's membership change.
@@ -87,7 +89,7 @@ impl Event {
     pub(crate) fn refuse(self, error: Error) {
         match self {
             Event::Propose(proposal) => proposal.refuse(error),
-            Event::Read(reply) => {
+            Event::Read(reply) | Event::LeaseRead(reply) => {
                 let _ = reply.send(Err(error));
             }
             Event::ChangeMembership(_, reply) => {

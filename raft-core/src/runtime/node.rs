@@ -369,8 +369,27 @@ impl Node {
     /// [`Error::NotLeader`] on a follower or a deposed leader, [`Error::Overloaded`],
     /// [`Error::Shutdown`].
     pub async fn linearizable_read(&self) -> Result<LogIndex, Error> {
+        self.read(Event::Read).await
+    }
+
+    /// A linearizable read served from the leader's lease (`Config::lease_reads`): while a
+    /// quorum has answered recently enough that no other leader can exist, the read index is
+    /// the commit index at once, with no round trip to the followers; otherwise (leases off,
+    /// the lease lapsed, a transfer in progress) it is a [`linearizable_read`]. Trusts the
+    /// nodes' clocks to drift apart by less than `Config::max_clock_drift_ms` per election
+    /// timeout. Then read the state machine directly. Returns the read index.
+    ///
+    /// [`linearizable_read`]: Node::linearizable_read
+    ///
+    /// # Errors
+    /// As [`Node::linearizable_read`].
+    pub async fn lease_read(&self) -> Result<LogIndex, Error> {
+        self.read(Event::LeaseRead).await
+    }
+
+    async fn read(&self, event: fn(Reply<LogIndex>) -> Event) -> Result<LogIndex, Error> {
         let (sender, receiver) = oneshot::channel();
-        self.enqueue_request(Event::Read(sender))?;
+        self.enqueue_request(event(sender))?;
         let index = receiver.await.unwrap_or(Err(Error::Shutdown))?;
         let mut applied = self.shared().applied.clone();
         applied
