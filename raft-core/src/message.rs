@@ -26,6 +26,11 @@ pub enum Message {
     InstallSnapshot(InstallSnapshot),
     /// Follower to leader: the outcome of one InstallSnapshot chunk.
     InstallSnapshotResponse(InstallSnapshotResponse),
+    /// Follower to leader: a read index for the follower reads it holds (one request serves
+    /// every read that arrived before it left).
+    ReadIndex(ReadIndex),
+    /// Leader to follower: the read index, once a quorum confirmed this node still leads.
+    ReadIndexResponse(ReadIndexResponse),
 }
 
 impl Message {
@@ -40,6 +45,8 @@ impl Message {
             Message::TimeoutNow(m) => m.term,
             Message::InstallSnapshot(m) => m.term,
             Message::InstallSnapshotResponse(m) => m.term,
+            Message::ReadIndex(m) => m.term,
+            Message::ReadIndexResponse(m) => m.term,
         }
     }
 }
@@ -189,4 +196,28 @@ pub enum SnapshotOutcome {
     },
     /// The request's term is older than the follower's.
     StaleTerm,
+}
+
+/// A follower asks its leader for a read index (Raft thesis §6.4: follower reads).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReadIndex {
+    /// The follower's term.
+    pub term: Term,
+    /// The follower asking.
+    pub follower_id: NodeId,
+    /// Sequence number of this request; the response echoes it.
+    pub seq: u64,
+}
+
+/// The answer to one [`ReadIndex`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReadIndexResponse {
+    /// The responder's term.
+    pub term: Term,
+    /// The `seq` of the request answered.
+    pub seq: u64,
+    /// The read index: once the follower has applied it, its state reflects every write
+    /// acknowledged before the reads were asked. `None`: the responder does not lead this
+    /// term (or stopped leading before it could confirm).
+    pub index: Option<LogIndex>,
 }

@@ -12,8 +12,8 @@ use async_trait::async_trait;
 
 use crate::error::Error;
 use crate::message::{
-    AppendEntries, AppendEntriesResponse, InstallSnapshot, InstallSnapshotResponse, RequestVote,
-    RequestVoteResponse, TimeoutNow,
+    AppendEntries, AppendEntriesResponse, InstallSnapshot, InstallSnapshotResponse, ReadIndex,
+    ReadIndexResponse, RequestVote, RequestVoteResponse, TimeoutNow,
 };
 use crate::types::NodeId;
 
@@ -48,6 +48,16 @@ pub trait Transport: Send + Sync + 'static {
         to: NodeId,
         request: InstallSnapshot,
     ) -> Result<InstallSnapshotResponse, Error>;
+
+    /// Asks the leader `to` for a read index (follower reads). The default answers that the
+    /// transport cannot: follower reads then fail (and callers fall back to the leader).
+    async fn read_index(&self, to: NodeId, request: ReadIndex) -> Result<ReadIndexResponse, Error> {
+        let _ = request;
+        Err(Error::transport(
+            to,
+            "this transport does not carry ReadIndex requests",
+        ))
+    }
 
     /// The members' addresses changed (a membership change added or removed a node): every
     /// member other than this node with the address its configuration gives. Called by the
@@ -86,4 +96,13 @@ pub trait ServiceHandler: Send + Sync + 'static {
         &self,
         request: InstallSnapshot,
     ) -> Result<InstallSnapshotResponse, Error>;
+
+    /// Handles a follower's request for a read index (the answer waits for a quorum's
+    /// confirmation). The default refuses it, for handlers that do not serve follower reads.
+    async fn read_index(&self, request: ReadIndex) -> Result<ReadIndexResponse, Error> {
+        let _ = request;
+        Err(Error::Config(
+            "this node does not serve ReadIndex requests".to_owned(),
+        ))
+    }
 }

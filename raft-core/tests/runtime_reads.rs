@@ -123,3 +123,31 @@ async fn a_lease_read_needs_no_round_trip_within_the_lease_and_one_after() {
     assert!(matches!(late, Err(Error::NotLeader { .. })), "{late:?}");
     cluster.shutdown().await;
 }
+
+/// A follower serves a linearizable read itself: it sees every write acknowledged before the
+/// read, without the leader serving it; cut off from the leader it refuses instead.
+#[tokio::test(start_paused = true)]
+async fn a_follower_read_sees_every_acknowledged_write_and_refuses_when_cut_off() {
+    let cluster = Cluster::start(3, test_config()).await;
+    let leader = cluster.leader_node().await;
+    let follower_id = cluster.others(leader.id())[0];
+    let follower = cluster.node(follower_id);
+    for i in 0..20 {
+        let appended = leader
+            .append_one(MemKv::put("k", format!("{i}")))
+            .await
+            .unwrap();
+        let index = follower.follower_read().await.unwrap();
+        assert!(index >= appended.0.index, "the read index covers the write");
+        assert!(follower.applied_index() >= index);
+        let value = cluster.state_machines[&follower_id].get(b"k");
+        assert_eq!(value.as_deref(), Some(format!("{i}").as_bytes()));
+    }
+    cluster.network.isolate(follower_id);
+    let cut_off = follower.follower_read().await;
+    assert!(
+        matches!(cut_off, Err(Error::NotLeader { .. })),
+        "{cut_off:?}"
+    );
+    cluster.shutdown().await;
+}

@@ -10,6 +10,7 @@
 use tracing::warn;
 
 use super::core::Core;
+use super::follower_reads::FollowerReads;
 use super::output::Output;
 use crate::message::{AppendEntries, AppendEntriesResponse, AppendOutcome, ConflictHint, Message};
 use crate::types::{LogIndex, NodeId, Term};
@@ -26,6 +27,8 @@ struct PendingAck {
 #[derive(Clone, Debug, Default)]
 pub(crate) struct FollowerState {
     pending_acks: Vec<PendingAck>,
+    /// Reads waiting for a read index from the leader.
+    pub(crate) reads: FollowerReads,
 }
 
 impl FollowerState {

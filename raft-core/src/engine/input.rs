@@ -60,6 +60,13 @@ pub enum Input {
         /// The caller's name for this read, echoed in the answer.
         id: u64,
     },
+    /// A client asked this node (a follower, usually) for a linearizable read it serves
+    /// itself: a follower asks its leader for a read index (batched with the other reads
+    /// waiting) and answers `ReadReady` with it; a leader serves it like `ReadRequested`.
+    FollowerReadRequested {
+        /// The caller's name for this read, echoed in the answer.
+        id: u64,
+    },
     /// An operator asked the leader to hand leadership to `to` (Raft thesis §3.10).
     TransferRequested {
         /// The intended successor.

@@ -13,7 +13,7 @@ use tracing::info;
 use super::commit::maybe_commit;
 use super::core::{Core, PlantedBug};
 use super::output::{ChangeRejection, Output};
-use super::read_index::ReadQueue;
+use super::read_index::{Origin, ReadQueue};
 use super::replication::{self, Progress, replicate, snapshot_send};
 use super::status::FollowerStatus;
 use crate::error::Error;
@@ -105,7 +105,7 @@ impl LeaderState {
 
     /// Stops leading: every waiting read is refused, naming the new leader if known.
     pub(crate) fn step_down(&mut self, core: &mut Core, leader: Option<NodeId>) {
-        self.reads.reject_all(&mut core.outputs, leader);
+        self.reads.reject_all(core, leader);
     }
 
     /// Heartbeats, request timeouts, transfer expiry and check-quorum. Returns false when a
@@ -228,8 +228,17 @@ impl LeaderState {
 
     /// A client's linearizable read (ReadIndex; see `read_index.rs`).
     pub(crate) fn on_read_requested(&mut self, core: &mut Core, id: u64) {
+        let origin = Origin::Local(id);
         self.reads
-            .on_read_requested(core, &mut self.progress, self.noop_index, id);
+            .on_read_requested(core, &mut self.progress, self.noop_index, origin);
+    }
+
+    /// A follower asks for a read index for its reads (follower reads): confirmed like this
+    /// node's own reads, then sent back.
+    pub(crate) fn on_remote_read(&mut self, core: &mut Core, follower: NodeId, seq: u64) {
+        let origin = Origin::Remote { follower, seq };
+        self.reads
+            .on_read_requested(core, &mut self.progress, self.noop_index, origin);
     }
 
     /// A lease read: answered at once at the commit index while the lease holds, otherwise a

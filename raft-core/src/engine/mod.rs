@@ -34,6 +34,7 @@ mod configs;
 mod core;
 mod election;
 mod follower;
+mod follower_reads;
 mod input;
 mod install;
 mod leader;
@@ -67,8 +68,8 @@ use self::role::Role;
 use crate::config::Config;
 use crate::error::Error;
 use crate::message::{
-    AppendEntriesResponse, AppendOutcome, InstallSnapshotResponse, Message, RequestVoteResponse,
-    SnapshotOutcome,
+    AppendEntriesResponse, AppendOutcome, InstallSnapshotResponse, Message, ReadIndexResponse,
+    RequestVoteResponse, SnapshotOutcome,
 };
 use crate::snapshot::SnapshotMeta;
 use crate::types::{HardState, LogId, LogIndex, Membership, NodeId, Term};
@@ -192,6 +193,7 @@ impl Engine {
             | Input::SendFailed { .. }
             | Input::TransferRequested { .. }
             | Input::LeaseReadRequested { .. }
+            | Input::FollowerReadRequested { .. }
             | Input::MembershipChangeRequested { .. } => self.on_leader_input(input),
         }
         if let Role::Leader(leader) = &self.role
@@ -304,6 +306,9 @@ impl Engine {
                 }
             }
             role => {
+                if let Role::Follower(follower) = role {
+                    follower.reads.on_tick(core);
+                }
                 if let Some(pre_vote) = election::campaign_due(core) {
                     role.campaign(core, pre_vote, false);
                 }
@@ -315,13 +320,28 @@ impl Engine {
     /// the rest (it has no requests in flight and nothing to hand over).
     fn on_leader_input(&mut self, input: Input) {
         let core = &mut self.core;
+        if let Role::Follower(follower) = &mut self.role {
+            match input {
+                Input::FollowerReadRequested { id } => {
+                    follower.reads.on_requested(core, id);
+                    return;
+                }
+                Input::SendFailed { seq, .. } => {
+                    follower.reads.on_send_failed(core, seq);
+                    return;
+                }
+                _ => {}
+            }
+        }
         let Role::Leader(leader) = &mut self.role else {
             let leader = core.leader_id;
             match input {
                 Input::Proposed { id, .. } => {
                     core.outputs.push(Output::ProposalRejected { id, leader });
                 }
-                Input::ReadRequested { id } | Input::LeaseReadRequested { id } => {
+                Input::ReadRequested { id }
+                | Input::LeaseReadRequested { id }
+                | Input::FollowerReadRequested { id } => {
                     core.outputs.push(Output::ReadRejected { id, leader })
                 }
                 Input::MembershipChangeRequested { id, .. } => {
@@ -335,7 +355,9 @@ impl Engine {
         };
         match input {
             Input::Proposed { id, payloads } => leader.on_proposed(core, id, payloads),
-            Input::ReadRequested { id } => leader.on_read_requested(core, id),
+            Input::ReadRequested { id } | Input::FollowerReadRequested { id } => {
+                leader.on_read_requested(core, id);
+            }
             Input::LeaseReadRequested { id } => leader.on_lease_read_requested(core, id),
             Input::SendFailed { to, seq } => leader.on_send_failed(core, to, seq),
             Input::TransferRequested { to } => leader.on_transfer_requested(core, to),
@@ -442,6 +464,22 @@ impl Engine {
                     leader.on_snapshot_response(core, from, &response);
                 }
             }
+            Message::ReadIndex(request) => match role {
+                Role::Leader(leader) => leader.on_remote_read(core, from, request.seq),
+                _ => {
+                    let response = ReadIndexResponse {
+                        term: core.term,
+                        seq: request.seq,
+                        index: None,
+                    };
+                    core.send(from, Message::ReadIndexResponse(response));
+                }
+            },
+            Message::ReadIndexResponse(response) => {
+                if let Role::Follower(follower) = role {
+                    follower.reads.on_response(core, from, &response);
+                }
+            }
         }
     }
 
@@ -484,6 +522,11 @@ fn on_stale_message(core: &mut Core, from: NodeId, message: &Message) {
             term,
             granted: false,
             pre_vote: request.pre_vote,
+        }),
+        Message::ReadIndex(request) => Message::ReadIndexResponse(ReadIndexResponse {
+            term,
+            seq: request.seq,
+            index: None,
         }),
         Message::InstallSnapshot(request) => {
             Message::InstallSnapshotResponse(InstallSnapshotResponse {

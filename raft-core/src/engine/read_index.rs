@@ -12,11 +12,39 @@ use std::collections::{BTreeMap, VecDeque};
 use super::core::Core;
 use super::output::Output;
 use super::replication::{Progress, send_heartbeat};
+use crate::message::{Message, ReadIndexResponse};
 use crate::types::{LogIndex, NodeId};
+
+/// Who asked for a read: a caller of this node, or a follower (a follower read).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Origin {
+    /// A read of this node's caller, by id.
+    Local(u64),
+    /// A follower's `ReadIndex` request.
+    Remote { follower: NodeId, seq: u64 },
+}
+
+impl Origin {
+    /// Answers the read at `index`, or refuses it (`None`).
+    fn answer(self, core: &mut Core, index: Option<LogIndex>, leader: Option<NodeId>) {
+        match (self, index) {
+            (Origin::Local(id), Some(index)) => core.outputs.push(Output::ReadReady { id, index }),
+            (Origin::Local(id), None) => core.outputs.push(Output::ReadRejected { id, leader }),
+            (Origin::Remote { follower, seq }, index) => {
+                let response = ReadIndexResponse {
+                    term: core.term,
+                    seq,
+                    index,
+                };
+                core.send(follower, Message::ReadIndexResponse(response));
+            }
+        }
+    }
+}
 
 #[derive(Clone, Debug)]
 struct PendingRead {
-    id: u64,
+    origin: Origin,
     index: LogIndex,
     /// For each follower: the first seq whose answer confirms this read.
     required: Vec<(NodeId, u64)>,
@@ -26,17 +54,17 @@ struct PendingRead {
 #[derive(Clone, Debug, Default)]
 pub(crate) struct ReadQueue {
     /// Reads that arrived before this term's no-op committed.
-    before_first_commit: Vec<u64>,
+    before_first_commit: Vec<Origin>,
     pending: VecDeque<PendingRead>,
 }
 
 impl ReadQueue {
     /// Refuses every waiting read (the node stopped leading).
-    pub(crate) fn reject_all(&mut self, outputs: &mut Vec<Output>, leader: Option<NodeId>) {
-        let waiting = self.before_first_commit.drain(..);
-        let pending = self.pending.drain(..).map(|read| read.id);
-        for id in waiting.chain(pending) {
-            outputs.push(Output::ReadRejected { id, leader });
+    pub(crate) fn reject_all(&mut self, core: &mut Core, leader: Option<NodeId>) {
+        let waiting = std::mem::take(&mut self.before_first_commit);
+        let pending = self.pending.drain(..).map(|read| read.origin);
+        for origin in waiting.into_iter().chain(pending.collect::<Vec<_>>()) {
+            origin.answer(core, None, leader);
         }
     }
 
@@ -46,13 +74,13 @@ impl ReadQueue {
         core: &mut Core,
         progress: &mut BTreeMap<NodeId, Progress>,
         noop_index: LogIndex,
-        id: u64,
+        origin: Origin,
     ) {
         if core.commit_index < noop_index {
-            self.before_first_commit.push(id);
+            self.before_first_commit.push(origin);
             return;
         }
-        self.register_read(core, progress, id);
+        self.register_read(core, progress, origin);
         self.confirm_reads(core, progress, noop_index);
     }
 
@@ -60,13 +88,13 @@ impl ReadQueue {
         &mut self,
         core: &mut Core,
         progress: &mut BTreeMap<NodeId, Progress>,
-        id: u64,
+        origin: Origin,
     ) {
         let next_seq = core.next_seq;
         let required = progress.keys().map(|&peer| (peer, next_seq)).collect();
         let first_in_round = self.pending.is_empty();
         self.pending.push_back(PendingRead {
-            id,
+            origin,
             index: core.commit_index,
             required,
         });
@@ -85,8 +113,8 @@ impl ReadQueue {
     ) {
         if core.commit_index >= noop_index && !self.before_first_commit.is_empty() {
             let waiting = std::mem::take(&mut self.before_first_commit);
-            for id in waiting {
-                self.register_read(core, progress, id);
+            for origin in waiting {
+                self.register_read(core, progress, origin);
             }
         }
         let mut confirmed_any = false;
@@ -102,9 +130,9 @@ impl ReadQueue {
             if !core.membership().is_quorum(confirmed) {
                 break;
             }
-            let (id, index) = (read.id, read.index);
+            let (origin, index) = (read.origin, read.index);
             self.pending.pop_front();
-            core.outputs.push(Output::ReadReady { id, index });
+            origin.answer(core, Some(index), Some(core.id));
             confirmed_any = true;
         }
         if confirmed_any && !self.pending.is_empty() {

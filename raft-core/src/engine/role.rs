@@ -37,8 +37,14 @@ impl Role {
         if term > core.term {
             core.set_term_vote(term, None);
         }
-        if let Role::Leader(state) = self {
-            state.step_down(core, leader);
+        match self {
+            Role::Leader(state) => state.step_down(core, leader),
+            Role::Follower(state) if !state.reads.is_empty() => {
+                // The reads asked the previous leader (or none): refuse them, naming the new.
+                core.leader_id = leader;
+                state.reads.reject_all(core);
+            }
+            _ => {}
         }
         *self = Role::Follower(FollowerState::default());
         core.leader_id = leader;
@@ -66,7 +72,12 @@ impl Role {
                 let term = core.term;
                 self.become_follower(core, term, Some(from));
             }
-            Role::Follower(_) => {}
+            Role::Follower(state) => {
+                if core.leader_id != Some(from) && !state.reads.is_empty() {
+                    core.leader_id = Some(from);
+                    state.reads.reject_all(core);
+                }
+            }
         }
         core.leader_id = Some(from);
         core.leader_contact_ms = Some(core.now_ms);
@@ -79,6 +90,10 @@ impl Role {
 
     /// Starts a pre-vote round or an election, and wins it at once if it needs no other vote.
     pub(crate) fn campaign(&mut self, core: &mut Core, pre_vote: bool, leadership_transfer: bool) {
+        if let Role::Follower(state) = self {
+            core.leader_id = None;
+            state.reads.reject_all(core);
+        }
         let tally = election::start_campaign(core, pre_vote, leadership_transfer);
         if pre_vote {
             *self = Role::PreCandidate(tally);

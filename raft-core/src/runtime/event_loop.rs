@@ -157,7 +157,7 @@ impl EventLoop {
         let from_callers = round.iter().any(|event| {
             matches!(
                 event,
-                Event::Propose(_) | Event::Read(_) | Event::LeaseRead(_)
+                Event::Propose(_) | Event::Read(_) | Event::LeaseRead(_) | Event::FollowerRead(_)
             )
         });
         if !from_callers || round.len() >= EVENTS_PER_ROUND {
@@ -240,6 +240,12 @@ impl EventLoop {
             Event::LeaseRead(reply) => {
                 self.shared.queued.fetch_sub(1, Ordering::AcqRel);
                 Input::LeaseReadRequested {
+                    id: self.executor.reads.register(reply),
+                }
+            }
+            Event::FollowerRead(reply) => {
+                self.shared.queued.fetch_sub(1, Ordering::AcqRel);
+                Input::FollowerReadRequested {
                     id: self.executor.reads.register(reply),
                 }
             }

@@ -10,7 +10,7 @@ use crate::error::Error;
 use crate::membership::{Membership, MembershipChange};
 use crate::message::{
     AppendEntries, AppendEntriesResponse, InstallSnapshot, InstallSnapshotResponse, Message,
-    RequestVote, RequestVoteResponse, TimeoutNow,
+    ReadIndex, ReadIndexResponse, RequestVote, RequestVoteResponse, TimeoutNow,
 };
 use crate::snapshot::SnapshotMeta;
 use crate::types::{HardState, LogIndex, NodeId};
@@ -22,6 +22,8 @@ pub(crate) enum Event {
     Read(Reply<LogIndex>),
     /// A client's lease read (counted in `queued`).
     LeaseRead(Reply<LogIndex>),
+    /// A client's follower read (counted in `queued`).
+    FollowerRead(Reply<LogIndex>),
     /// An operator's leadership transfer.
     Transfer(NodeId),
     /// An operator's membership change.
@@ -53,6 +55,7 @@ pub(crate) enum Inbound {
     Vote(RequestVote, Reply<RequestVoteResponse>),
     TimeoutNow(TimeoutNow),
     Snapshot(InstallSnapshot, Reply<InstallSnapshotResponse>),
+    ReadIndex(ReadIndex, Reply<ReadIndexResponse>),
 }
 
 impl Inbound {
@@ -62,6 +65,7 @@ impl Inbound {
             Inbound::Append(request, _) => Some(request.leader_id),
             Inbound::Vote(request, _) => Some(request.candidate_id),
             Inbound::Snapshot(request, _) => Some(request.leader_id),
+            Inbound::ReadIndex(request, _) => Some(request.follower_id),
             Inbound::TimeoutNow(_) => None,
         }
     }
@@ -78,6 +82,9 @@ impl Inbound {
             Inbound::Snapshot(_, reply) => {
                 let _ = reply.send(Err(error));
             }
+            Inbound::ReadIndex(_, reply) => {
+                let _ = reply.send(Err(error));
+            }
             Inbound::TimeoutNow(_) => {}
         }
     }
@@ -89,7 +96,7 @@ impl Event {
     pub(crate) fn refuse(self, error: Error) {
         match self {
             Event::Propose(proposal) => proposal.refuse(error),
-            Event::Read(reply) | Event::LeaseRead(reply) => {
+            Event::Read(reply) | Event::LeaseRead(reply) | Event::FollowerRead(reply) => {
                 let _ = reply.send(Err(error));
             }
             Event::ChangeMembership(_, reply) => {

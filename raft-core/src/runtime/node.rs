@@ -30,8 +30,8 @@ use super::status::{Lifecycle, NodeStatus};
 use crate::engine::{Engine, RoleKind};
 use crate::error::Error;
 use crate::message::{
-    AppendEntries, AppendEntriesResponse, InstallSnapshot, InstallSnapshotResponse, RequestVote,
-    RequestVoteResponse, TimeoutNow,
+    AppendEntries, AppendEntriesResponse, InstallSnapshot, InstallSnapshotResponse, ReadIndex,
+    ReadIndexResponse, RequestVote, RequestVoteResponse, TimeoutNow,
 };
 use crate::state_machine::StateMachine;
 use crate::storage::LogStore;
@@ -387,6 +387,19 @@ impl Node {
         self.read(Event::LeaseRead).await
     }
 
+    /// A linearizable read this node serves itself, leader or follower: a follower asks the
+    /// leader for a read index (one request for all the reads waiting), waits until it has
+    /// applied that index, and returns it; read the state machine then. This takes read load
+    /// off the leader. On the leader it is a [`linearizable_read`](Node::linearizable_read).
+    ///
+    /// # Errors
+    /// [`Error::NotLeader`] when this node knows no leader, the leader refused or did not
+    /// answer in time (retry, or read through the leader); [`Error::Overloaded`],
+    /// [`Error::Shutdown`].
+    pub async fn follower_read(&self) -> Result<LogIndex, Error> {
+        self.read(Event::FollowerRead).await
+    }
+
     async fn read(&self, event: fn(Reply<LogIndex>) -> Event) -> Result<LogIndex, Error> {
         let (sender, receiver) = oneshot::channel();
         self.enqueue_request(event(sender))?;
@@ -591,6 +604,11 @@ impl ServiceHandler for Node {
         request: InstallSnapshot,
     ) -> Result<InstallSnapshotResponse, Error> {
         self.inbound(|reply| Inbound::Snapshot(request, reply))
+            .await
+    }
+
+    async fn read_index(&self, request: ReadIndex) -> Result<ReadIndexResponse, Error> {
+        self.inbound(|reply| Inbound::ReadIndex(request, reply))
             .await
     }
 }

@@ -214,10 +214,16 @@ async fn call(
                 answer.map(Message::InstallSnapshotResponse),
             )
         }
+        Message::ReadIndex(request) => {
+            let seq = Some(request.seq);
+            let answer = bounded(timeout, to, transport.read_index(to, request)).await;
+            outcome(to, "ReadIndex", seq, answer.map(Message::ReadIndexResponse))
+        }
         // Answers travel back on the request they answer, never through a peer task.
         Message::AppendEntriesResponse(_)
         | Message::RequestVoteResponse(_)
-        | Message::InstallSnapshotResponse(_) => None,
+        | Message::InstallSnapshotResponse(_)
+        | Message::ReadIndexResponse(_) => None,
     }
 }
 

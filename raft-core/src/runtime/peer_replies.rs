@@ -12,7 +12,7 @@ use super::events::Inbound;
 use super::results::Reply;
 use crate::error::Error;
 use crate::message::{
-    AppendEntriesResponse, InstallSnapshotResponse, Message, RequestVoteResponse,
+    AppendEntriesResponse, InstallSnapshotResponse, Message, ReadIndexResponse, RequestVoteResponse,
 };
 use crate::types::{NodeId, Term};
 
@@ -24,6 +24,7 @@ type VoteWaiter = (Term, Reply<RequestVoteResponse>);
 pub(crate) struct PeerReplies {
     appends: HashMap<(NodeId, u64), Reply<AppendEntriesResponse>>,
     snapshots: HashMap<(NodeId, u64), Reply<InstallSnapshotResponse>>,
+    read_indexes: HashMap<(NodeId, u64), Reply<ReadIndexResponse>>,
     /// By candidate and kind (pre-vote or not), with the request's term: a retry in a newer
     /// term can arrive before the older request is answered.
     votes: HashMap<(NodeId, bool), Vec<VoteWaiter>>,
@@ -50,6 +51,11 @@ impl PeerReplies {
                 (from, Message::InstallSnapshot(request))
             }
             Inbound::TimeoutNow(request) => (request.leader_id, Message::TimeoutNow(request)),
+            Inbound::ReadIndex(request, reply) => {
+                let from = request.follower_id;
+                self.read_indexes.insert((from, request.seq), reply);
+                (from, Message::ReadIndex(request))
+            }
         }
     }
 
@@ -68,6 +74,11 @@ impl PeerReplies {
                 }
             }
             Message::RequestVoteResponse(response) => self.answer_vote(to, response),
+            Message::ReadIndexResponse(response) => {
+                if let Some(reply) = self.read_indexes.remove(&(to, response.seq)) {
+                    let _ = reply.send(Ok(response));
+                }
+            }
             request => return Some(request),
         }
         None
@@ -97,6 +108,7 @@ impl PeerReplies {
     pub(crate) fn prune_closed(&mut self) {
         self.appends.retain(|_, reply| !reply.is_closed());
         self.snapshots.retain(|_, reply| !reply.is_closed());
+        self.read_indexes.retain(|_, reply| !reply.is_closed());
         self.votes.retain(|_, waiting| {
             waiting.retain(|(_, reply)| !reply.is_closed());
             !waiting.is_empty()
@@ -109,6 +121,9 @@ impl PeerReplies {
             let _ = reply.send(Err(Error::Shutdown));
         }
         for (_, reply) in self.snapshots.drain() {
+            let _ = reply.send(Err(Error::Shutdown));
+        }
+        for (_, reply) in self.read_indexes.drain() {
             let _ = reply.send(Err(Error::Shutdown));
         }
         for (_, waiting) in self.votes.drain() {

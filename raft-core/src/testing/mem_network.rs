@@ -10,8 +10,8 @@ use async_trait::async_trait;
 
 use crate::error::Error;
 use crate::message::{
-    AppendEntries, AppendEntriesResponse, InstallSnapshot, InstallSnapshotResponse, RequestVote,
-    RequestVoteResponse, TimeoutNow,
+    AppendEntries, AppendEntriesResponse, InstallSnapshot, InstallSnapshotResponse, ReadIndex,
+    ReadIndexResponse, RequestVote, RequestVoteResponse, TimeoutNow,
 };
 use crate::runtime::Node;
 use crate::transport::{ServiceHandler, Transport};
@@ -255,6 +255,12 @@ impl Transport for MemTransport {
     async fn timeout_now(&self, to: NodeId, request: TimeoutNow) -> Result<(), Error> {
         let call =
             |handler: Arc<dyn ServiceHandler>| async move { handler.timeout_now(request).await };
+        self.network.deliver(self.from, to, call).await
+    }
+
+    async fn read_index(&self, to: NodeId, request: ReadIndex) -> Result<ReadIndexResponse, Error> {
+        let call =
+            |handler: Arc<dyn ServiceHandler>| async move { handler.read_index(request).await };
         self.network.deliver(self.from, to, call).await
     }
 

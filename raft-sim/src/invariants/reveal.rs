@@ -118,6 +118,8 @@ fn message_kind(message: &Message) -> &'static str {
         Message::TimeoutNow(_) => "TimeoutNow",
         Message::InstallSnapshot(_) => "InstallSnapshot",
         Message::InstallSnapshotResponse(_) => "InstallSnapshotResponse",
+        Message::ReadIndex(_) => "ReadIndex",
+        Message::ReadIndexResponse(_) => "ReadIndexResponse",
     }
 }
 

@@ -3,6 +3,7 @@
 mod conflict_rollback;
 mod election;
 mod figure_8;
+mod follower_reads;
 mod lease;
 mod membership;
 mod pacing_example;

@@ -1,0 +1,105 @@
+//! Follower reads: a follower asks its leader for a read index, one request per batch, and
+//! answers its reads with it; refusals, timeouts and leader changes refuse the reads.
+
+use super::config;
+use crate::engine::testing::Cluster;
+use crate::engine::{Input, Output};
+use crate::message::Message;
+use crate::types::{LogIndex, NodeId};
+
+fn read_indexes_sent(cluster: &Cluster, from: u64) -> usize {
+    cluster
+        .network
+        .iter()
+        .filter(|e| e.from == NodeId(from) && matches!(e.message, Message::ReadIndex(_)))
+        .count()
+}
+
+fn ready(cluster: &Cluster, node: u64, id: u64) -> Option<LogIndex> {
+    cluster.trace.iter().find_map(|(at, output)| match output {
+        Output::ReadReady { id: ready, index } if *at == NodeId(node) && *ready == id => {
+            Some(*index)
+        }
+        _ => None,
+    })
+}
+
+fn rejected(cluster: &Cluster, node: u64, id: u64) -> bool {
+    cluster.trace.iter().any(|(at, output)| {
+        *at == NodeId(node) && matches!(output, Output::ReadRejected { id: r, .. } if *r == id)
+    })
+}
+
+#[test]
+fn a_follower_read_gets_the_leaders_confirmed_commit_index_one_request_per_batch() {
+    let mut cluster = Cluster::new(3, &config());
+    cluster.elect(1, 1_000);
+    cluster.propose(1, "x");
+    cluster.deliver_all();
+    let committed = cluster.commit_of(1);
+    for id in 1..=3 {
+        cluster.step(2, Input::FollowerReadRequested { id });
+    }
+    assert_eq!(
+        read_indexes_sent(&cluster, 2),
+        1,
+        "three reads, one request"
+    );
+    cluster.deliver_all();
+    for id in 1..=3 {
+        assert_eq!(ready(&cluster, 2, id), Some(committed), "read {id}");
+    }
+}
+
+#[test]
+fn reads_arriving_while_a_request_is_in_flight_go_in_the_next_one() {
+    let mut cluster = Cluster::new(3, &config());
+    cluster.elect(1, 1_000);
+    cluster.step(2, Input::FollowerReadRequested { id: 1 });
+    cluster.step(2, Input::FollowerReadRequested { id: 2 });
+    assert_eq!(read_indexes_sent(&cluster, 2), 1);
+    cluster.deliver_all();
+    assert!(ready(&cluster, 2, 1).is_some() && ready(&cluster, 2, 2).is_some());
+}
+
+#[test]
+fn a_follower_without_a_leader_refuses_and_a_change_of_leader_refuses_waiting_reads() {
+    let mut cluster = Cluster::new(3, &config());
+    cluster.step(2, Input::FollowerReadRequested { id: 1 });
+    assert!(rejected(&cluster, 2, 1), "no leader known");
+
+    cluster.elect(1, 1_000);
+    cluster.step(2, Input::FollowerReadRequested { id: 2 });
+    // Node 3 takes over before node 1 answers; node 1 refuses node 2's request.
+    let requests: Vec<_> = cluster.network.drain(..).collect();
+    cluster.elect(3, 5_000);
+    for envelope in requests {
+        cluster.deliver(envelope);
+    }
+    cluster.deliver_all();
+    assert!(
+        rejected(&cluster, 2, 2),
+        "refused, not answered with a stale index"
+    );
+    assert!(ready(&cluster, 2, 2).is_none());
+}
+
+#[test]
+fn an_unanswered_request_refuses_its_reads_after_the_request_timeout() {
+    let mut cluster = Cluster::new(3, &config());
+    cluster.elect(1, 1_000);
+    cluster.step(2, Input::FollowerReadRequested { id: 1 });
+    cluster.drop_all();
+    let later = 1_000 + config().request_timeout_ms;
+    cluster.step(2, Input::Tick { now_ms: later });
+    assert!(rejected(&cluster, 2, 1));
+}
+
+#[test]
+fn a_follower_read_on_the_leader_is_a_read_index_read() {
+    let mut cluster = Cluster::new(3, &config());
+    cluster.elect(1, 1_000);
+    cluster.step(1, Input::FollowerReadRequested { id: 9 });
+    cluster.deliver_all();
+    assert_eq!(ready(&cluster, 1, 9), Some(cluster.commit_of(1)));
+}
