@@ -1,4 +1,5 @@
-//! [`HttpTransport`]: raft-core's [`Transport`] over HTTP/2 with prior knowledge on plain TCP.
+//! [`HttpTransport`]: raft-core's [`Transport`] over HTTP/2 with prior knowledge on plain TCP,
+//! or over TLS when [`ClientConfig::tls`] is set (see [`crate::tls`]).
 //!
 //! One long-lived connection per peer carries every request to it as concurrent streams, so the
 //! node's pipelined AppendEntries are all in flight at once and their answers come back in any
@@ -33,6 +34,7 @@ use crate::error::{Error, RequestError};
 use crate::members::PeerAddresses;
 use crate::peer::Peer;
 use crate::routes::Rpc;
+use crate::tls::ClientTls;
 
 /// The client side of raft-http: a [`Transport`] to the peers of a list of dial addresses.
 ///
@@ -61,8 +63,9 @@ pub struct HttpTransport {
 }
 
 impl HttpTransport {
-    /// A transport to `members` (id → `host:port` or `http://host:port`). The local node may be
-    /// in the list; nothing connects until the first request to a peer.
+    /// A transport to `members` (id → `host:port` or `http://host:port`; with
+    /// [`ClientConfig::tls`], `host:port` or `https://host:port`, both TLS). The local node may
+    /// be in the list; nothing connects until the first request to a peer.
     ///
     /// These are **dial addresses** ([`PeerAddresses`]): where each peer's Raft routes are
     /// reached. The list `raft_core::Node::start` takes has the same shape and another meaning,
@@ -71,14 +74,16 @@ impl HttpTransport {
     /// builds both from one set of peers.
     ///
     /// # Errors
-    /// [`Error::InvalidAddress`] for an address that is not `host:port`.
+    /// [`Error::InvalidAddress`] for an address that is not `host:port`, an `https://` one
+    /// without TLS or an `http://` one with it; [`Error::Tls`] with TLS when the cluster id
+    /// cannot be part of a node's DNS name.
     pub fn new<A: AsRef<str>>(
         members: impl IntoIterator<Item = (NodeId, A)>,
         config: ClientConfig,
     ) -> Result<HttpTransport, Error> {
         let mut peers = HashMap::new();
         for (id, address) in members {
-            peers.insert(id, Arc::new(Peer::new(id, address.as_ref(), config.node)?));
+            peers.insert(id, Arc::new(Peer::new(id, address.as_ref(), &config)?));
         }
         Ok(HttpTransport {
             peers: RwLock::new(peers),
@@ -90,9 +95,9 @@ impl HttpTransport {
     /// already in flight on the old one finish there.
     ///
     /// # Errors
-    /// [`Error::InvalidAddress`] for an address that is not `host:port`.
+    /// As [`HttpTransport::new`].
     pub fn set_peer(&self, id: NodeId, address: &str) -> Result<(), Error> {
-        let peer = Arc::new(Peer::new(id, address, self.config.node)?);
+        let peer = Arc::new(Peer::new(id, address, &self.config)?);
         let mut peers = self.peers.write().unwrap_or_else(|e| e.into_inner());
         if peers
             .get(&id)
@@ -108,6 +113,13 @@ impl HttpTransport {
     pub fn remove_peer(&self, id: NodeId) {
         let mut peers = self.peers.write().unwrap_or_else(|e| e.into_inner());
         peers.remove(&id);
+    }
+
+    /// The TLS configuration, if the transport speaks TLS: keep it to
+    /// [`reload`](crate::tls::ClientTls::reload) the certificates.
+    #[must_use]
+    pub fn tls(&self) -> Option<&ClientTls> {
+        self.config.tls.as_ref()
     }
 
     /// The address a peer is dialled at, if it is known.
@@ -212,7 +224,7 @@ impl Transport for HttpTransport {
             if peers.contains_key(&id) {
                 continue;
             }
-            match Peer::new(id, address, self.config.node) {
+            match Peer::new(id, address, &self.config) {
                 Ok(peer) => {
                     tracing::info!(peer = %id, %address, "new member: dialling it");
                     peers.insert(id, Arc::new(peer));

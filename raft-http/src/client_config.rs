@@ -1,5 +1,6 @@
 //! [`ClientConfig`]: how an [`HttpTransport`](crate::HttpTransport) talks to its peers (the
-//! credentials it sends, its timeouts, reconnection backoff, body limit and HTTP/2 settings).
+//! credentials it sends, TLS, its timeouts, reconnection backoff, body limit and HTTP/2
+//! settings).
 //!
 //! It has a file of its own because both halves of the client read it: the transport
 //! (`client.rs`) bounds each request with `request_timeout`, and each peer (`peer.rs`) dials,
@@ -12,6 +13,7 @@ use raft_core::NodeId;
 
 use crate::auth::ClusterAuth;
 use crate::service_config::DEFAULT_MAX_BODY_BYTES;
+use crate::tls::ClientTls;
 
 /// How an [`HttpTransport`](crate::HttpTransport) talks to its peers.
 #[derive(Clone, Debug)]
@@ -19,13 +21,19 @@ use crate::service_config::DEFAULT_MAX_BODY_BYTES;
 pub struct ClientConfig {
     /// The cluster id and secret sent with every request.
     pub auth: ClusterAuth,
+    /// TLS to every peer (`None`, the default: plaintext HTTP/2). With it, peer addresses are
+    /// `host:port` or `https://host:port` (both mean TLS; `http://` is refused), and each peer
+    /// must present a certificate naming its node id in this cluster (see [`crate::tls`]);
+    /// without it, `https://` addresses are refused. The transport is all TLS or all plaintext.
+    pub tls: Option<ClientTls>,
     /// A request without an answer after this long (connecting included) fails with
     /// [`raft_core::Error::Timeout`]. raft-core bounds calls at twice its own
     /// `request_timeout_ms`, so keep this at or below that. It bounds snapshot chunks too, so
     /// it must also cover sending the largest chunk (`snapshot_chunk_bytes`) and the peer
     /// writing it; see the documentation of the transport (`client.rs`).
     pub request_timeout: Duration,
-    /// A TCP connection plus HTTP/2 handshake that takes longer fails.
+    /// Each step of a new connection (TCP connect, TLS handshake, HTTP/2 handshake) that takes
+    /// longer fails.
     pub connect_timeout: Duration,
     /// The wait after the first failed connection attempt; it doubles with each further one.
     pub backoff_initial: Duration,
@@ -52,6 +60,7 @@ impl ClientConfig {
     pub fn new(auth: ClusterAuth) -> ClientConfig {
         ClientConfig {
             auth,
+            tls: None,
             request_timeout: Duration::from_secs(2),
             connect_timeout: Duration::from_secs(1),
             backoff_initial: Duration::from_millis(20),

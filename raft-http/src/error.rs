@@ -15,7 +15,8 @@ use crate::codec::{DecodeError, EncodeError};
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// A peer address is not `host:port` (or `http://host:port`).
+    /// A peer address is not `host:port` (or `http://host:port`, or `https://host:port` with
+    /// TLS).
     #[error("invalid address {address:?} for node {peer}: {reason}")]
     InvalidAddress {
         /// The peer.
@@ -43,6 +44,11 @@ pub enum Error {
     /// The Prometheus recorder could not be installed (another recorder is already global).
     #[error("cannot install the Prometheus recorder: {0}")]
     Metrics(String),
+    /// TLS material is unusable: a file that cannot be read or holds no usable PEM, a key that
+    /// does not match its certificate, a certificate that does not name its node, a cluster id
+    /// that cannot be part of a node name (see [`tls`](crate::tls)).
+    #[error("TLS: {0}")]
+    Tls(String),
 }
 
 impl From<Error> for raft_core::Error {
@@ -65,6 +71,15 @@ pub enum RequestError {
         /// The peer's address.
         address: String,
         /// What failed.
+        reason: String,
+    },
+    /// The TLS handshake with the peer failed, or the peer answered in TLS a transport
+    /// configured for plaintext (see [`tls`](crate::tls), "Failures").
+    #[error("TLS with {address} failed: {reason}")]
+    Tls {
+        /// The peer's address.
+        address: String,
+        /// What failed, plainly.
         reason: String,
     },
     /// The last attempt to connect failed recently; the next one waits for the backoff.
@@ -109,6 +124,7 @@ impl RequestError {
         match self {
             RequestError::UnknownPeer(_) => "unknown_peer",
             RequestError::Connect { .. } => "connect",
+            RequestError::Tls { .. } => "tls",
             RequestError::BackingOff { .. } => "backoff",
             RequestError::Http(_) => "http",
             RequestError::Body(_) => "body",
@@ -155,6 +171,12 @@ pub enum ErrorCode {
     Unauthenticated,
     /// 403: the cluster id or the shared secret is wrong.
     Forbidden,
+    /// 401: the server requires a client certificate on the Raft routes (mutual TLS) and the
+    /// connection presented none.
+    CertificateRequired,
+    /// 403: the client certificate does not name the node the request claims to come from
+    /// (see [`tls`](crate::tls)).
+    WrongNode,
     /// 404: no such route.
     NotFound,
     /// 405: the route exists but not for this method.
@@ -184,9 +206,11 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, for tests and documentation.
-    pub const ALL: [ErrorCode; 14] = [
+    pub const ALL: [ErrorCode; 16] = [
         ErrorCode::Unauthenticated,
         ErrorCode::Forbidden,
+        ErrorCode::CertificateRequired,
+        ErrorCode::WrongNode,
         ErrorCode::NotFound,
         ErrorCode::MethodNotAllowed,
         ErrorCode::BodyTimeout,
@@ -207,6 +231,8 @@ impl ErrorCode {
         match self {
             ErrorCode::Unauthenticated => "unauthenticated",
             ErrorCode::Forbidden => "forbidden",
+            ErrorCode::CertificateRequired => "certificate-required",
+            ErrorCode::WrongNode => "wrong-node",
             ErrorCode::NotFound => "not-found",
             ErrorCode::MethodNotAllowed => "method-not-allowed",
             ErrorCode::BodyTimeout => "body-timeout",
@@ -236,8 +262,8 @@ impl ErrorCode {
     pub fn status(self) -> hyper::StatusCode {
         use hyper::StatusCode as S;
         match self {
-            ErrorCode::Unauthenticated => S::UNAUTHORIZED,
-            ErrorCode::Forbidden => S::FORBIDDEN,
+            ErrorCode::Unauthenticated | ErrorCode::CertificateRequired => S::UNAUTHORIZED,
+            ErrorCode::Forbidden | ErrorCode::WrongNode => S::FORBIDDEN,
             ErrorCode::NotFound => S::NOT_FOUND,
             ErrorCode::MethodNotAllowed => S::METHOD_NOT_ALLOWED,
             ErrorCode::BodyTimeout => S::REQUEST_TIMEOUT,

@@ -2,16 +2,16 @@
 //! Prometheus (ARCHITECTURE.md, "Transport").
 //!
 //! - **Client**: [`HttpTransport`] implements raft-core's [`Transport`](raft_core::Transport).
-//!   It keeps one HTTP/2 connection per peer (prior knowledge over plain TCP) on which many
-//!   pipelined requests are in flight at once, bounds every request with a timeout, and
+//!   It keeps one HTTP/2 connection per peer (prior knowledge over plain TCP, or over TLS) on
+//!   which many pipelined requests are in flight at once, bounds every request with a timeout, and
 //!   reconnects with exponential backoff; a dead peer never delays requests to the others.
 //! - **Server**: [`RaftService`] forwards `POST /raft/v1/append`, `/raft/v1/vote`,
 //!   `/raft/v1/timeout-now` and `/raft/v1/snapshot` to any
 //!   [`ServiceHandler`](raft_core::ServiceHandler) (a raft-core `Node`) and serves
 //!   `GET /metrics`. It is a router that an application mounts beside its own routes
 //!   ([`RaftService::route`] hands back requests for paths that are not its own), and [`Server`]
-//!   is a hardened accept loop for it (HTTP/1.1 and HTTP/2, header read timeout, connection and
-//!   stream limits, graceful shutdown).
+//!   is a hardened accept loop for it (HTTP/1.1 and HTTP/2, in plaintext or TLS, header read
+//!   timeout, connection and stream limits, graceful shutdown).
 //! - **Snapshots**: raft-core sends a snapshot one InstallSnapshot chunk per request, so no
 //!   body ever holds a whole snapshot. The snapshot route has its own body limit,
 //!   [`ServiceConfig::max_snapshot_body_bytes`] (2 MiB by default, for raft-core's default
@@ -25,12 +25,21 @@
 //!   ([`ClusterAuth`]); failures carry a typed [`ErrorCode`] in the
 //!   [`ERROR_CODE_HEADER`] so the client rebuilds a useful
 //!   [`raft_core::Error`].
+//! - **TLS** ([`tls`]): plaintext unless configured. With [`ClientConfig::tls`],
+//!   [`ServerConfig::tls`] and [`ServiceConfig::require_peer_certificate`] (or
+//!   [`HttpNodeBuilder::tls`] for all three) peers speak mutual TLS through rustls. Each node's
+//!   certificate names it as the DNS name `node-<id>.<cluster-id>` ([`tls::node_name`]): the
+//!   client accepts only the certificate of the node it dials, and the server refuses (403
+//!   `wrong-node`) a request whose sender its client certificate does not name. Certificates
+//!   are reloaded from their files without a restart ([`ServerTls::reload`],
+//!   [`ClientTls::reload`], [`TlsReloader`], or a watch of the files), for new connections.
 //! - **Metrics**: the names in [`metrics`], recorded through the `metrics` facade.
 //! - **Wiring**: [`HttpNode`] sets up both sides for one node from one set of settings (node id,
 //!   cluster id and secret, snapshot chunk size, listen and peer addresses, metrics handle) and
 //!   hands back what `Node::start` takes; [`Serving`] stops the server. The address lists have
 //!   two meanings and two types: [`Members`] (client redirects, what the node starts with) and
-//!   [`PeerAddresses`] (what the transport dials).
+//!   [`PeerAddresses`] (what the transport dials). [`HttpNodeBuilder::tls`] makes it mutual
+//!   TLS from three PEM files.
 //!
 //! A node served over HTTP:
 //!
@@ -83,10 +92,12 @@ mod auth;
 mod client;
 mod client_config;
 pub mod codec;
+mod connection;
 mod error;
 mod http_node;
 mod members;
 pub mod metrics;
+mod node_builder;
 mod order;
 mod peer;
 pub mod routes;
@@ -94,14 +105,16 @@ mod serve;
 mod server;
 mod service_config;
 mod serving;
+pub mod tls;
 
 pub use auth::{CLUSTER_ID_HEADER, ClusterAuth, SECRET_HEADER};
 pub use client::HttpTransport;
 pub use client_config::ClientConfig;
 pub use error::{Error, ErrorCode, RequestError};
-pub use http_node::{HttpNode, HttpNodeBuilder};
+pub use http_node::HttpNode;
 pub use members::{AddressIter, Members, PeerAddresses};
 pub use metrics::PrometheusHandle;
+pub use node_builder::HttpNodeBuilder;
 pub use routes::ERROR_CODE_HEADER;
 pub use serve::{Server, ServerConfig};
 pub use server::{RaftService, ResponseBody, ResponseFuture, Routed};
@@ -110,3 +123,7 @@ pub use service_config::{
     SNAPSHOT_BODY_OVERHEAD_BYTES, ServiceConfig,
 };
 pub use serving::Serving;
+pub use tls::{
+    ClientAuth, ClientTls, ClientTlsFiles, PeerCertificate, ServerTls, ServerTlsFiles, TlsFiles,
+    TlsReloader,
+};

@@ -28,6 +28,9 @@ pub const SERVER_RECEIVED_BYTES: &str = "raft_http_server_received_bytes_total";
 pub const SERVER_SENT_BYTES: &str = "raft_http_server_sent_bytes_total";
 /// Counter: connections a server closed at once because it had `max_connections` open.
 pub const CONNECTIONS_REFUSED: &str = "raft_http_connections_refused_total";
+/// Counter: connections a server with TLS closed because their TLS handshake failed or did not
+/// finish within the header read timeout (a plaintext client, a certificate it refused).
+pub const TLS_HANDSHAKE_FAILURES: &str = "raft_http_tls_handshake_failures_total";
 /// Counter: request body bytes a client sent, by `peer`.
 pub const CLIENT_SENT_BYTES: &str = "raft_http_client_sent_bytes_total";
 /// Counter: response body bytes a client received, by `peer`.

@@ -1,10 +1,14 @@
 //! [`Server`]: a hardened accept loop for any hyper service (a [`RaftService`](crate::RaftService)
 //! alone, or an application's router with it mounted inside).
 //!
-//! Each connection speaks HTTP/1.1 or HTTP/2 (prior knowledge), detected from its first bytes.
-//! The hardening, and why:
-//! - A client must send a complete request head within `header_read_timeout`, or it is
-//!   disconnected. hyper's HTTP/1 header timeout needs a timer (without one it panics when set)
+//! Each connection speaks HTTP/1.1 or HTTP/2 (prior knowledge), detected from its first bytes,
+//! over TLS when [`ServerConfig::tls`] is set (ALPN offers `h2` and `http/1.1`; a client that
+//! sends plaintext to it fails the handshake at its first bytes and is closed at once). The
+//! handshake runs in the connection's task, so a slow one never holds up the accept loop, and
+//! the client's certificate (with mutual TLS) goes to every request of the connection as a
+//! [`PeerCertificate`](crate::tls::PeerCertificate) extension. The hardening, and why:
+//! - A client must finish the TLS handshake within `header_read_timeout`, and then send a
+//!   complete request head within `header_read_timeout`, or it is disconnected. hyper's HTTP/1 header timeout needs a timer (without one it panics when set)
 //!   and does not cover the protocol detection that runs before it, where a client that sent
 //!   half of the HTTP/2 preface would otherwise be kept forever; so the loop also closes any
 //!   connection whose first request head has not arrived in time.
@@ -27,15 +31,17 @@ use hyper::body::{Body, Incoming};
 use hyper::{Request, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tracing::{debug, warn};
 
 use crate::error::Error;
-use crate::metrics::CONNECTIONS_REFUSED;
+use crate::metrics::{CONNECTIONS_REFUSED, TLS_HANDSHAKE_FAILURES};
 use crate::order::ConnectionOrder;
+use crate::tls::{PeerCertificate, ServerTls};
 
 /// Connection-level settings of a [`Server`].
 #[derive(Clone, Debug)]
@@ -44,7 +50,8 @@ pub struct ServerConfig {
     /// Open connections at most; one more is closed at once.
     pub max_connections: usize,
     /// A client must send each complete request head (and, on a new connection, the first one)
-    /// within this time.
+    /// within this time; with TLS it must also finish the handshake within this time (before
+    /// the wait for the first head starts).
     pub header_read_timeout: Duration,
     /// HTTP/2 streams (requests) in flight on one connection at most.
     pub max_concurrent_streams: u32,
@@ -65,6 +72,9 @@ pub struct ServerConfig {
     pub max_frame_bytes: u32,
     /// How long shutdown waits for open requests to finish.
     pub graceful_shutdown_timeout: Duration,
+    /// TLS on every connection (`None`, the default: plaintext). Keep a clone of the
+    /// [`ServerTls`] to reload its certificates (see [`crate::tls`]).
+    pub tls: Option<ServerTls>,
 }
 
 impl Default for ServerConfig {
@@ -80,6 +90,7 @@ impl Default for ServerConfig {
             max_header_bytes: 16 << 10,
             max_frame_bytes: 1 << 20,
             graceful_shutdown_timeout: Duration::from_secs(5),
+            tls: None,
         }
     }
 }
@@ -155,7 +166,7 @@ impl Server {
         F: Future<Output = ()>,
     {
         let Server { listener, config } = self;
-        let builder = connection_builder(&config);
+        let builder = Arc::new(connection_builder(&config));
         let connections = Arc::new(Semaphore::new(config.max_connections));
         let graceful = GracefulShutdown::new();
         // The connections' tasks: owned here, so none outlives the loop (see the end).
@@ -180,26 +191,21 @@ impl Server {
                 drop(stream);
                 continue;
             };
-            let first_request = Arc::new(Notify::new());
-            let watched = PerConnection {
-                inner: service.clone(),
-                seen: first_request.clone(),
-                order: ConnectionOrder::default(),
-            };
-            let connection = builder
-                .serve_connection(TokioIo::new(nodelay(stream)), watched)
-                .into_owned();
-            let connection = graceful.watch(connection);
-            let header_timeout = config.header_read_timeout;
-            // Forget the connections that ended, so the set holds only open ones.
-            while running.try_join_next().is_some() {}
-            running.spawn(drive(
-                connection,
-                first_request,
-                header_timeout,
+            let accepted = Accepted {
+                builder: builder.clone(),
+                service: service.clone(),
+                watcher: graceful.watcher(),
+                header_timeout: config.header_read_timeout,
                 permit,
                 remote,
-            ));
+            };
+            // Forget the connections that ended, so the set holds only open ones.
+            while running.try_join_next().is_some() {}
+            let stream = nodelay(stream);
+            match &config.tls {
+                None => running.spawn(accepted.serve(stream, None)),
+                Some(tls) => running.spawn(accepted.handshake(tls.clone(), stream)),
+            };
         }
         drop(listener);
         if tokio::time::timeout(config.graceful_shutdown_timeout, graceful.shutdown())
@@ -250,6 +256,67 @@ fn nodelay(stream: TcpStream) -> TcpStream {
     stream
 }
 
+/// One accepted connection, and what its task needs to serve it.
+struct Accepted<S> {
+    builder: Arc<auto::Builder<TokioExecutor>>,
+    service: S,
+    watcher: Watcher,
+    header_timeout: Duration,
+    permit: OwnedSemaphorePermit,
+    remote: SocketAddr,
+}
+
+impl<S, B> Accepted<S>
+where
+    S: hyper::service::Service<Request<Incoming>, Response = Response<B>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<raft_core::BoxError>,
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<raft_core::BoxError>,
+{
+    /// The TLS handshake within the header timeout, then the connection.
+    async fn handshake(self, tls: ServerTls, stream: TcpStream) {
+        match tokio::time::timeout(self.header_timeout, tls.accept(stream)).await {
+            Ok(Ok((stream, peer))) => self.serve(stream, peer).await,
+            Ok(Err(error)) => {
+                metrics::counter!(TLS_HANDSHAKE_FAILURES).increment(1);
+                debug!(remote = %self.remote, %error, "closing the connection");
+            }
+            Err(_) => {
+                metrics::counter!(TLS_HANDSHAKE_FAILURES).increment(1);
+                debug!(remote = %self.remote, "no TLS handshake in time; closing");
+            }
+        }
+    }
+
+    /// Serves HTTP on the (plaintext or TLS) stream.
+    async fn serve<T>(self, stream: T, peer: Option<PeerCertificate>)
+    where
+        T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let first_request = Arc::new(Notify::new());
+        let watched = PerConnection {
+            inner: self.service,
+            seen: first_request.clone(),
+            order: ConnectionOrder::default(),
+            peer,
+        };
+        let connection = self
+            .builder
+            .serve_connection(TokioIo::new(stream), watched)
+            .into_owned();
+        let connection = self.watcher.watch(connection);
+        drive(
+            connection,
+            first_request,
+            self.header_timeout,
+            self.permit,
+            self.remote,
+        )
+        .await;
+    }
+}
+
 /// Runs one connection; closes it if no complete request head arrives in time.
 async fn drive<C, T>(
     connection: C,
@@ -282,12 +349,14 @@ async fn drive<C, T>(
 }
 
 /// Wraps a connection's service: signals its first call (a complete request head arrived) and
-/// gives every request the connection's order of AppendEntries (see `order.rs`).
+/// gives every request the connection's order of AppendEntries (see `order.rs`) and the
+/// client's certificate, if it presented one.
 #[derive(Clone)]
 struct PerConnection<S> {
     inner: S,
     seen: Arc<Notify>,
     order: ConnectionOrder,
+    peer: Option<PeerCertificate>,
 }
 
 impl<S, B> hyper::service::Service<Request<B>> for PerConnection<S>
@@ -302,6 +371,9 @@ where
         // Stores a permit if nobody waits yet: the signal is never lost.
         self.seen.notify_one();
         request.extensions_mut().insert(self.order.clone());
+        if let Some(peer) = &self.peer {
+            request.extensions_mut().insert(peer.clone());
+        }
         self.inner.call(request)
     }
 }

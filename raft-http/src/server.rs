@@ -4,10 +4,12 @@
 //! It is a router, not a server: an application mounts it beside its own routes by calling
 //! [`RaftService::route`] first and falling back to its own routing when it hands the request
 //! back; or it serves it alone with [`Server`](crate::Server). AppendEntries reach the handler
-//! in the order they arrived on their connection (`order.rs`). Checks run in this order, each refusing with its own
-//! status before any work is done: route (404), method (405), cluster id and secret (401/403:
-//! the handler is never called), content type (415), declared size (413); then the body is read
-//! under the size limit (413) and a time limit (408), decoded (400) and handed to the handler.
+//! in the order they arrived on their connection (`order.rs`). Checks run in this order, each
+//! refusing with its own status before any work is done: route (404), method (405), cluster id
+//! and secret (401/403: the handler is never called), a client certificate when one is required
+//! (401), content type (415), declared size (413); then the body is read under the size limit
+//! (413) and a time limit (408), decoded (400), its sender checked against the client
+//! certificate's names when there is one (403, see [`crate::tls`]) and handed to the handler.
 //!
 //! Snapshot chunks (`/raft/v1/snapshot`) go through the same checks under their own size limit
 //! (see `service_config.rs`): one request carries one chunk, decoded without copying its data,
@@ -28,7 +30,7 @@ use hyper::header::{self, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 use metrics::Label;
 use metrics_exporter_prometheus::PrometheusHandle;
-use raft_core::ServiceHandler;
+use raft_core::{NodeId, ServiceHandler};
 use tracing::debug;
 
 use crate::codec::{self, CONTENT_TYPE, DecodeError};
@@ -37,6 +39,7 @@ use crate::metrics::{node_labels, record_request};
 use crate::order::{ConnectionOrder, Sequencer, Ticket};
 use crate::routes::{ERROR_CODE_HEADER, Route, Rpc};
 use crate::service_config::ServiceConfig;
+use crate::tls::{PeerCertificate, node_name};
 
 /// The response body of every raft-http answer.
 pub type ResponseBody = Full<Bytes>;
@@ -270,12 +273,13 @@ impl RaftService {
         B: Body<Data = Bytes> + Send,
         B::Error: Into<raft_core::BoxError>,
     {
+        let peer = request.extensions().get::<PeerCertificate>().cloned();
         let body = match self.read_body(request, self.config.body_limit(rpc)).await {
             Ok(body) => body,
             Err(failure) => return (failure_response(failure), 0),
         };
         let received = body.len();
-        let response = match self.dispatch(rpc, body, ticket).await {
+        let response = match self.dispatch(rpc, body, ticket, peer.as_ref()).await {
             Ok(answer) => Response::builder()
                 .header(header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE))
                 .body(Full::new(answer))
@@ -303,6 +307,14 @@ impl RaftService {
                 _ => "wrong cluster id or secret",
             };
             return Err(Failure::new(code, message));
+        }
+        if self.config.require_peer_certificate
+            && request.extensions().get::<PeerCertificate>().is_none()
+        {
+            return Err(Failure::new(
+                ErrorCode::CertificateRequired,
+                "the Raft routes need a client certificate naming the sending node (mutual TLS)",
+            ));
         }
         if !is_msgpack(request.headers().get(header::CONTENT_TYPE)) {
             return Err(Failure::new(
@@ -335,11 +347,13 @@ impl RaftService {
         rpc: Rpc,
         body: Bytes,
         ticket: Option<Ticket>,
+        peer: Option<&PeerCertificate>,
     ) -> Result<Bytes, Failure> {
         let encoded = match rpc {
             Rpc::Append => {
                 let request = codec::decode_append_entries(&body)?;
                 drop(body);
+                self.check_sender(peer, request.leader_id)?;
                 let answer = match ticket {
                     Some(ticket) => {
                         if !ticket.wait_turn(self.config.order_wait_max).await {
@@ -353,12 +367,14 @@ impl RaftService {
                 codec::encode(&answer)
             }
             Rpc::Vote => {
-                let request = codec::decode(&body)?;
+                let request: raft_core::message::RequestVote = codec::decode(&body)?;
+                self.check_sender(peer, request.candidate_id)?;
                 let answer = self.handler.request_vote(request).await?;
                 codec::encode(&answer)
             }
             Rpc::TimeoutNow => {
-                let request = codec::decode(&body)?;
+                let request: raft_core::message::TimeoutNow = codec::decode(&body)?;
+                self.check_sender(peer, request.leader_id)?;
                 self.handler.timeout_now(request).await?;
                 codec::encode(&())
             }
@@ -366,11 +382,32 @@ impl RaftService {
                 let request = codec::decode_install_snapshot(&body)?;
                 // The chunk's data is a slice of the body: the buffer now lives as long as it.
                 drop(body);
+                self.check_sender(peer, request.leader_id)?;
                 let answer = self.handler.install_snapshot(request).await?;
                 codec::encode(&answer)
             }
         };
         encoded.map_err(|e| Failure::new(ErrorCode::Internal, e.to_string()))
+    }
+
+    /// With a client certificate, the request's sender must be a node it names.
+    fn check_sender(&self, peer: Option<&PeerCertificate>, sender: NodeId) -> Result<(), Failure> {
+        let Some(peer) = peer else {
+            return Ok(());
+        };
+        let cluster_id = self.config.auth.cluster_id();
+        if peer.names_node(cluster_id, sender) {
+            return Ok(());
+        }
+        Err(Failure::new(
+            ErrorCode::WrongNode,
+            format!(
+                "the request comes from node {sender}, but the client certificate names {}: \
+                 node {sender}'s certificate must carry the DNS name {}",
+                peer.describe(cluster_id),
+                node_name(cluster_id, sender)
+            ),
+        ))
     }
 
     fn metrics(&self, method: &Method) -> Response<ResponseBody> {

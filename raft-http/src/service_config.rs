@@ -44,6 +44,13 @@ pub const MAX_SNAPSHOT_BODY_BYTES: usize =
 pub struct ServiceConfig {
     /// The cluster id and secret every request must carry.
     pub auth: ClusterAuth,
+    /// Whether the Raft routes refuse a request whose connection presented no client
+    /// certificate (401, `certificate-required`), checked with the credentials before the body
+    /// is read. Set it with mutual TLS (a [`Server`](crate::Server) whose
+    /// [`ServerTls`](crate::tls::ServerTls) has a client CA). Whether set or not, a request
+    /// that came with a certificate must come from a node that it names, or it is refused with
+    /// 403 (`wrong-node`; see [`crate::tls`]). `/metrics` needs no certificate.
+    pub require_peer_certificate: bool,
     /// Request bodies over this many bytes are refused with 413, on every route but the snapshot
     /// route. Keep it above the Raft configuration's `batch_bytes_max` plus framing.
     pub max_body_bytes: usize,
@@ -70,6 +77,7 @@ impl ServiceConfig {
     pub fn new(auth: ClusterAuth) -> ServiceConfig {
         ServiceConfig {
             auth,
+            require_peer_certificate: false,
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             max_snapshot_body_bytes: DEFAULT_MAX_SNAPSHOT_BODY_BYTES,
             node: None,

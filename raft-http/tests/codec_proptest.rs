@@ -49,16 +49,20 @@ fn membership_of(
 /// Memberships of every shape: ids of every size class, joint or not, learners, addresses
 /// (empty, ASCII, any Unicode).
 fn membership() -> impl Strategy<Value = Membership> {
-    fn set(max: usize) -> impl Strategy<Value = BTreeSet<u64>> {
-        proptest::collection::btree_set(prop_oneof![0u64..8, any::<u64>()], 0..max)
+    fn set(min: usize, max: usize) -> impl Strategy<Value = BTreeSet<u64>> {
+        proptest::collection::btree_set(prop_oneof![0u64..8, any::<u64>()], min..max)
     }
     (
-        set(6),
-        proptest::option::of(set(6)),
-        set(4),
+        set(0, 6),
+        // A joint configuration has two non-empty voter sets (others are refused as damage).
+        proptest::option::of(set(1, 6)),
+        set(0, 4),
         proptest::collection::btree_map(0u64..12, ".{0,24}", 0..5),
     )
-        .prop_map(|(voters, outgoing, learners, addresses)| {
+        .prop_map(|(mut voters, outgoing, learners, addresses)| {
+            if outgoing.is_some() && voters.is_empty() {
+                voters.insert(1);
+            }
             let m = membership_of(&voters, outgoing.as_ref(), &learners, &addresses);
             assert_eq!(m.is_joint(), outgoing.is_some());
             m

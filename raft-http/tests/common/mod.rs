@@ -1,6 +1,6 @@
 //! Shared test support: a fake `ServiceHandler`, servers on loopback ports, raw HTTP/1.1
 //! requests for the bad-input tests, and [`HttpNodes`], which runs raft-core's cluster harness
-//! over real HTTP.
+//! over real HTTP (plaintext, or mutual TLS with the certificates of [`tls`]).
 // Test support: a broken helper should fail the test loudly, hence unwrap and expect.
 #![allow(dead_code, unreachable_pub, clippy::unwrap_used, clippy::expect_used)]
 
@@ -32,6 +32,8 @@ use raft_http::{
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Barrier, Semaphore, oneshot};
 use tokio::task::JoinHandle;
+
+pub mod tls;
 
 pub const CLUSTER: &str = "test-cluster";
 pub const SECRET: &str = "s3cret-value";
@@ -377,6 +379,8 @@ pub struct HttpNodes {
     /// The ids every transport starts knowing (all, unless `bind_knowing` said otherwise).
     known: u64,
     servers: Mutex<BTreeMap<NodeId, TestServer>>,
+    /// With it, mutual TLS with each node's certificate from it.
+    pub tls: Option<Arc<tls::Pki>>,
 }
 
 /// A cluster of raft-core nodes over real HTTP.
@@ -394,6 +398,15 @@ impl HttpNodes {
             addresses,
             known: n,
             servers: Mutex::new(BTreeMap::new()),
+            tls: None,
+        }
+    }
+
+    /// Like [`HttpNodes::bind`], with mutual TLS: each node presents its certificate of `pki`.
+    pub async fn bind_tls(n: u64, pki: Arc<tls::Pki>) -> HttpNodes {
+        HttpNodes {
+            tls: Some(pki),
+            ..HttpNodes::bind(n).await
         }
     }
 
@@ -438,6 +451,9 @@ impl NodeFactory for HttpNodes {
         client.backoff_initial = Duration::from_millis(10);
         client.backoff_max = Duration::from_millis(100);
         client.node = Some(id);
+        if let Some(pki) = &self.tls {
+            client.tls = Some(pki.client_tls(id.0));
+        }
         let known = self
             .addresses
             .iter()
@@ -451,8 +467,13 @@ impl NodeFactory for HttpNodes {
         let node = parts.start_node().await?;
         let mut service = ServiceConfig::new(auth());
         service.node = Some(id);
+        let mut server_config = ServerConfig::default();
+        if let Some(pki) = &self.tls {
+            service.require_peer_certificate = true;
+            server_config = pki.server_config(id.0);
+        }
         let service = RaftService::new(Arc::new(node.clone()), service);
-        let server = serve_on(&self.addresses[&id], service, ServerConfig::default()).await;
+        let server = serve_on(&self.addresses[&id], service, server_config).await;
         self.servers.lock().unwrap().insert(id, server);
         Ok((node, ()))
     }
