@@ -26,7 +26,7 @@ pub(crate) async fn run(options: &Options) -> Result<Report, String> {
         .await
         .map_err(|err| err.to_string())?
         .map_err(|err| err.to_string())?;
-    let payload = Bytes::from(vec![0x5a; options.payload]);
+    let payload = Bytes::from(vec![0x5a; options.payload()]);
     // Appends must be consecutive: writers take turns to pick an index and append it.
     let next = Arc::new(Mutex::new(1u64));
     let done = Arc::new(AtomicU64::new(0));
@@ -38,7 +38,7 @@ pub(crate) async fn run(options: &Options) -> Result<Report, String> {
         .map(|secs| started + Duration::from_secs_f64(secs));
     let before = store.stats();
     let mut writers = Vec::new();
-    for _ in 0..options.clients.max(1) {
+    for _ in 0..options.clients().max(1) {
         let (store, next, done, payload) = (
             store.clone(),
             Arc::clone(&next),

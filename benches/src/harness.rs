@@ -3,6 +3,7 @@
 //! the wait for a ready leader, the sampler of log sizes and the closed-loop clients that drive
 //! a run and time it.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -132,6 +133,11 @@ impl Transport for CountingTransport {
     ) -> Result<InstallSnapshotResponse, Error> {
         self.inner.install_snapshot(to, request).await
     }
+
+    /// Passed on: a wrapped transport that finds peers by address must hear of new members.
+    fn update_peers(&self, addresses: &BTreeMap<NodeId, String>) {
+        self.inner.update_peers(addresses);
+    }
 }
 
 /// Waits for a leader whose no-op entry committed, then zeroes the counters so the warm-up is
@@ -154,9 +160,9 @@ pub(crate) async fn ready_leader(nodes: &[Node], counters: &Counters) -> Result<
 /// Operations a client claims at a time from the run's total.
 const CLAIM_CHUNK: u64 = 64;
 
-/// Runs `options.clients` closed-loop clients against `leader`.
+/// Runs `options.clients()` closed-loop clients against `leader`.
 pub(crate) async fn drive_clients(options: &Options, leader: &Node) -> Result<Report, Error> {
-    let payload = Bytes::from(vec![0xA5; options.payload]);
+    let payload = Bytes::from(vec![0xA5; options.payload()]);
     let issued = Arc::new(AtomicU64::new(0));
     let ops_limit = if options.secs.is_some() {
         u64::MAX
@@ -167,7 +173,7 @@ pub(crate) async fn drive_clients(options: &Options, leader: &Node) -> Result<Re
     #[allow(clippy::disallowed_methods)] // the benchmark's wall clock
     let started = std::time::Instant::now();
     let mut clients = Vec::new();
-    for _ in 0..options.clients.max(1) {
+    for _ in 0..options.clients().max(1) {
         let (node, payload, issued) = (leader.clone(), payload.clone(), issued.clone());
         let mode = options.mode;
         clients.push(tokio::spawn(async move {

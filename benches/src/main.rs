@@ -2,18 +2,27 @@
 //!
 //! Workloads: `mem` (3 nodes in one process, in-memory log, in-process transport, no-op state
 //! machine), `http` (the same over loopback raft-http), `durable` (http with raft-storage-fs
-//! logs and fsync) and `fslog` (raft-storage-fs alone: appends/s, fsyncs/s, entries per fsync
-//! and the durable latency). The last line printed is the `bench:` line (ARCHITECTURE.md, "Command lines").
-//! Performance claims live here, never in tests.
+//! logs and fsync), `fslog` (raft-storage-fs alone: appends/s, fsyncs/s, entries per fsync
+//! and the durable latency), `catch-up` (the time an empty learner takes to catch up with a
+//! loaded durable cluster), `membership-change` (writes while a durable cluster grows from 3
+//! to 4 voters and shrinks back) and `peer-table` (the transport's peer table under
+//! contention: `RwLock<HashMap>` against `DashMap`). The last line printed is the `bench:`
+//! line (ARCHITECTURE.md, "Command lines"). Performance claims live here, never in tests.
+//!
+//! Ctrl-C (or SIGTERM) ends a run early, and its temporary data directories are removed on the way out.
 #![forbid(unsafe_code)]
 // A command-line tool: its report goes to stdout.
 #![allow(clippy::print_stdout)]
 
+mod catch_up;
+mod cluster;
 mod fslog;
 mod harness;
 mod http;
 mod mem;
+mod membership_change;
 mod options;
+mod peer_table;
 mod report;
 
 use clap::Parser;
@@ -33,26 +42,53 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
-    let result = match options.workload {
-        Workload::Mem => runtime
-            .block_on(mem::run(&options))
-            .map_err(|err| err.to_string()),
-        Workload::Fslog => runtime.block_on(fslog::run(&options)),
-        Workload::Http => runtime
-            .block_on(http::run(&options))
-            .map_err(|err| err.to_string()),
-        Workload::Durable => runtime
-            .block_on(http::run_durable(&options))
-            .map_err(|err| err.to_string()),
-    };
-    match result {
-        Ok(report) => {
-            report.print(&options);
-            std::process::ExitCode::SUCCESS
+    // Dropping the run's future on Ctrl-C or SIGTERM drops its temporary directories, which removes them.
+    let result = runtime.block_on(async {
+        tokio::select! {
+            result = run(&options) => result,
+            _ = tokio::signal::ctrl_c() => Err("interrupted".to_owned()),
+            () = terminated() => Err("terminated".to_owned()),
         }
+    });
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("raft-bench: {err}");
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+/// Resolves on SIGTERM (`timeout`, `kill`), never where there is no such signal.
+async fn terminated() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            term.recv().await;
+            return;
+        }
+    }
+    std::future::pending::<()>().await;
+}
+
+/// Runs the chosen workload and prints its report.
+async fn run(options: &Options) -> Result<(), String> {
+    let report = match options.workload {
+        Workload::Mem => mem::run(options).await.map_err(|err| err.to_string())?,
+        Workload::Fslog => fslog::run(options).await?,
+        Workload::Http => http::run(options).await.map_err(|err| err.to_string())?,
+        Workload::Durable => http::run_durable(options)
+            .await
+            .map_err(|err| err.to_string())?,
+        Workload::CatchUp => return catch_up::run(options).await.map_err(|e| e.to_string()),
+        Workload::MembershipChange => {
+            return membership_change::run(options)
+                .await
+                .map_err(|e| e.to_string());
+        }
+        Workload::PeerTable => return peer_table::run(options).await,
+    };
+    report.print(options);
+    Ok(())
 }

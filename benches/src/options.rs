@@ -1,27 +1,30 @@
 //! The command line: [`Options`] and the choices its flags take ([`Workload`], [`Mode`],
-//! [`PacingArg`]). Plain data parsed by clap; the workloads, the harness and the report read
-//! it, and it depends on none of them.
+//! [`PacingArg`], [`Remove`]). Plain data parsed by clap; the workloads, the harness and the
+//! report read it, and it depends on none of them.
 
 use clap::{Parser, ValueEnum};
 
-/// Command-line options.
+/// Command-line options. Flags a workload does not use are ignored by it; those with a
+/// workload-dependent default are `Option`s read through the methods below.
 #[derive(Debug, Parser)]
 #[command(name = "raft-bench", about = "Benchmarks of the raft workspace")]
 pub(crate) struct Options {
     /// The workload to run.
     pub(crate) workload: Workload,
-    /// Concurrent clients, each with one request in flight.
-    #[arg(long, default_value_t = 256)]
-    pub(crate) clients: usize,
+    /// Concurrent clients, each with one request in flight (default 256; `catch-up`: 16
+    /// loaders; `membership-change`: 64).
+    #[arg(long)]
+    pub(crate) clients: Option<usize>,
     /// Total operations (ignored when --secs is given).
     #[arg(long, default_value_t = 500_000)]
     pub(crate) ops: u64,
-    /// Run for this many seconds instead of a number of operations.
+    /// Run for this many seconds instead of a number of operations (`peer-table`: seconds of
+    /// one trial, default 2).
     #[arg(long)]
     pub(crate) secs: Option<f64>,
-    /// Payload bytes per command.
-    #[arg(long, default_value_t = 256)]
-    pub(crate) payload: usize,
+    /// Payload bytes per command (default 256; `catch-up`: 4096).
+    #[arg(long)]
+    pub(crate) payload: Option<usize>,
     /// How `append` returns.
     #[arg(long, value_enum, default_value_t = Mode::Blocking)]
     pub(crate) mode: Mode,
@@ -42,9 +45,77 @@ pub(crate) struct Options {
     /// Where workloads with a file log create their (temporary) data directory.
     #[arg(long)]
     pub(crate) dir: Option<std::path::PathBuf>,
-    /// Log size in bytes at which a node takes a snapshot and compacts (0: never).
-    #[arg(long, default_value_t = 64 << 20)]
+    /// Log size in bytes at which a node takes a snapshot and compacts (0: never). Sizes take
+    /// the suffixes K, M, G (powers of 1024, with or without "iB").
+    #[arg(long, default_value_t = 64 << 20, value_parser = parse_bytes)]
     pub(crate) snapshot_threshold: u64,
+    /// `catch-up`: bytes of commands written before the learner joins.
+    #[arg(long, default_value = "1GiB", value_parser = parse_bytes)]
+    pub(crate) log_bytes: u64,
+    /// `catch-up`: commands per `append` call while loading the log.
+    #[arg(long, default_value_t = 64)]
+    pub(crate) batch: usize,
+    /// `catch-up`: no snapshots (the threshold is ignored), so the learner catches up by log
+    /// replication alone.
+    #[arg(long)]
+    pub(crate) no_snapshots: bool,
+    /// `catch-up`, `membership-change`: the state machine holds at most this many bytes
+    /// (commands overwrite older ones); by default every command adds its bytes to the state,
+    /// as if each wrote a new key, so a snapshot is as large as everything written.
+    #[arg(long, value_parser = parse_bytes)]
+    pub(crate) state_bytes: Option<u64>,
+    /// `catch-up`, `membership-change`: entries a learner may lag behind the leader's last
+    /// entry and count as caught up (default 0 for `catch-up`, 256 for `membership-change`,
+    /// where writes keep coming).
+    #[arg(long)]
+    pub(crate) max_lag: Option<u64>,
+    /// `membership-change`: seconds of each steady phase (before, between and after the
+    /// changes).
+    #[arg(long, default_value_t = 3.0)]
+    pub(crate) phase_secs: f64,
+    /// `membership-change`: the voter removed by the 4 -> 3 change.
+    #[arg(long, value_enum, default_value_t = Remove::Leader)]
+    pub(crate) remove: Remove,
+    /// `peer-table`: numbers of reader tasks, one set of trials each.
+    #[arg(long, value_delimiter = ',', default_values_t = [8, 64])]
+    pub(crate) readers: Vec<usize>,
+    /// `peer-table`: rounds of trials; each round runs both tables, alternating which goes first.
+    #[arg(long, default_value_t = 3)]
+    pub(crate) rounds: usize,
+    /// `peer-table`: lookups a reader does between two yields to the scheduler.
+    #[arg(long, default_value_t = 1)]
+    pub(crate) lookups_per_yield: usize,
+    /// `peer-table`: the writer inserts or removes a peer every this many microseconds (0: no
+    /// writer).
+    #[arg(long, default_value_t = 1000)]
+    pub(crate) write_interval_us: u64,
+}
+
+impl Options {
+    /// `--clients`, or the workload's default.
+    pub(crate) fn clients(&self) -> usize {
+        self.clients.unwrap_or(match self.workload {
+            Workload::CatchUp => 16,
+            Workload::MembershipChange => 64,
+            _ => 256,
+        })
+    }
+
+    /// `--payload`, or the workload's default.
+    pub(crate) fn payload(&self) -> usize {
+        self.payload.unwrap_or(match self.workload {
+            Workload::CatchUp => 4096,
+            _ => 256,
+        })
+    }
+
+    /// `--max-lag`, or the workload's default.
+    pub(crate) fn max_lag(&self) -> u64 {
+        self.max_lag.unwrap_or(match self.workload {
+            Workload::MembershipChange => 256,
+            _ => 0,
+        })
+    }
 }
 
 /// The benchmark workloads.
@@ -52,12 +123,21 @@ pub(crate) struct Options {
 pub(crate) enum Workload {
     /// 3 nodes in one process: in-memory log, in-process transport, no-op state machine.
     Mem,
-    /// The file log alone: writers append one entry each and wait until it is durable.
+    /// The file log alone: writers append one entry and wait until it is durable.
     Fslog,
     /// 3 nodes over loopback raft-http: in-memory log, no-op state machine.
     Http,
     /// 3 nodes over loopback raft-http with file logs (fsync): the full durable path.
     Durable,
+    /// A durable 3-node cluster loaded with `--log-bytes`, then the time an empty learner
+    /// takes to catch up (through a snapshot, or the log alone with `--no-snapshots`).
+    CatchUp,
+    /// Throughput, latency and the longest write stall before, during and after growing a
+    /// durable cluster from 3 to 4 voters and shrinking it back (`--remove`).
+    MembershipChange,
+    /// The transport's peer table: `RwLock<HashMap>` against `DashMap` lookups under
+    /// contention (`--readers`, `--write-interval-us`).
+    PeerTable,
 }
 
 /// `append`'s return mode.
@@ -78,4 +158,51 @@ pub(crate) enum PacingArg {
     Eager,
     /// Send on each follower's heartbeat timer.
     Heartbeat,
+}
+
+/// Which voter `membership-change` removes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub(crate) enum Remove {
+    /// The leader removes itself (it leads until the change commits, then hands over).
+    Leader,
+    /// A follower (one of the first three nodes) is removed.
+    Follower,
+}
+
+/// A byte count: digits with an optional suffix K, M or G (powers of 1024; "KiB", "KB" and
+/// "k" are read the same).
+pub(crate) fn parse_bytes(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (digits, suffix) = text.split_at(split);
+    let number: u64 = digits
+        .parse()
+        .map_err(|_| format!("{text:?} is not a byte count"))?;
+    let shift = match suffix.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 0,
+        "k" | "kb" | "kib" => 10,
+        "m" | "mb" | "mib" => 20,
+        "g" | "gb" | "gib" => 30,
+        other => return Err(format!("unknown size suffix {other:?} (use K, M or G)")),
+    };
+    number
+        .checked_mul(1 << shift)
+        .ok_or_else(|| format!("{text:?} is too large"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_bytes;
+
+    #[test]
+    fn sizes_take_binary_suffixes() {
+        assert_eq!(parse_bytes("4096"), Ok(4096));
+        assert_eq!(parse_bytes("4KiB"), Ok(4096));
+        assert_eq!(parse_bytes("64M"), Ok(64 << 20));
+        assert_eq!(parse_bytes("1 GiB"), Ok(1 << 30));
+        assert!(parse_bytes("1TiB").is_err());
+        assert!(parse_bytes("").is_err());
+    }
 }

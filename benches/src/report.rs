@@ -41,7 +41,11 @@ impl Report {
         let per_request = ratio(self.append_entries as f64, self.append_requests as f64);
         println!(
             "workload={:?} mode={:?} pacing={:?} payload={} workers={}",
-            options.workload, options.mode, options.pacing, options.payload, options.server_workers
+            options.workload,
+            options.mode,
+            options.pacing,
+            options.payload(),
+            options.server_workers
         );
         println!("  ops/s            {ops_per_sec:.0}");
         println!("  latency p50/p90/p99 (us)  {p50} / {p90} / {p99}");
@@ -79,13 +83,14 @@ impl Report {
             "bench: workload={} nodes={} clients={} ops={} secs={secs:.3} ops_per_sec={ops_per_sec:.0} p50_us={p50} p99_us={p99}",
             format!("{:?}", options.workload).to_lowercase(),
             self.nodes,
-            options.clients,
+            options.clients(),
             self.ops,
         );
     }
 }
 
-fn percentile(sorted: &[u32], quantile: f64) -> u32 {
+/// The value at `quantile` (0..=1) of `sorted`, 0 when empty.
+pub(crate) fn percentile(sorted: &[u32], quantile: f64) -> u32 {
     if sorted.is_empty() {
         return 0;
     }
@@ -94,7 +99,7 @@ fn percentile(sorted: &[u32], quantile: f64) -> u32 {
 }
 
 /// The process's peak resident set (VmHWM) in KiB, 0 where /proc is missing.
-fn peak_rss_kib() -> u64 {
+pub(crate) fn peak_rss_kib() -> u64 {
     let Ok(status) = std::fs::read_to_string("/proc/self/status") else {
         return 0;
     };
@@ -105,8 +110,13 @@ fn peak_rss_kib() -> u64 {
         .unwrap_or(0)
 }
 
+/// Bytes in MiB.
+pub(crate) fn mib(bytes: u64) -> f64 {
+    bytes as f64 / (1024.0 * 1024.0)
+}
+
 /// `numerator / denominator`, or 0 when there is nothing to divide by (an empty run).
-fn ratio(numerator: f64, denominator: f64) -> f64 {
+pub(crate) fn ratio(numerator: f64, denominator: f64) -> f64 {
     if denominator > 0.0 {
         numerator / denominator
     } else {
