@@ -21,8 +21,8 @@ use std::sync::{Arc, RwLock};
 use async_trait::async_trait;
 use bytes::Bytes;
 use raft_core::message::{
-    AppendEntries, AppendEntriesResponse, InstallSnapshot, InstallSnapshotResponse, RequestVote,
-    RequestVoteResponse, TimeoutNow,
+    AppendEntries, AppendEntriesResponse, InstallSnapshot, InstallSnapshotResponse, ReadIndex,
+    ReadIndexResponse, RequestVote, RequestVoteResponse, TimeoutNow,
 };
 use raft_core::{NodeId, Transport};
 use serde::de::DeserializeOwned;
@@ -200,6 +200,14 @@ impl Transport for HttpTransport {
     async fn timeout_now(&self, to: NodeId, request: TimeoutNow) -> Result<(), raft_core::Error> {
         self.call(to, Rpc::TimeoutNow, codec::encode(&request))
             .await
+    }
+
+    async fn read_index(
+        &self,
+        to: NodeId,
+        request: ReadIndex,
+    ) -> Result<ReadIndexResponse, raft_core::Error> {
+        self.call(to, Rpc::ReadIndex, codec::encode(&request)).await
     }
 
     async fn install_snapshot(

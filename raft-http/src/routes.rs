@@ -14,6 +14,9 @@ pub const TIMEOUT_NOW_PATH: &str = "/raft/v1/timeout-now";
 /// Each request carries one chunk (raft-core sends them one at a time), so neither side holds
 /// more than a chunk of a snapshot in memory for it.
 pub const SNAPSHOT_PATH: &str = "/raft/v1/snapshot";
+/// ReadIndex (follower reads): `POST`, body `ReadIndex`, answer `ReadIndexResponse` (once the
+/// leader confirmed the index with a quorum).
+pub const READ_INDEX_PATH: &str = "/raft/v1/read-index";
 /// The Prometheus text exposition of the installed recorder: `GET`.
 pub const METRICS_PATH: &str = "/metrics";
 /// Every path under this prefix belongs to raft-http (unknown ones are answered 404 by it).
@@ -28,11 +31,18 @@ pub(crate) enum Rpc {
     Vote,
     TimeoutNow,
     Snapshot,
+    ReadIndex,
 }
 
 impl Rpc {
     /// Every RPC, in [`index`](Rpc::index) order.
-    pub(crate) const ALL: [Rpc; 4] = [Rpc::Append, Rpc::Vote, Rpc::TimeoutNow, Rpc::Snapshot];
+    pub(crate) const ALL: [Rpc; 5] = [
+        Rpc::Append,
+        Rpc::Vote,
+        Rpc::TimeoutNow,
+        Rpc::Snapshot,
+        Rpc::ReadIndex,
+    ];
 
     pub(crate) fn path(self) -> &'static str {
         match self {
@@ -40,6 +50,7 @@ impl Rpc {
             Rpc::Vote => VOTE_PATH,
             Rpc::TimeoutNow => TIMEOUT_NOW_PATH,
             Rpc::Snapshot => SNAPSHOT_PATH,
+            Rpc::ReadIndex => READ_INDEX_PATH,
         }
     }
 
@@ -50,6 +61,7 @@ impl Rpc {
             Rpc::Vote => "vote",
             Rpc::TimeoutNow => "timeout-now",
             Rpc::Snapshot => "snapshot",
+            Rpc::ReadIndex => "read-index",
         }
     }
 
@@ -60,6 +72,7 @@ impl Rpc {
             Rpc::Vote => 1,
             Rpc::TimeoutNow => 2,
             Rpc::Snapshot => 3,
+            Rpc::ReadIndex => 4,
         }
     }
 }
@@ -81,6 +94,7 @@ impl Route {
             VOTE_PATH => Some(Route::Rpc(Rpc::Vote)),
             TIMEOUT_NOW_PATH => Some(Route::Rpc(Rpc::TimeoutNow)),
             SNAPSHOT_PATH => Some(Route::Rpc(Rpc::Snapshot)),
+            READ_INDEX_PATH => Some(Route::Rpc(Rpc::ReadIndex)),
             METRICS_PATH => Some(Route::Metrics),
             _ if path.starts_with(RAFT_PREFIX) => Some(Route::UnknownRaft),
             _ => None,

@@ -386,6 +386,12 @@ impl RaftService {
                 let answer = self.handler.install_snapshot(request).await?;
                 codec::encode(&answer)
             }
+            Rpc::ReadIndex => {
+                let request: raft_core::message::ReadIndex = codec::decode(&body)?;
+                self.check_sender(peer, request.follower_id)?;
+                let answer = self.handler.read_index(request).await?;
+                codec::encode(&answer)
+            }
         };
         encoded.map_err(|e| Failure::new(ErrorCode::Internal, e.to_string()))
     }

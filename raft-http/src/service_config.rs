@@ -134,7 +134,7 @@ impl ServiceConfig {
     pub(crate) fn body_limit(&self, rpc: Rpc) -> usize {
         match rpc {
             Rpc::Snapshot => self.max_snapshot_body_bytes,
-            Rpc::Append | Rpc::Vote | Rpc::TimeoutNow => self.max_body_bytes,
+            Rpc::Append | Rpc::Vote | Rpc::TimeoutNow | Rpc::ReadIndex => self.max_body_bytes,
         }
     }
 }

@@ -108,3 +108,20 @@ async fn a_follower_that_lost_its_data_catches_up_by_snapshot_chunks_over_http()
 
     cluster.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_serves_linearizable_reads_with_a_read_index_over_http() {
+    let cluster = HttpNodes::start(3, test_config()).await;
+    let leader_id = cluster.wait_for_leader().await;
+    let leader = cluster.node(leader_id);
+    let follower_id = cluster.others(leader_id)[0];
+    let follower = cluster.node(follower_id);
+    for i in 0..10 {
+        let written = write(&leader, &format!("r{i}-"), 1).await;
+        let index = follower.follower_read().await.expect("a read index");
+        assert!(index >= written);
+        let kv = &cluster.state_machines[&follower_id];
+        assert_eq!(kv.get(format!("r{i}-0").as_bytes()).as_deref(), Some(&b"value 0"[..]));
+    }
+    cluster.shutdown().await;
+}

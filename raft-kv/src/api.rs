@@ -233,7 +233,8 @@ impl KvApi {
                     let read = async {
                         match consistency {
                             Consistency::Lease => node.lease_read().await,
-                            _ => node.linearizable_read().await,
+                            // A follower serves it itself with a read index from the leader.
+                            _ => node.follower_read().await,
                         }
                     };
                     match tokio::time::timeout(self.read_timeout, read).await {
@@ -438,7 +439,8 @@ fn not_allowed_message(allow: &'static str) -> Refusal {
 /// How a GET is served.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Consistency {
-    /// Through the leader, confirmed by a quorum (ReadIndex): the default.
+    /// Confirmed by a quorum (ReadIndex); a follower serves it itself once it has applied the
+    /// read index its leader gave it: the default (`follower` is the same).
     Linearizable,
     /// Through the leader, from its lease when it holds one (no round trip; trusts clocks).
     Lease,
@@ -446,8 +448,9 @@ enum Consistency {
     Stale,
 }
 
-/// `?consistency=linearizable|lease|stale` (default linearizable); `?stale=true` (or `1`) is
-/// kept as another way to ask for `stale`.
+/// `?consistency=linearizable|follower|lease|stale` (default linearizable, which a follower
+/// serves itself, as `follower` says); `?stale=true` (or `1`) is kept as another way to ask
+/// for `stale`.
 fn consistency(query: Option<&str>) -> Result<Consistency, Refusal> {
     let mut consistency = Consistency::Linearizable;
     for pair in query
@@ -458,7 +461,9 @@ fn consistency(query: Option<&str>) -> Result<Consistency, Refusal> {
         let (name, value) = pair.split_once('=').unwrap_or((pair, "true"));
         consistency = match (name, value) {
             ("stale", "true" | "1") | ("consistency", "stale") => Consistency::Stale,
-            ("stale", "false" | "0") | ("consistency", "linearizable") => Consistency::Linearizable,
+            ("stale", "false" | "0") | ("consistency", "linearizable" | "follower") => {
+                Consistency::Linearizable
+            }
             ("consistency", "lease") => Consistency::Lease,
             ("stale", other) => {
                 return Err(Refusal::new(
@@ -469,7 +474,7 @@ fn consistency(query: Option<&str>) -> Result<Consistency, Refusal> {
             ("consistency", other) => {
                 return Err(Refusal::new(
                     StatusCode::BAD_REQUEST,
-                    format!("consistency={other}: use linearizable, lease or stale"),
+                    format!("consistency={other}: use linearizable, follower, lease or stale"),
                 ));
             }
             _ => consistency,

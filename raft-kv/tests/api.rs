@@ -54,7 +54,7 @@ async fn put_get_delete_incr_and_status() {
     );
     let stale = call(Method::GET, "/kv/a%2Fb?stale=true", vec![], b"").await;
     assert_eq!(stale.body.as_ref(), b"hello");
-    for consistency in ["linearizable", "lease", "stale"] {
+    for consistency in ["linearizable", "follower", "lease", "stale"] {
         let path = format!("/kv/a%2Fb?consistency={consistency}");
         let read = request(&address, Method::GET, &path, &[], Bytes::new())
             .await
