@@ -15,7 +15,7 @@
 //! that one chunk crosses the slowest link well within `request_timeout_ms` (1 MiB, the
 //! default, takes about 85 ms at 100 Mbit/s; 64 MiB, the maximum, takes over 5 s).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, RwLock};
 
 use async_trait::async_trait;
@@ -59,6 +59,9 @@ use crate::tls::ClientTls;
 #[derive(Debug)]
 pub struct HttpTransport {
     peers: RwLock<HashMap<NodeId, Arc<Peer>>>,
+    /// The peers `update_peers` added (learned from configurations), the only ones it removes:
+    /// a peer given to `new` or `set_peer` keeps the dial address it was given.
+    learned: RwLock<BTreeSet<NodeId>>,
     config: ClientConfig,
 }
 
@@ -87,6 +90,7 @@ impl HttpTransport {
         }
         Ok(HttpTransport {
             peers: RwLock::new(peers),
+            learned: RwLock::new(BTreeSet::new()),
             config,
         })
     }
@@ -99,6 +103,10 @@ impl HttpTransport {
     pub fn set_peer(&self, id: NodeId, address: &str) -> Result<(), Error> {
         let peer = Arc::new(Peer::new(id, address, &self.config)?);
         let mut peers = self.peers.write().unwrap_or_else(|e| e.into_inner());
+        // Set by hand: membership changes no longer replace or forget it.
+        let mut learned = self.learned.write().unwrap_or_else(|e| e.into_inner());
+        learned.remove(&id);
+        drop(learned);
         if peers
             .get(&id)
             .is_some_and(|old| old.address() == peer.address())
@@ -222,12 +230,21 @@ impl Transport for HttpTransport {
     }
 
     /// A membership change: members new to this transport are dialled at the address their
-    /// configuration entry names, members no longer listed are forgotten. Peers already known
-    /// keep the dial address they have (it may differ from the advertised one on purpose; use
-    /// [`HttpTransport::set_peer`] to change it).
+    /// configuration entry names (the address the member was added with, or the one its node
+    /// was started with: give dial addresses there when clients and peers reach a node at
+    /// different ones), and the members it learned that way are forgotten once they leave.
+    /// Peers given to [`HttpTransport::new`] or [`HttpTransport::set_peer`] keep the dial
+    /// address they have.
     fn update_peers(&self, addresses: &BTreeMap<NodeId, String>) {
         let mut peers = self.peers.write().unwrap_or_else(|e| e.into_inner());
-        peers.retain(|id, _| addresses.contains_key(id));
+        let mut learned = self.learned.write().unwrap_or_else(|e| e.into_inner());
+        learned.retain(|id| {
+            let member = addresses.contains_key(id);
+            if !member {
+                peers.remove(id);
+            }
+            member
+        });
         for (&id, address) in addresses {
             if peers.contains_key(&id) {
                 continue;
@@ -236,6 +253,7 @@ impl Transport for HttpTransport {
                 Ok(peer) => {
                     tracing::info!(peer = %id, %address, "new member: dialling it");
                     peers.insert(id, Arc::new(peer));
+                    learned.insert(id);
                 }
                 Err(error) => {
                     tracing::warn!(peer = %id, %address, %error, "a new member's address is unusable");

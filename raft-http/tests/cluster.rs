@@ -121,7 +121,10 @@ async fn a_follower_serves_linearizable_reads_with_a_read_index_over_http() {
         let index = follower.follower_read().await.expect("a read index");
         assert!(index >= written);
         let kv = &cluster.state_machines[&follower_id];
-        assert_eq!(kv.get(format!("r{i}-0").as_bytes()).as_deref(), Some(&b"value 0"[..]));
+        assert_eq!(
+            kv.get(format!("r{i}-0").as_bytes()).as_deref(),
+            Some(&b"value 0"[..])
+        );
     }
     cluster.shutdown().await;
 }

@@ -66,3 +66,42 @@ async fn a_new_member_is_dialled_at_the_address_its_configuration_carries() {
     }
     cluster.shutdown().await;
 }
+
+#[test]
+fn membership_changes_add_and_forget_learned_peers_but_keep_configured_ones() {
+    use std::collections::BTreeMap;
+
+    use raft_core::Transport;
+    use raft_http::{ClientConfig, ClusterAuth, HttpTransport};
+
+    let config = ClientConfig::new(ClusterAuth::new("c").unwrap());
+    let transport = HttpTransport::new(
+        [(NodeId(1), "10.0.0.1:1"), (NodeId(2), "10.0.0.2:1")],
+        config,
+    )
+    .unwrap();
+    let members = |pairs: &[(u64, &str)]| -> BTreeMap<NodeId, String> {
+        pairs
+            .iter()
+            .map(|&(id, a)| (NodeId(id), a.to_owned()))
+            .collect()
+    };
+    // Node 2's configuration names another address: the configured dial address stays.
+    transport.update_peers(&members(&[(2, "10.9.9.9:9"), (3, "10.0.0.3:1")]));
+    assert_eq!(
+        transport.peer_address(NodeId(1)).as_deref(),
+        Some("10.0.0.1:1")
+    );
+    assert_eq!(
+        transport.peer_address(NodeId(2)).as_deref(),
+        Some("10.0.0.2:1")
+    );
+    assert_eq!(
+        transport.peer_address(NodeId(3)).as_deref(),
+        Some("10.0.0.3:1")
+    );
+    // Node 3 leaves: forgotten; node 1, configured by hand, is kept.
+    transport.update_peers(&members(&[(2, "10.0.0.2:1")]));
+    assert_eq!(transport.peer_address(NodeId(3)), None);
+    assert!(transport.peer_address(NodeId(1)).is_some());
+}
