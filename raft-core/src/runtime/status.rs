@@ -30,6 +30,9 @@ pub struct NodeStatus {
     pub snapshot_index: LogIndex,
     /// The index before the first entry its log holds (entries up to here were compacted).
     pub log_base_index: LogIndex,
+    /// The index of the configuration in force (zero for the one the node started with); the
+    /// configuration itself is in [`Node::membership`](crate::Node::membership).
+    pub membership_index: LogIndex,
     /// False once the node stopped.
     pub running: bool,
 }
@@ -47,6 +50,7 @@ impl NodeStatus {
             durable_index: status.durable_index,
             snapshot_index: status.snapshot_index,
             log_base_index: status.log_base_index,
+            membership_index: status.membership_index,
             running: true,
         }
     }
