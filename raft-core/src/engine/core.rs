@@ -36,6 +36,9 @@ pub enum PlantedBug {
     LearnerInQuorum,
     /// A leader's lease lasts twice the election timeout instead of less than one.
     LeaseTooLong,
+    /// A follower answers a follower read at once with its own commit index, without asking
+    /// the leader for a read index (its commit index may lag the cluster's).
+    FollowerReadEarly,
 }
 
 /// A snapshot being received.

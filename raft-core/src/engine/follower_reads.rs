@@ -8,7 +8,7 @@
 //! without an answer within the request timeout, a transport failure, a change of leader or of
 //! role refuse the reads waiting (their callers retry).
 
-use super::core::Core;
+use super::core::{Core, PlantedBug};
 use super::output::Output;
 use crate::message::{Message, ReadIndex, ReadIndexResponse};
 use crate::types::NodeId;
@@ -33,6 +33,11 @@ pub(crate) struct FollowerReads {
 impl FollowerReads {
     /// A read asked of this follower.
     pub(crate) fn on_requested(&mut self, core: &mut Core, id: u64) {
+        if core.bug(PlantedBug::FollowerReadEarly) {
+            let index = core.commit_index;
+            core.outputs.push(Output::ReadReady { id, index });
+            return;
+        }
         if core.leader_id.is_none() {
             core.outputs.push(Output::ReadRejected { id, leader: None });
             return;
