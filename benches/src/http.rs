@@ -4,6 +4,8 @@
 //!
 //! The `durable` workload is the same cluster with raft-storage-fs logs (one directory per node,
 //! group commit, `fdatasync`): what a raft-kv deployment pays, minus its state machine.
+//!
+//! With `--tls` both run with mutual TLS between the nodes (see [`crate::tls`]).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -25,6 +27,7 @@ use crate::harness::{
 };
 use crate::options::Options;
 use crate::report::{Report, StorageFigures};
+use crate::tls::BenchPki;
 
 /// Runs the `http` workload (in-memory logs) and measures it.
 pub(crate) async fn run(options: &Options) -> Result<Report, Error> {
@@ -85,9 +88,15 @@ async fn run_cluster_with_leader(
     stores: Vec<Arc<dyn LogStore>>,
 ) -> Result<(Report, NodeId), Error> {
     let config = node_config(options);
-    let auth = ClusterAuth::new("raft-bench")?.with_secret("bench-secret")?;
+    let cluster_id = "raft-bench";
+    let auth = ClusterAuth::new(cluster_id)?.with_secret("bench-secret")?;
     let counters = Arc::new(Counters::default());
     let ids = [NodeId(1), NodeId(2), NodeId(3)];
+    let pki = if options.tls {
+        Some(BenchPki::new(cluster_id, &ids)?)
+    } else {
+        None
+    };
     let mut listeners = Vec::new();
     let mut addresses = BTreeMap::new();
     for id in ids {
@@ -104,8 +113,13 @@ async fn run_cluster_with_leader(
     let mut nodes = Vec::new();
     let mut servers = Vec::new();
     for ((id, listener), store) in ids.into_iter().zip(listeners).zip(stores.iter().cloned()) {
+        let tls = pki
+            .as_ref()
+            .map(|pki| pki.node(cluster_id, id))
+            .transpose()?;
         let mut client = ClientConfig::new(auth.clone());
         client.node = Some(id);
+        client.tls = tls.as_ref().map(|tls| tls.client.clone());
         let transport = Arc::new(CountingTransport {
             inner: Arc::new(HttpTransport::new(addresses.clone(), client)?),
             counters: counters.clone(),
@@ -121,8 +135,11 @@ async fn run_cluster_with_leader(
         .await?;
         let mut service = ServiceConfig::new(auth.clone());
         service.node = Some(id);
+        service.require_peer_certificate = tls.is_some();
         let service = RaftService::new(Arc::new(node.clone()), service);
-        let server = Server::from_listener(listener, ServerConfig::default());
+        let mut server_config = ServerConfig::default();
+        server_config.tls = tls.map(|tls| tls.server);
+        let server = Server::from_listener(listener, server_config);
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(server.serve(service, async {
             let _ = stopped.await;

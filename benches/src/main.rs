@@ -24,6 +24,7 @@ mod membership_change;
 mod options;
 mod peer_table;
 mod report;
+mod tls;
 
 use clap::Parser;
 

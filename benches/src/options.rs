@@ -42,6 +42,10 @@ pub(crate) struct Options {
     /// Tokio worker threads.
     #[arg(long, default_value_t = 2)]
     pub(crate) server_workers: usize,
+    /// `http`, `durable`: mutual TLS between the nodes (rustls; a CA and node certificates
+    /// made at start), as a secure deployment runs.
+    #[arg(long)]
+    pub(crate) tls: bool,
     /// Where workloads with a file log create their (temporary) data directory.
     #[arg(long)]
     pub(crate) dir: Option<std::path::PathBuf>,

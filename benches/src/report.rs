@@ -40,12 +40,13 @@ impl Report {
         let p99 = percentile(&self.latencies_us, 0.99);
         let per_request = ratio(self.append_entries as f64, self.append_requests as f64);
         println!(
-            "workload={:?} mode={:?} pacing={:?} payload={} workers={}",
+            "workload={:?} mode={:?} pacing={:?} payload={} workers={} tls={}",
             options.workload,
             options.mode,
             options.pacing,
             options.payload(),
-            options.server_workers
+            options.server_workers,
+            if options.tls { "on" } else { "off" }
         );
         println!("  ops/s            {ops_per_sec:.0}");
         println!("  latency p50/p90/p99 (us)  {p50} / {p90} / {p99}");

@@ -10,8 +10,10 @@
 //! | `POST /admin/members/change` | `{"add_learners": {"4": "host:port"}, "promote": [4], "remove": [3]}` | any change in one call |
 //!
 //! Changes answer with the membership once it has committed (after the joint phase when the
-//! voters change). On a follower they answer 307 with the leader's URL. When the cluster has a
-//! secret, every admin route wants `Authorization: Bearer <secret>` (401 otherwise). A bad body
+//! voters change). On a follower they answer 307 with the leader's URL. Every admin route
+//! wants `Authorization: Bearer <API token>` when the node has one, or else
+//! `Authorization: Bearer <cluster secret>` when it has a secret (401 otherwise; see
+//! [`crate::auth`]). A bad body
 //! is 400; a change that does not fit the members (an unknown node, a node that is no
 //! learner) 422; another change in progress 409; no leader or a replaced change 503; a change
 //! that did not finish in time 504 (its outcome is unknown: read `GET /admin/members`).
@@ -29,6 +31,8 @@ use raft_core::{Membership, MembershipChange, NodeId};
 use raft_wrapper::{Error as WrapperError, Replica};
 use serde::{Deserialize, Serialize};
 
+use crate::auth::Bearer;
+
 /// A refusal, boxed: responses are large and refusals rare.
 type Failure = Box<Response<Full<Bytes>>>;
 
@@ -43,7 +47,9 @@ const DEFAULT_MAX_LAG: u64 = 1000;
 #[derive(Clone, Debug)]
 pub(crate) struct Admin {
     replica: Replica,
-    secret: Option<String>,
+    guard: Bearer,
+    /// `http` or `https`: the scheme of the leader's URL in redirects.
+    scheme: &'static str,
 }
 
 /// A membership, as the admin routes show it.
@@ -136,8 +142,13 @@ enum Operation {
 }
 
 impl Admin {
-    pub(crate) fn new(replica: Replica, secret: Option<String>) -> Admin {
-        Admin { replica, secret }
+    /// The admin routes of `replica`, guarded by `guard`; redirects name `scheme`.
+    pub(crate) fn new(replica: Replica, guard: Bearer, scheme: &'static str) -> Admin {
+        Admin {
+            replica,
+            guard,
+            scheme,
+        }
     }
 
     /// Whether `path` is an admin route.
@@ -220,29 +231,21 @@ impl Admin {
         }
     }
 
-    /// With a cluster secret, `Authorization: Bearer <secret>` is required.
+    /// With an API token or a cluster secret, `Authorization: Bearer <it>` is required.
     fn authorize<B>(&self, request: &Request<B>) -> Result<(), Failure> {
-        let Some(secret) = &self.secret else {
+        if self.guard.allows(request.headers()) {
             return Ok(());
-        };
-        let presented = request
-            .headers()
-            .get(header::AUTHORIZATION)
-            .and_then(|value| value.to_str().ok())
-            .and_then(|value| value.strip_prefix("Bearer "));
-        match presented {
-            Some(token) if constant_time_eq(token.as_bytes(), secret.as_bytes()) => Ok(()),
-            _ => Err(fail(
-                StatusCode::UNAUTHORIZED,
-                "admin routes need Authorization: Bearer <cluster secret>",
-            )),
         }
+        Err(fail(
+            StatusCode::UNAUTHORIZED,
+            &self.guard.refusal("admin routes"),
+        ))
     }
 
     fn refusal(&self, error: WrapperError, path: &str) -> Response<Full<Bytes>> {
         let status = match &error {
             WrapperError::NotLeader { leader: Some(hint) } => {
-                let url = format!("http://{}{path}", hint.address);
+                let url = format!("{}://{}{path}", self.scheme, hint.address);
                 let mut response = text(
                     StatusCode::TEMPORARY_REDIRECT,
                     &format!("the leader is at {url}"),
@@ -340,10 +343,6 @@ where
     };
     serde_json::from_slice(&body)
         .map_err(|error| fail(StatusCode::BAD_REQUEST, &format!("bad JSON body: {error}")))
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 fn json<T: Serialize>(status: StatusCode, value: &T) -> Response<Full<Bytes>> {

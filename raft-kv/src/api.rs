@@ -1,15 +1,16 @@
 //! The client API: `/kv/{key}`, `/kv/{key}/incr` and `/status`.
 //!
 //! Keys are one percent-encoded path segment (`/kv/a%2Fb` is the key `a/b`). Writes and
-//! linearizable reads on a follower answer 307 with the leader's URL (`curl -L` follows it);
-//! every failure is a 4xx/5xx with a one-line message.
+//! linearizable reads on a follower answer 307 with the leader's URL (`curl -L` follows it;
+//! `https://` when the node speaks TLS); every failure is a 4xx/5xx with a one-line message.
+//! With an API token, writes without it get 401 before anything else (see [`crate::auth`]).
 
 use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper::body::Body;
-use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
+use hyper::header::{self, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 use percent_encoding::percent_decode_str;
 use raft_core::engine::RoleKind;
@@ -17,7 +18,10 @@ use raft_wrapper::{Applied, ClientId, Error as WrapperError, Replica, RequestId}
 use serde::Serialize;
 
 use crate::admin::Admin;
+use crate::auth::Bearer;
 use crate::command::{IncrAnswer, KvCommand};
+use crate::params::{Consistency, consistency, session_ids};
+use crate::reply::{Refusal, empty, finish, text};
 use crate::state::KvState;
 
 /// Header carrying a client's id (decimal `u64`), for exactly-once retries.
@@ -39,6 +43,12 @@ pub struct KvApi {
     body_timeout: Duration,
     node_label: String,
     admin: Admin,
+    /// The API token writes must carry, if set.
+    writes: Bearer,
+    /// The cluster secret, which guards the admin routes when there is no API token.
+    admin_secret: Option<String>,
+    /// `http`, or `https` when the listener speaks TLS: the scheme of the URLs it gives out.
+    scheme: &'static str,
 }
 
 /// Limits of the client API. `#[non_exhaustive]`: start from [`ApiConfig::default`] and set
@@ -90,42 +100,6 @@ pub struct StatusDoc {
     pub keys: usize,
 }
 
-/// A refusal: status, message, and a header when the status needs one (`Location`, `Allow`).
-struct Refusal {
-    status: StatusCode,
-    message: String,
-    header: Option<(HeaderName, String)>,
-}
-
-impl Refusal {
-    fn new(status: StatusCode, message: impl Into<String>) -> Refusal {
-        Refusal {
-            status,
-            message: message.into(),
-            header: None,
-        }
-    }
-
-    fn with_header(mut self, name: HeaderName, value: String) -> Refusal {
-        self.header = Some((name, value));
-        self
-    }
-
-    fn into_response(self) -> Response<Full<Bytes>> {
-        let mut builder = Response::builder().status(self.status).header(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("text/plain; charset=utf-8"),
-        );
-        if self.status == StatusCode::SERVICE_UNAVAILABLE {
-            builder = builder.header(header::RETRY_AFTER, HeaderValue::from_static("1"));
-        }
-        if let Some((name, value)) = self.header {
-            builder = builder.header(name, value);
-        }
-        finish(builder, Bytes::from(format!("{}\n", self.message)))
-    }
-}
-
 /// What a request asks for.
 enum Operation {
     Get {
@@ -154,6 +128,14 @@ impl Operation {
             Operation::Status => "status",
         }
     }
+
+    /// Whether it changes the map (and needs the API token, when there is one).
+    fn writes(&self) -> bool {
+        matches!(
+            self,
+            Operation::Put { .. } | Operation::Delete { .. } | Operation::Incr { .. }
+        )
+    }
 }
 
 impl KvApi {
@@ -162,20 +144,48 @@ impl KvApi {
     pub fn new(replica: Replica, state: KvState, config: ApiConfig) -> KvApi {
         KvApi {
             node_label: replica.node().id().0.to_string(),
-            admin: Admin::new(replica.clone(), None),
+            admin: Admin::new(replica.clone(), Bearer::default(), "http"),
             replica,
             state,
             max_value_bytes: config.max_value_bytes,
             read_timeout: config.read_timeout,
             body_timeout: config.body_timeout,
+            writes: Bearer::default(),
+            admin_secret: None,
+            scheme: "http",
         }
     }
 
-    /// Guards the admin routes (`/admin/...`) with the cluster secret: they then want
-    /// `Authorization: Bearer <secret>`.
+    /// Guards the admin routes (`/admin/...`) with the cluster secret when there is no API
+    /// token: they then want `Authorization: Bearer <secret>`.
     #[must_use]
     pub fn with_admin_secret(mut self, secret: Option<String>) -> KvApi {
-        self.admin = Admin::new(self.replica.clone(), secret);
+        self.admin_secret = secret;
+        self.rebuild_admin()
+    }
+
+    /// Guards writes and the admin routes with an API token (see [`crate::auth`]): they then
+    /// want `Authorization: Bearer <token>` (401 otherwise); reads stay open.
+    #[must_use]
+    pub fn with_api_token(mut self, token: Option<String>) -> KvApi {
+        self.writes = Bearer::new(token.as_deref(), "API token");
+        self.rebuild_admin()
+    }
+
+    /// Whether the listener speaks TLS: redirects and `/status` then give `https://` URLs.
+    #[must_use]
+    pub fn with_tls(mut self, tls: bool) -> KvApi {
+        self.scheme = if tls { "https" } else { "http" };
+        self.rebuild_admin()
+    }
+
+    fn rebuild_admin(mut self) -> KvApi {
+        let guard = if self.writes.is_set() {
+            self.writes.clone()
+        } else {
+            Bearer::new(self.admin_secret.as_deref(), "cluster secret")
+        };
+        self.admin = Admin::new(self.replica.clone(), guard, self.scheme);
         self
     }
 
@@ -196,9 +206,14 @@ impl KvApi {
         ) {
             Ok(operation) => {
                 let label = operation.label();
-                let response = match self.run(operation, request).await {
-                    Ok(response) => response,
-                    Err(refusal) => refusal.into_response(),
+                let response = if operation.writes() && !self.writes.allows(request.headers()) {
+                    let message = self.writes.refusal("writes");
+                    Refusal::new(StatusCode::UNAUTHORIZED, message).into_response()
+                } else {
+                    match self.run(operation, request).await {
+                        Ok(response) => response,
+                        Err(refusal) => refusal.into_response(),
+                    }
                 };
                 (label, response)
             }
@@ -245,7 +260,7 @@ impl KvApi {
                             ));
                         }
                         Ok(Err(error)) => {
-                            return Err(refusal(WrapperError::from(error), &location));
+                            return Err(refusal(WrapperError::from(error), self.scheme, &location));
                         }
                         Ok(Ok(_)) => {}
                     }
@@ -306,7 +321,7 @@ impl KvApi {
             Some((client, request)) => self.replica.submit(client, request, payload).await,
             None => self.replica.execute(payload).await,
         };
-        result.map_err(|error| refusal(error, location))
+        result.map_err(|error| refusal(error, self.scheme, location))
     }
 
     async fn read_value<B>(&self, request: Request<B>) -> Result<Bytes, Refusal>
@@ -362,7 +377,7 @@ impl KvApi {
             leader_url: status
                 .leader
                 .and_then(|l| node.address_of(l))
-                .map(|address| format!("http://{address}")),
+                .map(|address| format!("{}://{address}", self.scheme)),
             commit_index: status.commit_index.0,
             applied_index: status.applied_index.0,
             last_log_index: status.last_log_index.0,
@@ -436,87 +451,11 @@ fn not_allowed_message(allow: &'static str) -> Refusal {
     )
 }
 
-/// How a GET is served.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Consistency {
-    /// Confirmed by a quorum (ReadIndex); a follower serves it itself once it has applied the
-    /// read index its leader gave it: the default (`follower` is the same).
-    Linearizable,
-    /// Through the leader, from its lease when it holds one (no round trip; trusts clocks).
-    Lease,
-    /// This replica's state, without asking anyone.
-    Stale,
-}
-
-/// `?consistency=linearizable|follower|lease|stale` (default linearizable, which a follower
-/// serves itself, as `follower` says); `?stale=true` (or `1`) is kept as another way to ask
-/// for `stale`.
-fn consistency(query: Option<&str>) -> Result<Consistency, Refusal> {
-    let mut consistency = Consistency::Linearizable;
-    for pair in query
-        .unwrap_or_default()
-        .split('&')
-        .filter(|p| !p.is_empty())
-    {
-        let (name, value) = pair.split_once('=').unwrap_or((pair, "true"));
-        consistency = match (name, value) {
-            ("stale", "true" | "1") | ("consistency", "stale") => Consistency::Stale,
-            ("stale", "false" | "0") | ("consistency", "linearizable" | "follower") => {
-                Consistency::Linearizable
-            }
-            ("consistency", "lease") => Consistency::Lease,
-            ("stale", other) => {
-                return Err(Refusal::new(
-                    StatusCode::BAD_REQUEST,
-                    format!("stale={other}: use true or false"),
-                ));
-            }
-            ("consistency", other) => {
-                return Err(Refusal::new(
-                    StatusCode::BAD_REQUEST,
-                    format!("consistency={other}: use linearizable, follower, lease or stale"),
-                ));
-            }
-            _ => consistency,
-        };
-    }
-    Ok(consistency)
-}
-
-/// Both session headers, or neither.
-fn session_ids(headers: &HeaderMap) -> Result<Option<(ClientId, RequestId)>, Refusal> {
-    let parse = |name: &str| -> Result<Option<u64>, Refusal> {
-        headers
-            .get(name)
-            .map(|value| {
-                value
-                    .to_str()
-                    .ok()
-                    .and_then(|text| text.trim().parse::<u64>().ok())
-                    .ok_or_else(|| {
-                        Refusal::new(
-                            StatusCode::BAD_REQUEST,
-                            format!("{name} must be a decimal u64"),
-                        )
-                    })
-            })
-            .transpose()
-    };
-    match (parse(CLIENT_ID_HEADER)?, parse(REQUEST_ID_HEADER)?) {
-        (Some(client), Some(request)) => Ok(Some((ClientId(client), RequestId(request)))),
-        (None, None) => Ok(None),
-        _ => Err(Refusal::new(
-            StatusCode::BAD_REQUEST,
-            "send both Client-Id and Request-Id, or neither",
-        )),
-    }
-}
-
 /// The response for a failed write or read.
-fn refusal(error: WrapperError, location: &str) -> Refusal {
+fn refusal(error: WrapperError, scheme: &str, location: &str) -> Refusal {
     let status = match &error {
         WrapperError::NotLeader { leader: Some(hint) } => {
-            let url = format!("http://{}{location}", hint.address);
+            let url = format!("{scheme}://{}{location}", hint.address);
             return Refusal::new(
                 StatusCode::TEMPORARY_REDIRECT,
                 format!("the leader is at {url}"),
@@ -535,25 +474,6 @@ fn refusal(error: WrapperError, location: &str) -> Refusal {
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     };
     Refusal::new(status, error.to_string())
-}
-
-fn text(status: StatusCode, message: &str) -> Response<Full<Bytes>> {
-    Refusal::new(status, message).into_response()
-}
-
-/// The response, or a 500 if the builder refused a header (never a silent default 200).
-fn finish(builder: hyper::http::response::Builder, body: Bytes) -> Response<Full<Bytes>> {
-    builder.body(Full::new(body)).unwrap_or_else(|error| {
-        let mut response = Response::new(Full::new(Bytes::from(format!(
-            "cannot build the response: {error}\n"
-        ))));
-        *response.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
-        response
-    })
-}
-
-fn empty(status: StatusCode) -> Response<Full<Bytes>> {
-    finish(Response::builder().status(status), Bytes::new())
 }
 
 fn with_write_headers(
@@ -636,21 +556,6 @@ mod tests {
                 status: StatusCode::BAD_REQUEST,
                 ..
             })
-        ));
-    }
-
-    #[test]
-    fn session_headers_come_in_pairs_of_numbers() {
-        let mut headers = HeaderMap::new();
-        assert!(matches!(session_ids(&headers), Ok(None)));
-        headers.insert(CLIENT_ID_HEADER, HeaderValue::from_static("7"));
-        assert!(session_ids(&headers).is_err());
-        headers.insert(REQUEST_ID_HEADER, HeaderValue::from_static("x"));
-        assert!(session_ids(&headers).is_err());
-        headers.insert(REQUEST_ID_HEADER, HeaderValue::from_static("3"));
-        assert!(matches!(
-            session_ids(&headers),
-            Ok(Some((ClientId(7), RequestId(3))))
         ));
     }
 }

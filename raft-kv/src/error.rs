@@ -24,6 +24,14 @@ pub enum Error {
     /// The HTTP listener or transport failed (address in use, bad address).
     #[error("http: {0}")]
     Http(#[from] raft_http::Error),
+    /// The node would serve unprotected where others can reach it: a non-loopback address
+    /// without mutual TLS or a secret, and without `insecure` (see [`crate::exposure`]).
+    #[error("refusing to start: {0}")]
+    Unprotected(String),
+    /// The TLS options do not fit together (an `https://` address without TLS, `http://` with
+    /// it); unusable certificate files are [`Error::Http`].
+    #[error("TLS: {0}")]
+    Tls(String),
     /// The replica failed to start or stopped.
     #[error("raft: {0}")]
     Raft(#[from] raft_wrapper::Error),

@@ -10,6 +10,9 @@
 //!   `fdatasync` per batch), so a SIGKILL loses nothing acknowledged.
 //! - raft-http carries the peer messages and serves `/metrics`; [`server::KvNode`] mounts the
 //!   client API ([`api`]) beside them on one listener.
+//! - Secure deployments: mutual TLS between the peers and HTTPS for clients on that listener
+//!   ([`tls`]), a bearer token for writes and the admin routes ([`auth`]), and a node that
+//!   refuses to serve unprotected where others can reach it ([`exposure`]).
 //!
 //! Run `cargo run --release -p raft-kv -- local` for a 3-node cluster on loopback, or
 //! `raft-kv serve --id N --listen HOST:PORT --peer ID=HOST:PORT ... --data-dir DIR` for one node
@@ -33,10 +36,15 @@
 
 pub mod admin;
 pub mod api;
+pub mod auth;
 pub mod command;
 mod error;
+pub mod exposure;
 pub mod join;
+mod params;
+mod reply;
 pub mod server;
 pub mod state;
+pub mod tls;
 
 pub use error::Error;

@@ -6,9 +6,13 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
 use raft_core::NodeId;
+use raft_http::TlsReloader;
 use raft_kv::server::{KvNode, NodeOptions};
+use raft_kv::tls::TlsOptions;
 use tracing_subscriber::EnvFilter;
 
 #[derive(Parser, Debug)]
@@ -44,41 +48,102 @@ enum Command {
         lease_reads: bool,
     },
     /// Runs one node of a cluster.
-    Serve {
-        /// This node's id (a positive number, unique in the cluster).
-        #[arg(long)]
-        id: u64,
-        /// The address to listen on, HOST:PORT.
-        #[arg(long)]
-        listen: String,
-        /// The address others reach this node at, if not the listen address.
-        #[arg(long)]
-        advertise: Option<String>,
-        /// Another member, ID=HOST:PORT (repeat for each), when creating a cluster.
-        #[arg(long = "peer", value_parser = parse_peer, conflicts_with = "join")]
-        peers: Vec<(NodeId, String)>,
-        /// Join the cluster of the member at this URL (http://HOST:PORT) as a learner; start
-        /// with an empty --data-dir, then promote it with POST /admin/members/promote.
-        #[arg(long)]
-        join: Option<String>,
-        /// Where this node keeps its log, hard state and snapshots.
-        #[arg(long)]
-        data_dir: PathBuf,
-        /// Log size in bytes that triggers a snapshot (0: never).
-        #[arg(long, default_value_t = 64 << 20)]
-        snapshot_threshold: u64,
-        /// The cluster id peers must present.
-        #[arg(long, default_value = "raft-kv")]
-        cluster_id: String,
-        /// A secret peers must present (or set RAFT_KV_SECRET).
-        #[arg(long, env = "RAFT_KV_SECRET", hide_env_values = true)]
-        secret: Option<String>,
-        /// Serve `?consistency=lease` reads from the leader's lease, with no round trip; it
-        /// trusts the nodes' clocks to drift apart by less than 10% of an election timeout.
-        /// Set it on every node alike (otherwise those reads use ReadIndex).
-        #[arg(long)]
-        lease_reads: bool,
-    },
+    Serve(Box<ServeArgs>),
+}
+
+/// The flags of `serve`.
+#[derive(Args, Debug)]
+struct ServeArgs {
+    /// This node's id (a positive number, unique in the cluster).
+    #[arg(long)]
+    id: u64,
+    /// The address to listen on, HOST:PORT.
+    #[arg(long)]
+    listen: String,
+    /// The address others reach this node at, if not the listen address.
+    #[arg(long)]
+    advertise: Option<String>,
+    /// Another member, ID=HOST:PORT (repeat for each), when creating a cluster.
+    #[arg(long = "peer", value_parser = parse_peer, conflicts_with = "join")]
+    peers: Vec<(NodeId, String)>,
+    /// Join the cluster of the member at this URL (http://HOST:PORT, with TLS https://HOST:PORT)
+    /// as a learner; start with an empty --data-dir, then promote it with POST
+    /// /admin/members/promote.
+    #[arg(long)]
+    join: Option<String>,
+    /// Where this node keeps its log, hard state and snapshots.
+    #[arg(long)]
+    data_dir: PathBuf,
+    /// Log size in bytes that triggers a snapshot (0: never).
+    #[arg(long, default_value_t = 64 << 20)]
+    snapshot_threshold: u64,
+    /// The cluster id peers must present.
+    #[arg(long, default_value = "raft-kv")]
+    cluster_id: String,
+    /// A secret peers must present (or set RAFT_KV_SECRET); it also guards the admin routes
+    /// when there is no --api-token.
+    #[arg(long, env = "RAFT_KV_SECRET", hide_env_values = true)]
+    secret: Option<String>,
+    /// Serve `?consistency=lease` reads from the leader's lease, with no round trip; it
+    /// trusts the nodes' clocks to drift apart by less than 10% of an election timeout.
+    /// Set it on every node alike (otherwise those reads use ReadIndex).
+    #[arg(long)]
+    lease_reads: bool,
+    #[command(flatten)]
+    tls: TlsArgs,
+    /// A bearer token that writes and the admin routes of the client API must carry
+    /// (Authorization: Bearer TOKEN; or set RAFT_KV_API_TOKEN); reads stay open.
+    #[arg(long, env = "RAFT_KV_API_TOKEN", hide_env_values = true)]
+    api_token: Option<String>,
+    /// Serve on an address others can reach (not loopback) without mutual TLS or a secret,
+    /// which is refused otherwise: anyone who reaches the port can then send Raft messages.
+    #[arg(long)]
+    insecure: bool,
+}
+
+/// The TLS flags of `serve`.
+#[derive(Args, Debug)]
+struct TlsArgs {
+    /// The peers' CA certificate(s), PEM: mutual TLS between the peers (with --tls-cert and
+    /// --tls-key), and TLS for the client API on the same port.
+    #[arg(long, value_name = "FILE", requires_all = ["tls_cert", "tls_key"])]
+    tls_ca: Option<PathBuf>,
+    /// This node's certificate chain, PEM, signed by the CA; it must carry the DNS name
+    /// node-<id>.<cluster-id> and the serverAuth and clientAuth usages.
+    #[arg(long, value_name = "FILE", requires = "tls_ca")]
+    tls_cert: Option<PathBuf>,
+    /// This node's private key, PEM.
+    #[arg(long, value_name = "FILE", requires = "tls_ca")]
+    tls_key: Option<PathBuf>,
+    /// A second certificate chain, PEM, for API clients that trust another CA: presented to
+    /// clients that do not ask for node-<id>.<cluster-id> by SNI.
+    #[arg(long, value_name = "FILE", requires_all = ["tls_ca", "client_tls_key"])]
+    client_tls_cert: Option<PathBuf>,
+    /// The private key of --client-tls-cert, PEM.
+    #[arg(long, value_name = "FILE", requires = "client_tls_cert")]
+    client_tls_key: Option<PathBuf>,
+    /// Check the TLS files every this many seconds and reload them when they change (0: only
+    /// on SIGHUP, which always reloads them).
+    #[arg(long, value_name = "SECS", default_value_t = 60)]
+    tls_reload_secs: u64,
+}
+
+impl TlsArgs {
+    /// The TLS options, when TLS is configured.
+    fn options(&self) -> Option<TlsOptions> {
+        let (Some(ca), Some(certificate), Some(key)) =
+            (&self.tls_ca, &self.tls_cert, &self.tls_key)
+        else {
+            return None;
+        };
+        let mut options = TlsOptions::new(ca, certificate, key);
+        if let (Some(certificate), Some(key)) = (&self.client_tls_cert, &self.client_tls_key) {
+            options = options.with_client_certificate(certificate, key);
+        }
+        options.reload_interval =
+            (self.tls_reload_secs > 0).then(|| Duration::from_secs(self.tls_reload_secs));
+        Some(options)
+    }
 }
 
 fn parse_local_nodes(text: &str) -> Result<u64, String> {
@@ -160,30 +225,30 @@ async fn run(command: Command) -> Result<(), raft_kv::Error> {
             }
             nodes
         }
-        Command::Serve {
-            id,
-            listen,
-            advertise,
-            peers,
-            join,
-            data_dir,
-            snapshot_threshold,
-            cluster_id,
-            secret,
-            lease_reads,
-        } => {
-            let mut options = NodeOptions::new(NodeId(id), listen, data_dir);
-            options.advertise = advertise;
-            options.peers = peers;
-            options.join = join;
-            options.snapshot_threshold = snapshot_threshold;
-            options.cluster_id = cluster_id;
-            options.secret = secret;
-            options.raft.raft.lease_reads = lease_reads;
+        Command::Serve(args) => {
+            let args = *args;
+            let mut options = NodeOptions::new(NodeId(args.id), args.listen, args.data_dir);
+            options.advertise = args.advertise;
+            options.peers = args.peers;
+            options.join = args.join;
+            options.snapshot_threshold = args.snapshot_threshold;
+            options.cluster_id = args.cluster_id;
+            options.secret = args.secret;
+            options.raft.raft.lease_reads = args.lease_reads;
+            options.tls = args.tls.options();
+            options.api_token = args.api_token;
+            options.insecure = args.insecure;
             options.metrics = Some(metrics.clone());
             vec![KvNode::start(options).await?]
         }
     };
+    let reloaders: Vec<TlsReloader> = nodes
+        .iter()
+        .filter_map(|node| node.tls_reloader().cloned())
+        .collect();
+    if !reloaders.is_empty() {
+        reload_on_hangup(reloaders);
+    }
     for node in &nodes {
         println!("node {} serving at {}", node.id(), node.url());
     }
@@ -220,5 +285,37 @@ async fn wait_for_signal() {
     #[cfg(not(unix))]
     {
         let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// Reloads the TLS certificates on every SIGHUP (which then no longer ends the process).
+fn reload_on_hangup(reloaders: Vec<TlsReloader>) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut hangups = match signal(SignalKind::hangup()) {
+            Ok(hangups) => hangups,
+            Err(error) => {
+                tracing::warn!(%error, "cannot catch SIGHUP: TLS files reload only when they change");
+                return;
+            }
+        };
+        tokio::spawn(async move {
+            while hangups.recv().await.is_some() {
+                for reloader in &reloaders {
+                    match reloader.reload() {
+                        Ok(()) => tracing::info!("SIGHUP: TLS certificates reloaded"),
+                        Err(error) => tracing::warn!(
+                            %error,
+                            "SIGHUP: the TLS files cannot be used; keeping the certificates in force"
+                        ),
+                    }
+                }
+            }
+        });
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = reloaders;
     }
 }

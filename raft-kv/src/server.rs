@@ -1,5 +1,6 @@
 //! [`KvNode`]: one raft-kv node — a durable log, a replica with client sessions, and one HTTP
-//! listener serving the peer routes, the client API and `/metrics`.
+//! listener serving the peer routes, the client API and `/metrics`, in plaintext or TLS
+//! ([`crate::tls`]).
 
 use std::convert::Infallible;
 use std::path::PathBuf;
@@ -13,7 +14,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use raft_core::{NodeConfig, NodeId};
 use raft_http::{
     ClientConfig, ClusterAuth, HttpTransport, RaftService, Routed, Server, ServerConfig,
-    ServiceConfig,
+    ServiceConfig, TlsReloader,
 };
 use raft_storage_fs::{FsLogStore, FsOptions};
 use raft_wrapper::{Replica, ReplicaConfig};
@@ -22,7 +23,10 @@ use tokio::task::JoinHandle;
 
 use crate::api::{ApiConfig, KvApi};
 use crate::error::Error;
+use crate::exposure::Guards;
+use crate::join::JoinTls;
 use crate::state::KvState;
+use crate::tls::{NodeTls, TlsOptions, dial_address};
 
 /// How one node runs.
 #[derive(Clone, Debug)]
@@ -33,12 +37,14 @@ pub struct NodeOptions {
     pub listen: String,
     /// The address peers and clients use to reach this node (default: the bound address).
     pub advertise: Option<String>,
-    /// The other members: id and `host:port`. Only read when the cluster is created (a
-    /// node's log and snapshot hold the membership afterwards); empty with `join`.
+    /// The other members: id and `host:port` (`http://` or, with TLS, `https://` may precede
+    /// it). Only read when the cluster is created (a node's log and snapshot hold the
+    /// membership afterwards); empty with `join`.
     pub peers: Vec<(NodeId, String)>,
-    /// Join the existing cluster that a member at this URL belongs to (`http://host:port`):
-    /// the node starts with no members and asks to be added as a learner. A data directory
-    /// started this way keeps joining at later starts (see [`crate::join::JOINED_MARKER`]).
+    /// Join the existing cluster that a member at this URL belongs to (`http://host:port`,
+    /// with TLS `https://host:port`, or `host:port`): the node starts with no members and asks
+    /// to be added as a learner. A data directory started this way keeps joining at later
+    /// starts (see [`crate::join::JOINED_MARKER`]).
     pub join: Option<String>,
     /// The directory of this node's log, hard state and snapshots.
     pub data_dir: PathBuf,
@@ -46,8 +52,17 @@ pub struct NodeOptions {
     pub snapshot_threshold: u64,
     /// The cluster id every peer request must carry.
     pub cluster_id: String,
-    /// A shared secret peer requests must carry, if set.
+    /// A shared secret peer requests must carry, if set; it also guards the admin routes when
+    /// there is no `api_token`.
     pub secret: Option<String>,
+    /// Mutual TLS between the peers and TLS for the client API (`None`: plaintext).
+    pub tls: Option<TlsOptions>,
+    /// A bearer token the client API's writes and admin routes must carry (see
+    /// [`crate::auth`]).
+    pub api_token: Option<String>,
+    /// Serve even where others can reach the node without TLS or a secret (see
+    /// [`crate::exposure`]); a warning is logged.
+    pub insecure: bool,
     /// Limits of the client API (largest value, read and body timeouts).
     pub api: ApiConfig,
     /// The consensus settings (its `snapshot_log_bytes` is replaced by `snapshot_threshold`).
@@ -70,6 +85,9 @@ impl NodeOptions {
             snapshot_threshold: 64 << 20,
             cluster_id: "raft-kv".to_owned(),
             secret: None,
+            tls: None,
+            api_token: None,
+            insecure: false,
             api: ApiConfig::default(),
             raft: NodeConfig::default(),
             metrics: None,
@@ -82,6 +100,10 @@ impl NodeOptions {
 pub struct KvNode {
     id: NodeId,
     address: String,
+    /// `http` or `https`.
+    scheme: &'static str,
+    /// Reloads the certificates, with TLS.
+    tls: Option<TlsReloader>,
     replica: Replica,
     state: KvState,
     store: FsLogStore,
@@ -96,7 +118,9 @@ impl KvNode {
     /// serves until [`shutdown`](KvNode::shutdown).
     ///
     /// # Errors
-    /// [`Error::Config`] for inconsistent options, [`Error::Http`] when the address cannot be
+    /// [`Error::Config`] for inconsistent options, [`Error::Unprotected`] for an address others
+    /// can reach without TLS, a secret or `insecure`, [`Error::Tls`] for an address whose scheme
+    /// does not fit TLS, [`Error::Http`] for unusable TLS files or when the address cannot be
     /// bound, [`Error::Storage`] when the log cannot be opened, [`Error::Raft`] when the node
     /// cannot start.
     pub async fn start(options: NodeOptions) -> Result<KvNode, Error> {
@@ -112,7 +136,38 @@ impl KvNode {
                     .to_owned(),
             ));
         }
-        let server = Server::bind(&options.listen, ServerConfig::default()).await?;
+        let tls_on = options.tls.is_some();
+        let peers = options
+            .peers
+            .iter()
+            .map(|(peer, address)| {
+                Ok((
+                    *peer,
+                    dial_address(&format!("--peer {peer}"), address, tls_on)?,
+                ))
+            })
+            .collect::<Result<Vec<_>, Error>>()?;
+        let join = options
+            .join
+            .as_deref()
+            .map(|url| dial_address("--join", url, tls_on))
+            .transpose()?;
+        check_exposure(&options, &peers, join.as_deref())?;
+        let tls = options
+            .tls
+            .as_ref()
+            .map(|tls| NodeTls::load(tls, &options.cluster_id, id))
+            .transpose()?;
+        let reloader = tls.as_ref().map(NodeTls::reloader);
+        if let (Some(reloader), Some(every)) = (
+            &reloader,
+            options.tls.as_ref().and_then(|tls| tls.reload_interval),
+        ) {
+            reloader.watch(every)?;
+        }
+        let mut server_config = ServerConfig::default();
+        server_config.tls = tls.as_ref().map(|tls| tls.server.clone());
+        let server = Server::bind(&options.listen, server_config).await?;
         let bound = server.local_addr()?;
         let address = match &options.advertise {
             Some(address) => address.clone(),
@@ -124,7 +179,7 @@ impl KvNode {
             None => bound.to_string(),
         };
         let mut members = vec![(id, address.clone())];
-        members.extend(options.peers.iter().cloned());
+        members.extend(peers);
 
         let mut auth = ClusterAuth::new(&options.cluster_id)?;
         if let Some(secret) = &options.secret {
@@ -132,6 +187,7 @@ impl KvNode {
         }
         let mut client = ClientConfig::new(auth.clone());
         client.node = Some(id);
+        client.tls = tls.as_ref().map(|tls| tls.client.clone());
         let transport = Arc::new(HttpTransport::new(members.iter().cloned(), client)?);
 
         std::fs::create_dir_all(&options.data_dir).map_err(|source| Error::DataDir {
@@ -162,12 +218,15 @@ impl KvNode {
 
         let mut service_config = ServiceConfig::new(auth).with_snapshot_chunk_bytes(chunk_bytes)?;
         service_config.node = Some(id);
+        service_config.require_peer_certificate = tls_on;
         let mut raft_service = RaftService::new(Arc::new(replica.node().clone()), service_config);
         if let Some(handle) = options.metrics.clone() {
             raft_service = raft_service.with_metrics(handle);
         }
         let api = KvApi::new(replica.clone(), state.clone(), options.api)
-            .with_admin_secret(options.secret.clone());
+            .with_admin_secret(options.secret.clone())
+            .with_api_token(options.api_token.clone())
+            .with_tls(tls_on);
         let service = hyper::service::service_fn(move |request: Request<Incoming>| {
             // Routing runs here, synchronously, so a connection's AppendEntries keep their order.
             let routed = raft_service.route(request);
@@ -184,12 +243,18 @@ impl KvNode {
         let serving = tokio::spawn(server.serve(service, async {
             let _ = stopped.await;
         }));
-        tracing::info!(node = %id, %address, dir = %options.data_dir.display(), "raft-kv node serving");
-        let joiner = options.join.clone().map(|url| {
-            let (address, secret) = (address.clone(), options.secret.clone());
+        tracing::info!(node = %id, %address, tls = tls_on, dir = %options.data_dir.display(), "raft-kv node serving");
+        let joiner = join.map(|url| {
+            let address = address.clone();
+            // The admin routes want the API token, or the secret when there is none.
+            let token = options.api_token.clone().or_else(|| options.secret.clone());
+            let join_tls = tls
+                .as_ref()
+                .map(|tls| JoinTls::new(tls.client.clone(), options.cluster_id.clone()));
             tokio::spawn(async move {
-                if let Err(reason) = crate::join::join(&url, id, &address, secret.as_deref()).await
-                {
+                let joined =
+                    crate::join::join(&url, id, &address, token.as_deref(), join_tls.as_ref());
+                if let Err(reason) = joined.await {
                     tracing::error!(%url, %reason, "the cluster refused to add this node");
                 }
             })
@@ -197,6 +262,8 @@ impl KvNode {
         Ok(KvNode {
             id,
             address,
+            scheme: if tls_on { "https" } else { "http" },
+            tls: reloader,
             replica,
             state,
             store,
@@ -212,10 +279,17 @@ impl KvNode {
         self.id
     }
 
-    /// The URL clients use (`http://host:port`).
+    /// The URL clients use (`http://host:port`, or `https://host:port` with TLS).
     #[must_use]
     pub fn url(&self) -> String {
-        format!("http://{}", self.address)
+        format!("{}://{}", self.scheme, self.address)
+    }
+
+    /// With TLS: reloads the certificates from their files (for new connections; a failed
+    /// reload keeps the ones in force), as `serve` does on SIGHUP.
+    #[must_use]
+    pub fn tls_reloader(&self) -> Option<&TlsReloader> {
+        self.tls.as_ref()
     }
 
     /// The replica (status, reads, submits from inside the process).
@@ -246,4 +320,33 @@ impl KvNode {
         self.store.close().await;
         tracing::info!(node = %self.id, "raft-kv node stopped");
     }
+}
+
+/// Refuses to serve unprotected where others can reach the node (see [`crate::exposure`]).
+fn check_exposure(
+    options: &NodeOptions,
+    peers: &[(NodeId, String)],
+    join: Option<&str>,
+) -> Result<(), Error> {
+    let mut addresses = vec![("--listen".to_owned(), options.listen.clone())];
+    if let Some(advertise) = &options.advertise {
+        addresses.push(("--advertise".to_owned(), advertise.clone()));
+    }
+    for (peer, address) in peers {
+        addresses.push((format!("--peer {peer} at"), address.clone()));
+    }
+    if let Some(join) = join {
+        addresses.push(("--join".to_owned(), join.to_owned()));
+    }
+    let addresses: Vec<(&str, &str)> = addresses
+        .iter()
+        .map(|(what, address)| (what.as_str(), address.as_str()))
+        .collect();
+    let guards = Guards {
+        tls: options.tls.is_some(),
+        secret: options.secret.is_some(),
+        api_token: options.api_token.is_some(),
+        insecure: options.insecure,
+    };
+    crate::exposure::check(&addresses, guards)
 }

@@ -10,6 +10,8 @@ use hyper::{Method, Request, StatusCode};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
+pub mod tls;
+
 /// An answer: status, selected headers and body.
 #[derive(Clone, Debug)]
 pub struct Answer {

@@ -1,0 +1,67 @@
+//! The client API's answers: [`Refusal`] (a status, a one-line message and maybe a header) and
+//! the helpers that build responses.
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::header::{self, HeaderName, HeaderValue};
+use hyper::{Response, StatusCode};
+
+/// A refusal: status, message, and a header when the status needs one (`Location`, `Allow`).
+pub(crate) struct Refusal {
+    pub(crate) status: StatusCode,
+    message: String,
+    header: Option<(HeaderName, String)>,
+}
+
+impl Refusal {
+    pub(crate) fn new(status: StatusCode, message: impl Into<String>) -> Refusal {
+        Refusal {
+            status,
+            message: message.into(),
+            header: None,
+        }
+    }
+
+    pub(crate) fn with_header(mut self, name: HeaderName, value: String) -> Refusal {
+        self.header = Some((name, value));
+        self
+    }
+
+    pub(crate) fn into_response(self) -> Response<Full<Bytes>> {
+        let mut builder = Response::builder().status(self.status).header(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; charset=utf-8"),
+        );
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            builder = builder.header(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        if let Some((name, value)) = self.header {
+            builder = builder.header(name, value);
+        }
+        finish(builder, Bytes::from(format!("{}\n", self.message)))
+    }
+}
+
+/// A response with `message` as its text.
+pub(crate) fn text(status: StatusCode, message: &str) -> Response<Full<Bytes>> {
+    Refusal::new(status, message).into_response()
+}
+
+/// The response, or a 500 if the builder refused a header (never a silent default 200).
+pub(crate) fn finish(
+    builder: hyper::http::response::Builder,
+    body: Bytes,
+) -> Response<Full<Bytes>> {
+    builder.body(Full::new(body)).unwrap_or_else(|error| {
+        let mut response = Response::new(Full::new(Bytes::from(format!(
+            "cannot build the response: {error}\n"
+        ))));
+        *response.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
+        response
+    })
+}
+
+/// A response without a body.
+pub(crate) fn empty(status: StatusCode) -> Response<Full<Bytes>> {
+    finish(Response::builder().status(status), Bytes::new())
+}
