@@ -231,6 +231,16 @@ impl Clients {
         self.finish(id, OpState::Unknown, None)
     }
 
+    /// The op `client` waits for, and the node it was sent to.
+    pub(crate) fn pending_of(&self, client: usize) -> Option<(u64, usize)> {
+        self.ops
+            .iter()
+            .enumerate()
+            .rev()
+            .find(|(_, op)| op.client == client && op.state == OpState::Pending)
+            .map(|(id, op)| (id as u64, op.node))
+    }
+
     /// Every pending op sent to `node` (which crashed).
     pub(crate) fn pending_at(&self, node: usize) -> Vec<u64> {
         self.ops

@@ -48,11 +48,15 @@ pub enum Bug {
     ConfigOnCommit,
     /// The engine's leader counts learners as voters in its commit rule.
     LearnerInQuorum,
+    /// The engine's lease lasts twice the election timeout instead of the election timeout
+    /// less the clock-drift bound: a deposed leader answers lease reads from its stale state
+    /// (needs lease reads on).
+    LeaseTooLong,
 }
 
 impl Bug {
     /// Every planted bug.
-    pub const ALL: [Bug; 13] = [
+    pub const ALL: [Bug; 14] = [
         Bug::ForgetVote,
         Bug::AckBeforeSync,
         Bug::StaleRead,
@@ -66,6 +70,7 @@ impl Bug {
         Bug::SkipJointPhase,
         Bug::ConfigOnCommit,
         Bug::LearnerInQuorum,
+        Bug::LeaseTooLong,
     ];
 
     /// The name used on the command line.
@@ -85,6 +90,7 @@ impl Bug {
             Bug::SkipJointPhase => "skip-joint-phase",
             Bug::ConfigOnCommit => "config-on-commit",
             Bug::LearnerInQuorum => "learner-in-quorum",
+            Bug::LeaseTooLong => "lease-too-long",
         }
     }
 
@@ -105,6 +111,7 @@ impl Bug {
             Bug::SkipJointPhase => Some(PlantedBug::SkipJointPhase),
             Bug::ConfigOnCommit => Some(PlantedBug::ConfigOnCommit),
             Bug::LearnerInQuorum => Some(PlantedBug::LearnerInQuorum),
+            Bug::LeaseTooLong => Some(PlantedBug::LeaseTooLong),
             Bug::ForgetVote
             | Bug::AckBeforeSync
             | Bug::StaleRead

@@ -13,7 +13,8 @@
 //! (`reveal-after-durable`) and of terms adopted on receipt (`higher-term-adopted`) in
 //! [`reveal`]; those of membership changes (`config-quorums-overlap`,
 //! `removed-cannot-disrupt`, `snapshot-membership`) in [`membership`], over the committed
-//! configurations of [`configs`].
+//! configurations of [`configs`]; those of reads when the engine answers them
+//! (`read-covers-commits`, `lease-read-sole-leader`) in [`reads`].
 //!
 //! Every check counts over node ids, so nodes added later by membership churn are covered
 //! like the first ones: one leader per term whichever nodes lead, and Log Matching, State
@@ -22,6 +23,7 @@
 mod configs;
 mod durability;
 mod membership;
+mod reads;
 mod reference;
 mod reveal;
 mod snapshots;
@@ -67,6 +69,8 @@ pub(crate) struct Checker {
     /// Whether `removed-cannot-disrupt` applies: only with pre-vote (see [`membership`]).
     disruption_checked: bool,
     pub(crate) elections: u64,
+    /// Reads asked for and not answered yet: the highest index committed when each was.
+    read_requests: BTreeMap<u64, LogIndex>,
     pub(crate) violation: Option<Violation>,
 }
 

@@ -23,11 +23,23 @@
 //! (`removed-cannot-disrupt`). [`ChurnCounts`] reports what churn did. Without churn a seed
 //! replays the run it gave before membership changes existed.
 //!
+//! With [`SimOptions::leases`] the engines serve lease reads (`Config::lease_reads`, with
+//! check-quorum and a `max_clock_drift_ms` drawn per seed) and clients ask for them as well as
+//! for ReadIndex reads; with [`SimOptions::clocks`] every node's engine sees its own clock
+//! ([`ClockMode`]): drifting and jumping forward within the bound `max_clock_drift_ms` states,
+//! where every history must stay linearizable, or far beyond it. Reads are checked when the
+//! engine answers them, by consequences independent of its arithmetic: a read's index covers
+//! every index committed when it was asked for (`read-covers-commits`), a lease read is served
+//! only while a quorum would still ignore a vote request (`lease-read-quorum-bound`, the
+//! followers' side of the lease, judged by their own clocks) and while no later term has a
+//! leader (`lease-read-sole-leader`). [`LeaseCounts`] reports the lease reads served at once
+//! and those that fell back to ReadIndex.
+//!
 //! [`Bug`] plants a broken rule to show the checks catch it: forget-vote, ack-before-sync,
 //! stale-read, commit-by-count, vote-twice, lazy-snapshot, unsafe-wipe,
-//! commit-before-own-sync, vote-request-before-sync, ignore-higher-term-response, and with
-//! churn skip-joint-phase, config-on-commit, learner-in-quorum (each has a pinned seed or seed
-//! range in `tests/`).
+//! commit-before-own-sync, vote-request-before-sync, ignore-higher-term-response, with
+//! churn skip-joint-phase, config-on-commit, learner-in-quorum, and with lease reads
+//! lease-too-long (each has a pinned seed or seed range in `tests/`).
 //!
 //! Everything random comes from the seed, so a failing seed replays exactly:
 //!
@@ -40,6 +52,7 @@
 #![forbid(unsafe_code)]
 
 mod client;
+mod clock;
 pub mod error;
 mod faults;
 mod invariants;
@@ -51,10 +64,11 @@ mod options;
 mod rng;
 mod world;
 
+pub use clock::ClockMode;
 pub use error::Error;
 pub use faults::Bug;
 pub use invariants::Violation;
-pub use options::{ChurnCounts, SimOptions, SnapshotCounts, SnapshotMode};
+pub use options::{ChurnCounts, LeaseCounts, SimOptions, SnapshotCounts, SnapshotMode};
 
 use linearizability::{Budget, Verdict};
 
@@ -79,6 +93,8 @@ pub struct SeedReport {
     pub snapshots: SnapshotCounts,
     /// What membership churn did (all zero without churn).
     pub churn: ChurnCounts,
+    /// What the lease reads became (all zero without lease reads).
+    pub leases: LeaseCounts,
 }
 
 /// Runs one seeded simulation and checks it.
@@ -116,5 +132,6 @@ pub fn run_seed(seed: u64, options: &SimOptions) -> SeedReport {
         linearizability_unknown,
         snapshots: world.snapshot_counts,
         churn: world.churn_counts(),
+        leases: world.lease_counts,
     }
 }

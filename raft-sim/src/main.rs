@@ -1,13 +1,16 @@
-//! `raft-sim --seeds N [--first-seed S] [--steps K] [--bug NAME] [--snapshots MODE] [--churn]`:
-//! runs N seeded simulations and prints a line per violation, a line of snapshot counts, with
-//! `--churn` a line of membership-change counts, and a summary line (last, in the form
+//! `raft-sim --seeds N [--first-seed S] [--steps K] [--bug NAME] [--snapshots MODE] [--churn]
+//! [--leases] [--drift [within|beyond]]`: runs N seeded simulations and prints a line per
+//! violation, a line of snapshot counts, with `--churn` a line of membership-change counts,
+//! with `--leases` a line of lease-read counts, and a summary line (last, in the form
 //! ARCHITECTURE.md, "Command lines", fixes); exits non-zero iff a violation was seen.
 #![allow(clippy::print_stdout)]
 
 use std::process::ExitCode;
 
 use clap::Parser;
-use raft_sim::{Bug, ChurnCounts, SimOptions, SnapshotCounts, SnapshotMode, run_seed};
+use raft_sim::{
+    Bug, ChurnCounts, ClockMode, LeaseCounts, SimOptions, SnapshotCounts, SnapshotMode, run_seed,
+};
 
 /// Deterministic fault-injecting simulation of raft-core.
 #[derive(Debug, Parser)]
@@ -25,7 +28,8 @@ struct Args {
     /// Plant a bug to see the checker catch it: forget-vote, ack-before-sync, stale-read,
     /// commit-by-count, vote-twice, lazy-snapshot, unsafe-wipe (these two need snapshots),
     /// commit-before-own-sync, vote-request-before-sync, ignore-higher-term-response,
-    /// skip-joint-phase, config-on-commit, learner-in-quorum (these three need --churn).
+    /// skip-joint-phase, config-on-commit, learner-in-quorum (these three need --churn),
+    /// lease-too-long (turns --leases on).
     #[arg(long, value_parser = parse_bug)]
     bug: Option<Bug>,
     /// Snapshots: random (drawn per seed, with disk wipes), off (as before snapshots existed;
@@ -36,6 +40,20 @@ struct Args {
     /// them) and learners removed, several voters changed at once, removed nodes stopped.
     #[arg(long)]
     churn: bool,
+    /// Lease reads: engines with lease reads and check-quorum, a clock-drift bound drawn per
+    /// seed, and clients asking for lease reads as well as ReadIndex reads.
+    #[arg(long)]
+    leases: bool,
+    /// Per-node clocks that drift and jump forward: within the bound the engines are
+    /// configured with (`--drift` alone), or beyond it (`--drift beyond`). Without it every
+    /// node sees the simulated time.
+    #[arg(long, num_args = 0..=1, default_missing_value = "within", value_parser = parse_drift)]
+    drift: Option<ClockMode>,
+    /// Leave out the checks of reads when the engine answers them (read-covers-commits,
+    /// lease-read-quorum-bound, lease-read-sole-leader): only the linearizability check of
+    /// the clients' history judges reads (to see what a broken lease does to clients).
+    #[arg(long)]
+    no_read_checks: bool,
 }
 
 fn parse_bug(name: &str) -> Result<Bug, String> {
@@ -55,6 +73,36 @@ fn parse_snapshots(name: &str) -> Result<SnapshotMode, String> {
     })
 }
 
+fn parse_drift(name: &str) -> Result<ClockMode, String> {
+    match ClockMode::from_name(name) {
+        Some(mode) if mode != ClockMode::Exact => Ok(mode),
+        _ => Err(format!("unknown drift {name:?}; known: within, beyond")),
+    }
+}
+
+/// The flags to repeat on a replay line, beyond seeds, steps and snapshots.
+fn replay_flags(options: &SimOptions) -> String {
+    let mut flags = String::new();
+    if options.churn {
+        flags.push_str(" --churn");
+    }
+    if options.leases {
+        flags.push_str(" --leases");
+    }
+    if options.clocks != ClockMode::Exact {
+        flags.push_str(" --drift ");
+        flags.push_str(options.clocks.name());
+    }
+    if !options.read_checks {
+        flags.push_str(" --no-read-checks");
+    }
+    if let Some(bug) = options.bug {
+        flags.push_str(" --bug ");
+        flags.push_str(bug.name());
+    }
+    flags
+}
+
 fn main() -> ExitCode {
     let args = Args::parse();
     let options = SimOptions {
@@ -62,11 +110,15 @@ fn main() -> ExitCode {
         bug: args.bug,
         snapshots: args.snapshots,
         churn: args.churn,
+        leases: args.leases || args.bug == Some(Bug::LeaseTooLong),
+        clocks: args.drift.unwrap_or(ClockMode::Exact),
+        read_checks: !args.no_read_checks,
     };
     let (mut violations, mut commits, mut elections, mut unknown) = (0u64, 0u64, 0u64, 0u64);
     let mut snapshots = SnapshotCounts::default();
     let mut churn = ChurnCounts::default();
-    let churn_flag = if args.churn { " --churn" } else { "" };
+    let mut leases = LeaseCounts::default();
+    let flags = replay_flags(&options);
     for seed in args.first_seed..args.first_seed.saturating_add(args.seeds) {
         let report = run_seed(seed, &options);
         commits += report.commits;
@@ -74,10 +126,11 @@ fn main() -> ExitCode {
         unknown += u64::from(report.linearizability_unknown);
         snapshots.add(&report.snapshots);
         churn.add(&report.churn);
+        leases.add(&report.leases);
         if let Some(violation) = report.violation {
             violations += 1;
             println!(
-                "violation: seed={seed} invariant={} step={} {} (replay: --first-seed {seed} --seeds 1 --steps {} --snapshots {}{churn_flag})",
+                "violation: seed={seed} invariant={} step={} {} (replay: --first-seed {seed} --seeds 1 --steps {} --snapshots {}{flags})",
                 violation.invariant,
                 violation.step,
                 violation.detail,
@@ -117,6 +170,12 @@ fn main() -> ExitCode {
             churn.nodes_removed,
             churn.leaders_removed,
             churn.removed_stopped
+        );
+    }
+    if options.leases {
+        println!(
+            "leases: lease_reads={} served_at_once={} fell_back_to_read_index={} rejected_not_leader={}",
+            leases.requested, leases.served_at_once, leases.fell_back, leases.rejected
         );
     }
     println!(

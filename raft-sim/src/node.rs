@@ -78,6 +78,15 @@ pub(crate) struct SimNode {
     pub(crate) pre_committed_last: LogIndex,
     /// Reads confirmed by the engine, waiting for `applied` to reach their index.
     pub(crate) pending_reads: Vec<(u64, LogIndex)>,
+    /// Whether the engine of this life has had a tick (its clock starts at the first).
+    pub(crate) ticked: bool,
+    /// The time the engine last heard (its clock at its last tick; zero before the first).
+    pub(crate) engine_now_ms: u64,
+    /// With lease reads: until when (its clock) the engine ignores elections after its start.
+    pub(crate) quiet_until_ms: u64,
+    /// The last request of a leader the engine took in this life: the term, the leader and
+    /// the engine's time then.
+    pub(crate) leader_contact: Option<(Term, NodeId, u64)>,
 }
 
 impl SimNode {
@@ -106,6 +115,10 @@ impl SimNode {
             commit_seen: LogIndex::ZERO,
             pre_committed_last: LogIndex::ZERO,
             pending_reads: Vec::new(),
+            ticked: false,
+            engine_now_ms: 0,
+            quiet_until_ms: 0,
+            leader_contact: None,
         }
     }
 
@@ -129,6 +142,10 @@ impl SimNode {
         self.commit_seen = LogIndex::ZERO;
         self.pre_committed_last = LogIndex::ZERO;
         self.pending_reads.clear();
+        self.ticked = false;
+        self.engine_now_ms = 0;
+        self.quiet_until_ms = 0;
+        self.leader_contact = None;
     }
 
     /// Crashes and loses the disk too, as a replaced machine would, except the term and vote:

@@ -1,9 +1,11 @@
 //! What a run is asked to do and the figures it reports: [`SimOptions`] (steps, a planted bug,
-//! the [`SnapshotMode`], membership churn), [`SnapshotCounts`] and [`ChurnCounts`]. They sit
+//! the [`SnapshotMode`], membership churn, lease reads, the [`ClockMode`]), [`SnapshotCounts`],
+//! [`ChurnCounts`] and [`LeaseCounts`]. They sit
 //! below the simulated world so that the world, its parts, the checker and the crate root can
 //! all name them; the crate root re-exports them, so their public paths are
 //! `raft_sim::SimOptions` and so on.
 
+use crate::clock::ClockMode;
 use crate::faults::Bug;
 
 /// Whether and how often the nodes take snapshots.
@@ -60,6 +62,18 @@ pub struct SimOptions {
     /// (the leader among them), several voters changed at once, removed nodes stopped. Off, a
     /// seed replays exactly the run it gave before membership changes existed.
     pub churn: bool,
+    /// Lease reads: the engines run with `Config::lease_reads` (and check-quorum) and a
+    /// `Config::max_clock_drift_ms` drawn per seed, and clients ask for lease reads as well as
+    /// ReadIndex reads. Off, a seed replays exactly the run it gave before leases existed.
+    pub leases: bool,
+    /// The nodes' clocks: exact (the simulated time), drifting and jumping within the bound
+    /// `Config::max_clock_drift_ms` states, or beyond it.
+    pub clocks: ClockMode,
+    /// The checks of reads when the engine answers them (`read-covers-commits`, and with
+    /// lease reads `lease-read-quorum-bound` and `lease-read-sole-leader`). On by default;
+    /// off, only the linearizability check of the clients' history judges reads, which shows
+    /// what a broken lease does to clients.
+    pub read_checks: bool,
 }
 
 impl Default for SimOptions {
@@ -69,7 +83,34 @@ impl Default for SimOptions {
             bug: None,
             snapshots: SnapshotMode::Random,
             churn: false,
+            leases: false,
+            clocks: ClockMode::Exact,
+            read_checks: true,
         }
+    }
+}
+
+/// What the clients' lease reads became in one run (or, summed, in many).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LeaseCounts {
+    /// Lease reads asked of a node.
+    pub requested: u64,
+    /// Answered at once by a leader whose lease held (no round trip).
+    pub served_at_once: u64,
+    /// Taken by a leader whose lease did not hold: served as a ReadIndex read, or refused
+    /// later when it stopped leading.
+    pub fell_back: u64,
+    /// Refused at once by a node that did not lead.
+    pub rejected: u64,
+}
+
+impl LeaseCounts {
+    /// Adds another run's counts.
+    pub fn add(&mut self, other: &LeaseCounts) {
+        self.requested += other.requested;
+        self.served_at_once += other.served_at_once;
+        self.fell_back += other.fell_back;
+        self.rejected += other.rejected;
     }
 }
 

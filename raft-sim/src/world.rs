@@ -8,30 +8,37 @@
 //! The events of the queue are defined in [`event`], below the world and its parts. The outputs
 //! that concern snapshots run in [`snapshots`], the requests the leader's peer tasks fill in
 //! [`peers`], the nemesis in [`nemesis`], membership churn in [`churn`] and the clients'
-//! requests in [`clients`].
+//! requests in [`clients`], lease reads in [`leases`].
+//!
+//! Events run on the simulated time; each node's engine sees its own clock
+//! ([`Clocks`], exact unless `SimOptions::clocks` makes them drift).
 
 mod churn;
 mod clients;
 mod event;
+mod leases;
 mod nemesis;
 mod peers;
 mod snapshots;
 
 use std::collections::BTreeMap;
 
-use raft_core::engine::{Engine, Input, Output};
+use raft_core::engine::{Engine, Input, Output, RoleKind};
 use raft_core::message::Message;
 use raft_core::{Config, LogIndex, Membership, NodeId, Pacing};
 
 use self::event::{Event, Fill};
 use crate::client::Clients;
+use crate::clock::{Clocks, TICK_MS};
 use crate::faults::{Bug, Network};
 use crate::invariants::{Checker, received_term};
 use crate::node::{DiskOp, SimNode};
-use crate::options::{ChurnCounts, SimOptions, SnapshotCounts, SnapshotMode};
+use crate::options::{ChurnCounts, LeaseCounts, SimOptions, SnapshotCounts, SnapshotMode};
 use crate::rng::SimRng;
 
-const TICK_MS: u64 = 10;
+/// Clients added with lease reads on: two lease readers and a writer that follows the newest
+/// leader (see [`clients`]).
+const LEASE_CLIENTS: usize = 3;
 
 #[derive(Debug)]
 pub(crate) struct World {
@@ -61,16 +68,32 @@ pub(crate) struct World {
     /// The changes asked for and their answers (the checker counts what committed).
     pub(crate) churn_counts: ChurnCounts,
     next_change_id: u64,
+    /// Each node's clock.
+    clocks: Clocks,
+    /// Lease reads on (see [`clients`]).
+    leases: bool,
+    /// What the lease reads became.
+    pub(crate) lease_counts: LeaseCounts,
+    /// The lease read being handed to an engine right now: a `ReadReady` for it in the same
+    /// step was served at once.
+    lease_read_asked: Option<u64>,
+    /// The checks of reads when the engine answers them are on.
+    read_checks: bool,
+    /// Clients from this one on play the split brain (with lease reads on): this one writes
+    /// to the newest leader, the others ask for lease reads.
+    writers: usize,
 }
 
 impl World {
     pub(crate) fn new(seed: u64, options: &SimOptions) -> World {
         let mut rng = SimRng::new(seed);
         let node_count = if rng.percent(50) { 3 } else { 5 };
-        let config = random_config(&mut rng, options.snapshots);
+        let mut config = random_config(&mut rng, options.snapshots);
+        let clocks = leases::lease_config(seed, options, &mut config);
         let ids: Vec<NodeId> = (1..=node_count as u64).map(NodeId).collect();
         let membership = Membership::new(ids.clone());
-        let client_count = rng.index(4) + 2;
+        let writers = rng.index(4) + 2;
+        let client_count = writers + if options.leases { LEASE_CLIENTS } else { 0 };
         let checker = Checker::new(membership.clone(), config.pre_vote);
         let mut world = World {
             seed,
@@ -95,6 +118,12 @@ impl World {
             churn_min_ms: 0,
             churn_counts: ChurnCounts::default(),
             next_change_id: 0,
+            clocks,
+            leases: options.leases,
+            lease_counts: LeaseCounts::default(),
+            lease_read_asked: None,
+            writers,
+            read_checks: options.read_checks,
         };
         world.nemesis_min_ms = [20, 50, 150][world.rng.index(3)];
         for node in 0..node_count {
@@ -133,13 +162,7 @@ impl World {
         match event {
             Event::Tick(node) => {
                 if self.nodes[node].is_up() {
-                    self.step_node(
-                        node,
-                        Input::Tick {
-                            now_ms: self.now_ms,
-                        },
-                    );
-                    self.schedule(TICK_MS, Event::Tick(node));
+                    self.tick(node);
                 }
             }
             Event::Deliver { from, to, message } => {
@@ -217,11 +240,24 @@ impl World {
                 self.nodes[node].starting = true;
                 self.run_outputs(node, outputs);
                 self.nodes[node].starting = false;
-                let delay = self.rng.range(1, TICK_MS + 1);
-                self.schedule(delay, Event::Tick(node));
+                if self.leases {
+                    // As the runtime does: its first tick comes before any message.
+                    self.tick(node);
+                } else {
+                    let delay = self.rng.range(1, TICK_MS + 1);
+                    self.schedule(delay, Event::Tick(node));
+                }
             }
             Err(error) => self.checker.fail("restore", format!("node {id}: {error}")),
         }
+    }
+
+    /// The node's engine hears its clock; the next tick is scheduled.
+    fn tick(&mut self, node: usize) {
+        let now_ms = self.clocks.tick(node, self.now_ms);
+        self.note_tick(node, now_ms);
+        self.step_node(node, Input::Tick { now_ms });
+        self.schedule(TICK_MS, Event::Tick(node));
     }
 
     /// Feeds one input to a live node's engine and executes its outputs.
@@ -237,9 +273,12 @@ impl World {
             ),
             _ => (None, None, false),
         };
+        let leader_request = leases::leader_request_term(&input);
         let before = engine.status();
         let outputs: Vec<Output> = engine.step(input).collect();
         let after = engine.status();
+        self.note_leader_contact(node, leader_request, &after);
+        let elected = after.role == RoleKind::Leader && before.role != RoleKind::Leader;
         if let Some((term, kind)) = received {
             self.checker
                 .on_received(&self.nodes[node], term, kind, &before, &after);
@@ -250,6 +289,9 @@ impl World {
             .check_campaign_as_voter(&self.nodes[node], &before, &after);
         self.checker.after_step(&self.nodes[node], before, after);
         self.run_outputs(node, outputs);
+        if elected && self.leases {
+            self.chase_new_leader(node);
+        }
     }
 
     /// Executes one batch of outputs in order, then checks what the batch left behind.
@@ -348,15 +390,18 @@ impl World {
                 self.clients.on_accepted(id, node, first);
             }
             Output::ProposalRejected { id, leader } | Output::ReadRejected { id, leader } => {
+                if self.lease_read_asked == Some(id) {
+                    self.lease_counts.rejected += 1;
+                }
                 let reschedule = self.clients.on_rejected(id, leader);
+                if leader.is_none() {
+                    self.lease_reader_lost(reschedule);
+                }
                 self.reschedule_clients(reschedule);
             }
             Output::MembershipChangeAccepted { .. } => self.on_change_accepted(node),
             Output::MembershipChangeRejected { reason, .. } => self.on_change_rejected(&reason),
-            Output::ReadReady { id, index } => {
-                self.nodes[node].pending_reads.push((id, index));
-                self.serve_reads(node);
-            }
+            Output::ReadReady { id, index } => self.on_read_ready(node, id, index),
         }
     }
 

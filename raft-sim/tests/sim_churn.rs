@@ -10,6 +10,7 @@ fn churn(steps: u64) -> SimOptions {
         bug: None,
         snapshots: SnapshotMode::Random,
         churn: true,
+        ..SimOptions::default()
     }
 }
 

@@ -1,6 +1,6 @@
 //! The simulator as a test: seeds run clean, replay exactly, and planted bugs are caught.
 
-use raft_sim::{Bug, SimOptions, SnapshotMode, run_seed};
+use raft_sim::{Bug, ClockMode, SimOptions, SnapshotMode, run_seed};
 
 fn options(steps: u64, bug: Option<Bug>) -> SimOptions {
     SimOptions {
@@ -8,6 +8,7 @@ fn options(steps: u64, bug: Option<Bug>) -> SimOptions {
         bug,
         snapshots: SnapshotMode::Random,
         churn: false,
+        ..SimOptions::default()
     }
 }
 
@@ -15,6 +16,16 @@ fn options(steps: u64, bug: Option<Bug>) -> SimOptions {
 fn options_with_churn(steps: u64, bug: Option<Bug>) -> SimOptions {
     SimOptions {
         churn: true,
+        ..options(steps, bug)
+    }
+}
+
+/// Options with lease reads and clocks drifting within the bound, as the CI lease campaign
+/// runs them.
+fn options_with_leases(steps: u64, bug: Option<Bug>) -> SimOptions {
+    SimOptions {
+        leases: true,
+        clocks: ClockMode::Drift,
         ..options(steps, bug)
     }
 }
@@ -248,4 +259,32 @@ fn planted_learner_in_quorum_is_caught() {
         run_seed(1, &options_with_churn(3_000, None)).violation,
         None
     );
+}
+
+/// Planted engine bug: a lease lasts two election timeouts instead of one less the drift bound.
+/// Seed 6 (leases, clocks within the bound): node 5 leads term 2, cut off from its followers;
+/// it serves lease read 490 when nodes 1, 3 and 4 last heard from it more than an election
+/// timeout ago by their own clocks, so they would vote for another leader: the lease no longer
+/// stands on a quorum.
+#[test]
+fn planted_lease_too_long_is_caught() {
+    let bug = Some(Bug::LeaseTooLong);
+    let report = run_seed(6, &options_with_leases(3_000, bug));
+    let violation = report.violation.expect("the overlong lease is caught");
+    assert_eq!(violation.invariant, "lease-read-quorum-bound");
+    assert!(violation.detail.contains("voters 1,3,4"), "{violation:?}");
+    assert_eq!(
+        run_seed(6, &options_with_leases(3_000, None)).violation,
+        None
+    );
+}
+
+/// The same planted bug, caught in about one seed in ten of the CI lease campaign.
+#[test]
+fn planted_lease_too_long_is_caught_in_many_seeds() {
+    let bug = Some(Bug::LeaseTooLong);
+    let caught = (0..60)
+        .filter_map(|seed| run_seed(seed, &options_with_leases(3_000, bug)).violation)
+        .count();
+    assert!(caught >= 3, "caught in {caught} of 60 seeds");
 }

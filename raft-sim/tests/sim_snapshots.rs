@@ -10,6 +10,7 @@ fn options(steps: u64, bug: Option<Bug>, snapshots: SnapshotMode) -> SimOptions 
         bug,
         snapshots,
         churn: false,
+        ..SimOptions::default()
     }
 }
 
