@@ -20,14 +20,11 @@ use serde::Serialize;
 use crate::admin::Admin;
 use crate::auth::Bearer;
 use crate::command::{IncrAnswer, KvCommand};
+pub use crate::params::{CLIENT_ID_HEADER, REQUEST_ID_HEADER};
 use crate::params::{Consistency, consistency, session_ids};
 use crate::reply::{Refusal, empty, finish, text};
 use crate::state::KvState;
 
-/// Header carrying a client's id (decimal `u64`), for exactly-once retries.
-pub const CLIENT_ID_HEADER: &str = "client-id";
-/// Header carrying the request's id (decimal `u64`, from 1, increasing per client).
-pub const REQUEST_ID_HEADER: &str = "request-id";
 /// Response header: the log index at which a write was applied.
 pub const INDEX_HEADER: &str = "raft-index";
 /// Response header: `true` when a write was a retry of one applied before.

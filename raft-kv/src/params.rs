@@ -5,8 +5,12 @@ use hyper::StatusCode;
 use hyper::header::HeaderMap;
 use raft_wrapper::{ClientId, RequestId};
 
-use crate::api::{CLIENT_ID_HEADER, REQUEST_ID_HEADER};
 use crate::reply::Refusal;
+
+/// Header carrying a client's id (decimal `u64`), for exactly-once retries.
+pub const CLIENT_ID_HEADER: &str = "client-id";
+/// Header carrying the request's id (decimal `u64`, from 1, increasing per client).
+pub const REQUEST_ID_HEADER: &str = "request-id";
 
 /// How a GET is served.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

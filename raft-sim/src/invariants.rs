@@ -68,6 +68,9 @@ pub(crate) struct Checker {
     pub(crate) configs: ConfigHistory,
     /// Whether `removed-cannot-disrupt` applies: only with pre-vote (see [`membership`]).
     disruption_checked: bool,
+    /// Whether the engines serve lease reads (followers in a lease then ignore the term of a
+    /// vote answer; see `higher-term-adopted`).
+    pub(crate) lease_reads: bool,
     pub(crate) elections: u64,
     /// Reads asked for and not answered yet: the highest index committed when each was.
     read_requests: BTreeMap<u64, LogIndex>,

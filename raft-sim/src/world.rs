@@ -89,12 +89,13 @@ impl World {
         let mut rng = SimRng::new(seed);
         let node_count = if rng.percent(50) { 3 } else { 5 };
         let mut config = random_config(&mut rng, options.snapshots);
-        let clocks = leases::lease_config(seed, options, &mut config);
+        let clocks = World::lease_config(seed, options, &mut config);
         let ids: Vec<NodeId> = (1..=node_count as u64).map(NodeId).collect();
         let membership = Membership::new(ids.clone());
         let writers = rng.index(4) + 2;
         let client_count = writers + if options.leases { LEASE_CLIENTS } else { 0 };
-        let checker = Checker::new(membership.clone(), config.pre_vote);
+        let mut checker = Checker::new(membership.clone(), config.pre_vote);
+        checker.lease_reads = config.lease_reads;
         let mut world = World {
             seed,
             rng,
@@ -273,7 +274,7 @@ impl World {
             ),
             _ => (None, None, false),
         };
-        let leader_request = leases::leader_request_term(&input);
+        let leader_request = World::leader_request_term(&input);
         let before = engine.status();
         let outputs: Vec<Output> = engine.step(input).collect();
         let after = engine.status();

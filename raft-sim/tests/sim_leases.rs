@@ -112,29 +112,26 @@ fn beyond_the_clock_drift_bound_the_read_checks_catch_broken_leases() {
     );
 }
 
-/// Engine gap, reported, not fixed here: a follower inside a leader's lease takes the higher
+/// Regression (an engine gap the simulator found): a follower inside a leader's lease took the higher
 /// term of a refused pre-vote (the answer to its own pre-vote, sent before it heard from the
 /// leader again) and forgets its leader, so it would grant a vote in that term right away.
 /// Seed 10890 (leases, clocks within the bound): node 5 leads term 2 and, after a partition
 /// heals, counts acknowledgements of nodes 2 and 3; node 2, a pre-candidate before the heal,
 /// hears node 4 (a candidate of term 3) refuse its pre-vote and moves to term 3 with no
 /// leader, 20 ms after hearing from node 5, which goes on serving lease reads with only
-/// node 3 bound. Run with `--ignored` to see it; the engine should ignore a higher term from a
-/// vote response while it heard from its leader within the election timeout.
+/// node 3 bound. The engine now ignores the term of a vote answer while it heard from its leader
+/// within the election timeout (with leases on).
 #[test]
-#[ignore = "engine gap (reported): a refused pre-vote moves a follower in a lease to a higher term"]
 fn a_follower_in_a_lease_keeps_its_leader_when_a_refused_pre_vote_carries_a_higher_term() {
     let report = run_seed(10_890, &leases(3_000, ClockMode::Drift));
     assert_eq!(report.violation, None);
 }
 
-/// Engine gap, reported, not fixed here: with lease reads, a restarted engine ignores elections
-/// for an election timeout from its first tick, but before that tick it grants votes, so a
-/// lease it granted before the crash is lost if a vote request comes first. raft-core's
-/// runtime ticks first (and so does the simulator with leases on, since then); the engine's
-/// API does not ask for it. Run with `--ignored` to see it.
+/// Regression (an engine gap the simulator found): with lease reads, a restarted engine ignores
+/// elections for an election timeout from its first tick, and now also before that tick (it
+/// granted votes then, so a lease it granted before the crash was lost if a vote request came
+/// first).
 #[test]
-#[ignore = "engine gap (reported): a restarted engine grants votes before its first tick"]
 fn a_restarted_engine_with_leases_ignores_vote_requests_before_its_first_tick() {
     let mut config = Config::default();
     config.lease_reads = true;

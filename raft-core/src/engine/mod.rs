@@ -111,6 +111,7 @@ impl Engine {
         let log = rebuilt.log;
         let last = log.last_index();
         let snapshot_index = log.snapshot_id().index;
+        let config_lease_reads = config.lease_reads;
         let mut configs = match &restored.snapshot {
             Some(snapshot) if snapshot.last_log_id.index == snapshot_index => {
                 Configs::new(snapshot_index, snapshot.membership.clone())
@@ -137,7 +138,8 @@ impl Engine {
             log_epoch: 0,
             leader_id: None,
             clock_started: false,
-            quiet_until_ms: 0,
+            // With leases, quiet until the first tick starts the clock (then for a timeout).
+            quiet_until_ms: if config_lease_reads { u64::MAX } else { 0 },
             election_deadline_ms: 0,
             leader_contact_ms: None,
             held: Vec::new(),
@@ -404,6 +406,17 @@ impl Engine {
                         && !request.leadership_transfer =>
                 {
                     debug!(node = %core.id, %from, %term, "ignoring vote request in lease");
+                    return;
+                }
+                // With lease reads a follower keeps its promise to ignore elections while it
+                // hears from its leader: a vote answer (to a pre-vote it sent before) carrying
+                // a higher term does not make it drop its leader.
+                Message::RequestVoteResponse(_)
+                    if core.config.lease_reads
+                        && core.leader_id != Some(core.id)
+                        && core.heard_from_leader_recently() =>
+                {
+                    debug!(node = %core.id, %from, %term, "ignoring a vote answer's term in lease");
                     return;
                 }
                 Message::AppendEntries(request) => {

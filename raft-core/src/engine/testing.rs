@@ -44,6 +44,7 @@ impl Cluster {
                 let mut engine = Engine::new(id, membership.clone(), config.clone(), restored, 42)
                     .expect("valid test config");
                 engine.core.clock_started = true;
+                engine.core.quiet_until_ms = 0;
                 (id, engine)
             })
             .collect();
@@ -93,6 +94,7 @@ impl Cluster {
                 .expect("valid restored state");
             engine.drain_outputs();
             engine.core.clock_started = true;
+            engine.core.quiet_until_ms = 0;
             cluster.engines.insert(id, engine);
             cluster.logs.insert(id, entries);
         }
@@ -106,6 +108,7 @@ impl Cluster {
         let mut engine = Engine::new(id, Membership::default(), config.clone(), restored, 42)
             .expect("valid test config");
         engine.core.clock_started = true;
+        engine.core.quiet_until_ms = 0;
         engine.core.now_ms = self
             .engines
             .values()
@@ -250,6 +253,7 @@ impl Cluster {
         for engine in self.engines.values_mut() {
             engine.core.now_ms = now_ms;
             engine.core.clock_started = true;
+            engine.core.quiet_until_ms = 0;
             engine.core.reset_election_timer();
         }
     }

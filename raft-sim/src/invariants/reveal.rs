@@ -13,7 +13,7 @@
 //!   and under check-quorum a node in a leader's lease ignores them), and so are granted pre-vote
 //!   responses (they carry the candidate's proposed term).
 
-use raft_core::engine::Status;
+use raft_core::engine::{RoleKind, Status};
 use raft_core::message::Message;
 use raft_core::{NodeId, Term};
 
@@ -97,7 +97,13 @@ impl Checker {
         before: &Status,
         after: &Status,
     ) {
-        if term > before.term && after.term < term {
+        // With lease reads a follower that hears from its leader keeps its promise to ignore
+        // elections: the term of a vote answer (to a pre-vote it sent before) is not adopted.
+        let vote_answer_in_lease = matches!(kind, "pre-vote response" | "RequestVoteResponse")
+            && before.role == RoleKind::Follower
+            && before.leader.is_some()
+            && self.lease_reads;
+        if term > before.term && after.term < term && !vote_answer_in_lease {
             let detail = format!(
                 "node {} ({:?}, term {}) received a {kind} of term {term} and is still in term {}",
                 node.id, after.role, before.term, after.term

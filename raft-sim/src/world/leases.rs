@@ -18,35 +18,37 @@ use super::World;
 use crate::clock::{ClockMode, Clocks};
 use crate::options::SimOptions;
 
-/// The term of the leader's request a node receives, if `input` is one.
-pub(super) fn leader_request_term(input: &Input) -> Option<Term> {
-    match input {
-        Input::Received {
-            message: Message::AppendEntries(request),
-            ..
-        } => Some(request.term),
-        Input::Received {
-            message: Message::InstallSnapshot(request),
-            ..
-        } => Some(request.term),
-        _ => None,
+impl World {
+    /// The term of the leader's request a node receives, if `input` is one.
+    pub(super) fn leader_request_term(input: &Input) -> Option<Term> {
+        match input {
+            Input::Received {
+                message: Message::AppendEntries(request),
+                ..
+            } => Some(request.term),
+            Input::Received {
+                message: Message::InstallSnapshot(request),
+                ..
+            } => Some(request.term),
+            _ => None,
+        }
     }
-}
 
-/// With lease reads or drifting clocks: a drift bound (`max_clock_drift_ms`, from a quarter to
-/// half an election timeout) and, with leases, lease reads and check-quorum; then the clocks.
-/// Drawn from the clocks' own generator, so the world's draws are the ones it made before.
-pub(super) fn lease_config(seed: u64, options: &SimOptions, config: &mut Config) -> Clocks {
-    let mut rng = Clocks::rng(seed);
-    let timeout = config.election_timeout_ms;
-    if options.leases || options.clocks != ClockMode::Exact {
-        config.max_clock_drift_ms = rng.range(timeout / 4, timeout / 2 + 1);
+    /// With lease reads or drifting clocks: a drift bound (`max_clock_drift_ms`, from a quarter to
+    /// half an election timeout) and, with leases, lease reads and check-quorum; then the clocks.
+    /// Drawn from the clocks' own generator, so the world's draws are the ones it made before.
+    pub(super) fn lease_config(seed: u64, options: &SimOptions, config: &mut Config) -> Clocks {
+        let mut rng = Clocks::rng(seed);
+        let timeout = config.election_timeout_ms;
+        if options.leases || options.clocks != ClockMode::Exact {
+            config.max_clock_drift_ms = rng.range(timeout / 4, timeout / 2 + 1);
+        }
+        if options.leases {
+            config.lease_reads = true;
+            config.check_quorum = true;
+        }
+        Clocks::new(options.clocks, rng, timeout, config.max_clock_drift_ms)
     }
-    if options.leases {
-        config.lease_reads = true;
-        config.check_quorum = true;
-    }
-    Clocks::new(options.clocks, rng, timeout, config.max_clock_drift_ms)
 }
 
 impl World {
