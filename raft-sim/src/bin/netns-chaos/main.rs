@@ -18,8 +18,15 @@
 //! read, the histories are checked (registers with raft-sim's key-value model, counters with a
 //! counter model, both with its search), each counter must hold exactly the values its incrs
 //! returned (`1..=n`, each once), a write reported as not applied must not turn out applied,
-//! and every replica must hold the same values. Exit status: 0 clean, 1 a violation, 2 the
-//! harness could not run or the cluster did not recover.
+//! and every replica must hold the same values; a write answered as a retry although none of
+//! its earlier attempts could have applied it, a node exiting by itself, or an unexpected status
+//! are violations too. A history that is not linearizable is narrowed to the earliest time its
+//! prefix stops being so, and the operations of that key around it are printed. Exit status:
+//! 0 clean, 1 a violation, 2 the harness could not run or the cluster did not recover.
+//!
+//! Each run writes `history-kv.edn` (readable by raft-sim's `parse_kv_history`; check it again
+//! with `netns-chaos --recheck FILE`), `history-counters.edn` and `nemesis.log`. `--plant
+//! stale-read|double-incr` alters the recorded history before the checks, to see them fail.
 #![forbid(unsafe_code)]
 // A command-line tool: its report goes to stdout.
 #![allow(clippy::print_stdout)]
