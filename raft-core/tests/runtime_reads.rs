@@ -151,3 +151,31 @@ async fn a_follower_read_sees_every_acknowledged_write_and_refuses_when_cut_off(
     );
     cluster.shutdown().await;
 }
+
+/// A leader that lost its peers and then stalled (a paused process, a starved thread) far past
+/// its lease must refuse a lease read that is waiting when it resumes, before its overdue tick
+/// runs: the lease is judged by the clock now, not by the clock of the last tick.
+#[tokio::test(start_paused = true)]
+async fn a_lease_read_after_a_stall_is_refused_before_the_overdue_tick_runs() {
+    let mut config = test_config();
+    config.raft.lease_reads = true;
+    let cluster = Cluster::start(3, config).await;
+    let leader = cluster.wait_for_leader().await;
+    let node = cluster.node(leader);
+    node.append(vec![MemKv::put("x", "1")]).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    node.lease_read().await.expect("the lease holds");
+
+    cluster.network.isolate(leader);
+    let read = tokio::spawn({
+        let node = node.clone();
+        async move { node.lease_read().await }
+    });
+    // 10 election timeouts pass at once; the read is queued when the loop wakes.
+    tokio::time::advance(Duration::from_secs(3)).await;
+    let result = read.await.unwrap();
+    assert!(
+        result.is_err(),
+        "served from a lease that ended long ago, by a leader cut off from every peer: {result:?}"
+    );
+}

@@ -51,6 +51,8 @@ pub(crate) struct EventLoop {
     durable: watch::Receiver<LogId>,
     metrics: NodeMetrics,
     clock: Clock,
+    /// The clock reading of the last `Input::Tick` stepped.
+    last_tick_ms: Option<u64>,
     /// Events after a shutdown request in its round; answered when stopping.
     leftover: Vec<Event>,
     /// Reused buffer of the engine's outputs.
@@ -89,6 +91,7 @@ impl EventLoop {
             tasks,
             durable,
             clock: Clock::start(),
+            last_tick_ms: None,
             leftover: Vec::new(),
             outputs: Vec::new(),
             synced_membership: (LogIndex::ZERO, None),
@@ -172,9 +175,18 @@ impl EventLoop {
         }
     }
 
-    async fn on_tick(&mut self) -> Result<(), Error> {
+    /// Tells the engine the time now, unless it already knows it.
+    async fn step_clock(&mut self) -> Result<(), Error> {
         let now_ms = self.clock.now_ms();
-        self.step(Input::Tick { now_ms }).await?;
+        if self.last_tick_ms.is_some_and(|last| last >= now_ms) {
+            return Ok(());
+        }
+        self.last_tick_ms = Some(now_ms);
+        self.step(Input::Tick { now_ms }).await
+    }
+
+    async fn on_tick(&mut self) -> Result<(), Error> {
+        self.step_clock().await?;
         // Answers the engine will never give (a request it ignored, a read without
         // check-quorum) leave closed senders behind.
         self.executor.replies.prune_closed();
@@ -239,6 +251,10 @@ impl EventLoop {
             }
             Event::LeaseRead(reply) => {
                 self.shared.queued.fetch_sub(1, Ordering::AcqRel);
+                // The lease is judged by the engine's clock, which moves only with ticks: after
+                // a stall (a paused process, a starved thread) the last tick can be long past,
+                // and a lease that ended meanwhile would still look valid.
+                self.step_clock().await?;
                 Input::LeaseReadRequested {
                     id: self.executor.reads.register(reply),
                 }
