@@ -63,10 +63,11 @@ pub enum Error {
     /// only with an idempotent command or exactly-once ids (raft-wrapper).
     #[error("timed out; the outcome is unknown")]
     Timeout,
-    /// A newer leader's log replaced the call's entries from `index` on before they committed
-    /// (they were rolled back): those commands never commit, so retrying them cannot apply them
-    /// twice. Commands of the same call before `index` (if any) did commit. A single-command call
-    /// that gets this error was not applied.
+    /// Other entries committed in place of the call's from `index` on (a newer leader's log
+    /// replaced them): those commands never commit, so retrying them cannot apply them twice.
+    /// Commands of the same call before `index` (if any) did commit. A single-command call
+    /// that gets this error was not applied. It is given only once the index has committed:
+    /// an entry rolled back on its proposer can still commit from another node's copy.
     #[error("entries from {index} were discarded by a newer leader before they committed")]
     Discarded {
         /// The index of the call's first discarded command.

@@ -280,3 +280,81 @@ async fn batch_cut_by_a_rollback_reports_where_its_discarded_tail_begins() {
     }
     cluster.assert_replicas_agree();
 }
+
+/// An entry rolled back on the leader that proposed it can still commit from the copy another
+/// node holds, under a later leader: its caller must not be told `Discarded` (not applied)
+/// at the rollback, and gets the entry's result once it commits.
+#[tokio::test(start_paused = true)]
+async fn an_entry_rolled_back_on_its_proposer_but_committed_elsewhere_is_reported_applied() {
+    let ms = Duration::from_millis;
+    let cluster = Cluster::start(5, test_config()).await;
+    let a = cluster.wait_for_leader().await;
+    let others = cluster.others(a);
+    let (b, rest) = (others[0], others[1..].to_vec());
+
+    // 1. Leader a reaches only b: its entry E lands on a and b (2 of 5, not committed).
+    for &x in &rest {
+        cluster.network.cut(a, x);
+        cluster.network.cut(x, a);
+    }
+    let pending = cluster
+        .node(a)
+        .append_async(vec![MemKv::put("E", "1")])
+        .await
+        .unwrap();
+    let e = pending.first;
+    raft_core::testing::wait_until("b holds E", || {
+        cluster.stores[&b].last_log_id().index >= e.index
+    })
+    .await;
+
+    // 2. b goes away; the other three hold an election. The candidate l2 reaches a (which
+    //    takes its entry at E's index, rolling E back) but, once elected, none of the voters.
+    cluster.network.set_delay(ms(10), ms(10));
+    cluster.network.isolate(b);
+    let l2 = loop {
+        if let Some(&x) = rest
+            .iter()
+            .find(|&&x| cluster.node(x).status().role == raft_core::engine::RoleKind::Candidate)
+        {
+            break x;
+        }
+        tokio::time::sleep(ms(1)).await;
+    };
+    let voters: Vec<_> = rest.iter().copied().filter(|&x| x != l2).collect();
+    cluster.network.heal();
+    cluster.network.isolate(b);
+    for &x in &voters {
+        cluster.network.cut(l2, x);
+        cluster.network.cut(a, x);
+        cluster.network.cut(x, a);
+    }
+    raft_core::testing::wait_until("a's copy of E replaced", || {
+        cluster.stores[&a]
+            .entries()
+            .iter()
+            .any(|entry| entry.log_id.index == e.index && entry.log_id.term != e.term)
+    })
+    .await;
+    let mut result = Box::pin(pending.result());
+    assert!(
+        tokio::time::timeout(ms(500), &mut result).await.is_err(),
+        "the rollback alone must not answer the caller"
+    );
+
+    // 3. l2 and a go away; b (holding E) is elected by the voters and commits E.
+    cluster.network.heal();
+    cluster.network.isolate(l2);
+    cluster.network.isolate(a);
+    raft_core::testing::wait_until("E applied on b", || {
+        cluster.state_machines[&b].get(b"E") == Some(Bytes::from("1"))
+    })
+    .await;
+    cluster.network.heal();
+    let result = tokio::time::timeout(Duration::from_secs(10), result)
+        .await
+        .expect("answered once E's index commits on a");
+    assert!(result.is_ok(), "E committed, yet its caller got {result:?}");
+    cluster.settle().await;
+    cluster.assert_replicas_agree();
+}

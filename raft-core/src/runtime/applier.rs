@@ -5,8 +5,10 @@
 //! indexes. Pre-committed entries wait here until they commit, so a commit needs no log read;
 //! only entries committed before this process pre-committed them (after a restart) are read
 //! back from the log store. Callers' waiters are kept in index order and resolved with the
-//! commit results (or, in async replication mode, the pre-commit results); a rollback resolves
-//! the waiters of the entries it removes with `Error::Discarded`.
+//! commit results (or, in async replication mode, the pre-commit results). A rollback resolves
+//! no waiter: an entry removed here may still commit, from the copy another node holds, under a
+//! later leader. A waiter is answered when its indexes commit: with the results if the committed
+//! entries are its own (same term), with `Error::Discarded` if other entries committed there.
 //!
 //! Snapshots go through here too, in the same order: `Snapshot` captures the state right after
 //! the commits before it (the data is then written by a task of its own while commits go on),
@@ -50,14 +52,19 @@ pub(crate) enum ApplyOp {
 }
 
 struct Waiter {
+    /// The term the call's entries were appended in: with the index, what identifies them.
     term: crate::types::Term,
     first: LogIndex,
-    /// The last entry still waited on (lowered when a rollback cuts the call's tail).
     last: LogIndex,
-    /// Set when a rollback removed the call's entries from this index on.
-    discarded_from: Option<LogIndex>,
     results: Vec<Bytes>,
     notify: Notify,
+}
+
+impl Waiter {
+    /// The index whose result it waits for next.
+    fn next(&self) -> LogIndex {
+        self.first.plus(self.results.len() as u64)
+    }
 }
 
 pub(crate) struct Applier {
@@ -251,7 +258,6 @@ impl Applier {
             term: first_id.term,
             first,
             last: first.plus(count - 1),
-            discarded_from: None,
             results: Vec::with_capacity(usize::try_from(count).unwrap_or(0)),
             notify,
         };
@@ -265,13 +271,13 @@ impl Applier {
     }
 
     async fn pre_commit(&mut self, entries: Vec<Entry>) -> Result<(), Error> {
-        let Some(first) = entries.first().map(|e| e.log_id.index) else {
+        if entries.is_empty() {
             return Ok(());
-        };
+        }
         let results = self.state_machine.pre_commit(&entries).await?;
         check_result_count("pre_commit", &entries, &results)?;
         if self.async_replication {
-            self.deliver(first, results);
+            self.deliver(&entries, results);
         }
         self.pending.extend(entries);
         Ok(())
@@ -291,28 +297,8 @@ impl Applier {
         if !removed.is_empty() {
             self.state_machine.rollback(&removed).await?;
         }
-        while let Some(waiter) = self.waiters.back_mut() {
-            if waiter.last < first {
-                break;
-            }
-            if waiter.first < first {
-                // The call's head survives and may still commit: wait for it, then report
-                // where the discarded tail began. Raft commits a prefix, not a whole batch.
-                waiter.last = first.prev();
-                waiter.discarded_from = Some(first);
-                if waiter.last <= self.applied
-                    && let Some(waiter) = self.waiters.pop_back()
-                {
-                    // The head already applied: nothing left to wait for.
-                    waiter.notify.send(Err(Error::Discarded { index: first }));
-                }
-                break;
-            }
-            if let Some(waiter) = self.waiters.pop_back() {
-                let index = waiter.first;
-                waiter.notify.send(Err(Error::Discarded { index }));
-            }
-        }
+        // The callers keep waiting: the entries removed here can still commit from another
+        // node's copy (a newer leader that holds them); `deliver` tells at commit time.
         Ok(())
     }
 
@@ -320,7 +306,7 @@ impl Applier {
         while self.applied < upto {
             let end = upto.min(self.applied.plus(self.batch_max as u64));
             let batch = self.take_committed(end).await?;
-            let (Some(first), Some(last)) = (batch.first(), batch.last()) else {
+            let Some(last) = batch.last().map(|entry| entry.log_id.index) else {
                 if self.restore_covering(self.applied.next()).await? {
                     continue;
                 }
@@ -329,12 +315,11 @@ impl Applier {
                     self.applied.next()
                 )));
             };
-            let (first, last) = (first.log_id.index, last.log_id.index);
             let results = self.state_machine.commit(&batch).await?;
             check_result_count("commit", &batch, &results)?;
             self.applied = last;
             if !self.async_replication {
-                self.deliver(first, results);
+                self.deliver(&batch, results);
             }
             self.applied_index.send_replace(last);
             self.applied_gauge.set(last.0 as f64);
@@ -399,48 +384,57 @@ impl Applier {
         }
     }
 
-    /// Hands results of entries `first..` to the waiters that cover them.
-    fn deliver(&mut self, first: LogIndex, results: Vec<Bytes>) {
+    /// Hands the results of `entries` (consecutive) to the waiters that cover them.
+    ///
+    /// An entry answers the waiter of its index whose term it has; a waiter of the same index
+    /// with another term lost that index to this entry: its commands from there on never
+    /// commit (commit order is log order, and this entry now holds the index for good).
+    fn deliver(&mut self, entries: &[Entry], results: Vec<Bytes>) {
         if self.waiters.is_empty() {
             return;
         }
-        for (offset, result) in results.into_iter().enumerate() {
-            let index = first.plus(offset as u64);
-            while self.waiters.front().is_some_and(|w| w.last < index) {
-                // Its entries were committed without its results (cannot happen while waiters
-                // are registered before their entries' pre-commit); answer rather than leak it.
-                debug_assert!(false, "a waiter's entries passed without their results");
-                if let Some(waiter) = self.waiters.pop_front() {
-                    waiter.notify.send(Err(Error::Aborted));
+        for (entry, result) in entries.iter().zip(results) {
+            let LogId { term, index } = entry.log_id;
+            let mut result = Some(result);
+            let mut position = 0;
+            while let Some(waiter) = self.waiters.get_mut(position) {
+                if waiter.first > index {
+                    break;
                 }
-            }
-            let Some(waiter) = self.waiters.front_mut() else {
-                return;
-            };
-            if waiter.first > index {
-                continue;
-            }
-            waiter.results.push(result);
-            if index == waiter.last
-                && let Some(waiter) = self.waiters.pop_front()
-            {
-                if let Some(index) = waiter.discarded_from {
-                    waiter.notify.send(Err(Error::Discarded { index }));
+                if waiter.next() != index || waiter.term != term {
+                    // Only a committed entry of another term at the very index the call waits
+                    // on proves its commands from there on never commit. Anything else (an
+                    // index passed without the waiter, which registration order rules out, or
+                    // a pre-commit in async replication mode) leaves the outcome unknown.
+                    let answer = if waiter.next() == index && !self.async_replication {
+                        Error::Discarded { index }
+                    } else {
+                        debug_assert!(self.async_replication, "a waiter's entries passed by");
+                        Error::Aborted
+                    };
+                    if let Some(waiter) = self.waiters.remove(position) {
+                        waiter.notify.send(Err(answer));
+                    }
                     continue;
                 }
-                let first = EntryInfo {
-                    term: waiter.term,
-                    index: waiter.first,
-                };
-                let results = waiter.results;
-                waiter.notify.send(Ok(Appended { first, results }));
+                waiter.results.extend(result.take());
+                if index == waiter.last
+                    && let Some(waiter) = self.waiters.remove(position)
+                {
+                    let first = EntryInfo {
+                        term: waiter.term,
+                        index: waiter.first,
+                    };
+                    let results = waiter.results;
+                    waiter.notify.send(Ok(Appended { first, results }));
+                    continue;
+                }
+                position += 1;
             }
         }
     }
 }
 
-/// A state machine must answer each entry: results matched to the wrong entries would reach
-/// the wrong callers, so a count that differs stops the node (a bug in the state machine).
 fn check_result_count(call: &str, entries: &[Entry], results: &[Bytes]) -> Result<(), Error> {
     if results.len() == entries.len() {
         return Ok(());

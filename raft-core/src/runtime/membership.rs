@@ -123,11 +123,13 @@ impl Changes {
         for waiting in std::mem::take(&mut self.waiting) {
             let at = waiting.log_id.index;
             let answer = match engine.log_term(at) {
-                // A newer leader replaced the entry.
+                // Until its index commits, an entry replaced here may still commit from the
+                // copy a newer leader holds.
+                _ if commit < at => None,
+                // Another entry committed at its index.
                 Some(term) if term != waiting.log_id.term => {
                     Some(Err(Error::Discarded { index: at }))
                 }
-                _ if commit < at => None,
                 // Committed (or compacted away, which only committed entries are): a joint
                 // entry's change ends when the configuration after it commits, and with one
                 // change at a time that is the final configuration it leads to.
