@@ -137,6 +137,12 @@ impl EventLoop {
                         return Ok(());
                     }
                     self.gather_callers(&mut round).await;
+                    if self.engine.config().lease_reads {
+                        // Leases count on when messages were really received: a follower that
+                        // recorded its leader's heartbeat at the time of a late tick (a busy
+                        // loop delays ticks) would stop refusing votes too early.
+                        self.step_clock().await?;
+                    }
                     if self.on_round(&mut round).await? == Flow::Stop {
                         return Ok(());
                     }
