@@ -11,8 +11,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 use raft_core::message::{
-    AppendEntries, AppendEntriesResponse, InstallSnapshot, InstallSnapshotResponse, RequestVote,
-    RequestVoteResponse, TimeoutNow,
+    AppendEntries, AppendEntriesResponse, InstallSnapshot, InstallSnapshotResponse, ReadIndex,
+    ReadIndexResponse, RequestVote, RequestVoteResponse, TimeoutNow,
 };
 use raft_core::runtime::{Node, NodeConfig};
 use raft_core::snapshot::BytesSource;
@@ -132,6 +132,11 @@ impl Transport for CountingTransport {
         request: InstallSnapshot,
     ) -> Result<InstallSnapshotResponse, Error> {
         self.inner.install_snapshot(to, request).await
+    }
+
+    /// Passed on: follower reads (`Node::follower_read`) ask the leader through it.
+    async fn read_index(&self, to: NodeId, request: ReadIndex) -> Result<ReadIndexResponse, Error> {
+        self.inner.read_index(to, request).await
     }
 
     /// Passed on: a wrapped transport that finds peers by address must hear of new members.

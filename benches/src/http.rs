@@ -11,15 +11,16 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use raft_core::runtime::Node;
+use raft_core::runtime::{Node, NodeConfig};
 use raft_core::testing::MemLogStore;
-use raft_core::{Error, LogStore, NodeId};
+use raft_core::{Error, LogStore, NodeId, StateMachine};
 use raft_http::{
     ClientConfig, ClusterAuth, HttpTransport, RaftService, Server, ServerConfig, ServiceConfig,
 };
 use raft_storage_fs::{FsLogStore, FsOptions};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
 
 use crate::harness::{
     Counters, CountingTransport, NoopStateMachine, drive_clients, node_config, ready_leader,
@@ -87,80 +88,19 @@ async fn run_cluster_with_leader(
     options: &Options,
     stores: Vec<Arc<dyn LogStore>>,
 ) -> Result<(Report, NodeId), Error> {
-    let config = node_config(options);
-    let cluster_id = "raft-bench";
-    let auth = ClusterAuth::new(cluster_id)?.with_secret("bench-secret")?;
     let counters = Arc::new(Counters::default());
-    let ids = [NodeId(1), NodeId(2), NodeId(3)];
-    let pki = if options.tls {
-        Some(BenchPki::new(cluster_id, &ids)?)
-    } else {
-        None
-    };
-    let mut listeners = Vec::new();
-    let mut addresses = BTreeMap::new();
-    for id in ids {
-        let listener = TcpListener::bind("127.0.0.1:0")
-            .await
-            .map_err(|e| Error::Config(format!("cannot bind loopback: {e}")))?;
-        let address = listener
-            .local_addr()
-            .map_err(|e| Error::Config(format!("no local address: {e}")))?;
-        addresses.insert(id, address.to_string());
-        listeners.push(listener);
-    }
-
-    let mut nodes = Vec::new();
-    let mut servers = Vec::new();
-    for ((id, listener), store) in ids.into_iter().zip(listeners).zip(stores.iter().cloned()) {
-        let tls = pki
-            .as_ref()
-            .map(|pki| pki.node(cluster_id, id))
-            .transpose()?;
-        let mut client = ClientConfig::new(auth.clone());
-        client.node = Some(id);
-        client.tls = tls.as_ref().map(|tls| tls.client.clone());
-        let transport = Arc::new(CountingTransport {
-            inner: Arc::new(HttpTransport::new(addresses.clone(), client)?),
-            counters: counters.clone(),
-        });
-        let node = Node::start(
-            id,
-            addresses.clone(),
-            config.clone(),
-            store,
-            Arc::new(NoopStateMachine),
-            transport,
-        )
-        .await?;
-        let mut service = ServiceConfig::new(auth.clone());
-        service.node = Some(id);
-        service.require_peer_certificate = tls.is_some();
-        let service = RaftService::new(Arc::new(node.clone()), service);
-        let mut server_config = ServerConfig::default();
-        server_config.tls = tls.map(|tls| tls.server);
-        let server = Server::from_listener(listener, server_config);
-        let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(server.serve(service, async {
-            let _ = stopped.await;
-        }));
-        servers.push((stop, task));
-        nodes.push(node);
-    }
-
+    let cluster = HttpNodes::start(options, &node_config(options), &stores, &counters, |_| {
+        Arc::new(NoopStateMachine)
+    })
+    .await?;
+    let nodes = cluster.nodes.clone();
     let leader = ready_leader(&nodes, &counters).await?;
 
     let (peak_log_bytes, sampler) = watch_log_bytes(stores);
     let report = drive_clients(options, &leader).await?;
     sampler.abort();
     let last_snapshot_index = nodes.iter().map(|n| n.status().snapshot_index.0).max();
-    for node in &nodes {
-        node.shutdown().await;
-    }
-    for (stop, task) in servers {
-        let _ = stop.send(());
-        let _ = task.await;
-    }
+    cluster.shutdown().await;
     let report = Report {
         nodes: nodes.len(),
         peak_log_bytes: Some(peak_log_bytes.load(Ordering::Relaxed)),
@@ -171,4 +111,105 @@ async fn run_cluster_with_leader(
         ..report
     };
     Ok((report, leader.id()))
+}
+
+/// Nodes 1, 2, 3 talking over loopback raft-http (with `--tls`, mutual TLS), each serving its
+/// peers on its own port; shared by the `http`, `durable` and `reads --transport http`
+/// workloads.
+#[derive(Debug)]
+pub(crate) struct HttpNodes {
+    /// The running nodes, in id order.
+    pub(crate) nodes: Vec<Node>,
+    /// Each server's stop signal and task.
+    servers: Vec<(oneshot::Sender<()>, JoinHandle<()>)>,
+    /// The certificates' directory, removed when the nodes are dropped.
+    _pki: Option<BenchPki>,
+}
+
+impl HttpNodes {
+    /// Starts the nodes on `stores` (one each, in id order) with `config`, each applying to
+    /// the state machine `state_for` gives it; their transports count AppendEntries in
+    /// `counters`. Returns before a leader is elected.
+    pub(crate) async fn start(
+        options: &Options,
+        config: &NodeConfig,
+        stores: &[Arc<dyn LogStore>],
+        counters: &Arc<Counters>,
+        state_for: impl Fn(NodeId) -> Arc<dyn StateMachine>,
+    ) -> Result<HttpNodes, Error> {
+        let cluster_id = "raft-bench";
+        let auth = ClusterAuth::new(cluster_id)?.with_secret("bench-secret")?;
+        let ids = [NodeId(1), NodeId(2), NodeId(3)];
+        let pki = if options.tls {
+            Some(BenchPki::new(cluster_id, &ids)?)
+        } else {
+            None
+        };
+        let mut listeners = Vec::new();
+        let mut addresses = BTreeMap::new();
+        for id in ids {
+            let listener = TcpListener::bind("127.0.0.1:0")
+                .await
+                .map_err(|e| Error::Config(format!("cannot bind loopback: {e}")))?;
+            let address = listener
+                .local_addr()
+                .map_err(|e| Error::Config(format!("no local address: {e}")))?;
+            addresses.insert(id, address.to_string());
+            listeners.push(listener);
+        }
+
+        let mut nodes = Vec::new();
+        let mut servers = Vec::new();
+        for ((id, listener), store) in ids.into_iter().zip(listeners).zip(stores.iter().cloned()) {
+            let tls = pki
+                .as_ref()
+                .map(|pki| pki.node(cluster_id, id))
+                .transpose()?;
+            let mut client = ClientConfig::new(auth.clone());
+            client.node = Some(id);
+            client.tls = tls.as_ref().map(|tls| tls.client.clone());
+            let transport = Arc::new(CountingTransport {
+                inner: Arc::new(HttpTransport::new(addresses.clone(), client)?),
+                counters: counters.clone(),
+            });
+            let node = Node::start(
+                id,
+                addresses.clone(),
+                config.clone(),
+                store,
+                state_for(id),
+                transport,
+            )
+            .await?;
+            let mut service = ServiceConfig::new(auth.clone());
+            service.node = Some(id);
+            service.require_peer_certificate = tls.is_some();
+            let service = RaftService::new(Arc::new(node.clone()), service);
+            let mut server_config = ServerConfig::default();
+            server_config.tls = tls.map(|tls| tls.server);
+            let server = Server::from_listener(listener, server_config);
+            let (stop, stopped) = oneshot::channel::<()>();
+            let task = tokio::spawn(server.serve(service, async {
+                let _ = stopped.await;
+            }));
+            servers.push((stop, task));
+            nodes.push(node);
+        }
+        Ok(HttpNodes {
+            nodes,
+            servers,
+            _pki: pki,
+        })
+    }
+
+    /// Stops the nodes, then their servers.
+    pub(crate) async fn shutdown(self) {
+        for node in &self.nodes {
+            node.shutdown().await;
+        }
+        for (stop, task) in self.servers {
+            let _ = stop.send(());
+            let _ = task.await;
+        }
+    }
 }

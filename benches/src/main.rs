@@ -6,7 +6,8 @@
 //! and the durable latency), `catch-up` (the time an empty learner takes to catch up with a
 //! loaded durable cluster), `membership-change` (writes while a durable cluster grows from 3
 //! to 4 voters and shrinks back) and `peer-table` (the transport's peer table under
-//! contention: `RwLock<HashMap>` against `DashMap`). The last line printed is the `bench:`
+//! contention: `RwLock<HashMap>` against `DashMap`) and `reads` (the throughput and latency of
+//! linearizable, lease, follower and stale reads, alternating). The last line printed is the `bench:`
 //! line (ARCHITECTURE.md, "Command lines"). Performance claims live here, never in tests.
 //!
 //! Ctrl-C (or SIGTERM) ends a run early, and its temporary data directories are removed on the way out.
@@ -23,6 +24,8 @@ mod mem;
 mod membership_change;
 mod options;
 mod peer_table;
+mod read_report;
+mod reads;
 mod report;
 mod tls;
 
@@ -75,6 +78,9 @@ async fn terminated() {
 
 /// Runs the chosen workload and prints its report.
 async fn run(options: &Options) -> Result<(), String> {
+    if options.clients.len() > 1 && options.workload != Workload::Reads {
+        return Err("--clients takes one number for this workload".to_owned());
+    }
     let report = match options.workload {
         Workload::Mem => mem::run(options).await.map_err(|err| err.to_string())?,
         Workload::Fslog => fslog::run(options).await?,
@@ -89,6 +95,7 @@ async fn run(options: &Options) -> Result<(), String> {
                 .map_err(|e| e.to_string());
         }
         Workload::PeerTable => return peer_table::run(options).await,
+        Workload::Reads => return reads::run(options).await,
     };
     report.print(options);
     Ok(())

@@ -4,9 +4,9 @@
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use raft_core::runtime::Node;
+use raft_core::runtime::{Node, NodeConfig};
 use raft_core::testing::{MemLogStore, MemNetwork};
-use raft_core::{Error, NodeId};
+use raft_core::{Error, LogStore, NodeId, StateMachine};
 
 use crate::harness::{
     Counters, CountingTransport, NoopStateMachine, drive_clients, node_config, ready_leader,
@@ -17,32 +17,11 @@ use crate::report::Report;
 
 /// Runs the workload and measures it.
 pub(crate) async fn run(options: &Options) -> Result<Report, Error> {
-    let config = node_config(options);
-    let network = MemNetwork::new(1);
     let counters = Arc::new(Counters::default());
-    let ids = [NodeId(1), NodeId(2), NodeId(3)];
-    let members = ids.map(|id| (id, format!("mem://{id}")));
-    let mut nodes = Vec::new();
-    let mut stores = Vec::new();
-    for id in ids {
-        let transport = Arc::new(CountingTransport {
-            inner: network.transport(id),
-            counters: counters.clone(),
-        });
-        let store = MemLogStore::new().into_arc();
-        stores.push(store.clone());
-        let node = Node::start(
-            id,
-            members.clone(),
-            config.clone(),
-            store,
-            Arc::new(NoopStateMachine),
-            transport,
-        )
-        .await?;
-        network.register(id, &node);
-        nodes.push(node);
-    }
+    let (nodes, stores) = start_nodes(&node_config(options), &counters, |_| {
+        Arc::new(NoopStateMachine)
+    })
+    .await?;
     let leader = ready_leader(&nodes, &counters).await?;
 
     let (peak_log_bytes, sampler) = watch_log_bytes(stores);
@@ -61,4 +40,39 @@ pub(crate) async fn run(options: &Options) -> Result<Report, Error> {
         max_inflight: counters.max_inflight.load(Ordering::Relaxed),
         ..report
     })
+}
+
+/// Starts nodes 1, 2, 3 on in-memory logs and one in-process network, with `config`, each
+/// applying to the state machine `state_for` gives it; their transports count AppendEntries in
+/// `counters`. Returns the nodes (in id order) and their logs, before a leader is elected.
+pub(crate) async fn start_nodes(
+    config: &NodeConfig,
+    counters: &Arc<Counters>,
+    state_for: impl Fn(NodeId) -> Arc<dyn StateMachine>,
+) -> Result<(Vec<Node>, Vec<Arc<dyn LogStore>>), Error> {
+    let network = MemNetwork::new(1);
+    let ids = [NodeId(1), NodeId(2), NodeId(3)];
+    let members = ids.map(|id| (id, format!("mem://{id}")));
+    let mut nodes = Vec::new();
+    let mut stores = Vec::new();
+    for id in ids {
+        let transport = Arc::new(CountingTransport {
+            inner: network.transport(id),
+            counters: counters.clone(),
+        });
+        let store = MemLogStore::new().into_arc();
+        stores.push(store.clone());
+        let node = Node::start(
+            id,
+            members.clone(),
+            config.clone(),
+            store,
+            state_for(id),
+            transport,
+        )
+        .await?;
+        network.register(id, &node);
+        nodes.push(node);
+    }
+    Ok((nodes, stores))
 }

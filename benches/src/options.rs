@@ -1,5 +1,5 @@
 //! The command line: [`Options`] and the choices its flags take ([`Workload`], [`Mode`],
-//! [`PacingArg`], [`Remove`]). Plain data parsed by clap; the workloads, the harness and the
+//! [`PacingArg`], [`Remove`], [`Consistency`], [`TransportArg`]). Plain data parsed by clap; the workloads, the harness and the
 //! report read it, and it depends on none of them.
 
 use clap::{Parser, ValueEnum};
@@ -12,14 +12,15 @@ pub(crate) struct Options {
     /// The workload to run.
     pub(crate) workload: Workload,
     /// Concurrent clients, each with one request in flight (default 256; `catch-up`: 16
-    /// loaders; `membership-change`: 64).
-    #[arg(long)]
-    pub(crate) clients: Option<usize>,
+    /// loaders; `membership-change`: 64). `reads` takes a list, one set of trials each
+    /// (default 1,64,256); the other workloads take one number.
+    #[arg(long, value_delimiter = ',')]
+    pub(crate) clients: Vec<usize>,
     /// Total operations (ignored when --secs is given).
     #[arg(long, default_value_t = 500_000)]
     pub(crate) ops: u64,
-    /// Run for this many seconds instead of a number of operations (`peer-table`: seconds of
-    /// one trial, default 2).
+    /// Run for this many seconds instead of a number of operations (`peer-table`, `reads`:
+    /// seconds of one trial, default 2).
     #[arg(long)]
     pub(crate) secs: Option<f64>,
     /// Payload bytes per command (default 256; `catch-up`: 4096).
@@ -83,26 +84,58 @@ pub(crate) struct Options {
     /// `peer-table`: numbers of reader tasks, one set of trials each.
     #[arg(long, value_delimiter = ',', default_values_t = [8, 64])]
     pub(crate) readers: Vec<usize>,
-    /// `peer-table`: rounds of trials; each round runs both tables, alternating which goes first.
-    #[arg(long, default_value_t = 3)]
+    /// `peer-table`, `reads`: rounds of trials; each round runs every candidate once (both
+    /// tables; every `--consistency`), changing which goes first from round to round.
+    #[arg(long, visible_alias = "repeats", default_value_t = 3)]
     pub(crate) rounds: usize,
     /// `peer-table`: lookups a reader does between two yields to the scheduler.
     #[arg(long, default_value_t = 1)]
     pub(crate) lookups_per_yield: usize,
-    /// `peer-table`: the writer inserts or removes a peer every this many microseconds (0: no
-    /// writer).
+    /// `peer-table`: the writer inserts or removes a peer every this many microseconds;
+    /// `reads`: the writer appends the next value of its counter to the leader, one append per
+    /// this many microseconds at most (0: no writer).
     #[arg(long, default_value_t = 1000)]
     pub(crate) write_interval_us: u64,
+    /// `reads`: the consistency levels measured, in this order in the first round.
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_values_t = [
+            Consistency::Linearizable,
+            Consistency::Lease,
+            Consistency::Follower,
+            Consistency::Stale,
+        ]
+    )]
+    pub(crate) consistency: Vec<Consistency>,
+    /// `reads`: the transport between the nodes.
+    #[arg(long, value_enum, default_value_t = TransportArg::Mem)]
+    pub(crate) transport: TransportArg,
 }
 
 impl Options {
-    /// `--clients`, or the workload's default.
+    /// `--clients` (its first number), or the workload's default.
     pub(crate) fn clients(&self) -> usize {
-        self.clients.unwrap_or(match self.workload {
-            Workload::CatchUp => 16,
-            Workload::MembershipChange => 64,
-            _ => 256,
-        })
+        self.clients
+            .first()
+            .copied()
+            .unwrap_or(match self.workload {
+                Workload::CatchUp => 16,
+                Workload::MembershipChange => 64,
+                _ => 256,
+            })
+    }
+
+    /// Every number of `--clients`, or `reads`' default list.
+    pub(crate) fn client_counts(&self) -> Vec<usize> {
+        if self.clients.is_empty() && self.workload == Workload::Reads {
+            vec![1, 64, 256]
+        } else if self.clients.is_empty() {
+            vec![self.clients()]
+        } else {
+            self.clients.clone()
+        }
     }
 
     /// `--payload`, or the workload's default.
@@ -142,6 +175,9 @@ pub(crate) enum Workload {
     /// The transport's peer table: `RwLock<HashMap>` against `DashMap` lookups under
     /// contention (`--readers`, `--write-interval-us`).
     PeerTable,
+    /// Reads at each `--consistency` level, alternating, over a 3-node cluster (`--transport`)
+    /// while a writer appends a counter: ops/s and latency, medians of `--rounds`.
+    Reads,
 }
 
 /// `append`'s return mode.
@@ -162,6 +198,42 @@ pub(crate) enum PacingArg {
     Eager,
     /// Send on each follower's heartbeat timer.
     Heartbeat,
+}
+
+/// A consistency level of `reads`: which call serves the read, and which nodes take it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub(crate) enum Consistency {
+    /// `Node::linearizable_read` on the leader: ReadIndex, one heartbeat round to a quorum.
+    Linearizable,
+    /// `Node::lease_read` on the leader (`Config::lease_reads` on every node): served from the
+    /// leader's lease with no round trip while it holds.
+    Lease,
+    /// `Node::follower_read` on the followers: each asks the leader for a read index and
+    /// waits until it applied it.
+    Follower,
+    /// The state machine of any node read as it is, with no protocol: possibly stale.
+    Stale,
+}
+
+impl Consistency {
+    /// The name printed in reports (the flag's value).
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Consistency::Linearizable => "linearizable",
+            Consistency::Lease => "lease",
+            Consistency::Follower => "follower",
+            Consistency::Stale => "stale",
+        }
+    }
+}
+
+/// The transport between the nodes of `reads`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub(crate) enum TransportArg {
+    /// In-process calls (`MemNetwork`), as the `mem` workload.
+    Mem,
+    /// Loopback raft-http (HTTP/2, MessagePack), as the `http` workload (`--tls` applies).
+    Http,
 }
 
 /// Which voter `membership-change` removes.
