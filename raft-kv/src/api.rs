@@ -1,9 +1,15 @@
-//! The client API: `/kv/{key}`, `/kv/{key}/incr` and `/status`.
+//! The client API: `/kv/{key}`, `/kv/{key}/incr`, the batch route `POST /kv` and `/status`.
 //!
 //! Keys are one percent-encoded path segment (`/kv/a%2Fb` is the key `a/b`). Writes and
 //! linearizable reads on a follower answer 307 with the leader's URL (`curl -L` follows it;
 //! `https://` when the node speaks TLS); every failure is a 4xx/5xx with a one-line message.
 //! With an API token, writes without it get 401 before anything else (see [`crate::auth`]).
+//!
+//! Every key has a version, the log index of the write that last set it: a `GET` answers it as
+//! `ETag: "<index>"`, and so does a write for itself. `If-Match: "<n>"` makes a write apply
+//! only if the key is at version n (compare-and-swap), `If-None-Match: *` only if it is absent
+//! (create only); otherwise it answers 412 with the current `ETag`. `POST /kv` applies up to
+//! [`MAX_BATCH_OPS`] operations as one log entry, with one result each.
 
 use std::time::Duration;
 
@@ -13,22 +19,20 @@ use hyper::body::Body;
 use hyper::header::{self, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 use percent_encoding::percent_decode_str;
-use raft_core::engine::RoleKind;
 use raft_wrapper::{Applied, ClientId, Error as WrapperError, Replica, RequestId};
-use serde::Serialize;
 
 use crate::admin::Admin;
 use crate::auth::Bearer;
-use crate::command::{IncrAnswer, KvCommand};
+pub use crate::batch::MAX_BATCH_OPS;
+use crate::cas::{condition, write_response};
+use crate::command::{Condition, KvCommand, KvOp, OpKind};
 pub use crate::params::{CLIENT_ID_HEADER, REQUEST_ID_HEADER};
 use crate::params::{Consistency, consistency, session_ids};
-use crate::reply::{Refusal, empty, finish, text};
+pub use crate::reply::{DUPLICATE_HEADER, INDEX_HEADER};
+use crate::reply::{Refusal, finish, text, with_etag};
 use crate::state::KvState;
-
-/// Response header: the log index at which a write was applied.
-pub const INDEX_HEADER: &str = "raft-index";
-/// Response header: `true` when a write was a retry of one applied before.
-pub const DUPLICATE_HEADER: &str = "raft-duplicate";
+pub use crate::status::StatusDoc;
+use crate::status::status;
 
 /// The client API of one node.
 #[derive(Clone, Debug)]
@@ -36,6 +40,7 @@ pub struct KvApi {
     replica: Replica,
     state: KvState,
     max_value_bytes: usize,
+    max_batch_bytes: usize,
     read_timeout: Duration,
     body_timeout: Duration,
     node_label: String,
@@ -55,6 +60,8 @@ pub struct KvApi {
 pub struct ApiConfig {
     /// Values over this many bytes are refused with 413.
     pub max_value_bytes: usize,
+    /// Batch bodies (`POST /kv`) over this many bytes are refused with 413.
+    pub max_batch_bytes: usize,
     /// A linearizable read waits this long for the leader's confirmation (then 504).
     pub read_timeout: Duration,
     /// A request body must arrive within this time (then 408), so slow clients do not hold
@@ -66,35 +73,11 @@ impl Default for ApiConfig {
     fn default() -> ApiConfig {
         ApiConfig {
             max_value_bytes: 1 << 20,
+            max_batch_bytes: 4 << 20,
             read_timeout: Duration::from_secs(5),
             body_timeout: Duration::from_secs(10),
         }
     }
-}
-
-/// The `/status` document.
-#[derive(Clone, Debug, Serialize)]
-pub struct StatusDoc {
-    /// This node's id.
-    pub id: u64,
-    /// `leader`, `follower`, `candidate` or `pre-candidate`.
-    pub role: &'static str,
-    /// The current term.
-    pub term: u64,
-    /// The leader this node knows, if any.
-    pub leader: Option<u64>,
-    /// The leader's URL, if known.
-    pub leader_url: Option<String>,
-    /// The commit index.
-    pub commit_index: u64,
-    /// The last index applied to the key-value map.
-    pub applied_index: u64,
-    /// The last index in this node's log.
-    pub last_log_index: u64,
-    /// The index of the latest snapshot (0: none).
-    pub snapshot_index: u64,
-    /// Keys held by this replica.
-    pub keys: usize,
 }
 
 /// What a request asks for.
@@ -112,6 +95,7 @@ enum Operation {
     Incr {
         key: Bytes,
     },
+    Batch,
     Status,
 }
 
@@ -122,6 +106,7 @@ impl Operation {
             Operation::Put { .. } => "put",
             Operation::Delete { .. } => "delete",
             Operation::Incr { .. } => "incr",
+            Operation::Batch => "batch",
             Operation::Status => "status",
         }
     }
@@ -130,7 +115,10 @@ impl Operation {
     fn writes(&self) -> bool {
         matches!(
             self,
-            Operation::Put { .. } | Operation::Delete { .. } | Operation::Incr { .. }
+            Operation::Put { .. }
+                | Operation::Delete { .. }
+                | Operation::Incr { .. }
+                | Operation::Batch
         )
     }
 }
@@ -145,6 +133,7 @@ impl KvApi {
             replica,
             state,
             max_value_bytes: config.max_value_bytes,
+            max_batch_bytes: config.max_batch_bytes,
             read_timeout: config.read_timeout,
             body_timeout: config.body_timeout,
             writes: Bearer::default(),
@@ -238,7 +227,7 @@ impl KvApi {
             |pq| pq.as_str().to_owned(),
         );
         match operation {
-            Operation::Status => Ok(self.status()),
+            Operation::Status => Ok(status(&self.replica, self.state.len(), self.scheme)),
             Operation::Get { key, consistency } => {
                 if consistency != Consistency::Stale {
                     let node = self.replica.node();
@@ -262,58 +251,79 @@ impl KvApi {
                         Ok(Ok(_)) => {}
                     }
                 }
-                Ok(match self.state.get(&key) {
-                    Some(value) => finish(
-                        Response::builder().header(
-                            header::CONTENT_TYPE,
-                            HeaderValue::from_static("application/octet-stream"),
+                Ok(match self.state.get_versioned(&key) {
+                    Some((value, version)) => with_etag(
+                        finish(
+                            Response::builder().header(
+                                header::CONTENT_TYPE,
+                                HeaderValue::from_static("application/octet-stream"),
+                            ),
+                            value,
                         ),
-                        value,
+                        version,
                     ),
                     None => text(StatusCode::NOT_FOUND, "no such key"),
                 })
             }
-            Operation::Put { key } => {
+            Operation::Put { key } => self.single(OpKind::Put, key, request, &location).await,
+            Operation::Delete { key } => self.single(OpKind::Delete, key, request, &location).await,
+            Operation::Incr { key } => self.single(OpKind::Incr, key, request, &location).await,
+            Operation::Batch => {
                 let ids = session_ids(request.headers())?;
-                let value = self.read_value(request).await?;
-                let applied = self
-                    .write(KvCommand::Put { key, value }, ids, &location)
+                let body = self
+                    .read_body(request, self.max_batch_bytes, "batch bodies")
                     .await?;
-                Ok(with_write_headers(empty(StatusCode::NO_CONTENT), &applied))
-            }
-            Operation::Delete { key } => {
-                let ids = session_ids(request.headers())?;
-                let applied = self
-                    .write(KvCommand::Delete { key }, ids, &location)
-                    .await?;
-                Ok(with_write_headers(empty(StatusCode::NO_CONTENT), &applied))
-            }
-            Operation::Incr { key } => {
-                let ids = session_ids(request.headers())?;
-                let applied = self.write(KvCommand::Incr { key }, ids, &location).await?;
-                let response = match IncrAnswer::decode(&applied.result) {
-                    Ok(IncrAnswer::Value(value)) => text(StatusCode::OK, &value.to_string()),
-                    Ok(IncrAnswer::Refused(reason)) => text(StatusCode::CONFLICT, &reason),
-                    // A retry whose ids were first used for another command (a put, say): its
-                    // stored answer is not an incr's.
-                    Err(_) if applied.duplicate => text(
-                        StatusCode::CONFLICT,
-                        "these Client-Id/Request-Id were first used for a different command",
-                    ),
-                    Err(reason) => text(StatusCode::INTERNAL_SERVER_ERROR, &reason),
-                };
-                Ok(with_write_headers(response, &applied))
+                let command = crate::batch::parse(&body, self.max_value_bytes)?;
+                let applied = self.write(command, ids, &location).await?;
+                Ok(crate::batch::response(&applied))
             }
         }
     }
 
+    /// A write of one key, conditional when the request carries `If-Match` or
+    /// `If-None-Match`.
+    async fn single<B>(
+        &self,
+        kind: OpKind,
+        key: Bytes,
+        request: Request<B>,
+        location: &str,
+    ) -> Result<Response<Full<Bytes>>, Refusal>
+    where
+        B: Body<Data = Bytes> + Send,
+        B::Error: Into<raft_core::BoxError>,
+    {
+        let ids = session_ids(request.headers())?;
+        let condition = condition(request.headers())?;
+        let value = match kind {
+            OpKind::Put => {
+                self.read_body(request, self.max_value_bytes, "values")
+                    .await?
+            }
+            OpKind::Delete | OpKind::Incr => Bytes::new(),
+        };
+        // Unconditional writes keep the encoding older nodes read.
+        let command = match (condition, kind) {
+            (Condition::Always, OpKind::Put) => KvCommand::Put { key, value },
+            (Condition::Always, OpKind::Delete) => KvCommand::Delete { key },
+            (Condition::Always, OpKind::Incr) => KvCommand::Incr { key },
+            (condition, kind) => KvCommand::Conditional(KvOp {
+                kind,
+                key,
+                value,
+                condition,
+            }),
+        };
+        let applied = self.write(command.encode(), ids, location).await?;
+        Ok(write_response(kind, &applied))
+    }
+
     async fn write(
         &self,
-        command: KvCommand,
+        payload: Bytes,
         ids: Option<(ClientId, RequestId)>,
         location: &str,
     ) -> Result<Applied, Refusal> {
-        let payload = command.encode();
         let result = match ids {
             Some((client, request)) => self.replica.submit(client, request, payload).await,
             None => self.replica.execute(payload).await,
@@ -321,7 +331,13 @@ impl KvApi {
         result.map_err(|error| refusal(error, self.scheme, location))
     }
 
-    async fn read_value<B>(&self, request: Request<B>) -> Result<Bytes, Refusal>
+    /// The request's body, up to `limit` bytes (`what` names them in the 413's message).
+    async fn read_body<B>(
+        &self,
+        request: Request<B>,
+        limit: usize,
+        what: &str,
+    ) -> Result<Bytes, Refusal>
     where
         B: Body<Data = Bytes> + Send,
         B::Error: Into<raft_core::BoxError>,
@@ -329,7 +345,7 @@ impl KvApi {
         let too_large = || {
             Refusal::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
-                format!("values are limited to {} bytes", self.max_value_bytes),
+                format!("{what} are limited to {limit} bytes"),
             )
         };
         if let Some(length) = request.headers().get(header::CONTENT_LENGTH)
@@ -337,11 +353,11 @@ impl KvApi {
                 .to_str()
                 .ok()
                 .and_then(|l| l.parse::<usize>().ok())
-                .is_some_and(|l| l > self.max_value_bytes)
+                .is_some_and(|l| l > limit)
         {
             return Err(too_large());
         }
-        let read = Limited::new(request.into_body(), self.max_value_bytes).collect();
+        let read = Limited::new(request.into_body(), limit).collect();
         let Ok(read) = tokio::time::timeout(self.body_timeout, read).await else {
             return Err(Refusal::new(
                 StatusCode::REQUEST_TIMEOUT,
@@ -357,40 +373,6 @@ impl KvApi {
             )),
         }
     }
-
-    fn status(&self) -> Response<Full<Bytes>> {
-        let node = self.replica.node();
-        let status = node.status();
-        let doc = StatusDoc {
-            id: status.id.0,
-            role: match status.role {
-                RoleKind::Leader => "leader",
-                RoleKind::Follower => "follower",
-                RoleKind::Candidate => "candidate",
-                RoleKind::PreCandidate => "pre-candidate",
-            },
-            term: status.term.0,
-            leader: status.leader.map(|l| l.0),
-            leader_url: status
-                .leader
-                .and_then(|l| node.address_of(l))
-                .map(|address| format!("{}://{address}", self.scheme)),
-            commit_index: status.commit_index.0,
-            applied_index: status.applied_index.0,
-            last_log_index: status.last_log_index.0,
-            snapshot_index: status.snapshot_index.0,
-            keys: self.state.len(),
-        };
-        let mut body = serde_json::to_vec(&doc).unwrap_or_default();
-        body.push(b'\n');
-        finish(
-            Response::builder().header(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/json"),
-            ),
-            Bytes::from(body),
-        )
-    }
 }
 
 /// Parses method and path into an operation, or the refusal.
@@ -401,10 +383,16 @@ fn route(method: &Method, path: &str, query: Option<&str>) -> Result<Operation, 
             _ => Err(not_allowed("GET")),
         };
     }
+    if path == "/kv" {
+        return match *method {
+            Method::POST => Ok(Operation::Batch),
+            _ => Err(not_allowed("POST")),
+        };
+    }
     let Some(rest) = path.strip_prefix("/kv/") else {
         return Err(Refusal::new(
             StatusCode::NOT_FOUND,
-            "no such route (try /kv/{key} or /status)",
+            "no such route (try /kv/{key}, POST /kv or /status)",
         ));
     };
     let mut segments = rest.split('/');
@@ -473,19 +461,6 @@ fn refusal(error: WrapperError, scheme: &str, location: &str) -> Refusal {
     Refusal::new(status, error.to_string())
 }
 
-fn with_write_headers(
-    mut response: Response<Full<Bytes>>,
-    applied: &Applied,
-) -> Response<Full<Bytes>> {
-    let headers = response.headers_mut();
-    headers.insert(INDEX_HEADER, HeaderValue::from(applied.index.0));
-    headers.insert(
-        DUPLICATE_HEADER,
-        HeaderValue::from_static(if applied.duplicate { "true" } else { "false" }),
-    );
-    response
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -526,6 +501,14 @@ mod tests {
             route(&Method::POST, "/kv/n/incr", None),
             Ok(Operation::Incr { .. })
         ));
+        assert!(matches!(
+            route(&Method::POST, "/kv", None),
+            Ok(Operation::Batch)
+        ));
+        assert_eq!(
+            status_of(Method::GET, "/kv"),
+            Some(StatusCode::METHOD_NOT_ALLOWED)
+        );
         assert_eq!(status_of(Method::GET, "/nope"), Some(StatusCode::NOT_FOUND));
         assert_eq!(
             status_of(Method::GET, "/kv/a/b/c"),

@@ -1,19 +1,82 @@
-//! The key-value commands in the log, and the answers their commit produces.
+//! The key-value commands in the log (their answers are in [`crate::answer`]).
 //!
 //! ```text
-//! command  0x01 key_len:u32 key value     put
-//!          0x02 key                       delete
-//!          0x03 key                       incr (add 1 to a decimal integer value)
-//! answer   (put, delete)                  empty
-//!          0x00 value:i64                 incr: the new value
-//!          0x01 message                   incr: refused (the value is not an integer)
+//! command    0x01 key_len:u32 key value        put
+//!            0x02 key                          delete
+//!            0x03 key                          incr (add 1 to a decimal integer value)
+//!            0x04 op                           one operation under a condition
+//!            0x05 count:u32 op{count}          a batch: its operations in order, each on its own
+//! op         kind:u8 condition key_len:u32 key [value_len:u32 value]   (the value: put only)
+//! kind       0x01 put | 0x02 delete | 0x03 incr
+//! condition  0x00                              none
+//!            0x01 version:u64                  if-match: the key exists at this version
+//!            0x02                              if-none-match: the key is absent
 //! ```
+//!
+//! Unconditional single writes keep the first three forms, so logs written before conditions
+//! and batches existed decode as they did (and nodes that predate them can still read those).
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
 const PUT: u8 = 0x01;
 const DELETE: u8 = 0x02;
 const INCR: u8 = 0x03;
+const CONDITIONAL: u8 = 0x04;
+const BATCH: u8 = 0x05;
+
+const NO_CONDITION: u8 = 0x00;
+const IF_VERSION: u8 = 0x01;
+const IF_ABSENT: u8 = 0x02;
+
+/// The smallest encoded operation (kind, condition, key length): bounds the capacity a decoder
+/// reserves for a batch's count.
+const MIN_OP_BYTES: usize = 6;
+
+/// What an operation does to its key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OpKind {
+    /// Sets the key to the operation's value.
+    Put,
+    /// Removes the key (nothing if it is absent).
+    Delete,
+    /// Adds 1 to the decimal integer stored at the key (absent counts as 0).
+    Incr,
+}
+
+impl OpKind {
+    fn tag(self) -> u8 {
+        match self {
+            OpKind::Put => PUT,
+            OpKind::Delete => DELETE,
+            OpKind::Incr => INCR,
+        }
+    }
+}
+
+/// When an operation applies, decided by each replica as it applies the entry.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Condition {
+    /// Always.
+    #[default]
+    Always,
+    /// Only if the key exists and was last written at this log index (`If-Match`).
+    IfVersion(u64),
+    /// Only if the key is absent (`If-None-Match: *`).
+    IfAbsent,
+}
+
+/// One operation: a key, what to do to it, and when.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KvOp {
+    /// What it does.
+    pub kind: OpKind,
+    /// The key.
+    pub key: Bytes,
+    /// The value of a put (empty for the other kinds).
+    pub value: Bytes,
+    /// When it applies.
+    pub condition: Condition,
+}
 
 /// A command of the key-value state machine.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -36,6 +99,11 @@ pub enum KvCommand {
         /// The key.
         key: Bytes,
     },
+    /// One operation under a condition (an unconditional one is encoded as the forms above).
+    Conditional(KvOp),
+    /// Operations applied in order in one entry, each on its own (one failing or refused does
+    /// not undo or stop the others).
+    Batch(Vec<KvOp>),
 }
 
 impl KvCommand {
@@ -46,17 +114,31 @@ impl KvCommand {
             KvCommand::Put { key, value } => {
                 let mut buf = BytesMut::with_capacity(5 + key.len() + value.len());
                 buf.put_u8(PUT);
-                buf.put_u32(u32::try_from(key.len()).unwrap_or(u32::MAX));
+                put_len(&mut buf, key.len());
                 buf.put_slice(key);
                 buf.put_slice(value);
                 buf.freeze()
             }
             KvCommand::Delete { key } => tagged(DELETE, key),
             KvCommand::Incr { key } => tagged(INCR, key),
+            KvCommand::Conditional(op) => {
+                let mut buf = BytesMut::with_capacity(1 + op_bytes(&op.key, &op.value));
+                buf.put_u8(CONDITIONAL);
+                encode_op(&mut buf, op.kind, &op.key, &op.value, op.condition);
+                buf.freeze()
+            }
+            KvCommand::Batch(ops) => {
+                let bytes = ops.iter().map(|op| op_bytes(&op.key, &op.value)).sum();
+                let mut encoder = BatchEncoder::with_capacity(bytes);
+                for op in ops {
+                    encoder.push(op.kind, &op.key, &op.value, op.condition);
+                }
+                encoder.finish()
+            }
         }
     }
 
-    /// Reads a log payload (key and value are slices of it).
+    /// Reads a log payload (keys and values are slices of it).
     ///
     /// # Errors
     /// A message saying what is malformed.
@@ -67,24 +149,165 @@ impl KvCommand {
         }
         match buf.get_u8() {
             PUT => {
-                if buf.remaining() < 4 {
-                    return Err("put without a key length".to_owned());
-                }
-                let len = buf.get_u32() as usize;
-                if buf.remaining() < len {
-                    return Err(format!(
-                        "put with a {len}-byte key and {} bytes left",
-                        buf.remaining()
-                    ));
-                }
-                let key = buf.split_to(len);
+                let key = take_field(&mut buf, "put key")?;
                 Ok(KvCommand::Put { key, value: buf })
             }
             DELETE => Ok(KvCommand::Delete { key: buf }),
             INCR => Ok(KvCommand::Incr { key: buf }),
+            CONDITIONAL => {
+                let op = decode_op(&mut buf)?;
+                if buf.has_remaining() {
+                    return Err(format!(
+                        "{} bytes after a conditional operation",
+                        buf.remaining()
+                    ));
+                }
+                Ok(KvCommand::Conditional(op))
+            }
+            BATCH => {
+                if buf.remaining() < 4 {
+                    return Err("batch without a count".to_owned());
+                }
+                let count = buf.get_u32() as usize;
+                let mut ops = Vec::with_capacity(count.min(buf.remaining() / MIN_OP_BYTES));
+                for position in 0..count {
+                    ops.push(
+                        decode_op(&mut buf)
+                            .map_err(|reason| format!("batch operation {position}: {reason}"))?,
+                    );
+                }
+                if buf.has_remaining() {
+                    return Err(format!(
+                        "{} bytes after a batch of {count}",
+                        buf.remaining()
+                    ));
+                }
+                Ok(KvCommand::Batch(ops))
+            }
             tag => Err(format!("unknown command tag {tag:#04x}")),
         }
     }
+}
+
+/// Builds a batch command operation by operation, straight into its log payload (no
+/// intermediate [`KvOp`]s).
+#[derive(Debug)]
+pub struct BatchEncoder {
+    buf: BytesMut,
+    count: u32,
+}
+
+impl BatchEncoder {
+    /// An empty batch with room for `bytes` bytes of operations (see [`op_bytes`]).
+    #[must_use]
+    pub fn with_capacity(bytes: usize) -> BatchEncoder {
+        let mut buf = BytesMut::with_capacity(5 + bytes);
+        buf.put_u8(BATCH);
+        buf.put_u32(0);
+        BatchEncoder { buf, count: 0 }
+    }
+
+    /// Appends an operation (`value` is ignored unless `kind` is a put).
+    pub fn push(&mut self, kind: OpKind, key: &[u8], value: &[u8], condition: Condition) {
+        encode_op(&mut self.buf, kind, key, value, condition);
+        self.count = self.count.saturating_add(1);
+    }
+
+    /// How many operations it holds.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.count as usize
+    }
+
+    /// Whether it holds none.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// The log payload.
+    #[must_use]
+    pub fn finish(mut self) -> Bytes {
+        self.buf[1..5].copy_from_slice(&self.count.to_be_bytes());
+        self.buf.freeze()
+    }
+}
+
+/// The most bytes one operation with this key and value takes in a command.
+#[must_use]
+pub fn op_bytes(key: &[u8], value: &[u8]) -> usize {
+    // kind, condition (tag and version), key length, value length.
+    1 + 9 + 4 + 4 + key.len() + value.len()
+}
+
+fn encode_op(buf: &mut BytesMut, kind: OpKind, key: &[u8], value: &[u8], condition: Condition) {
+    buf.put_u8(kind.tag());
+    match condition {
+        Condition::Always => buf.put_u8(NO_CONDITION),
+        Condition::IfVersion(version) => {
+            buf.put_u8(IF_VERSION);
+            buf.put_u64(version);
+        }
+        Condition::IfAbsent => buf.put_u8(IF_ABSENT),
+    }
+    put_len(buf, key.len());
+    buf.put_slice(key);
+    if kind == OpKind::Put {
+        put_len(buf, value.len());
+        buf.put_slice(value);
+    }
+}
+
+/// A length field. Keys and values are far below 4 GiB (the API's limits); a larger one would
+/// be written as `u32::MAX` and refused alike by every replica's decoder.
+fn put_len(buf: &mut BytesMut, len: usize) {
+    buf.put_u32(u32::try_from(len).unwrap_or(u32::MAX));
+}
+
+fn decode_op(buf: &mut Bytes) -> Result<KvOp, String> {
+    if buf.remaining() < 2 {
+        return Err("an operation without its kind and condition".to_owned());
+    }
+    let kind = match buf.get_u8() {
+        PUT => OpKind::Put,
+        DELETE => OpKind::Delete,
+        INCR => OpKind::Incr,
+        tag => return Err(format!("unknown operation kind {tag:#04x}")),
+    };
+    let condition = match buf.get_u8() {
+        NO_CONDITION => Condition::Always,
+        IF_VERSION if buf.remaining() >= 8 => Condition::IfVersion(buf.get_u64()),
+        IF_VERSION => return Err("if-match without its version".to_owned()),
+        IF_ABSENT => Condition::IfAbsent,
+        tag => return Err(format!("unknown condition {tag:#04x}")),
+    };
+    let key = take_field(buf, "key")?;
+    let value = if kind == OpKind::Put {
+        take_field(buf, "value")?
+    } else {
+        Bytes::new()
+    };
+    Ok(KvOp {
+        kind,
+        key,
+        value,
+        condition,
+    })
+}
+
+/// A `len:u32` prefixed field.
+fn take_field(buf: &mut Bytes, what: &str) -> Result<Bytes, String> {
+    if buf.remaining() < 4 {
+        return Err(format!("{what} without its length"));
+    }
+    let len = buf.get_u32() as usize;
+    if buf.remaining() < len {
+        return Err(format!(
+            "a {len}-byte {what} with {} bytes left",
+            buf.remaining()
+        ));
+    }
+    Ok(buf.split_to(len))
 }
 
 fn tagged(tag: u8, key: &Bytes) -> Bytes {
@@ -94,55 +317,18 @@ fn tagged(tag: u8, key: &Bytes) -> Bytes {
     buf.freeze()
 }
 
-/// The answer of an `incr`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum IncrAnswer {
-    /// The new value.
-    Value(i64),
-    /// Not applied: the stored value is not an integer (or would overflow).
-    Refused(String),
-}
-
-impl IncrAnswer {
-    /// The commit result bytes.
-    #[must_use]
-    pub fn encode(&self) -> Bytes {
-        let mut buf = BytesMut::new();
-        match self {
-            IncrAnswer::Value(value) => {
-                buf.put_u8(0);
-                buf.put_i64(*value);
-            }
-            IncrAnswer::Refused(message) => {
-                buf.put_u8(1);
-                buf.put_slice(message.as_bytes());
-            }
-        }
-        buf.freeze()
-    }
-
-    /// Reads a commit result.
-    ///
-    /// # Errors
-    /// A message if the bytes are not an incr answer.
-    pub fn decode(bytes: &Bytes) -> Result<IncrAnswer, String> {
-        let mut buf = bytes.clone();
-        match buf.first() {
-            Some(0) if buf.len() == 9 => {
-                buf.advance(1);
-                Ok(IncrAnswer::Value(buf.get_i64()))
-            }
-            Some(1) => Ok(IncrAnswer::Refused(
-                String::from_utf8_lossy(&buf[1..]).into_owned(),
-            )),
-            _ => Err(format!("{} bytes are not an incr answer", bytes.len())),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn op(kind: OpKind, key: &'static str, value: &'static str, condition: Condition) -> KvOp {
+        KvOp {
+            kind,
+            key: Bytes::from_static(key.as_bytes()),
+            value: Bytes::from_static(value.as_bytes()),
+            condition,
+        }
+    }
 
     #[test]
     fn commands_round_trip() {
@@ -161,10 +347,57 @@ mod tests {
             KvCommand::Incr {
                 key: Bytes::from_static(b"counter"),
             },
+            KvCommand::Conditional(op(OpKind::Put, "a", "1", Condition::IfVersion(7))),
+            KvCommand::Conditional(op(OpKind::Delete, "a", "", Condition::IfAbsent)),
+            KvCommand::Batch(vec![
+                op(OpKind::Put, "a", "text", Condition::Always),
+                op(OpKind::Delete, "b", "", Condition::IfVersion(u64::MAX)),
+                op(OpKind::Put, "c", "", Condition::IfAbsent),
+                op(OpKind::Incr, "", "", Condition::Always),
+            ]),
+            KvCommand::Batch(Vec::new()),
         ];
         for command in cases {
             assert_eq!(KvCommand::decode(&command.encode()), Ok(command));
         }
+    }
+
+    #[test]
+    fn logs_written_before_conditions_decode_as_before() {
+        // The bytes an older build wrote for a put, a delete and an incr.
+        assert_eq!(
+            KvCommand::decode(&Bytes::from_static(&[PUT, 0, 0, 0, 1, b'k', b'v', b'w'])),
+            Ok(KvCommand::Put {
+                key: Bytes::from_static(b"k"),
+                value: Bytes::from_static(b"vw"),
+            })
+        );
+        assert_eq!(
+            KvCommand::decode(&Bytes::from_static(&[DELETE, b'k'])),
+            Ok(KvCommand::Delete {
+                key: Bytes::from_static(b"k")
+            })
+        );
+        assert_eq!(
+            KvCommand::decode(&Bytes::from_static(&[INCR, b'n'])),
+            Ok(KvCommand::Incr {
+                key: Bytes::from_static(b"n")
+            })
+        );
+    }
+
+    #[test]
+    fn batch_encoder_matches_the_command_encoding() {
+        let ops = vec![
+            op(OpKind::Put, "a", "1", Condition::Always),
+            op(OpKind::Incr, "n", "", Condition::IfVersion(3)),
+        ];
+        let mut encoder = BatchEncoder::with_capacity(0);
+        for op in &ops {
+            encoder.push(op.kind, &op.key, &op.value, op.condition);
+        }
+        assert_eq!(encoder.len(), 2);
+        assert_eq!(encoder.finish(), KvCommand::Batch(ops).encode());
     }
 
     #[test]
@@ -173,17 +406,39 @@ mod tests {
         assert!(KvCommand::decode(&Bytes::from_static(&[PUT, 0, 0])).is_err());
         assert!(KvCommand::decode(&Bytes::from_static(&[PUT, 0, 0, 0, 9, b'a'])).is_err());
         assert!(KvCommand::decode(&Bytes::from_static(&[0x44])).is_err());
-    }
-
-    #[test]
-    fn incr_answers_round_trip() {
-        for answer in [
-            IncrAnswer::Value(-3),
-            IncrAnswer::Value(i64::MAX),
-            IncrAnswer::Refused("not an integer".to_owned()),
-        ] {
-            assert_eq!(IncrAnswer::decode(&answer.encode()), Ok(answer));
-        }
-        assert!(IncrAnswer::decode(&Bytes::new()).is_err());
+        // A conditional op cut short, with an unknown kind or condition, or trailing bytes.
+        assert!(KvCommand::decode(&Bytes::from_static(&[CONDITIONAL, PUT])).is_err());
+        assert!(KvCommand::decode(&Bytes::from_static(&[CONDITIONAL, 9, 0, 0, 0, 0, 0])).is_err());
+        assert!(
+            KvCommand::decode(&Bytes::from_static(&[CONDITIONAL, DELETE, 7, 0, 0, 0, 0])).is_err()
+        );
+        assert!(KvCommand::decode(&Bytes::from_static(&[CONDITIONAL, DELETE, 1, 0, 0])).is_err());
+        assert!(
+            KvCommand::decode(&Bytes::from_static(&[
+                CONDITIONAL,
+                DELETE,
+                0,
+                0,
+                0,
+                0,
+                0,
+                1
+            ]))
+            .is_err()
+        );
+        // A batch announcing more operations than it holds, or holding more.
+        assert!(KvCommand::decode(&Bytes::from_static(&[BATCH, 0, 0])).is_err());
+        assert!(
+            KvCommand::decode(&Bytes::from_static(&[
+                BATCH, 255, 255, 255, 255, INCR, 0, 0, 0, 0, 0
+            ]))
+            .is_err()
+        );
+        assert!(
+            KvCommand::decode(&Bytes::from_static(&[
+                BATCH, 0, 0, 0, 0, INCR, 0, 0, 0, 0, 0
+            ]))
+            .is_err()
+        );
     }
 }

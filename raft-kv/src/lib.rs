@@ -35,16 +35,22 @@
 #![forbid(unsafe_code)]
 
 pub mod admin;
+pub mod answer;
 pub mod api;
 pub mod auth;
+mod batch;
+mod cas;
 pub mod command;
 mod error;
 pub mod exposure;
 pub mod join;
+mod map;
 mod params;
 mod reply;
 pub mod server;
+mod snapshot;
 pub mod state;
+mod status;
 pub mod tls;
 
 pub use error::Error;

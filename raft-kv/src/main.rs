@@ -190,6 +190,7 @@ async fn run(command: Command) -> Result<(), raft_kv::Error> {
     let metrics = raft_http::metrics::install_prometheus_recorder()?;
     let _upkeep =
         raft_http::metrics::spawn_upkeep(metrics.clone(), std::time::Duration::from_secs(5));
+    let local = matches!(command, Command::Local { .. });
     let nodes = match command {
         Command::Local {
             nodes: count,
@@ -252,8 +253,17 @@ async fn run(command: Command) -> Result<(), raft_kv::Error> {
     for node in &nodes {
         println!("node {} serving at {}", node.id(), node.url());
     }
-    println!("ready; Ctrl-C to stop");
-    wait_for_signal().await;
+    // A local cluster is ready once every node knows its leader: a write right after `ready`
+    // is then applied (or redirected), not refused for want of a leader.
+    let interrupted = local
+        && tokio::select! {
+            () = wait_for_leaders(&nodes) => false,
+            () = wait_for_signal() => true,
+        };
+    if !interrupted {
+        println!("ready; Ctrl-C to stop");
+        wait_for_signal().await;
+    }
     println!("stopping (Ctrl-C again to quit at once)");
     tokio::spawn(async {
         wait_for_signal().await;
@@ -263,6 +273,25 @@ async fn run(command: Command) -> Result<(), raft_kv::Error> {
         node.shutdown().await;
     }
     Ok(())
+}
+
+/// Waits until every node knows a leader, saying so every 10 s of waiting.
+async fn wait_for_leaders(nodes: &[KvNode]) {
+    for node in nodes {
+        let replica = node.replica();
+        while replica
+            .node()
+            .wait_for_leader(Duration::from_secs(10))
+            .await
+            .is_err()
+        {
+            if !replica.node().status().running {
+                // Stopped: nothing to wait for (its errors are logged).
+                break;
+            }
+            tracing::warn!(node = %node.id(), "no leader elected yet; still waiting before ready");
+        }
+    }
 }
 
 /// Waits for SIGINT (Ctrl-C) or SIGTERM.

@@ -5,6 +5,12 @@ use bytes::Bytes;
 use http_body_util::Full;
 use hyper::header::{self, HeaderName, HeaderValue};
 use hyper::{Response, StatusCode};
+use raft_wrapper::Applied;
+
+/// Response header: the log index at which a write was applied.
+pub const INDEX_HEADER: &str = "raft-index";
+/// Response header: `true` when a write was a retry of one applied before.
+pub const DUPLICATE_HEADER: &str = "raft-duplicate";
 
 /// A refusal: status, message, and a header when the status needs one (`Location`, `Allow`).
 pub(crate) struct Refusal {
@@ -64,4 +70,29 @@ pub(crate) fn finish(
 /// A response without a body.
 pub(crate) fn empty(status: StatusCode) -> Response<Full<Bytes>> {
     finish(Response::builder().status(status), Bytes::new())
+}
+
+/// Adds the headers of a write's answer: its log index and whether it was a retry.
+pub(crate) fn with_write_headers(
+    mut response: Response<Full<Bytes>>,
+    applied: &Applied,
+) -> Response<Full<Bytes>> {
+    let headers = response.headers_mut();
+    headers.insert(INDEX_HEADER, HeaderValue::from(applied.index.0));
+    headers.insert(
+        DUPLICATE_HEADER,
+        HeaderValue::from_static(if applied.duplicate { "true" } else { "false" }),
+    );
+    response
+}
+
+/// Adds `ETag: "<version>"`.
+pub(crate) fn with_etag(
+    mut response: Response<Full<Bytes>>,
+    version: u64,
+) -> Response<Full<Bytes>> {
+    if let Ok(value) = HeaderValue::from_str(&format!("\"{version}\"")) {
+        response.headers_mut().insert(header::ETAG, value);
+    }
+    response
 }

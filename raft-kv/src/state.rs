@@ -1,26 +1,19 @@
-//! [`KvState`]: the replicated map, as a raft-core state machine.
+//! [`KvState`]: the replicated map, as a raft-core state machine (what a command does to the
+//! map is in the `map` module, the snapshot format in `snapshot`).
 
-use std::ops::Bound;
 use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use async_trait::async_trait;
-use bytes::{Buf, BufMut, Bytes, BytesMut};
-use imbl::OrdMap;
+use bytes::Bytes;
 use raft_core::{Entry, Error, Payload, SnapshotReader, SnapshotSource, StateMachine};
 
-use crate::command::{IncrAnswer, KvCommand};
+use crate::command::KvCommand;
+use crate::map::{Map, apply};
+use crate::snapshot::{CHUNK_BYTES, Decoder, MapSource};
 
-/// Snapshot format: this magic and version, then `key_len:u32 key value_len:u32 value` pairs.
-const SNAPSHOT_MAGIC: &[u8; 8] = b"RAFTKV01";
-/// Bytes per snapshot chunk produced and read.
-const CHUNK_BYTES: usize = 1 << 20;
-
-/// The map's type: a persistent B-tree whose clone shares every node, so a snapshot fixes its
-/// view in O(1) however many keys there are, and later writes copy only the paths they touch.
-type Map = OrdMap<Bytes, Bytes>;
-
-/// The key-value map every replica applies the log to. Cheap to clone (a shared handle);
-/// readers ([`get`](KvState::get)) run concurrently with the apply task.
+/// The key-value map every replica applies the log to: each key with its value and version
+/// (the log index of the write that last set it). Cheap to clone (a shared handle); readers
+/// ([`get`](KvState::get)) run concurrently with the apply task.
 #[derive(Clone, Debug, Default)]
 pub struct KvState {
     map: Arc<RwLock<Map>>,
@@ -36,7 +29,16 @@ impl KvState {
     /// The value at `key` on this replica (as of its last applied entry).
     #[must_use]
     pub fn get(&self, key: &[u8]) -> Option<Bytes> {
-        self.read().get(key).cloned()
+        self.read().get(key).map(|entry| entry.value.clone())
+    }
+
+    /// The value at `key` and its version: the log index of the write that last set it (0 for
+    /// a key restored from a snapshot written before versions were kept).
+    #[must_use]
+    pub fn get_versioned(&self, key: &[u8]) -> Option<(Bytes, u64)> {
+        self.read()
+            .get(key)
+            .map(|entry| (entry.value.clone(), entry.version))
     }
 
     /// How many keys this replica holds.
@@ -60,40 +62,6 @@ impl KvState {
     }
 }
 
-/// Applies one command; the answer for its proposer.
-fn apply(map: &mut Map, command: KvCommand) -> Bytes {
-    match command {
-        // Keys and values are copied out of the entry: a slice would keep the whole received
-        // batch (or log segment) it came in alive as long as the key lives.
-        KvCommand::Put { key, value } => {
-            map.insert(Bytes::copy_from_slice(&key), Bytes::copy_from_slice(&value));
-            Bytes::new()
-        }
-        KvCommand::Delete { key } => {
-            map.remove(&key);
-            Bytes::new()
-        }
-        KvCommand::Incr { key } => {
-            let current = match map.get(&key) {
-                None => Ok(0),
-                Some(value) => std::str::from_utf8(value)
-                    .ok()
-                    .and_then(|text| text.trim().parse::<i64>().ok())
-                    .ok_or("the value is not a decimal integer"),
-            };
-            let answer =
-                match current.and_then(|n| n.checked_add(1).ok_or("the value would overflow")) {
-                    Ok(next) => {
-                        map.insert(Bytes::copy_from_slice(&key), Bytes::from(next.to_string()));
-                        IncrAnswer::Value(next)
-                    }
-                    Err(reason) => IncrAnswer::Refused(reason.to_owned()),
-                };
-            answer.encode()
-        }
-    }
-}
-
 #[async_trait]
 impl StateMachine for KvState {
     async fn commit(&self, entries: &[Entry]) -> Result<Vec<Bytes>, Error> {
@@ -103,7 +71,7 @@ impl StateMachine for KvState {
             .map(|entry| match &entry.payload {
                 Payload::Blank | Payload::Membership(_) => Bytes::new(),
                 Payload::Command(payload) => match KvCommand::decode(payload) {
-                    Ok(command) => apply(&mut map, command),
+                    Ok(command) => apply(&mut map, entry.log_id.index.0, &command),
                     // Every replica refuses it the same way; the log stays applicable.
                     Err(reason) => {
                         tracing::warn!(index = %entry.log_id.index, %reason, "malformed command not applied");
@@ -118,11 +86,7 @@ impl StateMachine for KvState {
         // Fix the view: a persistent map's clone shares its nodes (O(1) on the apply task, the
         // lock held for a reference-count increment); the snapshot task encodes it later.
         let map = self.read().clone();
-        Ok(Box::new(KvSource {
-            header_sent: false,
-            map,
-            after: None,
-        }))
+        Ok(Box::new(MapSource::new(map)))
     }
 
     async fn restore(&self, snapshot: Arc<dyn SnapshotReader>) -> Result<(), Error> {
@@ -154,109 +118,14 @@ impl StateMachine for KvState {
     }
 }
 
-/// Encodes the fixed view lazily, chunk by chunk, on the runtime's snapshot task.
-struct KvSource {
-    header_sent: bool,
-    /// The view as of the snapshot's index.
-    map: Map,
-    /// The last key encoded; the next chunk starts after it.
-    after: Option<Bytes>,
-}
-
-#[async_trait]
-impl SnapshotSource for KvSource {
-    async fn next_chunk(&mut self) -> Result<Option<Bytes>, Error> {
-        let mut chunk = BytesMut::with_capacity(CHUNK_BYTES);
-        if !self.header_sent {
-            self.header_sent = true;
-            chunk.put_slice(SNAPSHOT_MAGIC);
-        }
-        let start = match &self.after {
-            None => Bound::Unbounded,
-            Some(key) => Bound::Excluded(&key[..]),
-        };
-        let mut last = None;
-        for (key, value) in self.map.range::<_, [u8]>((start, Bound::Unbounded)) {
-            if chunk.len() >= CHUNK_BYTES {
-                break;
-            }
-            for field in [key, value] {
-                let len = u32::try_from(field.len())
-                    .map_err(|_| Error::state_machine("a key or value over 4 GiB"))?;
-                chunk.put_u32(len);
-                chunk.put_slice(field);
-            }
-            last = Some(key);
-        }
-        if let Some(key) = last {
-            self.after = Some(key.clone());
-        }
-        Ok((!chunk.is_empty()).then(|| chunk.freeze()))
-    }
-}
-
-/// Decodes a snapshot from chunks of any size.
-#[derive(Default)]
-struct Decoder {
-    pending: BytesMut,
-    header_seen: bool,
-    key: Option<Bytes>,
-    map: Map,
-}
-
-impl Decoder {
-    fn feed(&mut self, chunk: &[u8]) -> Result<(), String> {
-        self.pending.extend_from_slice(chunk);
-        if !self.header_seen {
-            if self.pending.len() < SNAPSHOT_MAGIC.len() {
-                return Ok(());
-            }
-            if &self.pending[..SNAPSHOT_MAGIC.len()] != SNAPSHOT_MAGIC {
-                return Err("not a raft-kv snapshot (bad magic)".to_owned());
-            }
-            self.pending.advance(SNAPSHOT_MAGIC.len());
-            self.header_seen = true;
-        }
-        loop {
-            if self.pending.len() < 4 {
-                return Ok(());
-            }
-            let len = u32::from_be_bytes([
-                self.pending[0],
-                self.pending[1],
-                self.pending[2],
-                self.pending[3],
-            ]) as usize;
-            if self.pending.len() - 4 < len {
-                return Ok(());
-            }
-            self.pending.advance(4);
-            // Copied, so the map does not pin the read buffers.
-            let field = Bytes::copy_from_slice(&self.pending[..len]);
-            self.pending.advance(len);
-            match self.key.take() {
-                None => self.key = Some(field),
-                Some(key) => {
-                    self.map.insert(key, field);
-                }
-            }
-        }
-    }
-
-    fn finish(self) -> Result<Map, String> {
-        if !self.header_seen || !self.pending.is_empty() || self.key.is_some() {
-            return Err("the snapshot data ends in the middle of a record".to_owned());
-        }
-        Ok(self.map)
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use bytes::{BufMut, BytesMut};
     use raft_core::LogId;
     use raft_core::testing::snapshots;
 
     use super::*;
+    use crate::answer::OpResult;
 
     fn entry(index: u64, command: &KvCommand) -> Entry {
         Entry {
@@ -287,11 +156,19 @@ mod tests {
             ])
             .await
             .unwrap();
-        assert_eq!(IncrAnswer::decode(&results[1]), Ok(IncrAnswer::Value(2)));
+        assert_eq!(OpResult::decode(&results[1]), Ok(OpResult::Incremented(2)));
         assert!(matches!(
-            IncrAnswer::decode(&results[3]),
-            Ok(IncrAnswer::Refused(_))
+            OpResult::decode(&results[3]),
+            Ok(OpResult::Refused(_))
         ));
+        assert_eq!(
+            state.get_versioned(b"n"),
+            Some((Bytes::from_static(b"2"), 2))
+        );
+        assert_eq!(
+            state.get_versioned(b"name").map(|(_, version)| version),
+            Some(3)
+        );
         assert_eq!(state.get(b"n").as_deref(), Some(&b"2"[..]));
         assert_eq!(state.get(b"name").as_deref(), Some(&b"ada"[..]));
     }
@@ -364,7 +241,7 @@ mod tests {
         let mut data = BytesMut::new();
         let mut chunks = 0;
         while let Some(chunk) = source.next_chunk().await.unwrap() {
-            assert!(chunk.len() <= CHUNK_BYTES + 2 * (4 + 1024));
+            assert!(chunk.len() <= CHUNK_BYTES + 2 * (4 + 1024) + 8);
             data.put_slice(&chunk);
             chunks += 1;
         }

@@ -18,6 +18,10 @@ pub struct Answer {
     pub status: StatusCode,
     pub location: Option<String>,
     pub duplicate: Option<bool>,
+    /// The `ETag` header, as sent (quoted).
+    pub etag: Option<String>,
+    /// The `raft-index` header.
+    pub index: Option<u64>,
     pub body: Bytes,
 }
 
@@ -25,11 +29,36 @@ impl Answer {
     pub fn text(&self) -> String {
         String::from_utf8_lossy(&self.body).trim().to_owned()
     }
+
+    /// The version in the `ETag` header (`"12"` is 12).
+    pub fn version(&self) -> Option<u64> {
+        self.etag.as_deref()?.trim_matches('"').parse().ok()
+    }
 }
 
 /// One request on a fresh connection to `address` (`host:port`); `None` if the node cannot be
 /// reached or does not answer within 10 s.
 pub async fn request(
+    address: &str,
+    method: Method,
+    path: &str,
+    headers: &[(&str, String)],
+    body: Bytes,
+) -> Option<Answer> {
+    request_within(
+        Duration::from_secs(10),
+        address,
+        method,
+        path,
+        headers,
+        body,
+    )
+    .await
+}
+
+/// [`request`] with its own timeout.
+pub async fn request_within(
+    timeout: Duration,
     address: &str,
     method: Method,
     path: &str,
@@ -63,18 +92,19 @@ pub async fn request(
         };
         let location = header("location");
         let duplicate = header("raft-duplicate").map(|v| v == "true");
+        let etag = header("etag");
+        let index = header("raft-index").and_then(|v| v.parse().ok());
         let body = response.into_body().collect().await.ok()?.to_bytes();
         Some(Answer {
             status,
             location,
             duplicate,
+            etag,
+            index,
             body,
         })
     };
-    tokio::time::timeout(Duration::from_secs(10), attempt)
-        .await
-        .ok()
-        .flatten()
+    tokio::time::timeout(timeout, attempt).await.ok().flatten()
 }
 
 /// Sends a request to any of `addresses`, following 307s to the leader and retrying 503s,
@@ -199,4 +229,34 @@ pub fn ids(value: &serde_json::Value) -> Vec<u64> {
 pub fn authority(location: &str) -> String {
     let rest = location.strip_prefix("http://").unwrap_or(location);
     rest.split('/').next().unwrap_or(rest).to_owned()
+}
+
+/// Starts an in-process cluster of `n` plaintext nodes on loopback (node `i` at
+/// `addresses[i - 1]`, data under `dir`), with quick elections; `tweak` adjusts each node's
+/// options. Returns the nodes and their addresses.
+pub async fn start_cluster(
+    dir: &std::path::Path,
+    n: u64,
+    tweak: impl Fn(&mut raft_kv::server::NodeOptions),
+) -> (Vec<raft_kv::server::KvNode>, Vec<String>) {
+    use raft_core::NodeId;
+    use raft_kv::server::{KvNode, NodeOptions};
+    let addresses = free_addresses(n as usize);
+    let mut nodes = Vec::new();
+    for id in 1..=n {
+        let mut options = NodeOptions::new(
+            NodeId(id),
+            addresses[id as usize - 1].clone(),
+            dir.join(format!("node-{id}")),
+        );
+        options.peers = (1..=n)
+            .filter(|&peer| peer != id)
+            .map(|peer| (NodeId(peer), addresses[peer as usize - 1].clone()))
+            .collect();
+        options.raft.raft.election_timeout_ms = 400;
+        options.raft.raft.heartbeat_interval_ms = 50;
+        tweak(&mut options);
+        nodes.push(KvNode::start(options).await.unwrap());
+    }
+    (nodes, addresses)
 }

@@ -294,11 +294,15 @@ impl HttpsClient {
             };
             let location = header("location");
             let duplicate = header("raft-duplicate").map(|v| v == "true");
+            let etag = header("etag");
+            let index = header("raft-index").and_then(|v| v.parse().ok());
             let body = response.into_body().collect().await.ok()?.to_bytes();
             Some(Answer {
                 status,
                 location,
                 duplicate,
+                etag,
+                index,
                 body,
             })
         };
