@@ -48,7 +48,9 @@ pub struct NodeOptions {
     pub join: Option<String>,
     /// The directory of this node's log, hard state and snapshots.
     pub data_dir: PathBuf,
-    /// Log size (bytes) that triggers a snapshot and compaction; 0 switches it off.
+    /// Log size (bytes) that triggers a snapshot and compaction; 0 switches it off. It also
+    /// sizes the log's segment files ([`FsOptions::for_snapshot_threshold`]: an eighth of it,
+    /// 64 KiB to 64 MiB), so the log on disk stays within about twice the threshold.
     pub snapshot_threshold: u64,
     /// The cluster id every peer request must carry.
     pub cluster_id: String,
@@ -202,7 +204,9 @@ impl KvNode {
             })?;
         }
         let joining = marker.exists();
-        let store = FsLogStore::open(&options.data_dir, FsOptions::default().node(id))?;
+        // Segments sized from the snapshot threshold, so compaction keeps the files near it.
+        let store_options = FsOptions::for_snapshot_threshold(options.snapshot_threshold).node(id);
+        let store = FsLogStore::open(&options.data_dir, store_options)?;
         let state = KvState::new();
         let mut raft = options.raft.clone();
         raft.snapshot_log_bytes = options.snapshot_threshold;

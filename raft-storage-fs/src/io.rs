@@ -15,6 +15,10 @@
 //! - a truncation removes later segments (newest first, then a directory sync) and cuts the
 //!   segment holding `from` durably *before* new entries overwrite the space: a torn overwrite
 //!   followed by surviving old records would otherwise look like corruption;
+//! - a full (or retired) segment, once synced, is cut to the end of its records before the
+//!   next segment is installed, so the files hold no preallocated space but the active
+//!   segment's and the one prepared ahead (losing the cut in a crash leaves zeros, which
+//!   recovery reads as the end of the segment);
 //! - compaction removes whole segments only (oldest first, then a directory sync). So that a
 //!   log living in one segment can still shrink, a compaction that leaves the active segment
 //!   mostly compacted *retires* it (see [`IoThread::compact`]): the next append starts a new
@@ -236,6 +240,7 @@ impl IoThread {
         if records > 0 && (full || (self.retired && self.prepared())) {
             self.flush()?;
             self.sync_active()?;
+            self.trim_active();
             self.roll(entry.log_id.index)?;
         }
         self.buf_offsets
@@ -300,6 +305,27 @@ impl IoThread {
         self.fsyncs += 1;
         self.unsynced = false;
         Ok(())
+    }
+
+    /// Gives back the unwritten, preallocated tail of the active segment, which is full (or
+    /// retired) and synced: it never gets more records, and until compaction removes it the
+    /// disk holds its records only (a retired segment may be mostly zeros). Nothing depends on
+    /// it: a crash that loses the new length leaves zeros after the last record, which
+    /// recovery reads as the end of the segment, as it always has. A failure costs disk space
+    /// only, so it is logged, not fatal.
+    fn trim_active(&self) {
+        let file = &self.active.file;
+        let end = self.active.end;
+        let trimmed = file
+            .size()
+            .and_then(|len| if len > end { file.set_len(end) } else { Ok(()) });
+        if let Err(err) = trimmed {
+            tracing::warn!(
+                file = %self.active.path.display(),
+                %err,
+                "raft log: could not give back a full segment's unused space"
+            );
+        }
     }
 
     /// Whether the next segment is ready (or must be prepared on this thread: no helper

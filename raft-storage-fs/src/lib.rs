@@ -19,14 +19,25 @@
 //! entry removes them all and the log continues at the named index, in a segment named for it.
 //! A compaction that covers most of the segment being written *retires* it: the next append
 //! starts a new segment, so the next compaction removes the old one, and a log whose live part
-//! fits in one segment still shrinks. [`FsOptions::small`] sizes segments (1 MiB) for a small
-//! application; the defaults (64 MiB) are for throughput.
+//! fits in one segment still shrinks. How much disk the log takes therefore follows the segment
+//! size: [`FsOptions::for_snapshot_threshold`] derives it from the snapshot policy's threshold
+//! (an eighth of it), so that compaction after each snapshot keeps the files within about
+//! twice the threshold; [`FsOptions::small`] sizes segments (1 MiB) for a small application;
+//! the defaults (64 MiB) are for throughput.
 //! So a log may start anywhere up to the snapshot's index plus one, and
 //! [`LogStore::restore`](raft_core::LogStore::restore) returns the snapshot's meta beside the
 //! entries, and the membership entries among them (found by the scan at open and kept in
-//! memory, in step with appends, truncations and compactions: they are rare). [`LogStore::byte_count`](raft_core::LogStore::byte_count) counts the record bytes
-//! of the segments, never the snapshot file (the snapshot policy compares the count with a
-//! threshold: a snapshot larger than it must not trigger the next one).
+//! memory, in step with appends, truncations and compactions: they are rare).
+//!
+//! [`LogStore::byte_count`](raft_core::LogStore::byte_count) (the runtime's `raft_log_bytes`)
+//! counts the record bytes in the segment files: every entry appended and not yet removed
+//! from disk, compacted entries included until compaction removes their segment, never the
+//! snapshot file (the snapshot policy compares the count with a threshold: a snapshot larger
+//! than it must not trigger the next one). Preallocated zeros are not counted: the files are
+//! longer than the count by the unwritten tail of the segment being written and the segment
+//! prepared ahead, at most two segments (full segments are cut to their records when the
+//! next one starts). Counting the zeros would make the count, and so the snapshot policy,
+//! move in steps of a whole segment and start at one segment for an empty log.
 //!
 //! Appends return once the entries are queued and readable (from an in-memory cache of the
 //! newest entries); one I/O thread (a `std::thread`, never a tokio worker) takes every queued

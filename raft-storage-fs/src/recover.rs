@@ -241,6 +241,20 @@ impl Loaded {
                 .and_then(|()| file.set_len(capacity))
                 .and_then(|()| file.sync_data())
                 .map_err(|err| Error::io("truncating a torn tail of", &path, err))?;
+        } else {
+            // Zeros after the last record: the last segment keeps room for one segment's worth
+            // of records (less, if it was made with larger segments: it is cut to the current
+            // size), earlier ones need none (a crash before the I/O thread cut a full segment,
+            // or segments made before it did).
+            let capacity = if is_last {
+                options.segment_bytes.max(scan.valid_len)
+            } else {
+                scan.valid_len
+            };
+            if data.len() as u64 > capacity {
+                file.set_len(capacity)
+                    .map_err(|err| Error::io("cutting the unused space of", &path, err))?;
+            }
         }
         let mut offsets = Vec::with_capacity(scan.records.len());
         for Record { offset, entry } in &scan.records {

@@ -53,7 +53,9 @@ pub(crate) struct State {
     pub(crate) segments: Vec<Segment>,
     /// Record bytes of every entry the segments hold or will hold: compaction lowers it when
     /// it removes segments. Snapshot files are not counted (the snapshot policy compares this
-    /// with its threshold, and a snapshot larger than it would otherwise trigger another).
+    /// with its threshold, and a snapshot larger than it would otherwise trigger another), nor
+    /// preallocated zeros (at most the active segment's unwritten tail and the segment
+    /// prepared ahead).
     pub(crate) byte_count: u64,
     /// The latest durable snapshot.
     pub(crate) snapshot: Option<Arc<SnapshotFile>>,
