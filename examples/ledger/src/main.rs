@@ -99,12 +99,20 @@ async fn run_node(args: NodeArgs) -> Result<(), BoxError> {
     let id = NodeId(args.id);
     let mut terminate = signal(SignalKind::terminate())?;
     // The durable log. Opening validates every record, so it blocks: off the async workers.
+    // Segments sized from the snapshot threshold, so compaction gives the space back.
+    let snapshot_bytes = args.snapshot_bytes;
     let store = tokio::task::spawn_blocking(move || {
-        FsLogStore::open(args.dir, FsOptions::small().node(id))
+        FsLogStore::open(
+            args.dir,
+            FsOptions::for_snapshot_threshold(snapshot_bytes).node(id),
+        )
     })
     .await??;
     let mut config = ReplicaConfig::default();
-    config.node.snapshot_log_bytes = args.snapshot_bytes;
+    config.node.snapshot_log_bytes = snapshot_bytes;
+    // A small ledger's whole log is a few hundred entries: keep a few dozen below each
+    // snapshot for lagging followers (the default, 1,024, would keep all of it).
+    config.node.raft.snapshot_keep_entries = 64;
     // Both sides of the transport from one set of settings; the listener is bound here.
     let http = HttpNode::builder(id)
         .listen(args.listen)
