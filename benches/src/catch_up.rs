@@ -199,7 +199,7 @@ async fn load(
 ) -> Result<(u64, u64), Error> {
     let payload_bytes = options.payload().max(1) as u64;
     let total = options.log_bytes.div_ceil(payload_bytes);
-    let batch = options.batch.max(1) as u64;
+    let batch = options.batch() as u64;
     let payload = Bytes::from(vec![0xC3; options.payload().max(1)]);
     let mut loaders = Vec::new();
     for _ in 0..options.clients().max(1) {
@@ -315,7 +315,7 @@ fn print(options: &Options, run: &CatchUp, dir: &str) {
         "workload=catch-up log={:.1} MiB payload={} batch={} loaders={} snapshots={snapshots} state: {state}",
         mib(options.log_bytes),
         options.payload(),
-        options.batch,
+        options.batch(),
         options.clients(),
     );
     println!("  data directory   {dir} (removed)");

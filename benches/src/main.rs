@@ -7,7 +7,8 @@
 //! loaded durable cluster), `membership-change` (writes while a durable cluster grows from 3
 //! to 4 voters and shrinks back) and `peer-table` (the transport's peer table under
 //! contention: `RwLock<HashMap>` against `DashMap`) and `reads` (the throughput and latency of
-//! linearizable, lease, follower and stale reads, alternating). The last line printed is the `bench:`
+//! linearizable, lease, follower and stale reads, alternating) and `kv` (the product: 3
+//! `raft-kv serve` processes with durable logs driven over HTTP by raft-kv-client). The last line printed is the `bench:`
 //! line (ARCHITECTURE.md, "Command lines"). Performance claims live here, never in tests.
 //!
 //! Ctrl-C (or SIGTERM) ends a run early, and its temporary data directories are removed on the way out.
@@ -20,6 +21,8 @@ mod cluster;
 mod fslog;
 mod harness;
 mod http;
+mod kv;
+mod kv_cluster;
 mod mem;
 mod membership_change;
 mod options;
@@ -96,6 +99,7 @@ async fn run(options: &Options) -> Result<(), String> {
         }
         Workload::PeerTable => return peer_table::run(options).await,
         Workload::Reads => return reads::run(options).await,
+        Workload::Kv => return kv::run(options).await,
     };
     report.print(options);
     Ok(())

@@ -1,5 +1,5 @@
 //! The command line: [`Options`] and the choices its flags take ([`Workload`], [`Mode`],
-//! [`PacingArg`], [`Remove`], [`Consistency`], [`TransportArg`]). Plain data parsed by clap; the workloads, the harness and the
+//! [`PacingArg`], [`Remove`], [`Consistency`], [`TransportArg`], [`ProtocolArg`], [`KvOp`]). Plain data parsed by clap; the workloads, the harness and the
 //! report read it, and it depends on none of them.
 
 use clap::{Parser, ValueEnum};
@@ -20,11 +20,11 @@ pub(crate) struct Options {
     #[arg(long, default_value_t = 500_000)]
     pub(crate) ops: u64,
     /// Run for this many seconds instead of a number of operations (`peer-table`, `reads`:
-    /// seconds of one trial, default 2).
+    /// seconds of one trial, default 2; `kv`: the measured seconds, default 10).
     #[arg(long)]
     pub(crate) secs: Option<f64>,
-    /// Payload bytes per command (default 256; `catch-up`: 4096).
-    #[arg(long)]
+    /// Payload bytes per command (default 256; `catch-up`: 4096); `kv`: bytes of each value.
+    #[arg(long, visible_alias = "value-bytes")]
     pub(crate) payload: Option<usize>,
     /// How `append` returns.
     #[arg(long, value_enum, default_value_t = Mode::Blocking)]
@@ -57,9 +57,10 @@ pub(crate) struct Options {
     /// `catch-up`: bytes of commands written before the learner joins.
     #[arg(long, default_value = "1GiB", value_parser = parse_bytes)]
     pub(crate) log_bytes: u64,
-    /// `catch-up`: commands per `append` call while loading the log.
-    #[arg(long, default_value_t = 64)]
-    pub(crate) batch: usize,
+    /// `catch-up`: commands per `append` call while loading the log (default 64); `kv`: PUTs
+    /// per request, through the client's batch API (default 1: single PUTs, no batch).
+    #[arg(long)]
+    pub(crate) batch: Option<usize>,
     /// `catch-up`: no snapshots (the threshold is ignored), so the learner catches up by log
     /// replication alone.
     #[arg(long)]
@@ -112,6 +113,23 @@ pub(crate) struct Options {
     /// `reads`: the transport between the nodes.
     #[arg(long, value_enum, default_value_t = TransportArg::Mem)]
     pub(crate) transport: TransportArg,
+    /// `kv`: the HTTP version between the client and the servers.
+    #[arg(long, value_enum, default_value_t = ProtocolArg::Http2)]
+    pub(crate) protocol: ProtocolArg,
+    /// `kv`: what each request does (`get` reads at the first `--consistency`, linearizable
+    /// by default, keys written before the warm-up).
+    #[arg(long, value_enum, default_value_t = KvOp::Put)]
+    pub(crate) op: KvOp,
+    /// `kv`: the keys written or read, spread over the clients.
+    #[arg(long, default_value_t = 10_000)]
+    pub(crate) keys: u64,
+    /// `kv`: seconds of unmeasured load before the measured `--secs` (10 by default).
+    #[arg(long, default_value_t = 2.0)]
+    pub(crate) warmup_secs: f64,
+    /// `kv`: the `raft-kv` binary to spawn (default: `raft-kv` next to this program, as
+    /// `cargo build --release -p raft-kv` leaves it in target/release).
+    #[arg(long)]
+    pub(crate) kv_binary: Option<std::path::PathBuf>,
 }
 
 impl Options {
@@ -146,6 +164,16 @@ impl Options {
         })
     }
 
+    /// `--batch`, or the workload's default (at least 1).
+    pub(crate) fn batch(&self) -> usize {
+        self.batch
+            .unwrap_or(match self.workload {
+                Workload::CatchUp => 64,
+                _ => 1,
+            })
+            .max(1)
+    }
+
     /// `--max-lag`, or the workload's default.
     pub(crate) fn max_lag(&self) -> u64 {
         self.max_lag.unwrap_or(match self.workload {
@@ -178,6 +206,9 @@ pub(crate) enum Workload {
     /// Reads at each `--consistency` level, alternating, over a 3-node cluster (`--transport`)
     /// while a writer appends a counter: ops/s and latency, medians of `--rounds`.
     Reads,
+    /// The product: 3 `raft-kv serve` processes on loopback with durable logs, driven over
+    /// HTTP by raft-kv-client (`--protocol`, `--op`, `--batch`, `--secs`).
+    Kv,
 }
 
 /// `append`'s return mode.
@@ -234,6 +265,34 @@ pub(crate) enum TransportArg {
     Mem,
     /// Loopback raft-http (HTTP/2, MessagePack), as the `http` workload (`--tls` applies).
     Http,
+}
+
+/// The HTTP version of the `kv` workload's client.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub(crate) enum ProtocolArg {
+    /// HTTP/2: one multiplexed connection per node carries every client's requests.
+    Http2,
+    /// HTTP/1.1: a keep-alive connection per request in flight.
+    Http1,
+}
+
+impl ProtocolArg {
+    /// The name printed in reports (the flag's value).
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            ProtocolArg::Http2 => "http2",
+            ProtocolArg::Http1 => "http1",
+        }
+    }
+}
+
+/// What a request of the `kv` workload does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub(crate) enum KvOp {
+    /// `PUT /kv/{key}` (or `--batch` PUTs in one `POST /kv`).
+    Put,
+    /// `GET /kv/{key}` at the first `--consistency`.
+    Get,
 }
 
 /// Which voter `membership-change` removes.
