@@ -179,6 +179,12 @@ impl Engine {
                             "{endpoint} redirected without a usable Location"
                         )));
                     };
+                    if endpoint.tls && !leader.tls {
+                        // The request (and the API token) would leave in cleartext.
+                        return Err(Error::Protocol(format!(
+                            "{endpoint} redirected to {leader}, from HTTPS to plain HTTP: refused"
+                        )));
+                    }
                     self.router.set_leader(&leader);
                     redirected = Some(leader);
                     attempts.redirects += 1;

@@ -66,18 +66,21 @@ pub enum Error {
 }
 
 impl Error {
-    /// Whether a write may have been applied although it failed: only
-    /// [`Error::Timeout`] with `outcome_unknown`. Every other error of a write means it was
-    /// not applied.
+    /// Whether a write may have been applied although it failed: [`Error::Timeout`] with
+    /// `outcome_unknown`, a server error ([`Error::Rejected`] with a 5xx status: the node
+    /// failed while handling it) and [`Error::Protocol`] (an answer that could not be read
+    /// may have come after the write applied). Every other error of a write means it was not
+    /// applied.
     #[must_use]
     pub fn is_outcome_unknown(&self) -> bool {
-        matches!(
-            self,
+        match self {
             Error::Timeout {
-                outcome_unknown: true,
-                ..
-            }
-        )
+                outcome_unknown, ..
+            } => *outcome_unknown,
+            Error::Rejected { status, .. } => *status >= 500,
+            Error::Protocol(_) => true,
+            _ => false,
+        }
     }
 
     /// Whether the same call may succeed later (no leader, a timeout, no node reachable, a

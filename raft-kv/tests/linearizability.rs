@@ -256,12 +256,11 @@ async fn reads_writes_and_cas_stay_linearizable_across_leader_changes() {
         matches!(op.input, RegisterInput::Cas(_, new) if read_later(new))
             && op.output == Some(RegisterOutput::Cas(true))
     });
-    if let Some(position) = flipped {
-        let mut tampered = history.clone();
-        tampered[position].output = Some(RegisterOutput::Cas(false));
-        let verdict = check(&RegisterModel, &tampered, Budget::default());
-        assert_eq!(verdict, Verdict::NotLinearizable, "{summary}");
-    }
+    let position = flipped.expect("an applied CAS whose value a later read saw");
+    let mut tampered = history.clone();
+    tampered[position].output = Some(RegisterOutput::Cas(false));
+    let verdict = check(&RegisterModel, &tampered, Budget::default());
+    assert_eq!(verdict, Verdict::NotLinearizable, "{summary}");
     for node in nodes {
         node.shutdown().await;
     }
