@@ -124,6 +124,14 @@ impl Clients {
         self.ops.len() as u64 - 1
     }
 
+    /// Op `id` went to `node` after all (a follower read sent to another node than the
+    /// client's target): a crash of `node` abandons it.
+    pub(crate) fn redirect(&mut self, id: u64, node: usize) {
+        if let Some(op) = self.op_mut(id) {
+            op.node = node;
+        }
+    }
+
     pub(crate) fn fresh_value(&mut self) -> String {
         self.next_value += 1;
         format!("v{}", self.next_value)

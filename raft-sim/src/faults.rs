@@ -52,11 +52,21 @@ pub enum Bug {
     /// less the clock-drift bound: a deposed leader answers lease reads from its stale state
     /// (needs lease reads on).
     LeaseTooLong,
+    /// The engine's follower answers a follower read at once at its own commit index, without
+    /// asking the leader for a read index: it answers from a state that may lag the cluster's
+    /// (needs follower reads on).
+    FollowerReadEarly,
+    /// The engine's leader, after a follower rejected an AppendEntries, resumes one entry past
+    /// the position the follower denied: `next_index` passes the leader's last index plus one.
+    NextIndexPastRejection,
+    /// The engine's pre-candidates and candidates never campaign again once their round
+    /// failed: safe, but the cluster can stop electing leaders (caught after a heal).
+    CandidateNeverRetries,
 }
 
 impl Bug {
     /// Every planted bug.
-    pub const ALL: [Bug; 14] = [
+    pub const ALL: [Bug; 17] = [
         Bug::ForgetVote,
         Bug::AckBeforeSync,
         Bug::StaleRead,
@@ -71,6 +81,9 @@ impl Bug {
         Bug::ConfigOnCommit,
         Bug::LearnerInQuorum,
         Bug::LeaseTooLong,
+        Bug::FollowerReadEarly,
+        Bug::NextIndexPastRejection,
+        Bug::CandidateNeverRetries,
     ];
 
     /// The name used on the command line.
@@ -91,6 +104,9 @@ impl Bug {
             Bug::ConfigOnCommit => "config-on-commit",
             Bug::LearnerInQuorum => "learner-in-quorum",
             Bug::LeaseTooLong => "lease-too-long",
+            Bug::FollowerReadEarly => "follower-read-early",
+            Bug::NextIndexPastRejection => "next-index-past-rejection",
+            Bug::CandidateNeverRetries => "candidate-never-retries",
         }
     }
 
@@ -112,6 +128,9 @@ impl Bug {
             Bug::ConfigOnCommit => Some(PlantedBug::ConfigOnCommit),
             Bug::LearnerInQuorum => Some(PlantedBug::LearnerInQuorum),
             Bug::LeaseTooLong => Some(PlantedBug::LeaseTooLong),
+            Bug::FollowerReadEarly => Some(PlantedBug::FollowerReadEarly),
+            Bug::NextIndexPastRejection => Some(PlantedBug::NextIndexPastRejection),
+            Bug::CandidateNeverRetries => Some(PlantedBug::CandidateNeverRetries),
             Bug::ForgetVote
             | Bug::AckBeforeSync
             | Bug::StaleRead
@@ -130,6 +149,33 @@ pub(crate) struct Network {
     pub(crate) delay_max_ms: u64,
     /// Directed links that deliver nothing: (from, to) by node position.
     pub(crate) blocked: BTreeSet<(usize, usize)>,
+    /// Messages to one node take longer and longer (see [`SlowLink`]).
+    pub(crate) slow_into: Option<SlowLink>,
+}
+
+/// The links into one node slowing down: a message to it sent at `t` takes `(t - since_ms) / 2`
+/// milliseconds longer, at most `max_ms`. The delay grows at half the rate of time, so the
+/// node goes on hearing the others at a steady pace (a reply sent later never arrives before
+/// an earlier one) while they fall further behind.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct SlowLink {
+    /// The node, by position.
+    pub(crate) node: usize,
+    /// When the slowing began.
+    pub(crate) since_ms: u64,
+    /// The most a message is held up.
+    pub(crate) max_ms: u64,
+}
+
+impl SlowLink {
+    /// The extra delay of a message to `to` sent at `now_ms`.
+    fn extra_ms(&self, to: usize, now_ms: u64) -> u64 {
+        if to == self.node {
+            (now_ms.saturating_sub(self.since_ms) / 2).min(self.max_ms)
+        } else {
+            0
+        }
+    }
 }
 
 impl Network {
@@ -140,6 +186,7 @@ impl Network {
             delay_min_ms: 1,
             delay_max_ms: 10,
             blocked: BTreeSet::new(),
+            slow_into: None,
         }
     }
 
@@ -147,10 +194,12 @@ impl Network {
         !self.blocked.contains(&(from, to))
     }
 
-    pub(crate) fn delay(&self, rng: &mut SimRng) -> u64 {
+    /// How long a message to node `to` (by position) sent at `now_ms` travels.
+    pub(crate) fn delay(&self, rng: &mut SimRng, to: usize, now_ms: u64) -> u64 {
         let base = rng.range(self.delay_min_ms, self.delay_max_ms + 1);
         // Now and then a latency spike.
-        if rng.percent(2) { base * 10 } else { base }
+        let base = if rng.percent(2) { base * 10 } else { base };
+        base + self.slow_into.map_or(0, |slow| slow.extra_ms(to, now_ms))
     }
 
     /// Changes the network's weather.
@@ -164,7 +213,7 @@ impl Network {
     /// Cuts the nodes into two sides; `symmetric` cuts both directions, otherwise only
     /// messages from the first side to the second are lost.
     pub(crate) fn partition(&mut self, rng: &mut SimRng, nodes: usize, symmetric: bool) {
-        self.blocked.clear();
+        self.heal();
         let side: Vec<bool> = (0..nodes).map(|_| rng.percent(50)).collect();
         for from in 0..nodes {
             for to in 0..nodes {
@@ -180,15 +229,24 @@ impl Network {
 
     /// Blocks every link to and from `node`.
     pub(crate) fn isolate(&mut self, node: usize, nodes: usize) {
-        self.blocked.clear();
+        self.heal();
         for other in (0..nodes).filter(|&other| other != node) {
             self.blocked.insert((node, other));
             self.blocked.insert((other, node));
         }
     }
 
+    /// Every link delivers again, at the usual speed.
     pub(crate) fn heal(&mut self) {
         self.blocked.clear();
+        self.slow_into = None;
+    }
+
+    /// Blocks every link from `node` to the others (one way: it still hears them).
+    pub(crate) fn cut_off_outgoing(&mut self, node: usize, nodes: usize) {
+        for other in (0..nodes).filter(|&other| other != node) {
+            self.blocked.insert((node, other));
+        }
     }
 }
 
@@ -233,5 +291,41 @@ pub(crate) fn pick_fault(rng: &mut SimRng, snapshots: bool) -> Fault {
         74..86 => Fault::Weather,
         86..92 => Fault::TransferLeadership,
         _ => Fault::Calm,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_slowed_link_holds_later_messages_longer_up_to_its_maximum_without_reordering_them() {
+        let link = SlowLink {
+            node: 1,
+            since_ms: 100,
+            max_ms: 150,
+        };
+        assert_eq!(link.extra_ms(0, 400), 0, "only messages to the node");
+        assert_eq!(link.extra_ms(1, 100), 0);
+        assert_eq!(link.extra_ms(1, 200), 50);
+        assert_eq!(link.extra_ms(1, 1_000), 150);
+        let arrivals: Vec<u64> = (100..1_000).map(|t| t + link.extra_ms(1, t)).collect();
+        assert!(arrivals.windows(2).all(|w| w[0] < w[1]));
+    }
+
+    #[test]
+    fn healing_the_network_ends_a_slowed_link_and_one_way_cuts() {
+        let mut network = Network::calm();
+        network.slow_into = Some(SlowLink {
+            node: 0,
+            since_ms: 0,
+            max_ms: 150,
+        });
+        network.cut_off_outgoing(0, 3);
+        assert!(!network.delivers(0, 1) && !network.delivers(0, 2));
+        assert!(network.delivers(1, 0), "the node still hears the others");
+        network.heal();
+        assert_eq!(network.slow_into, None);
+        assert!(network.delivers(0, 1));
     }
 }

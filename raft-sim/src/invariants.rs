@@ -14,7 +14,8 @@
 //! [`reveal`]; those of membership changes (`config-quorums-overlap`,
 //! `removed-cannot-disrupt`, `snapshot-membership`) in [`membership`], over the committed
 //! configurations of [`configs`]; those of reads when the engine answers them
-//! (`read-covers-commits`, `lease-read-sole-leader`) in [`reads`].
+//! (`read-covers-commits`, `lease-read-sole-leader`) in [`reads`]; the one liveness property,
+//! checked once the world's faults stop (`liveness-after-heal`), in [`liveness`].
 //!
 //! Every check counts over node ids, so nodes added later by membership churn are covered
 //! like the first ones: one leader per term whichever nodes lead, and Log Matching, State
@@ -22,6 +23,7 @@
 
 mod configs;
 mod durability;
+mod liveness;
 mod membership;
 mod reads;
 mod reference;
@@ -35,6 +37,8 @@ use raft_core::message::{AppendOutcome, Message, SnapshotOutcome};
 use raft_core::{Entry, LogId, LogIndex, Membership, NodeId, Payload, Term};
 
 use self::configs::ConfigHistory;
+use self::liveness::Liveness;
+pub(crate) use self::liveness::PROBE_KEY;
 use self::reference::Reference;
 pub(crate) use self::reveal::received_term;
 use crate::node::SimNode;
@@ -74,6 +78,8 @@ pub(crate) struct Checker {
     pub(crate) elections: u64,
     /// Reads asked for and not answered yet: the highest index committed when each was.
     read_requests: BTreeMap<u64, LogIndex>,
+    /// After the world's heal: whether a leader commits a new entry in time.
+    pub(crate) liveness: Liveness,
     pub(crate) violation: Option<Violation>,
 }
 
@@ -283,6 +289,7 @@ impl Checker {
             return;
         }
         self.reference.record(log_id.index, &entry.payload);
+        self.liveness.on_apply(&entry.payload, self.now_ms);
     }
 
     /// Durability before replies: a vote grant only once the vote is durable, an append

@@ -20,8 +20,9 @@
 //! a majority disjoint from one of the configuration before it (`config-quorums-overlap`), a
 //! snapshot carries the committed configuration of its index (`snapshot-membership`), only
 //! voters campaign (`campaign-as-voter`), and a removed node cannot disturb the cluster
-//! (`removed-cannot-disrupt`). [`ChurnCounts`] reports what churn did. Without churn a seed
-//! replays the run it gave before membership changes existed.
+//! (`removed-cannot-disrupt`). [`ChurnCounts`] reports what churn did. Without churn (and
+//! [`SimOptions::as_recorded`]) a seed replays the run it gave before membership changes
+//! existed.
 //!
 //! With [`SimOptions::leases`] the engines serve lease reads (`Config::lease_reads`, with
 //! check-quorum and a `max_clock_drift_ms` drawn per seed) and clients ask for them as well as
@@ -33,13 +34,32 @@
 //! only while a quorum would still ignore a vote request (`lease-read-quorum-bound`, the
 //! followers' side of the lease, judged by their own clocks) and while no later term has a
 //! leader (`lease-read-sole-leader`). [`LeaseCounts`] reports the lease reads served at once
-//! and those that fell back to ReadIndex.
+//! and those that fell back to ReadIndex. With lease reads the nemesis also plays a split brain
+//! on the leader now and then ([`SimOptions::split_brain`]): the links into it slow down by up
+//! to an election timeout, then its own messages are cut off, while the lease readers are sent
+//! to it and a writer follows the new leader, so that a lease outliving the followers' promise
+//! shows in the clients' history even without the read checks.
+//!
+//! With [`SimOptions::follower_reads`] (on by default) the clients send some of their reads to
+//! followers, which ask the leader for a read index and answer once they applied it; the read
+//! checks and the linearizability check judge them like the others ([`FollowerReadCounts`]).
+//!
+//! With [`SimOptions::heal`] (on by default) the faults stop in half the seeds, at a step drawn
+//! per seed: the network heals, every node runs, neither the nemesis nor churn strike again.
+//! A probe client then writes to the leader, and one of its writes must commit within ten
+//! election timeouts (`liveness-after-heal`, judged in the seeds with pre-vote; [`HealCounts`]).
+//!
+//! [`SimOptions::as_recorded`] switches off what came after a seed was pinned (follower reads,
+//! the split brain, the heal), so the pinned seeds of `tests/` replay their runs.
 //!
 //! [`Bug`] plants a broken rule to show the checks catch it: forget-vote, ack-before-sync,
 //! stale-read, commit-by-count, vote-twice, lazy-snapshot, unsafe-wipe,
 //! commit-before-own-sync, vote-request-before-sync, ignore-higher-term-response, with
-//! churn skip-joint-phase, config-on-commit, learner-in-quorum, and with lease reads
-//! lease-too-long (each has a pinned seed or seed range in `tests/`).
+//! churn skip-joint-phase, config-on-commit, learner-in-quorum, with lease reads
+//! lease-too-long, with follower reads follower-read-early, next-index-past-rejection (caught
+//! by `progress-bounds`, and by `liveness-after-heal` where it only stalls the followers) and
+//! the liveness bug candidate-never-retries (each has a pinned seed or seed range in
+//! `tests/`).
 //!
 //! Everything random comes from the seed, so a failing seed replays exactly:
 //!
@@ -68,7 +88,10 @@ pub use clock::ClockMode;
 pub use error::Error;
 pub use faults::Bug;
 pub use invariants::Violation;
-pub use options::{ChurnCounts, LeaseCounts, SimOptions, SnapshotCounts, SnapshotMode};
+pub use options::{
+    ChurnCounts, FollowerReadCounts, HealCounts, LeaseCounts, SimOptions, SnapshotCounts,
+    SnapshotMode,
+};
 
 use linearizability::{Budget, Verdict};
 
@@ -95,6 +118,10 @@ pub struct SeedReport {
     pub churn: ChurnCounts,
     /// What the lease reads became (all zero without lease reads).
     pub leases: LeaseCounts,
+    /// What the follower reads became (all zero without follower reads).
+    pub follower_reads: FollowerReadCounts,
+    /// What the heal did (all zero in a run whose faults never stop).
+    pub heal: HealCounts,
 }
 
 /// Runs one seeded simulation and checks it.
@@ -133,5 +160,7 @@ pub fn run_seed(seed: u64, options: &SimOptions) -> SeedReport {
         snapshots: world.snapshot_counts,
         churn: world.churn_counts(),
         leases: world.lease_counts,
+        follower_reads: world.follower_read_counts,
+        heal: world.heal_counts(),
     }
 }

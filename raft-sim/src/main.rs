@@ -1,15 +1,18 @@
 //! `raft-sim --seeds N [--first-seed S] [--steps K] [--bug NAME] [--snapshots MODE] [--churn]
-//! [--leases] [--drift [within|beyond]]`: runs N seeded simulations and prints a line per
+//! [--leases] [--drift [within|beyond]] [--no-read-checks] [--no-follower-reads]
+//! [--no-split-brain] [--no-heal]`: runs N seeded simulations and prints a line per
 //! violation, a line of snapshot counts, with `--churn` a line of membership-change counts,
-//! with `--leases` a line of lease-read counts, and a summary line (last, in the form
-//! ARCHITECTURE.md, "Command lines", fixes); exits non-zero iff a violation was seen.
+//! with `--leases` a line of lease-read counts, with follower reads a line of their counts,
+//! with the heal a line of what it did, and a summary line (last, in the form ARCHITECTURE.md,
+//! "Command lines", fixes); exits non-zero iff a violation was seen.
 #![allow(clippy::print_stdout)]
 
 use std::process::ExitCode;
 
 use clap::Parser;
 use raft_sim::{
-    Bug, ChurnCounts, ClockMode, LeaseCounts, SimOptions, SnapshotCounts, SnapshotMode, run_seed,
+    Bug, ChurnCounts, ClockMode, FollowerReadCounts, HealCounts, LeaseCounts, SeedReport,
+    SimOptions, SnapshotCounts, SnapshotMode, run_seed,
 };
 
 /// Deterministic fault-injecting simulation of raft-core.
@@ -29,7 +32,9 @@ struct Args {
     /// commit-by-count, vote-twice, lazy-snapshot, unsafe-wipe (these two need snapshots),
     /// commit-before-own-sync, vote-request-before-sync, ignore-higher-term-response,
     /// skip-joint-phase, config-on-commit, learner-in-quorum (these three need --churn),
-    /// lease-too-long (turns --leases on).
+    /// lease-too-long (turns --leases on), follower-read-early (needs follower reads),
+    /// next-index-past-rejection, candidate-never-retries (a liveness bug: caught after a
+    /// heal).
     #[arg(long, value_parser = parse_bug)]
     bug: Option<Bug>,
     /// Snapshots: random (drawn per seed, with disk wipes), off (as before snapshots existed;
@@ -54,6 +59,15 @@ struct Args {
     /// the clients' history judges reads (to see what a broken lease does to clients).
     #[arg(long)]
     no_read_checks: bool,
+    /// Leave out follower reads (clients sending some reads to followers).
+    #[arg(long)]
+    no_follower_reads: bool,
+    /// Leave out the split brain the nemesis plays on the leader with lease reads on.
+    #[arg(long)]
+    no_split_brain: bool,
+    /// Leave out the heal: the faults never stop, and liveness is not checked.
+    #[arg(long)]
+    no_heal: bool,
 }
 
 fn parse_bug(name: &str) -> Result<Bug, String> {
@@ -96,6 +110,15 @@ fn replay_flags(options: &SimOptions) -> String {
     if !options.read_checks {
         flags.push_str(" --no-read-checks");
     }
+    if !options.follower_reads {
+        flags.push_str(" --no-follower-reads");
+    }
+    if !options.split_brain {
+        flags.push_str(" --no-split-brain");
+    }
+    if !options.heal {
+        flags.push_str(" --no-heal");
+    }
     if let Some(bug) = options.bug {
         flags.push_str(" --bug ");
         flags.push_str(bug.name());
@@ -113,11 +136,15 @@ fn main() -> ExitCode {
         leases: args.leases || args.bug == Some(Bug::LeaseTooLong),
         clocks: args.drift.unwrap_or(ClockMode::Exact),
         read_checks: !args.no_read_checks,
+        follower_reads: !args.no_follower_reads || args.bug == Some(Bug::FollowerReadEarly),
+        split_brain: !args.no_split_brain,
+        heal: !args.no_heal,
     };
     let (mut violations, mut commits, mut elections, mut unknown) = (0u64, 0u64, 0u64, 0u64);
     let mut snapshots = SnapshotCounts::default();
     let mut churn = ChurnCounts::default();
     let mut leases = LeaseCounts::default();
+    let mut totals = Totals::default();
     let flags = replay_flags(&options);
     for seed in args.first_seed..args.first_seed.saturating_add(args.seeds) {
         let report = run_seed(seed, &options);
@@ -127,6 +154,7 @@ fn main() -> ExitCode {
         snapshots.add(&report.snapshots);
         churn.add(&report.churn);
         leases.add(&report.leases);
+        totals.add(&report);
         if let Some(violation) = report.violation {
             violations += 1;
             println!(
@@ -178,6 +206,30 @@ fn main() -> ExitCode {
             leases.requested, leases.served_at_once, leases.fell_back, leases.rejected
         );
     }
+    if options.follower_reads {
+        let reads = totals.follower_reads;
+        println!(
+            "follower_reads: requested={} confirmed={} rejected={} answered_across_lives={} stale_across_lives={}",
+            reads.requested,
+            reads.confirmed,
+            reads.rejected,
+            reads.answered_across_lives,
+            reads.stale_across_lives
+        );
+    }
+    if options.heal {
+        let heal = totals.heal;
+        println!(
+            "heal: healed={} judged={} recovered={} unfinished={} slowest_recovery_ms={} slowest_recovery_election_timeouts={}.{:02}",
+            heal.healed,
+            heal.judged,
+            heal.recovered,
+            heal.unfinished,
+            heal.slowest_recovery_ms,
+            heal.slowest_recovery_timeouts_percent / 100,
+            heal.slowest_recovery_timeouts_percent % 100
+        );
+    }
     println!(
         "sim: seeds={} steps={} violations={violations} commits={commits} elections={elections}",
         args.seeds, args.steps
@@ -186,5 +238,19 @@ fn main() -> ExitCode {
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS
+    }
+}
+
+/// The counts summed over the seeds that have no summary variable of their own above.
+#[derive(Debug, Default)]
+struct Totals {
+    follower_reads: FollowerReadCounts,
+    heal: HealCounts,
+}
+
+impl Totals {
+    fn add(&mut self, report: &SeedReport) {
+        self.follower_reads.add(&report.follower_reads);
+        self.heal.add(&report.heal);
     }
 }

@@ -1,6 +1,7 @@
 //! What a run is asked to do and the figures it reports: [`SimOptions`] (steps, a planted bug,
-//! the [`SnapshotMode`], membership churn, lease reads, the [`ClockMode`]), [`SnapshotCounts`],
-//! [`ChurnCounts`] and [`LeaseCounts`]. They sit
+//! the [`SnapshotMode`], membership churn, lease reads, the [`ClockMode`], follower reads, the
+//! split brain and the heal), [`SnapshotCounts`], [`ChurnCounts`], [`LeaseCounts`],
+//! [`FollowerReadCounts`] and [`HealCounts`]. They sit
 //! below the simulated world so that the world, its parts, the checker and the crate root can
 //! all name them; the crate root re-exports them, so their public paths are
 //! `raft_sim::SimOptions` and so on.
@@ -74,6 +75,20 @@ pub struct SimOptions {
     /// off, only the linearizability check of the clients' history judges reads, which shows
     /// what a broken lease does to clients.
     pub read_checks: bool,
+    /// Follower reads: the clients send some of their reads to a node other than the one
+    /// they take for the leader (`Input::FollowerReadRequested`: the follower asks its leader
+    /// for a read index, then answers once it applied it). On by default; off, together with
+    /// `split_brain` and `heal`, a seed replays the run it gave before these existed.
+    pub follower_reads: bool,
+    /// With lease reads: the nemesis sometimes plays a split brain on the leader (the links
+    /// into it slowed by an election timeout, then its own messages cut off), with the lease
+    /// readers sent to it while the writes follow the new leader, so that a lease outliving
+    /// the followers' promise shows in the clients' history. On by default.
+    pub split_brain: bool,
+    /// In a share of the seeds the faults stop at a step drawn per seed (the network heals,
+    /// every node runs), and a leader must then commit a new entry within a bound
+    /// (`liveness-after-heal`). On by default.
+    pub heal: bool,
 }
 
 impl Default for SimOptions {
@@ -86,7 +101,88 @@ impl Default for SimOptions {
             leases: false,
             clocks: ClockMode::Exact,
             read_checks: true,
+            follower_reads: true,
+            split_brain: true,
+            heal: true,
         }
+    }
+}
+
+impl SimOptions {
+    /// These options with what the simulator added since a seed was recorded switched off
+    /// (follower reads, the split-brain fault and the heal): pinned seeds of earlier campaigns
+    /// replay exactly the runs they gave then.
+    #[must_use]
+    pub fn as_recorded(self) -> SimOptions {
+        SimOptions {
+            follower_reads: false,
+            split_brain: false,
+            heal: false,
+            ..self
+        }
+    }
+}
+
+/// What the clients' follower reads became in one run (or, summed, in many).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FollowerReadCounts {
+    /// Follower reads asked of a node (a follower, mostly).
+    pub requested: u64,
+    /// Confirmed by the engine (`ReadReady`): answered once the node applied the read index.
+    pub confirmed: u64,
+    /// Refused (no leader known, the leader changed or refused, the request timed out).
+    pub rejected: u64,
+    /// Confirmed by an answer to a read-index request whose number an earlier life of the
+    /// follower also used, which the follower cannot tell from an answer to that earlier
+    /// request (a known engine gap): not judged, and refused to the client.
+    pub answered_across_lives: u64,
+    /// Of those, the answers whose read index was below an index committed when the read was
+    /// asked for: the stale reads the gap would have served.
+    pub stale_across_lives: u64,
+}
+
+impl FollowerReadCounts {
+    /// Adds another run's counts.
+    pub fn add(&mut self, other: &FollowerReadCounts) {
+        self.requested += other.requested;
+        self.confirmed += other.confirmed;
+        self.rejected += other.rejected;
+        self.answered_across_lives += other.answered_across_lives;
+        self.stale_across_lives += other.stale_across_lives;
+    }
+}
+
+/// What the heal did in one run (or, summed, in many).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HealCounts {
+    /// Runs whose faults stopped.
+    pub healed: u64,
+    /// Healed runs whose recovery is judged by `liveness-after-heal` (with pre-vote, and no
+    /// node stranded by a membership change at the heal).
+    pub judged: u64,
+    /// Healed runs in which a leader committed a new entry after the heal.
+    pub recovered: u64,
+    /// Judged runs that ended before a new entry committed and before the bound passed.
+    pub unfinished: u64,
+    /// The longest time from a heal to the commit of a new entry in a judged run (simulated
+    /// milliseconds).
+    pub slowest_recovery_ms: u64,
+    /// The same in election timeouts of that run's configuration, in hundredths (the largest
+    /// over the runs).
+    pub slowest_recovery_timeouts_percent: u64,
+}
+
+impl HealCounts {
+    /// Adds another run's counts.
+    pub fn add(&mut self, other: &HealCounts) {
+        self.healed += other.healed;
+        self.judged += other.judged;
+        self.recovered += other.recovered;
+        self.unfinished += other.unfinished;
+        self.slowest_recovery_ms = self.slowest_recovery_ms.max(other.slowest_recovery_ms);
+        self.slowest_recovery_timeouts_percent = self
+            .slowest_recovery_timeouts_percent
+            .max(other.slowest_recovery_timeouts_percent);
     }
 }
 

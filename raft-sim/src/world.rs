@@ -6,26 +6,32 @@
 //! options the run is identical, which is what makes a failing seed a regression test.
 //!
 //! The events of the queue are defined in [`event`], below the world and its parts. The outputs
-//! that concern snapshots run in [`snapshots`], the requests the leader's peer tasks fill in
-//! [`peers`], the nemesis in [`nemesis`], membership churn in [`churn`] and the clients'
-//! requests in [`clients`], lease reads in [`leases`].
+//! that concern snapshots run in [`snapshots`], the disks' writes in [`disk`], the requests the
+//! leader's peer tasks fill in [`peers`], the nemesis in [`nemesis`] (its split brain for lease
+//! reads in [`split_brain`]), membership churn in [`churn`] and the clients' requests in
+//! [`clients`], lease reads in [`leases`], follower reads in [`follower_reads`]; the heal that
+//! ends the faults, and the probe whose commit shows the cluster recovered, in [`heal`].
 //!
 //! Events run on the simulated time; each node's engine sees its own clock
 //! ([`Clocks`], exact unless `SimOptions::clocks` makes them drift).
 
 mod churn;
 mod clients;
+mod disk;
 mod event;
+mod follower_reads;
+mod heal;
 mod leases;
 mod nemesis;
 mod peers;
 mod snapshots;
+mod split_brain;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use raft_core::engine::{Engine, Input, Output, RoleKind};
 use raft_core::message::Message;
-use raft_core::{Config, LogIndex, Membership, NodeId, Pacing};
+use raft_core::{Config, LogIndex, Membership, NodeId, Pacing, Term};
 
 use self::event::{Event, Fill};
 use crate::client::Clients;
@@ -33,7 +39,9 @@ use crate::clock::{Clocks, TICK_MS};
 use crate::faults::{Bug, Network};
 use crate::invariants::{Checker, received_term};
 use crate::node::{DiskOp, SimNode};
-use crate::options::{ChurnCounts, LeaseCounts, SimOptions, SnapshotCounts, SnapshotMode};
+use crate::options::{
+    ChurnCounts, FollowerReadCounts, LeaseCounts, SimOptions, SnapshotCounts, SnapshotMode,
+};
 use crate::rng::SimRng;
 
 /// Clients added with lease reads on: two lease readers and a writer that follows the newest
@@ -82,6 +90,23 @@ pub(crate) struct World {
     /// Clients from this one on play the split brain (with lease reads on): this one writes
     /// to the newest leader, the others ask for lease reads.
     writers: usize,
+    /// What the run was asked to do (the switches added with follower reads are read here).
+    options: SimOptions,
+    /// The follower reads asked for and not answered yet.
+    follower_reads_pending: BTreeSet<u64>,
+    /// Every read-index request a node sent, by node, number, term and leader: the first
+    /// life that sent it.
+    read_index_sent: BTreeMap<(usize, u64, Term, NodeId), u64>,
+    /// The outputs being run answer a read-index request across lives (see [`follower_reads`]).
+    answer_across_lives: bool,
+    /// What the follower reads became.
+    pub(crate) follower_read_counts: FollowerReadCounts,
+    /// The step after which the faults stop (see [`heal`]), if they do in this run.
+    heal_step: Option<u64>,
+    /// The faults stopped: no nemesis, no churn, a calm network.
+    healed: bool,
+    /// The number of the probe's next write after the heal.
+    next_probe: u64,
 }
 
 impl World {
@@ -125,7 +150,16 @@ impl World {
             lease_read_asked: None,
             writers,
             read_checks: options.read_checks,
+            options: options.clone(),
+            follower_reads_pending: BTreeSet::new(),
+            read_index_sent: BTreeMap::new(),
+            answer_across_lives: false,
+            follower_read_counts: FollowerReadCounts::default(),
+            heal_step: None,
+            healed: false,
+            next_probe: 0,
         };
+        world.heal_step = world.draw_heal_step(seed);
         world.nemesis_min_ms = [20, 50, 150][world.rng.index(3)];
         for node in 0..node_count {
             world.start_node(node);
@@ -155,6 +189,9 @@ impl World {
         self.checker.step += 1;
         self.checker.now_ms = at;
         self.handle(event);
+        if self.heal_step == Some(self.checker.step) {
+            self.heal();
+        }
         self.checker.after_world_step(&self.nodes);
         true
     }
@@ -199,18 +236,22 @@ impl World {
                 fill,
             } => self.deferred_fill(node, epoch, to, *fill),
             Event::Crash { node, epoch } => {
-                if self.nodes[node].epoch == epoch {
+                if self.nodes[node].epoch == epoch && !self.healed {
                     let downtime = self.rng.range(50, 1_000);
                     self.crash(node, downtime);
                 }
             }
             Event::Restart(node) => {
-                if !self.nodes[node].retired {
+                // A heal may have restarted the node already.
+                if !self.nodes[node].retired && !self.nodes[node].is_up() {
                     self.start_node(node);
                 }
             }
-            Event::Nemesis => self.nemesis(),
-            Event::Churn => self.churn(),
+            Event::Nemesis if !self.healed => self.nemesis(),
+            Event::Churn if !self.healed => self.churn(),
+            Event::Nemesis | Event::Churn => {}
+            Event::SplitBrain { node, epoch, cut } => self.split_brain_act(node, epoch, cut),
+            Event::Probe => self.probe(),
             Event::ClientStart(client) => self.client_start(client),
             Event::ClientTimeout(op) => {
                 let reschedule = self.clients.abandon(op);
@@ -263,6 +304,7 @@ impl World {
 
     /// Feeds one input to a live node's engine and executes its outputs.
     fn step_node(&mut self, node: usize, input: Input) {
+        let across_lives = self.answers_across_lives(node, &input);
         let Some(engine) = self.nodes[node].engine.as_mut() else {
             return;
         };
@@ -289,7 +331,9 @@ impl World {
         self.checker
             .check_campaign_as_voter(&self.nodes[node], &before, &after);
         self.checker.after_step(&self.nodes[node], before, after);
+        self.answer_across_lives = across_lives;
         self.run_outputs(node, outputs);
+        self.answer_across_lives = false;
         if elected && self.leases {
             self.chase_new_leader(node);
         }
@@ -363,6 +407,7 @@ impl World {
             Output::RestoreSnapshot { meta } => self.run_restore_snapshot(node, &meta),
             Output::Send { to, message } => {
                 self.checker.on_send(&self.nodes[node], to, &message);
+                self.note_read_index_sent(node, to, &message);
                 self.send(node, to, message);
             }
             Output::SendEntries {
@@ -394,6 +439,7 @@ impl World {
                 if self.lease_read_asked == Some(id) {
                     self.lease_counts.rejected += 1;
                 }
+                self.on_follower_read_rejected(id);
                 let reschedule = self.clients.on_rejected(id, leader);
                 if leader.is_none() {
                     self.lease_reader_lost(reschedule);
@@ -404,69 +450,6 @@ impl World {
             Output::MembershipChangeRejected { reason, .. } => self.on_change_rejected(&reason),
             Output::ReadReady { id, index } => self.on_read_ready(node, id, index),
         }
-    }
-
-    fn schedule_log_flush(&mut self, node: usize) {
-        let epoch = self.nodes[node].epoch;
-        if self.bug == Some(Bug::AckBeforeSync) {
-            self.schedule(0, Event::LogReport { node, epoch });
-        }
-        if !self.nodes[node].log_flush_scheduled {
-            self.nodes[node].log_flush_scheduled = true;
-            let delay = self.rng.range(0, self.disk_latency_max_ms + 1);
-            self.schedule(delay, Event::LogFlush { node, epoch });
-        }
-    }
-
-    fn flush_log(&mut self, node: usize, epoch: u64) {
-        if self.nodes[node].epoch != epoch {
-            return;
-        }
-        self.nodes[node].flush_log();
-        if self.bug != Some(Bug::AckBeforeSync) {
-            self.report_log(node, epoch);
-        }
-    }
-
-    /// Reports the last durable entry (or, with the planted bug, the last written one).
-    fn report_log(&mut self, node: usize, epoch: u64) {
-        if self.nodes[node].epoch != epoch {
-            return;
-        }
-        let sim = &self.nodes[node];
-        let (log, epoch) = if self.bug == Some(Bug::AckBeforeSync) {
-            (&sim.log, sim.written_epoch)
-        } else {
-            (&sim.durable_log, sim.durable_epoch)
-        };
-        if let Some(upto) = log.last_log_id() {
-            self.step_node(node, Input::LogPersisted { upto, epoch });
-        }
-    }
-
-    fn flush_hard_state(&mut self, node: usize, epoch: u64) {
-        if self.nodes[node].epoch != epoch {
-            return;
-        }
-        let sim = &mut self.nodes[node];
-        sim.hard_state_flush_scheduled = false;
-        let Some(hard_state) = sim.pending_hard_state.take() else {
-            return;
-        };
-        if self.bug == Some(Bug::ForgetVote) {
-            sim.durable_hard_state.term = hard_state.term;
-            sim.durable_hard_state.commit = hard_state.commit;
-            if sim
-                .durable_hard_state
-                .vote
-                .is_some_and(|_| hard_state.vote.is_none())
-            {
-                sim.durable_hard_state.vote = None;
-            }
-        } else {
-            sim.durable_hard_state = hard_state;
-        }
-        self.step_node(node, Input::HardStatePersisted { hard_state });
     }
 
     /// Applies committed entries in index order, as the runtime's applier does.
@@ -498,16 +481,17 @@ impl World {
             let seq = match &message {
                 Message::AppendEntries(request) => Some(request.seq),
                 Message::InstallSnapshot(request) => Some(request.seq),
+                Message::ReadIndex(request) => Some(request.seq),
                 _ => None,
             };
             if let (Some(seq), true) = (seq, self.rng.percent(50)) {
-                let delay = self.network.delay(&mut self.rng);
+                let delay = self.network.delay(&mut self.rng, from, self.now_ms);
                 self.schedule_send_failed(from, to, seq, delay);
             }
             return;
         }
         if self.rng.percent(self.network.duplicate_percent) {
-            let delay = self.network.delay(&mut self.rng);
+            let delay = self.network.delay(&mut self.rng, to_index, self.now_ms);
             let copy = Event::Deliver {
                 from,
                 to: to_index,
@@ -515,7 +499,7 @@ impl World {
             };
             self.schedule(delay, copy);
         }
-        let delay = self.network.delay(&mut self.rng);
+        let delay = self.network.delay(&mut self.rng, to_index, self.now_ms);
         self.schedule(
             delay,
             Event::Deliver {

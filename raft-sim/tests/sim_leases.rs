@@ -6,7 +6,7 @@
 use raft_core::engine::{Engine, Input, RestoredState};
 use raft_core::message::{Message, RequestVote};
 use raft_core::{Config, HardState, LogId, LogIndex, Membership, NodeId, Term};
-use raft_sim::{ClockMode, LeaseCounts, SimOptions, run_seed};
+use raft_sim::{Bug, ClockMode, LeaseCounts, SimOptions, run_seed};
 
 fn leases(steps: u64, clocks: ClockMode) -> SimOptions {
     SimOptions {
@@ -72,10 +72,11 @@ fn a_seed_with_leases_and_drifting_clocks_replays_exactly() {
 /// state. With only the linearizability checker judging reads, the clients' history is seen
 /// not to be linearizable; with the read checks the first lease read served after three of
 /// the four followers stopped ignoring elections is reported at once; within the bound the
-/// same seed is clean.
+/// same seed is clean. (Pinned seeds run `as_recorded`: without the simulator's later
+/// additions, so that they replay the runs described.)
 #[test]
 fn beyond_the_clock_drift_bound_stale_lease_reads_make_the_history_non_linearizable() {
-    let beyond = leases(5_000, ClockMode::BeyondBound);
+    let beyond = leases(5_000, ClockMode::BeyondBound).as_recorded();
     let unchecked = SimOptions {
         read_checks: false,
         ..beyond.clone()
@@ -92,8 +93,50 @@ fn beyond_the_clock_drift_bound_stale_lease_reads_make_the_history_non_lineariza
     assert!(violation.step < 5_000, "{violation:?}");
     assert!(violation.detail.contains("voters 2,3,4,5"), "{violation:?}");
 
-    let within = leases(5_000, ClockMode::Drift);
+    let within = leases(5_000, ClockMode::Drift).as_recorded();
     assert_eq!(run_seed(4_699, &within).violation, None);
+}
+
+/// Planted engine bug `lease-too-long`, with only the linearizability checker judging reads:
+/// the split brain the nemesis plays on the leader makes the overlong lease visible to
+/// clients. Seed 66 (clocks within the bound): the old leader, cut off and slow to hear its
+/// followers, goes on answering lease reads from its state while its successor commits the
+/// writes of the client that follows the newest leader. Without the bug the seed is clean.
+#[test]
+fn planted_lease_too_long_makes_the_history_non_linearizable_in_a_split_brain() {
+    let unchecked = |bug| SimOptions {
+        bug,
+        read_checks: false,
+        ..leases(3_000, ClockMode::Drift)
+    };
+    let violation = run_seed(66, &unchecked(Some(Bug::LeaseTooLong)))
+        .violation
+        .expect("the stale lease reads are seen");
+    assert_eq!(violation.invariant, "linearizability");
+    assert_eq!(run_seed(66, &unchecked(None)).violation, None);
+    let without_split_brain = SimOptions {
+        split_brain: false,
+        ..unchecked(Some(Bug::LeaseTooLong))
+    };
+    assert_eq!(run_seed(66, &without_split_brain).violation, None);
+}
+
+/// The same, in a few seeds in a hundred of the CI lease campaign (none before the split brain).
+#[test]
+fn planted_lease_too_long_is_seen_by_the_linearizability_checker_alone_in_some_seeds() {
+    let options = SimOptions {
+        bug: Some(Bug::LeaseTooLong),
+        read_checks: false,
+        ..leases(3_000, ClockMode::Drift)
+    };
+    let caught: Vec<_> = (0..200)
+        .filter_map(|seed| run_seed(seed, &options).violation)
+        .collect();
+    assert!(caught.len() >= 4, "caught in {} of 200 seeds", caught.len());
+    assert!(
+        caught.iter().all(|v| v.invariant == "linearizability"),
+        "{caught:?}"
+    );
 }
 
 /// Beyond the bound the read checks see broken leases in a few seeds in a hundred.
@@ -123,7 +166,7 @@ fn beyond_the_clock_drift_bound_the_read_checks_catch_broken_leases() {
 /// within the election timeout (with leases on).
 #[test]
 fn a_follower_in_a_lease_keeps_its_leader_when_a_refused_pre_vote_carries_a_higher_term() {
-    let report = run_seed(10_890, &leases(3_000, ClockMode::Drift));
+    let report = run_seed(10_890, &leases(3_000, ClockMode::Drift).as_recorded());
     assert_eq!(report.violation, None);
 }
 

@@ -1,4 +1,8 @@
 //! The simulator as a test: seeds run clean, replay exactly, and planted bugs are caught.
+//!
+//! Pinned seeds run with [`SimOptions::as_recorded`]: what the simulator gained since they
+//! were pinned (follower reads, the split brain, the heal) is switched off, so each seed
+//! replays the very run its test describes.
 
 use raft_sim::{Bug, ClockMode, SimOptions, SnapshotMode, run_seed};
 
@@ -99,7 +103,7 @@ fn planted_ack_before_sync_is_caught() {
 /// never vote again in the grant's term) and the checker once reported it.
 #[test]
 fn vote_grant_released_after_a_later_term_is_durable_is_safe() {
-    let report = run_seed(195, &options_without_snapshots(20_000, None));
+    let report = run_seed(195, &options_without_snapshots(20_000, None).as_recorded());
     assert_eq!(report.violation, None);
 }
 
@@ -134,11 +138,14 @@ fn planted_double_vote_is_caught() {
 fn planted_commit_by_count_is_caught() {
     let report = run_seed(
         1_686,
-        &options_without_snapshots(30_000, Some(Bug::CommitByCount)),
+        &options_without_snapshots(30_000, Some(Bug::CommitByCount)).as_recorded(),
     );
     let violation = report.violation.expect("the Figure 8 bug is caught");
     assert_eq!(violation.invariant, "leader-completeness");
-    let clean = run_seed(1_686, &options_without_snapshots(30_000, None));
+    let clean = run_seed(
+        1_686,
+        &options_without_snapshots(30_000, None).as_recorded(),
+    );
     assert_eq!(
         clean.violation, None,
         "the same seed is clean without the bug"
@@ -152,13 +159,16 @@ fn planted_commit_by_count_is_caught() {
 #[test]
 fn planted_commit_before_own_sync_is_caught() {
     let bug = Some(Bug::CommitBeforeOwnSync);
-    let report = run_seed(35, &options(3_000, bug));
+    let report = run_seed(35, &options(3_000, bug).as_recorded());
     let violation = report
         .violation
         .expect("counting the unsynced log is caught");
     assert_eq!(violation.invariant, "commit-durable-on-majority");
     assert!(violation.detail.contains("1 of 3"), "{violation:?}");
-    assert_eq!(run_seed(35, &options(3_000, None)).violation, None);
+    assert_eq!(
+        run_seed(35, &options(3_000, None).as_recorded()).violation,
+        None
+    );
 }
 
 /// Planted engine bug: a candidate asks for votes before its new term and its vote for itself
@@ -166,11 +176,14 @@ fn planted_commit_before_own_sync_is_caught() {
 #[test]
 fn planted_vote_request_before_sync_is_caught() {
     let bug = Some(Bug::VoteRequestBeforeSync);
-    let report = run_seed(0, &options(3_000, bug));
+    let report = run_seed(0, &options(3_000, bug).as_recorded());
     let violation = report.violation.expect("the early vote request is caught");
     assert_eq!(violation.invariant, "reveal-after-durable");
     assert!(violation.detail.contains("RequestVote"), "{violation:?}");
-    assert_eq!(run_seed(0, &options(3_000, None)).violation, None);
+    assert_eq!(
+        run_seed(0, &options(3_000, None).as_recorded()).violation,
+        None
+    );
 }
 
 /// Planted engine bug: a leader ignores a response of a higher term and keeps leading. Seed 16:
@@ -178,11 +191,14 @@ fn planted_vote_request_before_sync_is_caught() {
 #[test]
 fn planted_ignore_higher_term_response_is_caught() {
     let bug = Some(Bug::IgnoreHigherTermResponse);
-    let report = run_seed(16, &options(3_000, bug));
+    let report = run_seed(16, &options(3_000, bug).as_recorded());
     let violation = report.violation.expect("the ignored term is caught");
     assert_eq!(violation.invariant, "higher-term-adopted");
     assert!(violation.detail.contains("Leader"), "{violation:?}");
-    assert_eq!(run_seed(16, &options(3_000, None)).violation, None);
+    assert_eq!(
+        run_seed(16, &options(3_000, None).as_recorded()).violation,
+        None
+    );
 }
 
 /// Planted engine bug: a change of voters switches straight to the new configuration. Seed 1
@@ -191,7 +207,7 @@ fn planted_ignore_higher_term_response_is_caught() {
 #[test]
 fn planted_skip_joint_phase_is_caught() {
     let bug = Some(Bug::SkipJointPhase);
-    let report = run_seed(1, &options_with_churn(3_000, bug));
+    let report = run_seed(1, &options_with_churn(3_000, bug).as_recorded());
     let violation = report.violation.expect("the direct switch is caught");
     assert_eq!(violation.invariant, "config-quorums-overlap");
     assert!(
@@ -201,7 +217,7 @@ fn planted_skip_joint_phase_is_caught() {
         "{violation:?}"
     );
     assert_eq!(
-        run_seed(1, &options_with_churn(3_000, None)).violation,
+        run_seed(1, &options_with_churn(3_000, None).as_recorded()).violation,
         None
     );
 }
@@ -212,14 +228,14 @@ fn planted_skip_joint_phase_is_caught() {
 #[test]
 fn planted_config_on_commit_is_caught() {
     let bug = Some(Bug::ConfigOnCommit);
-    let report = run_seed(1, &options_with_churn(3_000, bug));
+    let report = run_seed(1, &options_with_churn(3_000, bug).as_recorded());
     let violation = report
         .violation
         .expect("the commit under the old voters is caught");
     assert_eq!(violation.invariant, "commit-durable-on-majority");
     assert!(violation.detail.contains("2 of 5"), "{violation:?}");
     assert_eq!(
-        run_seed(1, &options_with_churn(3_000, None)).violation,
+        run_seed(1, &options_with_churn(3_000, None).as_recorded()).violation,
         None
     );
 }
@@ -231,7 +247,7 @@ fn planted_config_on_commit_is_caught() {
 #[test]
 fn planted_config_on_commit_lets_a_removed_node_disrupt() {
     let bug = Some(Bug::ConfigOnCommit);
-    let report = run_seed(45, &options_with_churn(3_000, bug));
+    let report = run_seed(45, &options_with_churn(3_000, bug).as_recorded());
     let violation = report.violation.expect("the disruption is caught");
     assert_eq!(violation.invariant, "removed-cannot-disrupt");
     assert!(
@@ -240,7 +256,7 @@ fn planted_config_on_commit_lets_a_removed_node_disrupt() {
         "{violation:?}"
     );
     assert_eq!(
-        run_seed(45, &options_with_churn(3_000, None)).violation,
+        run_seed(45, &options_with_churn(3_000, None).as_recorded()).violation,
         None
     );
 }
@@ -251,12 +267,12 @@ fn planted_config_on_commit_lets_a_removed_node_disrupt() {
 #[test]
 fn planted_learner_in_quorum_is_caught() {
     let bug = Some(Bug::LearnerInQuorum);
-    let report = run_seed(1, &options_with_churn(3_000, bug));
+    let report = run_seed(1, &options_with_churn(3_000, bug).as_recorded());
     let violation = report.violation.expect("counting learners is caught");
     assert_eq!(violation.invariant, "commit-durable-on-majority");
     assert!(violation.detail.contains("2 of 4"), "{violation:?}");
     assert_eq!(
-        run_seed(1, &options_with_churn(3_000, None)).violation,
+        run_seed(1, &options_with_churn(3_000, None).as_recorded()).violation,
         None
     );
 }
@@ -269,12 +285,12 @@ fn planted_learner_in_quorum_is_caught() {
 #[test]
 fn planted_lease_too_long_is_caught() {
     let bug = Some(Bug::LeaseTooLong);
-    let report = run_seed(6, &options_with_leases(3_000, bug));
+    let report = run_seed(6, &options_with_leases(3_000, bug).as_recorded());
     let violation = report.violation.expect("the overlong lease is caught");
     assert_eq!(violation.invariant, "lease-read-quorum-bound");
     assert!(violation.detail.contains("voters 1,3,4"), "{violation:?}");
     assert_eq!(
-        run_seed(6, &options_with_leases(3_000, None)).violation,
+        run_seed(6, &options_with_leases(3_000, None).as_recorded()).violation,
         None
     );
 }
@@ -287,4 +303,32 @@ fn planted_lease_too_long_is_caught_in_many_seeds() {
         .filter_map(|seed| run_seed(seed, &options_with_leases(3_000, bug)).violation)
         .count();
     assert!(caught >= 3, "caught in {caught} of 60 seeds");
+}
+
+/// Planted engine bug: after a rejection the leader resumes one entry past the position the
+/// follower denied. Seed 2: leader 2, whose log ends at 18, moves follower 5 to next index 20
+/// (the progress bounds, checked after every step, want at most 19).
+#[test]
+fn planted_next_index_past_rejection_is_caught() {
+    let bug = Some(Bug::NextIndexPastRejection);
+    let report = run_seed(2, &options(3_000, bug));
+    let violation = report.violation.expect("the overshoot is caught");
+    assert_eq!(violation.invariant, "progress-bounds");
+    assert!(
+        violation.detail.contains(
+            "leader 2 (last index 18) tracks follower 5 with match_index 15 and next_index 20"
+        ),
+        "{violation:?}"
+    );
+    assert_eq!(run_seed(2, &options(3_000, None)).violation, None);
+}
+
+/// The same planted bug, caught in most seeds of the CI campaign.
+#[test]
+fn planted_next_index_past_rejection_is_caught_in_most_seeds() {
+    let bug = Some(Bug::NextIndexPastRejection);
+    let caught = (0..20)
+        .filter_map(|seed| run_seed(seed, &options(3_000, bug)).violation)
+        .count();
+    assert!(caught >= 10, "caught in {caught} of 20 seeds");
 }

@@ -39,6 +39,14 @@ pub enum PlantedBug {
     /// A follower answers a follower read at once with its own commit index, without asking
     /// the leader for a read index (its commit index may lag the cluster's).
     FollowerReadEarly,
+    /// After a rejection the leader resumes one entry past the position the follower denied
+    /// instead of at or before it: a follower's `next_index` can pass the leader's last index
+    /// plus one, and the follower never catches up.
+    NextIndexPastRejection,
+    /// A pre-candidate or candidate whose round failed never campaigns again: its election
+    /// timer is not re-armed, so only a leader it hears from gets it going (a liveness bug:
+    /// nothing unsafe happens, the cluster can just stop electing leaders).
+    CandidateNeverRetries,
 }
 
 /// A snapshot being received.

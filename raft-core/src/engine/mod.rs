@@ -311,6 +311,10 @@ impl Engine {
                 if let Role::Follower(follower) = role {
                     follower.reads.on_tick(core);
                 }
+                let retry = matches!(role, Role::PreCandidate(_) | Role::Candidate(_));
+                if retry && core.bug(PlantedBug::CandidateNeverRetries) {
+                    return;
+                }
                 if let Some(pre_vote) = election::campaign_due(core) {
                     role.campaign(core, pre_vote, false);
                 }

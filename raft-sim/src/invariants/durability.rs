@@ -6,6 +6,8 @@
 //!   an entry durable on a majority of the voters' disks.
 //! - `progress-bounds`: on a leader, every follower's `match_index < next_index <= last + 1`.
 //!
+//! After them, the liveness watch of [`liveness`](super::liveness) (`liveness-after-heal`).
+//!
 //! *The voters* are the incoming voters of the latest committed configuration `C` (the first
 //! one, without membership changes); other nodes' disks, removed nodes' among them, do not
 //! count. That is the set every commit since `C` needed a majority of: `C` itself committed
@@ -34,10 +36,13 @@
 //! entry below a majority; the planted `unsafe-wipe` bug does, and these checks see it at the
 //! step of the wipe.
 
+use std::fmt::Write as _;
+
 use raft_core::engine::{FollowerStatus, RoleKind};
 use raft_core::{LogId, LogIndex, NodeId};
 
 use super::Checker;
+use super::membership::describe;
 use crate::node::{SimNode, node_by_id};
 
 impl Checker {
@@ -50,6 +55,24 @@ impl Checker {
             self.check_progress(node);
         }
         self.update_removal_ceilings(nodes);
+        if let Some(mut detail) = self.liveness.overdue(self.now_ms) {
+            for node in nodes {
+                if let Some(engine) = &node.engine {
+                    let status = engine.status();
+                    let _ = write!(
+                        detail,
+                        " node {} {:?} of term {} (last {}, commit {}, {});",
+                        node.id,
+                        status.role,
+                        status.term,
+                        status.last_log_id,
+                        status.commit_index,
+                        describe(engine.membership())
+                    );
+                }
+            }
+            self.fail("liveness-after-heal", detail);
+        }
     }
 
     /// `commit-durable-on-majority`.

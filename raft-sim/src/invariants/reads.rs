@@ -61,6 +61,12 @@ impl Checker {
         self.read_requests.insert(id, highest);
     }
 
+    /// Forgets read `id`, which will not be judged; returns the highest index committed when
+    /// it was asked for.
+    pub(crate) fn forget_read_request(&mut self, id: u64) -> Option<LogIndex> {
+        self.read_requests.remove(&id)
+    }
+
     /// `lease-read-quorum-bound` for lease read `id`, served at once by the leader `leader`
     /// (an index into `nodes`).
     pub(crate) fn check_lease_quorum(

@@ -11,7 +11,9 @@
 //! - `higher-term-adopted`: a node that received a message of a higher term has adopted that
 //!   term by the end of the step. Vote requests are exempt (a pre-vote never changes the term,
 //!   and under check-quorum a node in a leader's lease ignores them), and so are granted pre-vote
-//!   responses (they carry the candidate's proposed term).
+//!   responses (they carry the candidate's proposed term). With lease reads, so are vote
+//!   answers reaching a follower that knows its leader or is in its quiet period after a start
+//!   (the engine keeps the lease it granted).
 
 use raft_core::engine::{RoleKind, Status};
 use raft_core::message::Message;
@@ -99,9 +101,12 @@ impl Checker {
     ) {
         // With lease reads a follower that hears from its leader keeps its promise to ignore
         // elections: the term of a vote answer (to a pre-vote it sent before) is not adopted.
+        // So does a node in its quiet period after a start (the answer was sent to its
+        // previous life), which keeps a promise it may have made before the crash.
+        let quiet = !node.ticked || node.engine_now_ms < node.quiet_until_ms;
         let vote_answer_in_lease = matches!(kind, "pre-vote response" | "RequestVoteResponse")
             && before.role == RoleKind::Follower
-            && before.leader.is_some()
+            && (before.leader.is_some() || quiet)
             && self.lease_reads;
         if term > before.term && after.term < term && !vote_answer_in_lease {
             let detail = format!(

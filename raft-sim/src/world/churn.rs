@@ -269,8 +269,12 @@ impl World {
         }
     }
 
-    /// Buggify: a node that appends a configuration entry sometimes crashes right after.
+    /// Buggify: a node that appends a configuration entry sometimes crashes right after
+    /// (until the faults stop).
     pub(super) fn after_config_append(&mut self, node: usize, entries: &[Entry]) {
+        if self.healed {
+            return;
+        }
         let config = entries
             .iter()
             .any(|entry| matches!(entry.payload, Payload::Membership(_)));

@@ -11,6 +11,10 @@
 //! highest term at the time, as a client watching the leadership would: it gives up on a
 //! write after [`CHASER_TIMEOUT_MS`], or at once when a new leader is elected, and writes to
 //! that one, so that a new leader soon commits writes the old one has not seen.
+//!
+//! With follower reads on (`SimOptions::follower_reads`), a share of the regular clients'
+//! remaining reads goes to another node, a follower mostly (see
+//! [`follower_reads`](super::follower_reads)).
 
 use raft_core::engine::Input;
 
@@ -83,6 +87,10 @@ impl World {
                 && (client > self.writers || self.rng.percent(LEASE_READ_PERCENT)) =>
             {
                 self.ask_lease_read(node, id);
+                return;
+            }
+            None if client < self.writers && self.draw_follower_read() => {
+                self.ask_follower_read(node, id);
                 return;
             }
             None => Input::ReadRequested { id },

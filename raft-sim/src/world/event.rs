@@ -54,6 +54,12 @@ pub(super) enum Event {
     Restart(usize),
     /// The nemesis strikes.
     Nemesis,
+    /// The split brain's next act on the node: the links into it slow down (`cut` false),
+    /// then its own messages are cut off (ignored if it crashed or stopped leading meanwhile,
+    /// or once the faults stopped).
+    SplitBrain { node: usize, epoch: u64, cut: bool },
+    /// After the heal: the probe writes to the leader unless one of its writes committed.
+    Probe,
     /// Membership churn strikes (only with churn on).
     Churn,
     /// A client starts its next operation.

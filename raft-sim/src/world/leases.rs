@@ -70,6 +70,9 @@ impl World {
     /// The engine confirmed a read at `index`: checked, then answered once the state machine
     /// reaches it.
     pub(super) fn on_read_ready(&mut self, node: usize, id: u64, index: LogIndex) {
+        if self.on_follower_read_ready(id, index) {
+            return;
+        }
         let at_once = self.lease_read_asked == Some(id);
         if at_once {
             self.lease_counts.served_at_once += 1;

@@ -1,5 +1,6 @@
 //! The nemesis: every so often it heals or cuts the network, crashes or wipes a node, changes
-//! the weather, moves leadership or asks for a snapshot.
+//! the weather, moves leadership or asks for a snapshot (with lease reads, it sometimes plays
+//! a split brain on the leader instead: see [`split_brain`](super::split_brain)).
 //!
 //! A wipe replaces a node's machine: its log and snapshot are gone, while its term and vote are
 //! kept (a node that forgot a vote could vote twice in a term, electing two leaders). Losing a
@@ -31,6 +32,9 @@ use crate::options::SnapshotMode;
 
 impl World {
     pub(super) fn nemesis(&mut self) {
+        if self.split_brain() {
+            return;
+        }
         let nodes = self.nodes.len();
         let snapshots = self.snapshot_mode != SnapshotMode::Off;
         match pick_fault(&mut self.rng, snapshots) {

@@ -21,7 +21,7 @@ use tracing::{debug, warn};
 use self::pacing::SendPlan;
 pub(crate) use self::progress::Progress;
 use self::window::Inflight;
-use super::core::Core;
+use super::core::{Core, PlantedBug};
 use super::output::Output;
 use crate::message::{AppendEntries, AppendEntriesResponse, AppendOutcome, ConflictHint, Message};
 use crate::types::{LogId, LogIndex, NodeId};
@@ -125,7 +125,11 @@ fn apply_response(
             progress.next_index = request.prev_index.next().max(progress.match_index.next());
         }
         AppendOutcome::Conflict { hint } => {
-            let next = next_after_conflict(core, hint, request.prev_index);
+            let next = if core.bug(PlantedBug::NextIndexPastRejection) {
+                request.prev_index.next().next()
+            } else {
+                next_after_conflict(core, hint, request.prev_index)
+            };
             if request.prev_index <= progress.match_index {
                 // A current answer denies an entry the follower acknowledged as durable: it lost
                 // its data (a replaced disk) and restarted. Forget what it had; the commit index
