@@ -144,7 +144,10 @@ impl Engine {
             leader_contact_ms: None,
             held: Vec::new(),
             outputs: Vec::new(),
-            next_seq: 1,
+            // Request numbers start where the seed says (each life of a node should get its
+            // own seed): answers meant for a previous life's requests, still in flight, then
+            // match none of this life's. The election timeouts' generator is left untouched.
+            next_seq: 1 + (Rng::new(seed ^ id.0 ^ 0x5E9_0000).next_u64() >> 24),
             planted_bug: None,
             snapshot: restored
                 .snapshot

@@ -76,6 +76,16 @@ impl ReadQueue {
         noop_index: LogIndex,
         origin: Origin,
     ) {
+        if let Origin::Remote { follower, .. } = origin {
+            // A follower has one request in flight: an older one still waiting here was given
+            // up (timed out) or comes from the follower's previous life, whose request numbers
+            // the new one reuses; answered, it would be taken for the new request, at a read
+            // index older than the new request.
+            let from =
+                |o: &Origin| matches!(o, Origin::Remote { follower: f, .. } if *f == follower);
+            self.before_first_commit.retain(|o| !from(o));
+            self.pending.retain(|read| !from(&read.origin));
+        }
         if core.commit_index < noop_index {
             self.before_first_commit.push(origin);
             return;

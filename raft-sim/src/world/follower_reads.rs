@@ -6,18 +6,14 @@
 //! `Node::follower_read` does. The reads are checked like the others: `read-covers-commits`
 //! when the engine answers, and the linearizability check of the clients' history at the end.
 //!
-//! One known engine gap is left unjudged, and counted: request numbers start again at 1 in
-//! every engine life, and a follower matches an answer to its request by number and leader
-//! alone. After a restart in the same term it can take the answer to an earlier life's request
-//! of the same number to the same leader (still waiting there, or on its way) for the answer to
-//! its own, and serve its reads at a read index older than they are (the runtime's parked
-//! replies, keyed by follower and number, route such an answer to the new request as well).
-//! Reads confirmed by such an answer are refused to their clients and left out of the checks
-//! (`FollowerReadCounts::answered_across_lives`, under one percent of the follower reads);
-//! those whose index is below an index committed when they were asked for are the stale reads
-//! the gap would have served (`stale_across_lives`; seed 1000889 at 30 000 steps is pinned as
-//! an ignored test). Once a follower can tell its own answers apart, the second count stays at
-//! zero and this exclusion can go.
+//! A guard, and a count: an engine gap the simulator found had a follower take the answer to an
+//! earlier life's read-index request (same number, same leader, same term) for the answer to
+//! its own, and serve reads at a read index older than they were (seed 1000889 at 30 000 steps,
+//! pinned). Each engine life now draws its first request number from its seed, and a leader
+//! drops a follower's waiting request when a newer one arrives. Reads confirmed by such an
+//! answer would still be refused to their clients and left out of the checks, and counted
+//! (`FollowerReadCounts::answered_across_lives`, with `stale_across_lives` those below an index
+//! committed when they were asked for); both counts stay at zero.
 
 use raft_core::engine::Input;
 use raft_core::message::Message;

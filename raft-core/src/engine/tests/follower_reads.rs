@@ -103,3 +103,41 @@ fn a_follower_read_on_the_leader_is_a_read_index_read() {
     cluster.deliver_all();
     assert_eq!(ready(&cluster, 1, 9), Some(cluster.commit_of(1)));
 }
+
+/// A follower that restarts reuses its request numbers: the leader must not answer the old
+/// request still waiting for a quorum, which the follower would take for its new one.
+#[test]
+fn a_newer_read_index_request_from_a_follower_replaces_its_waiting_one() {
+    let mut cluster = Cluster::new(3, &config());
+    cluster.elect(1, 1_000);
+    cluster.propose(1, "x");
+    cluster.deliver_all();
+    let term = cluster.engine(1).status().term;
+    let request = crate::message::ReadIndex {
+        term,
+        follower_id: NodeId(2),
+        seq: 7,
+    };
+    let ask = |cluster: &mut Cluster| {
+        cluster.step(
+            1,
+            Input::Received {
+                from: NodeId(2),
+                message: Message::ReadIndex(request.clone()),
+            },
+        );
+    };
+    ask(&mut cluster);
+    // The heartbeat round confirming it is lost; the follower restarts and asks again.
+    cluster.drop_all();
+    ask(&mut cluster);
+    let mut answers = 0;
+    while let Some(envelope) = cluster.network.pop_front() {
+        if matches!(&envelope.message, Message::ReadIndexResponse(r) if r.seq == 7) {
+            answers += 1;
+            continue;
+        }
+        cluster.deliver(envelope);
+    }
+    assert_eq!(answers, 1, "one answer, for the newer request");
+}
