@@ -30,6 +30,32 @@ impl Answer {
         String::from_utf8_lossy(&self.body).trim().to_owned()
     }
 
+    /// Reads a response's status, the headers the tests look at, and its body (`None` if the
+    /// body cannot be read).
+    pub async fn read(response: hyper::Response<hyper::body::Incoming>) -> Option<Answer> {
+        let status = response.status();
+        let header = |name: &str| {
+            response
+                .headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        let location = header("location");
+        let duplicate = header("raft-duplicate").map(|v| v == "true");
+        let etag = header("etag");
+        let index = header("raft-index").and_then(|v| v.parse().ok());
+        let body = response.into_body().collect().await.ok()?.to_bytes();
+        Some(Answer {
+            status,
+            location,
+            duplicate,
+            etag,
+            index,
+            body,
+        })
+    }
+
     /// The version in the `ETag` header (`"12"` is 12).
     pub fn version(&self) -> Option<u64> {
         self.etag.as_deref()?.trim_matches('"').parse().ok()
@@ -82,27 +108,7 @@ pub async fn request_within(
             .send_request(builder.body(Full::new(body)).unwrap())
             .await
             .ok()?;
-        let status = response.status();
-        let header = |name: &str| {
-            response
-                .headers()
-                .get(name)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_owned)
-        };
-        let location = header("location");
-        let duplicate = header("raft-duplicate").map(|v| v == "true");
-        let etag = header("etag");
-        let index = header("raft-index").and_then(|v| v.parse().ok());
-        let body = response.into_body().collect().await.ok()?.to_bytes();
-        Some(Answer {
-            status,
-            location,
-            duplicate,
-            etag,
-            index,
-            body,
-        })
+        Answer::read(response).await
     };
     tokio::time::timeout(timeout, attempt).await.ok().flatten()
 }

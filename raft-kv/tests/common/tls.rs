@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
+use http_body_util::Full;
 use hyper::{Method, Request, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use raft_core::NodeId;
@@ -284,27 +284,7 @@ impl HttpsClient {
                 h2,
                 "the protocol ALPN chose"
             );
-            let status = response.status();
-            let header = |name: &str| {
-                response
-                    .headers()
-                    .get(name)
-                    .and_then(|v| v.to_str().ok())
-                    .map(str::to_owned)
-            };
-            let location = header("location");
-            let duplicate = header("raft-duplicate").map(|v| v == "true");
-            let etag = header("etag");
-            let index = header("raft-index").and_then(|v| v.parse().ok());
-            let body = response.into_body().collect().await.ok()?.to_bytes();
-            Some(Answer {
-                status,
-                location,
-                duplicate,
-                etag,
-                index,
-                body,
-            })
+            Answer::read(response).await
         };
         tokio::time::timeout(Duration::from_secs(10), attempt)
             .await
