@@ -1,6 +1,6 @@
 //! raft-sim: a deterministic simulator and safety checker for raft-core's engine.
 //!
-//! A [`World`](world) runs N production engines against a simulated clock, a network that
+//! A `World` runs N production engines against a simulated clock, a network that
 //! delays, drops, duplicates and reorders messages and partitions nodes (also in one direction
 //! only), disks that lose every write not yet reported durable when a node crashes (or the whole
 //! disk, when the nemesis replaces a machine), and clients that write and read a small key-value
@@ -49,8 +49,20 @@
 //! A probe client then writes to the leader, and one of its writes must commit within ten
 //! election timeouts (`liveness-after-heal`, judged in the seeds with pre-vote; [`HealCounts`]).
 //!
+//! With [`SimOptions::targeted`] (on by default) the nemesis also aims its crashes at the
+//! windows a broken durability rule needs: the leader right after it appends or commits, the
+//! nodes that acknowledged its newest entries right after their acknowledgements, candidates
+//! and voters right after they reveal a vote or win, each losing its unsynced writes; and it
+//! slows the disk of exactly one node (the leader, or a follower it then hands leadership to).
+//! [`TargetedCounts`] reports the strikes. [`SimOptions::outcomes_only`] judges a run by Raft's
+//! safety properties and the clients' history alone, not by the rules an engine follows to
+//! keep them: with it, the planted durability bugs show the harm they do (a leader elected
+//! without a committed entry, two leaders in a term), which the targeted crashes make tens of
+//! times likelier than crashes at random moments.
+//!
 //! [`SimOptions::as_recorded`] switches off what came after a seed was pinned (follower reads,
-//! the split brain, the heal), so the pinned seeds of `tests/` replay their runs.
+//! the split brain, the heal, the targeted nemesis), so the pinned seeds of `tests/` replay
+//! their runs ([`SimOptions::untargeted`] only the last).
 //!
 //! [`Bug`] plants a broken rule to show the checks catch it: forget-vote, ack-before-sync,
 //! stale-read, commit-by-count, vote-twice, lazy-snapshot, unsafe-wipe,
@@ -90,7 +102,7 @@ pub use faults::Bug;
 pub use invariants::Violation;
 pub use options::{
     ChurnCounts, FollowerReadCounts, HealCounts, LeaseCounts, SimOptions, SnapshotCounts,
-    SnapshotMode,
+    SnapshotMode, TargetedCounts,
 };
 
 use linearizability::{Budget, Verdict};
@@ -122,6 +134,8 @@ pub struct SeedReport {
     pub follower_reads: FollowerReadCounts,
     /// What the heal did (all zero in a run whose faults never stop).
     pub heal: HealCounts,
+    /// What the targeted nemesis did (all zero with it off).
+    pub targeted: TargetedCounts,
 }
 
 /// Runs one seeded simulation and checks it.
@@ -162,5 +176,6 @@ pub fn run_seed(seed: u64, options: &SimOptions) -> SeedReport {
         leases: world.lease_counts,
         follower_reads: world.follower_read_counts,
         heal: world.heal_counts(),
+        targeted: world.targeted_counts,
     }
 }

@@ -1,8 +1,8 @@
 //! What a run is asked to do and the figures it reports: [`SimOptions`] (steps, a planted bug,
 //! the [`SnapshotMode`], membership churn, lease reads, the [`ClockMode`], follower reads, the
-//! split brain and the heal), [`SnapshotCounts`], [`ChurnCounts`], [`LeaseCounts`],
-//! [`FollowerReadCounts`] and [`HealCounts`]. They sit
-//! below the simulated world so that the world, its parts, the checker and the crate root can
+//! split brain, the heal, the targeted nemesis and outcome-only checks), [`SnapshotCounts`],
+//! [`ChurnCounts`], [`LeaseCounts`], [`FollowerReadCounts`], [`HealCounts`] and
+//! [`TargetedCounts`]. They sit below the simulated world so that the world, its parts, the checker and the crate root can
 //! all name them; the crate root re-exports them, so their public paths are
 //! `raft_sim::SimOptions` and so on.
 
@@ -89,6 +89,20 @@ pub struct SimOptions {
     /// every node runs), and a leader must then commit a new entry within a bound
     /// (`liveness-after-heal`). On by default.
     pub heal: bool,
+    /// The targeted nemesis: now and then, instead of a random fault, crashes aimed at the
+    /// windows a broken durability rule needs (the leader right after it appends, the nodes
+    /// that acknowledged its newest entries right after their acknowledgements, candidates and
+    /// voters right after they reveal a vote, each losing its page cache) or a slow disk on
+    /// exactly the leader. On by default; off, a seed replays the run it gave before.
+    pub targeted: bool,
+    /// Judge only outcomes a user of the cluster sees or Raft's own safety properties
+    /// promise (two leaders in a term, logs that disagree, a leader lacking a committed
+    /// entry, a committed entry lost or applied differently, a wrong snapshot, a
+    /// non-linearizable history, no recovery after the heal), not the rules an engine follows
+    /// to get there (durability before replies and reveals, terms adopted, commits durable on
+    /// a majority, replication bounds, read and membership rules). Off by default; on, it
+    /// shows whether the nemesis turns a broken rule into harm.
+    pub outcomes_only: bool,
 }
 
 impl Default for SimOptions {
@@ -104,22 +118,57 @@ impl Default for SimOptions {
             follower_reads: true,
             split_brain: true,
             heal: true,
+            targeted: true,
+            outcomes_only: false,
         }
     }
 }
 
 impl SimOptions {
     /// These options with what the simulator added since a seed was recorded switched off
-    /// (follower reads, the split-brain fault and the heal): pinned seeds of earlier campaigns
-    /// replay exactly the runs they gave then.
+    /// (follower reads, the split-brain fault, the heal and the targeted nemesis): pinned
+    /// seeds of earlier campaigns replay exactly the runs they gave then.
     #[must_use]
     pub fn as_recorded(self) -> SimOptions {
         SimOptions {
             follower_reads: false,
             split_brain: false,
             heal: false,
+            targeted: false,
             ..self
         }
+    }
+
+    /// These options without the targeted nemesis: seeds pinned after the heal existed and
+    /// before the targeted nemesis did replay the runs they gave then.
+    #[must_use]
+    pub fn untargeted(self) -> SimOptions {
+        SimOptions {
+            targeted: false,
+            ..self
+        }
+    }
+}
+
+/// What the targeted nemesis did in one run (or, summed, in many).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TargetedCounts {
+    /// Strikes of the targeted nemesis: traps armed (crashes waiting for an append, a
+    /// commit, an acknowledgement, a vote or a win), disks slowed, or both.
+    pub traps: u64,
+    /// Nodes crashed by a trap, right after the output it waited for.
+    pub crashes: u64,
+    /// Times one node's disk alone was made slow (the leader's, or a follower's that
+    /// leadership was then handed to).
+    pub slow_disks: u64,
+}
+
+impl TargetedCounts {
+    /// Adds another run's counts.
+    pub fn add(&mut self, other: &TargetedCounts) {
+        self.traps += other.traps;
+        self.crashes += other.crashes;
+        self.slow_disks += other.slow_disks;
     }
 }
 

@@ -10,7 +10,9 @@
 //! leader's peer tasks fill in [`peers`], the nemesis in [`nemesis`] (its split brain for lease
 //! reads in [`split_brain`]), membership churn in [`churn`] and the clients' requests in
 //! [`clients`], lease reads in [`leases`], follower reads in [`follower_reads`]; the heal that
-//! ends the faults, and the probe whose commit shows the cluster recovered, in [`heal`].
+//! ends the faults, and the probe whose commit shows the cluster recovered, in [`heal`]; the
+//! crashes aimed at appends, acknowledgements and votes, and the leader's slow disk, in
+//! [`targeted`].
 //!
 //! Events run on the simulated time; each node's engine sees its own clock
 //! ([`Clocks`], exact unless `SimOptions::clocks` makes them drift).
@@ -26,6 +28,7 @@ mod nemesis;
 mod peers;
 mod snapshots;
 mod split_brain;
+mod targeted;
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -41,6 +44,7 @@ use crate::invariants::{Checker, received_term};
 use crate::node::{DiskOp, SimNode};
 use crate::options::{
     ChurnCounts, FollowerReadCounts, LeaseCounts, SimOptions, SnapshotCounts, SnapshotMode,
+    TargetedCounts,
 };
 use crate::rng::SimRng;
 
@@ -107,6 +111,12 @@ pub(crate) struct World {
     healed: bool,
     /// The number of the probe's next write after the heal.
     next_probe: u64,
+    /// The targeted nemesis's armed crashes (see [`targeted`]).
+    trap: targeted::Trap,
+    /// The leader's disk made slow by the targeted nemesis, if it is.
+    slow_disk: Option<targeted::SlowDisk>,
+    /// What the targeted nemesis did.
+    pub(crate) targeted_counts: TargetedCounts,
 }
 
 impl World {
@@ -121,6 +131,7 @@ impl World {
         let client_count = writers + if options.leases { LEASE_CLIENTS } else { 0 };
         let mut checker = Checker::new(membership.clone(), config.pre_vote);
         checker.lease_reads = config.lease_reads;
+        checker.outcomes_only = options.outcomes_only;
         let mut world = World {
             seed,
             rng,
@@ -158,6 +169,9 @@ impl World {
             heal_step: None,
             healed: false,
             next_probe: 0,
+            trap: targeted::Trap::default(),
+            slow_disk: None,
+            targeted_counts: TargetedCounts::default(),
         };
         world.heal_step = world.draw_heal_step(seed);
         world.nemesis_min_ms = [20, 50, 150][world.rng.index(3)];
@@ -239,6 +253,15 @@ impl World {
                 if self.nodes[node].epoch == epoch && !self.healed {
                     let downtime = self.rng.range(50, 1_000);
                     self.crash(node, downtime);
+                }
+            }
+            Event::TrapCrash {
+                node,
+                epoch,
+                downtime_ms,
+            } => {
+                if self.nodes[node].epoch == epoch && !self.healed {
+                    self.crash(node, downtime_ms);
                 }
             }
             Event::Restart(node) => {
@@ -334,6 +357,9 @@ impl World {
         self.answer_across_lives = across_lives;
         self.run_outputs(node, outputs);
         self.answer_across_lives = false;
+        if elected {
+            self.spring_on_election(node);
+        }
         if elected && self.leases {
             self.chase_new_leader(node);
         }
@@ -349,13 +375,14 @@ impl World {
     }
 
     fn execute(&mut self, node: usize, output: Output) {
+        self.spring_trap(node, &output);
         match output {
             Output::PersistHardState(hard_state) => {
                 self.nodes[node].pending_hard_state = Some(hard_state);
                 if !self.nodes[node].hard_state_flush_scheduled {
                     self.nodes[node].hard_state_flush_scheduled = true;
                     let epoch = self.nodes[node].epoch;
-                    let delay = self.rng.range(0, self.disk_latency_max_ms + 1);
+                    let delay = self.rng.range(0, self.disk_latency_max(node) + 1);
                     self.schedule(delay, Event::HardStateFlush { node, epoch });
                 }
             }

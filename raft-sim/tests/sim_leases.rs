@@ -102,12 +102,16 @@ fn beyond_the_clock_drift_bound_stale_lease_reads_make_the_history_non_lineariza
 /// clients. Seed 66 (clocks within the bound): the old leader, cut off and slow to hear its
 /// followers, goes on answering lease reads from its state while its successor commits the
 /// writes of the client that follows the newest leader. Without the bug the seed is clean.
+/// (Pinned before the targeted nemesis existed, which it runs without.)
 #[test]
 fn planted_lease_too_long_makes_the_history_non_linearizable_in_a_split_brain() {
-    let unchecked = |bug| SimOptions {
-        bug,
-        read_checks: false,
-        ..leases(3_000, ClockMode::Drift)
+    let unchecked = |bug| {
+        SimOptions {
+            bug,
+            read_checks: false,
+            ..leases(3_000, ClockMode::Drift)
+        }
+        .untargeted()
     };
     let violation = run_seed(66, &unchecked(Some(Bug::LeaseTooLong)))
         .violation

@@ -16,7 +16,7 @@ impl World {
         }
         if !self.nodes[node].log_flush_scheduled {
             self.nodes[node].log_flush_scheduled = true;
-            let delay = self.rng.range(0, self.disk_latency_max_ms + 1);
+            let delay = self.rng.range(0, self.disk_latency_max(node) + 1);
             self.schedule(delay, Event::LogFlush { node, epoch });
         }
     }

@@ -50,6 +50,13 @@ pub(super) enum Event {
     },
     /// A crash aimed at a node's current life (ignored if it crashed already meanwhile).
     Crash { node: usize, epoch: u64 },
+    /// A crash sprung by the targeted nemesis's trap, with the downtime drawn when it sprang
+    /// (ignored like `Crash`).
+    TrapCrash {
+        node: usize,
+        epoch: u64,
+        downtime_ms: u64,
+    },
     /// A crashed node comes back from its durable state.
     Restart(usize),
     /// The nemesis strikes.

@@ -64,6 +64,7 @@ impl World {
         self.healed = true;
         self.network = Network::calm();
         self.disk_latency_max_ms = 2;
+        self.disarm_targeted();
         for node in 0..self.nodes.len() {
             if !self.nodes[node].retired && !self.nodes[node].is_up() {
                 self.start_node(node);

@@ -1,6 +1,8 @@
 //! The nemesis: every so often it heals or cuts the network, crashes or wipes a node, changes
 //! the weather, moves leadership or asks for a snapshot (with lease reads, it sometimes plays
-//! a split brain on the leader instead: see [`split_brain`](super::split_brain)).
+//! a split brain on the leader instead: see [`split_brain`](super::split_brain); with the
+//! targeted nemesis, it sometimes arms crashes aimed at appends, acknowledgements and votes,
+//! or slows the leader's disk: see [`targeted`](super::targeted)).
 //!
 //! A wipe replaces a node's machine: its log and snapshot are gone, while its term and vote are
 //! kept (a node that forgot a vote could vote twice in a term, electing two leaders). Losing a
@@ -35,6 +37,16 @@ impl World {
         if self.split_brain() {
             return;
         }
+        if !self.targeted_strike() {
+            self.random_fault();
+        }
+        let next = self
+            .rng
+            .range(self.nemesis_min_ms, self.nemesis_min_ms * 10);
+        self.schedule(next, Event::Nemesis);
+    }
+
+    fn random_fault(&mut self) {
         let nodes = self.nodes.len();
         let snapshots = self.snapshot_mode != SnapshotMode::Off;
         match pick_fault(&mut self.rng, snapshots) {
@@ -82,10 +94,6 @@ impl World {
                 self.step_node(node, Input::SnapshotRequested);
             }
         }
-        let next = self
-            .rng
-            .range(self.nemesis_min_ms, self.nemesis_min_ms * 10);
-        self.schedule(next, Event::Nemesis);
     }
 
     /// A node for a fault or a client: any node, or with churn any node not stopped for good.

@@ -3,7 +3,7 @@
 use super::config;
 use crate::engine::testing::Cluster;
 use crate::engine::{Input, Output, RoleKind};
-use crate::message::{Message, RequestVoteResponse};
+use crate::message::{Message, RequestVoteResponse, TimeoutNow};
 use crate::types::{HardState, LogIndex, NodeId, Term};
 
 #[test]
@@ -178,6 +178,38 @@ fn higher_term_response_makes_leader_step_down() {
     assert_eq!(cluster.role(1), RoleKind::Follower);
     assert_eq!(cluster.engine(1).status().term, Term(7));
     assert!(matches!(outputs.first(), Some(Output::PersistHardState(_))));
+}
+
+/// A follower campaigns on a TimeoutNow only if it comes from the leader it follows, in its
+/// term: one from another node (a deposed leader's, delayed or duplicated, or a forged one)
+/// must not make it disrupt the cluster.
+#[test]
+fn a_timeout_now_from_a_node_other_than_the_leader_is_ignored() {
+    let mut cluster = Cluster::new(3, &config());
+    cluster.elect(1, 2000);
+    let not_from_the_leader = Input::Received {
+        from: NodeId(2),
+        message: Message::TimeoutNow(TimeoutNow {
+            term: Term(1),
+            leader_id: NodeId(2),
+        }),
+    };
+    let outputs = cluster.step(3, not_from_the_leader);
+    assert_eq!(outputs, vec![]);
+    assert_eq!(cluster.role(3), RoleKind::Follower);
+    assert_eq!(cluster.engine(3).status().term, Term(1));
+    assert_eq!(cluster.engine(3).status().leader, Some(NodeId(1)));
+    // The same message from the leader starts an election at once.
+    let from_the_leader = Input::Received {
+        from: NodeId(1),
+        message: Message::TimeoutNow(TimeoutNow {
+            term: Term(1),
+            leader_id: NodeId(1),
+        }),
+    };
+    cluster.step(3, from_the_leader);
+    assert_eq!(cluster.role(3), RoleKind::Candidate);
+    assert_eq!(cluster.engine(3).status().term, Term(2));
 }
 
 #[test]
