@@ -206,8 +206,7 @@ impl FollowerReadCounts {
 pub struct HealCounts {
     /// Runs whose faults stopped.
     pub healed: u64,
-    /// Healed runs whose recovery is judged by `liveness-after-heal` (with pre-vote, and no
-    /// node stranded by a membership change at the heal).
+    /// Healed runs whose recovery is judged by `liveness-after-heal` (those with pre-vote).
     pub judged: u64,
     /// Healed runs in which a leader committed a new entry after the heal.
     pub recovered: u64,

@@ -240,39 +240,39 @@ fn planted_config_on_commit_is_caught() {
     );
 }
 
-/// The same planted bug seen as a disruption. Seed 45 (churn, pre-vote on): node 3 was removed;
-/// node 1 restarts believing the configuration of its commit index (voters 1,2,3), node 3's
-/// pre-vote grant completes its majority, and node 1 starts an election in a term no other node
-/// holds.
+/// The same planted bug seen as a disruption. Seed 1760 (churn, pre-vote on): node 4 was
+/// removed, and a node that believes the configuration of its commit index (which still has
+/// node 4) acts on node 4's messages: member 3 is raised to a term no other node holds. (Seed
+/// 45 showed it until the leader began telling removed nodes that their removal committed.)
 #[test]
 fn planted_config_on_commit_lets_a_removed_node_disrupt() {
     let bug = Some(Bug::ConfigOnCommit);
-    let report = run_seed(45, &options_with_churn(3_000, bug).as_recorded());
+    let report = run_seed(1_760, &options_with_churn(3_000, bug).as_recorded());
     let violation = report.violation.expect("the disruption is caught");
     assert_eq!(violation.invariant, "removed-cannot-disrupt");
     assert!(
-        violation.detail.contains("member 1 went from term 1 to 2")
-            && violation.detail.contains("removed node 3"),
+        violation.detail.contains("member 3 went from term 2 to 3")
+            && violation.detail.contains("removed node 4"),
         "{violation:?}"
     );
     assert_eq!(
-        run_seed(45, &options_with_churn(3_000, None).as_recorded()).violation,
+        run_seed(1_760, &options_with_churn(3_000, None).as_recorded()).violation,
         None
     );
 }
 
-/// Planted engine bug: the leader counts learners in its commit rule. Seed 1 (churn): entry
-/// 1-24 commits while durable on two of the four voters' disks, the learners making up the
+/// Planted engine bug: the leader counts learners in its commit rule. Seed 8 (churn): entry
+/// 2-29 commits while durable on two of the four voters' disks, the learners making up the
 /// rest of the leader's count.
 #[test]
 fn planted_learner_in_quorum_is_caught() {
     let bug = Some(Bug::LearnerInQuorum);
-    let report = run_seed(1, &options_with_churn(3_000, bug).as_recorded());
+    let report = run_seed(8, &options_with_churn(3_000, bug).as_recorded());
     let violation = report.violation.expect("counting learners is caught");
     assert_eq!(violation.invariant, "commit-durable-on-majority");
     assert!(violation.detail.contains("2 of 4"), "{violation:?}");
     assert_eq!(
-        run_seed(1, &options_with_churn(3_000, None).as_recorded()).violation,
+        run_seed(8, &options_with_churn(3_000, None).as_recorded()).violation,
         None
     );
 }

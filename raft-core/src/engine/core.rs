@@ -235,6 +235,23 @@ impl Core {
         self.membership().is_voter(self.id)
     }
 
+    /// Whether this node may start a (pre-)election: a voter of its configuration in force, or
+    /// (with pre-vote) a node that configuration removed while it does not know that it
+    /// committed and that was a voter of the configuration before it (Raft thesis §4.2.2: it
+    /// may still be needed to elect a leader until its removal commits). Such a node wins only
+    /// with a quorum of the configuration in force, which it is not part of; as leader it then
+    /// commits its removal and hands leadership over. Pre-vote keeps it from disturbing a
+    /// cluster that already moved on: members that hear from a leader refuse its pre-votes.
+    pub(crate) fn may_campaign(&self) -> bool {
+        if self.is_voter() {
+            return true;
+        }
+        let index = self.membership_index();
+        self.config.pre_vote
+            && index > self.commit_index
+            && self.configs.at(index.prev()).is_voter(self.id)
+    }
+
     /// Whether the planted bug `bug` is switched on (never, without the feature).
     pub(crate) fn bug(&self, bug: PlantedBug) -> bool {
         self.planted_bug == Some(bug)

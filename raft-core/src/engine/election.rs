@@ -44,12 +44,13 @@ impl VoteTally {
 }
 
 /// At a tick of a node that does not lead: whether its election timer fired and it should
-/// campaign, and with a pre-vote or not. A node outside the voters only restarts its timer.
+/// campaign, and with a pre-vote or not. A node that may not campaign (see
+/// `Core::may_campaign`) only restarts its timer.
 pub(crate) fn campaign_due(core: &mut Core) -> Option<bool> {
     if core.now_ms < core.election_deadline_ms {
         return None;
     }
-    if !core.is_voter() {
+    if !core.may_campaign() {
         core.reset_election_timer();
         return None;
     }

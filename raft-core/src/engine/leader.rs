@@ -111,6 +111,7 @@ impl LeaderState {
     /// Heartbeats, request timeouts, transfer expiry and check-quorum. Returns false when a
     /// quorum has not answered within an election timeout: the leader must step down.
     pub(crate) fn on_tick(&mut self, core: &mut Core) -> bool {
+        self.drop_informed_leavers(core);
         for (&peer, progress) in &mut self.progress {
             replication::on_tick(core, peer, progress);
         }
@@ -320,6 +321,17 @@ impl LeaderState {
         }
     }
 
+    /// Stops replicating to the nodes a committed configuration left out once they learned
+    /// that commit, or once their time ran out.
+    fn drop_informed_leavers(&mut self, core: &Core) {
+        let committed_config = core.configs.index_at(core.commit_index);
+        self.progress.retain(|_, progress| {
+            progress
+                .leave_by_ms
+                .is_none_or(|by| core.now_ms < by && progress.known_commit < committed_config)
+        });
+    }
+
     fn replicate_to_all(&mut self, core: &mut Core) {
         for (&peer, progress) in &mut self.progress {
             replicate(core, peer, progress);
@@ -427,7 +439,21 @@ impl LeaderState {
         }
         self.config_key = key;
         let peers = replication_targets(core);
-        self.progress.retain(|id, _| peers.contains(id));
+        // A node the committed configuration left out stays a target until it learned that
+        // commit (or for two election timeouts, should it be gone): one that never learns
+        // may campaign, believing its removal uncommitted (see `Core::may_campaign`).
+        let (committed_config, now) = (key.1, core.now_ms);
+        let deadline = now + 2 * core.config.election_timeout_ms;
+        self.progress.retain(|id, progress| {
+            if peers.contains(id) {
+                progress.leave_by_ms = None;
+                return true;
+            }
+            let informed = progress.known_commit >= committed_config;
+            let expired = progress.leave_by_ms.is_some_and(|by| now >= by);
+            progress.leave_by_ms.get_or_insert(deadline);
+            !informed && !expired
+        });
         let next = core.log.last_index();
         for peer in peers {
             self.progress

@@ -10,18 +10,26 @@
 //!   not a log entry), so it takes no snapshot there.
 //! - `campaign-as-voter`: a node starts a pre-vote or an election only while it is a voter of
 //!   its configuration in force (learners, nodes waiting to be added and nodes that know they
-//!   were removed never campaign).
+//!   were removed never campaign), or, with pre-vote, while that configuration removed it and
+//!   has not committed in its view and it was a voter of the configuration before (the Raft
+//!   thesis, §4.2.2: it may be needed to elect a leader until its removal commits).
 //! - `removed-cannot-disrupt`: a node removed by a committed configuration cannot disturb the
 //!   cluster. Once [`REMOVAL_GRACE_MS`] have passed since the checker saw that configuration
 //!   commit, the removed node never starts an election of its own (it becomes a candidate only
 //!   on a TimeoutNow from its leader), and no member's term rises on a message from it to a
-//!   term no other node holds and above every term held when the grace ended (its *ceiling*).
-//!   Checked only when the seed runs pre-vote, and then whatever the network does: the removed
-//!   node's log lacks the configuration that removed it (else it knows and never campaigns),
-//!   while a majority of some voter set of any configuration it may be in holds the committed
+//!   term no other node holds and above every term held when the grace ended (its *ceiling*),
+//!   unless its log is at least as up-to-date as a majority of the committed voters' logs: a
+//!   node that never learned its removal committed may campaign (the Raft thesis, §4.2.2), and
+//!   stands then as any electable candidate would, among voters that hear from no leader
+//!   (else they refuse its pre-vote); if elected it commits its removal and hands over.
+//!   Checked only when the seed runs pre-vote, and then whatever the network does: a removed
+//!   node whose log lacks the configuration that removed it is less up-to-date than a majority
+//!   of some voter set of any configuration it may be in, which holds the committed
 //!   configuration that followed that one (a configuration commits with a majority of the
 //!   voters before it: the outgoing ones of a joint configuration, the same ones otherwise),
-//!   and those nodes refuse a pre-vote to a less up-to-date log. The nemesis only wipes a disk
+//!   and those nodes refuse a pre-vote to a less up-to-date log; one that holds it campaigns
+//!   only while it does not know it committed, and the leader tells it on its next heartbeat
+//!   (it keeps replicating to a removed node until then). The nemesis only wipes a disk
 //!   when every voter set of every configuration in force anywhere keeps a majority of holders
 //!   without it (see `world::nemesis`), so that majority survives. The grace covers pre-vote
 //!   grants given before the removal committed and still in flight (one network delay, at
@@ -33,7 +41,7 @@ use raft_core::engine::{RoleKind, Status};
 use raft_core::{Entry, Membership, NodeId, Payload, SnapshotMeta};
 
 use super::Checker;
-use crate::node::SimNode;
+use crate::node::{SimNode, node_by_id};
 
 /// How long after a removal commits the removed node may still act on answers given before.
 pub(crate) const REMOVAL_GRACE_MS: u64 = 1_000;
@@ -97,7 +105,13 @@ impl Checker {
         let Some(membership) = node.engine.as_ref().map(|engine| engine.membership()) else {
             return;
         };
-        if !membership.is_voter(node.id) {
+        // With pre-vote, a node its configuration removed may campaign while it has not seen
+        // that configuration commit, if it was a voter of the one before (Raft thesis §4.2.2).
+        let index = after.membership_index;
+        let removed_uncommitted = self.disruption_checked
+            && index > after.commit_index
+            && node.log_membership_before(index).is_voter(node.id);
+        if !membership.is_voter(node.id) && !removed_uncommitted {
             let detail = format!(
                 "node {} becomes {:?} in term {} in configuration ({})",
                 node.id,
@@ -132,6 +146,7 @@ impl Checker {
             && now_ms >= removal.at_ms + REMOVAL_GRACE_MS
             && campaigns
             && !timeout_now
+            && !self.electable(nodes, sim.id)
         {
             let detail = format!(
                 "node {}, removed by a configuration committed at {} ms, starts an election \
@@ -156,7 +171,16 @@ impl Checker {
             .map(SimNode::term)
             .max()
             .unwrap_or_default();
-        if after.term > others.max(before.term) {
+        // The removed node's own campaign raising the member's term is judged by whether it
+        // may stand (see `electable`); anything else it sends (a grant, a reply) may not.
+        let standing = node_by_id(nodes, from)
+            .and_then(|sim| sim.engine.as_ref())
+            .map(|engine| engine.status())
+            .is_some_and(|status| {
+                status.term == after.term
+                    && matches!(status.role, RoleKind::Candidate | RoleKind::Leader)
+            });
+        if after.term > others.max(before.term) && !(standing && self.electable(nodes, from)) {
             let detail = format!(
                 "member {} went from term {} to {} on a message from removed node {from} \
                  (no other node holds that term; the highest when its removal's grace ended \
@@ -165,6 +189,37 @@ impl Checker {
             );
             self.fail("removed-cannot-disrupt", detail);
         }
+    }
+
+    /// Whether node `id` could be elected now: its log is at least as up-to-date as the logs
+    /// of a majority of the latest committed configuration's voters (by last entry, term
+    /// first), which a removed node that never learned its removal committed may then stand
+    /// for (the Raft thesis, §4.2.2). It is no disruption: those voters hear from no leader
+    /// (else they refuse its pre-vote), and as leader it commits its removal and hands over.
+    fn electable(&self, nodes: &[SimNode], id: NodeId) -> bool {
+        let Some(candidate) = node_by_id(nodes, id) else {
+            return false;
+        };
+        let last = |sim: &SimNode| {
+            let id = match sim.engine.as_ref() {
+                Some(engine) => engine.status().last_log_id,
+                None => sim.durable_log.last_log_id().unwrap_or_else(|| {
+                    sim.snapshot_meta()
+                        .map(|meta| meta.last_log_id)
+                        .unwrap_or_default()
+                }),
+            };
+            (id.term, id.index)
+        };
+        let own = last(candidate);
+        let (_, committed) = self.configs.latest();
+        let voters: Vec<NodeId> = committed.voters().collect();
+        let behind = voters
+            .iter()
+            .filter_map(|&voter| node_by_id(nodes, voter))
+            .filter(|sim| last(sim) <= own)
+            .count();
+        2 * behind > voters.len()
     }
 
     /// Sets the ceiling of each removal whose grace just ended: the highest term any node
@@ -337,8 +392,15 @@ mod tests {
         checker
             .configs
             .on_committed(LogIndex(4), &joint.leave_joint(), None, 100);
+        // The members hold an entry node 3 lacks: it could not be elected.
         let nodes = (1..=4)
-            .map(|id| SimNode::new(NodeId(id), first.clone()))
+            .map(|id| {
+                let mut node = SimNode::new(NodeId(id), first.clone());
+                if id != 3 {
+                    node.durable_log.append(&[blank(1)]);
+                }
+                node
+            })
             .collect();
         (checker, nodes)
     }
@@ -361,6 +423,13 @@ mod tests {
             checker.violation.map(|v| v.invariant),
             Some("removed-cannot-disrupt")
         );
+        // One whose log is as up-to-date as a majority of the voters' may stand (it does not
+        // know its removal committed; the Raft thesis, §4.2.2).
+        let (mut checker, mut nodes) = checker_with_node_3_removed();
+        nodes[2].durable_log.append(&[blank(1)]);
+        checker.now_ms = 100 + REMOVAL_GRACE_MS;
+        checker.check_disruption(&nodes, 2, None, false, &follower, &candidate);
+        assert_eq!(checker.violation, None);
     }
 
     #[test]

@@ -7,15 +7,12 @@
 //! heartbeat interval until one of its writes is applied; the checker reports
 //! `liveness-after-heal` if none is within [`LIVENESS_BOUND_TIMEOUTS`] election timeouts.
 //!
-//! Judged are the seeds with pre-vote (see `invariants::liveness`) in which no node is stranded
-//! at the heal: a removed leader that appended the final configuration of a change (which
-//! makes it a non-voter) and lost leadership before the remaining voters got it. The engine
-//! lets only voters campaign, so such a node never does; it refuses the remaining voters'
-//! pre-votes (their logs are shorter), and their joint configuration still needs its vote, so
-//! no leader is ever elected again. The Raft thesis (§4.2.2) has a server outside its own latest
-//! configuration still start elections; the churn campaigns meet this in about one seed in
-//! three thousand at 3,000 steps and one in a hundred at 30,000, which the runs leave unjudged
-//! until the engine changes.
+//! Judged are the seeds with pre-vote (see `invariants::liveness`). A gap the heal found is
+//! closed: a removed leader that appended the final configuration of a change (which makes it
+//! a non-voter) and lost leadership before the remaining voters got it never campaigned, and
+//! their joint configuration needed its vote, so no leader was elected again; the engine now
+//! lets a node its configuration removed campaign while it does not know that configuration
+//! committed (the Raft thesis, §4.2.2), and every seed with pre-vote is judged.
 //!
 //! The bound covers what a healthy cluster may need after the worst of the faults: the nodes
 //! restarted by the heal ignore elections for an election timeout (with lease reads), a
@@ -23,7 +20,6 @@
 //! timeouts of up to two, split votes and pre-votes refused by nodes that still hear an old
 //! leader, a clock jump within the drift bound, and the round trips of the probe's commit.
 
-use raft_core::NodeId;
 use raft_core::engine::Input;
 
 use super::World;
@@ -71,27 +67,10 @@ impl World {
             }
         }
         let timeout = self.config.election_timeout_ms;
-        let judged = self.config.pre_vote && self.stranded_voter().is_none();
+        let judged = self.config.pre_vote;
         let bound_ms = judged.then_some(LIVENESS_BOUND_TIMEOUTS * timeout);
         self.checker.liveness.start(self.now_ms, bound_ms, timeout);
         self.schedule(0, Event::Probe);
-    }
-
-    /// A running node that the latest committed configuration counts as a voter while the
-    /// configuration in force on it, newer and not committed, does not: a removed leader that
-    /// appended the final configuration and lost leadership before the other voters got it.
-    /// The engine lets only voters campaign, so it never does, and it refuses the others'
-    /// (pre-)votes while its log is longer, though their joint configuration needs its vote:
-    /// the cluster may never elect a leader again (a known gap, see the module docs).
-    fn stranded_voter(&self) -> Option<NodeId> {
-        let (committed_index, committed) = self.checker.configs.latest();
-        self.nodes.iter().find_map(|sim| {
-            let engine = sim.engine.as_ref()?;
-            let newer = engine.status().membership_index > committed_index;
-            let stranded =
-                newer && committed.is_voter(sim.id) && !engine.membership().is_voter(sim.id);
-            stranded.then_some(sim.id)
-        })
     }
 
     /// The probe writes to the leader of the highest term, if any, unless one of its writes

@@ -105,6 +105,8 @@ fn apply_response(
         AppendOutcome::Success { match_index } => {
             let matched = match_index.min(request.last_index);
             progress.match_index = progress.match_index.max(matched);
+            // The follower's commit index follows `min(leader_commit, last index verified)`.
+            progress.known_commit = progress.known_commit.max(request.commit.min(matched));
             progress.next_index = progress.next_index.max(progress.match_index.next());
             // A heartbeat anchored at match_index proves nothing new; a batch or a probe at
             // next_index - 1 shows where the logs match.
@@ -289,6 +291,7 @@ fn track_request(
         seq,
         prev_index: prev_log_id.index,
         last_index,
+        commit: core.commit_index,
         sent_ms: core.now_ms,
     });
     AppendEntries {

@@ -29,6 +29,12 @@ pub(crate) struct Progress {
     pub(crate) acked_sent_ms: Option<u64>,
     /// A snapshot transfer in progress: while set, no AppendEntries go to this follower.
     pub(crate) snapshot: Option<SnapshotSend>,
+    /// The highest commit index this follower is known to have learned (from its answers to
+    /// requests that carried it).
+    pub(crate) known_commit: LogIndex,
+    /// Set once a committed configuration left this follower out: the leader keeps it
+    /// informed until this time, or until it learned that commit (see `Leader::leaving`).
+    pub(crate) leave_by_ms: Option<u64>,
 }
 
 impl Progress {
@@ -48,6 +54,8 @@ impl Progress {
             acked_seq: 0,
             acked_sent_ms: None,
             snapshot: None,
+            known_commit: LogIndex::ZERO,
+            leave_by_ms: None,
         }
     }
 

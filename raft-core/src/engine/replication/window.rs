@@ -16,6 +16,8 @@ pub(crate) struct Inflight {
     pub(crate) prev_index: LogIndex,
     /// The last index the request carried (`prev_index` for a heartbeat).
     pub(crate) last_index: LogIndex,
+    /// The commit index the request carried.
+    pub(crate) commit: LogIndex,
     pub(crate) sent_ms: u64,
 }
 
@@ -113,6 +115,7 @@ mod tests {
             seq,
             prev_index: LogIndex(prev),
             last_index: LogIndex(last),
+            commit: LogIndex::ZERO,
             sent_ms: seq * 10,
         }
     }

@@ -408,6 +408,27 @@ fn a_removed_follower_receives_its_removal_and_stops_campaigning() {
         !cluster.engine(3).membership().is_voter(NodeId(3)),
         "the leader replicated the final configuration to the node it removes"
     );
+    // The leader's next heartbeat tells it that its removal committed.
+    let heartbeat_ms = 1_000 + 2 * config().heartbeat_interval_ms;
+    cluster.step(
+        1,
+        Input::Tick {
+            now_ms: heartbeat_ms,
+        },
+    );
+    cluster.deliver_all();
+    let removal = cluster.engine(3).status().membership_index;
+    assert!(cluster.engine(3).status().commit_index >= removal);
+    cluster.step(
+        1,
+        Input::Tick {
+            now_ms: 2 * heartbeat_ms,
+        },
+    );
+    assert!(
+        cluster.network.iter().all(|e| e.to != NodeId(3)),
+        "once it knows, the leader stops replicating to it"
+    );
     for step in 1..=5 {
         cluster.step(
             3,
@@ -417,6 +438,50 @@ fn a_removed_follower_receives_its_removal_and_stops_campaigning() {
         );
     }
     assert!(cluster.network.iter().all(|e| e.from != NodeId(3)));
+}
+
+/// A removed node that never answers (it was shut down) is given up two election timeouts
+/// after its removal committed: the leader does not keep sending to it.
+#[test]
+fn a_removed_node_that_never_answers_is_given_up() {
+    let config = config();
+    let mut cluster = cluster_with_learners(&[]);
+    accepted(&cluster.change(1, MembershipChange::default().remove(NodeId(3))));
+    let deliver_but_to_3 = |cluster: &mut Cluster| {
+        while let Some(envelope) = cluster.network.pop_front() {
+            if envelope.to != NodeId(3) {
+                cluster.deliver(envelope);
+            }
+        }
+    };
+    deliver_but_to_3(&mut cluster);
+    deliver_but_to_3(&mut cluster);
+    assert!(
+        !cluster
+            .engine(1)
+            .committed_membership()
+            .1
+            .is_member(NodeId(3))
+    );
+    let step_ms = config.heartbeat_interval_ms;
+    let mut now_ms = 1_000;
+    let mut sent_to_3 = Vec::new();
+    while now_ms < 1_000 + 4 * config.election_timeout_ms {
+        now_ms += step_ms;
+        cluster.step(1, Input::Tick { now_ms });
+        cluster.step(2, Input::Tick { now_ms });
+        sent_to_3.push(cluster.network.iter().any(|e| e.to == NodeId(3)));
+        deliver_but_to_3(&mut cluster);
+    }
+    assert!(
+        sent_to_3.iter().any(|&sent| sent),
+        "it was tried for a while"
+    );
+    assert!(
+        !sent_to_3.iter().rev().take(5).any(|&sent| sent),
+        "then given up: {sent_to_3:?}"
+    );
+    assert_eq!(cluster.role(1), RoleKind::Leader);
 }
 
 #[test]
@@ -491,4 +556,93 @@ fn a_joining_node_takes_no_snapshot_before_it_knows_a_configuration() {
         .collect();
     assert!(!snapshots.is_empty(), "node 4 caught up and took snapshots");
     assert!(snapshots.iter().all(|m| !m.is_empty()), "{snapshots:?}");
+}
+
+/// A node whose log ends with the final configuration that removes it, appended while it
+/// led and not known to be committed, restarted with `commit`.
+fn removed_with_final_configuration(config: Config, commit: u64) -> Engine {
+    let old = Membership::new(ids(&[1, 2]));
+    let joint = old
+        .apply(&MembershipChange::default().remove(NodeId(2)))
+        .unwrap();
+    assert!(joint.is_joint());
+    let last = joint.leave_joint();
+    let payloads = [
+        (1, Payload::Blank),
+        (2, Payload::Membership(joint.clone())),
+        (3, Payload::Membership(last.clone())),
+    ];
+    let restored = RestoredState {
+        hard_state: HardState {
+            term: Term(1),
+            vote: Some(NodeId(2)),
+            commit: LogIndex(commit),
+        },
+        snapshot: None,
+        entries: payloads
+            .iter()
+            .map(|(index, payload)| crate::engine::LogEntryMeta {
+                log_id: LogId::new(1, *index),
+                payload_len: payload.len(),
+            })
+            .collect(),
+        memberships: vec![(LogId::new(1, 2), joint), (LogId::new(1, 3), last)],
+    };
+    Engine::new(NodeId(2), old, config, restored, 7).unwrap()
+}
+
+/// Ticks `engine` well past its election timeout (making its hard state durable as it asks)
+/// and returns what it sent.
+fn sent_after_timeout(engine: &mut Engine) -> Vec<Message> {
+    let mut sent = Vec::new();
+    let mut inputs: Vec<Input> = (1..=5)
+        .map(|step| Input::Tick {
+            now_ms: 10_000 * step,
+        })
+        .rev()
+        .collect();
+    while let Some(input) = inputs.pop() {
+        let outputs: Vec<Output> = engine.step(input).collect();
+        for output in outputs {
+            match output {
+                Output::Send { message, .. } => sent.push(message),
+                Output::PersistHardState(hard_state) => {
+                    inputs.push(Input::HardStatePersisted { hard_state });
+                }
+                _ => {}
+            }
+        }
+    }
+    sent
+}
+
+/// The Raft thesis (§4.2.2): a node removed by its latest configuration may still be needed
+/// to elect a leader until that configuration commits. Here node 2 led, appended the final
+/// configuration (voters 1) that removes it and crashed before node 1 got it: node 1, still in
+/// the joint configuration, needs node 2's vote, and node 2 refuses it (node 1's log is
+/// shorter). So node 2 campaigns (with pre-vote), asking the voters of its configuration.
+#[test]
+fn a_node_removed_by_an_uncommitted_configuration_still_campaigns_with_pre_vote() {
+    let mut engine = removed_with_final_configuration(config(), 2);
+    assert!(!engine.membership().is_voter(NodeId(2)));
+    let sent = sent_after_timeout(&mut engine);
+    assert!(
+        sent.iter()
+            .any(|m| matches!(m, Message::RequestVote(r) if r.pre_vote)),
+        "{sent:?}"
+    );
+}
+
+/// Once its removal is known committed, or without pre-vote (which keeps a removed node that
+/// never learned of the commit from raising the members' terms), it never campaigns.
+#[test]
+fn a_node_removed_by_a_committed_configuration_or_without_pre_vote_never_campaigns() {
+    let mut committed = removed_with_final_configuration(config(), 3);
+    assert_eq!(sent_after_timeout(&mut committed), vec![]);
+    let without_pre_vote = Config {
+        pre_vote: false,
+        ..config()
+    };
+    let mut uncommitted = removed_with_final_configuration(without_pre_vote, 2);
+    assert_eq!(sent_after_timeout(&mut uncommitted), vec![]);
 }

@@ -496,3 +496,68 @@ fn unanswered_request_times_out_and_resets_the_window() {
     cluster.deliver_all();
     assert_eq!(cluster.commit_of(1), LogIndex(2));
 }
+
+/// A follower of term 2 with entries 1-1, 1-2 (nothing committed), and an AppendEntries of
+/// leader 1 in term 2 after 1-2 carrying `entries` (term, index), sent by `from`.
+fn append_from(from: u64, entries: &[(u64, u64)]) -> (Engine, Input) {
+    let membership = Membership::new([NodeId(1), NodeId(2), NodeId(3)]);
+    let mut engine = Engine::new(NodeId(2), membership, config(), restored(2, &[1, 1], 0), 1)
+        .expect("a valid restored state");
+    engine.drain_outputs();
+    let request = AppendEntries {
+        term: Term(2),
+        leader_id: NodeId(1),
+        seq: 1,
+        prev_log_id: LogId::new(1, 2),
+        entries: entries
+            .iter()
+            .map(|&(term, index)| crate::types::Entry {
+                log_id: LogId::new(term, index),
+                payload: crate::types::Payload::Blank,
+            })
+            .collect(),
+        leader_commit: LogIndex::ZERO,
+    };
+    let input = Input::Received {
+        from: NodeId(from),
+        message: Message::AppendEntries(request),
+    };
+    (engine, input)
+}
+
+/// Peer input is checked, never trusted: an AppendEntries whose sender is not the leader it
+/// names, or whose entries do not follow its previous entry one index at a time with terms
+/// that never decrease and never pass the request's term, is dropped whole (nothing appended,
+/// nothing answered), and the follower's log is untouched.
+#[test]
+fn a_malformed_append_entries_is_dropped_whole() {
+    type Case = (u64, &'static [(u64, u64)], &'static str);
+    let malformed: [Case; 4] = [
+        (3, &[(2, 3)], "sent by node 3 in leader 1's name"),
+        (1, &[(2, 4)], "a gap after the previous entry"),
+        (1, &[(2, 3), (1, 4)], "a term going back"),
+        (1, &[(3, 3)], "a term past the request's"),
+    ];
+    for (from, entries, what) in malformed {
+        let (mut engine, input) = append_from(from, entries);
+        let outputs: Vec<Output> = engine.step(input).collect();
+        assert!(
+            !outputs.iter().any(|o| matches!(
+                o,
+                Output::AppendLog { .. } | Output::TruncateLog { .. } | Output::Send { .. }
+            )),
+            "{what}: {outputs:?}"
+        );
+        assert_eq!(engine.status().last_log_id, LogId::new(1, 2), "{what}");
+    }
+    // The same request, well formed, is taken.
+    let (mut engine, input) = append_from(1, &[(2, 3), (2, 4)]);
+    let outputs: Vec<Output> = engine.step(input).collect();
+    assert!(
+        outputs
+            .iter()
+            .any(|o| matches!(o, Output::AppendLog { .. })),
+        "{outputs:?}"
+    );
+    assert_eq!(engine.status().last_log_id, LogId::new(2, 4));
+}
