@@ -92,15 +92,12 @@ impl Default for NodeConfig {
     }
 }
 
-/// A seed from the operating system's randomness (the keys std draws for its hash maps) and
-/// the clock, without a dependency for it.
+/// A seed from the operating system's randomness: the keys std draws for its hash maps (from
+/// the OS once per thread, then stepped for each map), without a dependency for it.
 fn random_seed() -> u64 {
     use std::hash::{BuildHasher, Hasher};
     let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |elapsed| elapsed.as_nanos());
-    hasher.write_u128(nanos);
+    hasher.write_u32(std::process::id());
     hasher.finish()
 }
 
