@@ -23,7 +23,7 @@ use raft_wrapper::{Applied, ClientId, Error as WrapperError, Replica, RequestId}
 
 use crate::admin::Admin;
 use crate::auth::Bearer;
-pub use crate::batch::MAX_BATCH_OPS;
+pub use crate::batch::{MAX_BATCH_OPS, MAX_KEY_BYTES};
 use crate::cas::{condition, write_response};
 use crate::command::{Condition, KvCommand, KvOp, OpKind};
 pub use crate::params::{CLIENT_ID_HEADER, REQUEST_ID_HEADER};
@@ -408,6 +408,12 @@ fn route(method: &Method, path: &str, query: Option<&str>) -> Result<Operation, 
         return Err(Refusal::new(StatusCode::BAD_REQUEST, "the key is empty"));
     }
     let key = Bytes::from(percent_decode_str(raw_key).collect::<Vec<u8>>());
+    if key.len() > MAX_KEY_BYTES {
+        return Err(Refusal::new(
+            StatusCode::URI_TOO_LONG,
+            format!("keys are limited to {MAX_KEY_BYTES} bytes"),
+        ));
+    }
     match (action, method) {
         (None, &Method::GET) => Ok(Operation::Get {
             key,
@@ -469,6 +475,19 @@ mod tests {
         route(&method, path, None)
             .err()
             .map(|refusal| refusal.status)
+    }
+
+    #[test]
+    fn keys_over_the_limit_are_refused_as_too_long() {
+        let longest = format!("/kv/{}", "k".repeat(MAX_KEY_BYTES));
+        assert!(matches!(
+            route(&Method::PUT, &longest, None),
+            Ok(Operation::Put { key }) if key.len() == MAX_KEY_BYTES
+        ));
+        // Counted after percent-decoding: three bytes of path per key byte here.
+        let longer = format!("/kv/{}", "%41".repeat(MAX_KEY_BYTES + 1));
+        let refused = route(&Method::PUT, &longer, None).map(|_| ()).unwrap_err();
+        assert_eq!(refused.status, StatusCode::URI_TOO_LONG);
     }
 
     #[test]

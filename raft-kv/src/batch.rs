@@ -34,12 +34,15 @@ use crate::reply::{Refusal, finish, text, with_write_headers};
 /// The most operations one batch may hold (more: 413).
 pub const MAX_BATCH_OPS: usize = 10_000;
 
+/// The longest key, in bytes, on every route (longer: 413 in a batch, 414 in a path).
+pub const MAX_KEY_BYTES: usize = 8 << 10;
+
 /// Parses a batch body into its command's log payload.
 ///
 /// # Errors
 /// 400 for malformed JSON, an unknown field or operation, an empty key, a put without a value
 /// (or another operation with one), both conditions on one operation, or no operations; 413 for more than [`MAX_BATCH_OPS`]
-/// operations or a value over `max_value_bytes`.
+/// operations, a key over [`MAX_KEY_BYTES`] or a value over `max_value_bytes`.
 pub(crate) fn parse(body: &[u8], max_value_bytes: usize) -> Result<Bytes, Refusal> {
     // The encoding is never longer than the JSON (see `command::op_bytes`): no reallocation.
     let mut encoder = BatchEncoder::with_capacity(body.len());
@@ -143,6 +146,12 @@ impl<'de> Visitor<'de> for OpsSeed<'_> {
                 *self.too_large = true;
                 return Err(de::Error::custom(format_args!(
                     "more than {MAX_BATCH_OPS} operations"
+                )));
+            }
+            if op.key.0.len() > MAX_KEY_BYTES {
+                *self.too_large = true;
+                return Err(de::Error::custom(format_args!(
+                    "operation {position}: keys are limited to {MAX_KEY_BYTES} bytes"
                 )));
             }
             let value = op.value.as_ref().map_or("", |Text(value)| value);
@@ -361,6 +370,16 @@ mod tests {
             assert_eq!(ops(body).map(|_| ()), bad, "{body}");
         }
         let too_large = Err(StatusCode::PAYLOAD_TOO_LARGE);
+        let long_key = format!(
+            r#"{{"ops":[{{"op":"incr","key":"{}"}}]}}"#,
+            "k".repeat(MAX_KEY_BYTES + 1)
+        );
+        assert_eq!(ops(&long_key).map(|_| ()), too_large);
+        let longest_key = format!(
+            r#"{{"ops":[{{"op":"incr","key":"{}"}}]}}"#,
+            "k".repeat(MAX_KEY_BYTES)
+        );
+        assert!(ops(&longest_key).is_ok());
         let long = r#"{"ops":[{"op":"put","key":"a","value":"12345678901234567"}]}"#;
         assert_eq!(ops(long).map(|_| ()), too_large);
         let many = format!(
