@@ -138,6 +138,11 @@ impl KvNode {
                     .to_owned(),
             ));
         }
+        entries_fit_peer_requests(
+            &options.api,
+            &options.raft,
+            raft_http::DEFAULT_MAX_BODY_BYTES,
+        )?;
         let tls_on = options.tls.is_some();
         let peers = options
             .peers
@@ -353,4 +358,64 @@ fn check_exposure(
         insecure: options.insecure,
     };
     crate::exposure::check(&addresses, guards)
+}
+
+/// Room in a peer request beyond its entries (the envelope, the entries' headers).
+const REQUEST_OVERHEAD_BYTES: usize = 64 << 10;
+
+/// Checks that the largest log entry the client API can make (a batch body, or a value with the
+/// longest key) fits in one AppendEntries the peers accept (`peer_body_limit`), next to a full
+/// batch of other entries: else such an entry would be refused by every follower, again and
+/// again, and nothing after it would ever commit.
+fn entries_fit_peer_requests(
+    api: &ApiConfig,
+    raft: &NodeConfig,
+    peer_body_limit: usize,
+) -> Result<(), Error> {
+    let largest_entry = api.max_batch_bytes.max(
+        api.max_value_bytes
+            .saturating_add(crate::api::MAX_KEY_BYTES),
+    );
+    let batch = usize::try_from(raft.raft.batch_bytes_max).unwrap_or(usize::MAX);
+    let request = largest_entry
+        .saturating_add(batch)
+        .saturating_add(REQUEST_OVERHEAD_BYTES);
+    if request > peer_body_limit {
+        return Err(Error::Config(format!(
+            "the client API's limits (batches of {} bytes, values of {}) allow log entries \
+             that need peer requests of up to {request} bytes, over the peers' body limit of \
+             {peer_body_limit}: lower api.max_batch_bytes, api.max_value_bytes or \
+             raft.batch_bytes_max",
+            api.max_batch_bytes, api.max_value_bytes
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_limits_make_entries_the_peers_accept() {
+        let (api, raft) = (ApiConfig::default(), NodeConfig::default());
+        assert!(entries_fit_peer_requests(&api, &raft, raft_http::DEFAULT_MAX_BODY_BYTES).is_ok());
+    }
+
+    #[test]
+    fn batches_larger_than_a_peer_request_are_refused_at_start() {
+        let api = ApiConfig {
+            max_batch_bytes: raft_http::DEFAULT_MAX_BODY_BYTES,
+            ..ApiConfig::default()
+        };
+        let refused = entries_fit_peer_requests(
+            &api,
+            &NodeConfig::default(),
+            raft_http::DEFAULT_MAX_BODY_BYTES,
+        );
+        assert!(
+            matches!(&refused, Err(Error::Config(message)) if message.contains("max_batch_bytes")),
+            "{refused:?}"
+        );
+    }
 }
