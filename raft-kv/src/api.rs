@@ -460,7 +460,11 @@ fn refusal(error: WrapperError, scheme: &str, location: &str) -> Refusal {
         | WrapperError::Discarded => StatusCode::SERVICE_UNAVAILABLE,
         // The outcome is unknown (the write may be applied): never reported as a plain failure.
         WrapperError::Timeout | WrapperError::Aborted => StatusCode::GATEWAY_TIMEOUT,
-        WrapperError::StaleRequest { .. } => StatusCode::CONFLICT,
+        // An old request id, or a retry of an applied request whose result was too large to
+        // keep (a batch's): the write is not applied again.
+        WrapperError::StaleRequest { .. } | WrapperError::ResultNotKept { .. } => {
+            StatusCode::CONFLICT
+        }
         WrapperError::InvalidRequest(_) => StatusCode::BAD_REQUEST,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     };

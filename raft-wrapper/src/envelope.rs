@@ -29,6 +29,7 @@ const DUPLICATE: u8 = 0x11;
 const STALE: u8 = 0x12;
 const CLEARED: u8 = 0x13;
 const MALFORMED: u8 = 0x14;
+const NOT_KEPT: u8 = 0x15;
 
 /// What one log entry written by the wrapper carries.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -118,6 +119,9 @@ pub(crate) enum Outcome {
     Duplicate { index: LogIndex, result: Bytes },
     /// Older than the client's latest applied request, and its result is no longer kept.
     Stale { latest: RequestId },
+    /// A retry: the command was applied before, at `index`, and its result was too large to
+    /// keep.
+    NotKept { index: LogIndex },
     /// The client's session was forgotten.
     Cleared,
     /// The entry was not a wrapper envelope.
@@ -148,6 +152,12 @@ impl Outcome {
                 buf.put_u64(latest.0);
                 buf.freeze()
             }
+            Outcome::NotKept { index } => {
+                let mut buf = BytesMut::with_capacity(9);
+                buf.put_u8(NOT_KEPT);
+                buf.put_u64(index.0);
+                buf.freeze()
+            }
             Outcome::Cleared => Bytes::from_static(&[CLEARED]),
             Outcome::Malformed(reason) => {
                 let mut buf = BytesMut::with_capacity(1 + reason.len());
@@ -172,6 +182,9 @@ impl Outcome {
             }
             STALE if buf.remaining() == 8 => Ok(Outcome::Stale {
                 latest: RequestId(buf.get_u64()),
+            }),
+            NOT_KEPT if buf.remaining() == 8 => Ok(Outcome::NotKept {
+                index: LogIndex(buf.get_u64()),
             }),
             CLEARED if !buf.has_remaining() => Ok(Outcome::Cleared),
             MALFORMED => Ok(Outcome::Malformed(
@@ -224,6 +237,9 @@ mod tests {
             },
             Outcome::Stale {
                 latest: RequestId(3),
+            },
+            Outcome::NotKept {
+                index: LogIndex(11),
             },
             Outcome::Cleared,
             Outcome::Malformed("unknown envelope tag 0x7f".to_owned()),

@@ -56,6 +56,20 @@ pub enum Error {
         /// The latest request id applied for the client.
         latest: RequestId,
     },
+    /// A retry of a request that was applied (once, at `index`) whose result was larger than
+    /// `SessionConfig::max_result_bytes`, so it was answered only to the attempt that applied
+    /// it. Not retryable: the command is applied; only its result is lost.
+    #[error(
+        "request {request} of client {client} was applied at index {index}, but its result was too large to keep for retries"
+    )]
+    ResultNotKept {
+        /// The client.
+        client: ClientId,
+        /// The request id.
+        request: RequestId,
+        /// The log index it was applied at.
+        index: LogIndex,
+    },
     /// The request cannot be submitted as given (for example request id 0).
     #[error("invalid request: {0}")]
     InvalidRequest(String),
@@ -113,6 +127,7 @@ impl Error {
     /// [`Aborted`](Error::Aborted) (accepted, then no answer: a retry with the same ids learns
     /// the outcome, and does not apply the command twice), [`StaleRequest`](Error::StaleRequest)
     /// (an earlier attempt may have been applied; its result is no longer kept),
+    /// [`ResultNotKept`](Error::ResultNotKept) (it was applied; its result is lost),
     /// [`Raft`](Error::Raft) and [`Malformed`](Error::Malformed) (they say nothing either way),
     /// and [`RetriesExhausted`](Error::RetriesExhausted) when one of its attempts was such.
     /// `false` only when nothing was applied: [`NotLeader`](Error::NotLeader),
@@ -124,6 +139,7 @@ impl Error {
             Error::Timeout
             | Error::Aborted
             | Error::StaleRequest { .. }
+            | Error::ResultNotKept { .. }
             | Error::Raft(_)
             | Error::Malformed { .. } => true,
             Error::NotLeader { .. }

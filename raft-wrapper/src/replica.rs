@@ -301,6 +301,11 @@ impl Replica {
                 result,
                 duplicate: true,
             }),
+            Outcome::NotKept { index } => Err(Error::ResultNotKept {
+                client,
+                request,
+                index,
+            }),
             Outcome::Stale { latest } => Err(Error::StaleRequest {
                 client,
                 request,

@@ -58,6 +58,12 @@ pub struct SessionConfig {
     /// last `results_per_client` requests gets its original result; an older one gets
     /// [`Error::StaleRequest`](crate::Error::StaleRequest).
     pub results_per_client: usize,
+    /// The largest result kept for retries, in bytes. A larger one is still answered to the
+    /// request that applied it, but a retry of that request gets
+    /// [`Error::ResultNotKept`](crate::Error::ResultNotKept) (it was applied, once): without
+    /// it, a table of `max_clients * results_per_client` large results (answers to big
+    /// batches, say) could outgrow memory and every snapshot.
+    pub max_result_bytes: usize,
 }
 
 impl Default for SessionConfig {
@@ -65,6 +71,7 @@ impl Default for SessionConfig {
         SessionConfig {
             max_clients: 65_536,
             results_per_client: 4,
+            max_result_bytes: 64 << 10,
         }
     }
 }
@@ -92,6 +99,8 @@ pub(crate) enum Admission {
     Apply,
     /// A retry of a request applied at `index`, which answered `result`.
     Duplicate { index: LogIndex, result: Bytes },
+    /// A retry of a request applied at `index` whose result was too large to keep.
+    DuplicateNotKept { index: LogIndex },
     /// Not above the latest applied id, and no result kept for it.
     Stale { latest: RequestId },
 }
@@ -101,6 +110,10 @@ struct Stored {
     request: RequestId,
     index: LogIndex,
     result: Bytes,
+    /// The result was over `max_result_bytes` and is not kept (`result` is empty). Absent
+    /// from images written before it existed.
+    #[serde(default)]
+    not_kept: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -197,6 +210,9 @@ impl SessionTable {
         }
         if request <= session.latest {
             return match session.results.iter().find(|s| s.request == request) {
+                Some(stored) if stored.not_kept => Admission::DuplicateNotKept {
+                    index: stored.index,
+                },
                 Some(stored) => Admission::Duplicate {
                     index: stored.index,
                     result: stored.result.clone(),
@@ -211,6 +227,7 @@ impl SessionTable {
             request,
             index,
             result: Bytes::new(),
+            not_kept: false,
         });
         while session.results.len() > self.config.results_per_client {
             session.results.pop_front();
@@ -218,12 +235,24 @@ impl SessionTable {
         Admission::Apply
     }
 
-    /// Stores the result of the request admitted at `index`, if its session still keeps it.
+    /// Whether a result this large is kept for retries.
+    pub(crate) fn keeps(&self, result: &Bytes) -> bool {
+        result.len() <= self.config.max_result_bytes
+    }
+
+    /// Stores the result of the request admitted at `index`, if its session still keeps it
+    /// (a result over `max_result_bytes` only as "not kept").
     pub(crate) fn record(&mut self, client: ClientId, index: LogIndex, result: Bytes) {
+        let max_result_bytes = self.config.max_result_bytes;
         if let Some(session) = self.sessions.get_mut(&client)
             && let Some(stored) = session.results.iter_mut().find(|s| s.index == index)
         {
-            stored.result = result;
+            if result.len() > max_result_bytes {
+                stored.not_kept = true;
+                stored.result = Bytes::new();
+            } else {
+                stored.result = result;
+            }
         }
     }
 
@@ -287,6 +316,12 @@ impl SessionTable {
             while session.results.len() > config.results_per_client {
                 session.results.pop_front();
             }
+            for stored in &mut session.results {
+                if stored.result.len() > config.max_result_bytes {
+                    stored.result = Bytes::new();
+                    stored.not_kept = true;
+                }
+            }
             table
                 .by_activity
                 .insert(session.last_active, session.client);
@@ -306,6 +341,7 @@ mod tests {
         SessionTable::new(SessionConfig {
             max_clients,
             results_per_client,
+            ..SessionConfig::default()
         })
     }
 
@@ -416,6 +452,7 @@ mod tests {
         let config = SessionConfig {
             max_clients: 2,
             results_per_client: 1,
+            ..SessionConfig::default()
         };
         let restored = SessionTable::decode(config, &image).unwrap();
         assert_eq!(restored.latest(ClientId(1)), None);
@@ -427,5 +464,91 @@ mod tests {
         let config = SessionConfig::default();
         assert!(SessionTable::decode(config, b"\x01\x02garbage").is_err());
         assert!(SessionTable::decode(config, &[]).is_err());
+    }
+
+    #[test]
+    fn a_result_over_the_bound_is_answered_once_and_not_kept() {
+        let mut t = SessionTable::new(SessionConfig {
+            max_result_bytes: 4,
+            ..SessionConfig::default()
+        });
+        applied(&mut t, 1, 1, 5, "four");
+        applied(&mut t, 1, 2, 6, "fives");
+        assert_eq!(
+            t.admit(ClientId(1), RequestId(1), LogIndex(7)),
+            Admission::Duplicate {
+                index: LogIndex(5),
+                result: Bytes::from_static(b"four")
+            }
+        );
+        assert_eq!(
+            t.admit(ClientId(1), RequestId(2), LogIndex(8)),
+            Admission::DuplicateNotKept { index: LogIndex(6) }
+        );
+        // The marker survives a snapshot; a smaller bound at restore drops larger results.
+        let image = t.encode().unwrap();
+        let restored = SessionTable::decode(t.config, &image).unwrap();
+        let mut smaller = SessionTable::decode(
+            SessionConfig {
+                max_result_bytes: 3,
+                ..SessionConfig::default()
+            },
+            &image,
+        )
+        .unwrap();
+        let mut restored = restored;
+        assert_eq!(
+            restored.admit(ClientId(1), RequestId(2), LogIndex(9)),
+            Admission::DuplicateNotKept { index: LogIndex(6) }
+        );
+        assert_eq!(
+            smaller.admit(ClientId(1), RequestId(1), LogIndex(9)),
+            Admission::DuplicateNotKept { index: LogIndex(5) }
+        );
+    }
+
+    /// Images written before results could go unkept (no `not_kept` field) still decode.
+    #[test]
+    fn an_image_without_the_not_kept_marker_decodes() {
+        #[derive(Serialize)]
+        struct OldStored {
+            request: RequestId,
+            index: LogIndex,
+            result: Bytes,
+        }
+        #[derive(Serialize)]
+        struct OldSession {
+            client: ClientId,
+            latest: RequestId,
+            last_active: LogIndex,
+            results: Vec<OldStored>,
+        }
+        #[derive(Serialize)]
+        struct OldImage {
+            version: u8,
+            sessions: Vec<OldSession>,
+        }
+        let old = OldImage {
+            version: IMAGE_VERSION,
+            sessions: vec![OldSession {
+                client: ClientId(1),
+                latest: RequestId(1),
+                last_active: LogIndex(5),
+                results: vec![OldStored {
+                    request: RequestId(1),
+                    index: LogIndex(5),
+                    result: Bytes::from_static(b"one"),
+                }],
+            }],
+        };
+        let image = rmp_serde::to_vec(&old).unwrap();
+        let mut t = SessionTable::decode(SessionConfig::default(), &image).unwrap();
+        assert_eq!(
+            t.admit(ClientId(1), RequestId(1), LogIndex(6)),
+            Admission::Duplicate {
+                index: LogIndex(5),
+                result: Bytes::from_static(b"one")
+            }
+        );
     }
 }

@@ -162,6 +162,10 @@ impl SessionStateMachine {
                             let outcome = Outcome::Duplicate { index, result };
                             (Plan::Answer(outcome), Payload::Blank)
                         }
+                        Admission::DuplicateNotKept { index } => {
+                            self.metrics.duplicates.increment(1);
+                            (Plan::Answer(Outcome::NotKept { index }), Payload::Blank)
+                        }
                         Admission::Stale { latest } => {
                             self.metrics.stale.increment(1);
                             (Plan::Answer(Outcome::Stale { latest }), Payload::Blank)
@@ -224,6 +228,11 @@ impl StateMachine for SessionStateMachine {
                     table.record(client, entries[position].log_id.index, result.clone());
                     Outcome::Applied(result).encode()
                 }
+                // As a retry in a later batch would be answered (see `SessionTable::record`).
+                Plan::SameAs(first) if !table.keeps(&results[first]) => Outcome::NotKept {
+                    index: entries[first].log_id.index,
+                }
+                .encode(),
                 Plan::SameAs(first) => Outcome::Duplicate {
                     index: entries[first].log_id.index,
                     result: results[first].clone(),
@@ -511,8 +520,9 @@ mod tests {
             cuts in proptest::collection::vec(0..64usize, 0..8),
             max_clients in 1..3usize,
             results_per_client in 1..3usize,
+            max_result_bytes in 0..4usize,
         ) {
-            let config = SessionConfig { max_clients, results_per_client };
+            let config = SessionConfig { max_clients, results_per_client, max_result_bytes };
             let one_by_one: Vec<usize> = (1..ops.len()).collect();
             let reference = run(&ops, &one_by_one, config);
             proptest::prop_assert_eq!(&run(&ops, &[], config), &reference);
