@@ -99,6 +99,20 @@ pub(crate) fn refusal(reply: &Reply) -> Error {
         StatusCode::UNAUTHORIZED => Error::Unauthorized {
             message: message(&reply.body),
         },
+        StatusCode::CONFLICT if reply.headers.contains_key(INDEX_HEADER) => {
+            match reply
+                .headers
+                .get(INDEX_HEADER)
+                .and_then(|value| value.to_str().ok())
+                .and_then(|value| value.parse().ok())
+            {
+                Some(index) => Error::AppliedAnswerLost { index },
+                None => Error::Protocol(format!(
+                    "a 409 with a malformed {INDEX_HEADER} header: {}",
+                    message(&reply.body)
+                )),
+            }
+        }
         status => Error::Rejected {
             status: status.as_u16(),
             message: message(&reply.body),
@@ -208,6 +222,14 @@ mod tests {
 
     #[test]
     fn refusals_become_typed_errors() {
+        assert!(matches!(
+            refusal(&reply(
+                409,
+                &[("raft-index", "77")],
+                "applied; result not kept\n"
+            )),
+            Error::AppliedAnswerLost { index: 77 }
+        ));
         assert!(matches!(
             refusal(&reply(404, &[], "no such key\n")),
             Error::NotFound

@@ -44,6 +44,16 @@ pub enum Error {
         /// The server's message.
         message: String,
     },
+    /// A retry of a write found it applied already, at log index `index`, but its answer (a
+    /// large batch's: over the server's 64 KiB bound) was not kept: the write is applied,
+    /// once, and its answer is lost (409 with a `raft-index` header).
+    #[error(
+        "the write was applied at index {index}, but its answer was too large to keep for a retry"
+    )]
+    AppliedAnswerLost {
+        /// The log index the write was applied at.
+        index: u64,
+    },
     /// The server refused the request for good (400 for a bad request, 409 for an `incr` of a
     /// value that is not an integer, 413 for a value or batch too large, ...).
     #[error("rejected with status {status}: {message}")]
@@ -69,8 +79,8 @@ impl Error {
     /// Whether a write may have been applied although it failed: [`Error::Timeout`] with
     /// `outcome_unknown`, a server error ([`Error::Rejected`] with a 5xx status: the node
     /// failed while handling it) and [`Error::Protocol`] (an answer that could not be read
-    /// may have come after the write applied). Every other error of a write means it was not
-    /// applied.
+    /// may have come after the write applied), and [`Error::AppliedAnswerLost`] (applied, its
+    /// answer lost). Every other error of a write means it was not applied.
     #[must_use]
     pub fn is_outcome_unknown(&self) -> bool {
         match self {
@@ -78,7 +88,7 @@ impl Error {
                 outcome_unknown, ..
             } => *outcome_unknown,
             Error::Rejected { status, .. } => *status >= 500,
-            Error::Protocol(_) => true,
+            Error::Protocol(_) | Error::AppliedAnswerLost { .. } => true,
             _ => false,
         }
     }

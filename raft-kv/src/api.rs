@@ -460,10 +460,13 @@ fn refusal(error: WrapperError, scheme: &str, location: &str) -> Refusal {
         | WrapperError::Discarded => StatusCode::SERVICE_UNAVAILABLE,
         // The outcome is unknown (the write may be applied): never reported as a plain failure.
         WrapperError::Timeout | WrapperError::Aborted => StatusCode::GATEWAY_TIMEOUT,
-        // An old request id, or a retry of an applied request whose result was too large to
-        // keep (a batch's): the write is not applied again.
-        WrapperError::StaleRequest { .. } | WrapperError::ResultNotKept { .. } => {
-            StatusCode::CONFLICT
+        WrapperError::StaleRequest { .. } => StatusCode::CONFLICT,
+        // A retry of a write applied at `index` whose answer was too large to keep (a big
+        // batch's): 409, with the index it was applied at, so a client knows it was applied.
+        WrapperError::ResultNotKept { index, .. } => {
+            let index = index.0.to_string();
+            return Refusal::new(StatusCode::CONFLICT, error.to_string())
+                .with_header(header::HeaderName::from_static(INDEX_HEADER), index);
         }
         WrapperError::InvalidRequest(_) => StatusCode::BAD_REQUEST,
         _ => StatusCode::INTERNAL_SERVER_ERROR,

@@ -155,6 +155,39 @@ async fn a_retried_batch_is_answered_again_not_applied_again() {
     node.shutdown().await;
 }
 
+/// A batch whose answer is over the session table's bound (64 KiB of the stored, compact
+/// results: nine bytes per incr) is answered in full once; a retry learns that it was
+/// applied, and where, but not its answer: `409` with `raft-index`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_of_a_batch_with_a_large_answer_learns_it_was_applied_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let (node, address) = single_node(dir.path(), None).await;
+    let ops: Vec<Value> = (0..raft_kv::api::MAX_BATCH_OPS)
+        .map(|i| json!({"op": "incr", "key": format!("k{i}")}))
+        .collect();
+    let body = json!({ "ops": ops });
+    let first = batch(&address, &session(9, 1), &body).await;
+    assert_eq!(first.status, StatusCode::OK);
+    let applied_at = first.index.expect("the index it was applied at");
+    let retry = batch(&address, &session(9, 1), &body).await;
+    assert_eq!(
+        (retry.status, retry.duplicate),
+        (StatusCode::CONFLICT, None),
+        "{:.200}",
+        retry.text()
+    );
+    assert_eq!(retry.index, Some(applied_at));
+    assert!(
+        retry.text().contains("too large to keep"),
+        "{}",
+        retry.text()
+    );
+    // Applied once.
+    let k0 = call(&address, Method::GET, "/kv/k0", &[], "").await;
+    assert_eq!(k0.text(), "1");
+    node.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn batches_outside_the_limits_are_refused_with_a_message() {
     let dir = tempfile::tempdir().unwrap();
