@@ -29,6 +29,7 @@ mod peers;
 mod snapshots;
 mod split_brain;
 mod targeted;
+mod trap;
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -112,9 +113,9 @@ pub(crate) struct World {
     /// The number of the probe's next write after the heal.
     next_probe: u64,
     /// The targeted nemesis's armed crashes (see [`targeted`]).
-    trap: targeted::Trap,
+    trap: trap::Trap,
     /// The leader's disk made slow by the targeted nemesis, if it is.
-    slow_disk: Option<targeted::SlowDisk>,
+    slow_disk: Option<trap::SlowDisk>,
     /// What the targeted nemesis did.
     pub(crate) targeted_counts: TargetedCounts,
 }
@@ -169,7 +170,7 @@ impl World {
             heal_step: None,
             healed: false,
             next_probe: 0,
-            trap: targeted::Trap::default(),
+            trap: trap::Trap::default(),
             slow_disk: None,
             targeted_counts: TargetedCounts::default(),
         };

@@ -29,6 +29,7 @@ use raft_core::{LogIndex, NodeId};
 
 use super::World;
 use super::event::Event;
+use super::trap::{SlowDisk, Trap};
 use crate::node::node_by_id;
 
 /// The share of the nemesis's strikes that arm a trap or slow a disk.
@@ -39,47 +40,6 @@ const SHORT_DOWNTIME_MS: (u64, u64) = (1, 60);
 /// How long a node crashed right after acknowledging the newest entries stays down: longer
 /// than the leader, so that the leader may come back and an election go on without it.
 const ACKER_DOWNTIME_MS: (u64, u64) = (300, 1_500);
-
-/// Crashes waiting for their moment.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub(super) struct Trap {
-    /// Crash the leader right after its next append of entries.
-    leader_append: bool,
-    /// Crash the leader right after its commit index next moves.
-    leader_commit: bool,
-    /// Crash this many of the nodes that acknowledge the leader's newest entries, each right
-    /// after its acknowledgement leaves.
-    ackers: usize,
-    /// Crash this many of the nodes that reveal a vote (a candidate's request, a voter's
-    /// grant), each right after the message leaves.
-    voters: usize,
-    /// Crash the next node that wins an election, right after it does.
-    elected: bool,
-    /// The trap is disarmed at this time (simulated milliseconds).
-    until_ms: u64,
-}
-
-impl Trap {
-    fn is_armed(&self, now_ms: u64) -> bool {
-        now_ms < self.until_ms
-            && (self.leader_append
-                || self.leader_commit
-                || self.ackers > 0
-                || self.voters > 0
-                || self.elected)
-    }
-}
-
-/// One node's disk made slow for a while.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) struct SlowDisk {
-    /// The node, by position.
-    node: usize,
-    /// Its syncs take up to this long.
-    latency_max_ms: u64,
-    /// Until this time (simulated milliseconds).
-    until_ms: u64,
-}
 
 impl World {
     /// With the targeted nemesis on, now and then (a draw only then): arms a trap, slows a
