@@ -141,3 +141,53 @@ fn a_newer_read_index_request_from_a_follower_replaces_its_waiting_one() {
     }
     assert_eq!(answers, 1, "one answer, for the newer request");
 }
+
+/// A new leader holds follower reads until its no-op commits; one follower's newer request
+/// replaces only that follower's waiting one, never another follower's.
+#[test]
+fn read_index_requests_of_two_followers_both_wait_for_the_first_commit() {
+    let mut cluster = Cluster::new(3, &config());
+    cluster.step(1, Input::Tick { now_ms: 2_000 });
+    while cluster.role(1) != crate::engine::RoleKind::Leader {
+        let envelope = cluster.network.pop_front().expect("the election goes on");
+        cluster.deliver(envelope);
+    }
+    // The no-op has not reached anyone: nothing of this term is committed.
+    cluster.drop_all();
+    let term = cluster.engine(1).status().term;
+    for (follower, seq) in [(2, 7), (3, 9)] {
+        let request = crate::message::ReadIndex {
+            term,
+            follower_id: NodeId(follower),
+            seq,
+        };
+        cluster.step(
+            1,
+            Input::Received {
+                from: NodeId(follower),
+                message: Message::ReadIndex(request),
+            },
+        );
+    }
+    assert!(
+        !cluster
+            .network
+            .iter()
+            .any(|e| matches!(e.message, Message::ReadIndexResponse(_))),
+        "no answer before the first commit"
+    );
+    // The lost no-op is sent again after the request timeout (within the election timeout).
+    let mut answered = Vec::new();
+    for now_ms in (2_100..2_900).step_by(100) {
+        cluster.step(1, Input::Tick { now_ms });
+        while let Some(envelope) = cluster.network.pop_front() {
+            if let Message::ReadIndexResponse(response) = &envelope.message {
+                answered.push((envelope.to.0, response.seq, response.index.is_some()));
+                continue;
+            }
+            cluster.deliver(envelope);
+        }
+    }
+    answered.sort_unstable();
+    assert_eq!(answered, vec![(2, 7, true), (3, 9, true)]);
+}
