@@ -12,6 +12,9 @@ use crate::pool::Reply;
 pub(crate) const INDEX_HEADER: &str = "raft-index";
 /// Response header: `true` when a write was a retry of one applied before.
 pub(crate) const DUPLICATE_HEADER: &str = "raft-duplicate";
+/// Response header of a `409` to a retry of a write applied before whose answer was not kept:
+/// the index it was applied at.
+pub(crate) const ANSWER_LOST_HEADER: &str = "raft-answer-lost";
 /// The longest server message kept in an error.
 const MAX_MESSAGE_CHARS: usize = 1024;
 
@@ -99,16 +102,16 @@ pub(crate) fn refusal(reply: &Reply) -> Error {
         StatusCode::UNAUTHORIZED => Error::Unauthorized {
             message: message(&reply.body),
         },
-        StatusCode::CONFLICT if reply.headers.contains_key(INDEX_HEADER) => {
+        StatusCode::CONFLICT if reply.headers.contains_key(ANSWER_LOST_HEADER) => {
             match reply
                 .headers
-                .get(INDEX_HEADER)
+                .get(ANSWER_LOST_HEADER)
                 .and_then(|value| value.to_str().ok())
                 .and_then(|value| value.parse().ok())
             {
                 Some(index) => Error::AppliedAnswerLost { index },
                 None => Error::Protocol(format!(
-                    "a 409 with a malformed {INDEX_HEADER} header: {}",
+                    "a 409 with a malformed {ANSWER_LOST_HEADER} header: {}",
                     message(&reply.body)
                 )),
             }
@@ -225,10 +228,15 @@ mod tests {
         assert!(matches!(
             refusal(&reply(
                 409,
-                &[("raft-index", "77")],
+                &[("raft-answer-lost", "77")],
                 "applied; result not kept\n"
             )),
             Error::AppliedAnswerLost { index: 77 }
+        ));
+        // A refused incr is a 409 that names its index too: not a lost answer.
+        assert!(matches!(
+            refusal(&reply(409, &[("raft-index", "78")], "not an integer\n")),
+            Error::Rejected { status: 409, .. }
         ));
         assert!(matches!(
             refusal(&reply(404, &[], "no such key\n")),

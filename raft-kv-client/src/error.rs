@@ -46,7 +46,7 @@ pub enum Error {
     },
     /// A retry of a write found it applied already, at log index `index`, but its answer (a
     /// large batch's: over the server's 64 KiB bound) was not kept: the write is applied,
-    /// once, and its answer is lost (409 with a `raft-index` header).
+    /// once, and its answer is lost (409 with a `raft-answer-lost` header).
     #[error(
         "the write was applied at index {index}, but its answer was too large to keep for a retry"
     )]

@@ -28,7 +28,7 @@ use crate::cas::{condition, write_response};
 use crate::command::{Condition, KvCommand, KvOp, OpKind};
 pub use crate::params::{CLIENT_ID_HEADER, REQUEST_ID_HEADER};
 use crate::params::{Consistency, consistency, session_ids};
-pub use crate::reply::{DUPLICATE_HEADER, INDEX_HEADER};
+pub use crate::reply::{ANSWER_LOST_HEADER, DUPLICATE_HEADER, INDEX_HEADER};
 use crate::reply::{Refusal, finish, text, with_etag};
 use crate::state::KvState;
 pub use crate::status::StatusDoc;
@@ -466,7 +466,7 @@ fn refusal(error: WrapperError, scheme: &str, location: &str) -> Refusal {
         WrapperError::ResultNotKept { index, .. } => {
             let index = index.0.to_string();
             return Refusal::new(StatusCode::CONFLICT, error.to_string())
-                .with_header(header::HeaderName::from_static(INDEX_HEADER), index);
+                .with_header(header::HeaderName::from_static(ANSWER_LOST_HEADER), index);
         }
         WrapperError::InvalidRequest(_) => StatusCode::BAD_REQUEST,
         _ => StatusCode::INTERNAL_SERVER_ERROR,

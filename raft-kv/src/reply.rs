@@ -11,6 +11,9 @@ use raft_wrapper::Applied;
 pub const INDEX_HEADER: &str = "raft-index";
 /// Response header: `true` when a write was a retry of one applied before.
 pub const DUPLICATE_HEADER: &str = "raft-duplicate";
+/// Response header of a `409` to a retry of a write applied before whose answer was too large
+/// to keep: the log index it was applied at.
+pub const ANSWER_LOST_HEADER: &str = "raft-answer-lost";
 
 /// A refusal: status, message, and a header when the status needs one (`Location`, `Allow`).
 pub(crate) struct Refusal {

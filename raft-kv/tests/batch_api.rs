@@ -157,7 +157,7 @@ async fn a_retried_batch_is_answered_again_not_applied_again() {
 
 /// A batch whose answer is over the session table's bound (64 KiB of the stored, compact
 /// results: nine bytes per incr) is answered in full once; a retry learns that it was
-/// applied, and where, but not its answer: `409` with `raft-index`.
+/// applied, and where, but not its answer: `409` with `raft-answer-lost`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_retry_of_a_batch_with_a_large_answer_learns_it_was_applied_once() {
     let dir = tempfile::tempdir().unwrap();
@@ -176,7 +176,7 @@ async fn a_retry_of_a_batch_with_a_large_answer_learns_it_was_applied_once() {
         "{:.200}",
         retry.text()
     );
-    assert_eq!(retry.index, Some(applied_at));
+    assert_eq!(retry.answer_lost, Some(applied_at));
     assert!(
         retry.text().contains("too large to keep"),
         "{}",

@@ -22,6 +22,8 @@ pub struct Answer {
     pub etag: Option<String>,
     /// The `raft-index` header.
     pub index: Option<u64>,
+    /// The `raft-answer-lost` header.
+    pub answer_lost: Option<u64>,
     pub body: Bytes,
 }
 
@@ -45,6 +47,7 @@ impl Answer {
         let duplicate = header("raft-duplicate").map(|v| v == "true");
         let etag = header("etag");
         let index = header("raft-index").and_then(|v| v.parse().ok());
+        let answer_lost = header("raft-answer-lost").and_then(|v| v.parse().ok());
         let body = response.into_body().collect().await.ok()?.to_bytes();
         Some(Answer {
             status,
@@ -52,6 +55,7 @@ impl Answer {
             duplicate,
             etag,
             index,
+            answer_lost,
             body,
         })
     }
