@@ -171,16 +171,9 @@ impl Checker {
             .map(SimNode::term)
             .max()
             .unwrap_or_default();
-        // The removed node's own campaign raising the member's term is judged by whether it
-        // may stand (see `electable`); anything else it sends (a grant, a reply) may not.
-        let standing = node_by_id(nodes, from)
-            .and_then(|sim| sim.engine.as_ref())
-            .map(|engine| engine.status())
-            .is_some_and(|status| {
-                status.term == after.term
-                    && matches!(status.role, RoleKind::Candidate | RoleKind::Leader)
-            });
-        if after.term > others.max(before.term) && !(standing && self.electable(nodes, from)) {
+        // Raised by the removed node's own campaign (its request, or an answer in the term it
+        // campaigns in): judged by whether it may stand (see `electable`).
+        if after.term > others.max(before.term) && !self.electable(nodes, from) {
             let detail = format!(
                 "member {} went from term {} to {} on a message from removed node {from} \
                  (no other node holds that term; the highest when its removal's grace ended \
