@@ -26,6 +26,25 @@ pub enum Pacing {
     Eager,
 }
 
+/// How a leader carries entries to its followers.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Replication {
+    /// Entries travel in AppendEntries requests, each answered on its own, up to
+    /// [`Config::max_inflight_requests`] in flight per follower (paced by [`Pacing`]).
+    #[default]
+    Pipelined,
+    /// Each follower opens one long-lived stream to the leader it recognises, stating where its
+    /// durable log ends ([`Message::OpenStream`](crate::message::Message::OpenStream)); the
+    /// leader checks that position once and then sends batches on the stream as entries
+    /// arrive, with no cap on the number in flight: at most
+    /// [`Config::stream_max_unacked_bytes`] of entries sent and not yet acknowledged durable.
+    /// Heartbeats stay separate small messages on their own timer, never behind a batch. The
+    /// runtime reports a stream's end with
+    /// [`Input::StreamClosed`](crate::engine::Input::StreamClosed); the follower reopens it
+    /// at the leader's next message.
+    Streaming,
+}
+
 /// Configuration of one Raft node. Build it with [`Config::default`] and adjust fields (the
 /// struct is `#[non_exhaustive]`, so a later release can add settings without breaking your
 /// code); a serialized config that lacks a field reads it as the default.
@@ -90,6 +109,12 @@ pub struct Config {
     /// How far (ms) the clocks of two nodes may drift apart over one election timeout; the
     /// lease is that much shorter than the election timeout. Below `election_timeout_ms`.
     pub max_clock_drift_ms: u64,
+    /// How entries reach followers; see [`Replication`].
+    pub replication: Replication,
+    /// Under [`Replication::Streaming`], the most payload bytes sent to one follower and not
+    /// yet acknowledged (one batch still goes when nothing is outstanding): the bound on what a
+    /// slow follower makes the leader hold in flight.
+    pub stream_max_unacked_bytes: u64,
 }
 
 impl Default for Config {
@@ -111,6 +136,8 @@ impl Default for Config {
             snapshot_chunk_bytes: 1 << 20,
             lease_reads: false,
             max_clock_drift_ms: 100,
+            replication: Replication::Pipelined,
+            stream_max_unacked_bytes: 8 << 20,
         }
     }
 }
@@ -150,6 +177,9 @@ impl Config {
         }
         if self.max_clock_drift_ms >= self.election_timeout_ms {
             return fail("max_clock_drift_ms must be below election_timeout_ms");
+        }
+        if self.stream_max_unacked_bytes == 0 {
+            return fail("stream_max_unacked_bytes must be positive");
         }
         if self.lease_reads && !self.check_quorum {
             return fail(

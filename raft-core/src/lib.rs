@@ -121,7 +121,7 @@ pub mod testing;
 pub mod transport;
 pub mod types;
 
-pub use config::{Config, Pacing};
+pub use config::{Config, Pacing, Replication};
 pub use error::{BoxError, Error, LeaderHint};
 pub use membership::MembershipChange;
 pub use runtime::{Appended, Node, NodeConfig, NodeStatus};

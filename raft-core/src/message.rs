@@ -31,6 +31,10 @@ pub enum Message {
     ReadIndex(ReadIndex),
     /// Leader to follower: the read index, once a quorum confirmed this node still leads.
     ReadIndexResponse(ReadIndexResponse),
+    /// Follower to leader, under streaming replication: open (or reopen) this follower's
+    /// entry stream, starting after its durable log end. The transport carries the stream;
+    /// the leader's batches to this follower travel on it.
+    OpenStream(OpenStream),
 }
 
 impl Message {
@@ -47,6 +51,7 @@ impl Message {
             Message::InstallSnapshotResponse(m) => m.term,
             Message::ReadIndex(m) => m.term,
             Message::ReadIndexResponse(m) => m.term,
+            Message::OpenStream(m) => m.term,
         }
     }
 }
@@ -220,4 +225,19 @@ pub struct ReadIndexResponse {
     /// acknowledged before the reads were asked. `None`: the responder does not lead this
     /// term (or stopped leading before it could confirm).
     pub index: Option<LogIndex>,
+}
+
+/// A follower opens its entry stream to the leader it recognises (streaming replication).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OpenStream {
+    /// The follower's term (the leader's).
+    pub term: Term,
+    /// The follower opening the stream.
+    pub follower_id: NodeId,
+    /// The stream's name, unique on the follower: `Input::StreamClosed` names it, so the end
+    /// of an older stream is never taken for the end of a newer one.
+    pub seq: u64,
+    /// The last entry durable on the follower: the leader checks once that its own log holds
+    /// it, and streams from the next entry on (or probes backwards if it does not).
+    pub last_log_id: LogId,
 }

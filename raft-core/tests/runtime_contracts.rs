@@ -1,6 +1,7 @@
 //! What the runtime refuses instead of getting wrong: a second node on a store already in use,
 //! a state machine that answers a different number of results than entries, and a wait for a
-//! leader that never comes (reported as no leader, not as an unknown outcome).
+//! leader that never comes (reported as no leader, not as an unknown outcome), and a
+//! replication mode no transport carries yet.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -205,4 +206,30 @@ async fn waiting_for_a_leader_that_never_comes_reports_no_leader() {
         "says nothing was written"
     );
     node.shutdown().await;
+}
+
+/// Streaming replication exists in the engine (and the simulator runs it), but no transport
+/// carries entry streams yet: a node asked for it is refused at start, naming the setting,
+/// instead of running with followers that never get an entry.
+#[tokio::test(start_paused = true)]
+async fn a_node_asked_for_streaming_replication_is_refused_until_transports_carry_streams() {
+    let network = MemNetwork::new(1);
+    let log = MemLogStore::new();
+    let id = NodeId(1);
+    let mut config = test_config();
+    config.raft.replication = raft_core::Replication::Streaming;
+    let refused = Node::start(
+        id,
+        [(id, "node-1")],
+        config,
+        Arc::new(log.clone()),
+        MemKv::new().into_arc(),
+        network.transport(id),
+    )
+    .await;
+    match refused {
+        Err(Error::Config(message)) => assert!(message.contains("Streaming"), "{message}"),
+        other => panic!("expected a configuration error, got {other:?}"),
+    }
+    assert!(!log.claim().is_held(), "nothing was claimed");
 }

@@ -62,11 +62,15 @@ pub enum Bug {
     /// The engine's pre-candidates and candidates never campaign again once their round
     /// failed: safe, but the cluster can stop electing leaders (caught after a heal).
     CandidateNeverRetries,
+    /// Under streaming replication the engine's leader takes a follower's stream open for an
+    /// acknowledgement: the log position the follower names counts as matching and durable
+    /// without the leader checking that its own log holds that entry (turns streaming on).
+    StreamOpenTrusted,
 }
 
 impl Bug {
     /// Every planted bug.
-    pub const ALL: [Bug; 17] = [
+    pub const ALL: [Bug; 18] = [
         Bug::ForgetVote,
         Bug::AckBeforeSync,
         Bug::StaleRead,
@@ -84,6 +88,7 @@ impl Bug {
         Bug::FollowerReadEarly,
         Bug::NextIndexPastRejection,
         Bug::CandidateNeverRetries,
+        Bug::StreamOpenTrusted,
     ];
 
     /// The name used on the command line.
@@ -107,6 +112,7 @@ impl Bug {
             Bug::FollowerReadEarly => "follower-read-early",
             Bug::NextIndexPastRejection => "next-index-past-rejection",
             Bug::CandidateNeverRetries => "candidate-never-retries",
+            Bug::StreamOpenTrusted => "stream-open-trusted",
         }
     }
 
@@ -131,6 +137,7 @@ impl Bug {
             Bug::FollowerReadEarly => Some(PlantedBug::FollowerReadEarly),
             Bug::NextIndexPastRejection => Some(PlantedBug::NextIndexPastRejection),
             Bug::CandidateNeverRetries => Some(PlantedBug::CandidateNeverRetries),
+            Bug::StreamOpenTrusted => Some(PlantedBug::StreamOpenTrusted),
             Bug::ForgetVote
             | Bug::AckBeforeSync
             | Bug::StaleRead

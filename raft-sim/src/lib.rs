@@ -102,7 +102,7 @@ pub use faults::Bug;
 pub use invariants::Violation;
 pub use options::{
     ChurnCounts, FollowerReadCounts, HealCounts, LeaseCounts, SimOptions, SnapshotCounts,
-    SnapshotMode, TargetedCounts,
+    SnapshotMode, StreamCounts, TargetedCounts,
 };
 
 use linearizability::{Budget, Verdict};
@@ -136,6 +136,8 @@ pub struct SeedReport {
     pub heal: HealCounts,
     /// What the targeted nemesis did (all zero with it off).
     pub targeted: TargetedCounts,
+    /// What the streams did (all zero without streaming).
+    pub streams: StreamCounts,
 }
 
 /// Runs one seeded simulation and checks it.
@@ -177,5 +179,6 @@ pub fn run_seed(seed: u64, options: &SimOptions) -> SeedReport {
         follower_reads: world.follower_read_counts,
         heal: world.heal_counts(),
         targeted: world.targeted_counts,
+        streams: world.streams.counts,
     }
 }

@@ -1,6 +1,6 @@
 //! `raft-sim --seeds N [--first-seed S] [--steps K] [--bug NAME] [--snapshots MODE] [--churn]
 //! [--leases] [--drift [within|beyond]] [--no-read-checks] [--no-follower-reads]
-//! [--no-split-brain] [--no-heal] [--no-targeted] [--outcomes-only]`: runs N seeded
+//! [--no-split-brain] [--no-heal] [--no-targeted] [--outcomes-only] [--streaming]`: runs N seeded
 //! simulations and prints a line per violation, a line of snapshot counts, with `--churn` a
 //! line of membership-change counts, with `--leases` a line of lease-read counts, with
 //! follower reads a line of their counts, with the heal a line of what it did, with the
@@ -13,7 +13,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use raft_sim::{
     Bug, ChurnCounts, ClockMode, FollowerReadCounts, HealCounts, LeaseCounts, SeedReport,
-    SimOptions, SnapshotCounts, SnapshotMode, TargetedCounts, run_seed,
+    SimOptions, SnapshotCounts, SnapshotMode, StreamCounts, TargetedCounts, run_seed,
 };
 
 /// Deterministic fault-injecting simulation of raft-core.
@@ -35,7 +35,7 @@ struct Args {
     /// skip-joint-phase, config-on-commit, learner-in-quorum (these three need --churn),
     /// lease-too-long (turns --leases on), follower-read-early (needs follower reads),
     /// next-index-past-rejection, candidate-never-retries (a liveness bug: caught after a
-    /// heal).
+    /// heal), stream-open-trusted (turns --streaming on).
     #[arg(long, value_parser = parse_bug)]
     bug: Option<Bug>,
     /// Snapshots: random (drawn per seed, with disk wipes), off (as before snapshots existed;
@@ -78,6 +78,10 @@ struct Args {
     /// follows to get there: shows whether a broken rule does harm under these faults.
     #[arg(long)]
     outcomes_only: bool,
+    /// Streaming replication in every seed, with streams cut mid-batch, opens lost,
+    /// duplicated and reordered, and stale leaders' streams.
+    #[arg(long)]
+    streaming: bool,
 }
 
 fn parse_bug(name: &str) -> Result<Bug, String> {
@@ -135,6 +139,9 @@ fn replay_flags(options: &SimOptions) -> String {
     if options.outcomes_only {
         flags.push_str(" --outcomes-only");
     }
+    if options.streaming {
+        flags.push_str(" --streaming");
+    }
     if let Some(bug) = options.bug {
         flags.push_str(" --bug ");
         flags.push_str(bug.name());
@@ -157,6 +164,7 @@ fn main() -> ExitCode {
         heal: !args.no_heal,
         targeted: !args.no_targeted,
         outcomes_only: args.outcomes_only,
+        streaming: args.streaming || args.bug == Some(Bug::StreamOpenTrusted),
     };
     let (mut violations, mut commits, mut elections, mut unknown) = (0u64, 0u64, 0u64, 0u64);
     let mut snapshots = SnapshotCounts::default();
@@ -255,6 +263,13 @@ fn main() -> ExitCode {
             targeted.traps, targeted.crashes, targeted.slow_disks
         );
     }
+    if options.streaming {
+        let streams = totals.streams;
+        println!(
+            "streams: opened={} open_failed={} cut={} ended={} batches={}",
+            streams.opened, streams.open_failed, streams.cut, streams.ended, streams.batches
+        );
+    }
     println!(
         "sim: seeds={} steps={} violations={violations} commits={commits} elections={elections}",
         args.seeds, args.steps
@@ -272,6 +287,7 @@ struct Totals {
     follower_reads: FollowerReadCounts,
     heal: HealCounts,
     targeted: TargetedCounts,
+    streams: StreamCounts,
 }
 
 impl Totals {
@@ -279,5 +295,6 @@ impl Totals {
         self.follower_reads.add(&report.follower_reads);
         self.heal.add(&report.heal);
         self.targeted.add(&report.targeted);
+        self.streams.add(&report.streams);
     }
 }

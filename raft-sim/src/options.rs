@@ -2,7 +2,7 @@
 //! the [`SnapshotMode`], membership churn, lease reads, the [`ClockMode`], follower reads, the
 //! split brain, the heal, the targeted nemesis and outcome-only checks), [`SnapshotCounts`],
 //! [`ChurnCounts`], [`LeaseCounts`], [`FollowerReadCounts`], [`HealCounts`] and
-//! [`TargetedCounts`]. They sit below the simulated world so that the world, its parts, the checker and the crate root can
+//! [`TargetedCounts`], [`StreamCounts`]. They sit below the simulated world so that the world, its parts, the checker and the crate root can
 //! all name them; the crate root re-exports them, so their public paths are
 //! `raft_sim::SimOptions` and so on.
 
@@ -103,6 +103,12 @@ pub struct SimOptions {
     /// a majority, replication bounds, read and membership rules). Off by default; on, it
     /// shows whether the nemesis turns a broken rule into harm.
     pub outcomes_only: bool,
+    /// Streaming replication (`Replication::Streaming`) in every seed: each follower opens
+    /// a stream to its leader, batches travel on it in order, and the streams fail: cut
+    /// mid-batch (everything in transit lost), by partitions and crashes, their opens lost,
+    /// duplicated and delayed past newer ones, a stale leader's stream kept open. Off by
+    /// default (pipelined replication, the runs earlier campaigns recorded).
+    pub streaming: bool,
 }
 
 impl Default for SimOptions {
@@ -120,6 +126,7 @@ impl Default for SimOptions {
             heal: true,
             targeted: true,
             outcomes_only: false,
+            streaming: false,
         }
     }
 }
@@ -147,6 +154,32 @@ impl SimOptions {
             targeted: false,
             ..self
         }
+    }
+}
+
+/// What the streams did in one run (or, summed, in many); all zero without streaming.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StreamCounts {
+    /// Streams a follower opened.
+    pub opened: u64,
+    /// Opens that never reached the leader (lost, partitioned, the leader down).
+    pub open_failed: u64,
+    /// Streams cut with traffic on them (mid-batch: what was in transit is lost).
+    pub cut: u64,
+    /// Streams ended because an end crashed or the follower opened another.
+    pub ended: u64,
+    /// Batches delivered on a stream.
+    pub batches: u64,
+}
+
+impl StreamCounts {
+    /// Adds another run's counts.
+    pub fn add(&mut self, other: &StreamCounts) {
+        self.opened += other.opened;
+        self.open_failed += other.open_failed;
+        self.cut += other.cut;
+        self.ended += other.ended;
+        self.batches += other.batches;
     }
 }
 

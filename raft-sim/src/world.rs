@@ -28,6 +28,8 @@ mod nemesis;
 mod peers;
 mod snapshots;
 mod split_brain;
+mod stream_table;
+mod streams;
 mod targeted;
 mod trap;
 
@@ -35,7 +37,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use raft_core::engine::{Engine, Input, Output, RoleKind};
 use raft_core::message::Message;
-use raft_core::{Config, LogIndex, Membership, NodeId, Pacing, Term};
+use raft_core::{Config, LogIndex, Membership, NodeId, Pacing, Replication, Term};
 
 use self::event::{Event, Fill};
 use crate::client::Clients;
@@ -118,6 +120,8 @@ pub(crate) struct World {
     slow_disk: Option<trap::SlowDisk>,
     /// What the targeted nemesis did.
     pub(crate) targeted_counts: TargetedCounts,
+    /// The streams of streaming replication (see [`streams`]).
+    pub(crate) streams: stream_table::Streams,
 }
 
 impl World {
@@ -125,6 +129,10 @@ impl World {
         let mut rng = SimRng::new(seed);
         let node_count = if rng.percent(50) { 3 } else { 5 };
         let mut config = random_config(&mut rng, options.snapshots);
+        if options.streaming {
+            config.replication = Replication::Streaming;
+            config.stream_max_unacked_bytes = rng.range(64, 8192);
+        }
         let clocks = World::lease_config(seed, options, &mut config);
         let ids: Vec<NodeId> = (1..=node_count as u64).map(NodeId).collect();
         let membership = Membership::new(ids.clone());
@@ -173,6 +181,7 @@ impl World {
             trap: trap::Trap::default(),
             slow_disk: None,
             targeted_counts: TargetedCounts::default(),
+            streams: stream_table::Streams::default(),
         };
         world.heal_step = world.draw_heal_step(seed);
         world.nemesis_min_ms = [20, 50, 150][world.rng.index(3)];
@@ -276,6 +285,24 @@ impl World {
             Event::Nemesis | Event::Churn => {}
             Event::SplitBrain { node, epoch, cut } => self.split_brain_act(node, epoch, cut),
             Event::Probe => self.probe(),
+            Event::StreamOpen {
+                key,
+                from,
+                to,
+                message,
+            } => self.stream_open_arrives(key, from, to, message),
+            Event::StreamDeliver {
+                key,
+                from,
+                to,
+                message,
+            } => self.stream_delivers(key, from, to, message),
+            Event::StreamClosed {
+                node,
+                epoch,
+                peer,
+                seq,
+            } => self.stream_end_reported(node, epoch, peer, seq),
             Event::ClientStart(client) => self.client_start(client),
             Event::ClientTimeout(op) => {
                 let reschedule = self.clients.abandon(op);
@@ -501,6 +528,10 @@ impl World {
     }
 
     fn send(&mut self, from: usize, to: NodeId, message: Message) {
+        if matches!(message, Message::OpenStream(_)) {
+            self.open_stream(from, to, message);
+            return;
+        }
         let Some(to_index) = self.nodes.iter().position(|n| n.id == to) else {
             return;
         };

@@ -47,6 +47,9 @@ pub enum PlantedBug {
     /// timer is not re-armed, so only a leader it hears from gets it going (a liveness bug:
     /// nothing unsafe happens, the cluster can just stop electing leaders).
     CandidateNeverRetries,
+    /// Under streaming replication the leader takes a follower's stream open for an
+    /// acknowledgement: the position it names counts as matching and durable, unchecked.
+    StreamOpenTrusted,
 }
 
 /// A snapshot being received.

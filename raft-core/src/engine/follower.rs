@@ -23,12 +23,23 @@ struct PendingAck {
     match_index: LogIndex,
 }
 
+/// The stream a follower opened (streaming replication).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct FollowerStream {
+    /// Its `OpenStream` seq.
+    pub(crate) seq: u64,
+    /// When it opened, or last brought entries or a snapshot chunk.
+    pub(crate) traffic_ms: u64,
+}
+
 /// Follower-only state.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct FollowerState {
     pending_acks: Vec<PendingAck>,
     /// Reads waiting for a read index from the leader.
     pub(crate) reads: FollowerReads,
+    /// Streaming replication: the stream this follower opened to its leader.
+    pub(crate) stream: Option<FollowerStream>,
 }
 
 impl FollowerState {

@@ -49,6 +49,16 @@ pub enum Input {
         /// The request's sequence number.
         seq: u64,
     },
+    /// The entry stream `seq` between this node and `peer` ended (broken, refused, or
+    /// replaced by a newer one); streaming replication only. A follower reopens its stream at
+    /// the leader's next message; a leader sends no entries to `peer` until it does, and
+    /// treats what it sent on the stream and saw no answer to as lost.
+    StreamClosed {
+        /// The other end.
+        peer: NodeId,
+        /// The stream's `seq` (from its `OpenStream`).
+        seq: u64,
+    },
     /// A client asked for a linearizable read (ReadIndex, Raft thesis §6.4).
     ReadRequested {
         /// The caller's name for this read, echoed in the answer.

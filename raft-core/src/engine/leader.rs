@@ -8,7 +8,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use bytes::Bytes;
-use tracing::info;
+use tracing::{info, warn};
 
 use super::commit::maybe_commit;
 use super::core::{Core, PlantedBug};
@@ -19,7 +19,7 @@ use super::status::FollowerStatus;
 use crate::error::Error;
 use crate::membership::{Membership, MembershipChange};
 use crate::message::{AppendEntriesResponse, InstallSnapshotResponse, Message, SnapshotOutcome};
-use crate::message::{AppendOutcome, TimeoutNow};
+use crate::message::{AppendOutcome, OpenStream, TimeoutNow};
 use crate::types::{Entry, LogId, LogIndex, NodeId, Payload};
 
 /// A leadership transfer in progress.
@@ -181,6 +181,28 @@ impl LeaderState {
     pub(crate) fn on_send_failed(&mut self, core: &Core, to: NodeId, seq: u64) {
         if let Some(progress) = self.progress.get_mut(&to) {
             replication::on_send_failed(core, progress, seq);
+        }
+    }
+
+    /// A follower opened its entry stream (streaming replication).
+    pub(crate) fn on_stream_opened(&mut self, core: &mut Core, from: NodeId, open: &OpenStream) {
+        if from != open.follower_id {
+            warn!(node = %core.id, %from, "dropping an OpenStream sent in another's name");
+            return;
+        }
+        let Some(progress) = self.progress.get_mut(&from) else {
+            return;
+        };
+        // It follows this leader in this term: alive, for check-quorum.
+        progress.last_response_ms = Some(core.now_ms);
+        replication::stream::on_opened(core, from, progress, open.seq, open.last_log_id);
+        replicate(core, from, progress);
+    }
+
+    /// The runtime reports the end of a follower's entry stream.
+    pub(crate) fn on_stream_closed(&mut self, core: &Core, peer: NodeId, seq: u64) {
+        if let Some(progress) = self.progress.get_mut(&peer) {
+            replication::stream::on_closed(core, peer, progress, seq);
         }
     }
 

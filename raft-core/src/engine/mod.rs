@@ -47,6 +47,7 @@ mod rng;
 mod role;
 mod snapshot;
 mod status;
+mod stream;
 #[cfg(test)]
 mod testing;
 #[cfg(test)]
@@ -193,6 +194,11 @@ impl Engine {
             Input::SnapshotRequested => self.core.create_snapshot(),
             Input::SnapshotCreated { meta } => self.core.on_snapshot_created(meta),
             Input::SnapshotFailed => self.core.on_snapshot_failed(),
+            Input::StreamClosed { peer, seq } => match &mut self.role {
+                Role::Follower(follower) => stream::on_closed(follower, seq),
+                Role::Leader(leader) => leader.on_stream_closed(&self.core, peer, seq),
+                Role::PreCandidate(_) | Role::Candidate(_) => {}
+            },
             Input::Proposed { .. }
             | Input::ReadRequested { .. }
             | Input::SendFailed { .. }
@@ -452,7 +458,9 @@ impl Engine {
                 if follower::is_well_formed(core, from, &request)
                     && let Some(follower) = role.accept_leader(core, from)
                 {
+                    let heartbeat = request.entries.is_empty().then_some(request.leader_commit);
                     follower.on_append_entries(core, from, request);
+                    stream::after_leader_message(core, follower, from, heartbeat);
                 }
             }
             Message::InstallSnapshot(request) => {
@@ -460,6 +468,7 @@ impl Engine {
                     && let Some(follower) = role.accept_leader(core, from)
                 {
                     install::on_install_snapshot(core, follower, request);
+                    stream::after_leader_message(core, follower, from, None);
                 }
             }
             Message::RequestVote(request) => {
@@ -498,6 +507,11 @@ impl Engine {
             Message::ReadIndexResponse(response) => {
                 if let Role::Follower(follower) = role {
                     follower.reads.on_response(core, from, &response);
+                }
+            }
+            Message::OpenStream(open) => {
+                if let Role::Leader(leader) = role {
+                    leader.on_stream_opened(core, from, &open);
                 }
             }
         }

@@ -159,6 +159,15 @@ impl Node {
         transport: Arc<dyn Transport>,
     ) -> Result<Node, Error> {
         config.validate()?;
+        if config.raft.replication == crate::config::Replication::Streaming {
+            // The engine and the simulator implement it; the transports do not carry streams
+            // yet, and a follower whose stream can never open would get no entries.
+            return Err(Error::Config(
+                "replication = Streaming is not supported by this runtime yet (its transports \
+                 carry no entry streams); use Replication::Pipelined"
+                    .to_owned(),
+            ));
+        }
         let claim = ClaimGuard::acquire(&log)?;
         let restored = log.restore().await?;
         let membership = if joining {

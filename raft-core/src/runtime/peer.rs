@@ -224,6 +224,8 @@ async fn call(
         | Message::RequestVoteResponse(_)
         | Message::InstallSnapshotResponse(_)
         | Message::ReadIndexResponse(_) => None,
+        // Streaming replication is refused at start (`Node::start`): no stream to open.
+        Message::OpenStream(_) => None,
     }
 }
 

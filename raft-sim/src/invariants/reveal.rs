@@ -131,6 +131,7 @@ fn message_kind(message: &Message) -> &'static str {
         Message::InstallSnapshotResponse(_) => "InstallSnapshotResponse",
         Message::ReadIndex(_) => "ReadIndex",
         Message::ReadIndexResponse(_) => "ReadIndexResponse",
+        Message::OpenStream(_) => "OpenStream",
     }
 }
 

@@ -224,6 +224,7 @@ impl World {
     fn stop_for_good(&mut self, node: usize) {
         if self.nodes[node].is_up() {
             self.nodes[node].crash();
+            self.end_streams_of(node);
             self.abandon_clients_at(node);
         }
         self.nodes[node].retired = true;

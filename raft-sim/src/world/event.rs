@@ -73,6 +73,27 @@ pub(super) enum Event {
     ClientStart(usize),
     /// A client gives up waiting on an operation.
     ClientTimeout(u64),
+    /// The open of stream `key` reaches the leader `to` (streaming replication).
+    StreamOpen {
+        key: u64,
+        from: usize,
+        to: usize,
+        message: Message,
+    },
+    /// A batch sent on stream `key` reaches the follower `to`, if the stream still lives.
+    StreamDeliver {
+        key: u64,
+        from: usize,
+        to: usize,
+        message: Message,
+    },
+    /// A stream's end is reported to `node` (ignored in another life of it).
+    StreamClosed {
+        node: usize,
+        epoch: u64,
+        peer: NodeId,
+        seq: u64,
+    },
 }
 
 /// A request to fill and send.

@@ -127,6 +127,7 @@ impl World {
             return;
         }
         self.nodes[node].crash();
+        self.end_streams_of(node);
         self.abandon_clients_at(node);
         self.schedule(downtime_ms, Event::Restart(node));
     }
@@ -147,6 +148,7 @@ impl World {
         self.snapshot_counts.wipes += 1;
         let was_up = self.nodes[node].is_up();
         self.nodes[node].wipe();
+        self.end_streams_of(node);
         if self.churn {
             self.nodes[node].boot_membership = Membership::default();
         }

@@ -9,8 +9,8 @@
 //! entries: the engine asked for what its own view of the log holds. A few snapshot chunks are
 //! damaged on their way, to exercise the follower's checksums.
 
-use raft_core::NodeId;
 use raft_core::message::{InstallSnapshot, Message};
+use raft_core::{NodeId, Replication};
 
 use super::World;
 use super::event::{Event, Fill};
@@ -63,7 +63,12 @@ impl World {
             } => match self.nodes[node].log.range(first, last_log_id.index) {
                 Some(entries) if entries.last().map(|e| e.log_id) == Some(last_log_id) => {
                     request.entries = entries.to_vec();
-                    self.send(node, to, Message::AppendEntries(request));
+                    if self.config.replication == Replication::Streaming {
+                        let seq = request.seq;
+                        self.send_on_stream(node, to, seq, Message::AppendEntries(request));
+                    } else {
+                        self.send(node, to, Message::AppendEntries(request));
+                    }
                 }
                 _ if at_once => {
                     let detail = format!("node {} lacks {last_log_id}", self.nodes[node].id);

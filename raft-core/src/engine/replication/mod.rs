@@ -14,6 +14,7 @@ mod batch;
 mod pacing;
 mod progress;
 pub(crate) mod snapshot_send;
+pub(crate) mod stream;
 mod window;
 
 use tracing::{debug, warn};
@@ -23,6 +24,7 @@ pub(crate) use self::progress::Progress;
 use self::window::Inflight;
 use super::core::{Core, PlantedBug};
 use super::output::Output;
+use crate::config::Replication;
 use crate::message::{AppendEntries, AppendEntriesResponse, AppendOutcome, ConflictHint, Message};
 use crate::types::{LogId, LogIndex, NodeId};
 
@@ -184,14 +186,23 @@ pub(crate) fn replicate(core: &mut Core, peer: NodeId, progress: &mut Progress) 
             snapshot_send::send_snapshot(core, peer, progress);
             return;
         }
-        let limits = pacing::Limits {
-            pacing: core.config.pacing,
-            inflight: core.config.max_inflight_requests,
-            inflight_partial: core.config.max_inflight_partial_requests,
+        let plan = match core.config.replication {
+            Replication::Pipelined => {
+                let limits = pacing::Limits {
+                    pacing: core.config.pacing,
+                    inflight: core.config.max_inflight_requests,
+                    inflight_partial: core.config.max_inflight_partial_requests,
+                };
+                pacing::plan(limits, progress, last_index, core.now_ms, || {
+                    full_batch_waiting(core, progress)
+                })
+            }
+            Replication::Streaming => {
+                let room =
+                    stream::unacked_bytes(core, progress) < core.config.stream_max_unacked_bytes;
+                pacing::plan_streaming(progress, last_index, core.now_ms, room)
+            }
         };
-        let plan = pacing::plan(limits, progress, last_index, core.now_ms, || {
-            full_batch_waiting(core, progress)
-        });
         match plan {
             SendPlan::Nothing => return,
             SendPlan::Batch => {
@@ -238,7 +249,11 @@ fn send_batch(core: &mut Core, peer: NodeId, progress: &mut Progress) -> bool {
     };
     let request = track_request(core, progress, prev_log_id, last);
     progress.next_index = last.next();
-    progress.heartbeat_due_ms = core.now_ms + core.config.heartbeat_interval_ms;
+    if core.config.replication == Replication::Pipelined {
+        // A request is a heartbeat too. A streamed batch is not: it may wait behind others on
+        // the stream, so streaming keeps the heartbeat timer for heartbeats alone.
+        progress.heartbeat_due_ms = core.now_ms + core.config.heartbeat_interval_ms;
+    }
     core.send_output(Output::SendEntries {
         to: peer,
         request,

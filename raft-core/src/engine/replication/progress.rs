@@ -35,6 +35,10 @@ pub(crate) struct Progress {
     /// Set once a committed configuration left this follower out: the leader keeps it
     /// informed until this time, or until it learned that commit (see `Leader::leaving`).
     pub(crate) leave_by_ms: Option<u64>,
+    /// Streaming replication: the follower's streams not reported closed, by their
+    /// `OpenStream` seq, the newest (the one the transport sends on) last. Entries go to the
+    /// follower only while one is open.
+    pub(crate) streams: Vec<u64>,
 }
 
 impl Progress {
@@ -56,6 +60,7 @@ impl Progress {
             snapshot: None,
             known_commit: LogIndex::ZERO,
             leave_by_ms: None,
+            streams: Vec::new(),
         }
     }
 

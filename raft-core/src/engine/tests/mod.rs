@@ -11,8 +11,9 @@ mod read_index;
 mod replication;
 mod review_regressions;
 mod snapshots;
+mod streaming;
 
-use crate::config::{Config, Pacing};
+use crate::config::{Config, Pacing, Replication};
 
 /// A config with round numbers: T = 1000 ms, heartbeat 100 ms.
 fn config() -> Config {
@@ -33,5 +34,7 @@ fn config() -> Config {
         snapshot_chunk_bytes: 64,
         lease_reads: false,
         max_clock_drift_ms: 100,
+        replication: Replication::Pipelined,
+        stream_max_unacked_bytes: 8 << 20,
     }
 }

@@ -1,0 +1,270 @@
+//! Streaming replication: the follower opens its stream, the leader checks the position once,
+//! sends entries only on a stream, keeps heartbeats on their own timer, survives closes,
+//! delayed opens and a stream it lost track of.
+
+use super::config;
+use crate::config::{Config, Replication};
+use crate::engine::testing::{Cluster, Envelope};
+use crate::engine::{Input, Output};
+use crate::message::{AppendEntries, Message, OpenStream};
+use crate::types::{LogIndex, NodeId};
+
+fn streaming() -> Config {
+    Config {
+        replication: Replication::Streaming,
+        ..config()
+    }
+}
+
+/// Delivers every message in FIFO order except those `drop` picks.
+fn deliver_all_but(cluster: &mut Cluster, drop: impl Fn(&Envelope) -> bool) {
+    let mut rounds = 0;
+    while let Some(envelope) = cluster.network.pop_front() {
+        if !drop(&envelope) {
+            cluster.deliver(envelope);
+        }
+        rounds += 1;
+        assert!(rounds < 100_000, "message storm");
+    }
+}
+
+fn is_open(envelope: &Envelope) -> bool {
+    matches!(envelope.message, Message::OpenStream(_))
+}
+
+/// The opens `from` sent so far, oldest first.
+fn opens_of(cluster: &Cluster, from: u64) -> Vec<OpenStream> {
+    cluster
+        .trace
+        .iter()
+        .filter_map(|(node, output)| match output {
+            Output::Send {
+                message: Message::OpenStream(open),
+                ..
+            } if *node == NodeId(from) => Some(open.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Entries `leader` sent to `to` in `outputs` (a batch goes as `SendEntries`).
+fn sent_entries(outputs: &[Output], to: u64) -> bool {
+    outputs
+        .iter()
+        .any(|o| matches!(o, Output::SendEntries { to: peer, .. } if *peer == NodeId(to)))
+}
+
+fn last_index(cluster: &Cluster, id: u64) -> LogIndex {
+    cluster.engine(id).status().last_log_id.index
+}
+
+#[test]
+fn a_streaming_leader_sends_entries_only_on_a_stream_the_follower_opened() {
+    let mut cluster = Cluster::new(3, &streaming());
+    cluster.set_clocks(2000);
+    cluster
+        .engines
+        .get_mut(&NodeId(1))
+        .expect("node 1")
+        .core
+        .election_deadline_ms = 2000;
+    cluster.step(1, Input::Tick { now_ms: 2000 });
+    // Every open is lost: the leader learns of no stream.
+    deliver_all_but(&mut cluster, is_open);
+    assert!(!opens_of(&cluster, 2).is_empty(), "node 2 opened a stream");
+    let outputs = cluster.propose(1, "x");
+    assert!(!sent_entries(&outputs, 2) && !sent_entries(&outputs, 3));
+    deliver_all_but(&mut cluster, is_open);
+    assert_eq!(
+        cluster.commit_of(1),
+        LogIndex(0),
+        "nothing reached a follower"
+    );
+
+    // With opens delivered, the entries flow and commit.
+    let mut cluster = Cluster::new(3, &streaming());
+    cluster.elect(1, 2000);
+    let outputs = cluster.propose(1, "x");
+    assert!(sent_entries(&outputs, 2) && sent_entries(&outputs, 3));
+    cluster.deliver_all();
+    assert_eq!(cluster.commit_of(1), LogIndex(2));
+    assert_eq!(opens_of(&cluster, 2).len(), 1, "one stream per leader");
+}
+
+#[test]
+fn a_stream_opened_at_an_entry_the_leader_lacks_makes_it_probe_back_to_the_match() {
+    // Node 1 (term 2 at index 3) wins; node 2 holds a longer log of term 1.
+    let mut cluster = Cluster::restored(
+        &streaming(),
+        &[(2, &[1, 1, 2]), (1, &[1, 1, 1, 1, 1]), (2, &[1, 1])],
+        2,
+    );
+    cluster.elect(1, 2000);
+    let opens = opens_of(&cluster, 2);
+    assert_eq!(
+        opens[0].last_log_id.index,
+        LogIndex(5),
+        "opened at its durable end"
+    );
+    cluster.propose(1, "x");
+    cluster.deliver_all();
+    let leader_log = &cluster.logs[&NodeId(1)];
+    assert_eq!(leader_log.len(), 5);
+    assert_eq!(
+        &cluster.logs[&NodeId(2)],
+        leader_log,
+        "the conflicting tail was replaced"
+    );
+    assert_eq!(cluster.commit_of(2), LogIndex(5));
+}
+
+#[test]
+fn streamed_batches_do_not_push_back_the_heartbeats() {
+    let heartbeats_while_proposing = |config: &Config| {
+        let mut cluster = Cluster::new(3, config);
+        cluster.elect(1, 2000);
+        let mut heartbeats = 0;
+        for step in 1..=12 {
+            let now_ms = 2000 + step * 40;
+            cluster.set_clocks(now_ms);
+            cluster.step(1, Input::Tick { now_ms });
+            cluster.propose(1, "x");
+            heartbeats += cluster
+                .network
+                .iter()
+                .filter(|e| {
+                    e.to == NodeId(2)
+                        && matches!(&e.message, Message::AppendEntries(AppendEntries { entries, .. }) if entries.is_empty())
+                })
+                .count();
+            cluster.deliver_all();
+        }
+        heartbeats
+    };
+    // 480 ms with a batch every 40 ms: a pipelined batch doubles as a heartbeat, a streamed one
+    // (which may queue behind others on the stream) does not.
+    assert_eq!(heartbeats_while_proposing(&config()), 0);
+    assert!(heartbeats_while_proposing(&streaming()) >= 4);
+}
+
+#[test]
+fn a_closed_stream_is_reopened_at_the_leaders_next_message() {
+    let mut cluster = Cluster::new(3, &streaming());
+    cluster.elect(1, 2000);
+    let first = opens_of(&cluster, 2)[0].seq;
+    cluster.step(
+        2,
+        Input::StreamClosed {
+            peer: NodeId(1),
+            seq: first,
+        },
+    );
+    cluster.step(
+        1,
+        Input::StreamClosed {
+            peer: NodeId(2),
+            seq: first,
+        },
+    );
+    let outputs = cluster.propose(1, "x");
+    assert!(!sent_entries(&outputs, 2), "no stream, no entries");
+    assert!(sent_entries(&outputs, 3));
+    cluster.deliver_all();
+    assert_eq!(last_index(&cluster, 2), LogIndex(1));
+    // The next heartbeat makes node 2 open another stream, which brings the entry.
+    cluster.set_clocks(2150);
+    cluster.step(1, Input::Tick { now_ms: 2150 });
+    cluster.deliver_all();
+    let opens = opens_of(&cluster, 2);
+    assert_eq!(opens.len(), 2);
+    assert_ne!(opens[1].seq, first);
+    assert_eq!(last_index(&cluster, 2), LogIndex(2));
+}
+
+#[test]
+fn the_close_of_an_older_stream_leaves_the_newer_one_in_use() {
+    let mut cluster = Cluster::new(3, &streaming());
+    cluster.elect(1, 2000);
+    let older = opens_of(&cluster, 2)[0].clone();
+    // Node 2's newer stream, then a delayed copy of the older open, then the older's end.
+    let newer = OpenStream {
+        seq: older.seq + 1000,
+        ..older.clone()
+    };
+    for open in [newer, older.clone()] {
+        cluster.deliver(Envelope {
+            from: NodeId(2),
+            to: NodeId(1),
+            message: Message::OpenStream(open),
+        });
+    }
+    cluster.step(
+        1,
+        Input::StreamClosed {
+            peer: NodeId(2),
+            seq: older.seq,
+        },
+    );
+    let outputs = cluster.propose(1, "x");
+    assert!(
+        sent_entries(&outputs, 2),
+        "the newer stream still carries entries"
+    );
+    cluster.deliver_all();
+    assert_eq!(last_index(&cluster, 2), LogIndex(2));
+}
+
+#[test]
+fn a_follower_whose_stream_brings_nothing_while_commits_pass_it_opens_another() {
+    let mut cluster = Cluster::new(3, &streaming());
+    cluster.elect(1, 2000);
+    let first = opens_of(&cluster, 2)[0].seq;
+    // The leader's end closed; node 2's end never heard.
+    cluster.step(
+        1,
+        Input::StreamClosed {
+            peer: NodeId(2),
+            seq: first,
+        },
+    );
+    cluster.propose(1, "x");
+    cluster.deliver_all();
+    assert_eq!(cluster.commit_of(1), LogIndex(2), "committed with node 3");
+    // Heartbeats show the commit; within the request timeout (500 ms) node 2 waits...
+    for now_ms in [2100, 2200, 2300, 2400] {
+        cluster.set_clocks(now_ms);
+        cluster.step(1, Input::Tick { now_ms });
+        cluster.deliver_all();
+    }
+    assert_eq!(opens_of(&cluster, 2).len(), 1);
+    assert_eq!(last_index(&cluster, 2), LogIndex(1));
+    // ...then replaces its stream and catches up.
+    cluster.set_clocks(2500);
+    cluster.step(1, Input::Tick { now_ms: 2500 });
+    cluster.deliver_all();
+    assert_eq!(opens_of(&cluster, 2).len(), 2);
+    assert_eq!(last_index(&cluster, 2), LogIndex(2));
+}
+
+#[test]
+fn unacknowledged_stream_bytes_stay_under_their_bound() {
+    let config = Config {
+        stream_max_unacked_bytes: 3,
+        batch_entries_initial: 1,
+        batch_entries_max: 1,
+        ..streaming()
+    };
+    let mut cluster = Cluster::new(3, &config);
+    cluster.elect(1, 2000);
+    // Node 2 never answers: at most 3 one-byte entries go to it (one batch of one entry each).
+    cluster.network.clear();
+    for _ in 0..10 {
+        cluster.propose(1, "x");
+    }
+    let to_2 = cluster
+        .trace
+        .iter()
+        .filter(|(node, o)| *node == NodeId(1) && matches!(o, Output::SendEntries { to, first, .. } if *to == NodeId(2) && *first > LogIndex(1)))
+        .count();
+    assert_eq!(to_2, 3);
+}
