@@ -11,6 +11,7 @@
 //! Invariant: `match_index < next_index <= last_index + 1`.
 
 mod batch;
+mod conflict;
 mod pacing;
 mod progress;
 pub(crate) mod snapshot_send;
@@ -19,6 +20,7 @@ mod window;
 
 use tracing::{debug, warn};
 
+use self::conflict::next_after_conflict;
 use self::pacing::SendPlan;
 pub(crate) use self::progress::Progress;
 use self::window::Inflight;
@@ -162,20 +164,6 @@ fn overtook_earlier_request(progress: &Progress, request: &Inflight, hint: Confl
         && progress
             .window
             .earlier_reaches(request.seq, request.prev_index)
-}
-
-/// Where to resume after a rejection of a request whose `prev` was `rejected_prev`: one step per
-/// term, never at or below `match_index` (clamped by `Progress::on_failure`) and never past the
-/// rejected position.
-fn next_after_conflict(core: &Core, hint: ConflictHint, rejected_prev: LogIndex) -> LogIndex {
-    let next = match hint.term {
-        None => hint.index,
-        Some(term) => match core.log.last_index_of_term(term) {
-            Some(last_of_term) => last_of_term.next(),
-            None => hint.index,
-        },
-    };
-    next.min(rejected_prev).max(LogIndex(1))
 }
 
 /// Sends to one follower whatever its pacing allows now.

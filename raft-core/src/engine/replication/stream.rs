@@ -13,7 +13,7 @@
 
 use tracing::debug;
 
-use super::next_after_conflict;
+use super::conflict::next_after_conflict;
 use super::progress::Progress;
 use crate::engine::core::{Core, PlantedBug};
 use crate::message::ConflictHint;
