@@ -130,5 +130,5 @@ pub use snapshot::{
 };
 pub use state_machine::StateMachine;
 pub use storage::{LogStore, StoreClaim};
-pub use transport::{ServiceHandler, Transport};
+pub use transport::{EntryStream, ServiceHandler, StreamSink, Transport};
 pub use types::{Entry, EntryInfo, HardState, LogId, LogIndex, Membership, NodeId, Payload, Term};

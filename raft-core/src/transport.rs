@@ -9,13 +9,38 @@
 use std::collections::BTreeMap;
 
 use async_trait::async_trait;
+use tokio::sync::mpsc;
 
 use crate::error::Error;
 use crate::message::{
-    AppendEntries, AppendEntriesResponse, InstallSnapshot, InstallSnapshotResponse, ReadIndex,
-    ReadIndexResponse, RequestVote, RequestVoteResponse, TimeoutNow,
+    AppendEntries, AppendEntriesResponse, InstallSnapshot, InstallSnapshotResponse, OpenStream,
+    ReadIndex, ReadIndexResponse, RequestVote, RequestVoteResponse, TimeoutNow,
 };
 use crate::types::NodeId;
+
+/// The follower's end of an entry stream (streaming replication,
+/// [`Replication::Streaming`](crate::Replication::Streaming)), as [`Transport::open_stream`]
+/// returns it: the leader's AppendEntries arrive on `entries` in the order the leader sent
+/// them, and the follower's answers go back on `acks`. The stream is over when `entries`
+/// ends (the transport drops its sender when the connection breaks); the follower ends it
+/// by dropping both halves. Neither channel needs a bound of its own: the leader never has more
+/// than `Config::stream_max_unacked_bytes` of entries unanswered on a stream.
+#[derive(Debug)]
+pub struct EntryStream {
+    /// The leader's batches, in order.
+    pub entries: mpsc::UnboundedReceiver<AppendEntries>,
+    /// The follower's answers, to the leader.
+    pub acks: mpsc::UnboundedSender<AppendEntriesResponse>,
+}
+
+/// The leader's end of an entry stream, as [`ServiceHandler::open_stream`] returns it: the
+/// transport sends what arrives on `entries` to the follower, in order, and ends the stream
+/// when `entries` ends (the node dropped it: it stopped, or the follower opened another).
+#[derive(Debug)]
+pub struct StreamSink {
+    /// The batches to carry to the follower.
+    pub entries: mpsc::UnboundedReceiver<AppendEntries>,
+}
 
 /// The client side: requests from this node to a peer.
 ///
@@ -59,6 +84,24 @@ pub trait Transport: Send + Sync + 'static {
         ))
     }
 
+    /// Whether this transport carries entry streams ([`Transport::open_stream`]); a node with
+    /// streaming replication refuses to start on one that does not.
+    fn carries_streams(&self) -> bool {
+        false
+    }
+
+    /// Opens this follower's entry stream to the leader `to` (streaming replication): the
+    /// transport delivers `open` to the leader's [`ServiceHandler::open_stream`] and then
+    /// carries its batches one way and the follower's answers the other, until either end
+    /// drops its half or the connection breaks. The default refuses.
+    async fn open_stream(&self, to: NodeId, open: OpenStream) -> Result<EntryStream, Error> {
+        let _ = open;
+        Err(Error::transport(
+            to,
+            "this transport carries no entry streams",
+        ))
+    }
+
     /// The members' addresses changed (a membership change added or removed a node): every
     /// member other than this node with the address its configuration gives. Called by the
     /// node's event loop before its first request to a new member; it must not block. The
@@ -96,6 +139,20 @@ pub trait ServiceHandler: Send + Sync + 'static {
         &self,
         request: InstallSnapshot,
     ) -> Result<InstallSnapshotResponse, Error>;
+
+    /// Handles a follower's opening of its entry stream (streaming replication): `acks`
+    /// brings the follower's answers (the transport ends it when the stream breaks); the
+    /// returned sink is what the transport carries to the follower. The default refuses.
+    async fn open_stream(
+        &self,
+        open: OpenStream,
+        acks: mpsc::UnboundedReceiver<AppendEntriesResponse>,
+    ) -> Result<StreamSink, Error> {
+        let _ = (open, acks);
+        Err(Error::Config(
+            "this node does not serve entry streams".to_owned(),
+        ))
+    }
 
     /// Handles a follower's request for a read index (the answer waits for a quorum's
     /// confirmation). The default refuses it, for handlers that do not serve follower reads.

@@ -9,11 +9,15 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 use raft_core::engine::RestoredState;
+use raft_core::message::{
+    AppendEntries, AppendEntriesResponse, InstallSnapshot, InstallSnapshotResponse, RequestVote,
+    RequestVoteResponse, TimeoutNow,
+};
 use raft_core::runtime::{Node, NodeConfig};
 use raft_core::testing::{MemKv, MemLogStore, MemNetwork, test_config};
 use raft_core::{
     Entry, Error, HardState, LogId, LogIndex, LogStore, NodeId, Payload, SnapshotReader,
-    SnapshotSource, SnapshotWriter, StateMachine, StoreClaim,
+    SnapshotSource, SnapshotWriter, StateMachine, StoreClaim, Transport,
 };
 use tokio::sync::watch;
 
@@ -208,11 +212,45 @@ async fn waiting_for_a_leader_that_never_comes_reports_no_leader() {
     node.shutdown().await;
 }
 
-/// Streaming replication exists in the engine (and the simulator runs it), but no transport
-/// carries entry streams yet: a node asked for it is refused at start, naming the setting,
-/// instead of running with followers that never get an entry.
+/// A transport that carries requests but no entry streams (as a third-party one may).
+struct NoStreams(Arc<dyn Transport>);
+
+#[async_trait]
+impl Transport for NoStreams {
+    async fn append_entries(
+        &self,
+        to: NodeId,
+        request: AppendEntries,
+    ) -> Result<AppendEntriesResponse, Error> {
+        self.0.append_entries(to, request).await
+    }
+
+    async fn request_vote(
+        &self,
+        to: NodeId,
+        request: RequestVote,
+    ) -> Result<RequestVoteResponse, Error> {
+        self.0.request_vote(to, request).await
+    }
+
+    async fn timeout_now(&self, to: NodeId, request: TimeoutNow) -> Result<(), Error> {
+        self.0.timeout_now(to, request).await
+    }
+
+    async fn install_snapshot(
+        &self,
+        to: NodeId,
+        request: InstallSnapshot,
+    ) -> Result<InstallSnapshotResponse, Error> {
+        self.0.install_snapshot(to, request).await
+    }
+}
+
+/// Streaming replication needs a transport that carries entry streams: on one that does not,
+/// the node is refused at start, naming the setting, instead of running with followers that
+/// never get an entry.
 #[tokio::test(start_paused = true)]
-async fn a_node_asked_for_streaming_replication_is_refused_until_transports_carry_streams() {
+async fn a_node_asked_for_streaming_replication_on_a_transport_without_streams_is_refused() {
     let network = MemNetwork::new(1);
     let log = MemLogStore::new();
     let id = NodeId(1);
@@ -221,10 +259,10 @@ async fn a_node_asked_for_streaming_replication_is_refused_until_transports_carr
     let refused = Node::start(
         id,
         [(id, "node-1")],
-        config,
+        config.clone(),
         Arc::new(log.clone()),
         MemKv::new().into_arc(),
-        network.transport(id),
+        Arc::new(NoStreams(network.transport(id))),
     )
     .await;
     match refused {
@@ -232,4 +270,16 @@ async fn a_node_asked_for_streaming_replication_is_refused_until_transports_carr
         other => panic!("expected a configuration error, got {other:?}"),
     }
     assert!(!log.claim().is_held(), "nothing was claimed");
+    // The in-process network carries streams: the same node starts on it.
+    let node = Node::start(
+        id,
+        [(id, "node-1")],
+        config,
+        Arc::new(log.clone()),
+        MemKv::new().into_arc(),
+        network.transport(id),
+    )
+    .await
+    .unwrap();
+    node.shutdown().await;
 }

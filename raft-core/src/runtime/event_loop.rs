@@ -295,6 +295,17 @@ impl EventLoop {
                 Input::SnapshotCreated { meta }
             }
             Event::SnapshotFailed => Input::SnapshotFailed,
+            Event::StreamOpened { open, entries } => {
+                let from = open.follower_id;
+                // Batches for the follower go on this stream from now on (before the engine's
+                // first one for it: the peer task takes commands in order).
+                self.executor.stream_from(from, open.seq, entries)?;
+                Input::Received {
+                    from,
+                    message: Message::OpenStream(open),
+                }
+            }
+            Event::StreamEnded { peer, seq } => Input::StreamClosed { peer, seq },
             // Handled by `on_round`.
             Event::Propose(_) | Event::Shutdown | Event::Failed(_) => return Ok(()),
         };

@@ -3,6 +3,8 @@
 //! `Error::Overloaded` at once while completions from the node's own tasks are never refused
 //! (refusing them could deadlock the loop against its own workers).
 
+use tokio::sync::mpsc;
+
 use super::proposals::Proposal;
 use super::results::Reply;
 use crate::engine::FollowerStatus;
@@ -10,7 +12,7 @@ use crate::error::Error;
 use crate::membership::{Membership, MembershipChange};
 use crate::message::{
     AppendEntries, AppendEntriesResponse, InstallSnapshot, InstallSnapshotResponse, Message,
-    ReadIndex, ReadIndexResponse, RequestVote, RequestVoteResponse, TimeoutNow,
+    OpenStream, ReadIndex, ReadIndexResponse, RequestVote, RequestVoteResponse, TimeoutNow,
 };
 use crate::snapshot::SnapshotMeta;
 use crate::types::{HardState, LogIndex, NodeId};
@@ -48,6 +50,13 @@ pub(crate) enum Event {
     SnapshotFailed,
     /// `Node::shutdown` (or the last handle dropped).
     Shutdown,
+    /// A follower opened its entry stream to this node; batches for it go on `entries`.
+    StreamOpened {
+        open: OpenStream,
+        entries: mpsc::UnboundedSender<AppendEntries>,
+    },
+    /// The entry stream `seq` between this node and `peer` ended.
+    StreamEnded { peer: NodeId, seq: u64 },
 }
 
 pub(crate) enum Inbound {

@@ -23,8 +23,9 @@ use super::snapshot_receiver::{SnapshotReceiver, open_installed};
 use super::snapshots::{SizePolicy, SnapshotMetrics};
 use crate::engine::{ChangeRejection, Output};
 use crate::error::Error;
+use crate::message::{AppendEntries, Message};
 use crate::storage::LogStore;
-use crate::types::{Entry, HardState, LogIndex};
+use crate::types::{Entry, HardState, LogIndex, NodeId};
 
 /// The outputs' executor and what waits on the engine's answers.
 pub(crate) struct Executor {
@@ -110,6 +111,7 @@ impl Executor {
             Output::Rollback { first, last } => self.to_applier(ApplyOp::Rollback { first, last }),
             Output::Commit { upto } => self.to_applier(ApplyOp::Commit(upto)),
             Output::Send { to, message } => match self.replies.answer(to, message) {
+                Some(open @ Message::OpenStream(_)) => self.peers.open_stream(to, open),
                 Some(request) => self.to_peer(to, PeerCommand::Message(request)),
                 None => Ok(()),
             },
@@ -214,7 +216,17 @@ impl Executor {
 
     /// A peer task that is gone (it panicked) would silently end replication to that peer:
     /// stop the node instead.
-    fn to_peer(&self, to: crate::types::NodeId, command: PeerCommand) -> Result<(), Error> {
+    /// A follower's entry stream: its peer task sends its batches on `entries`.
+    pub(crate) fn stream_from(
+        &self,
+        follower: NodeId,
+        seq: u64,
+        entries: mpsc::UnboundedSender<AppendEntries>,
+    ) -> Result<(), Error> {
+        self.to_peer(follower, PeerCommand::StreamFrom { seq, entries })
+    }
+
+    fn to_peer(&self, to: NodeId, command: PeerCommand) -> Result<(), Error> {
         self.peers.send(to, command)
     }
 }

@@ -37,6 +37,7 @@ mod shared;
 mod snapshot_receiver;
 mod snapshots;
 mod status;
+mod streams;
 
 pub use self::membership::MembershipStatus;
 pub use self::node::Node;

@@ -30,12 +30,12 @@ use super::status::{Lifecycle, NodeStatus};
 use crate::engine::{Engine, RoleKind};
 use crate::error::Error;
 use crate::message::{
-    AppendEntries, AppendEntriesResponse, InstallSnapshot, InstallSnapshotResponse, ReadIndex,
-    ReadIndexResponse, RequestVote, RequestVoteResponse, TimeoutNow,
+    AppendEntries, AppendEntriesResponse, InstallSnapshot, InstallSnapshotResponse, OpenStream,
+    ReadIndex, ReadIndexResponse, RequestVote, RequestVoteResponse, TimeoutNow,
 };
 use crate::state_machine::StateMachine;
 use crate::storage::LogStore;
-use crate::transport::{ServiceHandler, Transport};
+use crate::transport::{ServiceHandler, StreamSink, Transport};
 use crate::types::{EntryInfo, LogIndex, Membership, NodeId, Term};
 
 /// What the handles share; the last one dropped asks the loop to stop.
@@ -159,12 +159,13 @@ impl Node {
         transport: Arc<dyn Transport>,
     ) -> Result<Node, Error> {
         config.validate()?;
-        if config.raft.replication == crate::config::Replication::Streaming {
-            // The engine and the simulator implement it; the transports do not carry streams
-            // yet, and a follower whose stream can never open would get no entries.
+        if config.raft.replication == crate::config::Replication::Streaming
+            && !transport.carries_streams()
+        {
+            // A follower whose stream can never open would get no entries.
             return Err(Error::Config(
-                "replication = Streaming is not supported by this runtime yet (its transports \
-                 carry no entry streams); use Replication::Pipelined"
+                "replication = Streaming needs a transport that carries entry streams \
+                 (Transport::carries_streams); this one does not: use Replication::Pipelined"
                     .to_owned(),
             ));
         }
@@ -222,6 +223,7 @@ impl Node {
             // Twice the engine's own timeout: the engine gives up on the request first.
             Duration::from_millis(shared.config.raft.request_timeout_ms.saturating_mul(2)),
             members,
+            shared.config.raft.replication == crate::config::Replication::Streaming,
         );
 
         let channels = Channels {
@@ -619,6 +621,19 @@ impl ServiceHandler for Node {
     async fn read_index(&self, request: ReadIndex) -> Result<ReadIndexResponse, Error> {
         self.inbound(|reply| Inbound::ReadIndex(request, reply))
             .await
+    }
+
+    async fn open_stream(
+        &self,
+        open: OpenStream,
+        acks: mpsc::UnboundedReceiver<AppendEntriesResponse>,
+    ) -> Result<StreamSink, Error> {
+        let (entries, sink) = mpsc::unbounded_channel();
+        let (follower, seq) = (open.follower_id, open.seq);
+        self.enqueue(Event::StreamOpened { open, entries })?;
+        let events = self.handle.events.clone();
+        tokio::spawn(super::streams::serve_answers(follower, seq, acks, events));
+        Ok(StreamSink { entries: sink })
     }
 }
 

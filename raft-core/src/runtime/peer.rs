@@ -9,9 +9,11 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
 use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 use tracing::{debug, warn};
 
 use super::events::Event;
+use super::streams;
 use crate::error::Error;
 use crate::message::{AppendEntries, InstallSnapshot, Message};
 use crate::snapshot::SnapshotReader;
@@ -32,6 +34,14 @@ pub(crate) enum PeerCommand {
     },
     /// An InstallSnapshot to fill with `len` bytes of the store's latest snapshot.
     Snapshot { request: InstallSnapshot, len: u64 },
+    /// The peer (a follower) opened entry stream `seq` to this node: batches for it go on
+    /// `entries` from now on.
+    StreamFrom {
+        seq: u64,
+        entries: mpsc::UnboundedSender<AppendEntries>,
+    },
+    /// This node's own entry stream to the peer ends (it follows another leader now).
+    CloseStream,
 }
 
 pub(crate) struct PeerSender {
@@ -44,6 +54,12 @@ pub(crate) struct PeerSender {
     pub(crate) request_timeout: Duration,
     /// The snapshot being sent, kept open between chunks.
     pub(crate) snapshot: Option<Arc<dyn SnapshotReader>>,
+    /// Streaming replication: batches go on the peer's stream, not as requests.
+    pub(crate) streaming: bool,
+    /// The stream the peer (a follower) opened to this node.
+    pub(crate) outgoing: Option<mpsc::UnboundedSender<AppendEntries>>,
+    /// This node's stream to the peer (its leader): the task that follows it.
+    pub(crate) incoming: Option<JoinHandle<()>>,
 }
 
 impl PeerSender {
@@ -54,9 +70,15 @@ impl PeerSender {
             tokio::select! {
                 command = commands.recv() => {
                     let Some(command) = command else { break };
-                    if let Some(message) = self.prepare(command).await {
-                        let call = call(self.transport.clone(), self.peer, message, self.request_timeout);
-                        inflight.push(call);
+                    let Some(command) = self.streams(command) else { continue };
+                    let streamed = self.streaming && matches!(command, PeerCommand::Entries { .. });
+                    match self.prepare(command).await {
+                        Some(Message::AppendEntries(request)) if streamed => self.stream(request),
+                        Some(message) => {
+                            let call = call(self.transport.clone(), self.peer, message, self.request_timeout);
+                            inflight.push(call);
+                        }
+                        None => {}
                     }
                 }
                 Some(done) = inflight.next(), if !inflight.is_empty() => {
@@ -66,6 +88,49 @@ impl PeerSender {
                 }
             }
         }
+        if let Some(task) = self.incoming.take() {
+            task.abort();
+        }
+    }
+
+    /// Handles the commands about entry streams; returns the others.
+    fn streams(&mut self, command: PeerCommand) -> Option<PeerCommand> {
+        match command {
+            PeerCommand::StreamFrom { seq, entries } => {
+                debug!(peer = %self.peer, seq, "sending batches on the peer's stream");
+                self.outgoing = Some(entries);
+                None
+            }
+            PeerCommand::CloseStream => {
+                if let Some(task) = self.incoming.take() {
+                    task.abort();
+                }
+                None
+            }
+            PeerCommand::Message(Message::OpenStream(open)) => {
+                if let Some(task) = self.incoming.take() {
+                    task.abort();
+                }
+                let follow =
+                    streams::follow(self.transport.clone(), self.peer, open, self.events.clone());
+                self.incoming = Some(tokio::spawn(follow));
+                None
+            }
+            command => Some(command),
+        }
+    }
+
+    /// Sends a batch on the peer's stream; with none (or a closed one) the batch fails.
+    fn stream(&mut self, request: AppendEntries) {
+        let seq = request.seq;
+        let sent = self
+            .outgoing
+            .as_ref()
+            .is_some_and(|entries| entries.send(request).is_ok());
+        if !sent {
+            self.outgoing = None;
+            self.fail(seq);
+        }
     }
 
     /// Fills an AppendEntries from the log. If the log no longer holds exactly the entries the
@@ -73,6 +138,7 @@ impl PeerSender {
     async fn prepare(&mut self, command: PeerCommand) -> Option<Message> {
         let (mut request, first, last_log_id) = match command {
             PeerCommand::Message(message) => return Some(message),
+            PeerCommand::StreamFrom { .. } | PeerCommand::CloseStream => return None,
             PeerCommand::Snapshot { request, len } => {
                 return self.fill_snapshot(request, len).await;
             }
@@ -224,7 +290,7 @@ async fn call(
         | Message::RequestVoteResponse(_)
         | Message::InstallSnapshotResponse(_)
         | Message::ReadIndexResponse(_) => None,
-        // Streaming replication is refused at start (`Node::start`): no stream to open.
+        // Opened by the peer task itself (`PeerSender::streams`), never a call.
         Message::OpenStream(_) => None,
     }
 }

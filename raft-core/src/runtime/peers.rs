@@ -15,6 +15,7 @@ use super::events::Event;
 use super::peer::{PeerCommand, PeerSender};
 use crate::error::Error;
 use crate::membership::Membership;
+use crate::message::Message;
 use crate::storage::LogStore;
 use crate::transport::Transport;
 use crate::types::NodeId;
@@ -31,6 +32,10 @@ pub(crate) struct PeerSet {
     bootstrap: BTreeMap<NodeId, String>,
     senders: BTreeMap<NodeId, mpsc::UnboundedSender<PeerCommand>>,
     tasks: Vec<JoinHandle<()>>,
+    /// Streaming replication: batches go on streams, heartbeats as requests.
+    streaming: bool,
+    /// The peer this node (a follower) last opened its entry stream to.
+    stream_to: Option<NodeId>,
 }
 
 impl PeerSet {
@@ -41,6 +46,7 @@ impl PeerSet {
         events: mpsc::UnboundedSender<Event>,
         request_timeout: Duration,
         bootstrap: BTreeMap<NodeId, String>,
+        streaming: bool,
     ) -> PeerSet {
         PeerSet {
             id,
@@ -52,6 +58,8 @@ impl PeerSet {
             bootstrap,
             senders: BTreeMap::new(),
             tasks: Vec::new(),
+            streaming,
+            stream_to: None,
         }
     }
 
@@ -104,6 +112,9 @@ impl PeerSet {
                 events: self.events.clone(),
                 request_timeout: self.request_timeout,
                 snapshot: None,
+                streaming: self.streaming,
+                outgoing: None,
+                incoming: None,
             };
             let span = tracing::info_span!(parent: &self.span, "peer", %peer);
             self.tasks
@@ -125,6 +136,20 @@ impl PeerSet {
                 .map_err(|_| Error::Fatal(format!("the sender task for node {to} stopped"))),
             None => Ok(()),
         }
+    }
+
+    /// This node (a follower) opens its entry stream to `to`: its stream to any other peer
+    /// ends (one stream at a time, to the leader it follows).
+    ///
+    /// # Errors
+    /// As [`PeerSet::send`].
+    pub(crate) fn open_stream(&mut self, to: NodeId, open: Message) -> Result<(), Error> {
+        if let Some(previous) = self.stream_to.replace(to)
+            && previous != to
+        {
+            self.send(previous, PeerCommand::CloseStream)?;
+        }
+        self.send(to, PeerCommand::Message(open))
     }
 
     /// Closes every channel (the tasks end, abandoning calls in flight) and returns the tasks

@@ -9,17 +9,19 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use crate::error::Error;
+use tokio::sync::mpsc;
+
 use crate::message::{
-    AppendEntries, AppendEntriesResponse, InstallSnapshot, InstallSnapshotResponse, ReadIndex,
-    ReadIndexResponse, RequestVote, RequestVoteResponse, TimeoutNow,
+    AppendEntries, AppendEntriesResponse, InstallSnapshot, InstallSnapshotResponse, OpenStream,
+    ReadIndex, ReadIndexResponse, RequestVote, RequestVoteResponse, TimeoutNow,
 };
 use crate::runtime::Node;
-use crate::transport::{ServiceHandler, Transport};
+use crate::transport::{EntryStream, ServiceHandler, Transport};
 use crate::types::NodeId;
 
 /// An in-process network: each node gets a [`Transport`] from it and registers its
 /// [`ServiceHandler`] (its [`Node`]) with it. Requests are direct async calls, so the network
-/// adds no copies or serialization.
+/// adds no copies or serialization. It carries entry streams (streaming replication) too.
 ///
 /// Faults, changeable at any time: links cut one way or both ([`cut`](MemNetwork::cut),
 /// [`isolate`](MemNetwork::isolate), [`partition`](MemNetwork::partition)); a probability of
@@ -273,5 +275,77 @@ impl Transport for MemTransport {
             handler.install_snapshot(request).await
         };
         self.network.deliver(self.from, to, call).await
+    }
+
+    fn carries_streams(&self) -> bool {
+        true
+    }
+
+    async fn open_stream(&self, to: NodeId, open: OpenStream) -> Result<EntryStream, Error> {
+        let (acks, acks_in) = mpsc::unbounded_channel();
+        let (acks_out, leader_acks) = mpsc::unbounded_channel();
+        let call = |handler: Arc<dyn ServiceHandler>| async move {
+            handler.open_stream(open, leader_acks).await
+        };
+        let sink = self.network.deliver(self.from, to, call).await?;
+        let (entries_out, entries) = mpsc::unbounded_channel();
+        let link = StreamLink {
+            network: self.network.clone(),
+            leader: to,
+            follower: self.from,
+        };
+        tokio::spawn(link.pump(sink.entries, entries_out, acks_in, acks_out));
+        Ok(EntryStream { entries, acks })
+    }
+}
+
+/// The link under one entry stream: carries batches to the follower and answers back, each
+/// subject to the network's faults; a cut link or a dropped message ends the stream (both
+/// ends see their channels close), as a broken connection would.
+struct StreamLink {
+    network: MemNetwork,
+    leader: NodeId,
+    follower: NodeId,
+}
+
+impl StreamLink {
+    async fn pump(
+        self,
+        mut from_leader: mpsc::UnboundedReceiver<AppendEntries>,
+        to_follower: mpsc::UnboundedSender<AppendEntries>,
+        mut from_follower: mpsc::UnboundedReceiver<AppendEntriesResponse>,
+        to_leader: mpsc::UnboundedSender<AppendEntriesResponse>,
+    ) {
+        loop {
+            tokio::select! {
+                batch = from_leader.recv() => {
+                    let Some(batch) = batch else { return };
+                    if !self.pass(self.leader, self.follower).await || to_follower.send(batch).is_err() {
+                        return;
+                    }
+                }
+                answer = from_follower.recv() => {
+                    let Some(answer) = answer else { return };
+                    if !self.pass(self.follower, self.leader).await || to_leader.send(answer).is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Whether a message from `from` to `to` gets through (after the network's delay).
+    async fn pass(&self, from: NodeId, to: NodeId) -> bool {
+        let delay = {
+            let mut state = self.network.state();
+            if !state.passes(from, to) {
+                return false;
+            }
+            state.delay()
+        };
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
+        true
     }
 }

@@ -1,0 +1,105 @@
+//! Streaming replication through the runtime, over the in-process network: followers open
+//! their streams, batches travel on them and heartbeats apart, and the streams survive what
+//! breaks connections: a leader crash, an isolated follower, lost messages, a follower
+//! restart, a follower so far behind that it needs a snapshot.
+
+use std::time::Duration;
+
+use raft_core::runtime::NodeConfig;
+use raft_core::testing::{Cluster, MemKv, Outcome, test_config};
+use raft_core::{LogIndex, Replication};
+
+/// How long each concurrent writer pauses after a write.
+const PAUSE: Duration = Duration::from_millis(2);
+
+fn streaming() -> NodeConfig {
+    let mut config = test_config();
+    config.raft.replication = Replication::Streaming;
+    config
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_streaming_cluster_replicates_every_write_once_through_a_leader_crash() {
+    let mut cluster = Cluster::start(3, streaming()).await;
+    for store in cluster.stores.values() {
+        store.set_sync_delay(Duration::from_millis(1));
+    }
+    let first_leader = cluster.wait_for_leader().await;
+    let writers = cluster.spawn_writers(8, 40, PAUSE);
+    tokio::time::sleep(Duration::from_millis(40)).await;
+
+    cluster.stop_node(first_leader).await;
+    cluster.stores[&first_leader].simulate_power_loss();
+    let second_leader = cluster.wait_for_leader().await;
+    assert_ne!(second_leader, first_leader);
+    tokio::time::sleep(Duration::from_millis(40)).await;
+    cluster.start_node(first_leader).await;
+
+    let outcomes = writers.join().await;
+    let acked = outcomes
+        .iter()
+        .filter(|(_, o)| matches!(o, Outcome::Acked(_)))
+        .count();
+    assert!(acked >= 300, "only {acked} of 320 writes were acknowledged");
+    cluster.settle().await;
+    cluster.assert_exactly_once(&outcomes);
+    cluster.assert_replicas_identical();
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_isolated_follower_reopens_its_stream_and_catches_up_after_the_heal() {
+    let cluster = Cluster::start(3, streaming()).await;
+    let leader = cluster.wait_for_leader().await;
+    let follower = cluster.others(leader)[0];
+    cluster.network.isolate(follower);
+    let node = cluster.node(leader);
+    for batch in 0..50 {
+        let commands = (0..20)
+            .map(|i| MemKv::put(format!("k{batch}-{i}"), "v"))
+            .collect();
+        node.append(commands).await.unwrap();
+    }
+    assert!(cluster.node(follower).applied_index() < node.applied_index());
+    cluster.network.heal();
+    cluster.settle().await;
+    assert_eq!(cluster.node(follower).applied_index(), node.applied_index());
+    cluster.assert_replicas_identical();
+}
+
+#[tokio::test(start_paused = true)]
+async fn streams_cut_by_lost_messages_are_reopened_and_lose_no_write() {
+    let cluster = Cluster::start(3, streaming()).await;
+    cluster.wait_for_leader().await;
+    // Every message (a batch or an answer on a stream too) is lost with this probability: a
+    // loss on a stream ends it, as a broken connection would.
+    cluster.network.set_drop_probability(0.05);
+    let writers = cluster.spawn_writers(4, 50, PAUSE);
+    let outcomes = writers.join().await;
+    cluster.network.set_drop_probability(0.0);
+    cluster.settle().await;
+    cluster.assert_exactly_once(&outcomes);
+    cluster.assert_replicas_agree();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_follower_restarted_behind_a_snapshot_catches_up_over_its_stream() {
+    let mut config = streaming();
+    config.raft.snapshot_entries = 50;
+    config.raft.snapshot_keep_entries = 10;
+    let mut cluster = Cluster::start(3, config).await;
+    let leader = cluster.wait_for_leader().await;
+    let follower = cluster.others(leader)[0];
+    cluster.stop_node(follower).await;
+    let node = cluster.node(leader);
+    for i in 0..300 {
+        node.append(vec![MemKv::put(format!("k{i}"), "v")])
+            .await
+            .unwrap();
+    }
+    cluster.start_node(follower).await;
+    cluster.settle().await;
+    let applied = cluster.node(leader).applied_index();
+    assert!(applied >= LogIndex(300));
+    assert_eq!(cluster.node(follower).applied_index(), applied);
+    cluster.assert_states_equal();
+}
