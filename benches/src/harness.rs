@@ -11,16 +11,17 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 use raft_core::message::{
-    AppendEntries, AppendEntriesResponse, InstallSnapshot, InstallSnapshotResponse, ReadIndex,
-    ReadIndexResponse, RequestVote, RequestVoteResponse, TimeoutNow,
+    AppendEntries, AppendEntriesResponse, InstallSnapshot, InstallSnapshotResponse, OpenStream,
+    ReadIndex, ReadIndexResponse, RequestVote, RequestVoteResponse, TimeoutNow,
 };
 use raft_core::runtime::{Node, NodeConfig};
 use raft_core::snapshot::BytesSource;
 use raft_core::{
-    Entry, Error, LogStore, NodeId, Pacing, SnapshotReader, SnapshotSource, StateMachine, Transport,
+    Entry, EntryStream, Error, LogStore, NodeId, Pacing, Replication, SnapshotReader,
+    SnapshotSource, StateMachine, Transport,
 };
 
-use crate::options::{Mode, Options, PacingArg};
+use crate::options::{Mode, Options, PacingArg, ReplicationArg};
 use crate::report::Report;
 
 /// A state machine that does nothing (the benchmark measures replication, not the application).
@@ -68,6 +69,10 @@ pub(crate) fn node_config(options: &Options) -> NodeConfig {
     config.raft.pacing = match options.pacing {
         PacingArg::Eager => Pacing::Eager,
         PacingArg::Heartbeat => Pacing::Heartbeat,
+    };
+    config.raft.replication = match options.replication {
+        ReplicationArg::Pipelined => Replication::Pipelined,
+        ReplicationArg::Streaming => Replication::Streaming,
     };
     if let Some(inflight) = options.inflight {
         config.raft.max_inflight_requests = inflight;
@@ -137,6 +142,16 @@ impl Transport for CountingTransport {
     /// Passed on: follower reads (`Node::follower_read`) ask the leader through it.
     async fn read_index(&self, to: NodeId, request: ReadIndex) -> Result<ReadIndexResponse, Error> {
         self.inner.read_index(to, request).await
+    }
+
+    /// Passed on (streamed batches are not counted: counting them would add a hop to the path
+    /// measured).
+    fn carries_streams(&self) -> bool {
+        self.inner.carries_streams()
+    }
+
+    async fn open_stream(&self, to: NodeId, open: OpenStream) -> Result<EntryStream, Error> {
+        self.inner.open_stream(to, open).await
     }
 
     /// Passed on: a wrapped transport that finds peers by address must hear of new members.

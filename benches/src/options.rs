@@ -1,5 +1,5 @@
 //! The command line: [`Options`] and the choices its flags take ([`Workload`], [`Mode`],
-//! [`PacingArg`], [`Remove`], [`Consistency`], [`TransportArg`], [`ProtocolArg`], [`KvOp`]). Plain data parsed by clap; the workloads, the harness and the
+//! [`PacingArg`], [`ReplicationArg`], [`Remove`], [`Consistency`], [`TransportArg`], [`ProtocolArg`], [`KvOp`]). Plain data parsed by clap; the workloads, the harness and the
 //! report read it, and it depends on none of them.
 
 use clap::{Parser, ValueEnum};
@@ -32,6 +32,10 @@ pub(crate) struct Options {
     /// When the leader sends entries.
     #[arg(long, value_enum, default_value_t = PacingArg::Eager)]
     pub(crate) pacing: PacingArg,
+    /// How entries reach followers (`Config::replication`): requests, or one stream per
+    /// follower (needs a transport that carries streams: `mem` and `durable`).
+    #[arg(long, value_enum, default_value_t = ReplicationArg::Pipelined)]
+    pub(crate) replication: ReplicationArg,
     /// AppendEntries with entries in flight to one follower at most
     /// (`Config::max_inflight_requests`; default: the library's).
     #[arg(long)]
@@ -220,6 +224,15 @@ pub(crate) enum Mode {
     AsyncHandler,
     /// Resolves with the pre-commit result (cluster-wide async replication).
     AsyncReplication,
+}
+
+/// How entries reach followers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub(crate) enum ReplicationArg {
+    /// AppendEntries requests, pipelined (the library's default).
+    Pipelined,
+    /// One long-lived stream per follower, opened by the follower.
+    Streaming,
 }
 
 /// Replication pacing.
