@@ -45,6 +45,13 @@ pub const LOG_BYTES: &str = "raft_log_bytes";
 pub const FSYNC_SECONDS: &str = "raft_fsync_seconds";
 /// Histogram: entries made durable by one group commit (one fdatasync).
 pub const GROUP_COMMIT_ENTRIES: &str = "raft_group_commit_entries";
+/// Counter (label `peer`): entry streams this node opened to its leader `peer` (streaming
+/// replication).
+pub const STREAM_OPENS: &str = "raft_stream_opens_total";
+/// Counter (label `peer`): batches this leader sent on the stream of its follower `peer`.
+pub const STREAM_BATCHES: &str = "raft_stream_batches_sent_total";
+/// Counter (label `peer`): entry streams between this node and `peer` that ended.
+pub const STREAM_ENDS: &str = "raft_stream_ends_total";
 /// Counter: snapshots this node created from its state machine.
 pub const SNAPSHOTS_CREATED: &str = "raft_snapshots_created_total";
 /// Counter: snapshots this node installed from a leader.

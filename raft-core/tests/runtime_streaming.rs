@@ -103,3 +103,42 @@ async fn a_follower_restarted_behind_a_snapshot_catches_up_over_its_stream() {
     assert_eq!(cluster.node(follower).applied_index(), applied);
     cluster.assert_states_equal();
 }
+
+/// The stream counters of ARCHITECTURE.md ("Metrics") move: followers open streams, the
+/// leader sends batches on them, and a cut stream's end is counted.
+#[tokio::test(start_paused = true)]
+async fn streams_are_counted_in_the_documented_metrics() {
+    let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+    let handle = recorder.handle();
+    ::metrics::set_global_recorder(recorder).expect("first recorder in this binary");
+
+    let cluster = Cluster::start(3, streaming()).await;
+    let leader = cluster.wait_for_leader().await;
+    let follower = cluster.others(leader)[0];
+    let node = cluster.node(leader);
+    for i in 0..20 {
+        node.append(vec![MemKv::put(format!("k{i}"), "v")])
+            .await
+            .unwrap();
+    }
+    cluster.network.isolate(follower);
+    node.append(vec![MemKv::put("cut", "v")]).await.unwrap();
+    cluster.network.heal();
+    cluster.settle().await;
+
+    let text = handle.render();
+    let count = |name: &str, node: raft_core::NodeId, peer: raft_core::NodeId| -> u64 {
+        let prefix = format!("{name}{{node=\"{node}\",peer=\"{peer}\"}} ");
+        text.lines()
+            .find_map(|line| line.strip_prefix(&prefix))
+            .and_then(|value| value.trim().parse().ok())
+            .unwrap_or(0)
+    };
+    use raft_core::metrics::{STREAM_BATCHES, STREAM_ENDS, STREAM_OPENS};
+    assert!(
+        count(STREAM_OPENS, follower, leader) >= 2,
+        "reopened after the cut:\n{text}"
+    );
+    assert!(count(STREAM_BATCHES, leader, follower) >= 20, "{text}");
+    assert!(count(STREAM_ENDS, leader, follower) >= 1, "{text}");
+}

@@ -305,7 +305,14 @@ impl EventLoop {
                     message: Message::OpenStream(open),
                 }
             }
-            Event::StreamEnded { peer, seq } => Input::StreamClosed { peer, seq },
+            Event::StreamEnded { peer, seq } => {
+                let labels = [
+                    ("node", self.shared.id.to_string()),
+                    ("peer", peer.to_string()),
+                ];
+                ::metrics::counter!(crate::metrics::STREAM_ENDS, &labels).increment(1);
+                Input::StreamClosed { peer, seq }
+            }
             // Handled by `on_round`.
             Event::Propose(_) | Event::Shutdown | Event::Failed(_) => return Ok(()),
         };

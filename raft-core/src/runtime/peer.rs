@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
+use metrics::Counter;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tracing::{debug, warn};
@@ -60,6 +61,31 @@ pub(crate) struct PeerSender {
     pub(crate) outgoing: Option<mpsc::UnboundedSender<AppendEntries>>,
     /// This node's stream to the peer (its leader): the task that follows it.
     pub(crate) incoming: Option<JoinHandle<()>>,
+    /// Streams opened to the peer, and batches sent on the peer's stream.
+    pub(crate) stream_metrics: StreamMetrics,
+}
+
+/// The stream counters of one peer (no-ops without streaming replication).
+#[derive(Clone, Debug)]
+pub(crate) struct StreamMetrics {
+    pub(crate) opens: Counter,
+    pub(crate) batches: Counter,
+}
+
+impl StreamMetrics {
+    pub(crate) fn new(streaming: bool, node: NodeId, peer: NodeId) -> StreamMetrics {
+        if !streaming {
+            return StreamMetrics {
+                opens: Counter::noop(),
+                batches: Counter::noop(),
+            };
+        }
+        let labels = [("node", node.to_string()), ("peer", peer.to_string())];
+        StreamMetrics {
+            opens: metrics::counter!(crate::metrics::STREAM_OPENS, &labels),
+            batches: metrics::counter!(crate::metrics::STREAM_BATCHES, &labels),
+        }
+    }
 }
 
 impl PeerSender {
@@ -114,6 +140,7 @@ impl PeerSender {
                 let follow =
                     streams::follow(self.transport.clone(), self.peer, open, self.events.clone());
                 self.incoming = Some(tokio::spawn(follow));
+                self.stream_metrics.opens.increment(1);
                 None
             }
             command => Some(command),
@@ -127,7 +154,9 @@ impl PeerSender {
             .outgoing
             .as_ref()
             .is_some_and(|entries| entries.send(request).is_ok());
-        if !sent {
+        if sent {
+            self.stream_metrics.batches.increment(1);
+        } else {
             self.outgoing = None;
             self.fail(seq);
         }

@@ -12,7 +12,7 @@ use tokio::task::JoinHandle;
 use tracing::{Instrument, Span, info};
 
 use super::events::Event;
-use super::peer::{PeerCommand, PeerSender};
+use super::peer::{PeerCommand, PeerSender, StreamMetrics};
 use crate::error::Error;
 use crate::membership::Membership;
 use crate::message::Message;
@@ -115,6 +115,7 @@ impl PeerSet {
                 streaming: self.streaming,
                 outgoing: None,
                 incoming: None,
+                stream_metrics: StreamMetrics::new(self.streaming, self.id, peer),
             };
             let span = tracing::info_span!(parent: &self.span, "peer", %peer);
             self.tasks
