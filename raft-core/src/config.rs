@@ -41,7 +41,8 @@ pub enum Replication {
     /// Heartbeats stay separate small messages on their own timer, never behind a batch. The
     /// runtime reports a stream's end with
     /// [`Input::StreamClosed`](crate::engine::Input::StreamClosed); the follower reopens it
-    /// at the leader's next message.
+    /// at the leader's next message. Without an open stream batches go one at a time as
+    /// requests (a follower that cannot reach its leader still catches up).
     Streaming,
 }
 

@@ -99,7 +99,13 @@ impl PeerSender {
                     let Some(command) = self.streams(command) else { continue };
                     let streamed = self.streaming && matches!(command, PeerCommand::Entries { .. });
                     match self.prepare(command).await {
-                        Some(Message::AppendEntries(request)) if streamed => self.stream(request),
+                        Some(Message::AppendEntries(request)) if streamed => {
+                            if let Some(request) = self.stream(request) {
+                                let message = Message::AppendEntries(request);
+                                let call = call(self.transport.clone(), self.peer, message, self.request_timeout);
+                                inflight.push(call);
+                            }
+                        }
                         Some(message) => {
                             let call = call(self.transport.clone(), self.peer, message, self.request_timeout);
                             inflight.push(call);
@@ -147,18 +153,21 @@ impl PeerSender {
         }
     }
 
-    /// Sends a batch on the peer's stream; with none (or a closed one) the batch fails.
-    fn stream(&mut self, request: AppendEntries) {
-        let seq = request.seq;
-        let sent = self
-            .outgoing
-            .as_ref()
-            .is_some_and(|entries| entries.send(request).is_ok());
-        if sent {
-            self.stream_metrics.batches.increment(1);
-        } else {
-            self.outgoing = None;
-            self.fail(seq);
+    /// Sends a batch on the peer's stream; with none (or a closed one) hands it back, to go as
+    /// a request (the engine sends one at a time without a stream).
+    fn stream(&mut self, request: AppendEntries) -> Option<AppendEntries> {
+        let Some(entries) = &self.outgoing else {
+            return Some(request);
+        };
+        match entries.send(request) {
+            Ok(()) => {
+                self.stream_metrics.batches.increment(1);
+                None
+            }
+            Err(mpsc::error::SendError(request)) => {
+                self.outgoing = None;
+                Some(request)
+            }
         }
     }
 

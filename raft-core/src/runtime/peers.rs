@@ -150,6 +150,19 @@ impl PeerSet {
         {
             self.send(previous, PeerCommand::CloseStream)?;
         }
+        if !self.senders.contains_key(&to) {
+            // A leader this node does not know as a member yet (its log lags): no way to reach
+            // it. The engine hears the stream ended and tries again at the next heartbeat;
+            // meanwhile the leader sends batches as requests.
+            if let Message::OpenStream(open) = &open {
+                let ended = Event::StreamEnded {
+                    peer: to,
+                    seq: open.seq,
+                };
+                let _ = self.events.send(ended);
+            }
+            return Ok(());
+        }
         self.send(to, PeerCommand::Message(open))
     }
 

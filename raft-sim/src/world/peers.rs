@@ -64,8 +64,7 @@ impl World {
                 Some(entries) if entries.last().map(|e| e.log_id) == Some(last_log_id) => {
                     request.entries = entries.to_vec();
                     if self.config.replication == Replication::Streaming {
-                        let seq = request.seq;
-                        self.send_on_stream(node, to, seq, Message::AppendEntries(request));
+                        self.send_on_stream(node, to, Message::AppendEntries(request));
                     } else {
                         self.send(node, to, Message::AppendEntries(request));
                     }

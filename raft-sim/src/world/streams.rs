@@ -5,8 +5,8 @@
 //! see the open of a stream that already ended, the end's report close behind); a stream cut
 //! under a batch (a partition, or a fault of the link), losing everything in transit; an end
 //! crashing. Each end that knew of a stream hears of its end (`Input::StreamClosed`) a network
-//! delay later. A leader with no stream to a follower gets its send refused at once
-//! (`SendFailed`), as a transport would. A stale leader keeps its streams until they fail.
+//! delay later. A leader with no stream to a follower sends its batch as an ordinary message,
+//! as the runtime does. A stale leader keeps its streams until they fail.
 //! Answers travel as ordinary messages (lost, duplicated, reordered).
 
 use raft_core::NodeId;
@@ -118,8 +118,8 @@ impl World {
         );
     }
 
-    /// A leader's batch to `to` goes on the stream it sends on, or fails at once.
-    pub(super) fn send_on_stream(&mut self, leader: usize, to: NodeId, seq: u64, message: Message) {
+    /// A leader's batch to `to` goes on the stream it sends on, or as an ordinary message.
+    pub(super) fn send_on_stream(&mut self, leader: usize, to: NodeId, message: Message) {
         let Some(follower) = self.nodes.iter().position(|n| n.id == to) else {
             return;
         };
@@ -136,7 +136,8 @@ impl World {
                     .is_some_and(|s| s.leader_epoch == Some(epoch))
             });
         let Some(key) = key else {
-            self.schedule_send_failed(leader, to, seq, 0);
+            // No stream: the batch goes as a request (the engine sends one at a time then).
+            self.send(leader, to, message);
             return;
         };
         let cut = !self.healed && self.rng.percent(CUT_PERCENT);

@@ -9,9 +9,9 @@
 //!   a full batch goes, so under load new entries gather while requests are in flight and the
 //!   per-request cost is shared, while a request to an idle follower still leaves at once.
 //!
-//! Under streaming replication (`plan_streaming`) entries go only on the follower's open
-//! stream, as soon as they exist, while the unacknowledged bytes stay under their bound;
-//! heartbeats go on their own timer whatever the stream carries.
+//! Under streaming replication (`plan_streaming`) entries go on the follower's open stream as
+//! soon as they exist, while the unacknowledged bytes stay under their bound (without a stream,
+//! one request at a time); heartbeats go on their own timer whatever the stream carries.
 //!
 //! While probing (see `Progress::probing`) the window holds one request with entries.
 //! After a transport failure or timeout the follower is not sent new batches until its retry
@@ -68,21 +68,21 @@ pub(crate) fn plan(
 
 /// What to send to `progress` now under streaming replication. `under_byte_bound` says whether
 /// the entries sent and not acknowledged stay under `Config::stream_max_unacked_bytes`.
+/// Without an open stream (none opened yet, or the follower cannot reach this leader) batches
+/// go one at a time, as requests: streams make replication faster, never possible.
 pub(crate) fn plan_streaming(
     progress: &Progress,
     last_index: LogIndex,
     now_ms: u64,
     under_byte_bound: bool,
 ) -> SendPlan {
-    let capacity = if progress.probing {
+    let capacity = if progress.probing || progress.streams.is_empty() {
         progress.window.len_with_entries() == 0
     } else {
         under_byte_bound
     };
-    let has_room = !progress.streams.is_empty()
-        && capacity
-        && progress.next_index <= last_index
-        && now_ms >= progress.retry_after_ms;
+    let has_room =
+        capacity && progress.next_index <= last_index && now_ms >= progress.retry_after_ms;
     if has_room {
         SendPlan::Batch
     } else if now_ms >= progress.heartbeat_due_ms {

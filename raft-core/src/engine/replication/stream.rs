@@ -1,7 +1,10 @@
 //! The leader's side of streaming replication (`Replication::Streaming`): a follower opens
 //! one stream to its leader and states where its durable log ends; the leader checks that
 //! position once and sends batches on the stream while fewer than
-//! `Config::stream_max_unacked_bytes` of entries wait for an answer. The stream is only a
+//! `Config::stream_max_unacked_bytes` of entries wait for an answer. Without a stream (before
+//! the follower opens one, or if it cannot reach this leader: it may not know it as a member
+//! yet) batches still go, one at a time, as requests, so a stream is never needed to make
+//! progress. The stream is only a
 //! carrier: every batch is still an AppendEntries with its own seq in the window, its answer
 //! is used only while that seq is there, and `match_index` moves only on answers, never on
 //! what the follower stated when it opened (the leader never assumes what it has not heard
@@ -69,8 +72,8 @@ pub(crate) fn on_opened(
 }
 
 /// Stream `seq` to this follower ended. If it was the one in use, what was in flight is taken
-/// as lost and the next newest (if any) takes over; with none left, no entries go to the
-/// follower until it opens another.
+/// as lost and the next newest (if any) takes over; with none left, batches go one at a time
+/// as requests until the follower opens another.
 pub(crate) fn on_closed(core: &Core, peer: NodeId, progress: &mut Progress, seq: u64) {
     let Some(position) = progress.streams.iter().position(|&open| open == seq) else {
         return;

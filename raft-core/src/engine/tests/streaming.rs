@@ -1,6 +1,6 @@
 //! Streaming replication: the follower opens its stream, the leader checks the position once,
-//! sends entries only on a stream, keeps heartbeats on their own timer, survives closes,
-//! delayed opens and a stream it lost track of.
+//! pipelines batches only on a stream (one request at a time without), keeps heartbeats on
+//! their own timer, survives closes, delayed opens and a stream it lost track of.
 
 use super::config;
 use crate::config::{Config, Replication};
@@ -28,6 +28,10 @@ fn deliver_all_but(cluster: &mut Cluster, drop: impl Fn(&Envelope) -> bool) {
     }
 }
 
+fn is_heartbeat(envelope: &Envelope) -> bool {
+    matches!(&envelope.message, Message::AppendEntries(request) if request.entries.is_empty())
+}
+
 fn is_open(envelope: &Envelope) -> bool {
     matches!(envelope.message, Message::OpenStream(_))
 }
@@ -47,11 +51,20 @@ fn opens_of(cluster: &Cluster, from: u64) -> Vec<OpenStream> {
         .collect()
 }
 
-/// Entries `leader` sent to `to` in `outputs` (a batch goes as `SendEntries`).
-fn sent_entries(outputs: &[Output], to: u64) -> bool {
+/// The batches `outputs` send to `to` (a batch goes as `SendEntries`).
+fn batches_to(outputs: &[Output], to: u64) -> usize {
     outputs
         .iter()
-        .any(|o| matches!(o, Output::SendEntries { to: peer, .. } if *peer == NodeId(to)))
+        .filter(|o| matches!(o, Output::SendEntries { to: peer, .. } if *peer == NodeId(to)))
+        .count()
+}
+
+/// Proposes one command per step, `count` times, without delivering anything; returns the
+/// batches the leader sent to `to` meanwhile.
+fn propose_undelivered(cluster: &mut Cluster, count: usize, to: u64) -> usize {
+    (0..count)
+        .map(|_| batches_to(&cluster.propose(1, "x"), to))
+        .sum()
 }
 
 fn last_index(cluster: &Cluster, id: u64) -> LogIndex {
@@ -59,35 +72,27 @@ fn last_index(cluster: &Cluster, id: u64) -> LogIndex {
 }
 
 #[test]
-fn a_streaming_leader_sends_entries_only_on_a_stream_the_follower_opened() {
+fn a_streaming_leader_pipelines_only_on_a_stream_and_sends_one_request_at_a_time_without() {
     let mut cluster = Cluster::new(3, &streaming());
     cluster.set_clocks(2000);
-    cluster
-        .engines
-        .get_mut(&NodeId(1))
-        .expect("node 1")
-        .core
-        .election_deadline_ms = 2000;
+    let candidate = cluster.engines.get_mut(&NodeId(1)).expect("node 1");
+    candidate.core.election_deadline_ms = 2000;
     cluster.step(1, Input::Tick { now_ms: 2000 });
-    // Every open is lost: the leader learns of no stream.
+    // Every open is lost: the leader learns of no stream...
     deliver_all_but(&mut cluster, is_open);
     assert!(!opens_of(&cluster, 2).is_empty(), "node 2 opened a stream");
-    let outputs = cluster.propose(1, "x");
-    assert!(!sent_entries(&outputs, 2) && !sent_entries(&outputs, 3));
+    // ...and still replicates, one batch at a time (a follower that cannot reach it catches up).
+    assert_eq!(cluster.commit_of(1), LogIndex(1), "the no-op committed");
+    assert_eq!(propose_undelivered(&mut cluster, 5, 2), 1);
     deliver_all_but(&mut cluster, is_open);
-    assert_eq!(
-        cluster.commit_of(1),
-        LogIndex(0),
-        "nothing reached a follower"
-    );
+    assert_eq!(cluster.commit_of(1), LogIndex(6));
 
-    // With opens delivered, the entries flow and commit.
+    // With opens delivered, batches leave as entries arrive, without waiting for answers.
     let mut cluster = Cluster::new(3, &streaming());
     cluster.elect(1, 2000);
-    let outputs = cluster.propose(1, "x");
-    assert!(sent_entries(&outputs, 2) && sent_entries(&outputs, 3));
+    assert_eq!(propose_undelivered(&mut cluster, 5, 2), 5);
     cluster.deliver_all();
-    assert_eq!(cluster.commit_of(1), LogIndex(2));
+    assert_eq!(cluster.commit_of(1), LogIndex(6));
     assert_eq!(opens_of(&cluster, 2).len(), 1, "one stream per leader");
 }
 
@@ -152,33 +157,37 @@ fn a_closed_stream_is_reopened_at_the_leaders_next_message() {
     let mut cluster = Cluster::new(3, &streaming());
     cluster.elect(1, 2000);
     let first = opens_of(&cluster, 2)[0].seq;
-    cluster.step(
-        2,
-        Input::StreamClosed {
-            peer: NodeId(1),
-            seq: first,
-        },
+    let closed = |seq| Input::StreamClosed {
+        peer: NodeId(1),
+        seq,
+    };
+    cluster.step(2, closed(first));
+    let closed = Input::StreamClosed {
+        peer: NodeId(2),
+        seq: first,
+    };
+    cluster.step(1, closed);
+    assert_eq!(propose_undelivered(&mut cluster, 3, 2), 1, "one at a time");
+    cluster.network.retain(|e| e.to != NodeId(2));
+    assert_eq!(
+        propose_undelivered(&mut cluster, 3, 3),
+        3,
+        "node 3's is open"
     );
-    cluster.step(
-        1,
-        Input::StreamClosed {
-            peer: NodeId(2),
-            seq: first,
-        },
-    );
-    let outputs = cluster.propose(1, "x");
-    assert!(!sent_entries(&outputs, 2), "no stream, no entries");
-    assert!(sent_entries(&outputs, 3));
     cluster.deliver_all();
-    assert_eq!(last_index(&cluster, 2), LogIndex(1));
-    // The next heartbeat makes node 2 open another stream, which brings the entry.
-    cluster.set_clocks(2150);
-    cluster.step(1, Input::Tick { now_ms: 2150 });
+    // The next heartbeat makes node 2 open another stream, which brings the entries.
+    cluster.set_clocks(2600);
+    cluster.step(1, Input::Tick { now_ms: 2600 });
     cluster.deliver_all();
     let opens = opens_of(&cluster, 2);
     assert_eq!(opens.len(), 2);
     assert_ne!(opens[1].seq, first);
-    assert_eq!(last_index(&cluster, 2), LogIndex(2));
+    assert_eq!(last_index(&cluster, 2), LogIndex(7));
+    assert_eq!(
+        propose_undelivered(&mut cluster, 3, 2),
+        3,
+        "pipelined again"
+    );
 }
 
 #[test]
@@ -198,20 +207,18 @@ fn the_close_of_an_older_stream_leaves_the_newer_one_in_use() {
             message: Message::OpenStream(open),
         });
     }
-    cluster.step(
-        1,
-        Input::StreamClosed {
-            peer: NodeId(2),
-            seq: older.seq,
-        },
-    );
-    let outputs = cluster.propose(1, "x");
-    assert!(
-        sent_entries(&outputs, 2),
-        "the newer stream still carries entries"
+    let closed = Input::StreamClosed {
+        peer: NodeId(2),
+        seq: older.seq,
+    };
+    cluster.step(1, closed);
+    assert_eq!(
+        propose_undelivered(&mut cluster, 3, 2),
+        3,
+        "the newer one in use"
     );
     cluster.deliver_all();
-    assert_eq!(last_index(&cluster, 2), LogIndex(2));
+    assert_eq!(last_index(&cluster, 2), LogIndex(4));
 }
 
 #[test]
@@ -219,22 +226,22 @@ fn a_follower_whose_stream_brings_nothing_while_commits_pass_it_opens_another() 
     let mut cluster = Cluster::new(3, &streaming());
     cluster.elect(1, 2000);
     let first = opens_of(&cluster, 2)[0].seq;
-    // The leader's end closed; node 2's end never heard.
-    cluster.step(
-        1,
-        Input::StreamClosed {
-            peer: NodeId(2),
-            seq: first,
-        },
-    );
+    // The leader's end closed; node 2's end never heard. Batches to node 2 are lost (its
+    // leader cannot reach it with them), heartbeats get through, node 3 commits.
+    let closed = Input::StreamClosed {
+        peer: NodeId(2),
+        seq: first,
+    };
+    cluster.step(1, closed);
+    let lost = |e: &Envelope| e.to == NodeId(2) && !is_heartbeat(e);
     cluster.propose(1, "x");
-    cluster.deliver_all();
+    deliver_all_but(&mut cluster, lost);
     assert_eq!(cluster.commit_of(1), LogIndex(2), "committed with node 3");
     // Heartbeats show the commit; within the request timeout (500 ms) node 2 waits...
     for now_ms in [2100, 2200, 2300, 2400] {
         cluster.set_clocks(now_ms);
         cluster.step(1, Input::Tick { now_ms });
-        cluster.deliver_all();
+        deliver_all_but(&mut cluster, lost);
     }
     assert_eq!(opens_of(&cluster, 2).len(), 1);
     assert_eq!(last_index(&cluster, 2), LogIndex(1));
