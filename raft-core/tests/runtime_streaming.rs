@@ -142,3 +142,53 @@ async fn streams_are_counted_in_the_documented_metrics() {
     assert!(count(STREAM_BATCHES, leader, follower) >= 20, "{text}");
     assert!(count(STREAM_ENDS, leader, follower) >= 1, "{text}");
 }
+
+/// A follower whose log lags the change that added its new leader does not know that leader
+/// as a member, so it cannot open a stream to it: the leader's batches reach it as requests,
+/// one at a time, until it has caught up on the change; then it streams.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_that_cannot_reach_its_new_leader_still_catches_up() {
+    let mut cluster = Cluster::start(3, streaming()).await;
+    let first = cluster.wait_for_leader().await;
+    let lagging = cluster.others(first)[0];
+    cluster.stop_node(lagging).await;
+
+    // Node 4 joins, becomes a voter and takes over while `lagging` is down.
+    let leader = cluster.leader_node().await;
+    let new = raft_core::NodeId(4);
+    cluster.add_joining_node(new).await;
+    leader.add_learner(new, "mem://node-4").await.unwrap();
+    leader
+        .wait_for_learner(new, 0, Duration::from_secs(10))
+        .await
+        .unwrap();
+    leader
+        .promote_learner(new, 0, Duration::from_secs(10))
+        .await
+        .unwrap();
+    leader.transfer_leadership(new).unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !cluster.node(new).is_leader() {
+        assert!(tokio::time::Instant::now() < deadline, "node 4 never led");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let node = cluster.node(new);
+    for i in 0..50 {
+        node.append(vec![MemKv::put(format!("k{i}"), "v")])
+            .await
+            .unwrap();
+    }
+
+    cluster.start_node(lagging).await;
+    let applied = node.applied_index();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while cluster.node(lagging).applied_index() < applied {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the lagging node never caught up"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(cluster.node(lagging).membership().committed.is_voter(new));
+    cluster.shutdown().await;
+}
