@@ -23,8 +23,10 @@ use crate::types::NodeId;
 /// returns it: the leader's AppendEntries arrive on `entries` in the order the leader sent
 /// them, and the follower's answers go back on `acks`. The stream is over when `entries`
 /// ends (the transport drops its sender when the connection breaks); the follower ends it
-/// by dropping both halves. Neither channel needs a bound of its own: the leader never has more
-/// than `Config::stream_max_unacked_bytes` of entries unanswered on a stream.
+/// by dropping both halves. Neither channel needs a bound of its own: the leader puts at most
+/// `Config::stream_max_unacked_bytes` (plus one batch) of entries it has no answer for on a
+/// stream; only after a failure (a rejection, or answers lost for a request timeout) does it
+/// resend from the last acknowledged entry, so a stream may briefly hold a second copy.
 #[derive(Debug)]
 pub struct EntryStream {
     /// The leader's batches, in order.

@@ -162,11 +162,13 @@ impl SimOptions {
 pub struct StreamCounts {
     /// Streams a follower opened.
     pub opened: u64,
-    /// Opens that never reached the leader (lost, partitioned, the leader down).
+    /// Opens that never reached the leader (lost, partitioned, the leader down or not a
+    /// member the follower knows).
     pub open_failed: u64,
     /// Streams cut with traffic on them (mid-batch: what was in transit is lost).
     pub cut: u64,
-    /// Streams ended because an end crashed or the follower opened another.
+    /// Streams that ended, for any reason (cut, failed open, an end crashed, the follower
+    /// opened another).
     pub ended: u64,
     /// Batches delivered on a stream.
     pub batches: u64,

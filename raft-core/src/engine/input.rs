@@ -51,8 +51,8 @@ pub enum Input {
     },
     /// The entry stream `seq` between this node and `peer` ended (broken, refused, or
     /// replaced by a newer one); streaming replication only. A follower reopens its stream at
-    /// the leader's next message; a leader sends no entries to `peer` until it does, and
-    /// treats what it sent on the stream and saw no answer to as lost.
+    /// the leader's next message; a leader treats what it sent on the stream and saw no answer
+    /// to as lost, and sends `peer` one request at a time until it has a stream again.
     StreamClosed {
         /// The other end.
         peer: NodeId,

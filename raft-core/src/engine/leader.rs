@@ -193,8 +193,6 @@ impl LeaderState {
         let Some(progress) = self.progress.get_mut(&from) else {
             return;
         };
-        // It follows this leader in this term: alive, for check-quorum.
-        progress.last_response_ms = Some(core.now_ms);
         replication::stream::on_opened(core, from, progress, open.seq, open.last_log_id);
         replicate(core, from, progress);
     }

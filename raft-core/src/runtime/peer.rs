@@ -22,6 +22,9 @@ use crate::storage::LogStore;
 use crate::transport::Transport;
 use crate::types::{LogId, LogIndex, NodeId};
 
+/// Streams of one follower kept at most (as the engine keeps them).
+const STREAMS_KEPT: usize = 8;
+
 /// A request for the peer, in the engine's output order.
 #[derive(Debug)]
 pub(crate) enum PeerCommand {
@@ -57,8 +60,10 @@ pub(crate) struct PeerSender {
     pub(crate) snapshot: Option<Arc<dyn SnapshotReader>>,
     /// Streaming replication: batches go on the peer's stream, not as requests.
     pub(crate) streaming: bool,
-    /// The stream the peer (a follower) opened to this node.
-    pub(crate) outgoing: Option<mpsc::UnboundedSender<AppendEntries>>,
+    /// The streams the peer (a follower) opened to this node and that are still open, newest
+    /// (the one batches go on) last, as the engine keeps them: when the newest ends the one
+    /// before takes over.
+    pub(crate) outgoing: Vec<mpsc::UnboundedSender<AppendEntries>>,
     /// This node's stream to the peer (its leader): the task that follows it.
     pub(crate) incoming: Option<JoinHandle<()>>,
     /// Streams opened to the peer, and batches sent on the peer's stream.
@@ -130,7 +135,11 @@ impl PeerSender {
         match command {
             PeerCommand::StreamFrom { seq, entries } => {
                 debug!(peer = %self.peer, seq, "sending batches on the peer's stream");
-                self.outgoing = Some(entries);
+                self.outgoing.retain(|stream| !stream.is_closed());
+                self.outgoing.push(entries);
+                if self.outgoing.len() > STREAMS_KEPT {
+                    self.outgoing.remove(0);
+                }
                 None
             }
             PeerCommand::CloseStream => {
@@ -153,22 +162,22 @@ impl PeerSender {
         }
     }
 
-    /// Sends a batch on the peer's stream; with none (or a closed one) hands it back, to go as
-    /// a request (the engine sends one at a time without a stream).
-    fn stream(&mut self, request: AppendEntries) -> Option<AppendEntries> {
-        let Some(entries) = &self.outgoing else {
-            return Some(request);
-        };
-        match entries.send(request) {
-            Ok(()) => {
-                self.stream_metrics.batches.increment(1);
-                None
-            }
-            Err(mpsc::error::SendError(request)) => {
-                self.outgoing = None;
-                Some(request)
+    /// Sends a batch on the peer's newest open stream; with none, hands it back, to go as a
+    /// request (the engine sends one at a time without a stream).
+    fn stream(&mut self, mut request: AppendEntries) -> Option<AppendEntries> {
+        while let Some(entries) = self.outgoing.last() {
+            match entries.send(request) {
+                Ok(()) => {
+                    self.stream_metrics.batches.increment(1);
+                    return None;
+                }
+                Err(mpsc::error::SendError(back)) => {
+                    request = back;
+                    self.outgoing.pop();
+                }
             }
         }
+        Some(request)
     }
 
     /// Fills an AppendEntries from the log. If the log no longer holds exactly the entries the

@@ -113,7 +113,7 @@ impl PeerSet {
                 request_timeout: self.request_timeout,
                 snapshot: None,
                 streaming: self.streaming,
-                outgoing: None,
+                outgoing: Vec::new(),
                 incoming: None,
                 stream_metrics: StreamMetrics::new(self.streaming, self.id, peer),
             };

@@ -37,12 +37,34 @@ pub(crate) async fn follow(
     open: OpenStream,
     events: mpsc::UnboundedSender<Event>,
 ) {
-    let seq = open.seq;
+    // Reports the end however the task stops: done, failed, or aborted (a newer stream to
+    // another leader, the leader no longer a member, shutdown).
+    let _end = EndReport {
+        events: events.clone(),
+        peer: leader,
+        seq: open.seq,
+    };
     match transport.open_stream(leader, open).await {
         Ok(stream) => relay(stream, &events).await,
         Err(err) => debug!(%leader, %err, "opening the entry stream failed"),
     }
-    let _ = events.send(Event::StreamEnded { peer: leader, seq });
+}
+
+/// Tells the event loop that stream `seq` to `peer` ended, when dropped.
+struct EndReport {
+    events: mpsc::UnboundedSender<Event>,
+    peer: NodeId,
+    seq: u64,
+}
+
+impl Drop for EndReport {
+    fn drop(&mut self) {
+        let ended = Event::StreamEnded {
+            peer: self.peer,
+            seq: self.seq,
+        };
+        let _ = self.events.send(ended);
+    }
 }
 
 async fn relay(stream: crate::transport::EntryStream, events: &mpsc::UnboundedSender<Event>) {

@@ -1,10 +1,12 @@
 //! Streaming replication's transport, simulated: a follower's `OpenStream` opens a stream to
 //! its leader (replacing the follower's previous one), the leader's batches (`SendEntries`)
 //! travel on the stream it learned of, in order, and the streams fail in every way a real
-//! connection does: an open lost, duplicated or delayed past a newer one (the leader may even
-//! see the open of a stream that already ended, the end's report close behind); a stream cut
-//! under a batch (a partition, or a fault of the link), losing everything in transit; an end
-//! crashing. Each end that knew of a stream hears of its end (`Input::StreamClosed`) a network
+//! connection does (but a slow link: delivery takes a network delay whatever the bytes, and
+//! a half-open connection: both ends always hear of an end): an open lost, duplicated or
+//! delayed past a newer one (the leader may even see the open of a stream that already ended,
+//! the end's report close behind), or refused because the follower does not know its leader
+//! as a member yet (the runtime reaches members only); a stream cut under a batch (a
+//! partition, or a fault of the link), losing everything in transit; an end crashing. Each end that knew of a stream hears of its end (`Input::StreamClosed`) a network
 //! delay later. A leader with no stream to a follower sends its batch as an ordinary message,
 //! as the runtime does. A stale leader keeps its streams until they fail.
 //! Answers travel as ordinary messages (lost, duplicated, reordered).
@@ -46,7 +48,16 @@ impl World {
         };
         self.streams.live.insert(key, stream);
         self.streams.of_follower.insert(follower, key);
-        if !self.network.delivers(follower, leader) || self.rng.percent(self.network.drop_percent) {
+        // As the runtime: a node reaches only the members of its configuration in force (a
+        // follower whose log lags the change that added its leader cannot open a stream to it).
+        let knows_leader = self.nodes[follower]
+            .engine
+            .as_ref()
+            .is_some_and(|engine| engine.membership().members().contains(&to));
+        if !knows_leader
+            || !self.network.delivers(follower, leader)
+            || self.rng.percent(self.network.drop_percent)
+        {
             self.streams.counts.open_failed += 1;
             self.end_stream(key);
             return;

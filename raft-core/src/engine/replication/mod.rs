@@ -36,11 +36,15 @@ pub(crate) fn on_tick(core: &mut Core, peer: NodeId, progress: &mut Progress) {
     let now_ms = core.now_ms;
     let timeout_ms = core.config.request_timeout_ms;
     let retry_ms = core.config.heartbeat_interval_ms;
-    if progress
-        .window
-        .oldest_sent_ms()
-        .is_some_and(|sent| sent + timeout_ms <= now_ms)
-    {
+    let mut waiting_since = progress.window.oldest_sent_ms();
+    if core.config.replication == Replication::Streaming && !progress.streams.is_empty() {
+        // Batches on a stream wait behind each other: one that is old only because the link is
+        // slow has not failed while answers keep coming (resending it would queue the backlog
+        // again behind itself). A stream that breaks is reported closed; this catches answers
+        // lost on their way.
+        waiting_since = waiting_since.map(|sent| sent.max(progress.batch_answered_ms));
+    }
+    if waiting_since.is_some_and(|since| since + timeout_ms <= now_ms) {
         debug!(node = %core.id, %peer, "AppendEntries timed out");
         progress.on_failure(progress.match_index.next());
         progress.retry_after_ms = now_ms + retry_ms;
@@ -89,6 +93,9 @@ pub(crate) fn on_append_response(
     response: &AppendEntriesResponse,
 ) {
     if let Some(request) = progress.window.take(response.seq) {
+        if request.has_entries() {
+            progress.batch_answered_ms = core.now_ms;
+        }
         if !matches!(response.outcome, AppendOutcome::StaleTerm) {
             // The follower took this node for its leader when the request arrived, after it
             // was sent: it ignores other candidates for an election timeout from then.

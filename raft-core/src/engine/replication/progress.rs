@@ -36,9 +36,12 @@ pub(crate) struct Progress {
     /// informed until this time, or until it learned that commit (see `Leader::leaving`).
     pub(crate) leave_by_ms: Option<u64>,
     /// Streaming replication: the follower's streams not reported closed, by their
-    /// `OpenStream` seq, the newest (the one the transport sends on) last. Entries go to the
-    /// follower only while one is open.
+    /// `OpenStream` seq, the newest (the one the transport sends on) last. Batches are
+    /// pipelined only while one is open (one request at a time otherwise).
     pub(crate) streams: Vec<u64>,
+    /// When the follower last answered a request that carried entries (the streaming timeout
+    /// counts from it).
+    pub(crate) batch_answered_ms: u64,
 }
 
 impl Progress {
@@ -61,6 +64,7 @@ impl Progress {
             known_commit: LogIndex::ZERO,
             leave_by_ms: None,
             streams: Vec::new(),
+            batch_answered_ms: core.now_ms,
         }
     }
 

@@ -275,3 +275,63 @@ fn unacknowledged_stream_bytes_stay_under_their_bound() {
         .count();
     assert_eq!(to_2, 3);
 }
+
+/// Batches on a slow stream wait behind each other: while their answers keep coming, the
+/// oldest is not timed out and nothing is sent again (a resend would queue the backlog a second
+/// time behind itself).
+#[test]
+fn batches_on_a_slow_stream_are_not_resent_while_answers_keep_coming() {
+    let mut cluster = Cluster::new(3, &streaming());
+    cluster.elect(1, 2000);
+    let batches_before = batches_to(
+        &cluster
+            .trace
+            .iter()
+            .map(|(_, o)| o.clone())
+            .collect::<Vec<_>>(),
+        2,
+    );
+    assert_eq!(propose_undelivered(&mut cluster, 10, 2), 10);
+    // Node 3 gets everything at once; node 2's link delivers one batch every 200 ms, so the
+    // last one arrives 2 s after it was sent (the request timeout is 500 ms).
+    let mut slow: std::collections::VecDeque<Envelope> = std::collections::VecDeque::new();
+    for envelope in std::mem::take(&mut cluster.network) {
+        if envelope.to == NodeId(2) {
+            slow.push_back(envelope);
+        } else {
+            cluster.network.push_back(envelope);
+        }
+    }
+    cluster.deliver_all();
+    let mut now_ms = 2000;
+    // Bounded: a leader that resent its backlog would keep this queue from ever emptying.
+    for _ in 0..100 {
+        let Some(batch) = slow.pop_front() else {
+            break;
+        };
+        now_ms += 200;
+        cluster.set_clocks(now_ms);
+        cluster.step(1, Input::Tick { now_ms });
+        // Heartbeats and answers travel fast; new batches to node 2 would queue on its link.
+        for envelope in std::mem::take(&mut cluster.network) {
+            if envelope.to == NodeId(2) && !is_heartbeat(&envelope) {
+                slow.push_back(envelope);
+            } else {
+                cluster.network.push_back(envelope);
+            }
+        }
+        cluster.deliver(batch);
+        cluster.deliver_all();
+    }
+    assert!(slow.is_empty(), "{} batches still queued", slow.len());
+    let sent = batches_to(
+        &cluster
+            .trace
+            .iter()
+            .map(|(_, o)| o.clone())
+            .collect::<Vec<_>>(),
+        2,
+    );
+    assert_eq!(sent - batches_before, 10, "nothing was sent twice");
+    assert_eq!(last_index(&cluster, 2), LogIndex(11));
+}
