@@ -79,9 +79,7 @@ impl Configs {
     /// the base and the earlier ones go.
     pub(crate) fn compact(&mut self, index: LogIndex) {
         let position = self.list.partition_point(|&(at, _)| at <= index);
-        if position > 1 {
-            self.list.drain(..position - 1);
-        }
+        self.list.drain(..position.saturating_sub(1));
     }
 
     /// The log was replaced by a snapshot at `index` holding `membership`.

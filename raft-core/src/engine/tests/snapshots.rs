@@ -357,3 +357,114 @@ fn count_policy_asks_for_a_snapshot_after_the_commit_and_compacts_once_it_is_dur
     assert_eq!(engine.status().log_base_index, LogIndex(3));
     assert_eq!(engine.status().snapshot_index, LogIndex(4));
 }
+
+/// A lone leader (node 1, no automatic snapshots, nothing kept below a snapshot) whose no-op
+/// and `commands` commands are committed and durable.
+fn lone_leader_with_commands(commands: u8) -> Engine {
+    let mut config = config();
+    config.snapshot_entries = 0;
+    config.snapshot_keep_entries = 0;
+    let id = NodeId(1);
+    let mut engine = Engine::new(
+        id,
+        Membership::new([id]),
+        config,
+        RestoredState::default(),
+        1,
+    )
+    .unwrap();
+    engine.step(Input::Tick { now_ms: 0 }).for_each(drop);
+    let mut pending = vec![Input::Tick { now_ms: 10_000 }];
+    let mut proposed = false;
+    while let Some(input) = pending.pop() {
+        for output in engine.step(input).collect::<Vec<_>>() {
+            match output {
+                Output::PersistHardState(hard_state) => {
+                    pending.push(Input::HardStatePersisted { hard_state });
+                }
+                Output::AppendLog { entries, epoch } => {
+                    let upto = entries.last().map(|e| e.log_id).unwrap_or_default();
+                    pending.push(Input::LogPersisted { upto, epoch });
+                }
+                _ => {}
+            }
+        }
+        if pending.is_empty() && !proposed {
+            proposed = true;
+            let payloads = (0..commands).map(|i| Bytes::from(vec![i])).collect();
+            pending.push(Input::Proposed { id: 1, payloads });
+        }
+    }
+    let last = u64::from(commands) + 1;
+    assert_eq!(engine.status().commit_index, LogIndex(last));
+    engine
+}
+
+fn snapshots_asked(outputs: &[Output]) -> Vec<LogId> {
+    outputs
+        .iter()
+        .filter_map(|o| match o {
+            Output::CreateSnapshot { last_log_id, .. } => Some(*last_log_id),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The runtime reports the snapshot it made; a report that does not describe this node's
+/// committed log (an entry of another term at that index, or an index past the commit) is
+/// never adopted: compacting after it would drop entries no snapshot covers.
+#[test]
+fn a_snapshot_report_that_does_not_match_the_committed_log_is_ignored() {
+    let mut engine = lone_leader_with_commands(3);
+    let asked: Vec<Output> = engine.step(Input::SnapshotRequested).collect();
+    assert_eq!(snapshots_asked(&asked), vec![LogId::new(1, 4)]);
+    for wrong in [LogId::new(2, 4), LogId::new(1, 5)] {
+        let outputs: Vec<Output> = engine
+            .step(Input::SnapshotCreated {
+                meta: meta_of(wrong, b""),
+            })
+            .collect();
+        assert_eq!(outputs, vec![], "{wrong} is not in the committed log");
+        assert_eq!(engine.status().snapshot_index, LogIndex::ZERO);
+        assert_eq!(engine.status().log_base_index, LogIndex::ZERO);
+    }
+    let outputs: Vec<Output> = engine
+        .step(Input::SnapshotCreated {
+            meta: meta_of(LogId::new(1, 4), b""),
+        })
+        .collect();
+    assert_eq!(
+        outputs,
+        vec![Output::CompactLog {
+            before: LogIndex(5)
+        }]
+    );
+    assert_eq!(engine.status().snapshot_index, LogIndex(4));
+}
+
+/// One snapshot is made at a time: a request while one is being made, or with nothing
+/// committed since the last, asks for nothing; once the runtime reports that it failed, the
+/// next request asks again.
+#[test]
+fn snapshot_requests_ask_for_one_snapshot_at_a_time_and_again_after_a_failure() {
+    let mut engine = lone_leader_with_commands(3);
+    let first: Vec<Output> = engine.step(Input::SnapshotRequested).collect();
+    assert_eq!(snapshots_asked(&first), vec![LogId::new(1, 4)]);
+    let again: Vec<Output> = engine.step(Input::SnapshotRequested).collect();
+    assert_eq!(snapshots_asked(&again), vec![], "one is being made");
+    engine.step(Input::SnapshotFailed).for_each(drop);
+    let retry: Vec<Output> = engine.step(Input::SnapshotRequested).collect();
+    assert_eq!(
+        snapshots_asked(&retry),
+        vec![LogId::new(1, 4)],
+        "asked again"
+    );
+    let meta = meta_of(LogId::new(1, 4), b"");
+    engine.step(Input::SnapshotCreated { meta }).for_each(drop);
+    let nothing_new: Vec<Output> = engine.step(Input::SnapshotRequested).collect();
+    assert_eq!(
+        snapshots_asked(&nothing_new),
+        vec![],
+        "nothing committed since the last snapshot"
+    );
+}
