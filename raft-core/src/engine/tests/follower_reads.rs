@@ -191,3 +191,95 @@ fn read_index_requests_of_two_followers_both_wait_for_the_first_commit() {
     answered.sort_unstable();
     assert_eq!(answered, vec![(2, 7, true), (3, 9, true)]);
 }
+
+/// The seq of the read-index request `from` has in flight.
+fn read_index_seq(cluster: &Cluster, from: u64) -> u64 {
+    cluster
+        .network
+        .iter()
+        .find_map(|e| match &e.message {
+            Message::ReadIndex(request) if e.from == NodeId(from) => Some(request.seq),
+            _ => None,
+        })
+        .expect("a read-index request in flight")
+}
+
+#[test]
+fn a_request_is_refused_at_its_timeout_and_not_a_tick_before() {
+    let mut cluster = Cluster::new(3, &config());
+    cluster.elect(1, 1_000);
+    cluster.step(2, Input::FollowerReadRequested { id: 1 });
+    cluster.drop_all();
+    let timeout = config().request_timeout_ms;
+    cluster.step(
+        2,
+        Input::Tick {
+            now_ms: 1_000 + timeout - 1,
+        },
+    );
+    assert!(
+        !rejected(&cluster, 2, 1),
+        "still within the request timeout"
+    );
+    cluster.step(
+        2,
+        Input::Tick {
+            now_ms: 1_000 + timeout,
+        },
+    );
+    assert!(rejected(&cluster, 2, 1));
+}
+
+/// A transport failure of the read-index request refuses its reads at once (their callers
+/// retry); a failure reported for another request leaves them waiting for their answer.
+#[test]
+fn a_send_failure_of_the_read_index_request_refuses_its_reads_and_of_another_does_not() {
+    let mut cluster = Cluster::new(3, &config());
+    cluster.elect(1, 1_000);
+    cluster.step(2, Input::FollowerReadRequested { id: 1 });
+    let seq = read_index_seq(&cluster, 2);
+    cluster.drop_all();
+    cluster.step(
+        2,
+        Input::SendFailed {
+            to: NodeId(1),
+            seq: seq + 1,
+        },
+    );
+    assert!(!rejected(&cluster, 2, 1), "another request failed");
+    cluster.step(2, Input::SendFailed { to: NodeId(1), seq });
+    assert!(
+        rejected(&cluster, 2, 1),
+        "refused without waiting for the timeout"
+    );
+}
+
+/// Only the leader's answer to the request in flight serves the reads: an answer to an older
+/// request (a previous life's, or one that timed out) or the same seq from another node is
+/// ignored.
+#[test]
+fn only_the_leaders_answer_to_the_request_in_flight_serves_the_reads() {
+    let mut cluster = Cluster::new(3, &config());
+    cluster.elect(1, 1_000);
+    cluster.step(2, Input::FollowerReadRequested { id: 1 });
+    let seq = read_index_seq(&cluster, 2);
+    let term = cluster.engine(2).status().term;
+    let answer = |from: u64, seq: u64| Input::Received {
+        from: NodeId(from),
+        message: Message::ReadIndexResponse(crate::message::ReadIndexResponse {
+            term,
+            seq,
+            index: Some(LogIndex(99)),
+        }),
+    };
+    cluster.step(2, answer(1, seq - 1));
+    cluster.step(2, answer(3, seq));
+    assert_eq!(
+        ready(&cluster, 2, 1),
+        None,
+        "neither answer is the leader's to it"
+    );
+    assert!(!rejected(&cluster, 2, 1));
+    cluster.deliver_all();
+    assert_eq!(ready(&cluster, 2, 1), Some(cluster.commit_of(1)));
+}
