@@ -287,7 +287,13 @@ async fn batch_cut_by_a_rollback_reports_where_its_discarded_tail_begins() {
 #[tokio::test(start_paused = true)]
 async fn an_entry_rolled_back_on_its_proposer_but_committed_elsewhere_is_reported_applied() {
     let ms = Duration::from_millis;
-    let cluster = Cluster::start(5, test_config()).await;
+    // The scenario needs the first candidate of step 2 to win its election before the cuts
+    // land; with seeds drawn by the OS two voters sometimes time out together and split the
+    // vote, and the cuts then leave no node able to win. A fixed seed (each engine still mixes
+    // in its node id) gives the timeouts this scenario was written against.
+    let mut config = test_config();
+    config.seed = 0x5EED;
+    let cluster = Cluster::start(5, config).await;
     let a = cluster.wait_for_leader().await;
     let others = cluster.others(a);
     let (b, rest) = (others[0], others[1..].to_vec());
