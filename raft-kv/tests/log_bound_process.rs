@@ -81,20 +81,28 @@ fn log_files(dir: &Path) -> LogFiles {
     files
 }
 
-/// `du -B1 -c` over the log files of `dir`: the bytes allocated to them.
+/// `du -B1 -c` over the log files of `dir`: the bytes allocated to them. The node may compact
+/// a segment away between the listing and `du`'s look at it: then list again.
 fn du_log_files(dir: &Path) -> u64 {
-    let paths: Vec<PathBuf> = std::fs::read_dir(dir)
-        .unwrap()
-        .flatten()
-        .filter(|entry| is_log_file(&entry.file_name().to_string_lossy()))
-        .map(|entry| entry.path())
-        .collect();
-    let output = std::process::Command::new("du")
-        .arg("-B1")
-        .arg("-c")
-        .args(&paths)
-        .output()
-        .expect("du runs");
+    let mut attempts = 0;
+    let output = loop {
+        let paths: Vec<PathBuf> = std::fs::read_dir(dir)
+            .unwrap()
+            .flatten()
+            .filter(|entry| is_log_file(&entry.file_name().to_string_lossy()))
+            .map(|entry| entry.path())
+            .collect();
+        let output = std::process::Command::new("du")
+            .arg("-B1")
+            .arg("-c")
+            .args(&paths)
+            .output()
+            .expect("du runs");
+        attempts += 1;
+        if output.status.success() || attempts == 10 {
+            break output;
+        }
+    };
     assert!(output.status.success(), "du failed: {output:?}");
     let text = String::from_utf8(output.stdout).unwrap();
     let total = text.lines().last().expect("du prints a total");
