@@ -21,9 +21,10 @@ use std::sync::{Arc, RwLock};
 use async_trait::async_trait;
 use bytes::Bytes;
 use raft_core::message::{
-    AppendEntries, AppendEntriesResponse, InstallSnapshot, InstallSnapshotResponse, ReadIndex,
-    ReadIndexResponse, RequestVote, RequestVoteResponse, TimeoutNow,
+    AppendEntries, AppendEntriesResponse, InstallSnapshot, InstallSnapshotResponse, OpenStream,
+    ReadIndex, ReadIndexResponse, RequestVote, RequestVoteResponse, TimeoutNow,
 };
+use raft_core::transport::EntryStream;
 use raft_core::{NodeId, Transport};
 use serde::de::DeserializeOwned;
 use tokio::time::Instant;
@@ -34,6 +35,7 @@ use crate::error::{Error, RequestError};
 use crate::members::PeerAddresses;
 use crate::peer::Peer;
 use crate::routes::Rpc;
+use crate::stream_client;
 use crate::tls::ClientTls;
 
 /// The client side of raft-http: a [`Transport`] to the peers of a list of dial addresses.
@@ -227,6 +229,43 @@ impl Transport for HttpTransport {
         // The body holds the chunk now: release the request's reference to the data.
         drop(request);
         self.call(to, Rpc::Snapshot, body).await
+    }
+
+    /// Entry streams (streaming replication) go on the leader's HTTP/2 connection, to the
+    /// [`STREAM_PATH`](crate::routes::STREAM_PATH) route.
+    fn carries_streams(&self) -> bool {
+        true
+    }
+
+    /// Opens an entry stream to the leader `to`: the opening must be accepted within
+    /// `request_timeout`; the stream then lasts until either end stops it or the connection
+    /// breaks (see `stream_client.rs`).
+    async fn open_stream(
+        &self,
+        to: NodeId,
+        open: OpenStream,
+    ) -> Result<EntryStream, raft_core::Error> {
+        let Some(peer) = self.peer(to) else {
+            return Err(RequestError::UnknownPeer(to).into_core(to));
+        };
+        let started = Instant::now();
+        let opening = stream_client::open(&peer, &open, &self.config);
+        match tokio::time::timeout(self.config.request_timeout, opening).await {
+            Ok(Ok(stream)) => {
+                if let Some(latency) = peer.metrics.latency(Rpc::Stream) {
+                    latency.record(started.elapsed().as_secs_f64());
+                }
+                Ok(stream)
+            }
+            Ok(Err(error)) => {
+                peer.metrics.error(error.kind());
+                Err(error.into_core(to))
+            }
+            Err(_) => {
+                peer.metrics.error("timeout");
+                Err(raft_core::Error::Timeout)
+            }
+        }
     }
 
     /// A membership change: members new to this transport are dialled at the address their

@@ -66,6 +66,62 @@ pub fn encode<T: Serialize + ?Sized>(message: &T) -> Result<Bytes, EncodeError> 
 /// # Errors
 /// [`EncodeError`] for a request no peer could read (over 2^32 entries, a command over 4 GiB).
 pub fn encode_append_entries(request: &AppendEntries) -> Result<Bytes, EncodeError> {
+    append_entries_after(request, 0).map(Bytes::from)
+}
+
+/// The length of a frame's head on an entry stream (`/raft/v1/stream`): the length of the
+/// frame's body, a big-endian `u32`. The body is what [`encode`] (or
+/// [`encode_append_entries`]) writes for the message.
+pub const FRAME_HEAD_BYTES: usize = 4;
+
+/// Encodes an AppendEntries as one frame of an entry stream: the head and the body that
+/// [`encode_append_entries`] writes, in one buffer.
+///
+/// # Errors
+/// As [`encode_append_entries`], and for a body over `u32::MAX` bytes.
+pub fn encode_append_entries_frame(request: &AppendEntries) -> Result<Bytes, EncodeError> {
+    let buffer = append_entries_after(request, FRAME_HEAD_BYTES)?;
+    close_frame(buffer)
+}
+
+/// Encodes `message` as one frame of an entry stream (the head, then what [`encode`] writes).
+///
+/// ```
+/// use raft_core::message::TimeoutNow;
+/// use raft_core::{NodeId, Term};
+/// use raft_http::codec::{self, FRAME_HEAD_BYTES};
+///
+/// let message = TimeoutNow { term: Term(3), leader_id: NodeId(1) };
+/// let frame = codec::encode_frame(&message)?;
+/// let (head, body) = frame.split_at(FRAME_HEAD_BYTES);
+/// assert_eq!(u32::from_be_bytes(head.try_into()?) as usize, body.len());
+/// assert_eq!(codec::decode::<TimeoutNow>(body)?, message);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+///
+/// # Errors
+/// As [`encode`], and for a body over `u32::MAX` bytes.
+pub fn encode_frame<T: Serialize + ?Sized>(message: &T) -> Result<Bytes, EncodeError> {
+    let mut buffer = Vec::with_capacity(64);
+    buffer.extend_from_slice(&[0; FRAME_HEAD_BYTES]);
+    write_envelope(&mut buffer)?;
+    rmp_serde::encode::write(&mut buffer, message).map_err(|e| EncodeError(e.to_string()))?;
+    close_frame(buffer)
+}
+
+/// Writes the frame's head (the length of what follows it) into its first bytes.
+fn close_frame(mut buffer: Vec<u8>) -> Result<Bytes, EncodeError> {
+    let body = buffer.len().saturating_sub(FRAME_HEAD_BYTES);
+    let length = u32::try_from(body)
+        .map_err(|_| EncodeError(format!("a frame of {body} bytes is over 4 GiB")))?;
+    if let Some(head) = buffer.get_mut(..FRAME_HEAD_BYTES) {
+        head.copy_from_slice(&length.to_be_bytes());
+    }
+    Ok(Bytes::from(buffer))
+}
+
+/// An AppendEntries encoded after `reserved` zero bytes, in a buffer sized for it.
+fn append_entries_after(request: &AppendEntries, reserved: usize) -> Result<Vec<u8>, EncodeError> {
     let payload_bytes: usize = request
         .entries
         .iter()
@@ -75,11 +131,12 @@ pub fn encode_append_entries(request: &AppendEntries) -> Result<Bytes, EncodeErr
         })
         .fold(0, usize::saturating_add);
     // Per entry: the array and enum headers, two u64s and a bin header, at most ~32 bytes.
-    let capacity = (64 + request.entries.len() * 32).saturating_add(payload_bytes);
+    let capacity = (64 + reserved + request.entries.len() * 32).saturating_add(payload_bytes);
     let mut buffer = Vec::with_capacity(capacity);
+    buffer.resize(reserved, 0);
     write_envelope(&mut buffer)?;
     append::write(&mut buffer, request)?;
-    Ok(Bytes::from(buffer))
+    Ok(buffer)
 }
 
 /// Encodes an InstallSnapshot chunk into one buffer sized for its data up front.

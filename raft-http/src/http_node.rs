@@ -177,10 +177,8 @@ impl HttpNode {
     ///
     /// ```no_run
     /// use std::sync::Arc;
-    /// use bytes::Bytes;
-    /// use http_body_util::Full;
     /// use hyper::{Request, Response};
-    /// use raft_http::{HttpNode, Routed};
+    /// use raft_http::{HttpNode, ResponseBody, Routed};
     ///
     /// # async fn example(http: HttpNode, node: raft_core::Node) {
     /// let raft = http.service(Arc::new(node.clone()));
@@ -189,7 +187,7 @@ impl HttpNode {
     ///     async move {
     ///         let response = match routed {
     ///             Routed::Raft(answer) => answer.await,
-    ///             Routed::Elsewhere(_request) => Response::new(Full::new(Bytes::from("app"))),
+    ///             Routed::Elsewhere(_request) => Response::new(ResponseBody::from("app")),
     ///         };
     ///         Ok::<_, std::convert::Infallible>(response)
     ///     }

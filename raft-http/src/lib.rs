@@ -89,25 +89,31 @@
 #![forbid(unsafe_code)]
 
 mod auth;
+mod body;
 mod client;
 mod client_config;
 pub mod codec;
 mod connection;
 mod error;
+mod frames;
 mod http_node;
 mod members;
 pub mod metrics;
 mod node_builder;
 mod order;
 mod peer;
+mod refusal;
 pub mod routes;
 mod serve;
 mod server;
 mod service_config;
 mod serving;
+mod stream_client;
+mod stream_route;
 pub mod tls;
 
 pub use auth::{CLUSTER_ID_HEADER, ClusterAuth, SECRET_HEADER};
+pub use body::ResponseBody;
 pub use client::HttpTransport;
 pub use client_config::ClientConfig;
 pub use error::{Error, ErrorCode, RequestError};
@@ -117,10 +123,10 @@ pub use metrics::PrometheusHandle;
 pub use node_builder::HttpNodeBuilder;
 pub use routes::ERROR_CODE_HEADER;
 pub use serve::{Server, ServerConfig};
-pub use server::{RaftService, ResponseBody, ResponseFuture, Routed};
+pub use server::{RaftService, ResponseFuture, Routed};
 pub use service_config::{
     DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_SNAPSHOT_BODY_BYTES, MAX_SNAPSHOT_BODY_BYTES,
-    SNAPSHOT_BODY_OVERHEAD_BYTES, ServiceConfig,
+    MAX_STREAM_CONTROL_FRAME_BYTES, SNAPSHOT_BODY_OVERHEAD_BYTES, ServiceConfig,
 };
 pub use serving::Serving;
 pub use tls::{

@@ -85,6 +85,13 @@ pub(crate) fn node_labels(node: Option<NodeId>) -> Vec<Label> {
         .collect()
 }
 
+/// The counter of bytes the server sent on `route` (an entry stream counts each frame).
+pub(crate) fn server_sent_bytes(node: &[Label], route: &'static str) -> Counter {
+    let mut labels = node.to_vec();
+    labels.push(Label::from_static_parts("route", route));
+    metrics::counter!(SERVER_SENT_BYTES, labels)
+}
+
 /// Counts one answered request.
 pub(crate) fn record_request(
     node: &[Label],

@@ -17,26 +17,30 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
 use hyper::client::conn::http2::{self, SendRequest};
 use hyper::header::{self, HeaderValue};
 use hyper::{Method, Request, StatusCode, Uri};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use raft_core::NodeId;
+use raft_core::message::AppendEntriesResponse;
 use rustls::pki_types::ServerName;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 use tracing::debug;
 
+use crate::body::RequestBody;
 use crate::client_config::ClientConfig;
 use crate::codec::CONTENT_TYPE;
 use crate::connection::Connection;
 use crate::error::{Error, ErrorCode, RequestError};
+use crate::frames::FrameBody;
 use crate::metrics::PeerMetrics;
 use crate::routes::{ERROR_CODE_HEADER, Rpc};
 use crate::tls::{self, Sniffed};
 
-type Sender = SendRequest<Full<Bytes>>;
+type Sender = SendRequest<RequestBody>;
 
 /// The longest error message read from a failure answer.
 const MAX_ERROR_BODY_BYTES: usize = 4096;
@@ -102,6 +106,10 @@ impl Peer {
         })
     }
 
+    pub(crate) fn id(&self) -> NodeId {
+        self.id
+    }
+
     pub(crate) fn address(&self) -> &str {
         &self.address
     }
@@ -113,9 +121,44 @@ impl Peer {
         body: Bytes,
         config: &ClientConfig,
     ) -> Result<Bytes, RequestError> {
-        let (generation, mut sender, connection) = self.sender(config).await?;
         let sent = body.len();
-        let mut request = Request::new(Full::new(body));
+        let answer = self
+            .send(rpc, RequestBody::Full(Full::new(body)), config)
+            .await;
+        if matches!(answer, Ok(_) | Err(RequestError::Remote { .. })) {
+            self.metrics.sent_bytes.increment(sent as u64);
+        }
+        let body = answer?;
+        let bytes = Limited::new(body, config.max_body_bytes)
+            .collect()
+            .await
+            .map_err(|e| RequestError::Body(e.to_string()))?
+            .to_bytes();
+        self.metrics.received_bytes.increment(bytes.len() as u64);
+        Ok(bytes)
+    }
+
+    /// Opens an entry stream: sends `body` (the opening, then the answers) on the stream route
+    /// and returns the body of batches once the leader accepted (status 200), or the failure.
+    pub(crate) async fn open_stream(
+        &self,
+        body: FrameBody<AppendEntriesResponse>,
+        config: &ClientConfig,
+    ) -> Result<Incoming, RequestError> {
+        self.send(Rpc::Stream, RequestBody::Stream(body), config)
+            .await
+    }
+
+    /// Sends a request on the route of `rpc` and returns the body of a 200 answer; any other
+    /// status is read (up to a few KiB) into [`RequestError::Remote`].
+    async fn send(
+        &self,
+        rpc: Rpc,
+        body: RequestBody,
+        config: &ClientConfig,
+    ) -> Result<Incoming, RequestError> {
+        let (generation, mut sender, connection) = self.sender(config).await?;
+        let mut request = Request::new(body);
         *request.method_mut() = Method::POST;
         *request.uri_mut() = self.uris.get(rpc.index()).cloned().unwrap_or_default();
         let headers = request.headers_mut();
@@ -145,22 +188,16 @@ impl Peer {
             // The first answer on this connection: it works, the backoff starts over.
             self.lock().failures = 0;
         }
-        self.metrics.sent_bytes.increment(sent as u64);
         let (parts, body) = response.into_parts();
-        let limit = if parts.status == StatusCode::OK {
-            config.max_body_bytes
-        } else {
-            MAX_ERROR_BODY_BYTES
-        };
-        let bytes = Limited::new(body, limit)
+        if parts.status == StatusCode::OK {
+            return Ok(body);
+        }
+        let bytes = Limited::new(body, MAX_ERROR_BODY_BYTES)
             .collect()
             .await
             .map_err(|e| RequestError::Body(e.to_string()))?
             .to_bytes();
         self.metrics.received_bytes.increment(bytes.len() as u64);
-        if parts.status == StatusCode::OK {
-            return Ok(bytes);
-        }
         let code = parts
             .headers
             .get(ERROR_CODE_HEADER)
@@ -320,7 +357,7 @@ impl Peer {
             .keep_alive_interval(config.keep_alive_interval)
             .keep_alive_timeout(config.keep_alive_timeout)
             .max_header_list_size(16 << 10);
-        let handshake = builder.handshake::<_, Full<Bytes>>(TokioIo::new(stream));
+        let handshake = builder.handshake::<_, RequestBody>(TokioIo::new(stream));
         let (sender, connection) = tokio::time::timeout(config.connect_timeout, handshake)
             .await
             .map_err(|_| failed("no HTTP/2 handshake in time".to_owned()))?

@@ -17,6 +17,13 @@ pub const SNAPSHOT_PATH: &str = "/raft/v1/snapshot";
 /// ReadIndex (follower reads): `POST`, body `ReadIndex`, answer `ReadIndexResponse` (once the
 /// leader confirmed the index with a quorum).
 pub const READ_INDEX_PATH: &str = "/raft/v1/read-index";
+/// An entry stream (streaming replication): `POST`, opened by a follower to its leader. The
+/// request body is a stream of frames (each a 4-byte big-endian length and a message, see
+/// [`codec::encode_frame`](crate::codec::encode_frame)): first the `OpenStream`, then the
+/// follower's `AppendEntriesResponse`s; the answer (200, once the leader took the open) is a
+/// stream of frames of `AppendEntries`. Either side ends the stream by ending its body; a
+/// broken connection ends both. Needs HTTP/2 (the two bodies flow at the same time).
+pub const STREAM_PATH: &str = "/raft/v1/stream";
 /// The Prometheus text exposition of the installed recorder: `GET`.
 pub const METRICS_PATH: &str = "/metrics";
 /// Every path under this prefix belongs to raft-http (unknown ones are answered 404 by it).
@@ -32,16 +39,19 @@ pub(crate) enum Rpc {
     TimeoutNow,
     Snapshot,
     ReadIndex,
+    /// The entry stream: not one exchange but a long-lived pair of bodies.
+    Stream,
 }
 
 impl Rpc {
     /// Every RPC, in [`index`](Rpc::index) order.
-    pub(crate) const ALL: [Rpc; 5] = [
+    pub(crate) const ALL: [Rpc; 6] = [
         Rpc::Append,
         Rpc::Vote,
         Rpc::TimeoutNow,
         Rpc::Snapshot,
         Rpc::ReadIndex,
+        Rpc::Stream,
     ];
 
     pub(crate) fn path(self) -> &'static str {
@@ -51,6 +61,7 @@ impl Rpc {
             Rpc::TimeoutNow => TIMEOUT_NOW_PATH,
             Rpc::Snapshot => SNAPSHOT_PATH,
             Rpc::ReadIndex => READ_INDEX_PATH,
+            Rpc::Stream => STREAM_PATH,
         }
     }
 
@@ -62,6 +73,7 @@ impl Rpc {
             Rpc::TimeoutNow => "timeout-now",
             Rpc::Snapshot => "snapshot",
             Rpc::ReadIndex => "read-index",
+            Rpc::Stream => "stream",
         }
     }
 
@@ -73,6 +85,7 @@ impl Rpc {
             Rpc::TimeoutNow => 2,
             Rpc::Snapshot => 3,
             Rpc::ReadIndex => 4,
+            Rpc::Stream => 5,
         }
     }
 }
@@ -95,6 +108,7 @@ impl Route {
             TIMEOUT_NOW_PATH => Some(Route::Rpc(Rpc::TimeoutNow)),
             SNAPSHOT_PATH => Some(Route::Rpc(Rpc::Snapshot)),
             READ_INDEX_PATH => Some(Route::Rpc(Rpc::ReadIndex)),
+            STREAM_PATH => Some(Route::Rpc(Rpc::Stream)),
             METRICS_PATH => Some(Route::Metrics),
             _ if path.starts_with(RAFT_PREFIX) => Some(Route::UnknownRaft),
             _ => None,

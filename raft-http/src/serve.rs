@@ -16,7 +16,8 @@
 //!   rather than queued, so a peer learns of it immediately and backs off.
 //! - HTTP/2 streams per connection are bounded (`max_concurrent_streams`), and keep-alive pings
 //!   close connections whose peer vanished without a FIN.
-//! - Shutdown stops accepting, lets open requests finish (HTTP/2 GOAWAY, HTTP/1 close after the
+//! - Shutdown stops accepting, ends entry streams (which would otherwise never finish), lets
+//!   open requests finish (HTTP/2 GOAWAY, HTTP/1 close after the
 //!   response) for at most `graceful_shutdown_timeout`, then drops what is left: every
 //!   connection runs in a task the loop owns, so none outlives [`Server::serve`] (nor the
 //!   service, such as a node handle, it holds), also when the `serve` future is dropped.
@@ -34,11 +35,12 @@ use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, watch};
 use tokio::task::JoinSet;
 use tracing::{debug, warn};
 
 use crate::error::Error;
+use crate::frames::Draining;
 use crate::metrics::{CONNECTIONS_REFUSED, TLS_HANDSHAKE_FAILURES};
 use crate::order::ConnectionOrder;
 use crate::tls::{PeerCertificate, ServerTls};
@@ -169,6 +171,8 @@ impl Server {
         let builder = Arc::new(connection_builder(&config));
         let connections = Arc::new(Semaphore::new(config.max_connections));
         let graceful = GracefulShutdown::new();
+        // Entry streams never end by themselves: they end when shutdown starts (see `frames.rs`).
+        let (draining, drain_signal) = watch::channel(false);
         // The connections' tasks: owned here, so none outlives the loop (see the end).
         let mut running = JoinSet::new();
         tokio::pin!(shutdown);
@@ -195,6 +199,7 @@ impl Server {
                 builder: builder.clone(),
                 service: service.clone(),
                 watcher: graceful.watcher(),
+                draining: Draining(drain_signal.clone()),
                 header_timeout: config.header_read_timeout,
                 permit,
                 remote,
@@ -208,6 +213,7 @@ impl Server {
             };
         }
         drop(listener);
+        draining.send_replace(true);
         if tokio::time::timeout(config.graceful_shutdown_timeout, graceful.shutdown())
             .await
             .is_err()
@@ -261,6 +267,7 @@ struct Accepted<S> {
     builder: Arc<auto::Builder<TokioExecutor>>,
     service: S,
     watcher: Watcher,
+    draining: Draining,
     header_timeout: Duration,
     permit: OwnedSemaphorePermit,
     remote: SocketAddr,
@@ -299,6 +306,7 @@ where
             inner: self.service,
             seen: first_request.clone(),
             order: ConnectionOrder::default(),
+            draining: self.draining,
             peer,
         };
         let connection = self
@@ -356,6 +364,7 @@ struct PerConnection<S> {
     inner: S,
     seen: Arc<Notify>,
     order: ConnectionOrder,
+    draining: Draining,
     peer: Option<PeerCertificate>,
 }
 
@@ -371,6 +380,7 @@ where
         // Stores a permit if nobody waits yet: the signal is never lost.
         self.seen.notify_one();
         request.extensions_mut().insert(self.order.clone());
+        request.extensions_mut().insert(self.draining.clone());
         if let Some(peer) = &self.peer {
             request.extensions_mut().insert(peer.clone());
         }

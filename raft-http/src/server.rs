@@ -24,25 +24,25 @@ use std::sync::Arc;
 use std::task::Poll;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use http_body_util::{BodyExt, LengthLimitError, Limited};
 use hyper::body::{Body, Incoming};
 use hyper::header::{self, HeaderValue};
-use hyper::{Method, Request, Response, StatusCode};
+use hyper::{Method, Request, Response};
 use metrics::Label;
 use metrics_exporter_prometheus::PrometheusHandle;
 use raft_core::{NodeId, ServiceHandler};
 use tracing::debug;
 
-use crate::codec::{self, CONTENT_TYPE, DecodeError};
+use crate::body::ResponseBody;
+use crate::codec::{self, CONTENT_TYPE};
 use crate::error::ErrorCode;
-use crate::metrics::{node_labels, record_request};
+use crate::metrics::{node_labels, record_request, server_sent_bytes};
 use crate::order::{ConnectionOrder, Sequencer, Ticket};
-use crate::routes::{ERROR_CODE_HEADER, Route, Rpc};
+use crate::refusal::{Failure, check_headers, check_sender, failure_response, too_large};
+use crate::routes::{Route, Rpc};
 use crate::service_config::ServiceConfig;
-use crate::tls::{PeerCertificate, node_name};
-
-/// The response body of every raft-http answer.
-pub type ResponseBody = Full<Bytes>;
+use crate::stream_route;
+use crate::tls::PeerCertificate;
 
 /// The future of one answer.
 pub type ResponseFuture = Pin<Box<dyn Future<Output = Response<ResponseBody>> + Send>>;
@@ -61,10 +61,8 @@ pub enum Routed<B> {
 ///
 /// ```
 /// use std::sync::Arc;
-/// use bytes::Bytes;
-/// use http_body_util::Full;
 /// use hyper::{Request, Response, StatusCode};
-/// use raft_http::{ClusterAuth, RaftService, Routed, ServiceConfig};
+/// use raft_http::{ClusterAuth, RaftService, ResponseBody, Routed, ServiceConfig};
 /// # use raft_core::message::*;
 /// # struct MyHandler;
 /// # #[async_trait::async_trait]
@@ -89,7 +87,7 @@ pub enum Routed<B> {
 ///             Routed::Raft(answer) => Ok::<_, std::convert::Infallible>(answer.await),
 ///             Routed::Elsewhere(_request) => Ok(Response::builder()
 ///                 .status(StatusCode::OK)
-///                 .body(Full::new(Bytes::from("the application's own route")))
+///                 .body(ResponseBody::from("the application's own route"))
 ///                 .unwrap_or_default()),
 ///         }
 ///     }
@@ -127,40 +125,6 @@ impl std::fmt::Debug for RaftService {
             .field("config", &self.config)
             .field("metrics", &self.metrics.is_some())
             .finish_non_exhaustive()
-    }
-}
-
-/// A refusal: its code (which gives the status) and a message for the body.
-struct Failure {
-    code: ErrorCode,
-    message: String,
-    /// The methods a 405 names in its `Allow` header.
-    allow: &'static str,
-}
-
-impl Failure {
-    fn new(code: ErrorCode, message: impl Into<String>) -> Failure {
-        Failure {
-            code,
-            message: message.into(),
-            allow: "POST",
-        }
-    }
-}
-
-impl From<DecodeError> for Failure {
-    fn from(error: DecodeError) -> Failure {
-        let code = match error {
-            DecodeError::UnsupportedVersion { .. } => ErrorCode::UnsupportedVersion,
-            _ => ErrorCode::Malformed,
-        };
-        Failure::new(code, error.to_string())
-    }
-}
-
-impl From<raft_core::Error> for Failure {
-    fn from(error: raft_core::Error) -> Failure {
-        Failure::new(ErrorCode::of_core(&error), error.to_string())
     }
 }
 
@@ -228,6 +192,11 @@ impl RaftService {
         let service = self.clone();
         Routed::Raft(Box::pin(async move {
             let (response, received) = match route {
+                Route::Rpc(Rpc::Stream) => {
+                    let sent = server_sent_bytes(&service.node_labels, route.label());
+                    let handler = service.handler.clone();
+                    stream_route::open(handler, service.config.clone(), request, sent).await
+                }
                 Route::Rpc(rpc) => service.rpc(rpc, request, ticket).await,
                 Route::Metrics => (service.metrics(request.method()), 0),
                 Route::UnknownRaft => (
@@ -282,7 +251,7 @@ impl RaftService {
         let response = match self.dispatch(rpc, body, ticket, peer.as_ref()).await {
             Ok(answer) => Response::builder()
                 .header(header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE))
-                .body(Full::new(answer))
+                .body(ResponseBody::from(answer))
                 .unwrap_or_default(),
             Err(failure) => {
                 debug!(route = rpc.label(), code = %failure.code, message = %failure.message, "request refused");
@@ -298,30 +267,7 @@ impl RaftService {
         B: Body<Data = Bytes> + Send,
         B::Error: Into<raft_core::BoxError>,
     {
-        if request.method() != Method::POST {
-            return Err(Failure::new(ErrorCode::MethodNotAllowed, "use POST"));
-        }
-        if let Err(code) = self.config.auth.check(request.headers()) {
-            let message = match code {
-                ErrorCode::Unauthenticated => "missing cluster id or secret",
-                _ => "wrong cluster id or secret",
-            };
-            return Err(Failure::new(code, message));
-        }
-        if self.config.require_peer_certificate
-            && request.extensions().get::<PeerCertificate>().is_none()
-        {
-            return Err(Failure::new(
-                ErrorCode::CertificateRequired,
-                "the Raft routes need a client certificate naming the sending node (mutual TLS)",
-            ));
-        }
-        if !is_msgpack(request.headers().get(header::CONTENT_TYPE)) {
-            return Err(Failure::new(
-                ErrorCode::UnsupportedMediaType,
-                format!("the content type must be {CONTENT_TYPE}"),
-            ));
-        }
+        check_headers(&self.config, &request)?;
         let body = request.into_body();
         let declared = declared_length(&body);
         if declared > limit as u64 {
@@ -392,28 +338,20 @@ impl RaftService {
                 let answer = self.handler.read_index(request).await?;
                 codec::encode(&answer)
             }
+            Rpc::Stream => {
+                // Routed to `stream_route` before any body is read.
+                return Err(Failure::new(
+                    ErrorCode::Internal,
+                    "an entry stream is not a single exchange",
+                ));
+            }
         };
         encoded.map_err(|e| Failure::new(ErrorCode::Internal, e.to_string()))
     }
 
     /// With a client certificate, the request's sender must be a node it names.
     fn check_sender(&self, peer: Option<&PeerCertificate>, sender: NodeId) -> Result<(), Failure> {
-        let Some(peer) = peer else {
-            return Ok(());
-        };
-        let cluster_id = self.config.auth.cluster_id();
-        if peer.names_node(cluster_id, sender) {
-            return Ok(());
-        }
-        Err(Failure::new(
-            ErrorCode::WrongNode,
-            format!(
-                "the request comes from node {sender}, but the client certificate names {}: \
-                 node {sender}'s certificate must carry the DNS name {}",
-                peer.describe(cluster_id),
-                node_name(cluster_id, sender)
-            ),
-        ))
+        check_sender(&self.config, peer, sender)
     }
 
     fn metrics(&self, method: &Method) -> Response<ResponseBody> {
@@ -436,7 +374,7 @@ impl RaftService {
                 header::CONTENT_TYPE,
                 HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
             )
-            .body(Full::new(Bytes::from(text)))
+            .body(ResponseBody::from(text))
             .unwrap_or_default()
     }
 }
@@ -458,51 +396,6 @@ fn declared_length<B: Body>(body: &B) -> u64 {
     body.size_hint().lower()
 }
 
-fn too_large(limit: usize) -> Failure {
-    Failure::new(
-        ErrorCode::TooLarge,
-        format!("the body is over the limit of {limit} bytes"),
-    )
-}
-
-/// `application/msgpack` (or the `x-` / `vnd.` spellings), parameters ignored.
-fn is_msgpack(value: Option<&HeaderValue>) -> bool {
-    let Some(value) = value.and_then(|v| v.to_str().ok()) else {
-        return false;
-    };
-    let essence = value.split(';').next().unwrap_or_default().trim();
-    [
-        "application/msgpack",
-        "application/x-msgpack",
-        "application/vnd.msgpack",
-    ]
-    .iter()
-    .any(|accepted| essence.eq_ignore_ascii_case(accepted))
-}
-
-fn failure_response(failure: Failure) -> Response<ResponseBody> {
-    let mut builder = Response::builder()
-        .status(failure.code.status())
-        .header(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("text/plain; charset=utf-8"),
-        )
-        .header(
-            ERROR_CODE_HEADER,
-            HeaderValue::from_static(failure.code.as_str()),
-        );
-    if failure.code == ErrorCode::MethodNotAllowed {
-        builder = builder.header(header::ALLOW, HeaderValue::from_static(failure.allow));
-    }
-    builder
-        .body(Full::new(Bytes::from(failure.message)))
-        .unwrap_or_else(|_| {
-            let mut response = Response::new(Full::default());
-            *response.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
-            response
-        })
-}
-
 impl hyper::service::Service<Request<Incoming>> for RaftService {
     type Response = Response<ResponseBody>;
     type Error = Infallible;
@@ -512,21 +405,5 @@ impl hyper::service::Service<Request<Incoming>> for RaftService {
         // Routed here, synchronously, so tickets follow the connection's stream order.
         let answer = self.respond(request);
         Box::pin(async move { Ok(answer.await) })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn msgpack_content_types_are_recognised() {
-        let ok = |v: &'static str| is_msgpack(Some(&HeaderValue::from_static(v)));
-        assert!(ok("application/msgpack"));
-        assert!(ok("Application/MsgPack; charset=binary"));
-        assert!(ok("application/x-msgpack"));
-        assert!(!ok("application/json"));
-        assert!(!ok("application/msgpackx"));
-        assert!(!is_msgpack(None));
     }
 }

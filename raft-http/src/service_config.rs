@@ -38,6 +38,10 @@ pub const DEFAULT_MAX_SNAPSHOT_BODY_BYTES: usize = 2 << 20;
 pub const MAX_SNAPSHOT_BODY_BYTES: usize =
     MAX_SNAPSHOT_CHUNK_BYTES as usize + SNAPSHOT_BODY_OVERHEAD_BYTES;
 
+/// The largest frame a follower sends on its entry stream (its opening, then its answers to
+/// the leader's batches: each under a hundred bytes).
+pub const MAX_STREAM_CONTROL_FRAME_BYTES: usize = 64 << 10;
+
 /// How a [`RaftService`](crate::RaftService) checks requests.
 #[derive(Clone, Debug)]
 #[non_exhaustive]
@@ -134,6 +138,8 @@ impl ServiceConfig {
     pub(crate) fn body_limit(&self, rpc: Rpc) -> usize {
         match rpc {
             Rpc::Snapshot => self.max_snapshot_body_bytes,
+            // Per frame: a stream's opening and the follower's answers are small.
+            Rpc::Stream => MAX_STREAM_CONTROL_FRAME_BYTES,
             Rpc::Append | Rpc::Vote | Rpc::TimeoutNow | Rpc::ReadIndex => self.max_body_bytes,
         }
     }

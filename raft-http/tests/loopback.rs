@@ -436,9 +436,8 @@ async fn pipelined_appends_reach_the_handler_in_the_order_they_were_sent() {
 
 #[tokio::test]
 async fn the_service_mounts_beside_an_application_s_own_routes() {
-    use http_body_util::Full;
     use hyper::{Request, Response};
-    use raft_http::Routed;
+    use raft_http::{ResponseBody, Routed};
 
     let handler = FakeHandler::new();
     let raft = RaftService::new(handler.clone(), service_config());
@@ -447,10 +446,10 @@ async fn the_service_mounts_beside_an_application_s_own_routes() {
         async move {
             Ok::<_, std::convert::Infallible>(match routed {
                 Routed::Raft(answer) => answer.await,
-                Routed::Elsewhere(request) => Response::new(Full::new(Bytes::from(format!(
+                Routed::Elsewhere(request) => Response::new(ResponseBody::from(format!(
                     "app saw {}",
                     request.uri().path()
-                )))),
+                ))),
             })
         }
     });

@@ -6,15 +6,13 @@ use std::convert::Infallible;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use bytes::Bytes;
-use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::{Request, Response};
 use metrics_exporter_prometheus::PrometheusHandle;
 use raft_core::{NodeConfig, NodeId};
 use raft_http::{
-    ClientConfig, ClusterAuth, HttpTransport, RaftService, Routed, Server, ServerConfig,
-    ServiceConfig, TlsReloader,
+    ClientConfig, ClusterAuth, HttpTransport, RaftService, ResponseBody, Routed, Server,
+    ServerConfig, ServiceConfig, TlsReloader,
 };
 use raft_storage_fs::{FsLogStore, FsOptions};
 use raft_wrapper::{Replica, ReplicaConfig};
@@ -241,9 +239,9 @@ impl KvNode {
             let routed = raft_service.route(request);
             let api = api.clone();
             async move {
-                let response: Response<Full<Bytes>> = match routed {
+                let response: Response<ResponseBody> = match routed {
                     Routed::Raft(answer) => answer.await,
-                    Routed::Elsewhere(request) => api.handle(request).await,
+                    Routed::Elsewhere(request) => api.handle(request).await.map(ResponseBody::from),
                 };
                 Ok::<_, Infallible>(response)
             }

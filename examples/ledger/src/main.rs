@@ -21,11 +21,11 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use clap::Parser;
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
 use raft_core::{BoxError, NodeId};
-use raft_http::{HttpNode, Routed};
+use raft_http::{HttpNode, ResponseBody, Routed};
 use raft_storage_fs::{FsLogStore, FsOptions};
 use raft_wrapper::{ClientId, Replica, ReplicaConfig, RequestId};
 use tokio::signal::unix::{SignalKind, signal};
@@ -167,7 +167,7 @@ struct Api {
 }
 
 impl Api {
-    async fn handle(self, request: Request<Incoming>) -> Response<Full<Bytes>> {
+    async fn handle(self, request: Request<Incoming>) -> Response<ResponseBody> {
         match (request.method(), request.uri().path()) {
             (&Method::GET, "/ledger") => self.balances(),
             (&Method::POST, "/ledger") => {
@@ -185,7 +185,7 @@ impl Api {
 
     /// `GET /ledger`: this replica's status line, then its balances (its own copy, not a
     /// linearizable read: that would be `replica.node().linearizable_read()` first).
-    fn balances(&self) -> Response<Full<Bytes>> {
+    fn balances(&self) -> Response<ResponseBody> {
         let status = self.replica.node().status();
         let leader = status.leader == Some(status.id);
         let mut text = format!(
@@ -201,7 +201,7 @@ impl Api {
     /// `POST /ledger` with `CLIENT REQUEST COMMAND`: applied once per (client, request), however
     /// often it is retried. Answers `INDEX DUPLICATE RESULT`; 421 with `ID ADDRESS` of the
     /// leader; 503 (nothing applied) or 504 (outcome unknown): retry with the same ids.
-    async fn submit(&self, body: &str) -> Response<Full<Bytes>> {
+    async fn submit(&self, body: &str) -> Response<ResponseBody> {
         let mut words = body.splitn(3, ' ');
         let (Some(Ok(client)), Some(Ok(request)), Some(command)) = (
             words.next().map(str::parse),
@@ -247,8 +247,8 @@ impl Api {
     }
 }
 
-fn reply(status: StatusCode, body: String) -> Response<Full<Bytes>> {
-    let mut response = Response::new(Full::new(Bytes::from(body)));
+fn reply(status: StatusCode, body: String) -> Response<ResponseBody> {
+    let mut response = Response::new(ResponseBody::from(body));
     *response.status_mut() = status;
     response
 }

@@ -381,6 +381,8 @@ pub struct HttpNodes {
     servers: Mutex<BTreeMap<NodeId, TestServer>>,
     /// With it, mutual TLS with each node's certificate from it.
     pub tls: Option<Arc<tls::Pki>>,
+    /// Where peers dial a node, when not at its address (a proxy in front of it).
+    pub dial: BTreeMap<NodeId, String>,
 }
 
 /// A cluster of raft-core nodes over real HTTP.
@@ -399,6 +401,7 @@ impl HttpNodes {
             known: n,
             servers: Mutex::new(BTreeMap::new()),
             tls: None,
+            dial: BTreeMap::new(),
         }
     }
 
@@ -417,6 +420,11 @@ impl HttpNodes {
             known,
             ..HttpNodes::bind(n).await
         }
+    }
+
+    /// A node's own address (where its server listens).
+    pub fn listen_address(&self, id: NodeId) -> String {
+        self.addresses[&id].clone()
     }
 
     /// Starts nodes `1..=n` with `config`, each served on its own loopback port.
@@ -458,7 +466,7 @@ impl NodeFactory for HttpNodes {
             .addresses
             .iter()
             .filter(|(peer, _)| peer.0 <= self.known || **peer == id)
-            .map(|(peer, address)| (*peer, address.clone()));
+            .map(|(peer, address)| (*peer, self.dial.get(peer).unwrap_or(address).clone()));
         Arc::new(HttpTransport::new(known, client).unwrap())
     }
 
