@@ -22,6 +22,7 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+use crate::gaps::{GapClock, GapTransport, Gaps};
 use crate::harness::{
     Counters, CountingTransport, NoopStateMachine, drive_clients, node_config, ready_leader,
     watch_log_bytes,
@@ -97,7 +98,9 @@ async fn run_cluster_with_leader(
     let leader = ready_leader(&nodes, &counters).await?;
 
     let (peak_log_bytes, sampler) = watch_log_bytes(stores);
+    cluster.gaps.reset();
     let report = drive_clients(options, &leader).await?;
+    let request_gaps_us = cluster.gaps.take();
     sampler.abort();
     let last_snapshot_index = nodes.iter().map(|n| n.status().snapshot_index.0).max();
     cluster.shutdown().await;
@@ -108,6 +111,7 @@ async fn run_cluster_with_leader(
         append_requests: counters.requests.load(Ordering::Relaxed),
         append_entries: counters.entries.load(Ordering::Relaxed),
         max_inflight: counters.max_inflight.load(Ordering::Relaxed),
+        request_gaps_us,
         ..report
     };
     Ok((report, leader.id()))
@@ -124,6 +128,8 @@ pub(crate) struct HttpNodes {
     servers: Vec<(oneshot::Sender<()>, JoinHandle<()>)>,
     /// The certificates' directory, removed when the nodes are dropped.
     _pki: Option<BenchPki>,
+    /// The gaps between AppendEntries requests each node received.
+    pub(crate) gaps: Arc<Gaps>,
 }
 
 impl HttpNodes {
@@ -160,6 +166,7 @@ impl HttpNodes {
 
         let mut nodes = Vec::new();
         let mut servers = Vec::new();
+        let gaps = Arc::new(Gaps::default());
         for ((id, listener), store) in ids.into_iter().zip(listeners).zip(stores.iter().cloned()) {
             let tls = pki
                 .as_ref()
@@ -168,10 +175,17 @@ impl HttpNodes {
             let mut client = ClientConfig::new(auth.clone());
             client.node = Some(id);
             client.tls = tls.as_ref().map(|tls| tls.client.clone());
-            let transport = Arc::new(CountingTransport {
+            let mut transport: Arc<dyn raft_core::Transport> = Arc::new(CountingTransport {
                 inner: Arc::new(HttpTransport::new(addresses.clone(), client)?),
                 counters: counters.clone(),
             });
+            if options.gaps {
+                transport = Arc::new(GapTransport {
+                    inner: transport,
+                    gaps: gaps.clone(),
+                    node: nodes.len(),
+                });
+            }
             let node = Node::start(
                 id,
                 addresses.clone(),
@@ -184,7 +198,15 @@ impl HttpNodes {
             let mut service = ServiceConfig::new(auth.clone());
             service.node = Some(id);
             service.require_peer_certificate = tls.is_some();
-            let service = RaftService::new(Arc::new(node.clone()), service);
+            let mut handler: Arc<dyn raft_core::ServiceHandler> = Arc::new(node.clone());
+            if options.gaps {
+                handler = Arc::new(GapClock {
+                    inner: handler,
+                    gaps: gaps.clone(),
+                    node: nodes.len(),
+                });
+            }
+            let service = RaftService::new(handler, service);
             let mut server_config = ServerConfig::default();
             server_config.tls = tls.map(|tls| tls.server);
             let server = Server::from_listener(listener, server_config);
@@ -199,6 +221,7 @@ impl HttpNodes {
             nodes,
             servers,
             _pki: pki,
+            gaps,
         })
     }
 

@@ -19,6 +19,7 @@
 mod catch_up;
 mod cluster;
 mod fslog;
+mod gaps;
 mod harness;
 mod http;
 mod kv;

@@ -33,9 +33,14 @@ pub(crate) struct Options {
     #[arg(long, value_enum, default_value_t = PacingArg::Eager)]
     pub(crate) pacing: PacingArg,
     /// How entries reach followers (`Config::replication`): requests, or one stream per
-    /// follower (needs a transport that carries streams: `mem` and `durable`).
+    /// follower (`mem`, `http`, `durable`).
     #[arg(long, value_enum, default_value_t = ReplicationArg::Pipelined)]
     pub(crate) replication: ReplicationArg,
+    /// `http`, `durable`: also measure how long followers go without a message from the
+    /// leader (see `gaps.rs`; it costs a lock per request and a relay per streamed batch, so
+    /// throughput runs leave it off).
+    #[arg(long)]
+    pub(crate) gaps: bool,
     /// AppendEntries with entries in flight to one follower at most
     /// (`Config::max_inflight_requests`; default: the library's).
     #[arg(long)]

@@ -21,6 +21,9 @@ pub(crate) struct Report {
     pub(crate) peak_log_bytes: Option<u64>,
     /// The highest index any node's latest snapshot covers at the end.
     pub(crate) last_snapshot_index: Option<u64>,
+    /// Microseconds between messages from the leader (AppendEntries requests, streamed
+    /// batches) arriving at a follower (`http`, `durable`; see `gaps.rs`), unsorted.
+    pub(crate) request_gaps_us: Vec<u32>,
 }
 
 /// What a file log did during a run.
@@ -80,8 +83,23 @@ impl Report {
             );
         }
         println!("  peak RSS (MiB)   {:.1}", peak_rss_kib() as f64 / 1024.0);
+        let mut gaps = String::new();
+        if !self.request_gaps_us.is_empty() {
+            self.request_gaps_us.sort_unstable();
+            let p99 = percentile(&self.request_gaps_us, 0.99);
+            let max = self.request_gaps_us.last().copied().unwrap_or(0);
+            println!(
+                "  gap between messages from the leader at a follower p50/p99/max (us)  {} / {p99} / {max}",
+                percentile(&self.request_gaps_us, 0.50)
+            );
+            gaps = format!(
+                " replication={:?} gap_p99_us={p99} gap_max_us={max}",
+                options.replication
+            )
+            .to_lowercase();
+        }
         println!(
-            "bench: workload={} nodes={} clients={} ops={} secs={secs:.3} ops_per_sec={ops_per_sec:.0} p50_us={p50} p99_us={p99}",
+            "bench: workload={} nodes={} clients={} ops={} secs={secs:.3} ops_per_sec={ops_per_sec:.0} p50_us={p50} p99_us={p99}{gaps}",
             format!("{:?}", options.workload).to_lowercase(),
             self.nodes,
             options.clients(),
