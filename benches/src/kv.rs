@@ -166,8 +166,16 @@ pub(crate) async fn run(options: &Options) -> Result<(), String> {
         return Err("--batch applies to PUTs only".to_owned());
     }
     let binary = kv_binary(options.kv_binary.as_deref())?;
-    let mut cluster =
-        KvProcesses::start(&binary, options.dir.as_deref(), options.snapshot_threshold)?;
+    let replication = match options.replication {
+        crate::options::ReplicationArg::Pipelined => "pipelined",
+        crate::options::ReplicationArg::Streaming => "streaming",
+    };
+    let mut cluster = KvProcesses::start(
+        &binary,
+        options.dir.as_deref(),
+        options.snapshot_threshold,
+        replication,
+    )?;
     let result = measure(options, &mut cluster, clients, secs, warmup).await;
     cluster.stop().await;
     let summary = result?;

@@ -31,6 +31,7 @@ impl KvProcesses {
         binary: &Path,
         dir: Option<&Path>,
         snapshot_threshold: u64,
+        replication: &str,
     ) -> Result<KvProcesses, String> {
         let data = match dir {
             Some(dir) => tempfile::tempdir_in(dir),
@@ -46,6 +47,7 @@ impl KvProcesses {
                 &addresses,
                 &data.path().join(format!("node-{id}")),
                 snapshot_threshold,
+                replication,
             ));
             command
                 .env("RUST_LOG", "error")
@@ -97,6 +99,7 @@ pub(crate) fn serve_args(
     addresses: &[String],
     data_dir: &Path,
     snapshot_threshold: u64,
+    replication: &str,
 ) -> Vec<String> {
     let mut args = vec![
         "serve".to_owned(),
@@ -108,6 +111,8 @@ pub(crate) fn serve_args(
         data_dir.display().to_string(),
         "--snapshot-threshold".to_owned(),
         snapshot_threshold.to_string(),
+        "--replication".to_owned(),
+        replication.to_owned(),
     ];
     for (index, address) in addresses.iter().enumerate() {
         if index + 1 != id {
@@ -156,12 +161,12 @@ mod tests {
     #[test]
     fn each_node_names_the_others_as_peers() {
         let addresses: Vec<String> = ["a:1", "b:2", "c:3"].map(str::to_owned).to_vec();
-        let args = serve_args(2, &addresses, Path::new("/d/node-2"), 0);
+        let args = serve_args(2, &addresses, Path::new("/d/node-2"), 0, "streaming");
         let line = args.join(" ");
         assert_eq!(
             line,
             "serve --id 2 --listen b:2 --data-dir /d/node-2 --snapshot-threshold 0 \
-             --peer 1=a:1 --peer 3=c:3"
+             --replication streaming --peer 1=a:1 --peer 3=c:3"
         );
         assert_eq!(free_addresses(3).map(|a| a.len()), Ok(3));
     }

@@ -12,6 +12,13 @@
 //!   ([`RaftService::route`] hands back requests for paths that are not its own), and [`Server`]
 //!   is a hardened accept loop for it (HTTP/1.1 and HTTP/2, in plaintext or TLS, header read
 //!   timeout, connection and stream limits, graceful shutdown).
+//! - **Entry streams** (raft-core's streaming replication): a follower opens one long-lived
+//!   `POST /raft/v1/stream` to its leader on the HTTP/2 connection it already has; the
+//!   request body carries its opening and its answers, the response body the leader's
+//!   batches, each a length-prefixed frame, paced by HTTP/2 flow control
+//!   ([`routes::STREAM_PATH`], [`codec::encode_frame`]). With mutual TLS the opening's
+//!   follower must be the node the client certificate names. [`ResponseBody`] is a buffer or
+//!   such a stream.
 //! - **Snapshots**: raft-core sends a snapshot one InstallSnapshot chunk per request, so no
 //!   body ever holds a whole snapshot. The snapshot route has its own body limit,
 //!   [`ServiceConfig::max_snapshot_body_bytes`] (2 MiB by default, for raft-core's default

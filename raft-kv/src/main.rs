@@ -8,8 +8,8 @@ use std::process::ExitCode;
 
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand};
-use raft_core::NodeId;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use raft_core::{NodeId, Replication};
 use raft_http::TlsReloader;
 use raft_kv::server::{KvNode, NodeOptions};
 use raft_kv::tls::TlsOptions;
@@ -46,6 +46,9 @@ enum Command {
         /// Serve `?consistency=lease` reads from the leader's lease (no round trip).
         #[arg(long)]
         lease_reads: bool,
+        /// How entries reach followers.
+        #[arg(long, value_enum, default_value_t = ReplicationArg::Pipelined)]
+        replication: ReplicationArg,
     },
     /// Runs one node of a cluster.
     Serve(Box<ServeArgs>),
@@ -89,6 +92,10 @@ struct ServeArgs {
     /// Set it on every node alike (otherwise those reads use ReadIndex).
     #[arg(long)]
     lease_reads: bool,
+    /// How entries reach followers: pipelined AppendEntries requests, or one long-lived stream
+    /// per follower (heartbeats apart). Set it on every node alike.
+    #[arg(long, value_enum, default_value_t = ReplicationArg::Pipelined)]
+    replication: ReplicationArg,
     #[command(flatten)]
     tls: TlsArgs,
     /// A bearer token that writes and the admin routes of the client API must carry
@@ -99,6 +106,24 @@ struct ServeArgs {
     /// which is refused otherwise: anyone who reaches the port can then send Raft messages.
     #[arg(long)]
     insecure: bool,
+}
+
+/// `--replication`: raft-core's replication modes.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum ReplicationArg {
+    /// AppendEntries requests, many in flight per follower.
+    Pipelined,
+    /// One entry stream per follower, opened by the follower; heartbeats as requests.
+    Streaming,
+}
+
+impl From<ReplicationArg> for Replication {
+    fn from(arg: ReplicationArg) -> Replication {
+        match arg {
+            ReplicationArg::Pipelined => Replication::Pipelined,
+            ReplicationArg::Streaming => Replication::Streaming,
+        }
+    }
 }
 
 /// The TLS flags of `serve`.
@@ -198,6 +223,7 @@ async fn run(command: Command) -> Result<(), raft_kv::Error> {
             base_port,
             snapshot_threshold,
             lease_reads,
+            replication,
         } => {
             let ids: Vec<u64> = (1..=count).collect();
             let address = |id: u64| format!("127.0.0.1:{}", u32::from(base_port) + id as u32 - 1);
@@ -212,6 +238,7 @@ async fn run(command: Command) -> Result<(), raft_kv::Error> {
                     .collect();
                 options.snapshot_threshold = snapshot_threshold;
                 options.raft.raft.lease_reads = lease_reads;
+                options.raft.raft.replication = replication.into();
                 options.metrics = Some(metrics.clone());
                 match KvNode::start(options).await {
                     Ok(node) => nodes.push(node),
@@ -236,6 +263,7 @@ async fn run(command: Command) -> Result<(), raft_kv::Error> {
             options.cluster_id = args.cluster_id;
             options.secret = args.secret;
             options.raft.raft.lease_reads = args.lease_reads;
+            options.raft.raft.replication = args.replication.into();
             options.tls = args.tls.options();
             options.api_token = args.api_token;
             options.insecure = args.insecure;

@@ -195,7 +195,10 @@ pub(crate) fn replicate(core: &mut Core, peer: NodeId, progress: &mut Progress) 
             Replication::Streaming => {
                 let room =
                     stream::unacked_bytes(core, progress) < core.config.stream_max_unacked_bytes;
-                pacing::plan_streaming(progress, last_index, core.now_ms, room)
+                let partial = core.config.max_inflight_partial_requests;
+                pacing::plan_streaming(progress, last_index, core.now_ms, room, partial, || {
+                    full_batch_waiting(core, progress)
+                })
             }
         };
         match plan {

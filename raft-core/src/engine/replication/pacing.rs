@@ -10,8 +10,10 @@
 //!   per-request cost is shared, while a request to an idle follower still leaves at once.
 //!
 //! Under streaming replication (`plan_streaming`) entries go on the follower's open stream as
-//! soon as they exist, while the unacknowledged bytes stay under their bound (without a stream,
-//! one request at a time); heartbeats go on their own timer whatever the stream carries.
+//! soon as they exist, while the unacknowledged bytes stay under their bound and under the same
+//! Nagle's rule (past `max_inflight_partial_requests` unanswered batches, only full ones go;
+//! without a stream, one request at a time); heartbeats go on their own timer whatever the
+//! stream carries.
 //!
 //! While probing (see `Progress::probing`) the window holds one request with entries.
 //! After a transport failure or timeout the follower is not sent new batches until its retry
@@ -69,17 +71,23 @@ pub(crate) fn plan(
 /// What to send to `progress` now under streaming replication. `under_byte_bound` says whether
 /// the entries sent and not acknowledged stay under `Config::stream_max_unacked_bytes`.
 /// Without an open stream (none opened yet, or the follower cannot reach this leader) batches
-/// go one at a time, as requests: streams make replication faster, never possible.
+/// go one at a time, as requests: streams make replication faster, never possible. On a
+/// stream, Nagle's rule of `plan` applies too: past `inflight_partial` unanswered batches only
+/// a full one goes (`full_batch`, asked only when that decides), so under load entries gather
+/// into larger batches instead of a stream of small ones, each with its frame, its answer and
+/// its trip through both event loops.
 pub(crate) fn plan_streaming(
     progress: &Progress,
     last_index: LogIndex,
     now_ms: u64,
     under_byte_bound: bool,
+    inflight_partial: usize,
+    full_batch: impl FnOnce() -> bool,
 ) -> SendPlan {
     let capacity = if progress.probing || progress.streams.is_empty() {
         progress.window.len_with_entries() == 0
     } else {
-        under_byte_bound
+        under_byte_bound && (progress.window.len_with_entries() < inflight_partial || full_batch())
     };
     let has_room =
         capacity && progress.next_index <= last_index && now_ms >= progress.retry_after_ms;

@@ -9,9 +9,13 @@ use crate::engine::{Input, Output};
 use crate::message::{AppendEntries, Message, OpenStream};
 use crate::types::{LogIndex, NodeId};
 
+/// Streaming with every batch sent as soon as its entries exist (no Nagle's rule: a partial
+/// batch goes however many are unanswered), so the tests see one batch per proposal.
 fn streaming() -> Config {
     Config {
         replication: Replication::Streaming,
+        max_inflight_requests: 64,
+        max_inflight_partial_requests: 64,
         ..config()
     }
 }
@@ -334,4 +338,52 @@ fn batches_on_a_slow_stream_are_not_resent_while_answers_keep_coming() {
     );
     assert_eq!(sent - batches_before, 10, "nothing was sent twice");
     assert_eq!(last_index(&cluster, 2), LogIndex(11));
+}
+
+#[test]
+fn past_the_partial_limit_a_stream_waits_for_a_full_batch() {
+    // Nagle's rule as for requests: one partial batch unanswered, then only full ones (4
+    // entries, the sizer's start) go until an answer comes back.
+    let nagle = Config {
+        max_inflight_partial_requests: 1,
+        ..streaming()
+    };
+    let mut cluster = Cluster::new(3, &nagle);
+    cluster.elect(1, 2000);
+    assert_eq!(
+        propose_undelivered(&mut cluster, 1, 2),
+        1,
+        "an idle stream sends at once"
+    );
+    assert_eq!(
+        propose_undelivered(&mut cluster, 3, 2),
+        0,
+        "partial batches wait behind the unanswered one"
+    );
+    // More proposals gather until they fill a batch (the sizer's size), which goes at once.
+    let mut proposed = 3;
+    while propose_undelivered(&mut cluster, 1, 2) == 0 {
+        proposed += 1;
+        assert!(proposed < 64, "a full batch never went");
+    }
+    let batch_len = cluster
+        .network
+        .iter()
+        .filter_map(|e| match &e.message {
+            Message::AppendEntries(request) if e.to == NodeId(2) => Some(request.entries.len()),
+            _ => None,
+        })
+        .max();
+    assert_eq!(
+        batch_len,
+        Some(proposed + 1),
+        "one batch of everything that waited"
+    );
+    cluster.deliver_all();
+    assert_eq!(cluster.commit_of(1), LogIndex(proposed as u64 + 3));
+    assert_eq!(
+        propose_undelivered(&mut cluster, 1, 2),
+        1,
+        "answered: idle again"
+    );
 }
