@@ -36,7 +36,11 @@ run() {
     local key=$1 mode=$2
     shift 2
     local line
-    line=$("$bench" "$@" --replication "$mode" --secs "$SECS" --dir "$work" | grep '^bench:')
+    # A run that fails or outlives its time is reported and left out, not fatal.
+    if ! line=$(timeout $((SECS * 4 + 60)) "$bench" "$@" --replication "$mode" --secs "$SECS" --dir "$work" | grep '^bench:'); then
+        echo "round $round $key $mode: FAILED or timed out (left out)" >&2
+        return
+    fi
     field() { sed -n "s/.* $1=\([0-9]*\).*/\1/p" <<<"$line"; }
     echo "$key $mode $(field ops_per_sec) $(field p50_us) $(field p99_us) $(field gap_p99_us) $(field gap_max_us)" >> "$results"
     echo "round $round $key $mode: $line" >&2

@@ -70,7 +70,7 @@ pub(crate) fn node_config(options: &Options) -> NodeConfig {
         PacingArg::Eager => Pacing::Eager,
         PacingArg::Heartbeat => Pacing::Heartbeat,
     };
-    config.raft.replication = match options.replication {
+    config.raft.replication = match options.replication.unwrap_or(ReplicationArg::Pipelined) {
         ReplicationArg::Pipelined => Replication::Pipelined,
         ReplicationArg::Streaming => Replication::Streaming,
     };

@@ -166,9 +166,10 @@ pub(crate) async fn run(options: &Options) -> Result<(), String> {
         return Err("--batch applies to PUTs only".to_owned());
     }
     let binary = kv_binary(options.kv_binary.as_deref())?;
+    // Without --replication, raft-kv's own default (streaming).
     let replication = match options.replication {
-        crate::options::ReplicationArg::Pipelined => "pipelined",
-        crate::options::ReplicationArg::Streaming => "streaming",
+        Some(crate::options::ReplicationArg::Pipelined) => "pipelined",
+        Some(crate::options::ReplicationArg::Streaming) | None => "streaming",
     };
     let mut cluster = KvProcesses::start(
         &binary,

@@ -33,9 +33,10 @@ pub(crate) struct Options {
     #[arg(long, value_enum, default_value_t = PacingArg::Eager)]
     pub(crate) pacing: PacingArg,
     /// How entries reach followers (`Config::replication`): requests, or one stream per
-    /// follower (`mem`, `http`, `durable`).
-    #[arg(long, value_enum, default_value_t = ReplicationArg::Pipelined)]
-    pub(crate) replication: ReplicationArg,
+    /// follower (`mem`, `http`, `durable`: default pipelined, the library's default; `kv`:
+    /// default raft-kv's own, streaming).
+    #[arg(long, value_enum)]
+    pub(crate) replication: Option<ReplicationArg>,
     /// `http`, `durable`: also measure how long followers go without a message from the
     /// leader (see `gaps.rs`; it costs a lock per request and a relay per streamed batch, so
     /// throughput runs leave it off).

@@ -94,7 +94,9 @@ impl Report {
             );
             gaps = format!(
                 " replication={:?} gap_p99_us={p99} gap_max_us={max}",
-                options.replication
+                options
+                    .replication
+                    .unwrap_or(crate::options::ReplicationArg::Pipelined)
             )
             .to_lowercase();
         }

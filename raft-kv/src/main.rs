@@ -47,7 +47,7 @@ enum Command {
         #[arg(long)]
         lease_reads: bool,
         /// How entries reach followers.
-        #[arg(long, value_enum, default_value_t = ReplicationArg::Pipelined)]
+        #[arg(long, value_enum, default_value_t = ReplicationArg::Streaming)]
         replication: ReplicationArg,
     },
     /// Runs one node of a cluster.
@@ -92,9 +92,9 @@ struct ServeArgs {
     /// Set it on every node alike (otherwise those reads use ReadIndex).
     #[arg(long)]
     lease_reads: bool,
-    /// How entries reach followers: pipelined AppendEntries requests, or one long-lived stream
-    /// per follower (heartbeats apart). Set it on every node alike.
-    #[arg(long, value_enum, default_value_t = ReplicationArg::Pipelined)]
+    /// How entries reach followers: one long-lived stream per follower (heartbeats apart), or
+    /// pipelined AppendEntries requests. Set it on every node alike.
+    #[arg(long, value_enum, default_value_t = ReplicationArg::Streaming)]
     replication: ReplicationArg,
     #[command(flatten)]
     tls: TlsArgs,

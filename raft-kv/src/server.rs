@@ -66,6 +66,8 @@ pub struct NodeOptions {
     /// Limits of the client API (largest value, read and body timeouts).
     pub api: ApiConfig,
     /// The consensus settings (its `snapshot_log_bytes` is replaced by `snapshot_threshold`).
+    /// raft-kv replicates over entry streams by default (`Replication::Streaming`: faster than
+    /// pipelined requests over raft-http in `benches/replication-modes.sh`, see the README).
     pub raft: NodeConfig,
     /// The Prometheus registry `/metrics` renders (one per process).
     pub metrics: Option<PrometheusHandle>,
@@ -89,10 +91,17 @@ impl NodeOptions {
             api_token: None,
             insecure: false,
             api: ApiConfig::default(),
-            raft: NodeConfig::default(),
+            raft: streaming_node_config(),
             metrics: None,
         }
     }
+}
+
+/// raft-core's defaults, with streaming replication.
+fn streaming_node_config() -> NodeConfig {
+    let mut config = NodeConfig::default();
+    config.raft.replication = raft_core::Replication::Streaming;
+    config
 }
 
 /// A running node. Stop it with [`shutdown`](KvNode::shutdown).
