@@ -235,11 +235,29 @@ pub(crate) async fn drive_clients(options: &Options, leader: &Node) -> Result<Re
         }));
     }
     let mut latencies_us = Vec::new();
+    // A client still waiting long after the deadline is a stuck operation: say where the
+    // leader stands every 10 s, so a hang shows whether commit or apply stopped.
+    let watchdog = deadline.map(|deadline| {
+        let leader = leader.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(deadline + Duration::from_secs(20)).await;
+            loop {
+                eprintln!(
+                    "raft-bench: clients still waiting; the leader: {:?}",
+                    leader.status()
+                );
+                tokio::time::sleep(Duration::from_secs(10)).await;
+            }
+        })
+    });
     for client in clients {
         let done = client
             .await
             .map_err(|err| Error::Fatal(format!("client task failed: {err}")))??;
         latencies_us.extend(done);
+    }
+    if let Some(watchdog) = watchdog {
+        watchdog.abort();
     }
     Ok(Report {
         ops: latencies_us.len() as u64,
