@@ -385,5 +385,88 @@ fn past_the_partial_limit_a_stream_waits_for_a_full_batch() {
         propose_undelivered(&mut cluster, 1, 2),
         1,
         "answered: idle again"
+
+/// A follower whose stream in use ended opens another at the leader's next message (here the
+/// next heartbeat, well within the request timeout); the end of a stream it no longer uses
+/// changes nothing.
+#[test]
+fn a_follower_opens_a_new_stream_at_the_next_heartbeat_after_its_stream_closed() {
+    let mut cluster = Cluster::new(3, &streaming());
+    cluster.elect(1, 2000);
+    let first = opens_of(&cluster, 2)[0].seq;
+    let closed = |seq| Input::StreamClosed {
+        peer: NodeId(1),
+        seq,
+    };
+    cluster.step(2, closed(first + 1000));
+    cluster.set_clocks(2100);
+    cluster.step(1, Input::Tick { now_ms: 2100 });
+    cluster.deliver_all();
+    assert_eq!(opens_of(&cluster, 2).len(), 1, "another stream's end");
+    cluster.step(2, closed(first));
+    cluster.set_clocks(2200);
+    cluster.step(1, Input::Tick { now_ms: 2200 });
+    cluster.deliver_all();
+    let opens = opens_of(&cluster, 2);
+    assert_eq!(opens.len(), 2, "reopened at the heartbeat");
+    assert_ne!(opens[1].seq, first);
+}
+
+/// A follower that holds every committed entry keeps its stream however long nothing comes on
+/// it: heartbeats that show no commit past its log are no sign of a lost stream.
+#[test]
+fn a_caught_up_follower_keeps_its_idle_stream() {
+    let mut cluster = Cluster::new(3, &streaming());
+    cluster.elect(1, 2000);
+    cluster.propose(1, "x");
+    cluster.deliver_all();
+    for now_ms in (2100..=3500).step_by(100) {
+        cluster.set_clocks(now_ms);
+        cluster.step(1, Input::Tick { now_ms });
+        cluster.deliver_all();
+    }
+    assert_eq!(cluster.commit_of(2), LogIndex(2));
+    assert_eq!(last_index(&cluster, 2), LogIndex(2));
+    assert_eq!(opens_of(&cluster, 2).len(), 1, "no stream replaced");
+}
+
+/// Without an open stream a request times out at its own age: the answer to a later batch does
+/// not keep an unanswered one alive (on a stream it does: the batches there wait behind each
+/// other).
+#[test]
+fn without_a_stream_a_request_times_out_at_its_own_age() {
+    let mut cluster = Cluster::new(3, &streaming());
+    cluster.set_clocks(2000);
+    let candidate = cluster.engines.get_mut(&NodeId(1)).expect("node 1");
+    candidate.core.election_deadline_ms = 2000;
+    cluster.step(1, Input::Tick { now_ms: 2000 });
+    // Every open is lost; so is node 2's heartbeat of 2100.
+    deliver_all_but(&mut cluster, is_open);
+    cluster.set_clocks(2100);
+    cluster.step(1, Input::Tick { now_ms: 2100 });
+    deliver_all_but(&mut cluster, |e| {
+        is_open(e) || (e.to == NodeId(2) && is_heartbeat(e))
+    });
+    // A batch sent at 2300 is answered.
+    cluster.set_clocks(2300);
+    cluster.propose(1, "x");
+    deliver_all_but(&mut cluster, is_open);
+    let status = cluster.engine(1).followers()[0];
+    assert_eq!(
+        (status.peer, status.match_index, status.inflight),
+        (NodeId(2), LogIndex(2), 1),
+        "the heartbeat awaited"
+    );
+    cluster.step(1, Input::Tick { now_ms: 2599 });
+    assert_eq!(
+        cluster.engine(1).followers()[0].batch,
+        status.batch,
+        "not yet timed out"
+    );
+    cluster.step(1, Input::Tick { now_ms: 2600 });
+    assert_eq!(
+        cluster.engine(1).followers()[0].batch,
+        1,
+        "the heartbeat of 2100 timed out"
     );
 }
