@@ -40,9 +40,8 @@ pub(crate) fn on_opened(
     debug!(node = %core.id, %peer, seq, at = %durable_end.index, "stream opened");
     progress.streams.retain(|&open| open != seq);
     progress.streams.push(seq);
-    if progress.streams.len() > STREAMS_KEPT {
-        progress.streams.remove(0);
-    }
+    let forgotten = progress.streams.len().saturating_sub(STREAMS_KEPT);
+    progress.streams.drain(..forgotten);
     progress.window.clear();
     progress.retry_after_ms = core.now_ms;
     let last = core.log.last_index();

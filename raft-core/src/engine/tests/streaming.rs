@@ -470,3 +470,128 @@ fn without_a_stream_a_request_times_out_at_its_own_age() {
         "the heartbeat of 2100 timed out"
     );
 }
+
+/// A leader keeps the eight newest streams of a follower not reported closed (a transport
+/// reports every end, so more means lost reports): after the ninth open the oldest is
+/// forgotten, and each close of the one in use hands over to the next newest.
+#[test]
+fn a_leader_keeps_the_eight_newest_streams_of_a_follower() {
+    let mut cluster = Cluster::new(3, &streaming());
+    cluster.elect(1, 2000);
+    let first = opens_of(&cluster, 2)[0].clone();
+    let seqs: Vec<u64> = (1..=8).map(|n| first.seq + 1000 * n).collect();
+    for &seq in &seqs {
+        let open = OpenStream {
+            seq,
+            ..first.clone()
+        };
+        cluster.deliver(Envelope {
+            from: NodeId(2),
+            to: NodeId(1),
+            message: Message::OpenStream(open),
+        });
+    }
+    cluster.deliver_all();
+    let close = |cluster: &mut Cluster, seq| {
+        cluster.step(
+            1,
+            Input::StreamClosed {
+                peer: NodeId(2),
+                seq,
+            },
+        )
+    };
+    close(&mut cluster, first.seq);
+    // Seven of the eight newest end; the eighth (the oldest kept) is still in use.
+    for &seq in seqs[1..].iter().rev() {
+        close(&mut cluster, seq);
+    }
+    assert_eq!(propose_undelivered(&mut cluster, 3, 2), 3, "pipelined");
+    cluster.deliver_all();
+    close(&mut cluster, seqs[0]);
+    assert_eq!(
+        propose_undelivered(&mut cluster, 3, 2),
+        1,
+        "none left: one at a time"
+    );
+}
+
+/// Elects node 1 of a restored streaming cluster, holding back everything node 2 sends (its
+/// answer to the leader's first request and its open); returns the leader's answer to node 2's
+/// open, delivered alone.
+fn leader_answer_to_the_first_open(nodes: &[(u64, &[u64])]) -> (Cluster, Vec<Output>) {
+    let mut cluster = Cluster::restored(&streaming(), nodes, 2);
+    cluster.set_clocks(2000);
+    let candidate = cluster.engines.get_mut(&NodeId(1)).expect("node 1");
+    candidate.core.election_deadline_ms = 2000;
+    cluster.step(1, Input::Tick { now_ms: 2000 });
+    let mut held = Vec::new();
+    while let Some(envelope) = cluster.network.pop_front() {
+        if envelope.from == NodeId(2) && cluster.role(1) == crate::engine::RoleKind::Leader {
+            held.push(envelope);
+        } else {
+            cluster.deliver(envelope);
+        }
+    }
+    let open = held
+        .iter()
+        .position(is_open)
+        .expect("node 2 opened a stream");
+    let outputs = cluster.deliver(held.remove(open));
+    cluster.network.extend(held);
+    (cluster, outputs)
+}
+
+/// The first request to node 2 after its open, as (prev index, entries).
+fn first_to_2(outputs: &[Output]) -> Option<(LogIndex, usize)> {
+    outputs.iter().find_map(|output| match output {
+        Output::SendEntries {
+            to,
+            request,
+            first,
+            last_log_id,
+        } if *to == NodeId(2) => Some((
+            request.prev_log_id.index,
+            (last_log_id.index.0 - first.0 + 1) as usize,
+        )),
+        Output::Send {
+            to,
+            message: Message::AppendEntries(request),
+        } if *to == NodeId(2) => Some((request.prev_log_id.index, request.entries.len())),
+        _ => None,
+    })
+}
+
+/// A stream opened past the end of the leader's log: the leader probes backwards from its own
+/// last entry (the next heartbeat), as for a follower whose position is unknown.
+#[test]
+fn a_stream_open_past_the_leaders_log_probes_backwards_from_its_end() {
+    // Node 1 (term 2 at index 3) wins term 3 and appends its no-op at 4; node 2 holds five
+    // entries of term 1.
+    let nodes: &[(u64, &[u64])] = &[(2, &[1, 1, 2]), (1, &[1, 1, 1, 1, 1]), (2, &[1, 1])];
+    let (mut cluster, outputs) = leader_answer_to_the_first_open(nodes);
+    assert_eq!(first_to_2(&outputs), None, "nothing past its end");
+    cluster.set_clocks(2100);
+    let outputs = cluster.step(1, Input::Tick { now_ms: 2100 });
+    assert_eq!(first_to_2(&outputs), Some((LogIndex(4), 0)));
+    cluster.deliver_all();
+    assert_eq!(&cluster.logs[&NodeId(2)], &cluster.logs[&NodeId(1)]);
+}
+
+/// A stream opened at the leader's last index but at an entry of another term: the leader
+/// resends from the end of that term in its log at once (one step per term, as after a
+/// rejection).
+#[test]
+fn a_stream_open_at_the_leaders_last_index_of_another_term_resends_from_that_terms_end() {
+    // Node 1 (term 2 at index 3) wins term 3 and appends its no-op at 4; node 2 holds four
+    // entries of term 1: its open names (4, term 1).
+    let nodes: &[(u64, &[u64])] = &[(2, &[1, 1, 2]), (1, &[1, 1, 1, 1]), (2, &[1, 1])];
+    let (mut cluster, outputs) = leader_answer_to_the_first_open(nodes);
+    assert_eq!(
+        first_to_2(&outputs),
+        Some((LogIndex(2), 2)),
+        "after the last entry of term 1"
+    );
+    cluster.deliver_all();
+    assert_eq!(&cluster.logs[&NodeId(2)], &cluster.logs[&NodeId(1)]);
+}
