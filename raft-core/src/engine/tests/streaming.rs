@@ -259,25 +259,28 @@ fn a_follower_whose_stream_brings_nothing_while_commits_pass_it_opens_another() 
 
 #[test]
 fn unacknowledged_stream_bytes_stay_under_their_bound() {
-    let config = Config {
-        stream_max_unacked_bytes: 3,
-        batch_entries_initial: 1,
-        batch_entries_max: 1,
-        ..streaming()
-    };
-    let mut cluster = Cluster::new(3, &config);
-    cluster.elect(1, 2000);
-    // Node 2 never answers: at most 3 one-byte entries go to it (one batch of one entry each).
-    cluster.network.clear();
-    for _ in 0..10 {
-        cluster.propose(1, "x");
+    for bound in 1..=3 {
+        let config = Config {
+            stream_max_unacked_bytes: bound,
+            batch_entries_initial: 1,
+            batch_entries_max: 1,
+            ..streaming()
+        };
+        let mut cluster = Cluster::new(3, &config);
+        cluster.elect(1, 2000);
+        // Node 2 never answers: at most `bound` one-byte entries go to it (one batch of one
+        // entry each; a single unacknowledged entry counts too).
+        cluster.network.clear();
+        for _ in 0..10 {
+            cluster.propose(1, "x");
+        }
+        let to_2 = cluster
+            .trace
+            .iter()
+            .filter(|(node, o)| *node == NodeId(1) && matches!(o, Output::SendEntries { to, first, .. } if *to == NodeId(2) && *first > LogIndex(1)))
+            .count();
+        assert_eq!(to_2 as u64, bound);
     }
-    let to_2 = cluster
-        .trace
-        .iter()
-        .filter(|(node, o)| *node == NodeId(1) && matches!(o, Output::SendEntries { to, first, .. } if *to == NodeId(2) && *first > LogIndex(1)))
-        .count();
-    assert_eq!(to_2, 3);
 }
 
 /// Batches on a slow stream wait behind each other: while their answers keep coming, the
@@ -594,4 +597,51 @@ fn a_stream_open_at_the_leaders_last_index_of_another_term_resends_from_that_ter
     );
     cluster.deliver_all();
     assert_eq!(&cluster.logs[&NodeId(2)], &cluster.logs[&NodeId(1)]);
+}
+
+/// The end of the stream in use loses what was in flight on it: the leader resends from the
+/// follower's match, one request at a time until another stream opens. The end of an older
+/// stream loses nothing.
+#[test]
+fn the_end_of_the_stream_in_use_resends_what_was_in_flight_on_it() {
+    let mut cluster = Cluster::new(3, &streaming());
+    cluster.elect(1, 2000);
+    let older = opens_of(&cluster, 2)[0].clone();
+    let newer = OpenStream {
+        seq: older.seq + 1000,
+        ..older.clone()
+    };
+    cluster.deliver(Envelope {
+        from: NodeId(2),
+        to: NodeId(1),
+        message: Message::OpenStream(newer.clone()),
+    });
+    cluster.deliver_all();
+    assert_eq!(propose_undelivered(&mut cluster, 3, 2), 3);
+    // Node 2 gets none of the three; node 3 commits them.
+    cluster.network.retain(|e| e.to != NodeId(2));
+    cluster.deliver_all();
+    let closed = |seq| Input::StreamClosed {
+        peer: NodeId(2),
+        seq,
+    };
+    cluster.step(1, closed(older.seq));
+    assert_eq!(
+        cluster.engine(1).followers()[0].inflight,
+        3,
+        "still awaited"
+    );
+    cluster.step(1, closed(newer.seq));
+    cluster.set_clocks(2100);
+    let outputs = cluster.step(1, Input::Tick { now_ms: 2100 });
+    let resent: Vec<LogIndex> = outputs
+        .iter()
+        .filter_map(|output| match output {
+            Output::SendEntries { to, first, .. } if *to == NodeId(2) => Some(*first),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(resent, [LogIndex(2)], "from the match, one request");
+    cluster.deliver_all();
+    assert_eq!(last_index(&cluster, 2), LogIndex(4));
 }
