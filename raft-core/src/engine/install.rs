@@ -78,10 +78,11 @@ fn receive_chunk(
         Some(receiving) if receiving.meta == request.meta => receiving.next_offset,
         _ => 0,
     };
-    if !well_formed || request.offset != expected {
-        if !well_formed {
-            warn!(node = %core.id, offset = request.offset, "damaged snapshot chunk");
-        }
+    if !well_formed {
+        warn!(node = %core.id, offset = request.offset, "damaged snapshot chunk");
+        return SnapshotOutcome::Continue { offset: expected };
+    }
+    if request.offset != expected {
         return SnapshotOutcome::Continue { offset: expected };
     }
     let crc = match &core.receiving {

@@ -227,3 +227,23 @@ fn leadership_transfer_hands_over_to_caught_up_follower() {
     assert_eq!(cluster.role(1), RoleKind::Follower);
     assert_eq!(cluster.engine(3).status().term, Term(2));
 }
+
+/// A candidate that steps down to the leader of its own term keeps its vote (for itself): one
+/// vote per term (Raft §5.2), so another candidate of that term gets none from it.
+#[test]
+fn a_candidate_that_steps_down_to_the_leader_of_its_term_keeps_its_vote() {
+    let mut config = config();
+    config.pre_vote = false;
+    let mut cluster = Cluster::new(3, &config);
+    // Both time out; node 3 votes for node 1, whose request reaches it first.
+    cluster.step(1, Input::Tick { now_ms: 2000 });
+    cluster.step(2, Input::Tick { now_ms: 2000 });
+    cluster.deliver_all();
+    assert_eq!(cluster.role(1), RoleKind::Leader);
+    let status = cluster.engine(2).status();
+    assert_eq!(
+        (status.role, status.term, status.leader),
+        (RoleKind::Follower, Term(1), Some(NodeId(1)))
+    );
+    assert_eq!(status.vote, Some(NodeId(2)), "its vote of term 1 stays");
+}

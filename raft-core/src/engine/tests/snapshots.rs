@@ -176,6 +176,27 @@ fn snapshot_the_commit_index_covers_is_not_transferred() {
     );
 }
 
+/// A chunk whose sender is not the leader it names (relayed, or forged) is dropped whole:
+/// nothing saved, nothing answered, no leader noted; the same chunk from the leader is taken.
+#[test]
+fn a_snapshot_chunk_relayed_for_another_leader_is_dropped() {
+    let mut engine = follower(&[(1, 1)], 1);
+    let meta = meta_of(LogId::new(3, 9), b"abcd");
+    let Input::Received { message, .. } = chunk(&meta, b"ab", 0, 1) else {
+        unreachable!("chunk builds a received message");
+    };
+    let relayed = Input::Received {
+        from: NodeId(3),
+        message,
+    };
+    let outputs: Vec<Output> = engine.step(relayed).collect();
+    assert_eq!(outputs, vec![], "dropped");
+    assert_eq!(engine.status().leader, None);
+    let outputs: Vec<Output> = engine.step(chunk(&meta, b"ab", 0, 2)).collect();
+    assert!(outputs.contains(&reply(SnapshotOutcome::Continue { offset: 2 }, 2)));
+    assert_eq!(engine.status().leader, Some(NodeId(1)));
+}
+
 #[test]
 fn damaged_or_out_of_place_chunks_are_refused_with_the_offset_to_resend() {
     let mut engine = follower(&[(1, 1)], 1);
@@ -209,6 +230,28 @@ fn damaged_or_out_of_place_chunks_are_refused_with_the_offset_to_resend() {
     );
     let outputs: Vec<Output> = engine.step(chunk(&meta, &data[4..], 4, 4)).collect();
     assert!(outputs.contains(&reply(SnapshotOutcome::Installed, 4)));
+}
+
+/// A chunk of another snapshot (the leader took a newer one and restarted the transfer) is
+/// expected at offset 0, whatever part of the older one arrived.
+#[test]
+fn a_newer_snapshot_is_received_from_offset_zero() {
+    let mut engine = follower(&[(1, 1)], 1);
+    let older = meta_of(LogId::new(3, 9), b"abcd");
+    engine.step(chunk(&older, b"ab", 0, 1)).for_each(drop);
+    let newer = meta_of(LogId::new(3, 10), b"wxyz");
+    let outputs: Vec<Output> = engine.step(chunk(&newer, b"wx", 0, 2)).collect();
+    assert!(
+        outputs.contains(&reply(SnapshotOutcome::Continue { offset: 2 }, 2)),
+        "{outputs:?}"
+    );
+    assert!(outputs.iter().any(|o| matches!(
+        o,
+        Output::SaveSnapshotChunk { meta, offset: 0, .. } if *meta == newer
+    )));
+    let outputs: Vec<Output> = engine.step(chunk(&newer, b"yz", 2, 3)).collect();
+    assert!(outputs.contains(&reply(SnapshotOutcome::Installed, 3)));
+    assert_eq!(engine.snapshot(), Some(&newer));
 }
 
 #[test]
