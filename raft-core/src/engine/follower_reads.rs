@@ -140,9 +140,4 @@ impl FollowerReads {
             core.outputs.push(Output::ReadRejected { id, leader });
         }
     }
-
-    /// Whether any read waits.
-    pub(crate) fn is_empty(&self) -> bool {
-        self.waiting.is_empty() && self.inflight.is_none()
-    }
 }

@@ -39,7 +39,7 @@ impl Role {
         }
         match self {
             Role::Leader(state) => state.step_down(core, leader),
-            Role::Follower(state) if !state.reads.is_empty() => {
+            Role::Follower(state) => {
                 // The reads asked the previous leader (or none): refuse them, naming the new.
                 core.leader_id = leader;
                 state.reads.reject_all(core);
@@ -73,7 +73,7 @@ impl Role {
                 self.become_follower(core, term, Some(from));
             }
             Role::Follower(state) => {
-                if core.leader_id != Some(from) && !state.reads.is_empty() {
+                if core.leader_id != Some(from) {
                     core.leader_id = Some(from);
                     state.reads.reject_all(core);
                 }

@@ -283,3 +283,35 @@ fn only_the_leaders_answer_to_the_request_in_flight_serves_the_reads() {
     cluster.deliver_all();
     assert_eq!(ready(&cluster, 2, 1), Some(cluster.commit_of(1)));
 }
+
+/// A second leader of the same term (only a safety bug elsewhere, or a forged message, can make
+/// one) is still a change of leader: the reads waiting on the first are refused, naming the
+/// second.
+#[test]
+fn a_message_from_another_leader_of_the_term_refuses_the_waiting_reads() {
+    let mut cluster = Cluster::new(3, &config());
+    cluster.elect(1, 1_000);
+    cluster.step(2, Input::FollowerReadRequested { id: 1 });
+    cluster.drop_all();
+    let term = cluster.engine(2).status().term;
+    let heartbeat = crate::message::AppendEntries {
+        term,
+        leader_id: NodeId(3),
+        seq: 1,
+        prev_log_id: crate::types::LogId::ZERO,
+        entries: Vec::new(),
+        leader_commit: LogIndex::ZERO,
+    };
+    let outputs = cluster.deliver(crate::engine::testing::Envelope {
+        from: NodeId(3),
+        to: NodeId(2),
+        message: Message::AppendEntries(heartbeat),
+    });
+    assert!(
+        outputs.contains(&Output::ReadRejected {
+            id: 1,
+            leader: Some(NodeId(3))
+        }),
+        "{outputs:?}"
+    );
+}
