@@ -247,3 +247,64 @@ fn a_candidate_that_steps_down_to_the_leader_of_its_term_keeps_its_vote() {
     );
     assert_eq!(status.vote, Some(NodeId(2)), "its vote of term 1 stays");
 }
+
+/// Node 1 of three, delivered `grants` from node `from` one after the other; returns its role.
+fn role_after_grants(cluster: &mut Cluster, from: u64, grants: &[(bool, u64)]) -> RoleKind {
+    for &(pre_vote, term) in grants {
+        let grant = Message::RequestVoteResponse(RequestVoteResponse {
+            term: Term(term),
+            granted: true,
+            pre_vote,
+        });
+        cluster.step(
+            1,
+            Input::Received {
+                from: NodeId(from),
+                message: grant,
+            },
+        );
+    }
+    cluster.role(1)
+}
+
+/// A pre-candidate counts only pre-vote grants for the term it would run in: a real vote, or a
+/// pre-vote grant of another round (for its own term, or one past the next), does not make it
+/// a candidate.
+#[test]
+fn a_pre_candidate_counts_only_pre_vote_grants_for_its_next_term() {
+    let mut cluster = Cluster::new(3, &config());
+    cluster.step(1, Input::Tick { now_ms: 2000 });
+    assert_eq!(cluster.role(1), RoleKind::PreCandidate);
+    let others = [(false, 0), (true, 0), (true, 2)];
+    assert_eq!(
+        role_after_grants(&mut cluster, 2, &others),
+        RoleKind::PreCandidate
+    );
+    assert_eq!(
+        role_after_grants(&mut cluster, 2, &[(true, 1)]),
+        RoleKind::Candidate
+    );
+}
+
+/// A candidate counts only real votes of its term: a pre-vote grant (one of its own pre-vote
+/// round arriving late, for the same term number, or one for the next term) does not make it
+/// leader.
+#[test]
+fn a_candidate_counts_only_votes_of_its_term() {
+    let mut cluster = Cluster::new(3, &config());
+    cluster.step(1, Input::Tick { now_ms: 2000 });
+    assert_eq!(
+        role_after_grants(&mut cluster, 2, &[(true, 1)]),
+        RoleKind::Candidate
+    );
+    assert_eq!(cluster.engine(1).status().term, Term(1));
+    let others = [(true, 1), (true, 2)];
+    assert_eq!(
+        role_after_grants(&mut cluster, 3, &others),
+        RoleKind::Candidate
+    );
+    assert_eq!(
+        role_after_grants(&mut cluster, 3, &[(false, 1)]),
+        RoleKind::Leader
+    );
+}
