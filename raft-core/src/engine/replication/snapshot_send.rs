@@ -15,9 +15,11 @@ use crate::message::{InstallSnapshot, InstallSnapshotResponse, SnapshotOutcome};
 use crate::types::NodeId;
 
 /// Whether the follower's next entry is gone from the log (its predecessor's term is unknown).
+/// The log knows every term above its base (and the base's own unless a restart lost it), and
+/// the base is never above the snapshot's index, so this happens only below the snapshot: no
+/// separate comparison with the snapshot's index is needed.
 pub(crate) fn needs_snapshot(core: &Core, progress: &Progress) -> bool {
-    progress.next_index.prev() < core.log.snapshot_id().index
-        && core.log.log_id_at(progress.next_index.prev()).is_none()
+    core.log.log_id_at(progress.next_index.prev()).is_none()
 }
 
 /// Starts or continues the transfer: sends the next chunk if none is in flight.

@@ -511,3 +511,56 @@ fn snapshot_requests_ask_for_one_snapshot_at_a_time_and_again_after_a_failure() 
         "nothing committed since the last snapshot"
     );
 }
+
+/// A follower behind the leader's snapshot whose next entries the leader's log still holds
+/// (kept below the snapshot, `snapshot_keep_entries`) is sent those entries, not the snapshot.
+#[test]
+fn a_follower_behind_the_snapshot_gets_the_entries_the_log_still_holds() {
+    use crate::engine::testing::Cluster;
+    let mut cluster = Cluster::new(3, &config());
+    cluster.elect(1, 2000);
+    for payload in ["a", "b"] {
+        cluster.propose(1, payload);
+    }
+    cluster.deliver_all();
+    // Node 3 misses entries 4 to 6; node 1 and node 2 commit them.
+    for payload in ["c", "d", "e"] {
+        cluster.propose(1, payload);
+    }
+    while let Some(envelope) = cluster.network.pop_front() {
+        if envelope.to != NodeId(3) {
+            cluster.deliver(envelope);
+        }
+    }
+    assert_eq!(cluster.commit_of(1), LogIndex(6));
+    let outputs = cluster.step(1, Input::SnapshotRequested);
+    let Some(Output::CreateSnapshot { last_log_id, .. }) = outputs
+        .iter()
+        .find(|o| matches!(o, Output::CreateSnapshot { .. }))
+    else {
+        panic!("a snapshot asked: {outputs:?}");
+    };
+    let meta = meta_of(*last_log_id, b"snap");
+    cluster.step(1, Input::SnapshotCreated { meta });
+    let status = cluster.engine(1).status();
+    assert_eq!(status.snapshot_index, LogIndex(6));
+    assert!(status.log_base_index < LogIndex(3), "entry 3 kept");
+    // The requests to node 3 time out; the leader resends from its match (3).
+    cluster.set_clocks(2600);
+    let outputs = cluster.step(1, Input::Tick { now_ms: 2600 });
+    assert!(
+        !outputs
+            .iter()
+            .any(|o| matches!(o, Output::SendSnapshot { .. })),
+        "{outputs:?}"
+    );
+    cluster.set_clocks(2700);
+    cluster.step(1, Input::Tick { now_ms: 2700 });
+    assert!(
+        cluster.trace.iter().any(|(node, o)| *node == NodeId(1)
+            && matches!(o, Output::SendEntries { to, first, .. } if *to == NodeId(3) && *first == LogIndex(4))),
+        "entries 4 on resent"
+    );
+    cluster.deliver_all();
+    assert_eq!(cluster.engine(3).status().last_log_id.index, LogIndex(6));
+}
