@@ -564,3 +564,110 @@ fn a_follower_behind_the_snapshot_gets_the_entries_the_log_still_holds() {
     cluster.deliver_all();
     assert_eq!(cluster.engine(3).status().last_log_id.index, LogIndex(6));
 }
+
+/// The chunks among `outputs` as the runtime would send them: `data`'s bytes filled in.
+fn chunks_sent(outputs: &[Output], data: &[u8]) -> Vec<crate::engine::testing::Envelope> {
+    outputs
+        .iter()
+        .filter_map(|output| match output {
+            Output::SendSnapshot { to, request, len } => {
+                let mut request = request.clone();
+                let start = request.offset as usize;
+                request.data = Bytes::copy_from_slice(&data[start..start + *len as usize]);
+                request.chunk_crc = crc32c::crc32c(&request.data);
+                Some(crate::engine::testing::Envelope {
+                    from: NodeId(1),
+                    to: *to,
+                    message: Message::InstallSnapshot(request),
+                })
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// A follower behind the compacted prefix gets the snapshot, one chunk in flight at a time
+/// (none before the retry time after a failure; a lost one again after the request timeout),
+/// each chunk after the last one confirmed, then the entries after it. A chunk counts as a
+/// heartbeat: the next one comes an interval after the last chunk.
+#[test]
+fn a_snapshot_goes_one_chunk_at_a_time_after_the_retry_time() {
+    use crate::engine::testing::Cluster;
+    let mut config = config();
+    config.snapshot_keep_entries = 0;
+    let mut cluster = Cluster::new(3, &config);
+    cluster.elect(1, 2000);
+    // Node 3 misses entries 2 to 4; node 1 and node 2 commit them, and node 1 compacts them.
+    for payload in ["a", "b", "c"] {
+        cluster.propose(1, payload);
+    }
+    while let Some(envelope) = cluster.network.pop_front() {
+        if envelope.to != NodeId(3) {
+            cluster.deliver(envelope);
+        }
+    }
+    cluster.step(1, Input::SnapshotRequested);
+    let data: Vec<u8> = (0..150).collect();
+    let meta = meta_of(LogId::new(1, 4), &data);
+    cluster.step(1, Input::SnapshotCreated { meta: meta.clone() });
+    assert_eq!(cluster.engine(1).status().log_base_index, LogIndex(4));
+    let tick = |cluster: &mut Cluster, now_ms| {
+        cluster.set_clocks(now_ms);
+        let outputs = cluster.step(1, Input::Tick { now_ms });
+        cluster.deliver_all();
+        chunks_sent(&outputs, &data)
+    };
+    // The requests to node 3 time out at 2500; the transfer waits for the retry time.
+    assert_eq!(tick(&mut cluster, 2500), vec![], "not before 2600");
+    let lost = tick(&mut cluster, 2600);
+    assert_eq!(tick(&mut cluster, 2700), vec![], "one chunk in flight");
+    assert_eq!(tick(&mut cluster, 3100), vec![], "timed out, retry at 3200");
+    let first = tick(&mut cluster, 3200);
+    let offset = |chunks: &[crate::engine::testing::Envelope]| match chunks {
+        [envelope] => match &envelope.message {
+            Message::InstallSnapshot(request) => Some(request.offset),
+            _ => None,
+        },
+        _ => None,
+    };
+    assert_eq!(
+        (offset(&lost), offset(&first)),
+        (Some(0), Some(0)),
+        "resent"
+    );
+    // Chunks of 64 bytes: 64, 64 and 22, each sent once its predecessor is confirmed.
+    let mut offsets = Vec::new();
+    let mut queue: std::collections::VecDeque<_> = first.into();
+    while let Some(envelope) = queue.pop_front() {
+        if let Message::InstallSnapshot(request) = &envelope.message {
+            offsets.push(request.offset);
+        }
+        assert!(offsets.len() < 10, "the transfer does not end: {offsets:?}");
+        cluster.deliver(envelope);
+        let answers: Vec<_> = cluster.network.drain(..).collect();
+        for answer in answers {
+            let outputs = cluster.deliver(answer);
+            queue.extend(chunks_sent(&outputs, &data));
+        }
+    }
+    assert_eq!(offsets, [0, 64, 128]);
+    assert_eq!(cluster.engine(3).snapshot(), Some(&meta));
+    let to_3 = |cluster: &Cluster| cluster.network.iter().filter(|e| e.to == NodeId(3)).count();
+    assert_eq!(to_3(&cluster), 0, "the last chunk was a heartbeat");
+    cluster.set_clocks(3299);
+    cluster.step(1, Input::Tick { now_ms: 3299 });
+    assert_eq!(to_3(&cluster), 0);
+    cluster.set_clocks(3300);
+    cluster.step(1, Input::Tick { now_ms: 3300 });
+    assert_eq!(
+        to_3(&cluster),
+        1,
+        "a heartbeat an interval after the last chunk"
+    );
+    // The test cluster's logs know no snapshots: node 3's store now ends at the snapshot.
+    let covered = cluster.logs[&NodeId(1)][..4].to_vec();
+    cluster.logs.insert(NodeId(3), covered);
+    cluster.propose(1, "d");
+    cluster.deliver_all();
+    assert_eq!(cluster.engine(3).status().last_log_id.index, LogIndex(5));
+}
