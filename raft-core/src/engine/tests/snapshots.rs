@@ -586,12 +586,10 @@ fn chunks_sent(outputs: &[Output], data: &[u8]) -> Vec<crate::engine::testing::E
         .collect()
 }
 
-/// A follower behind the compacted prefix gets the snapshot, one chunk in flight at a time
-/// (none before the retry time after a failure; a lost one again after the request timeout),
-/// each chunk after the last one confirmed, then the entries after it. A chunk counts as a
-/// heartbeat: the next one comes an interval after the last chunk.
-#[test]
-fn a_snapshot_goes_one_chunk_at_a_time_after_the_retry_time() {
+/// A cluster whose leader (node 1) compacted entries 2 to 4 into a snapshot of 150 bytes that
+/// node 3 (which missed them) needs; returns it, the snapshot's data and meta.
+fn leader_with_a_snapshot_node_3_needs() -> (crate::engine::testing::Cluster, Vec<u8>, SnapshotMeta)
+{
     use crate::engine::testing::Cluster;
     let mut config = config();
     config.snapshot_keep_entries = 0;
@@ -611,27 +609,50 @@ fn a_snapshot_goes_one_chunk_at_a_time_after_the_retry_time() {
     let meta = meta_of(LogId::new(1, 4), &data);
     cluster.step(1, Input::SnapshotCreated { meta: meta.clone() });
     assert_eq!(cluster.engine(1).status().log_base_index, LogIndex(4));
-    let tick = |cluster: &mut Cluster, now_ms| {
-        cluster.set_clocks(now_ms);
-        let outputs = cluster.step(1, Input::Tick { now_ms });
-        cluster.deliver_all();
-        chunks_sent(&outputs, &data)
-    };
+    (cluster, data, meta)
+}
+
+/// Moves the clocks to `now_ms`, ticks the leader (node 1), delivers every message; returns
+/// the chunks it sent.
+fn tick_leader(
+    cluster: &mut crate::engine::testing::Cluster,
+    now_ms: u64,
+    data: &[u8],
+) -> Vec<crate::engine::testing::Envelope> {
+    cluster.set_clocks(now_ms);
+    let outputs = cluster.step(1, Input::Tick { now_ms });
+    cluster.deliver_all();
+    chunks_sent(&outputs, data)
+}
+
+/// The offset of the one chunk in `chunks`.
+fn offset_of_one(chunks: &[crate::engine::testing::Envelope]) -> Option<u64> {
+    match chunks {
+        [envelope] => match &envelope.message {
+            Message::InstallSnapshot(request) => Some(request.offset),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// A follower behind the compacted prefix gets the snapshot, one chunk in flight at a time
+/// (none before the retry time after a failure; a lost one again after the request timeout),
+/// each chunk after the last one confirmed, then the entries after it. A chunk counts as a
+/// heartbeat: the next one comes an interval after the last chunk.
+#[test]
+fn a_snapshot_goes_one_chunk_at_a_time_after_the_retry_time() {
+    use crate::engine::testing::Cluster;
+    let (mut cluster, data, meta) = leader_with_a_snapshot_node_3_needs();
+    let tick = |cluster: &mut Cluster, now_ms| tick_leader(cluster, now_ms, &data);
     // The requests to node 3 time out at 2500; the transfer waits for the retry time.
     assert_eq!(tick(&mut cluster, 2500), vec![], "not before 2600");
     let lost = tick(&mut cluster, 2600);
     assert_eq!(tick(&mut cluster, 2700), vec![], "one chunk in flight");
     assert_eq!(tick(&mut cluster, 3100), vec![], "timed out, retry at 3200");
     let first = tick(&mut cluster, 3200);
-    let offset = |chunks: &[crate::engine::testing::Envelope]| match chunks {
-        [envelope] => match &envelope.message {
-            Message::InstallSnapshot(request) => Some(request.offset),
-            _ => None,
-        },
-        _ => None,
-    };
     assert_eq!(
-        (offset(&lost), offset(&first)),
+        (offset_of_one(&lost), offset_of_one(&first)),
         (Some(0), Some(0)),
         "resent"
     );
@@ -670,4 +691,33 @@ fn a_snapshot_goes_one_chunk_at_a_time_after_the_retry_time() {
     cluster.propose(1, "d");
     cluster.deliver_all();
     assert_eq!(cluster.engine(3).status().last_log_id.index, LogIndex(5));
+}
+
+/// A transport failure of the chunk in flight makes the leader resend it after the retry time
+/// (not only after the request timeout); a failure of another request does not touch it.
+#[test]
+fn a_transport_failure_of_the_chunk_in_flight_resends_it_after_the_retry_time() {
+    let (mut cluster, data, _) = leader_with_a_snapshot_node_3_needs();
+    // The requests to node 3 time out at 2500; the first chunk leaves at 2600.
+    tick_leader(&mut cluster, 2500, &data);
+    let chunk = tick_leader(&mut cluster, 2600, &data);
+    let Some(Message::InstallSnapshot(request)) = chunk.first().map(|e| &e.message) else {
+        panic!("a chunk at the retry time: {chunk:?}");
+    };
+    let seq = request.seq;
+    let failed = |seq| Input::SendFailed { to: NodeId(3), seq };
+    cluster.step(1, failed(seq + 1000));
+    assert_eq!(
+        tick_leader(&mut cluster, 2700, &data),
+        vec![],
+        "still in flight"
+    );
+    cluster.step(1, failed(seq));
+    assert_eq!(
+        tick_leader(&mut cluster, 2750, &data),
+        vec![],
+        "retry at 2800"
+    );
+    let resent = tick_leader(&mut cluster, 2800, &data);
+    assert_eq!(offset_of_one(&resent), Some(0));
 }
