@@ -497,6 +497,32 @@ fn unanswered_request_times_out_and_resets_the_window() {
     assert_eq!(cluster.commit_of(1), LogIndex(2));
 }
 
+/// A heartbeat sent while requests are in flight is anchored at the follower's match index
+/// (known to match, so a heartbeat that overtakes the requests is not refused); with none in
+/// flight it probes `next_index - 1`.
+#[test]
+fn a_heartbeat_with_requests_in_flight_is_anchored_at_the_match() {
+    let mut cluster = Cluster::new(2, &config());
+    cluster.elect(1, 2000);
+    let heartbeat_prev = |cluster: &mut Cluster, now_ms| {
+        cluster.set_clocks(now_ms);
+        cluster.step(1, Input::Tick { now_ms });
+        let prev: Vec<u64> = cluster
+            .network
+            .iter()
+            .filter_map(|e| match &e.message {
+                Message::AppendEntries(r) if r.entries.is_empty() => Some(r.prev_log_id.index.0),
+                _ => None,
+            })
+            .collect();
+        prev
+    };
+    cluster.propose(1, "a");
+    assert_eq!(heartbeat_prev(&mut cluster, 2100), [1], "[2] in flight");
+    cluster.deliver_all();
+    assert_eq!(heartbeat_prev(&mut cluster, 2200), [2], "nothing in flight");
+}
+
 /// A follower of term 2 with entries 1-1, 1-2 (nothing committed), and an AppendEntries of
 /// leader 1 in term 2 after 1-2 carrying `entries` (term, index), sent by `from`.
 fn append_from(from: u64, entries: &[(u64, u64)]) -> (Engine, Input) {
