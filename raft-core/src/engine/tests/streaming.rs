@@ -645,3 +645,31 @@ fn the_end_of_the_stream_in_use_resends_what_was_in_flight_on_it() {
     cluster.deliver_all();
     assert_eq!(last_index(&cluster, 2), LogIndex(4));
 }
+
+/// An open sent by one node in another's name is dropped: it opens no stream for either (the
+/// leader keeps sending the sender one request at a time).
+#[test]
+fn an_open_sent_in_another_followers_name_is_dropped() {
+    let mut cluster = Cluster::new(3, &streaming());
+    cluster.set_clocks(2000);
+    let candidate = cluster.engines.get_mut(&NodeId(1)).expect("node 1");
+    candidate.core.election_deadline_ms = 2000;
+    cluster.step(1, Input::Tick { now_ms: 2000 });
+    // Every open is lost; then node 3 sends one in node 2's name.
+    deliver_all_but(&mut cluster, is_open);
+    let forged = OpenStream {
+        seq: 1 << 40,
+        ..opens_of(&cluster, 2)[0].clone()
+    };
+    cluster.deliver(Envelope {
+        from: NodeId(3),
+        to: NodeId(1),
+        message: Message::OpenStream(forged),
+    });
+    assert_eq!(
+        propose_undelivered(&mut cluster, 3, 3),
+        1,
+        "no stream to node 3"
+    );
+    assert_eq!(propose_undelivered(&mut cluster, 3, 2), 0, "nor to node 2");
+}
