@@ -388,6 +388,8 @@ fn past_the_partial_limit_a_stream_waits_for_a_full_batch() {
         propose_undelivered(&mut cluster, 1, 2),
         1,
         "answered: idle again"
+    );
+}
 
 /// A follower whose stream in use ended opens another at the leader's next message (here the
 /// next heartbeat, well within the request timeout); the end of a stream it no longer uses
