@@ -160,14 +160,30 @@ impl HttpTransport {
         rpc: Rpc,
         body: Result<Bytes, codec::EncodeError>,
     ) -> Result<T, raft_core::Error> {
+        self.timed(to, rpc, |peer, config| async move {
+            let answer = peer.exchange(rpc, body?, config).await?;
+            Ok(codec::decode(&answer)?)
+        })
+        .await
+    }
+
+    /// Runs `exchange` with peer `to` under the request timeout: its latency recorded on
+    /// success, its failure counted by kind, the error turned into raft-core's.
+    async fn timed<'a, T, F, Fut>(
+        &'a self,
+        to: NodeId,
+        rpc: Rpc,
+        exchange: F,
+    ) -> Result<T, raft_core::Error>
+    where
+        F: FnOnce(Arc<Peer>, &'a ClientConfig) -> Fut,
+        Fut: std::future::Future<Output = Result<T, RequestError>>,
+    {
         let Some(peer) = self.peer(to) else {
             return Err(RequestError::UnknownPeer(to).into_core(to));
         };
         let started = Instant::now();
-        let exchange = async {
-            let answer = peer.exchange(rpc, body?, &self.config).await?;
-            Ok::<T, RequestError>(codec::decode(&answer)?)
-        };
+        let exchange = exchange(peer.clone(), &self.config);
         match tokio::time::timeout(self.config.request_timeout, exchange).await {
             Ok(Ok(answer)) => {
                 if let Some(latency) = peer.metrics.latency(rpc) {
@@ -245,27 +261,10 @@ impl Transport for HttpTransport {
         to: NodeId,
         open: OpenStream,
     ) -> Result<EntryStream, raft_core::Error> {
-        let Some(peer) = self.peer(to) else {
-            return Err(RequestError::UnknownPeer(to).into_core(to));
-        };
-        let started = Instant::now();
-        let opening = stream_client::open(&peer, &open, &self.config);
-        match tokio::time::timeout(self.config.request_timeout, opening).await {
-            Ok(Ok(stream)) => {
-                if let Some(latency) = peer.metrics.latency(Rpc::Stream) {
-                    latency.record(started.elapsed().as_secs_f64());
-                }
-                Ok(stream)
-            }
-            Ok(Err(error)) => {
-                peer.metrics.error(error.kind());
-                Err(error.into_core(to))
-            }
-            Err(_) => {
-                peer.metrics.error("timeout");
-                Err(raft_core::Error::Timeout)
-            }
-        }
+        self.timed(to, Rpc::Stream, |peer, config| async move {
+            stream_client::open(&peer, &open, config).await
+        })
+        .await
     }
 
     /// A membership change: members new to this transport are dialled at the address their

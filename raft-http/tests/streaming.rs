@@ -99,6 +99,27 @@ impl ServiceHandler for FakeLeader {
     }
 }
 
+/// A fake leader (node 1) served on a fresh port, its batch sender, and a plain transport
+/// to it.
+async fn served_fake_leader() -> (
+    mpsc::UnboundedSender<AppendEntries>,
+    Arc<FakeLeader>,
+    common::TestServer,
+    HttpTransport,
+) {
+    let (batches, receiver) = mpsc::unbounded_channel();
+    let leader = FakeLeader::new(receiver);
+    let server = serve_on(
+        "127.0.0.1:0",
+        RaftService::new(leader.clone(), service_config()),
+        ServerConfig::default(),
+    )
+    .await;
+    let transport =
+        HttpTransport::new([(NodeId(1), server.addr.to_string())], client_config()).unwrap();
+    (batches, leader, server, transport)
+}
+
 fn opening(follower: u64) -> OpenStream {
     OpenStream {
         term: Term(3),
@@ -265,16 +286,7 @@ async fn a_stream_cut_at_any_byte_delivers_whole_batches_in_order_then_ends() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn answers_flow_back_on_the_stream_and_either_end_closing_it_is_seen() {
-    let (batches, receiver) = mpsc::unbounded_channel();
-    let leader = FakeLeader::new(receiver);
-    let server = serve_on(
-        "127.0.0.1:0",
-        RaftService::new(leader.clone(), service_config()),
-        ServerConfig::default(),
-    )
-    .await;
-    let transport =
-        HttpTransport::new([(NodeId(1), server.addr.to_string())], client_config()).unwrap();
+    let (batches, leader, server, transport) = served_fake_leader().await;
     let mut stream = transport.open_stream(NodeId(1), opening(2)).await.unwrap();
     assert_eq!(leader.opens.lock().unwrap()[..], [opening(2)]);
     let mut answers = leader.answers.lock().unwrap().take().unwrap();
@@ -312,16 +324,7 @@ async fn answers_flow_back_on_the_stream_and_either_end_closing_it_is_seen() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_follower_dropping_its_stream_ends_it_on_the_leader() {
-    let (batches, receiver) = mpsc::unbounded_channel();
-    let leader = FakeLeader::new(receiver);
-    let server = serve_on(
-        "127.0.0.1:0",
-        RaftService::new(leader.clone(), service_config()),
-        ServerConfig::default(),
-    )
-    .await;
-    let transport =
-        HttpTransport::new([(NodeId(1), server.addr.to_string())], client_config()).unwrap();
+    let (batches, leader, server, transport) = served_fake_leader().await;
     let stream = transport.open_stream(NodeId(1), opening(2)).await.unwrap();
     let mut answers = leader.answers.lock().unwrap().take().unwrap();
     drop(stream);
@@ -334,16 +337,7 @@ async fn a_follower_dropping_its_stream_ends_it_on_the_leader() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_shutting_down_ends_its_open_streams_at_once() {
-    let (batches, receiver) = mpsc::unbounded_channel();
-    let leader = FakeLeader::new(receiver);
-    let server = serve_on(
-        "127.0.0.1:0",
-        RaftService::new(leader.clone(), service_config()),
-        ServerConfig::default(),
-    )
-    .await;
-    let transport =
-        HttpTransport::new([(NodeId(1), server.addr.to_string())], client_config()).unwrap();
+    let (batches, _leader, server, transport) = served_fake_leader().await;
     let mut stream = transport.open_stream(NodeId(1), opening(2)).await.unwrap();
     let started = tokio::time::Instant::now();
     // The default graceful shutdown waits up to 5 s for open requests: a stream would hold it.
