@@ -99,6 +99,7 @@ mod auth;
 mod body;
 mod client;
 mod client_config;
+mod coalesce;
 pub mod codec;
 mod connection;
 mod error;

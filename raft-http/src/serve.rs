@@ -39,6 +39,7 @@ use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, watch};
 use tokio::task::JoinSet;
 use tracing::{debug, warn};
 
+use crate::coalesce::Coalesce;
 use crate::error::Error;
 use crate::frames::Draining;
 use crate::metrics::{CONNECTIONS_REFUSED, TLS_HANDSHAKE_FAILURES};
@@ -311,7 +312,7 @@ where
         };
         let connection = self
             .builder
-            .serve_connection(TokioIo::new(stream), watched)
+            .serve_connection(TokioIo::new(Coalesce::new(stream)), watched)
             .into_owned();
         let connection = self.watcher.watch(connection);
         drive(

@@ -11,13 +11,14 @@
 //! (create only); otherwise it answers 412 with the current `ETag`. `POST /kv` applies up to
 //! [`MAX_BATCH_OPS`] operations as one log entry, with one result each.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper::body::Body;
 use hyper::header::{self, HeaderValue};
-use hyper::{Method, Request, Response, StatusCode};
+use hyper::{Method, Request, Response, StatusCode, Uri};
 use percent_encoding::percent_decode_str;
 use raft_wrapper::{Applied, ClientId, Error as WrapperError, Replica, RequestId};
 
@@ -30,6 +31,7 @@ pub use crate::params::{CLIENT_ID_HEADER, REQUEST_ID_HEADER};
 use crate::params::{Consistency, consistency, session_ids};
 pub use crate::reply::{ANSWER_LOST_HEADER, DUPLICATE_HEADER, INDEX_HEADER};
 use crate::reply::{Refusal, finish, text, with_etag};
+use crate::request_metrics::{OPS, RequestMetrics};
 use crate::state::KvState;
 pub use crate::status::StatusDoc;
 use crate::status::status;
@@ -43,7 +45,7 @@ pub struct KvApi {
     max_batch_bytes: usize,
     read_timeout: Duration,
     body_timeout: Duration,
-    node_label: String,
+    metrics: Arc<RequestMetrics>,
     admin: Admin,
     /// The API token writes must carry, if set.
     writes: Bearer,
@@ -80,6 +82,9 @@ impl Default for ApiConfig {
     }
 }
 
+/// The `op` label of requests that name no route.
+const INVALID: usize = OPS.len() - 1;
+
 /// What a request asks for.
 enum Operation {
     Get {
@@ -100,14 +105,15 @@ enum Operation {
 }
 
 impl Operation {
-    fn label(&self) -> &'static str {
+    /// Its `op` label, as an index into [`OPS`].
+    fn label(&self) -> usize {
         match self {
-            Operation::Get { .. } => "get",
-            Operation::Put { .. } => "put",
-            Operation::Delete { .. } => "delete",
-            Operation::Incr { .. } => "incr",
-            Operation::Batch => "batch",
-            Operation::Status => "status",
+            Operation::Get { .. } => 0,
+            Operation::Put { .. } => 1,
+            Operation::Delete { .. } => 2,
+            Operation::Incr { .. } => 3,
+            Operation::Batch => 4,
+            Operation::Status => 5,
         }
     }
 
@@ -128,7 +134,7 @@ impl KvApi {
     #[must_use]
     pub fn new(replica: Replica, state: KvState, config: ApiConfig) -> KvApi {
         KvApi {
-            node_label: replica.node().id().0.to_string(),
+            metrics: Arc::new(RequestMetrics::new(replica.node().id().0.to_string())),
             admin: Admin::new(replica.clone(), Bearer::default(), "http"),
             replica,
             state,
@@ -203,13 +209,10 @@ impl KvApi {
                 };
                 (label, response)
             }
-            Err(refusal) => ("invalid", refusal.into_response()),
+            Err(refusal) => (INVALID, refusal.into_response()),
         };
-        let node = self.node_label.clone();
-        metrics::counter!("raft_kv_requests_total", "node" => node.clone(), "op" => label, "status" => response.status().as_u16().to_string())
-            .increment(1);
-        metrics::histogram!("raft_kv_request_seconds", "node" => node, "op" => label)
-            .record(started.elapsed().as_secs_f64());
+        self.metrics
+            .record(label, response.status(), started.elapsed());
         response
     }
 
@@ -222,10 +225,8 @@ impl KvApi {
         B: Body<Data = Bytes> + Send,
         B::Error: Into<raft_core::BoxError>,
     {
-        let location = request.uri().path_and_query().map_or_else(
-            || request.uri().path().to_owned(),
-            |pq| pq.as_str().to_owned(),
-        );
+        // Kept for a redirect's `Location` (a clone shares the request's bytes).
+        let uri = request.uri().clone();
         match operation {
             Operation::Status => Ok(status(&self.replica, self.state.len(), self.scheme)),
             Operation::Get { key, consistency } => {
@@ -246,7 +247,7 @@ impl KvApi {
                             ));
                         }
                         Ok(Err(error)) => {
-                            return Err(refusal(WrapperError::from(error), self.scheme, &location));
+                            return Err(refusal(WrapperError::from(error), self.scheme, &uri));
                         }
                         Ok(Ok(_)) => {}
                     }
@@ -265,16 +266,16 @@ impl KvApi {
                     None => text(StatusCode::NOT_FOUND, "no such key"),
                 })
             }
-            Operation::Put { key } => self.single(OpKind::Put, key, request, &location).await,
-            Operation::Delete { key } => self.single(OpKind::Delete, key, request, &location).await,
-            Operation::Incr { key } => self.single(OpKind::Incr, key, request, &location).await,
+            Operation::Put { key } => self.single(OpKind::Put, key, request, &uri).await,
+            Operation::Delete { key } => self.single(OpKind::Delete, key, request, &uri).await,
+            Operation::Incr { key } => self.single(OpKind::Incr, key, request, &uri).await,
             Operation::Batch => {
                 let ids = session_ids(request.headers())?;
                 let body = self
                     .read_body(request, self.max_batch_bytes, "batch bodies")
                     .await?;
                 let command = crate::batch::parse(&body, self.max_value_bytes)?;
-                let applied = self.write(command, ids, &location).await?;
+                let applied = self.write(command, ids, &uri).await?;
                 Ok(crate::batch::response(&applied))
             }
         }
@@ -287,7 +288,7 @@ impl KvApi {
         kind: OpKind,
         key: Bytes,
         request: Request<B>,
-        location: &str,
+        uri: &Uri,
     ) -> Result<Response<Full<Bytes>>, Refusal>
     where
         B: Body<Data = Bytes> + Send,
@@ -314,7 +315,7 @@ impl KvApi {
                 condition,
             }),
         };
-        let applied = self.write(command.encode(), ids, location).await?;
+        let applied = self.write(command.encode(), ids, uri).await?;
         Ok(write_response(kind, &applied))
     }
 
@@ -322,13 +323,13 @@ impl KvApi {
         &self,
         payload: Bytes,
         ids: Option<(ClientId, RequestId)>,
-        location: &str,
+        uri: &Uri,
     ) -> Result<Applied, Refusal> {
         let result = match ids {
             Some((client, request)) => self.replica.submit(client, request, payload).await,
             None => self.replica.execute(payload).await,
         };
-        result.map_err(|error| refusal(error, self.scheme, location))
+        result.map_err(|error| refusal(error, self.scheme, uri))
     }
 
     /// The request's body, up to `limit` bytes (`what` names them in the 413's message).
@@ -443,9 +444,12 @@ fn not_allowed_message(allow: &'static str) -> Refusal {
 }
 
 /// The response for a failed write or read.
-fn refusal(error: WrapperError, scheme: &str, location: &str) -> Refusal {
+fn refusal(error: WrapperError, scheme: &str, uri: &Uri) -> Refusal {
     let status = match &error {
         WrapperError::NotLeader { leader: Some(hint) } => {
+            let location = uri
+                .path_and_query()
+                .map_or_else(|| uri.path(), |pq| pq.as_str());
             let url = format!("{scheme}://{}{location}", hint.address);
             return Refusal::new(
                 StatusCode::TEMPORARY_REDIRECT,

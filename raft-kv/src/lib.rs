@@ -47,6 +47,7 @@ pub mod join;
 mod map;
 mod params;
 mod reply;
+mod request_metrics;
 pub mod server;
 mod snapshot;
 pub mod state;

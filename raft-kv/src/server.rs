@@ -239,10 +239,13 @@ impl KvNode {
         if let Some(handle) = options.metrics.clone() {
             raft_service = raft_service.with_metrics(handle);
         }
-        let api = KvApi::new(replica.clone(), state.clone(), options.api)
-            .with_admin_secret(options.secret.clone())
-            .with_api_token(options.api_token.clone())
-            .with_tls(tls_on);
+        // Shared by every request's future (cloning the API itself would copy its strings).
+        let api = Arc::new(
+            KvApi::new(replica.clone(), state.clone(), options.api)
+                .with_admin_secret(options.secret.clone())
+                .with_api_token(options.api_token.clone())
+                .with_tls(tls_on),
+        );
         let service = hyper::service::service_fn(move |request: Request<Incoming>| {
             // Routing runs here, synchronously, so a connection's AppendEntries keep their order.
             let routed = raft_service.route(request);
