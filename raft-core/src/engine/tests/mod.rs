@@ -4,6 +4,7 @@ mod conflict_rollback;
 mod election;
 mod figure_8;
 mod follower_reads;
+mod leader_rules;
 mod lease;
 mod membership;
 mod pacing_example;

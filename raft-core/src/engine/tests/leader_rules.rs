@@ -1,0 +1,163 @@
+//! The leader's own rules at their boundaries: when check-quorum makes it step down, when a
+//! leadership transfer is given up, and what a removed leader does when its successor never
+//! catches up.
+
+use super::config;
+use crate::config::Config;
+use crate::engine::testing::Cluster;
+use crate::engine::{Input, Output, PlantedBug, RoleKind};
+use crate::membership::MembershipChange;
+use crate::message::Message;
+use crate::types::NodeId;
+
+/// `config()` without check-quorum, so that only the rule under test ends a leadership.
+fn without_check_quorum() -> Config {
+    Config {
+        check_quorum: false,
+        ..config()
+    }
+}
+
+fn tick_and_drop(cluster: &mut Cluster, id: u64, now_ms: u64) {
+    cluster.step(id, Input::Tick { now_ms });
+    cluster.drop_all();
+}
+
+fn proposal_accepted(outputs: &[Output]) -> bool {
+    match outputs {
+        [Output::ProposalAccepted { .. }, ..] => true,
+        [Output::ProposalRejected { .. }] => false,
+        other => panic!("neither accepted nor rejected: {other:?}"),
+    }
+}
+
+/// Check-quorum (T = 1000 ms): a leader steps down at the first tick at which no quorum
+/// answered within the last election timeout, exactly T after the last answer (or after its
+/// election, if none came since), and not a tick earlier.
+#[test]
+fn a_leader_steps_down_exactly_an_election_timeout_after_the_last_quorum_answer() {
+    // Nothing answered since the election at 1000 (its no-op's answers came at 1000).
+    let mut cluster = Cluster::new(3, &config());
+    cluster.elect(1, 1_000);
+    tick_and_drop(&mut cluster, 1, 1_999);
+    assert_eq!(cluster.role(1), RoleKind::Leader);
+    tick_and_drop(&mut cluster, 1, 2_000);
+    assert_eq!(cluster.role(1), RoleKind::Follower);
+
+    // The followers answered a heartbeat at 1500: the leader leads until 2500.
+    let mut cluster = Cluster::new(3, &config());
+    cluster.elect(1, 1_000);
+    cluster.step(1, Input::Tick { now_ms: 1_500 });
+    cluster.deliver_all();
+    for now_ms in [2_000, 2_499] {
+        tick_and_drop(&mut cluster, 1, now_ms);
+        assert_eq!(cluster.role(1), RoleKind::Leader, "at {now_ms}");
+    }
+    tick_and_drop(&mut cluster, 1, 2_500);
+    assert_eq!(cluster.role(1), RoleKind::Follower);
+}
+
+/// A transfer to a follower that does not catch up is given up an election timeout after it
+/// was asked for: proposals are refused (naming the target) until then, and accepted from the
+/// first tick at the deadline on.
+#[test]
+fn a_transfer_the_target_does_not_finish_is_given_up_at_its_deadline() {
+    let mut cluster = Cluster::new(3, &without_check_quorum());
+    cluster.elect(1, 1_000);
+    // Node 3 misses an entry, so it does not hold the whole log when the transfer starts.
+    cluster.propose(1, "x");
+    cluster.network.retain(|e| e.to != NodeId(3));
+    cluster.deliver_all();
+    cluster.step(1, Input::TransferRequested { to: NodeId(3) });
+    cluster.drop_all();
+    tick_and_drop(&mut cluster, 1, 1_999);
+    let refused = cluster.propose(1, "y");
+    assert_eq!(
+        refused,
+        vec![Output::ProposalRejected {
+            id: 0,
+            leader: Some(NodeId(3))
+        }]
+    );
+    tick_and_drop(&mut cluster, 1, 2_000);
+    assert!(proposal_accepted(&cluster.propose(1, "z")));
+    assert_eq!(cluster.role(1), RoleKind::Leader);
+}
+
+/// A leader removed from the voters hands leadership to the most caught-up voter; if that
+/// voter does not catch up within an election timeout, the leader steps down anyway at the
+/// deadline (a removed node must not go on leading).
+#[test]
+fn a_removed_leader_whose_successor_does_not_catch_up_steps_down_at_the_deadline() {
+    let mut cluster = Cluster::new(3, &without_check_quorum());
+    cluster.elect(1, 1_000);
+    let outputs = cluster.change(1, MembershipChange::default().remove(NodeId(1)));
+    assert!(
+        outputs
+            .iter()
+            .any(|o| matches!(o, Output::MembershipChangeAccepted { .. }))
+    );
+    // Deliver everything but the entry proposed once the final configuration (index 3, after
+    // the no-op and the joint one) is appended: when that configuration commits, no voter
+    // holds the whole log.
+    let mut proposed = false;
+    while let Some(envelope) = cluster.network.pop_front() {
+        let carries_4 = matches!(&envelope.message,
+            Message::AppendEntries(request) if request.entries.iter().any(|e| e.log_id.index.0 == 4));
+        if !carries_4 {
+            cluster.deliver(envelope);
+        }
+        if !proposed && cluster.engine(1).status().last_log_id.index.0 == 3 {
+            assert!(proposal_accepted(&cluster.propose(1, "x")));
+            proposed = true;
+        }
+    }
+    assert!(proposed);
+    let (_, committed) = cluster.engine(1).committed_membership();
+    assert!(!committed.is_joint() && !committed.is_voter(NodeId(1)));
+    assert_eq!(cluster.role(1), RoleKind::Leader, "handing over");
+    let timeout_now_sent = cluster.trace.iter().any(|(_, o)| {
+        matches!(
+            o,
+            Output::Send {
+                message: Message::TimeoutNow(_),
+                ..
+            }
+        )
+    });
+    assert!(!timeout_now_sent, "the successor is not caught up");
+    tick_and_drop(&mut cluster, 1, 1_999);
+    assert_eq!(cluster.role(1), RoleKind::Leader);
+    tick_and_drop(&mut cluster, 1, 2_000);
+    assert_eq!(cluster.role(1), RoleKind::Follower);
+}
+
+/// The planted bug `LeaseTooLong` (for the simulator's own tests) stretches the lease to two
+/// election timeouts: a lease read is served at once until then, with no quorum heard since
+/// the election. Without the bug the lease ends `max_clock_drift_ms` before one (see
+/// `lease.rs`).
+#[test]
+fn the_planted_lease_too_long_bug_stretches_the_lease_to_two_election_timeouts() {
+    let lease_config = Config {
+        lease_reads: true,
+        ..config()
+    };
+    let mut cluster = Cluster::new(3, &lease_config);
+    cluster.elect(1, 1_000);
+    let leader = cluster.engines.get_mut(&NodeId(1)).unwrap();
+    leader.core.planted_bug = Some(PlantedBug::LeaseTooLong);
+    let served = |outputs: &[Output]| {
+        outputs
+            .iter()
+            .any(|o| matches!(o, Output::ReadReady { .. }))
+    };
+    // The clocks move without a tick: no heartbeat, and no check-quorum.
+    cluster.set_clocks(2_999);
+    assert!(served(
+        &cluster.step(1, Input::LeaseReadRequested { id: 1 })
+    ));
+    cluster.set_clocks(3_000);
+    assert!(!served(
+        &cluster.step(1, Input::LeaseReadRequested { id: 2 })
+    ));
+}
