@@ -23,6 +23,14 @@ fn tick_and_drop(cluster: &mut Cluster, id: u64, now_ms: u64) {
     cluster.drop_all();
 }
 
+fn deliver_but_timeout_now(cluster: &mut Cluster) {
+    while let Some(envelope) = cluster.network.pop_front() {
+        if !matches!(envelope.message, Message::TimeoutNow(_)) {
+            cluster.deliver(envelope);
+        }
+    }
+}
+
 fn proposal_accepted(outputs: &[Output]) -> bool {
     match outputs {
         [Output::ProposalAccepted { .. }, ..] => true,
@@ -159,5 +167,65 @@ fn the_planted_lease_too_long_bug_stretches_the_lease_to_two_election_timeouts()
     cluster.set_clocks(3_000);
     assert!(!served(
         &cluster.step(1, Input::LeaseReadRequested { id: 2 })
+    ));
+}
+
+/// No lease read while a transfer waits for its target to catch up (no TimeoutNow yet), nor
+/// after a TimeoutNow went out, even once the transfer was given up: its target may still
+/// campaign and win an election that ignores the followers' leases. Each alone ends them.
+#[test]
+fn a_pending_transfer_and_a_sent_timeout_now_each_end_lease_reads() {
+    let lease_config = Config {
+        lease_reads: true,
+        ..config()
+    };
+    let served = |outputs: &[Output]| {
+        outputs
+            .iter()
+            .any(|o| matches!(o, Output::ReadReady { .. }))
+    };
+
+    // A transfer to node 3, which misses an entry: no TimeoutNow goes out.
+    let mut cluster = Cluster::new(3, &lease_config);
+    cluster.elect(1, 1_000);
+    cluster.propose(1, "x");
+    cluster.network.retain(|e| e.to != NodeId(3));
+    cluster.deliver_all();
+    // Served before the transfer, with an entry past the no-op committed.
+    assert!(cluster.commit_of(1).0 > 1);
+    assert!(served(
+        &cluster.step(1, Input::LeaseReadRequested { id: 1 })
+    ));
+    cluster.step(1, Input::TransferRequested { to: NodeId(3) });
+    assert!(cluster.network.iter().all(|e| e.to != NodeId(3)));
+    assert!(!served(
+        &cluster.step(1, Input::LeaseReadRequested { id: 2 })
+    ));
+
+    // A transfer to node 2, caught up: every TimeoutNow (one goes out at each answer of node
+    // 2 while the transfer lasts) is lost, the transfer is given up at 2000, and the followers
+    // keep answering.
+    let mut cluster = Cluster::new(3, &lease_config);
+    cluster.elect(1, 1_000);
+    cluster.step(1, Input::TransferRequested { to: NodeId(2) });
+    assert!(
+        cluster
+            .network
+            .iter()
+            .any(|e| matches!(e.message, Message::TimeoutNow(_)))
+    );
+    deliver_but_timeout_now(&mut cluster);
+    for now_ms in [1_500, 2_000] {
+        cluster.step(1, Input::Tick { now_ms });
+        deliver_but_timeout_now(&mut cluster);
+    }
+    assert_eq!(cluster.role(1), RoleKind::Leader);
+    assert!(
+        proposal_accepted(&cluster.propose(1, "y")),
+        "the transfer was given up"
+    );
+    deliver_but_timeout_now(&mut cluster);
+    assert!(!served(
+        &cluster.step(1, Input::LeaseReadRequested { id: 3 })
     ));
 }
