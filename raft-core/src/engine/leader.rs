@@ -310,9 +310,10 @@ impl LeaderState {
     /// refused meanwhile; the attempt is abandoned after an election timeout.
     pub(crate) fn on_transfer_requested(&mut self, core: &mut Core, to: NodeId) {
         let deadline_ms = core.now_ms + core.config.election_timeout_ms;
-        // The target must stay a voter once any change in progress ends.
+        // The target must stay a voter once any change in progress ends. Every such voter but
+        // this node is a member of the configuration in force, so it has a `progress`.
         let stays_voter = core.membership().leave_joint().is_voter(to);
-        if to == core.id || !self.progress.contains_key(&to) || !stays_voter || self.stepping_down {
+        if to == core.id || !stays_voter || self.stepping_down {
             return;
         }
         self.transfer = Some(Transfer { to, deadline_ms });

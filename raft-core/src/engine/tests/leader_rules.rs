@@ -229,3 +229,36 @@ fn a_pending_transfer_and_a_sent_timeout_now_each_end_lease_reads() {
         &cluster.step(1, Input::LeaseReadRequested { id: 3 })
     ));
 }
+
+/// A transfer goes only to another node that stays a voter: one to the leader itself, to a
+/// node outside the configuration, or to a learner is ignored (proposals go on being
+/// accepted, nothing is sent).
+#[test]
+fn a_transfer_to_the_leader_itself_a_stranger_or_a_learner_is_ignored() {
+    let mut cluster = Cluster::new(3, &config());
+    cluster.elect(1, 1_000);
+    cluster.add_empty_node(4, &config());
+    let outputs = cluster.change(1, MembershipChange::add_learner(NodeId(4), "a4"));
+    assert!(
+        outputs
+            .iter()
+            .any(|o| matches!(o, Output::MembershipChangeAccepted { .. }))
+    );
+    cluster.deliver_all();
+    for to in [1, 9, 4] {
+        let outputs = cluster.step(1, Input::TransferRequested { to: NodeId(to) });
+        assert_eq!(outputs, vec![], "transfer to {to}");
+        assert!(
+            proposal_accepted(&cluster.propose(1, "x")),
+            "transfer to {to}"
+        );
+        cluster.deliver_all();
+    }
+    assert!(!cluster.trace.iter().any(|(_, o)| matches!(
+        o,
+        Output::Send {
+            message: Message::TimeoutNow(_),
+            ..
+        }
+    )));
+}
