@@ -260,3 +260,62 @@ impl Core {
         self.planted_bug == Some(bug)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::Config;
+    use crate::engine::{Engine, RestoredState};
+    use crate::types::{Membership, NodeId};
+
+    /// Node 1 of three, election timeout T = 1000 ms, its clock at 10 000.
+    fn engine() -> Engine {
+        let config = Config {
+            election_timeout_ms: 1_000,
+            ..Config::default()
+        };
+        let membership = Membership::new([NodeId(1), NodeId(2), NodeId(3)]);
+        let mut engine = Engine::new(NodeId(1), membership, config, RestoredState::default(), 7)
+            .expect("valid config");
+        engine.core.now_ms = 10_000;
+        engine.core.quiet_until_ms = 0;
+        engine
+    }
+
+    /// Each reset draws the election timeout anew from [T, 2T), over the whole range, so that
+    /// nodes seldom time out together (Raft §5.2).
+    #[test]
+    fn election_timeouts_are_drawn_from_one_to_two_election_timeouts() {
+        let mut engine = engine();
+        let core = &mut engine.core;
+        let timeouts: Vec<u64> = (0..200)
+            .map(|_| {
+                core.reset_election_timer();
+                core.election_deadline_ms - 10_000
+            })
+            .collect();
+        assert!(timeouts.iter().all(|t| (1_000..2_000).contains(t)));
+        assert!(timeouts.iter().any(|&t| t < 1_100), "{timeouts:?}");
+        assert!(timeouts.iter().any(|&t| t >= 1_900), "{timeouts:?}");
+    }
+
+    /// A follower counts its leader as heard from recently for exactly an election timeout
+    /// after the last contact: at T after it, pre-votes and votes may be granted again.
+    #[test]
+    fn a_leader_counts_as_heard_from_for_an_election_timeout_after_the_last_contact() {
+        let mut engine = engine();
+        let core = &mut engine.core;
+        core.leader_id = Some(NodeId(2));
+        core.leader_contact_ms = Some(9_000);
+        core.now_ms = 9_999;
+        assert!(core.heard_from_leader_recently());
+        core.now_ms = 10_000;
+        assert!(!core.heard_from_leader_recently());
+        // No leader known, or never heard from: not recently.
+        core.now_ms = 9_500;
+        core.leader_id = None;
+        assert!(!core.heard_from_leader_recently());
+        core.leader_id = Some(NodeId(2));
+        core.leader_contact_ms = None;
+        assert!(!core.heard_from_leader_recently());
+    }
+}
