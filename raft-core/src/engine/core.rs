@@ -318,4 +318,47 @@ mod tests {
         core.leader_contact_ms = None;
         assert!(!core.heard_from_leader_recently());
     }
+
+    /// With `snapshot_entries` = 3, a leader asks for a snapshot each time its commit index
+    /// gets three entries past its latest snapshot: at 3 (none yet), then at 6, not at every
+    /// commit after the first snapshot.
+    #[test]
+    fn a_snapshot_is_asked_for_every_snapshot_entries_committed_entries() {
+        use crate::engine::testing::Cluster;
+        use crate::engine::{Input, Output};
+        use crate::snapshot::SnapshotMeta;
+        use crate::types::LogId;
+
+        let config = Config {
+            snapshot_entries: 3,
+            ..Config::default()
+        };
+        let mut cluster = Cluster::new(1, &config);
+        cluster.elect(1, 1_000);
+        let mut asked = Vec::new();
+        for _ in 0..6 {
+            cluster.trace.clear();
+            cluster.propose(1, "x");
+            let created: Vec<LogId> = cluster
+                .trace
+                .iter()
+                .filter_map(|(_, o)| match o {
+                    Output::CreateSnapshot { last_log_id, .. } => Some(*last_log_id),
+                    _ => None,
+                })
+                .collect();
+            for last_log_id in created {
+                asked.push(last_log_id.index.0);
+                let meta = SnapshotMeta {
+                    last_log_id,
+                    membership: cluster.engine(1).membership().clone(),
+                    size: 0,
+                    checksum: crc32c::crc32c(b""),
+                };
+                cluster.step(1, Input::SnapshotCreated { meta });
+            }
+        }
+        assert_eq!(cluster.commit_of(1).0, 7, "the no-op and six commands");
+        assert_eq!(asked, vec![3, 6]);
+    }
 }

@@ -5,7 +5,7 @@
 use super::config;
 use crate::config::Config;
 use crate::engine::testing::Cluster;
-use crate::engine::{Input, Output, PlantedBug, RoleKind};
+use crate::engine::{ChangeRejection, Input, Output, PlantedBug, RoleKind};
 use crate::membership::MembershipChange;
 use crate::message::Message;
 use crate::types::NodeId;
@@ -261,4 +261,48 @@ fn a_transfer_to_the_leader_itself_a_stranger_or_a_learner_is_ignored() {
             ..
         }
     )));
+}
+
+/// One membership change at a time, and none before the term's first commit: a change is
+/// refused as in progress while the configuration last appended is uncommitted (here a
+/// learner's addition, which is no joint configuration), and while the new leader's no-op is
+/// uncommitted (its log may end with a configuration its predecessor never committed).
+#[test]
+fn a_membership_change_waits_for_the_previous_one_and_for_the_terms_first_commit() {
+    let rejected_in_progress = |outputs: &[Output]| {
+        outputs.iter().any(|o| {
+            matches!(
+                o,
+                Output::MembershipChangeRejected {
+                    reason: ChangeRejection::InProgress,
+                    ..
+                }
+            )
+        })
+    };
+
+    let mut cluster = Cluster::new(3, &config());
+    cluster.elect(1, 1_000);
+    let first = cluster.change(1, MembershipChange::add_learner(NodeId(4), "a4"));
+    assert!(!rejected_in_progress(&first), "{first:?}");
+    let second = cluster.change(1, MembershipChange::add_learner(NodeId(5), "a5"));
+    assert!(rejected_in_progress(&second), "{second:?}");
+
+    // Node 2 wins an election but hears no answer to its no-op.
+    let mut cluster = Cluster::new(3, &config());
+    cluster.set_clocks(5_000);
+    let candidate = cluster.engines.get_mut(&NodeId(2)).unwrap();
+    candidate.core.election_deadline_ms = 5_000;
+    cluster.step(2, Input::Tick { now_ms: 5_000 });
+    while let Some(envelope) = cluster.network.pop_front() {
+        if !matches!(
+            envelope.message,
+            Message::AppendEntries(_) | Message::AppendEntriesResponse(_)
+        ) {
+            cluster.deliver(envelope);
+        }
+    }
+    assert_eq!(cluster.role(2), RoleKind::Leader);
+    let early = cluster.change(2, MembershipChange::add_learner(NodeId(4), "a4"));
+    assert!(rejected_in_progress(&early), "{early:?}");
 }
