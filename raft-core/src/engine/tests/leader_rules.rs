@@ -306,3 +306,34 @@ fn a_membership_change_waits_for_the_previous_one_and_for_the_terms_first_commit
     let early = cluster.change(2, MembershipChange::add_learner(NodeId(4), "a4"));
     assert!(rejected_in_progress(&early), "{early:?}");
 }
+
+/// A node removed by a committed configuration that never learns of that commit (it does not
+/// answer) gets the log for exactly two election timeouts after the commit: a heartbeat goes
+/// to it at the last tick before, nothing from the tick at the deadline on.
+#[test]
+fn a_removed_node_that_never_answers_is_given_up_exactly_two_election_timeouts_after_the_commit() {
+    let mut cluster = Cluster::new(3, &without_check_quorum());
+    cluster.elect(1, 1_000);
+    let outputs = cluster.change(1, MembershipChange::default().remove(NodeId(3)));
+    assert!(
+        outputs
+            .iter()
+            .any(|o| matches!(o, Output::MembershipChangeAccepted { .. }))
+    );
+    let deliver_but_to_3 = |cluster: &mut Cluster| {
+        while let Some(envelope) = cluster.network.pop_front() {
+            if envelope.to != NodeId(3) {
+                cluster.deliver(envelope);
+            }
+        }
+    };
+    deliver_but_to_3(&mut cluster);
+    let (_, committed) = cluster.engine(1).committed_membership();
+    assert!(!committed.is_joint() && !committed.is_member(NodeId(3)));
+    // Committed at 1000: node 3 is given up at 1000 + 2 * 1000.
+    cluster.step(1, Input::Tick { now_ms: 2_999 });
+    assert!(cluster.network.iter().any(|e| e.to == NodeId(3)));
+    deliver_but_to_3(&mut cluster);
+    cluster.step(1, Input::Tick { now_ms: 3_000 });
+    assert!(cluster.network.iter().all(|e| e.to != NodeId(3)));
+}
