@@ -337,3 +337,71 @@ fn a_removed_node_that_never_answers_is_given_up_exactly_two_election_timeouts_a
     cluster.step(1, Input::Tick { now_ms: 3_000 });
     assert!(cluster.network.iter().all(|e| e.to != NodeId(3)));
 }
+
+/// A node removed by a committed configuration stays a replication target until it learned
+/// that commit or its two election timeouts ran out, also across a later configuration
+/// change: one appended while it is uninformed and in time keeps it (it is still sent to
+/// until its deadline); one appended after it learned of its removal drops it at once.
+#[test]
+fn a_later_change_keeps_a_removed_node_only_while_it_is_uninformed_and_in_time() {
+    let config = without_check_quorum();
+    let sent_to_3 = |cluster: &Cluster| cluster.network.iter().any(|e| e.to == NodeId(3));
+    let targets_3 = |cluster: &Cluster| {
+        cluster
+            .engine(1)
+            .followers()
+            .iter()
+            .any(|f| f.peer == NodeId(3))
+    };
+    let remove_3 = |cluster: &mut Cluster| {
+        cluster.elect(1, 1_000);
+        cluster.add_empty_node(4, &config);
+        let outputs = cluster.change(1, MembershipChange::default().remove(NodeId(3)));
+        assert!(
+            outputs
+                .iter()
+                .any(|o| matches!(o, Output::MembershipChangeAccepted { .. }))
+        );
+    };
+    let add_learner_4 = |cluster: &mut Cluster| {
+        let outputs = cluster.change(1, MembershipChange::add_learner(NodeId(4), "a4"));
+        assert!(
+            outputs
+                .iter()
+                .any(|o| matches!(o, Output::MembershipChangeAccepted { .. }))
+        );
+    };
+
+    // Node 3 hears nothing: at 1000 its removal committed, it is given up at 3000.
+    let mut cluster = Cluster::new(3, &config);
+    remove_3(&mut cluster);
+    cluster.network.retain(|e| e.to != NodeId(3));
+    while let Some(envelope) = cluster.network.pop_front() {
+        if envelope.to != NodeId(3) {
+            cluster.deliver(envelope);
+        }
+    }
+    assert!(
+        !cluster
+            .engine(1)
+            .committed_membership()
+            .1
+            .is_member(NodeId(3))
+    );
+    add_learner_4(&mut cluster);
+    assert!(targets_3(&cluster), "uninformed and in time");
+    cluster.step(1, Input::Tick { now_ms: 2_999 });
+    assert!(sent_to_3(&cluster), "still sent to before its deadline");
+
+    // Node 3 learns of its removal from the heartbeat at 1200.
+    let mut cluster = Cluster::new(3, &config);
+    remove_3(&mut cluster);
+    cluster.deliver_all();
+    cluster.step(1, Input::Tick { now_ms: 1_200 });
+    cluster.deliver_all();
+    let removal = cluster.engine(3).status().membership_index;
+    assert!(cluster.engine(3).status().commit_index >= removal);
+    add_learner_4(&mut cluster);
+    assert!(!targets_3(&cluster), "informed");
+    assert!(!sent_to_3(&cluster), "informed");
+}
