@@ -336,6 +336,11 @@ fn a_removed_node_that_never_answers_is_given_up_exactly_two_election_timeouts_a
     deliver_but_to_3(&mut cluster);
     cluster.step(1, Input::Tick { now_ms: 3_000 });
     assert!(cluster.network.iter().all(|e| e.to != NodeId(3)));
+    let followers = cluster.engine(1).followers();
+    assert!(
+        followers.iter().all(|f| f.peer != NodeId(3)),
+        "{followers:?}"
+    );
 }
 
 /// A node removed by a committed configuration stays a replication target until it learned
