@@ -1,6 +1,7 @@
 //! Engine scenario tests, one rule each, driven through `testing::Cluster` on a manual clock.
 
 mod conflict_rollback;
+mod dispatch_rules;
 mod election;
 mod figure_8;
 mod follower_reads;
