@@ -8,7 +8,10 @@ use super::config;
 use crate::config::Config;
 use crate::engine::testing::Cluster;
 use crate::engine::{Engine, Input, LogEntryMeta, Output, RestoredState, RoleKind};
-use crate::message::{Message, RequestVote};
+use crate::message::{
+    AppendEntries, AppendEntriesResponse, AppendOutcome, InstallSnapshot, InstallSnapshotResponse,
+    Message, ReadIndex, ReadIndexResponse, RequestVote, RequestVoteResponse, SnapshotOutcome,
+};
 use crate::snapshot::SnapshotMeta;
 use crate::types::{HardState, LogId, LogIndex, Membership, NodeId, Term};
 
@@ -161,4 +164,221 @@ fn a_follower_refuses_a_proposal_naming_its_leader() {
         }]
     );
     assert_eq!(cluster.engine(2).status().last_log_id.index, LogIndex(1));
+}
+
+fn snapshot_meta(last: LogId, data: &[u8]) -> SnapshotMeta {
+    SnapshotMeta {
+        last_log_id: last,
+        membership: members(),
+        size: data.len() as u64,
+        checksum: crc32c::crc32c(data),
+    }
+}
+
+/// Leader 1 of term 1 with read 5 waiting for its heartbeat round (which is lost).
+fn leader_with_a_read_waiting() -> Cluster {
+    let mut cluster = Cluster::new(3, &config());
+    cluster.elect(1, 2000);
+    cluster.step(1, Input::ReadRequested { id: 5 });
+    cluster.drop_all();
+    cluster
+}
+
+/// A leader that learns of the next term's leader from its AppendEntries or its
+/// InstallSnapshot steps down and refuses the reads it had waiting, naming the new leader (so
+/// the callers can retry there at once).
+#[test]
+fn a_leader_told_of_a_newer_leader_refuses_its_waiting_reads_naming_it() {
+    let append = Message::AppendEntries(AppendEntries {
+        term: Term(2),
+        leader_id: NodeId(2),
+        seq: 1,
+        prev_log_id: LogId::new(1, 1),
+        entries: Vec::new(),
+        leader_commit: LogIndex(1),
+    });
+    let data = b"state";
+    let install = Message::InstallSnapshot(InstallSnapshot {
+        term: Term(2),
+        leader_id: NodeId(2),
+        seq: 1,
+        meta: snapshot_meta(LogId::new(1, 1), data),
+        offset: 0,
+        data: Bytes::from_static(data),
+        chunk_crc: crc32c::crc32c(data),
+        done: true,
+    });
+    for message in [append, install] {
+        let mut cluster = leader_with_a_read_waiting();
+        let from = NodeId(2);
+        let outputs = cluster.step(1, Input::Received { from, message });
+        let refused = Output::ReadRejected {
+            id: 5,
+            leader: Some(NodeId(2)),
+        };
+        assert!(outputs.contains(&refused), "{outputs:?}");
+        assert_eq!(cluster.role(1), RoleKind::Follower);
+        assert_eq!(cluster.engine(1).status().leader, Some(NodeId(2)));
+    }
+}
+
+/// A pre-vote refusal carrying a higher term (the voter moved on) makes the pre-candidate
+/// adopt that term as a follower; only a pre-vote *grant* carries a term the node is not in
+/// (the one it would campaign in) without changing its term.
+#[test]
+fn a_pre_vote_refusal_from_a_higher_term_makes_the_pre_candidate_a_follower_of_that_term() {
+    let mut cluster = Cluster::new(3, &config());
+    cluster.set_clocks(1000);
+    cluster
+        .engines
+        .get_mut(&NodeId(1))
+        .unwrap()
+        .core
+        .election_deadline_ms = 1000;
+    cluster.step(1, Input::Tick { now_ms: 1000 });
+    cluster.drop_all();
+    assert_eq!(cluster.role(1), RoleKind::PreCandidate);
+    let refusal = Message::RequestVoteResponse(RequestVoteResponse {
+        term: Term(5),
+        granted: false,
+        pre_vote: true,
+    });
+    let from = NodeId(2);
+    cluster.step(
+        1,
+        Input::Received {
+            from,
+            message: refusal,
+        },
+    );
+    assert_eq!(cluster.role(1), RoleKind::Follower);
+    assert_eq!(cluster.engine(1).status().term, Term(5));
+}
+
+/// Follower 2 of leader 1 (term 1), in touch with it, gets a vote answer of term 5 (to a
+/// pre-vote it sent before). With lease reads it keeps its promise to ignore elections while it
+/// hears from its leader: term and leader stay. Without lease reads it adopts the term. A
+/// leader with lease reads adopts it too (its lease is its own, not a leader's it follows).
+#[test]
+fn a_vote_answer_of_a_higher_term_is_ignored_only_by_a_follower_in_its_leaders_lease() {
+    let answer = || Input::Received {
+        from: NodeId(3),
+        message: Message::RequestVoteResponse(RequestVoteResponse {
+            term: Term(5),
+            granted: false,
+            pre_vote: false,
+        }),
+    };
+    for (lease_reads, node, term_after) in [(true, 2, 1), (false, 2, 5), (true, 1, 5)] {
+        let mut cluster = Cluster::new(
+            3,
+            &Config {
+                lease_reads,
+                ..config()
+            },
+        );
+        cluster.elect(1, 2000);
+        cluster.step(node, answer());
+        let status = cluster.engine(node).status();
+        let case = format!("lease_reads {lease_reads}, node {node}");
+        assert_eq!(status.term, Term(term_after), "{case}");
+        let kept = term_after == 1;
+        assert_eq!(status.leader, kept.then_some(NodeId(1)), "{case}");
+    }
+}
+
+/// A message of an older term changes nothing and is answered with the current term, so its
+/// stale sender (a deposed leader, a late candidate) steps down: an AppendEntries or
+/// InstallSnapshot with `StaleTerm`, a (pre-)vote request with a refusal, a ReadIndex with no
+/// index. A stale answer is dropped unanswered.
+#[test]
+fn a_message_of_an_older_term_is_answered_with_the_current_term_and_changes_nothing() {
+    let data = b"state";
+    let cases = [
+        (
+            Message::AppendEntries(AppendEntries {
+                term: Term(1),
+                leader_id: NodeId(1),
+                seq: 7,
+                prev_log_id: LogId::new(1, 1),
+                entries: Vec::new(),
+                leader_commit: LogIndex(1),
+            }),
+            Some(Message::AppendEntriesResponse(AppendEntriesResponse {
+                term: Term(2),
+                seq: 7,
+                outcome: AppendOutcome::StaleTerm,
+            })),
+        ),
+        (
+            Message::InstallSnapshot(InstallSnapshot {
+                term: Term(1),
+                leader_id: NodeId(1),
+                seq: 8,
+                meta: snapshot_meta(LogId::new(1, 1), data),
+                offset: 0,
+                data: Bytes::from_static(data),
+                chunk_crc: crc32c::crc32c(data),
+                done: true,
+            }),
+            Some(Message::InstallSnapshotResponse(InstallSnapshotResponse {
+                term: Term(2),
+                seq: 8,
+                outcome: SnapshotOutcome::StaleTerm,
+            })),
+        ),
+        (
+            Message::RequestVote(RequestVote {
+                term: Term(1),
+                candidate_id: NodeId(1),
+                last_log_id: LogId::new(1, 1),
+                pre_vote: true,
+                leadership_transfer: false,
+            }),
+            Some(Message::RequestVoteResponse(RequestVoteResponse {
+                term: Term(2),
+                granted: false,
+                pre_vote: true,
+            })),
+        ),
+        (
+            Message::ReadIndex(ReadIndex {
+                term: Term(1),
+                follower_id: NodeId(1),
+                seq: 9,
+            }),
+            Some(Message::ReadIndexResponse(ReadIndexResponse {
+                term: Term(2),
+                seq: 9,
+                index: None,
+            })),
+        ),
+        (
+            Message::AppendEntriesResponse(AppendEntriesResponse {
+                term: Term(1),
+                seq: 10,
+                outcome: AppendOutcome::StaleTerm,
+            }),
+            None,
+        ),
+    ];
+    for (message, answer) in cases {
+        // Node 2 restarted in term 2 with entry (1, 1), no leader known yet.
+        let mut cluster = Cluster::restored(&config(), &[(2, &[1]), (2, &[1]), (2, &[1])], 1);
+        let before = cluster.engine(2).status();
+        let input = Input::Received {
+            from: NodeId(1),
+            message: message.clone(),
+        };
+        let outputs = cluster.step(2, input);
+        let expected: Vec<Output> = answer
+            .into_iter()
+            .map(|message| Output::Send {
+                to: NodeId(1),
+                message,
+            })
+            .collect();
+        assert_eq!(outputs, expected, "{message:?}");
+        assert_eq!(cluster.engine(2).status(), before, "{message:?}");
+    }
 }
