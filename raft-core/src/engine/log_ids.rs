@@ -77,11 +77,15 @@ impl LogIds {
         self.snapshot
     }
 
-    /// Records a newer snapshot (its entry must be in the log or be its base).
+    /// Records a newer snapshot (its entry must be in the log or be its base). The callers
+    /// pass only newer ones: `Core::adopt_snapshot` refuses the others, and a restored log has
+    /// none before.
     pub(crate) fn set_snapshot(&mut self, snapshot: LogId) {
-        if snapshot.index > self.snapshot.index {
-            self.snapshot = snapshot;
-        }
+        debug_assert!(
+            snapshot.index >= self.snapshot.index,
+            "snapshots never go back"
+        );
+        self.snapshot = snapshot;
     }
 
     /// Drops the entries below `before` (never past the last entry plus one).
@@ -303,6 +307,31 @@ mod tests {
         assert_eq!(log.term_at(LogIndex(4)), Some(Term(2)));
         log.push(LogId::new(6, 7), 1);
         assert_eq!(log.last_log_id(), LogId::new(6, 7));
+    }
+
+    #[test]
+    fn a_second_compaction_drops_only_the_entries_below_it() {
+        let mut log = log_of(&[1, 1, 1, 1, 2, 2, 2, 2, 2, 2]);
+        log.compact_before(LogIndex(4));
+        log.compact_before(LogIndex(6));
+        assert_eq!(log.base_index(), LogIndex(5));
+        assert_eq!(log.last_log_id(), LogId::new(2, 10));
+        assert_eq!(log.term_at(LogIndex(5)), Some(Term(2)));
+        assert_eq!(log.term_at(LogIndex(6)), Some(Term(2)));
+        assert_eq!(log.bytes_between(LogIndex(6), LogIndex(10)), 50);
+    }
+
+    #[test]
+    fn compaction_forgets_the_terms_whose_entries_it_drops() {
+        let mut log = log_of(&[1, 1, 2, 2, 2, 5]);
+        log.compact_before(LogIndex(4));
+        assert_eq!(
+            log.last_index_of_term(Term(1)),
+            None,
+            "all of term 1 is gone"
+        );
+        assert_eq!(log.last_index_of_term(Term(2)), Some(LogIndex(5)));
+        assert_eq!(log.last_index_of_term(Term(5)), Some(LogIndex(6)));
     }
 
     #[test]

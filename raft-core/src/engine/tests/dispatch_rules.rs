@@ -7,7 +7,7 @@ use bytes::Bytes;
 use super::config;
 use crate::config::Config;
 use crate::engine::testing::Cluster;
-use crate::engine::{Engine, Input, LogEntryMeta, Output, RestoredState, RoleKind};
+use crate::engine::{Engine, Input, LogEntryMeta, Output, PlantedBug, RestoredState, RoleKind};
 use crate::message::{
     AppendEntries, AppendEntriesResponse, AppendOutcome, InstallSnapshot, InstallSnapshotResponse,
     Message, ReadIndex, ReadIndexResponse, RequestVote, RequestVoteResponse, SnapshotOutcome,
@@ -362,6 +362,7 @@ fn a_message_of_an_older_term_is_answered_with_the_current_term_and_changes_noth
             None,
         ),
     ];
+    let mut wrong = Vec::new();
     for (message, answer) in cases {
         // Node 2 restarted in term 2 with entry (1, 1), no leader known yet.
         let mut cluster = Cluster::restored(&config(), &[(2, &[1]), (2, &[1]), (2, &[1])], 1);
@@ -378,7 +379,53 @@ fn a_message_of_an_older_term_is_answered_with_the_current_term_and_changes_noth
                 message,
             })
             .collect();
-        assert_eq!(outputs, expected, "{message:?}");
-        assert_eq!(cluster.engine(2).status(), before, "{message:?}");
+        if outputs != expected || cluster.engine(2).status() != before {
+            wrong.push(format!("{message:?}: {outputs:?}"));
+        }
     }
+    assert!(wrong.is_empty(), "{wrong:#?}");
+}
+
+/// The planted bug `IgnoreHigherTermResponse` (for raft-sim's test that the simulator catches
+/// it) breaks exactly one rule: a *leader* ignores the higher term of an answer. Answers of its
+/// own term still count, and other roles still adopt higher terms.
+#[test]
+fn the_planted_ignore_higher_term_response_bug_affects_only_a_leaders_higher_term_answers() {
+    let mut cluster = Cluster::new(3, &config());
+    cluster.elect(1, 2000);
+    for engine in cluster.engines.values_mut() {
+        engine.core.planted_bug = Some(PlantedBug::IgnoreHigherTermResponse);
+    }
+    cluster.propose(1, "x");
+    cluster.deliver_all();
+    assert_eq!(
+        cluster.commit_of(1),
+        LogIndex(2),
+        "its own term's answers count"
+    );
+
+    let answer = |message| Input::Received {
+        from: NodeId(2),
+        message,
+    };
+    let refusal = Message::AppendEntriesResponse(AppendEntriesResponse {
+        term: Term(5),
+        seq: 1,
+        outcome: AppendOutcome::StaleTerm,
+    });
+    cluster.step(1, answer(refusal));
+    assert_eq!(cluster.role(1), RoleKind::Leader, "the bug: term 5 ignored");
+    assert_eq!(cluster.engine(1).status().term, Term(1));
+
+    let vote_answer = Message::RequestVoteResponse(RequestVoteResponse {
+        term: Term(5),
+        granted: false,
+        pre_vote: false,
+    });
+    cluster.step(3, answer(vote_answer));
+    assert_eq!(
+        cluster.engine(3).status().term,
+        Term(5),
+        "a follower adopts it"
+    );
 }
