@@ -135,11 +135,11 @@ impl LogIds {
         if index == self.snapshot.index {
             return Some(self.snapshot.term);
         }
-        if index == self.base.index {
-            return self.base_known.then_some(self.base.term);
-        }
         if index < self.base.index || index > self.last_index() {
             return None;
+        }
+        if index == self.base.index {
+            return self.base_known.then_some(self.base.term);
         }
         let run = self.runs.partition_point(|&(first, _)| first <= index);
         self.runs.get(run.checked_sub(1)?).map(|&(_, term)| term)

@@ -429,3 +429,40 @@ fn the_planted_ignore_higher_term_response_bug_affects_only_a_leaders_higher_ter
         "a follower adopts it"
     );
 }
+
+/// Check-quorum counts only answers to this term's requests: a `StaleTerm` refusal that
+/// arrives in the leader's term (it answers a request the node sent in an older term, to a
+/// follower already in this one) does not show that the follower follows this leader.
+#[test]
+fn a_stale_term_refusal_does_not_keep_a_leader_from_stepping_down_without_a_quorum() {
+    for snapshot in [false, true] {
+        let mut cluster = Cluster::new(3, &config());
+        cluster.elect(1, 2000);
+        cluster.step(1, Input::Tick { now_ms: 2900 });
+        cluster.drop_all();
+        let refusal = if snapshot {
+            Message::InstallSnapshotResponse(InstallSnapshotResponse {
+                term: Term(1),
+                seq: 1,
+                outcome: SnapshotOutcome::StaleTerm,
+            })
+        } else {
+            Message::AppendEntriesResponse(AppendEntriesResponse {
+                term: Term(1),
+                seq: 1,
+                outcome: AppendOutcome::StaleTerm,
+            })
+        };
+        let from = NodeId(2);
+        cluster.step(
+            1,
+            Input::Received {
+                from,
+                message: refusal,
+            },
+        );
+        // Nothing else was heard from 2 or 3 since the election, an election timeout ago.
+        cluster.step(1, Input::Tick { now_ms: 3100 });
+        assert_eq!(cluster.role(1), RoleKind::Follower, "snapshot {snapshot}");
+    }
+}
