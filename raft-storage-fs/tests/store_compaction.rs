@@ -221,13 +221,14 @@ async fn a_small_log_shrinks_after_snapshots_compact_it() {
     for round in 2..=6 {
         append_kib(&store, &mut next, ROUND).await;
         // The first append after the compaction starts a new segment once the prepared one is
-        // ready (at once, unless the machine is busy): give a slow one up to 5 s, with one
-        // more entry every 100 ms (at most 50, far from filling the segment).
+        // ready (at once, unless the machine is busy): give a slow one up to 25 s, with one
+        // more entry every 500 ms (at most 50, far from filling the segment). Under a loaded
+        // CI machine whose disk was busy with builds, 5 s was once not enough.
         for _ in 0..50 {
             if store.segment_paths().len() >= 2 {
                 break;
             }
-            tokio::time::sleep(Duration::from_millis(100)).await;
+            tokio::time::sleep(Duration::from_millis(500)).await;
             store.append(&kib_entries(next, 1)).await.unwrap();
             next += 1;
             wait_durable(&store, next - 1).await;

@@ -449,7 +449,7 @@ impl LeaderState {
     /// Follows the configurations: progress for every member of the configuration in force
     /// and of the committed one, none for the rest. A member being removed keeps getting the
     /// log until the configuration without it commits, so it appends that configuration and
-    /// stops campaigning. A transfer to a node that will not be a voter ends.
+    /// stops campaigning.
     fn sync_progress(&mut self, core: &Core) {
         let key = (
             core.membership_index(),
@@ -481,13 +481,13 @@ impl LeaderState {
                 .entry(peer)
                 .or_insert_with(|| Progress::new(core, next));
         }
-        let final_voters = core.membership().leave_joint();
-        if self
-            .transfer
-            .is_some_and(|t| !self.stepping_down && !final_voters.is_voter(t.to))
-        {
-            self.transfer = None;
-        }
+        // A transfer's target stays a voter: it was one of the final voters when the transfer
+        // began (`on_transfer_requested`), membership changes are refused while a transfer is
+        // pending, and leaving a joint configuration does not change the final voters. Only a
+        // removed leader's hand-over (`stepping_down`) may outlive its target's voting rights.
+        debug_assert!(self.transfer.is_none_or(|t| {
+            self.stepping_down || core.membership().leave_joint().is_voter(t.to)
+        }));
     }
 
     /// Once the configuration in force has committed: leave a joint one (append the final
@@ -495,9 +495,9 @@ impl LeaderState {
     /// the most caught-up voter and steps down; see `removed`).
     fn advance_membership(&mut self, core: &mut Core) {
         self.sync_progress(core);
-        if core.configs.latest_index() > core.commit_index
-            || core.membership_index() > core.commit_index
-        {
+        // (The configuration in force is the latest one: on a leader, `membership_index()` is
+        // `latest_index()`, or at most the commit index under the planted `ConfigOnCommit`.)
+        if core.configs.latest_index() > core.commit_index {
             return;
         }
         let membership = core.membership();

@@ -410,3 +410,35 @@ fn a_later_change_keeps_a_removed_node_only_while_it_is_uninformed_and_in_time()
     assert!(!targets_3(&cluster), "informed");
     assert!(!sent_to_3(&cluster), "informed");
 }
+
+/// A joint configuration is left also when its commit comes with a later entry in one step
+/// (the commit index passes the configuration's index instead of landing on it).
+#[test]
+fn a_joint_configuration_is_left_when_the_commit_passes_it_in_one_step() {
+    let mut cluster = Cluster::new(3, &without_check_quorum());
+    cluster.elect(1, 1_000);
+    let outputs = cluster.change(1, MembershipChange::default().remove(NodeId(3)));
+    assert!(
+        outputs
+            .iter()
+            .any(|o| matches!(o, Output::MembershipChangeAccepted { .. }))
+    );
+    let joint_index = cluster.engine(1).core.configs.latest_index();
+    assert!(cluster.engine(1).core.membership().is_joint());
+    // The joint configuration's first sending is lost; an entry follows it, and both reach the
+    // followers together once the leader resends.
+    cluster.drop_all();
+    assert!(proposal_accepted(&cluster.propose(1, "x")));
+    for now_ms in (1_050..=1_950).step_by(50) {
+        cluster.step(1, Input::Tick { now_ms });
+        cluster.deliver_all();
+    }
+    assert!(
+        cluster.commit_of(1) > joint_index,
+        "commit {:?}, joint at {joint_index:?}",
+        cluster.commit_of(1)
+    );
+    let leader = &cluster.engine(1).core;
+    assert!(!leader.membership().is_joint(), "still joint");
+    assert!(!leader.membership().is_voter(NodeId(3)));
+}
