@@ -6,7 +6,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use async_trait::async_trait;
 use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
@@ -16,7 +15,7 @@ use super::NodeConfig;
 use super::applier::Applier;
 use super::claim::ClaimGuard;
 use super::event_loop::EventLoop;
-use super::events::{Event, Inbound};
+use super::events::Event;
 use super::executor::{Channels, Executor};
 use super::membership::MembershipStatus;
 use super::node_metrics::{append_latency_histogram, applied_index_gauge};
@@ -27,16 +26,15 @@ use super::results::{CommitResult, Notify, PendingAppend, Reply};
 use super::shared::Shared;
 use super::snapshots::SnapshotMetrics;
 use super::status::{Lifecycle, NodeStatus};
-use crate::engine::{Engine, RoleKind};
+use crate::engine::Engine;
 use crate::error::Error;
-use crate::message::{
-    AppendEntries, AppendEntriesResponse, InstallSnapshot, InstallSnapshotResponse, OpenStream,
-    ReadIndex, ReadIndexResponse, RequestVote, RequestVoteResponse, TimeoutNow,
-};
 use crate::state_machine::StateMachine;
 use crate::storage::LogStore;
-use crate::transport::{ServiceHandler, StreamSink, Transport};
-use crate::types::{EntryInfo, LogIndex, Membership, NodeId, Term};
+use crate::transport::Transport;
+use crate::types::{EntryInfo, LogIndex, Membership, NodeId};
+
+mod service;
+mod status;
 
 /// What the handles share; the last one dropped asks the loop to stop.
 #[derive(Debug)]
@@ -490,71 +488,6 @@ impl Node {
         }
     }
 
-    /// This node's id.
-    #[must_use]
-    pub fn id(&self) -> NodeId {
-        self.shared().id
-    }
-
-    /// The node's state as of its last processed event, with the latest applied index.
-    #[must_use]
-    pub fn status(&self) -> NodeStatus {
-        let shared = self.shared();
-        let mut status = *shared.status.borrow();
-        status.applied_index = *shared.applied.borrow();
-        status
-    }
-
-    /// A watch of the node's status, to wait for a condition (its `applied_index` is not
-    /// maintained; use [`applied_index`](Node::applied_index)).
-    #[must_use]
-    pub fn watch_status(&self) -> watch::Receiver<NodeStatus> {
-        self.shared().status.subscribe()
-    }
-
-    /// The current term.
-    #[must_use]
-    pub fn term(&self) -> Term {
-        self.shared().status.borrow().term
-    }
-
-    /// The current role.
-    #[must_use]
-    pub fn role(&self) -> RoleKind {
-        self.shared().status.borrow().role
-    }
-
-    /// Whether this node leads.
-    #[must_use]
-    pub fn is_leader(&self) -> bool {
-        self.role() == RoleKind::Leader
-    }
-
-    /// The leader this node believes in, if any.
-    #[must_use]
-    pub fn leader(&self) -> Option<NodeId> {
-        self.shared().status.borrow().leader
-    }
-
-    /// The commit index.
-    #[must_use]
-    pub fn commit_index(&self) -> LogIndex {
-        self.shared().status.borrow().commit_index
-    }
-
-    /// The last index applied to the state machine.
-    #[must_use]
-    pub fn applied_index(&self) -> LogIndex {
-        *self.shared().applied.borrow()
-    }
-
-    /// The address of member `id`: the one its configuration entry names, else the one this
-    /// node was started with.
-    #[must_use]
-    pub fn address_of(&self, id: NodeId) -> Option<String> {
-        self.shared().address_of(id)
-    }
-
     pub(super) fn shared(&self) -> &Shared {
         &self.handle.shared
     }
@@ -582,65 +515,13 @@ impl Node {
         }
         self.handle.events.send(event).map_err(|_| Error::Shutdown)
     }
-
-    async fn inbound<T>(&self, make: impl FnOnce(Reply<T>) -> Inbound) -> Result<T, Error> {
-        let (sender, receiver) = oneshot::channel();
-        self.enqueue(Event::Inbound(make(sender)))?;
-        let timeout = Duration::from_millis(self.shared().config.raft.request_timeout_ms);
-        match tokio::time::timeout(timeout, receiver).await {
-            Err(_) => Err(Error::Timeout),
-            Ok(Err(_)) if self.shared().lifecycle.is_running() => Err(Error::Timeout),
-            Ok(Err(_)) => Err(Error::Shutdown),
-            Ok(Ok(answer)) => answer,
-        }
-    }
-}
-
-#[async_trait]
-impl ServiceHandler for Node {
-    async fn append_entries(&self, request: AppendEntries) -> Result<AppendEntriesResponse, Error> {
-        self.inbound(|reply| Inbound::Append(request, reply)).await
-    }
-
-    async fn request_vote(&self, request: RequestVote) -> Result<RequestVoteResponse, Error> {
-        self.inbound(|reply| Inbound::Vote(request, reply)).await
-    }
-
-    async fn timeout_now(&self, request: TimeoutNow) -> Result<(), Error> {
-        self.enqueue(Event::Inbound(Inbound::TimeoutNow(request)))
-    }
-
-    async fn install_snapshot(
-        &self,
-        request: InstallSnapshot,
-    ) -> Result<InstallSnapshotResponse, Error> {
-        self.inbound(|reply| Inbound::Snapshot(request, reply))
-            .await
-    }
-
-    async fn read_index(&self, request: ReadIndex) -> Result<ReadIndexResponse, Error> {
-        self.inbound(|reply| Inbound::ReadIndex(request, reply))
-            .await
-    }
-
-    async fn open_stream(
-        &self,
-        open: OpenStream,
-        acks: mpsc::UnboundedReceiver<AppendEntriesResponse>,
-    ) -> Result<StreamSink, Error> {
-        let (entries, sink) = mpsc::unbounded_channel();
-        let (follower, seq) = (open.follower_id, open.seq);
-        self.enqueue(Event::StreamOpened { open, entries })?;
-        let events = self.handle.events.clone();
-        tokio::spawn(super::streams::serve_answers(follower, seq, acks, events));
-        Ok(StreamSink { entries: sink })
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::runtime::Appended;
+    use crate::types::Term;
 
     #[test]
     fn appended_entries_number_consecutively() {
