@@ -3,38 +3,16 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use raft_core::testing::{Cluster, MemKv, Outcome, test_config};
+use raft_core::testing::{Cluster, MemKv, test_config};
 use raft_core::{Error, LogIndex};
 
-/// How long each concurrent writer pauses after a write.
-const PAUSE: Duration = Duration::from_millis(2);
+mod common;
+
+use common::PAUSE;
 
 #[tokio::test(start_paused = true)]
 async fn acknowledged_writes_survive_leader_crash_and_apply_once() {
-    let mut cluster = Cluster::start(3, test_config()).await;
-    for store in cluster.stores.values() {
-        store.set_sync_delay(Duration::from_millis(1));
-    }
-    let first_leader = cluster.wait_for_leader().await;
-    let writers = cluster.spawn_writers(8, 40, PAUSE);
-    tokio::time::sleep(Duration::from_millis(40)).await;
-
-    // A crash: the node stops and loses whatever its disk had not synced.
-    cluster.stop_node(first_leader).await;
-    cluster.stores[&first_leader].simulate_power_loss();
-    let second_leader = cluster.wait_for_leader().await;
-    assert_ne!(second_leader, first_leader);
-    tokio::time::sleep(Duration::from_millis(40)).await;
-    cluster.start_node(first_leader).await;
-
-    let outcomes = writers.join().await;
-    let acked = outcomes
-        .iter()
-        .filter(|(_, o)| matches!(o, Outcome::Acked(_)))
-        .count();
-    assert!(acked >= 300, "only {acked} of 320 writes were acknowledged");
-    cluster.settle().await;
-    cluster.assert_exactly_once(&outcomes);
+    common::writes_survive_a_leader_crash(test_config()).await;
 }
 
 #[tokio::test(start_paused = true)]

@@ -6,11 +6,12 @@
 use std::time::Duration;
 
 use raft_core::runtime::NodeConfig;
-use raft_core::testing::{Cluster, MemKv, Outcome, test_config};
+use raft_core::testing::{Cluster, MemKv, test_config};
 use raft_core::{LogIndex, Replication};
 
-/// How long each concurrent writer pauses after a write.
-const PAUSE: Duration = Duration::from_millis(2);
+mod common;
+
+use common::PAUSE;
 
 fn streaming() -> NodeConfig {
     let mut config = test_config();
@@ -20,29 +21,7 @@ fn streaming() -> NodeConfig {
 
 #[tokio::test(start_paused = true)]
 async fn a_streaming_cluster_replicates_every_write_once_through_a_leader_crash() {
-    let mut cluster = Cluster::start(3, streaming()).await;
-    for store in cluster.stores.values() {
-        store.set_sync_delay(Duration::from_millis(1));
-    }
-    let first_leader = cluster.wait_for_leader().await;
-    let writers = cluster.spawn_writers(8, 40, PAUSE);
-    tokio::time::sleep(Duration::from_millis(40)).await;
-
-    cluster.stop_node(first_leader).await;
-    cluster.stores[&first_leader].simulate_power_loss();
-    let second_leader = cluster.wait_for_leader().await;
-    assert_ne!(second_leader, first_leader);
-    tokio::time::sleep(Duration::from_millis(40)).await;
-    cluster.start_node(first_leader).await;
-
-    let outcomes = writers.join().await;
-    let acked = outcomes
-        .iter()
-        .filter(|(_, o)| matches!(o, Outcome::Acked(_)))
-        .count();
-    assert!(acked >= 300, "only {acked} of 320 writes were acknowledged");
-    cluster.settle().await;
-    cluster.assert_exactly_once(&outcomes);
+    let cluster = common::writes_survive_a_leader_crash(streaming()).await;
     cluster.assert_replicas_identical();
 }
 
