@@ -587,3 +587,115 @@ fn a_malformed_append_entries_is_dropped_whole() {
     );
     assert_eq!(engine.status().last_log_id, LogId::new(2, 4));
 }
+
+/// The AppendEntries requests with entries in flight, as (prev index, last index).
+fn batches_in_flight(cluster: &Cluster) -> Vec<(u64, u64)> {
+    cluster
+        .network
+        .iter()
+        .filter_map(|e| match &e.message {
+            Message::AppendEntries(r) if !r.entries.is_empty() => Some((
+                r.prev_log_id.index.0,
+                r.prev_log_id.index.0 + r.entries.len() as u64,
+            )),
+            _ => None,
+        })
+        .collect()
+}
+
+/// After a failure the leader probes one request at a time; with nothing new to send the probe
+/// is an empty heartbeat at `next_index - 1`, and its success shows where the logs match as
+/// well as a batch's would: pipelining resumes at once, not only after a batch succeeded.
+#[test]
+fn a_successful_probe_heartbeat_ends_probing() {
+    let mut cluster = Cluster::new(2, &config());
+    cluster.elect(1, 2000);
+    // The heartbeat of 2100 is lost and times out at 2600 (window dropped, batch 1, probing).
+    cluster.set_clocks(2100);
+    cluster.step(1, Input::Tick { now_ms: 2100 });
+    cluster.drop_all();
+    cluster.set_clocks(2600);
+    cluster.step(1, Input::Tick { now_ms: 2600 });
+    let probes: Vec<u64> = cluster
+        .network
+        .iter()
+        .filter_map(|e| match &e.message {
+            Message::AppendEntries(r) => Some(r.prev_log_id.index.0),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(probes, [1], "the probe: a heartbeat at next_index - 1");
+    cluster.deliver_all();
+    let status = cluster.engine(1).followers()[0];
+    assert_eq!((status.batch, status.match_index), (1, LogIndex(1)));
+    // Past the retry time, three entries: each fills a batch of 1, and up to 4 go at once.
+    cluster.set_clocks(2700);
+    for payload in ["a", "b", "c"] {
+        cluster.propose(1, payload);
+    }
+    assert_eq!(
+        batches_in_flight(&cluster),
+        [(1, 2), (2, 3), (3, 4)],
+        "pipelined, not one at a time"
+    );
+    cluster.deliver_all();
+    assert_eq!(cluster.commit_of(1), LogIndex(4));
+}
+
+/// The lost-data rule: a follower that lost entries it acknowledged as durable (a replaced
+/// disk) refuses a current request at or below its match index; the leader lowers the match
+/// index to what the refusal shows and resends the entries from there.
+#[test]
+fn a_follower_that_lost_acknowledged_entries_gets_them_resent() {
+    let mut cluster = Cluster::new(3, &config());
+    cluster.elect(1, 2000);
+    cluster.propose(1, "a");
+    cluster.propose(1, "b");
+    cluster.deliver_all();
+    assert_eq!(cluster.engine(1).followers()[0].match_index, LogIndex(3));
+    // Node 2 restarts with an empty disk.
+    let mut wiped = Engine::new(
+        NodeId(2),
+        Membership::new([NodeId(1), NodeId(2), NodeId(3)]),
+        config(),
+        RestoredState::default(),
+        42,
+    )
+    .expect("valid test config");
+    wiped.core.clock_started = true;
+    wiped.core.quiet_until_ms = 0;
+    cluster.engines.insert(NodeId(2), wiped);
+    cluster.logs.insert(NodeId(2), Vec::new());
+    cluster.set_clocks(2100);
+    // The heartbeat after entry 3 (nothing in flight) is refused: node 2's log is empty.
+    cluster.step(1, Input::Tick { now_ms: 2100 });
+    cluster.network.retain(|e| e.to == NodeId(2));
+    let heartbeat = cluster.network.pop_front().expect("heartbeat to 2");
+    cluster.deliver(heartbeat);
+    let refusal = cluster.network.pop_front().expect("node 2's answer");
+    assert!(
+        matches!(
+            &refusal.message,
+            Message::AppendEntriesResponse(AppendEntriesResponse {
+                outcome: AppendOutcome::Conflict { .. },
+                ..
+            })
+        ),
+        "{refusal:?}"
+    );
+    cluster.deliver(refusal);
+    assert_eq!(
+        cluster.engine(1).followers()[0].match_index,
+        LogIndex(0),
+        "the match node 2 lost is forgotten"
+    );
+    cluster.network.retain(|e| e.to == NodeId(2));
+    assert_eq!(
+        batches_in_flight(&cluster),
+        [(0, 1)],
+        "resent from the start"
+    );
+    cluster.deliver_all();
+    assert_eq!(cluster.logs[&NodeId(2)], cluster.logs[&NodeId(1)]);
+    assert_eq!(cluster.engine(1).followers()[0].match_index, LogIndex(3));
+}
