@@ -642,6 +642,18 @@ fn a_successful_probe_heartbeat_ends_probing() {
     assert_eq!(cluster.commit_of(1), LogIndex(4));
 }
 
+/// Node `id` of a three-node cluster restarts with an empty disk (a replaced one).
+fn restart_with_an_empty_disk(cluster: &mut Cluster, id: u64) {
+    let members = Membership::new([NodeId(1), NodeId(2), NodeId(3)]);
+    let restored = RestoredState::default();
+    let mut wiped =
+        Engine::new(NodeId(id), members, config(), restored, 42).expect("valid test config");
+    wiped.core.clock_started = true;
+    wiped.core.quiet_until_ms = 0;
+    cluster.engines.insert(NodeId(id), wiped);
+    cluster.logs.insert(NodeId(id), Vec::new());
+}
+
 /// The lost-data rule: a follower that lost entries it acknowledged as durable (a replaced
 /// disk) refuses a current request at or below its match index; the leader lowers the match
 /// index to what the refusal shows and resends the entries from there.
@@ -653,19 +665,7 @@ fn a_follower_that_lost_acknowledged_entries_gets_them_resent() {
     cluster.propose(1, "b");
     cluster.deliver_all();
     assert_eq!(cluster.engine(1).followers()[0].match_index, LogIndex(3));
-    // Node 2 restarts with an empty disk.
-    let mut wiped = Engine::new(
-        NodeId(2),
-        Membership::new([NodeId(1), NodeId(2), NodeId(3)]),
-        config(),
-        RestoredState::default(),
-        42,
-    )
-    .expect("valid test config");
-    wiped.core.clock_started = true;
-    wiped.core.quiet_until_ms = 0;
-    cluster.engines.insert(NodeId(2), wiped);
-    cluster.logs.insert(NodeId(2), Vec::new());
+    restart_with_an_empty_disk(&mut cluster, 2);
     cluster.set_clocks(2100);
     // The heartbeat after entry 3 (nothing in flight) is refused: node 2's log is empty.
     cluster.step(1, Input::Tick { now_ms: 2100 });
@@ -698,4 +698,99 @@ fn a_follower_that_lost_acknowledged_entries_gets_them_resent() {
     cluster.deliver_all();
     assert_eq!(cluster.logs[&NodeId(2)], cluster.logs[&NodeId(1)]);
     assert_eq!(cluster.engine(1).followers()[0].match_index, LogIndex(3));
+}
+
+/// A refusal of a request at the match index is never taken for a request that overtook an
+/// earlier one (the follower acknowledged that entry, so no earlier request is needed for it):
+/// with a batch in flight, a heartbeat anchored at the match that a follower with a new disk
+/// refuses shows the lost entries at once, not after the batch is refused or times out.
+#[test]
+fn a_refusal_at_the_match_shows_lost_entries_although_a_batch_is_in_flight() {
+    let mut cluster = Cluster::new(3, &config());
+    cluster.elect(1, 2000);
+    cluster.propose(1, "a");
+    cluster.deliver_all();
+    assert_eq!(cluster.engine(1).followers()[0].match_index, LogIndex(2));
+    restart_with_an_empty_disk(&mut cluster, 2);
+    cluster.set_clocks(2050);
+    cluster.propose(1, "b");
+    cluster.set_clocks(2150);
+    cluster.step(1, Input::Tick { now_ms: 2150 });
+    cluster.network.retain(|e| e.to == NodeId(2));
+    // Node 2 gets the heartbeat (anchored at the match, 2) before the batch [3].
+    let batch = cluster.network.pop_front().expect("batch to 2");
+    assert_eq!(
+        batches_in_flight(&cluster),
+        [],
+        "{batch:?} then a heartbeat"
+    );
+    let Message::AppendEntries(heartbeat) = &cluster.network[0].message else {
+        panic!("{:?}", cluster.network);
+    };
+    assert_eq!(heartbeat.prev_log_id.index, LogIndex(2));
+    let heartbeat = cluster.network.pop_front().expect("heartbeat to 2");
+    cluster.deliver(heartbeat);
+    let refusal = cluster.network.pop_front().expect("node 2's answer");
+    cluster.deliver(refusal);
+    assert_eq!(
+        cluster.engine(1).followers()[0].match_index,
+        LogIndex(0),
+        "the refused match is forgotten"
+    );
+    cluster.network.retain(|e| e.to == NodeId(2));
+    assert_eq!(
+        batches_in_flight(&cluster),
+        [(0, 1)],
+        "resent from the start"
+    );
+    cluster.deliver_all();
+    assert_eq!(cluster.logs[&NodeId(2)], cluster.logs[&NodeId(1)]);
+}
+
+/// One step sends every batch the follower's window has room for: entries proposed together
+/// that fill four batches leave together, not one per answer.
+#[test]
+fn a_leader_sends_as_many_batches_as_the_window_holds_at_once() {
+    let mut config = config();
+    config.batch_entries_initial = 2;
+    config.batch_entries_max = 2;
+    let mut cluster = Cluster::new(2, &config);
+    cluster.elect(1, 2000);
+    let payloads = (0..10).map(|_| bytes::Bytes::from_static(b"x")).collect();
+    cluster.step(1, Input::Proposed { id: 0, payloads });
+    assert_eq!(
+        batches_in_flight(&cluster),
+        [(1, 3), (3, 5), (5, 7), (7, 9)],
+        "max_inflight_requests batches of 2; entries 10 and 11 wait"
+    );
+    cluster.deliver_all();
+    assert_eq!(cluster.commit_of(1), LogIndex(11));
+}
+
+/// Nagle's rule by bytes: with a request in flight, waiting entries go once they hold more
+/// than `batch_bytes_max` bytes (a request of at most that many goes, the rest waits), not
+/// when they hold exactly that many.
+#[test]
+fn waiting_entries_go_once_they_hold_more_than_the_byte_limit() {
+    let mut config = config();
+    config.batch_bytes_max = 4;
+    let mut cluster = Cluster::new(2, &config);
+    cluster.elect(1, 2000);
+    cluster.propose(1, "a");
+    assert_eq!(
+        batches_in_flight(&cluster),
+        [(1, 2)],
+        "to an idle follower at once"
+    );
+    cluster.propose(1, "bb");
+    cluster.propose(1, "cc");
+    assert_eq!(batches_in_flight(&cluster), [(1, 2)], "4 bytes wait");
+    cluster.propose(1, "d");
+    assert_eq!(
+        batches_in_flight(&cluster),
+        [(1, 2), (2, 4)],
+        "5 bytes waiting: 4 of them go, 1 waits"
+    );
+    cluster.deliver_all();
+    assert_eq!(cluster.commit_of(1), LogIndex(5));
 }
