@@ -5,28 +5,16 @@
 use bytes::Bytes;
 
 use super::config;
+use super::{entries, members};
 use crate::config::Config;
 use crate::engine::testing::Cluster;
-use crate::engine::{Engine, Input, LogEntryMeta, Output, PlantedBug, RestoredState, RoleKind};
+use crate::engine::{Engine, Input, Output, PlantedBug, RestoredState, RoleKind};
 use crate::message::{
     AppendEntries, AppendEntriesResponse, AppendOutcome, InstallSnapshot, InstallSnapshotResponse,
     Message, ReadIndex, ReadIndexResponse, RequestVote, RequestVoteResponse, SnapshotOutcome,
 };
 use crate::snapshot::SnapshotMeta;
-use crate::types::{HardState, LogId, LogIndex, Membership, NodeId, Term};
-
-fn members() -> Membership {
-    Membership::new([NodeId(1), NodeId(2), NodeId(3)])
-}
-
-fn entries(ids: &[(u64, u64)]) -> Vec<LogEntryMeta> {
-    ids.iter()
-        .map(|&(term, index)| LogEntryMeta {
-            log_id: LogId::new(term, index),
-            payload_len: 1,
-        })
-        .collect()
-}
+use crate::types::{HardState, LogId, LogIndex, NodeId, Term};
 
 /// Node 2 restarted from a snapshot ending at (2, 5) with the entries (2, 4) to (3, 7).
 fn restarted_from_a_snapshot() -> Engine {

@@ -16,6 +16,23 @@ mod snapshots;
 mod streaming;
 
 use crate::config::{Config, Pacing, Replication};
+use crate::engine::LogEntryMeta;
+use crate::types::{LogId, Membership, NodeId};
+
+/// Nodes 1, 2 and 3, all voters.
+fn members() -> Membership {
+    Membership::new([NodeId(1), NodeId(2), NodeId(3)])
+}
+
+/// A restored log's entries from `(term, index)` pairs, one byte of payload each.
+fn entries(ids: &[(u64, u64)]) -> Vec<LogEntryMeta> {
+    ids.iter()
+        .map(|&(term, index)| LogEntryMeta {
+            log_id: LogId::new(term, index),
+            payload_len: 1,
+        })
+        .collect()
+}
 
 /// A config with round numbers: T = 1000 ms, heartbeat 100 ms.
 fn config() -> Config {

@@ -3,24 +3,12 @@
 use bytes::Bytes;
 
 use super::config;
+use super::{entries, members};
 use crate::config::{Config, Pacing};
 use crate::engine::testing::Cluster;
-use crate::engine::{Engine, Input, LogEntryMeta, Output, RestoredState};
+use crate::engine::{Engine, Input, Output, RestoredState};
 use crate::message::{AppendEntries, AppendEntriesResponse, AppendOutcome, Message};
-use crate::types::{Entry, HardState, LogId, LogIndex, Membership, NodeId, Payload, Term};
-
-fn members() -> Membership {
-    Membership::new([NodeId(1), NodeId(2), NodeId(3)])
-}
-
-fn meta(ids: &[(u64, u64)]) -> Vec<LogEntryMeta> {
-    ids.iter()
-        .map(|&(t, i)| LogEntryMeta {
-            log_id: LogId::new(t, i),
-            payload_len: 1,
-        })
-        .collect()
-}
+use crate::types::{Entry, HardState, LogId, LogIndex, NodeId, Payload, Term};
 
 fn entry(t: u64, i: u64) -> Entry {
     Entry {
@@ -59,7 +47,7 @@ fn follower(hs: HardState, log: &[(u64, u64)], cfg: Config) -> Engine {
             memberships: Vec::new(),
             hard_state: hs,
             snapshot: None,
-            entries: meta(log),
+            entries: entries(log),
         },
         7,
     )
@@ -97,7 +85,7 @@ fn restart_after_log_durable_before_hard_state_adopts_log_term() {
             commit: LogIndex(1),
         },
         snapshot: None,
-        entries: meta(&[(1, 1), (4, 2)]),
+        entries: entries(&[(1, 1), (4, 2)]),
     };
     let result = Engine::new(NodeId(2), members(), config(), restored, 7);
     assert!(
@@ -155,7 +143,7 @@ fn persisted_commit_never_passes_durable_index() {
         memberships: Vec::new(),
         hard_state: hs,
         snapshot: None,
-        entries: meta(&[(1, 1), (2, 2)]),
+        entries: entries(&[(1, 1), (2, 2)]),
     };
     let mut e = Engine::new(NodeId(2), members(), cfg, restored, 7).unwrap();
     let outs: Vec<Output> = e.drain_outputs().collect();

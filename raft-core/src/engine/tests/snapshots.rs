@@ -5,23 +5,11 @@
 use bytes::Bytes;
 
 use super::config;
-use crate::engine::{Engine, Input, LogEntryMeta, Output, RestoredState};
+use super::{entries, members};
+use crate::engine::{Engine, Input, Output, RestoredState};
 use crate::message::{InstallSnapshot, InstallSnapshotResponse, Message, SnapshotOutcome};
 use crate::snapshot::SnapshotMeta;
 use crate::types::{HardState, LogId, LogIndex, Membership, NodeId, Term};
-
-fn members() -> Membership {
-    Membership::new([NodeId(1), NodeId(2), NodeId(3)])
-}
-
-fn entries(ids: &[(u64, u64)]) -> Vec<LogEntryMeta> {
-    ids.iter()
-        .map(|&(term, index)| LogEntryMeta {
-            log_id: LogId::new(term, index),
-            payload_len: 1,
-        })
-        .collect()
-}
 
 fn meta_of(last: LogId, data: &[u8]) -> SnapshotMeta {
     SnapshotMeta {
