@@ -684,19 +684,7 @@ fn a_follower_that_lost_acknowledged_entries_gets_them_resent() {
         "{refusal:?}"
     );
     cluster.deliver(refusal);
-    assert_eq!(
-        cluster.engine(1).followers()[0].match_index,
-        LogIndex(0),
-        "the match node 2 lost is forgotten"
-    );
-    cluster.network.retain(|e| e.to == NodeId(2));
-    assert_eq!(
-        batches_in_flight(&cluster),
-        [(0, 1)],
-        "resent from the start"
-    );
-    cluster.deliver_all();
-    assert_eq!(cluster.logs[&NodeId(2)], cluster.logs[&NodeId(1)]);
+    assert_lost_entries_resent_to_node_2(&mut cluster);
     assert_eq!(cluster.engine(1).followers()[0].match_index, LogIndex(3));
 }
 
@@ -735,14 +723,20 @@ fn a_refusal_at_the_match_shows_lost_entries_although_a_batch_is_in_flight() {
     cluster.deliver(heartbeat);
     let refusal = cluster.network.pop_front().expect("node 2's answer");
     cluster.deliver(refusal);
+    assert_lost_entries_resent_to_node_2(&mut cluster);
+}
+
+/// After node 2's refusal of entries it had acknowledged: the leader forgets its match, resends
+/// from the start of the log, and node 2's log becomes the leader's again.
+fn assert_lost_entries_resent_to_node_2(cluster: &mut Cluster) {
     assert_eq!(
         cluster.engine(1).followers()[0].match_index,
         LogIndex(0),
-        "the refused match is forgotten"
+        "the match node 2 lost is forgotten"
     );
     cluster.network.retain(|e| e.to == NodeId(2));
     assert_eq!(
-        batches_in_flight(&cluster),
+        batches_in_flight(cluster),
         [(0, 1)],
         "resent from the start"
     );
