@@ -250,13 +250,15 @@ impl KvNode {
             // Routing runs here, synchronously, so a connection's AppendEntries keep their order.
             let routed = raft_service.route(request);
             let api = api.clone();
-            async move {
+            // Boxed: hyper moves each request's future into a task of its own, and this one
+            // (the whole client path inline) is over 3 KB; a box moves as a pointer.
+            Box::pin(async move {
                 let response: Response<ResponseBody> = match routed {
                     Routed::Raft(answer) => answer.await,
                     Routed::Elsewhere(request) => api.handle(request).await.map(ResponseBody::from),
                 };
                 Ok::<_, Infallible>(response)
-            }
+            })
         });
         let (stop, stopped) = oneshot::channel::<()>();
         let serving = tokio::spawn(server.serve(service, async {
