@@ -1,7 +1,7 @@
 //! Log replication (Raft §5.3): durability-gated acks, parallel leader append, windows,
 //! stale and out-of-order responses, conflict hints and the adaptive batch.
 
-use super::config;
+use super::{config, members};
 use crate::engine::testing::Cluster;
 use crate::engine::{Engine, Input, LogEntryMeta, Output, RestoredState};
 use crate::message::{AppendEntries, AppendEntriesResponse, AppendOutcome, Message};
@@ -644,10 +644,9 @@ fn a_successful_probe_heartbeat_ends_probing() {
 
 /// Node `id` of a three-node cluster restarts with an empty disk (a replaced one).
 fn restart_with_an_empty_disk(cluster: &mut Cluster, id: u64) {
-    let members = Membership::new([NodeId(1), NodeId(2), NodeId(3)]);
     let restored = RestoredState::default();
     let mut wiped =
-        Engine::new(NodeId(id), members, config(), restored, 42).expect("valid test config");
+        Engine::new(NodeId(id), members(), config(), restored, 42).expect("valid test config");
     wiped.core.clock_started = true;
     wiped.core.quiet_until_ms = 0;
     cluster.engines.insert(NodeId(id), wiped);
