@@ -237,12 +237,18 @@ impl Cluster {
         self.network.clear();
     }
 
-    /// Lets `id`'s election timer fire at `now_ms` and delivers everything.
-    pub(crate) fn elect(&mut self, id: u64, now_ms: u64) {
+    /// Moves every clock to `now_ms` and lets `id`'s election timer fire then (nothing is
+    /// delivered); the outputs of that tick.
+    pub(crate) fn time_out(&mut self, id: u64, now_ms: u64) -> Vec<Output> {
         self.set_clocks(now_ms);
         let candidate = self.engines.get_mut(&NodeId(id)).expect("known node");
         candidate.core.election_deadline_ms = now_ms;
-        self.step(id, Input::Tick { now_ms });
+        self.step(id, Input::Tick { now_ms })
+    }
+
+    /// Lets `id`'s election timer fire at `now_ms` and delivers everything.
+    pub(crate) fn elect(&mut self, id: u64, now_ms: u64) {
+        self.time_out(id, now_ms);
         self.deliver_all();
         assert_eq!(self.role(id), RoleKind::Leader, "node {id} should have won");
     }

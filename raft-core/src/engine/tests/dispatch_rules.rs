@@ -101,14 +101,7 @@ fn a_campaign_that_hears_nothing_is_retried_at_the_next_election_timeout() {
                 ..config()
             },
         );
-        cluster.set_clocks(1000);
-        cluster
-            .engines
-            .get_mut(&NodeId(1))
-            .unwrap()
-            .core
-            .election_deadline_ms = 1000;
-        cluster.step(1, Input::Tick { now_ms: 1000 });
+        cluster.time_out(1, 1000);
         let first = take_vote_requests(&mut cluster, 1);
         assert_eq!(first.len(), 2, "pre_vote {pre_vote}: {first:?}");
         assert!(
@@ -216,14 +209,7 @@ fn a_leader_told_of_a_newer_leader_refuses_its_waiting_reads_naming_it() {
 #[test]
 fn a_pre_vote_refusal_from_a_higher_term_makes_the_pre_candidate_a_follower_of_that_term() {
     let mut cluster = Cluster::new(3, &config());
-    cluster.set_clocks(1000);
-    cluster
-        .engines
-        .get_mut(&NodeId(1))
-        .unwrap()
-        .core
-        .election_deadline_ms = 1000;
-    cluster.step(1, Input::Tick { now_ms: 1000 });
+    cluster.time_out(1, 1000);
     cluster.drop_all();
     assert_eq!(cluster.role(1), RoleKind::PreCandidate);
     let refusal = Message::RequestVoteResponse(RequestVoteResponse {

@@ -31,6 +31,17 @@ fn deliver_but_timeout_now(cluster: &mut Cluster) {
     }
 }
 
+/// Leader 1 proposes removing node `removed`, and the change is accepted.
+fn remove_accepted(cluster: &mut Cluster, removed: u64) {
+    let outputs = cluster.change(1, MembershipChange::default().remove(NodeId(removed)));
+    assert!(
+        outputs
+            .iter()
+            .any(|o| matches!(o, Output::MembershipChangeAccepted { .. })),
+        "{outputs:?}"
+    );
+}
+
 fn proposal_accepted(outputs: &[Output]) -> bool {
     match outputs {
         [Output::ProposalAccepted { .. }, ..] => true,
@@ -99,12 +110,7 @@ fn a_transfer_the_target_does_not_finish_is_given_up_at_its_deadline() {
 fn a_removed_leader_whose_successor_does_not_catch_up_steps_down_at_the_deadline() {
     let mut cluster = Cluster::new(3, &without_check_quorum());
     cluster.elect(1, 1_000);
-    let outputs = cluster.change(1, MembershipChange::default().remove(NodeId(1)));
-    assert!(
-        outputs
-            .iter()
-            .any(|o| matches!(o, Output::MembershipChangeAccepted { .. }))
-    );
+    remove_accepted(&mut cluster, 1);
     // Deliver everything but the entry proposed once the final configuration (index 3, after
     // the no-op and the joint one) is appended: when that configuration commits, no voter
     // holds the whole log.
@@ -290,10 +296,7 @@ fn a_membership_change_waits_for_the_previous_one_and_for_the_terms_first_commit
 
     // Node 2 wins an election but hears no answer to its no-op.
     let mut cluster = Cluster::new(3, &config());
-    cluster.set_clocks(5_000);
-    let candidate = cluster.engines.get_mut(&NodeId(2)).unwrap();
-    candidate.core.election_deadline_ms = 5_000;
-    cluster.step(2, Input::Tick { now_ms: 5_000 });
+    cluster.time_out(2, 5_000);
     while let Some(envelope) = cluster.network.pop_front() {
         if !matches!(
             envelope.message,
@@ -314,12 +317,7 @@ fn a_membership_change_waits_for_the_previous_one_and_for_the_terms_first_commit
 fn a_removed_node_that_never_answers_is_given_up_exactly_two_election_timeouts_after_the_commit() {
     let mut cluster = Cluster::new(3, &without_check_quorum());
     cluster.elect(1, 1_000);
-    let outputs = cluster.change(1, MembershipChange::default().remove(NodeId(3)));
-    assert!(
-        outputs
-            .iter()
-            .any(|o| matches!(o, Output::MembershipChangeAccepted { .. }))
-    );
+    remove_accepted(&mut cluster, 3);
     let deliver_but_to_3 = |cluster: &mut Cluster| {
         while let Some(envelope) = cluster.network.pop_front() {
             if envelope.to != NodeId(3) {
@@ -361,12 +359,7 @@ fn a_later_change_keeps_a_removed_node_only_while_it_is_uninformed_and_in_time()
     let remove_3 = |cluster: &mut Cluster| {
         cluster.elect(1, 1_000);
         cluster.add_empty_node(4, &config);
-        let outputs = cluster.change(1, MembershipChange::default().remove(NodeId(3)));
-        assert!(
-            outputs
-                .iter()
-                .any(|o| matches!(o, Output::MembershipChangeAccepted { .. }))
-        );
+        remove_accepted(cluster, 3);
     };
     let add_learner_4 = |cluster: &mut Cluster| {
         let outputs = cluster.change(1, MembershipChange::add_learner(NodeId(4), "a4"));
@@ -417,12 +410,7 @@ fn a_later_change_keeps_a_removed_node_only_while_it_is_uninformed_and_in_time()
 fn a_joint_configuration_is_left_when_the_commit_passes_it_in_one_step() {
     let mut cluster = Cluster::new(3, &without_check_quorum());
     cluster.elect(1, 1_000);
-    let outputs = cluster.change(1, MembershipChange::default().remove(NodeId(3)));
-    assert!(
-        outputs
-            .iter()
-            .any(|o| matches!(o, Output::MembershipChangeAccepted { .. }))
-    );
+    remove_accepted(&mut cluster, 3);
     let joint_index = cluster.engine(1).core.configs.latest_index();
     assert!(cluster.engine(1).core.membership().is_joint());
     // The joint configuration's first sending is lost; an entry follows it, and both reach the

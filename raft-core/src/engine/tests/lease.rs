@@ -87,14 +87,7 @@ fn no_lease_read_with_leases_off_during_a_transfer_or_before_the_first_commit() 
 
     // A new leader whose no-op has not committed yet.
     let mut cluster = Cluster::new(3, &lease_config());
-    cluster.set_clocks(5_000);
-    cluster
-        .engines
-        .get_mut(&NodeId(2))
-        .unwrap()
-        .core
-        .election_deadline_ms = 5_000;
-    cluster.step(2, Input::Tick { now_ms: 5_000 });
+    cluster.time_out(2, 5_000);
     // Deliver votes and pre-votes but no AppendEntries answers.
     while let Some(envelope) = cluster.network.pop_front() {
         if matches!(

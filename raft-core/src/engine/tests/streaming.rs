@@ -78,10 +78,7 @@ fn last_index(cluster: &Cluster, id: u64) -> LogIndex {
 #[test]
 fn a_streaming_leader_pipelines_only_on_a_stream_and_sends_one_request_at_a_time_without() {
     let mut cluster = Cluster::new(3, &streaming());
-    cluster.set_clocks(2000);
-    let candidate = cluster.engines.get_mut(&NodeId(1)).expect("node 1");
-    candidate.core.election_deadline_ms = 2000;
-    cluster.step(1, Input::Tick { now_ms: 2000 });
+    cluster.time_out(1, 2000);
     // Every open is lost: the leader learns of no stream...
     deliver_all_but(&mut cluster, is_open);
     assert!(!opens_of(&cluster, 2).is_empty(), "node 2 opened a stream");
@@ -441,10 +438,7 @@ fn a_caught_up_follower_keeps_its_idle_stream() {
 #[test]
 fn without_a_stream_a_request_times_out_at_its_own_age() {
     let mut cluster = Cluster::new(3, &streaming());
-    cluster.set_clocks(2000);
-    let candidate = cluster.engines.get_mut(&NodeId(1)).expect("node 1");
-    candidate.core.election_deadline_ms = 2000;
-    cluster.step(1, Input::Tick { now_ms: 2000 });
+    cluster.time_out(1, 2000);
     // Every open is lost; so is node 2's heartbeat of 2100.
     deliver_all_but(&mut cluster, is_open);
     cluster.set_clocks(2100);
@@ -526,10 +520,7 @@ fn a_leader_keeps_the_eight_newest_streams_of_a_follower() {
 /// open, delivered alone.
 fn leader_answer_to_the_first_open(nodes: &[(u64, &[u64])]) -> (Cluster, Vec<Output>) {
     let mut cluster = Cluster::restored(&streaming(), nodes, 2);
-    cluster.set_clocks(2000);
-    let candidate = cluster.engines.get_mut(&NodeId(1)).expect("node 1");
-    candidate.core.election_deadline_ms = 2000;
-    cluster.step(1, Input::Tick { now_ms: 2000 });
+    cluster.time_out(1, 2000);
     let mut held = Vec::new();
     while let Some(envelope) = cluster.network.pop_front() {
         if envelope.from == NodeId(2) && cluster.role(1) == crate::engine::RoleKind::Leader {
@@ -653,10 +644,7 @@ fn the_end_of_the_stream_in_use_resends_what_was_in_flight_on_it() {
 #[test]
 fn an_open_sent_in_another_followers_name_is_dropped() {
     let mut cluster = Cluster::new(3, &streaming());
-    cluster.set_clocks(2000);
-    let candidate = cluster.engines.get_mut(&NodeId(1)).expect("node 1");
-    candidate.core.election_deadline_ms = 2000;
-    cluster.step(1, Input::Tick { now_ms: 2000 });
+    cluster.time_out(1, 2000);
     // Every open is lost; then node 3 sends one in node 2's name.
     deliver_all_but(&mut cluster, is_open);
     let forged = OpenStream {
