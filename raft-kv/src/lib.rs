@@ -49,6 +49,7 @@ mod params;
 mod reply;
 mod request_metrics;
 pub mod server;
+mod shards;
 mod snapshot;
 pub mod state;
 mod status;

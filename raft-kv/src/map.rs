@@ -3,24 +3,10 @@
 //! index reaches the same map and the same answer.
 
 use bytes::Bytes;
-use imbl::OrdMap;
 
 use crate::answer::{BatchAnswer, OpResult};
 use crate::command::{Condition, KvCommand, KvOp, OpKind};
-
-/// A key's value and version: the log index of the write that last set it (0 when unknown: a
-/// key restored from a snapshot of the format without versions).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct Versioned {
-    /// The value.
-    pub(crate) value: Bytes,
-    /// The log index of the write that set it.
-    pub(crate) version: u64,
-}
-
-/// The map's type: a persistent B-tree whose clone shares every node, so a snapshot fixes its
-/// view in O(1) however many keys there are, and later writes copy only the paths they touch.
-pub(crate) type Map = OrdMap<Bytes, Versioned>;
+pub(crate) use crate::shards::{Map, Versioned};
 
 /// The messages of an incr that is not applied.
 const NOT_AN_INTEGER: &str = "the value is not a decimal integer";
@@ -107,7 +93,7 @@ fn apply_op(
             };
             match counted.and_then(|n| n.checked_add(1).ok_or(OVERFLOW)) {
                 Ok(next) => {
-                    put(map, key, &Bytes::from(next.to_string()), index);
+                    put(map, key, next.to_string().as_bytes(), index);
                     OpResult::Incremented(next)
                 }
                 Err(reason) => OpResult::Refused(reason.to_owned()),
@@ -116,11 +102,11 @@ fn apply_op(
     }
 }
 
-fn put(map: &mut Map, key: &Bytes, value: &Bytes, index: u64) {
+fn put(map: &mut Map, key: &[u8], value: &[u8], index: u64) {
     // Keys and values are copied out of the entry: a slice would keep the whole received batch
     // (or log segment) it came in alive as long as the key lives.
-    map.insert(
-        Bytes::copy_from_slice(key),
+    map.set(
+        key,
         Versioned {
             value: Bytes::copy_from_slice(value),
             version: index,

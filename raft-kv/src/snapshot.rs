@@ -9,13 +9,12 @@
 //! A key read from a version 1 snapshot gets version 0 (unknown): that format did not keep
 //! versions, and 0 is no write's index.
 
-use std::ops::Bound;
-
 use async_trait::async_trait;
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use raft_core::{Error, SnapshotSource};
 
 use crate::map::{Map, Versioned};
+use crate::shards::SHARDS;
 
 /// The magic of the format before versions; its records have no version.
 const MAGIC_V1: &[u8; 8] = b"RAFTKV01";
@@ -31,8 +30,9 @@ pub(crate) struct MapSource {
     header_sent: bool,
     /// The view as of the snapshot's index.
     map: Map,
-    /// The last key encoded; the next chunk starts after it.
-    after: Option<Bytes>,
+    /// Where the next chunk starts: a shard and how many of its entries are encoded.
+    shard: usize,
+    done_in_shard: usize,
 }
 
 impl MapSource {
@@ -41,7 +41,8 @@ impl MapSource {
         MapSource {
             header_sent: false,
             map,
-            after: None,
+            shard: 0,
+            done_in_shard: 0,
         }
     }
 }
@@ -55,26 +56,25 @@ impl SnapshotSource for MapSource {
             chunk.put_slice(MAGIC);
             chunk.put_u8(FORMAT_VERSION);
         }
-        let start = match &self.after {
-            None => Bound::Unbounded,
-            Some(key) => Bound::Excluded(&key[..]),
-        };
-        let mut last = None;
-        for (key, entry) in self.map.range::<_, [u8]>((start, Bound::Unbounded)) {
-            if chunk.len() >= CHUNK_BYTES {
-                break;
+        // The view never changes, so each shard lists its entries in the same order every time.
+        while self.shard < SHARDS && chunk.len() < CHUNK_BYTES {
+            for (key, entry) in self.map.shard_entries(self.shard).skip(self.done_in_shard) {
+                if chunk.len() >= CHUNK_BYTES {
+                    break;
+                }
+                for field in [key, &entry.value] {
+                    let len = u32::try_from(field.len())
+                        .map_err(|_| Error::state_machine("a key or value over 4 GiB"))?;
+                    chunk.put_u32(len);
+                    chunk.put_slice(field);
+                }
+                chunk.put_u64(entry.version);
+                self.done_in_shard += 1;
             }
-            for field in [key, &entry.value] {
-                let len = u32::try_from(field.len())
-                    .map_err(|_| Error::state_machine("a key or value over 4 GiB"))?;
-                chunk.put_u32(len);
-                chunk.put_slice(field);
+            if self.done_in_shard == self.map.shard_entries(self.shard).len() {
+                self.shard += 1;
+                self.done_in_shard = 0;
             }
-            chunk.put_u64(entry.version);
-            last = Some(key);
-        }
-        if let Some(key) = last {
-            self.after = Some(key.clone());
         }
         Ok((!chunk.is_empty()).then(|| chunk.freeze()))
     }

@@ -83,8 +83,8 @@ impl StateMachine for KvState {
     }
 
     async fn snapshot(&self) -> Result<Box<dyn SnapshotSource>, Error> {
-        // Fix the view: a persistent map's clone shares its nodes (O(1) on the apply task, the
-        // lock held for a reference-count increment); the snapshot task encodes it later.
+        // Fix the view: the map's clone shares its shards (on the apply task, the lock held for
+        // a reference-count increment per shard); the snapshot task encodes it later.
         let map = self.read().clone();
         Ok(Box::new(MapSource::new(map)))
     }
@@ -215,7 +215,7 @@ mod tests {
 
     #[tokio::test]
     async fn snapshot_is_the_map_at_capture_even_when_writes_follow_it() {
-        // ~3 MiB of values: the source resumes after its last key across several chunks.
+        // ~3 MiB of values: the source resumes where it stopped across several chunks.
         let state = KvState::new();
         let entries: Vec<Entry> = (1..=3000u64)
             .map(|i| put(i, format!("key-{i:05}"), vec![b'a'; 1024]))
