@@ -153,6 +153,11 @@ fn write_version(headers: &HeaderMap) -> Result<u64, Error> {
     if let Some(version) = version(headers)? {
         return Ok(version);
     }
+    write_index(headers)
+}
+
+/// A write's log index: its `Raft-Index`.
+pub(crate) fn write_index(headers: &HeaderMap) -> Result<u64, Error> {
     headers
         .get(INDEX_HEADER)
         .and_then(|v| v.to_str().ok())
@@ -160,7 +165,8 @@ fn write_version(headers: &HeaderMap) -> Result<u64, Error> {
         .ok_or_else(|| Error::Protocol("a write answered without its index".to_owned()))
 }
 
-fn duplicate(headers: &HeaderMap) -> bool {
+/// Whether a write's answer says an earlier attempt had applied it (`Raft-Duplicate`).
+pub(crate) fn duplicate(headers: &HeaderMap) -> bool {
     headers
         .get(DUPLICATE_HEADER)
         .is_some_and(|v| v.as_bytes() == b"true")

@@ -1,16 +1,21 @@
 //! [`Batch`]: several writes in one log entry (`POST /kv`), applied in order, exactly once as a
 //! whole, each with its own outcome ([`OpOutcome`]).
 
-use bytes::Bytes;
-use serde::{Deserialize, Serialize};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use hyper::HeaderMap;
 
+use crate::answer::{duplicate, write_index};
 use crate::error::Error;
+
+/// The media type of a batch in the binary form, request and answer.
+pub(crate) const BATCH_CONTENT_TYPE: &str = "application/x-raft-kv-batch";
 
 /// The most operations the server takes in one batch (more: 413).
 pub const MAX_BATCH_OPS: usize = 10_000;
 
-/// Writes sent together: one request, one log entry, one exactly-once retry unit. Keys and
-/// values are text (they travel in JSON). Build it by chaining:
+/// Writes sent together: one request, one log entry, one exactly-once retry unit. It travels in
+/// raft-kv's binary batch form (`Content-Type: application/x-raft-kv-batch`), which the server
+/// proposes as it came. Build it by chaining:
 ///
 /// ```
 /// use raft_kv_client::Batch;
@@ -27,34 +32,79 @@ pub struct Batch {
     ops: Vec<Op>,
 }
 
-/// One operation, as the server reads it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-#[serde(tag = "op", rename_all = "lowercase")]
+/// One operation.
+#[derive(Clone, Debug, PartialEq, Eq)]
 enum Op {
     Put {
         key: String,
         value: String,
-        #[serde(skip_serializing_if = "Option::is_none")]
         if_match: Option<u64>,
-        #[serde(skip_serializing_if = "std::ops::Not::not")]
         if_none_match: bool,
     },
     Delete {
         key: String,
-        #[serde(skip_serializing_if = "Option::is_none")]
         if_match: Option<u64>,
     },
     Incr {
         key: String,
-        #[serde(skip_serializing_if = "Option::is_none")]
         if_match: Option<u64>,
     },
 }
 
-/// The request body.
-#[derive(Serialize)]
-struct Body<'a> {
-    ops: &'a [Op],
+// The binary form (see raft-kv's `binary_batch` module): `0x05 count:u32 op{count}`, each op
+// `kind:u8 condition key_len:u32 key [value_len:u32 value]`, big-endian.
+const BATCH_TAG: u8 = 0x05;
+const PUT: u8 = 0x01;
+const DELETE: u8 = 0x02;
+const INCR: u8 = 0x03;
+const NO_CONDITION: u8 = 0x00;
+const IF_VERSION: u8 = 0x01;
+const IF_ABSENT: u8 = 0x02;
+// The answer: `0x06 count:u32 result{count}`.
+const ANSWER_TAG: u8 = 0x06;
+const INCREMENTED: u8 = 0x00;
+const REFUSED: u8 = 0x01;
+const ABSENT: u8 = 0x02;
+const FAILED_ABSENT: u8 = 0x03;
+const FAILED_AT: u8 = 0x04;
+const APPLIED: u8 = 0x05;
+
+impl Op {
+    fn encode(&self, buf: &mut BytesMut) {
+        let (kind, key, value, if_match, if_none_match) = match self {
+            Op::Put {
+                key,
+                value,
+                if_match,
+                if_none_match,
+            } => (PUT, key, Some(value), if_match, *if_none_match),
+            Op::Delete { key, if_match } => (DELETE, key, None, if_match, false),
+            Op::Incr { key, if_match } => (INCR, key, None, if_match, false),
+        };
+        buf.put_u8(kind);
+        match (if_match, if_none_match) {
+            (Some(version), _) => {
+                buf.put_u8(IF_VERSION);
+                buf.put_u64(*version);
+            }
+            (None, true) => buf.put_u8(IF_ABSENT),
+            (None, false) => buf.put_u8(NO_CONDITION),
+        }
+        for field in std::iter::once(key).chain(value) {
+            // Far below 4 GiB in practice; a larger field is sent as a length the server
+            // refuses.
+            buf.put_u32(u32::try_from(field.len()).unwrap_or(u32::MAX));
+            buf.put_slice(field.as_bytes());
+        }
+    }
+
+    fn encoded_len(&self) -> usize {
+        let fields = match self {
+            Op::Put { key, value, .. } => 8 + key.len() + value.len(),
+            Op::Delete { key, .. } | Op::Incr { key, .. } => 4 + key.len(),
+        };
+        2 + 8 + fields
+    }
 }
 
 impl Batch {
@@ -150,65 +200,85 @@ impl Batch {
         self
     }
 
-    /// The JSON request body.
-    pub(crate) fn body(&self) -> Result<Bytes, Error> {
-        serde_json::to_vec(&Body { ops: &self.ops })
-            .map(Bytes::from)
-            .map_err(|e| Error::Protocol(format!("cannot encode the batch: {e}")))
+    /// The request body, in the binary form.
+    pub(crate) fn body(&self) -> Bytes {
+        let mut buf =
+            BytesMut::with_capacity(5 + self.ops.iter().map(Op::encoded_len).sum::<usize>());
+        buf.put_u8(BATCH_TAG);
+        buf.put_u32(u32::try_from(self.ops.len()).unwrap_or(u32::MAX));
+        for op in &self.ops {
+            op.encode(&mut buf);
+        }
+        buf.freeze()
     }
 
-    /// Reads the server's answer to this batch.
-    pub(crate) fn outcome(&self, body: &[u8]) -> Result<BatchOutcome, Error> {
-        let answer: Answer = serde_json::from_slice(body).map_err(|e| {
-            Error::Protocol(format!("the batch answer is not the expected JSON: {e}"))
-        })?;
-        if answer.results.len() != self.ops.len() {
+    /// Reads the server's answer to this batch: the binary results, the batch's index and
+    /// whether it was a duplicate from the headers.
+    pub(crate) fn outcome(&self, headers: &HeaderMap, body: &[u8]) -> Result<BatchOutcome, Error> {
+        let index = write_index(headers)?;
+        let malformed = |what: &str| Error::Protocol(format!("the batch answer {what}"));
+        let mut buf = body;
+        if buf.remaining() < 5 || buf.get_u8() != ANSWER_TAG {
+            return Err(malformed("is not a binary batch answer"));
+        }
+        let count = buf.get_u32() as usize;
+        if count != self.ops.len() {
             return Err(Error::Protocol(format!(
-                "{} results for {} operations",
-                answer.results.len(),
+                "{count} results for {} operations",
                 self.ops.len()
             )));
         }
-        let results = answer
-            .results
-            .into_iter()
-            .map(|result| match result.status {
-                200..=299 => OpOutcome::Applied {
-                    version: result.version.unwrap_or(answer.index),
-                    value: result.value,
+        let mut results = Vec::with_capacity(count);
+        for _ in 0..count {
+            if !buf.has_remaining() {
+                return Err(malformed("is cut short"));
+            }
+            let tag = buf.get_u8();
+            let need = match tag {
+                INCREMENTED | FAILED_AT => 8,
+                REFUSED => 4,
+                _ => 0,
+            };
+            if buf.remaining() < need {
+                return Err(malformed("is cut short"));
+            }
+            results.push(match tag {
+                APPLIED | ABSENT => OpOutcome::Applied {
+                    version: index,
+                    value: None,
                 },
-                412 => OpOutcome::PreconditionFailed {
-                    current: result.version,
+                INCREMENTED => OpOutcome::Applied {
+                    version: index,
+                    value: Some(buf.get_i64()),
                 },
-                status => OpOutcome::Refused {
-                    status,
-                    message: result.error.unwrap_or_default(),
+                FAILED_ABSENT => OpOutcome::PreconditionFailed { current: None },
+                FAILED_AT => OpOutcome::PreconditionFailed {
+                    current: Some(buf.get_u64()),
                 },
-            })
-            .collect();
+                REFUSED => {
+                    let len = buf.get_u32() as usize;
+                    if buf.remaining() < len {
+                        return Err(malformed("is cut short"));
+                    }
+                    let message = String::from_utf8_lossy(&buf[..len]).into_owned();
+                    buf.advance(len);
+                    OpOutcome::Refused {
+                        status: 422,
+                        message,
+                    }
+                }
+                tag => return Err(malformed(&format!("has an unknown result {tag:#04x}"))),
+            });
+        }
+        if buf.has_remaining() {
+            return Err(malformed("has bytes after its results"));
+        }
         Ok(BatchOutcome {
-            index: answer.index,
-            duplicate: answer.duplicate,
+            index,
+            duplicate: duplicate(headers),
             results,
         })
     }
-}
-
-/// The answer's document.
-#[derive(Deserialize)]
-struct Answer {
-    index: u64,
-    #[serde(default)]
-    duplicate: bool,
-    results: Vec<RawResult>,
-}
-
-#[derive(Deserialize)]
-struct RawResult {
-    status: u16,
-    version: Option<u64>,
-    value: Option<i64>,
-    error: Option<String>,
 }
 
 /// What a batch did.
@@ -264,9 +334,21 @@ pub enum OpOutcome {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use hyper::header::HeaderValue;
+    use raft_kv::answer::{BatchAnswer, OpResult};
+    use raft_kv::command::{Condition, KvCommand, KvOp, OpKind};
+
+    fn op(kind: OpKind, key: &'static str, value: &'static str, condition: Condition) -> KvOp {
+        KvOp {
+            kind,
+            key: Bytes::from_static(key.as_bytes()),
+            value: Bytes::from_static(value.as_bytes()),
+            condition,
+        }
+    }
 
     #[test]
-    fn a_batch_encodes_as_the_servers_json() {
+    fn a_batch_encodes_as_the_servers_batch_command() {
         let batch = Batch::new()
             .put("a", "text")
             .delete_if("b", 12)
@@ -275,19 +357,29 @@ mod tests {
             .put_if("d", "y", 3)
             .incr_if("m", 4)
             .delete("e");
-        let json: serde_json::Value = serde_json::from_slice(&batch.body().unwrap()).unwrap();
+        let command = KvCommand::Batch(vec![
+            op(OpKind::Put, "a", "text", Condition::Always),
+            op(OpKind::Delete, "b", "", Condition::IfVersion(12)),
+            op(OpKind::Put, "c", "x", Condition::IfAbsent),
+            op(OpKind::Incr, "n", "", Condition::Always),
+            op(OpKind::Put, "d", "y", Condition::IfVersion(3)),
+            op(OpKind::Incr, "m", "", Condition::IfVersion(4)),
+            op(OpKind::Delete, "e", "", Condition::Always),
+        ]);
+        let body = batch.body();
+        assert_eq!(body, command.encode());
         assert_eq!(
-            json,
-            serde_json::json!({"ops": [
-                {"op": "put", "key": "a", "value": "text"},
-                {"op": "delete", "key": "b", "if_match": 12},
-                {"op": "put", "key": "c", "value": "x", "if_none_match": true},
-                {"op": "incr", "key": "n"},
-                {"op": "put", "key": "d", "value": "y", "if_match": 3},
-                {"op": "incr", "key": "m", "if_match": 4},
-                {"op": "delete", "key": "e"},
-            ]})
+            body.len(),
+            5 + batch.ops.iter().map(Op::encoded_len).sum::<usize>() - 8 * 4,
+            "room for a version on every op, used by three"
         );
+    }
+
+    fn headers(index: &'static str, duplicate: &'static str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert("raft-index", HeaderValue::from_static(index));
+        headers.insert("raft-duplicate", HeaderValue::from_static(duplicate));
+        headers
     }
 
     #[test]
@@ -296,33 +388,54 @@ mod tests {
             .put("a", "1")
             .delete_if("b", 12)
             .incr("n")
-            .incr("s");
-        let answer = br#"{"index":40,"duplicate":false,"results":[{"status":200,"version":40},{"status":412,"version":7},{"status":200,"version":40,"value":5},{"status":422,"error":"not an integer"}]}"#;
-        let outcome = batch.outcome(answer).unwrap();
+            .incr("s")
+            .delete("gone")
+            .put_if_absent("c", "2");
+        let mut answer = BatchAnswer::with_capacity(6);
+        for result in [
+            OpResult::Applied,
+            OpResult::PreconditionFailed(Some(7)),
+            OpResult::Incremented(5),
+            OpResult::Refused("not an integer".to_owned()),
+            OpResult::Absent,
+            OpResult::PreconditionFailed(None),
+        ] {
+            answer.push(&result);
+        }
+        let answer = answer.finish();
+        let outcome = batch.outcome(&headers("40", "true"), &answer).unwrap();
         assert_eq!(outcome.index, 40);
-        assert!(!outcome.duplicate && !outcome.all_applied());
+        assert!(outcome.duplicate && !outcome.all_applied());
+        let applied = |value| OpOutcome::Applied { version: 40, value };
         assert_eq!(
             outcome.results,
             vec![
-                OpOutcome::Applied {
-                    version: 40,
-                    value: None
-                },
+                applied(None),
                 OpOutcome::PreconditionFailed { current: Some(7) },
-                OpOutcome::Applied {
-                    version: 40,
-                    value: Some(5)
-                },
+                applied(Some(5)),
                 OpOutcome::Refused {
                     status: 422,
                     message: "not an integer".to_owned()
                 },
+                applied(None),
+                OpOutcome::PreconditionFailed { current: None },
             ]
         );
-        assert!(matches!(
-            Batch::new().put("a", "1").outcome(answer),
-            Err(Error::Protocol(_))
+        let protocol =
+            |result: Result<BatchOutcome, Error>| matches!(result, Err(Error::Protocol(_)));
+        // Another count, no index, not an answer, cut short, or bytes after it.
+        assert!(protocol(
+            Batch::new()
+                .put("a", "1")
+                .outcome(&headers("40", "false"), &answer)
         ));
-        assert!(matches!(batch.outcome(b"<html>"), Err(Error::Protocol(_))));
+        assert!(protocol(batch.outcome(&HeaderMap::new(), &answer)));
+        assert!(protocol(batch.outcome(&headers("40", "false"), b"<html>")));
+        assert!(protocol(
+            batch.outcome(&headers("40", "false"), &answer[..answer.len() - 3])
+        ));
+        let mut longer = answer.to_vec();
+        longer.push(0);
+        assert!(protocol(batch.outcome(&headers("40", "false"), &longer)));
     }
 }

@@ -294,16 +294,16 @@ impl Client {
     /// [`MAX_BATCH_OPS`](crate::MAX_BATCH_OPS) operations; see [`Error`] for the others.
     pub async fn batch(&self, batch: &Batch) -> Result<BatchOutcome, Error> {
         let mut call = Call::new(Method::POST, "/kv".to_owned(), Target::Leader, true);
-        call.body = batch.body()?;
+        call.body = batch.body();
         call.headers.insert(
             header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
+            HeaderValue::from_static(crate::batch::BATCH_CONTENT_TYPE),
         );
         let reply = self.execute(call).await?;
         if !reply.status.is_success() {
             return Err(answer::refusal(&reply));
         }
-        batch.outcome(&reply.body)
+        batch.outcome(&reply.headers, &reply.body)
     }
 
     async fn execute(&self, call: Call) -> Result<crate::pool::Reply, Error> {

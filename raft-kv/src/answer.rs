@@ -170,6 +170,13 @@ impl BatchAnswer {
         self.buf.freeze()
     }
 
+    /// Whether `bytes` look like a batch's commit result (its tag and count; the results are
+    /// not read).
+    #[must_use]
+    pub fn is_batch(bytes: &[u8]) -> bool {
+        bytes.len() >= 5 && bytes[0] == BATCH
+    }
+
     /// Reads a batch's commit result: one result per operation, in order.
     ///
     /// # Errors

@@ -271,9 +271,15 @@ impl KvApi {
             Operation::Incr { key } => self.single(OpKind::Incr, key, request, &uri).await,
             Operation::Batch => {
                 let ids = session_ids(request.headers())?;
+                let binary = crate::binary_batch::is_binary(request.headers());
                 let body = self
                     .read_body(request, self.max_batch_bytes, "batch bodies")
                     .await?;
+                if binary {
+                    let command = crate::binary_batch::parse(body, self.max_value_bytes)?;
+                    let applied = self.write(command, ids, &uri).await?;
+                    return Ok(crate::binary_batch::response(&applied));
+                }
                 let command = crate::batch::parse(&body, self.max_value_bytes)?;
                 let applied = self.write(command, ids, &uri).await?;
                 Ok(crate::batch::response(&applied))

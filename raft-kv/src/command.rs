@@ -165,24 +165,13 @@ impl KvCommand {
                 Ok(KvCommand::Conditional(op))
             }
             BATCH => {
-                if buf.remaining() < 4 {
-                    return Err("batch without a count".to_owned());
+                let ops = BatchOps::new(&payload[1..])?;
+                let bound = payload.len() / MIN_OP_BYTES;
+                let mut decoded = Vec::with_capacity((ops.announced() as usize).min(bound));
+                for op in ops {
+                    decoded.push(op?.to_kv_op(payload));
                 }
-                let count = buf.get_u32() as usize;
-                let mut ops = Vec::with_capacity(count.min(buf.remaining() / MIN_OP_BYTES));
-                for position in 0..count {
-                    ops.push(
-                        decode_op(&mut buf)
-                            .map_err(|reason| format!("batch operation {position}: {reason}"))?,
-                    );
-                }
-                if buf.has_remaining() {
-                    return Err(format!(
-                        "{} bytes after a batch of {count}",
-                        buf.remaining()
-                    ));
-                }
-                Ok(KvCommand::Batch(ops))
+                Ok(KvCommand::Batch(decoded))
             }
             tag => Err(format!("unknown command tag {tag:#04x}")),
         }
@@ -265,6 +254,116 @@ fn put_len(buf: &mut BytesMut, len: usize) {
 }
 
 fn decode_op(buf: &mut Bytes) -> Result<KvOp, String> {
+    let whole = buf.clone();
+    let mut rest: &[u8] = &whole;
+    let op = read_op(&mut rest)?;
+    buf.advance(whole.len() - rest.len());
+    Ok(op.to_kv_op(&whole))
+}
+
+/// A `len:u32` prefixed field.
+fn take_field(buf: &mut Bytes, what: &str) -> Result<Bytes, String> {
+    let whole = buf.clone();
+    let mut rest: &[u8] = &whole;
+    let field = take_slice(&mut rest, what)?;
+    buf.advance(whole.len() - rest.len());
+    Ok(whole.slice_ref(field))
+}
+
+/// One operation read in place from a command's bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct OpRef<'a> {
+    /// What it does.
+    pub(crate) kind: OpKind,
+    /// When it applies.
+    pub(crate) condition: Condition,
+    /// The key.
+    pub(crate) key: &'a [u8],
+    /// A put's value (empty for the other kinds).
+    pub(crate) value: &'a [u8],
+}
+
+impl OpRef<'_> {
+    /// The operation with its key and value as slices of `payload`, which holds them.
+    fn to_kv_op(self, payload: &Bytes) -> KvOp {
+        KvOp {
+            kind: self.kind,
+            key: payload.slice_ref(self.key),
+            value: payload.slice_ref(self.value),
+            condition: self.condition,
+        }
+    }
+}
+
+/// The operations of a batch command, read in place and in order (no copy, no allocation). An
+/// operation that does not decode, or bytes after the last, end it with an error.
+#[derive(Clone, Debug)]
+pub(crate) struct BatchOps<'a> {
+    rest: &'a [u8],
+    announced: u32,
+    position: u32,
+    finished: bool,
+}
+
+impl<'a> BatchOps<'a> {
+    /// The operations of `payload` if it is a batch command; `None` for another command.
+    ///
+    /// # Errors
+    /// A batch without its count.
+    pub(crate) fn of(payload: &'a [u8]) -> Option<Result<BatchOps<'a>, String>> {
+        match payload.split_first() {
+            Some((&BATCH, rest)) => Some(BatchOps::new(rest)),
+            _ => None,
+        }
+    }
+
+    /// `count:u32 op{count}`: a batch command after its tag.
+    fn new(mut rest: &'a [u8]) -> Result<BatchOps<'a>, String> {
+        if rest.remaining() < 4 {
+            return Err("batch without a count".to_owned());
+        }
+        let announced = rest.get_u32();
+        Ok(BatchOps {
+            rest,
+            announced,
+            position: 0,
+            finished: false,
+        })
+    }
+
+    /// How many operations the batch says it holds.
+    pub(crate) fn announced(&self) -> u32 {
+        self.announced
+    }
+}
+
+impl<'a> Iterator for BatchOps<'a> {
+    type Item = Result<OpRef<'a>, String>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.finished {
+            return None;
+        }
+        if self.position == self.announced {
+            self.finished = true;
+            return (!self.rest.is_empty()).then(|| {
+                Err(format!(
+                    "{} bytes after a batch of {}",
+                    self.rest.len(),
+                    self.announced
+                ))
+            });
+        }
+        let position = self.position;
+        self.position += 1;
+        Some(read_op(&mut self.rest).map_err(|reason| {
+            self.finished = true;
+            format!("batch operation {position}: {reason}")
+        }))
+    }
+}
+
+fn read_op<'a>(buf: &mut &'a [u8]) -> Result<OpRef<'a>, String> {
     if buf.remaining() < 2 {
         return Err("an operation without its kind and condition".to_owned());
     }
@@ -281,22 +380,22 @@ fn decode_op(buf: &mut Bytes) -> Result<KvOp, String> {
         IF_ABSENT => Condition::IfAbsent,
         tag => return Err(format!("unknown condition {tag:#04x}")),
     };
-    let key = take_field(buf, "key")?;
+    let key = take_slice(buf, "key")?;
     let value = if kind == OpKind::Put {
-        take_field(buf, "value")?
+        take_slice(buf, "value")?
     } else {
-        Bytes::new()
+        &[]
     };
-    Ok(KvOp {
+    Ok(OpRef {
         kind,
+        condition,
         key,
         value,
-        condition,
     })
 }
 
-/// A `len:u32` prefixed field.
-fn take_field(buf: &mut Bytes, what: &str) -> Result<Bytes, String> {
+/// A `len:u32` prefixed field, in place.
+fn take_slice<'a>(buf: &mut &'a [u8], what: &str) -> Result<&'a [u8], String> {
     if buf.remaining() < 4 {
         return Err(format!("{what} without its length"));
     }
@@ -307,7 +406,9 @@ fn take_field(buf: &mut Bytes, what: &str) -> Result<Bytes, String> {
             buf.remaining()
         ));
     }
-    Ok(buf.split_to(len))
+    let (field, rest) = buf.split_at(len);
+    *buf = rest;
+    Ok(field)
 }
 
 fn tagged(tag: u8, key: &Bytes) -> Bytes {

@@ -39,6 +39,7 @@ pub mod answer;
 pub mod api;
 pub mod auth;
 mod batch;
+pub mod binary_batch;
 mod cas;
 pub mod command;
 mod error;

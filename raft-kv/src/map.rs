@@ -5,12 +5,37 @@
 use bytes::Bytes;
 
 use crate::answer::{BatchAnswer, OpResult};
-use crate::command::{Condition, KvCommand, KvOp, OpKind};
+use crate::command::{BatchOps, Condition, KvCommand, KvOp, OpKind};
 pub(crate) use crate::shards::{Map, Versioned};
 
 /// The messages of an incr that is not applied.
 const NOT_AN_INTEGER: &str = "the value is not a decimal integer";
 const OVERFLOW: &str = "the value would overflow";
+
+/// Applies the command payload of the entry at `index`; the answer for its proposer, or what
+/// is malformed in it (then nothing was applied). A batch is applied from the payload in place.
+pub(crate) fn apply_payload(map: &mut Map, index: u64, payload: &Bytes) -> Result<Bytes, String> {
+    let Some(ops) = BatchOps::of(payload) else {
+        return KvCommand::decode(payload).map(|command| apply(map, index, &command));
+    };
+    let ops = ops?;
+    // Checked whole first: a malformed batch applies nothing.
+    let count = ops
+        .clone()
+        .try_fold(0usize, |count, op| op.map(|_| count + 1))?;
+    let mut answer = BatchAnswer::with_capacity(count);
+    for op in ops.flatten() {
+        answer.push(&apply_op(
+            map,
+            index,
+            op.kind,
+            op.key,
+            op.value,
+            op.condition,
+        ));
+    }
+    Ok(answer.finish())
+}
 
 /// Applies the command of the entry at `index`; the answer for its proposer.
 pub(crate) fn apply(map: &mut Map, index: u64, command: &KvCommand) -> Bytes {
@@ -19,24 +44,12 @@ pub(crate) fn apply(map: &mut Map, index: u64, command: &KvCommand) -> Bytes {
             put(map, key, value, index);
             Bytes::new()
         }
-        KvCommand::Delete { key } => apply_op(
-            map,
-            index,
-            OpKind::Delete,
-            key,
-            &Bytes::new(),
-            Condition::Always,
-        )
-        .encode(),
-        KvCommand::Incr { key } => apply_op(
-            map,
-            index,
-            OpKind::Incr,
-            key,
-            &Bytes::new(),
-            Condition::Always,
-        )
-        .encode(),
+        KvCommand::Delete { key } => {
+            apply_op(map, index, OpKind::Delete, key, &[], Condition::Always).encode()
+        }
+        KvCommand::Incr { key } => {
+            apply_op(map, index, OpKind::Incr, key, &[], Condition::Always).encode()
+        }
         KvCommand::Conditional(op) => apply_kv_op(map, index, op).encode(),
         KvCommand::Batch(ops) => {
             let mut answer = BatchAnswer::with_capacity(ops.len());
@@ -57,8 +70,8 @@ fn apply_op(
     map: &mut Map,
     index: u64,
     kind: OpKind,
-    key: &Bytes,
-    value: &Bytes,
+    key: &[u8],
+    value: &[u8],
     condition: Condition,
 ) -> OpResult {
     let current = match condition {
@@ -243,5 +256,64 @@ mod tests {
             Some(Bytes::from_static(b"text"))
         );
         assert_eq!(version(&map, "n"), Some(9));
+    }
+
+    fn mixed_batch() -> KvCommand {
+        KvCommand::Batch(vec![
+            op(OpKind::Put, "a", "text", Condition::Always),
+            op(OpKind::Incr, "n", "", Condition::Always),
+            op(OpKind::Put, "a", "again", Condition::IfAbsent),
+            op(OpKind::Delete, "b", "", Condition::Always),
+            op(OpKind::Incr, "a", "", Condition::Always),
+        ])
+    }
+
+    #[test]
+    fn a_batch_payload_applies_in_place_as_its_decoded_command_does() {
+        let batch = mixed_batch();
+        let mut in_place = Map::new();
+        let mut decoded = Map::new();
+        in_place.set(
+            b"b",
+            Versioned {
+                value: Bytes::new(),
+                version: 1,
+            },
+        );
+        decoded.set(
+            b"b",
+            Versioned {
+                value: Bytes::new(),
+                version: 1,
+            },
+        );
+        assert_eq!(
+            apply_payload(&mut in_place, 4, &batch.encode()),
+            Ok(apply(&mut decoded, 4, &batch))
+        );
+        assert_eq!(in_place, decoded);
+        assert_eq!(version(&in_place, "n"), Some(4));
+        let single = KvCommand::Incr {
+            key: Bytes::from_static(b"n"),
+        };
+        assert_eq!(
+            apply_payload(&mut in_place, 5, &single.encode()),
+            Ok(apply(&mut decoded, 5, &single))
+        );
+        assert_eq!(in_place, decoded);
+    }
+
+    #[test]
+    fn a_malformed_batch_applies_nothing() {
+        let encoded = mixed_batch().encode();
+        // One operation more announced than held; then one cut in its last field.
+        let mut announced = encoded.to_vec();
+        announced[4] += 1;
+        let cut = encoded.slice(..encoded.len() - 1);
+        for payload in [Bytes::from(announced), cut, Bytes::from_static(&[0x05, 0])] {
+            let mut map = Map::new();
+            assert!(apply_payload(&mut map, 3, &payload).is_err(), "{payload:?}");
+            assert!(map.is_empty());
+        }
     }
 }

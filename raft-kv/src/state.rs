@@ -7,8 +7,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use raft_core::{Entry, Error, Payload, SnapshotReader, SnapshotSource, StateMachine};
 
-use crate::command::KvCommand;
-use crate::map::{Map, apply};
+use crate::map::{Map, apply_payload};
 use crate::snapshot::{CHUNK_BYTES, Decoder, MapSource};
 
 /// The key-value map every replica applies the log to: each key with its value and version
@@ -70,8 +69,8 @@ impl StateMachine for KvState {
             .iter()
             .map(|entry| match &entry.payload {
                 Payload::Blank | Payload::Membership(_) => Bytes::new(),
-                Payload::Command(payload) => match KvCommand::decode(payload) {
-                    Ok(command) => apply(&mut map, entry.log_id.index.0, &command),
+                Payload::Command(payload) => match apply_payload(&mut map, entry.log_id.index.0, payload) {
+                    Ok(answer) => answer,
                     // Every replica refuses it the same way; the log stays applicable.
                     Err(reason) => {
                         tracing::warn!(index = %entry.log_id.index, %reason, "malformed command not applied");
@@ -126,6 +125,7 @@ mod tests {
 
     use super::*;
     use crate::answer::OpResult;
+    use crate::command::KvCommand;
 
     fn entry(index: u64, command: &KvCommand) -> Entry {
         Entry {
