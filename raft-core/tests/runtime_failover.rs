@@ -210,6 +210,9 @@ async fn failover_on_a_multi_threaded_runtime_loses_no_acknowledged_write() {
 #[tokio::test(start_paused = true)]
 async fn batch_cut_by_a_rollback_reports_where_its_discarded_tail_begins() {
     let mut config = test_config();
+    // The scenario needs a batch cut by the rollback (asserted below); fixed seeds give the
+    // same election timings every run (each engine still mixes in its node id).
+    config.seed = 0x5EED;
     config.raft.batch_entries_initial = 1;
     config.raft.batch_entries_max = 1;
     config.raft.max_inflight_requests = 1;

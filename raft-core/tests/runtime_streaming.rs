@@ -102,6 +102,9 @@ async fn streams_are_counted_in_the_documented_metrics() {
     }
     cluster.network.isolate(follower);
     node.append(vec![MemKv::put("cut", "v")]).await.unwrap();
+    // The isolated follower's stream must meet the cut before the network heals (the commit
+    // above needed only the other follower).
+    tokio::time::sleep(Duration::from_millis(100)).await;
     cluster.network.heal();
     cluster.settle().await;
 

@@ -88,10 +88,11 @@ async fn a_follower_that_lost_its_data_catches_up_by_snapshot_chunks_over_http()
     let leader = cluster.node(leader_id);
     let last = write(&leader, "k", 200).await;
     cluster.wait_applied(last).await;
-    assert!(
-        leader.status().log_base_index > LogIndex(100),
-        "the leader compacted"
-    );
+    // The snapshot and the compaction after it run in the background.
+    raft_core::testing::wait_until("the leader compacted", || {
+        leader.status().log_base_index > LogIndex(100)
+    })
+    .await;
 
     // A follower loses everything (a replaced disk) and comes back empty.
     let follower = cluster.others(leader_id)[0];

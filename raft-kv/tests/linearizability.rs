@@ -23,8 +23,11 @@ use tokio::time::Instant;
 
 const KEY_PATH: &str = "/kv/register";
 const CLIENTS: u64 = 4;
-/// How long the clients start new operations.
+/// How long the clients start new operations (at least; see `AFTER_STOP`).
 const RUN: Duration = Duration::from_secs(6);
+/// How long the clients go on after the leader stopped, however long stopping it took: the
+/// survivors' operations after the stop are part of what the test checks.
+const AFTER_STOP: Duration = Duration::from_secs(2);
 /// How long a write is retried before it is recorded as indeterminate.
 const WRITE_PATIENCE: Duration = Duration::from_secs(4);
 
@@ -33,6 +36,8 @@ type History = Vec<Operation<RegisterInput, RegisterOutput>>;
 /// The shared history and clock.
 struct Recorder {
     start: Instant,
+    /// When the clients stop starting operations.
+    end: Mutex<Instant>,
     history: Mutex<History>,
 }
 
@@ -72,7 +77,7 @@ impl Rng {
     }
 }
 
-/// One client: reads, unique writes, and CAS from the last value it read, until `RUN` ends.
+/// One client: reads, unique writes, and CAS from the last value it read, until the run ends.
 async fn client(id: u64, addresses: Arc<Vec<String>>, recorder: Arc<Recorder>) {
     let mut rng = Rng(0x9E37_79B9_7F4A_7C15 ^ (id + 1));
     let mut target = addresses[id as usize % addresses.len()].clone();
@@ -80,7 +85,7 @@ async fn client(id: u64, addresses: Arc<Vec<String>>, recorder: Arc<Recorder>) {
     let mut next_value = 0i64;
     // The value and version of this client's last read that found one.
     let mut last_read: Option<(i64, u64)> = None;
-    while recorder.start.elapsed() < RUN {
+    while Instant::now() < *recorder.end.lock().unwrap() {
         // 5 in 10 reads, 2 writes, 3 compare-and-swaps (a write when no value was read).
         let choice = rng.below(10);
         if choice < 5 {
@@ -187,8 +192,10 @@ async fn reads_writes_and_cas_stay_linearizable_across_leader_changes() {
     let (mut nodes, addresses) = start_cluster(dir.path(), 3, |_| {}).await;
     wait_for_leader(&addresses).await;
     let addresses = Arc::new(addresses);
+    let start = Instant::now();
     let recorder = Arc::new(Recorder {
-        start: Instant::now(),
+        start,
+        end: Mutex::new(start + RUN),
         history: Mutex::new(Vec::new()),
     });
     let clients: Vec<_> = (0..CLIENTS)
@@ -214,6 +221,10 @@ async fn reads_writes_and_cas_stay_linearizable_across_leader_changes() {
     let stopped: NodeId = nodes[leader].id();
     nodes.remove(leader).shutdown().await;
     let stopped_at = recorder.now();
+    {
+        let mut end = recorder.end.lock().unwrap();
+        *end = (*end).max(Instant::now() + AFTER_STOP);
+    }
 
     for client in clients {
         client.await.unwrap();
