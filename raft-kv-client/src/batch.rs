@@ -338,15 +338,6 @@ mod tests {
     use raft_kv::answer::{BatchAnswer, OpResult};
     use raft_kv::command::{Condition, KvCommand, KvOp, OpKind};
 
-    fn op(kind: OpKind, key: &'static str, value: &'static str, condition: Condition) -> KvOp {
-        KvOp {
-            kind,
-            key: Bytes::from_static(key.as_bytes()),
-            value: Bytes::from_static(value.as_bytes()),
-            condition,
-        }
-    }
-
     #[test]
     fn a_batch_encodes_as_the_servers_batch_command() {
         let batch = Batch::new()
@@ -358,13 +349,13 @@ mod tests {
             .incr_if("m", 4)
             .delete("e");
         let command = KvCommand::Batch(vec![
-            op(OpKind::Put, "a", "text", Condition::Always),
-            op(OpKind::Delete, "b", "", Condition::IfVersion(12)),
-            op(OpKind::Put, "c", "x", Condition::IfAbsent),
-            op(OpKind::Incr, "n", "", Condition::Always),
-            op(OpKind::Put, "d", "y", Condition::IfVersion(3)),
-            op(OpKind::Incr, "m", "", Condition::IfVersion(4)),
-            op(OpKind::Delete, "e", "", Condition::Always),
+            KvOp::new(OpKind::Put, "a", "text", Condition::Always),
+            KvOp::new(OpKind::Delete, "b", "", Condition::IfVersion(12)),
+            KvOp::new(OpKind::Put, "c", "x", Condition::IfAbsent),
+            KvOp::new(OpKind::Incr, "n", "", Condition::Always),
+            KvOp::new(OpKind::Put, "d", "y", Condition::IfVersion(3)),
+            KvOp::new(OpKind::Incr, "m", "", Condition::IfVersion(4)),
+            KvOp::new(OpKind::Delete, "e", "", Condition::Always),
         ]);
         let body = batch.body();
         assert_eq!(body, command.encode());

@@ -119,15 +119,6 @@ mod tests {
     use super::*;
     use crate::command::{Condition, KvCommand, KvOp, OpKind};
 
-    fn op(kind: OpKind, key: &str, value: &str, condition: Condition) -> KvOp {
-        KvOp {
-            kind,
-            key: Bytes::copy_from_slice(key.as_bytes()),
-            value: Bytes::copy_from_slice(value.as_bytes()),
-            condition,
-        }
-    }
-
     fn status(body: Bytes) -> Result<Bytes, StatusCode> {
         parse(body, 16).map_err(|refusal| refusal.status)
     }
@@ -135,10 +126,10 @@ mod tests {
     #[test]
     fn a_valid_binary_batch_is_proposed_as_it_came() {
         let command = KvCommand::Batch(vec![
-            op(OpKind::Put, "a", "text", Condition::Always),
-            op(OpKind::Delete, "b", "", Condition::IfVersion(12)),
-            op(OpKind::Put, "\u{0}\u{ff}", "x", Condition::IfAbsent),
-            op(OpKind::Incr, "n", "", Condition::Always),
+            KvOp::new(OpKind::Put, "a", "text", Condition::Always),
+            KvOp::new(OpKind::Delete, "b", "", Condition::IfVersion(12)),
+            KvOp::new(OpKind::Put, "\u{0}\u{ff}", "x", Condition::IfAbsent),
+            KvOp::new(OpKind::Incr, "n", "", Condition::Always),
         ]);
         let body = command.encode();
         assert_eq!(status(body.clone()), Ok(body));
@@ -151,10 +142,11 @@ mod tests {
             key: Bytes::from_static(b"k"),
             value: Bytes::from_static(b"v"),
         };
-        let empty_key = KvCommand::Batch(vec![op(OpKind::Incr, "", "", Condition::Always)]);
-        let mut trailing = KvCommand::Batch(vec![op(OpKind::Incr, "n", "", Condition::Always)])
-            .encode()
-            .to_vec();
+        let empty_key = KvCommand::Batch(vec![KvOp::new(OpKind::Incr, "", "", Condition::Always)]);
+        let mut trailing =
+            KvCommand::Batch(vec![KvOp::new(OpKind::Incr, "n", "", Condition::Always)])
+                .encode()
+                .to_vec();
         trailing.push(0);
         for body in [
             Bytes::new(),
@@ -170,7 +162,7 @@ mod tests {
             assert_eq!(status(body.clone()).map(|_| ()), bad, "{body:?}");
         }
         let too_large = Err(StatusCode::PAYLOAD_TOO_LARGE);
-        let long_value = KvCommand::Batch(vec![op(
+        let long_value = KvCommand::Batch(vec![KvOp::new(
             OpKind::Put,
             "k",
             "12345678901234567",
@@ -178,15 +170,20 @@ mod tests {
         )]);
         assert_eq!(status(long_value.encode()).map(|_| ()), too_large);
         let long_key = "k".repeat(MAX_KEY_BYTES + 1);
-        let long_key = KvCommand::Batch(vec![op(OpKind::Incr, &long_key, "", Condition::Always)]);
+        let long_key = KvCommand::Batch(vec![KvOp::new(
+            OpKind::Incr,
+            &long_key,
+            "",
+            Condition::Always,
+        )]);
         assert_eq!(status(long_key.encode()).map(|_| ()), too_large);
         let many = KvCommand::Batch(vec![
-            op(OpKind::Incr, "n", "", Condition::Always);
+            KvOp::new(OpKind::Incr, "n", "", Condition::Always);
             MAX_BATCH_OPS + 1
         ]);
         assert_eq!(status(many.encode()).map(|_| ()), too_large);
         let most = KvCommand::Batch(vec![
-            op(OpKind::Incr, "n", "", Condition::Always);
+            KvOp::new(OpKind::Incr, "n", "", Condition::Always);
             MAX_BATCH_OPS
         ]);
         assert!(status(most.encode()).is_ok());

@@ -78,6 +78,34 @@ pub struct KvOp {
     pub condition: Condition,
 }
 
+impl KvOp {
+    /// An operation on a copy of `key` (and of `value`, which only a put carries).
+    ///
+    /// ```
+    /// use raft_kv::command::{Condition, KvCommand, KvOp, OpKind};
+    ///
+    /// let batch = KvCommand::Batch(vec![
+    ///     KvOp::new(OpKind::Put, "a", "1", Condition::IfAbsent),
+    ///     KvOp::new(OpKind::Incr, "n", "", Condition::Always),
+    /// ]);
+    /// assert_eq!(KvCommand::decode(&batch.encode()), Ok(batch));
+    /// ```
+    #[must_use]
+    pub fn new(
+        kind: OpKind,
+        key: impl AsRef<[u8]>,
+        value: impl AsRef<[u8]>,
+        condition: Condition,
+    ) -> KvOp {
+        KvOp {
+            kind,
+            key: Bytes::copy_from_slice(key.as_ref()),
+            value: Bytes::copy_from_slice(value.as_ref()),
+            condition,
+        }
+    }
+}
+
 /// A command of the key-value state machine.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum KvCommand {
@@ -422,15 +450,6 @@ fn tagged(tag: u8, key: &Bytes) -> Bytes {
 mod tests {
     use super::*;
 
-    fn op(kind: OpKind, key: &'static str, value: &'static str, condition: Condition) -> KvOp {
-        KvOp {
-            kind,
-            key: Bytes::from_static(key.as_bytes()),
-            value: Bytes::from_static(value.as_bytes()),
-            condition,
-        }
-    }
-
     #[test]
     fn commands_round_trip() {
         let cases = [
@@ -448,13 +467,13 @@ mod tests {
             KvCommand::Incr {
                 key: Bytes::from_static(b"counter"),
             },
-            KvCommand::Conditional(op(OpKind::Put, "a", "1", Condition::IfVersion(7))),
-            KvCommand::Conditional(op(OpKind::Delete, "a", "", Condition::IfAbsent)),
+            KvCommand::Conditional(KvOp::new(OpKind::Put, "a", "1", Condition::IfVersion(7))),
+            KvCommand::Conditional(KvOp::new(OpKind::Delete, "a", "", Condition::IfAbsent)),
             KvCommand::Batch(vec![
-                op(OpKind::Put, "a", "text", Condition::Always),
-                op(OpKind::Delete, "b", "", Condition::IfVersion(u64::MAX)),
-                op(OpKind::Put, "c", "", Condition::IfAbsent),
-                op(OpKind::Incr, "", "", Condition::Always),
+                KvOp::new(OpKind::Put, "a", "text", Condition::Always),
+                KvOp::new(OpKind::Delete, "b", "", Condition::IfVersion(u64::MAX)),
+                KvOp::new(OpKind::Put, "c", "", Condition::IfAbsent),
+                KvOp::new(OpKind::Incr, "", "", Condition::Always),
             ]),
             KvCommand::Batch(Vec::new()),
         ];
@@ -490,8 +509,8 @@ mod tests {
     #[test]
     fn batch_encoder_matches_the_command_encoding() {
         let ops = vec![
-            op(OpKind::Put, "a", "1", Condition::Always),
-            op(OpKind::Incr, "n", "", Condition::IfVersion(3)),
+            KvOp::new(OpKind::Put, "a", "1", Condition::Always),
+            KvOp::new(OpKind::Incr, "n", "", Condition::IfVersion(3)),
         ];
         let mut encoder = BatchEncoder::with_capacity(0);
         for op in &ops {

@@ -131,15 +131,6 @@ fn put(map: &mut Map, key: &[u8], value: &[u8], index: u64) {
 mod tests {
     use super::*;
 
-    fn op(kind: OpKind, key: &'static str, value: &'static str, condition: Condition) -> KvOp {
-        KvOp {
-            kind,
-            key: Bytes::from_static(key.as_bytes()),
-            value: Bytes::from_static(value.as_bytes()),
-            condition,
-        }
-    }
-
     fn version(map: &Map, key: &str) -> Option<u64> {
         map.get(key.as_bytes()).map(|entry| entry.version)
     }
@@ -183,13 +174,17 @@ mod tests {
     #[test]
     fn if_match_applies_only_at_that_version() {
         let mut map = Map::new();
-        let cas = |version| op(OpKind::Put, "k", "new", Condition::IfVersion(version));
+        let cas = |version| KvOp::new(OpKind::Put, "k", "new", Condition::IfVersion(version));
         assert_eq!(
             single(&mut map, 1, cas(1)),
             OpResult::PreconditionFailed(None)
         );
         assert_eq!(
-            single(&mut map, 2, op(OpKind::Put, "k", "v", Condition::Always)),
+            single(
+                &mut map,
+                2,
+                KvOp::new(OpKind::Put, "k", "v", Condition::Always)
+            ),
             OpResult::Applied
         );
         assert_eq!(
@@ -202,14 +197,14 @@ mod tests {
         );
         assert_eq!(single(&mut map, 4, cas(2)), OpResult::Applied);
         assert_eq!(version(&map, "k"), Some(4));
-        let delete = op(OpKind::Delete, "k", "", Condition::IfVersion(2));
+        let delete = KvOp::new(OpKind::Delete, "k", "", Condition::IfVersion(2));
         assert_eq!(
             single(&mut map, 5, delete),
             OpResult::PreconditionFailed(Some(4))
         );
-        let incr = op(OpKind::Incr, "k", "", Condition::IfVersion(4));
+        let incr = KvOp::new(OpKind::Incr, "k", "", Condition::IfVersion(4));
         assert!(matches!(single(&mut map, 6, incr), OpResult::Refused(_)));
-        let delete = op(OpKind::Delete, "k", "", Condition::IfVersion(4));
+        let delete = KvOp::new(OpKind::Delete, "k", "", Condition::IfVersion(4));
         assert_eq!(single(&mut map, 7, delete), OpResult::Applied);
         assert!(map.is_empty());
     }
@@ -217,7 +212,7 @@ mod tests {
     #[test]
     fn if_none_match_creates_only() {
         let mut map = Map::new();
-        let create = || op(OpKind::Put, "k", "v", Condition::IfAbsent);
+        let create = || KvOp::new(OpKind::Put, "k", "v", Condition::IfAbsent);
         assert_eq!(single(&mut map, 1, create()), OpResult::Applied);
         assert_eq!(
             single(&mut map, 2, create()),
@@ -230,13 +225,13 @@ mod tests {
     fn batch_ops_apply_in_order_each_on_its_own() {
         let mut map = Map::new();
         let batch = KvCommand::Batch(vec![
-            op(OpKind::Put, "a", "text", Condition::Always),
-            op(OpKind::Delete, "b", "", Condition::IfVersion(12)),
-            op(OpKind::Put, "a", "again", Condition::IfAbsent),
-            op(OpKind::Incr, "n", "", Condition::Always),
-            op(OpKind::Incr, "a", "", Condition::Always),
-            op(OpKind::Delete, "missing", "", Condition::Always),
-            op(OpKind::Put, "c", "x", Condition::IfVersion(9)),
+            KvOp::new(OpKind::Put, "a", "text", Condition::Always),
+            KvOp::new(OpKind::Delete, "b", "", Condition::IfVersion(12)),
+            KvOp::new(OpKind::Put, "a", "again", Condition::IfAbsent),
+            KvOp::new(OpKind::Incr, "n", "", Condition::Always),
+            KvOp::new(OpKind::Incr, "a", "", Condition::Always),
+            KvOp::new(OpKind::Delete, "missing", "", Condition::Always),
+            KvOp::new(OpKind::Put, "c", "x", Condition::IfVersion(9)),
         ]);
         let results = BatchAnswer::decode(&apply(&mut map, 9, &batch)).unwrap();
         assert_eq!(
@@ -260,11 +255,11 @@ mod tests {
 
     fn mixed_batch() -> KvCommand {
         KvCommand::Batch(vec![
-            op(OpKind::Put, "a", "text", Condition::Always),
-            op(OpKind::Incr, "n", "", Condition::Always),
-            op(OpKind::Put, "a", "again", Condition::IfAbsent),
-            op(OpKind::Delete, "b", "", Condition::Always),
-            op(OpKind::Incr, "a", "", Condition::Always),
+            KvOp::new(OpKind::Put, "a", "text", Condition::Always),
+            KvOp::new(OpKind::Incr, "n", "", Condition::Always),
+            KvOp::new(OpKind::Put, "a", "again", Condition::IfAbsent),
+            KvOp::new(OpKind::Delete, "b", "", Condition::Always),
+            KvOp::new(OpKind::Incr, "a", "", Condition::Always),
         ])
     }
 
