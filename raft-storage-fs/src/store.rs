@@ -3,7 +3,7 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicU64;
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -180,10 +180,13 @@ impl FsLogStore {
         self.handle.shared()
     }
 
-    /// Queues `job` and wakes the I/O thread.
-    fn submit(&self, state: &mut State, job: Job) {
+    /// Queues `job`, releases the lock and wakes the I/O thread. The wake comes after the
+    /// release, so the woken thread does not find the lock still held and sleep again on it.
+    fn submit(&self, mut state: MutexGuard<'_, State>, job: Job) {
         state.jobs.push(job);
-        if state.io_waiting {
+        let waiting = state.io_waiting;
+        drop(state);
+        if waiting {
             self.shared().wake.notify_one();
         }
     }
@@ -231,10 +234,12 @@ impl FsLogStore {
             state.byte_count += bytes;
         }
         state.evict_cache(self.shared().options.cache_bytes);
-        match state.jobs.last_mut() {
-            Some(Job::Append(queued)) => queued.extend_from_slice(entries),
-            _ => self.submit(&mut state, Job::Append(entries.to_vec())),
+        // Behind a queued append the I/O thread is already awake or woken: extend it.
+        if let Some(Job::Append(queued)) = state.jobs.last_mut() {
+            queued.extend_from_slice(entries);
+            return Ok(());
         }
+        self.submit(state, Job::Append(entries.to_vec()));
         Ok(())
     }
 
@@ -287,7 +292,7 @@ impl FsLogStore {
                 stale
             });
         }
-        self.submit(&mut state, Job::Truncate(from));
+        self.submit(state, Job::Truncate(from));
         Ok(())
     }
 
@@ -327,7 +332,7 @@ impl FsLogStore {
         }
         state.prev = prev;
         state.first = before;
-        self.submit(&mut state, Job::Compact(before));
+        self.submit(state, Job::Compact(before));
         Ok(())
     }
 
@@ -398,9 +403,9 @@ impl FsLogStore {
     async fn save(&self, hard_state: HardState) -> Result<(), Error> {
         let (reply, answer) = oneshot::channel();
         {
-            let mut state = self.shared().lock();
+            let state = self.shared().lock();
             state.check_writable()?;
-            self.submit(&mut state, Job::HardState(hard_state, reply));
+            self.submit(state, Job::HardState(hard_state, reply));
         }
         match answer.await {
             Ok(result) => result,
