@@ -8,7 +8,9 @@
 //! to 4 voters and shrinks back) and `peer-table` (the transport's peer table under
 //! contention: `RwLock<HashMap>` against `DashMap`) and `reads` (the throughput and latency of
 //! linearizable, lease, follower and stale reads, alternating) and `kv` (the product: 3
-//! `raft-kv serve` processes with durable logs driven over HTTP by raft-kv-client). The last line printed is the `bench:`
+//! `raft-kv serve` processes with durable logs driven over HTTP by raft-kv-client) and
+//! `http-ceiling` (raft-http's server doing nothing, for an outside load generator: the
+//! HTTP ceiling of the machine). The last line printed is the `bench:`
 //! line (ARCHITECTURE.md, "Command lines"). Performance claims live here, never in tests.
 //!
 //! Ctrl-C (or SIGTERM) ends a run early, and its temporary data directories are removed on the way out.
@@ -22,6 +24,7 @@ mod fslog;
 mod gaps;
 mod harness;
 mod http;
+mod http_ceiling;
 mod kv;
 mod kv_cluster;
 mod mem;
@@ -101,6 +104,7 @@ async fn run(options: &Options) -> Result<(), String> {
         Workload::PeerTable => return peer_table::run(options).await,
         Workload::Reads => return reads::run(options).await,
         Workload::Kv => return kv::run(options).await,
+        Workload::HttpCeiling => return http_ceiling::run(options).await,
     };
     report.print(options);
     Ok(())

@@ -53,6 +53,9 @@ pub(crate) struct Options {
     /// Tokio worker threads.
     #[arg(long, default_value_t = 2)]
     pub(crate) server_workers: usize,
+    /// `http-ceiling`: the address to serve on.
+    #[arg(long, default_value = "127.0.0.1:7200")]
+    pub(crate) listen: String,
     /// `http`, `durable`: mutual TLS between the nodes (rustls; a CA and node certificates
     /// made at start), as a secure deployment runs.
     #[arg(long)]
@@ -219,6 +222,10 @@ pub(crate) enum Workload {
     /// The product: 3 `raft-kv serve` processes on loopback with durable logs, driven over
     /// HTTP by raft-kv-client (`--protocol`, `--op`, `--batch`, `--secs`).
     Kv,
+    /// raft-http's server answering `204` to every request and doing nothing else, on
+    /// `--listen` for `--secs` (30): the HTTP ceiling of this machine, for an outside load
+    /// generator (wrk, h2load) to measure.
+    HttpCeiling,
 }
 
 /// `append`'s return mode.
