@@ -19,7 +19,9 @@ use std::time::{Duration, Instant};
 
 use raft_kv_client::{Batch, Client, Consistency as ClientConsistency, MAX_BATCH_OPS, Protocol};
 
-use crate::kv_cluster::{KvProcesses, NODES, kv_binary};
+use crate::kv_cluster::{
+    KvProcesses, NODES, ServeSettings, kv_binary, shared_machine_worker_threads,
+};
 use crate::options::{Consistency, KvOp, Options, ProtocolArg};
 use crate::report::{percentile, ratio};
 
@@ -171,16 +173,18 @@ pub(crate) async fn run(options: &Options) -> Result<(), String> {
         Some(crate::options::ReplicationArg::Pipelined) => "pipelined",
         Some(crate::options::ReplicationArg::Streaming) | None => "streaming",
     };
-    let mut cluster = KvProcesses::start(
-        &binary,
-        options.dir.as_deref(),
-        options.snapshot_threshold,
+    let settings = ServeSettings {
+        snapshot_threshold: options.snapshot_threshold,
         replication,
-    )?;
+        worker_threads: options
+            .kv_worker_threads
+            .unwrap_or_else(shared_machine_worker_threads),
+    };
+    let mut cluster = KvProcesses::start(&binary, options.dir.as_deref(), &settings)?;
     let result = measure(options, &mut cluster, clients, secs, warmup).await;
     cluster.stop().await;
     let summary = result?;
-    print(options, clients, batch, &summary);
+    print(options, (clients, batch), settings.worker_threads, &summary);
     if summary.errors > 0 {
         return Err(format!(
             "{} of {} calls failed (first: {})",
@@ -330,7 +334,7 @@ fn client_consistency(level: Option<Consistency>) -> ClientConsistency {
 }
 
 /// The report, ending with the `bench:` line.
-fn print(options: &Options, clients: usize, batch: usize, summary: &Summary) {
+fn print(options: &Options, (clients, batch): (usize, usize), threads: u16, summary: &Summary) {
     let op = match (options.op, batch) {
         (KvOp::Get, _) => format!(
             "get-{}",
@@ -341,7 +345,7 @@ fn print(options: &Options, clients: usize, batch: usize, summary: &Summary) {
     };
     let protocol = options.protocol.name();
     println!(
-        "workload=kv nodes={NODES} (raft-kv serve processes, durable logs) protocol={protocol} op={op} value_bytes={} keys={} warmup={}s",
+        "workload=kv nodes={NODES} (raft-kv serve processes, {threads} worker thread(s) each, durable logs) protocol={protocol} op={op} value_bytes={} keys={} warmup={}s",
         options.payload(),
         options.keys,
         options.warmup_secs

@@ -30,8 +30,7 @@ impl KvProcesses {
     pub(crate) fn start(
         binary: &Path,
         dir: Option<&Path>,
-        snapshot_threshold: u64,
-        replication: &str,
+        settings: &ServeSettings,
     ) -> Result<KvProcesses, String> {
         let data = match dir {
             Some(dir) => tempfile::tempdir_in(dir),
@@ -46,8 +45,7 @@ impl KvProcesses {
                 id,
                 &addresses,
                 &data.path().join(format!("node-{id}")),
-                snapshot_threshold,
-                replication,
+                settings,
             ));
             command
                 .env("RUST_LOG", "error")
@@ -93,13 +91,30 @@ impl KvProcesses {
     }
 }
 
+/// What every node of the benchmark's cluster is started with.
+#[derive(Clone, Debug)]
+pub(crate) struct ServeSettings {
+    /// `--snapshot-threshold`.
+    pub(crate) snapshot_threshold: u64,
+    /// `--replication`: `streaming` or `pipelined`.
+    pub(crate) replication: &'static str,
+    /// `--worker-threads` of each process.
+    pub(crate) worker_threads: u16,
+}
+
+/// Worker threads per node when the machine's cores are divided among the cluster's
+/// [`NODES`] processes (at least one each), as nodes sharing a machine should be run.
+pub(crate) fn shared_machine_worker_threads() -> u16 {
+    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+    u16::try_from(cores / NODES).unwrap_or(u16::MAX).max(1)
+}
+
 /// The arguments of `raft-kv serve` for node `id` (1-based) of the cluster at `addresses`.
 pub(crate) fn serve_args(
     id: usize,
     addresses: &[String],
     data_dir: &Path,
-    snapshot_threshold: u64,
-    replication: &str,
+    settings: &ServeSettings,
 ) -> Vec<String> {
     let mut args = vec![
         "serve".to_owned(),
@@ -110,9 +125,11 @@ pub(crate) fn serve_args(
         "--data-dir".to_owned(),
         data_dir.display().to_string(),
         "--snapshot-threshold".to_owned(),
-        snapshot_threshold.to_string(),
+        settings.snapshot_threshold.to_string(),
         "--replication".to_owned(),
-        replication.to_owned(),
+        settings.replication.to_owned(),
+        "--worker-threads".to_owned(),
+        settings.worker_threads.to_string(),
     ];
     for (index, address) in addresses.iter().enumerate() {
         if index + 1 != id {
@@ -161,13 +178,19 @@ mod tests {
     #[test]
     fn each_node_names_the_others_as_peers() {
         let addresses: Vec<String> = ["a:1", "b:2", "c:3"].map(str::to_owned).to_vec();
-        let args = serve_args(2, &addresses, Path::new("/d/node-2"), 0, "streaming");
+        let settings = ServeSettings {
+            snapshot_threshold: 0,
+            replication: "streaming",
+            worker_threads: 1,
+        };
+        let args = serve_args(2, &addresses, Path::new("/d/node-2"), &settings);
         let line = args.join(" ");
         assert_eq!(
             line,
             "serve --id 2 --listen b:2 --data-dir /d/node-2 --snapshot-threshold 0 \
-             --replication streaming --peer 1=a:1 --peer 3=c:3"
+             --replication streaming --worker-threads 1 --peer 1=a:1 --peer 3=c:3"
         );
+        assert!(shared_machine_worker_threads() >= 1);
         assert_eq!(free_addresses(3).map(|a| a.len()), Ok(3));
     }
 }

@@ -143,6 +143,10 @@ pub(crate) struct Options {
     /// `cargo build --release -p raft-kv` leaves it in target/release).
     #[arg(long)]
     pub(crate) kv_binary: Option<std::path::PathBuf>,
+    /// `kv`: `--worker-threads` of each raft-kv process (default: the machine's cores divided
+    /// among the 3 nodes, at least 1, as nodes sharing a machine should be run).
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
+    pub(crate) kv_worker_threads: Option<u16>,
 }
 
 impl Options {
