@@ -184,7 +184,7 @@ pub(crate) async fn run(options: &Options) -> Result<(), String> {
     let result = measure(options, &mut cluster, clients, secs, warmup).await;
     cluster.stop().await;
     let summary = result?;
-    print(options, (clients, batch), settings.worker_threads, &summary);
+    print(options, clients, batch, settings.worker_threads, &summary);
     if summary.errors > 0 {
         return Err(format!(
             "{} of {} calls failed (first: {})",
@@ -334,7 +334,7 @@ fn client_consistency(level: Option<Consistency>) -> ClientConsistency {
 }
 
 /// The report, ending with the `bench:` line.
-fn print(options: &Options, (clients, batch): (usize, usize), threads: u16, summary: &Summary) {
+fn print(options: &Options, clients: usize, batch: usize, threads: u16, summary: &Summary) {
     let op = match (options.op, batch) {
         (KvOp::Get, _) => format!(
             "get-{}",
