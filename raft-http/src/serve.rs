@@ -380,8 +380,11 @@ where
     fn call(&self, mut request: Request<B>) -> S::Future {
         // Stores a permit if nobody waits yet: the signal is never lost.
         self.seen.notify_one();
-        request.extensions_mut().insert(self.order.clone());
-        request.extensions_mut().insert(self.draining.clone());
+        // Only the Raft routes read these: a client request is spared the allocations.
+        if request.uri().path().starts_with(crate::routes::RAFT_PREFIX) {
+            request.extensions_mut().insert(self.order.clone());
+            request.extensions_mut().insert(self.draining.clone());
+        }
         if let Some(peer) = &self.peer {
             request.extensions_mut().insert(peer.clone());
         }

@@ -24,8 +24,9 @@ use tracing_subscriber::EnvFilter;
 struct Cli {
     #[command(subcommand)]
     command: Command,
-    /// Threads that run the node's tasks (default: one per core). When several nodes share a
-    /// machine, divide its cores among them: threads beyond the cores only wake each other.
+    /// Threads that run the node's tasks (default: one per core; with 1, tokio's current-thread
+    /// scheduler, which hands no task between threads). When several nodes share a machine,
+    /// divide its cores among them: threads beyond the cores only wake each other.
     #[arg(long, global = true, value_parser = clap::value_parser!(u16).range(1..))]
     worker_threads: Option<u16>,
 }
@@ -204,10 +205,16 @@ fn main() -> ExitCode {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let cli = Cli::parse();
-    let mut builder = tokio::runtime::Builder::new_multi_thread();
-    if let Some(threads) = cli.worker_threads {
-        builder.worker_threads(usize::from(threads));
-    }
+    let mut builder = match cli.worker_threads {
+        // One thread: the current-thread scheduler, which hands no task between threads.
+        Some(1) => tokio::runtime::Builder::new_current_thread(),
+        Some(threads) => {
+            let mut builder = tokio::runtime::Builder::new_multi_thread();
+            builder.worker_threads(usize::from(threads));
+            builder
+        }
+        None => tokio::runtime::Builder::new_multi_thread(),
+    };
     let runtime = match builder.enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => {

@@ -81,7 +81,11 @@ pub(crate) fn with_write_headers(
     applied: &Applied,
 ) -> Response<Full<Bytes>> {
     let headers = response.headers_mut();
-    headers.insert(INDEX_HEADER, HeaderValue::from(applied.index.0));
+    let mut index = HeaderValue::from(applied.index.0);
+    // Never indexed by HPACK: every write's index is new, so entering it in the connection's
+    // header table would only evict entries that repeat.
+    index.set_sensitive(true);
+    headers.insert(INDEX_HEADER, index);
     headers.insert(
         DUPLICATE_HEADER,
         HeaderValue::from_static(if applied.duplicate { "true" } else { "false" }),
