@@ -2,7 +2,7 @@
 //! (`?consistency=...`) and the exactly-once session headers of a write.
 
 use hyper::StatusCode;
-use hyper::header::HeaderMap;
+use hyper::header::{HeaderMap, HeaderName};
 use raft_wrapper::{ClientId, RequestId};
 
 use crate::reply::Refusal;
@@ -61,7 +61,10 @@ pub(crate) fn consistency(query: Option<&str>) -> Result<Consistency, Refusal> {
 
 /// Both session headers, or neither.
 pub(crate) fn session_ids(headers: &HeaderMap) -> Result<Option<(ClientId, RequestId)>, Refusal> {
-    let parse = |name: &str| -> Result<Option<u64>, Refusal> {
+    // Looked up by prebuilt names: a `&str` name would be parsed and validated on every call.
+    const CLIENT_ID: HeaderName = HeaderName::from_static(CLIENT_ID_HEADER);
+    const REQUEST_ID: HeaderName = HeaderName::from_static(REQUEST_ID_HEADER);
+    let parse = |name: &HeaderName| -> Result<Option<u64>, Refusal> {
         headers
             .get(name)
             .map(|value| {
@@ -78,7 +81,7 @@ pub(crate) fn session_ids(headers: &HeaderMap) -> Result<Option<(ClientId, Reque
             })
             .transpose()
     };
-    match (parse(CLIENT_ID_HEADER)?, parse(REQUEST_ID_HEADER)?) {
+    match (parse(&CLIENT_ID)?, parse(&REQUEST_ID)?) {
         (Some(client), Some(request)) => Ok(Some((ClientId(client), RequestId(request)))),
         (None, None) => Ok(None),
         _ => Err(Refusal::new(

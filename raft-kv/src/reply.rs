@@ -1,7 +1,9 @@
 //! The client API's answers: [`Refusal`] (a status, a one-line message and maybe a header) and
 //! the helpers that build responses.
 
-use bytes::Bytes;
+use std::fmt::Write as _;
+
+use bytes::{Bytes, BytesMut};
 use http_body_util::Full;
 use hyper::header::{self, HeaderName, HeaderValue};
 use hyper::{Response, StatusCode};
@@ -98,7 +100,11 @@ pub(crate) fn with_etag(
     mut response: Response<Full<Bytes>>,
     version: u64,
 ) -> Response<Full<Bytes>> {
-    if let Ok(value) = HeaderValue::from_str(&format!("\"{version}\"")) {
+    // `"<version>"` written into one buffer: no intermediate string.
+    let mut tag = BytesMut::with_capacity(22);
+    // Writing to a `BytesMut` does not fail (it grows).
+    let _ = write!(tag, "\"{version}\"");
+    if let Ok(value) = HeaderValue::from_maybe_shared(tag.freeze()) {
         response.headers_mut().insert(header::ETAG, value);
     }
     response

@@ -255,3 +255,54 @@ async fn metrics_route_serves_prometheus_text() {
     );
     node.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_that_stops_arriving_gets_408_and_a_whole_one_is_applied() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut options = NodeOptions::new(NodeId(1), "127.0.0.1:0", dir.path().join("n"));
+    options.api.body_timeout = std::time::Duration::from_secs(1);
+    let node = KvNode::start(options).await.unwrap();
+    let address = node.url().strip_prefix("http://").unwrap().to_owned();
+    wait_for_leader(std::slice::from_ref(&address)).await;
+
+    // Ten bytes announced, three sent, then nothing.
+    let mut stalled = tokio::net::TcpStream::connect(&address).await.unwrap();
+    stalled
+        .write_all(b"PUT /kv/slow HTTP/1.1\r\nhost: kv\r\ncontent-length: 10\r\n\r\nabc")
+        .await
+        .unwrap();
+    let mut answer = vec![0; 512];
+    let read = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        stalled.read(&mut answer),
+    )
+    .await
+    .expect("the server answers a stalled body")
+    .unwrap();
+    let answer = String::from_utf8_lossy(&answer[..read]).into_owned();
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    let get = request(&address, Method::GET, "/kv/slow", &[], Bytes::new())
+        .await
+        .unwrap();
+    assert_eq!(get.status, StatusCode::NOT_FOUND, "nothing was applied");
+
+    // A body sent in two parts, the second after a pause shorter than the timeout.
+    let mut split = tokio::net::TcpStream::connect(&address).await.unwrap();
+    split
+        .write_all(b"PUT /kv/split HTTP/1.1\r\nhost: kv\r\ncontent-length: 6\r\n\r\nabc")
+        .await
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    split.write_all(b"def").await.unwrap();
+    let mut answer = vec![0; 512];
+    let read = split.read(&mut answer).await.unwrap();
+    let answer = String::from_utf8_lossy(&answer[..read]).into_owned();
+    assert!(answer.starts_with("HTTP/1.1 204"), "{answer}");
+    let get = request(&address, Method::GET, "/kv/split", &[], Bytes::new())
+        .await
+        .unwrap();
+    assert_eq!(get.body.as_ref(), b"abcdef");
+    node.shutdown().await;
+}
