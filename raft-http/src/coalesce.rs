@@ -17,6 +17,14 @@
 //! So the wrapper keeps deferring only while deferring pays: a deferred flush that carried more
 //! bytes than were offered when it was deferred gathered other responses; one that did not
 //! turns deferral off, and every [`PROBE_EVERY`]th flush after that tries again.
+//!
+//! On an HTTP/2 connection (recognised by its preface in the first bytes read) it also tells h2
+//! that the stream takes no vectored writes (see `is_write_vectored` in its `AsyncWrite`): h2
+//! then copies bodies under 1 KiB into its buffer instead of flushing once per response that
+//! has one. A larger body h2 writes in two calls (its buffer, then the payload); the wrapper
+//! holds a write of up to [`HOLD_BYTES`] until the next write or flush, so the two leave in one
+//! `writev` as before. HTTP/1 keeps vectored writes: hyper would otherwise copy every body into
+//! its buffer.
 
 use std::io::{self, IoSlice};
 use std::pin::Pin;
@@ -26,6 +34,9 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 /// While deferring does not pay, one flush in this many is deferred to see whether it does now.
 const PROBE_EVERY: u8 = 8;
+
+/// A write of at most this many bytes is held (copied) to leave with the next one.
+const HOLD_BYTES: usize = 16 * 1024;
 
 /// An I/O stream whose writes may wait one scheduler turn at the start of a flush, so that
 /// responses completed together leave in one system call. Reads pass straight through.
@@ -42,7 +53,15 @@ pub(crate) struct Coalesce<T> {
     pays: bool,
     /// Flushes not deferred since deferring last failed to pay.
     skipped: u8,
+    /// Bytes accepted and not yet written: they go out ahead of the next write, or at the
+    /// flush.
+    held: Vec<u8>,
+    /// The first bytes read, up to the length of [`H2_PREFACE_START`].
+    first_bytes: Vec<u8>,
 }
+
+/// How an HTTP/2 connection's preface starts; no HTTP/1 request line does.
+const H2_PREFACE_START: &[u8] = b"PRI * HTTP/2";
 
 impl<T> Coalesce<T> {
     pub(crate) fn new(inner: T) -> Coalesce<T> {
@@ -53,6 +72,8 @@ impl<T> Coalesce<T> {
             written: 0,
             pays: true,
             skipped: 0,
+            held: Vec::new(),
+            first_bytes: Vec::new(),
         }
     }
 
@@ -98,7 +119,52 @@ impl<T: AsyncRead + Unpin> AsyncRead for Coalesce<T> {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_read(cx, buf)
+        let before = buf.filled().len();
+        let read = Pin::new(&mut self.inner).poll_read(cx, buf);
+        let missing = H2_PREFACE_START.len() - self.first_bytes.len();
+        if missing > 0 {
+            let new = &buf.filled()[before..];
+            let take = new.len().min(missing);
+            self.first_bytes.extend_from_slice(&new[..take]);
+        }
+        read
+    }
+}
+
+impl<T: AsyncWrite + Unpin> Coalesce<T> {
+    /// Writes out what is held: `Ready` once nothing is.
+    fn poll_write_held(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        while !self.held.is_empty() {
+            let n = std::task::ready!(Pin::new(&mut self.inner).poll_write(cx, &self.held))?;
+            if n == 0 {
+                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+            }
+            self.held.drain(..n);
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    /// Writes what is held followed by `buf` in one call: how much of `buf` went.
+    fn poll_write_after_held(
+        &mut self,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        loop {
+            let parts = [IoSlice::new(&self.held), IoSlice::new(buf)];
+            let n = std::task::ready!(Pin::new(&mut self.inner).poll_write_vectored(cx, &parts))?;
+            if n == 0 {
+                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+            }
+            let of_held = n.min(self.held.len());
+            self.held.drain(..of_held);
+            if self.held.is_empty() && n > of_held {
+                return Poll::Ready(Ok(n - of_held));
+            }
+            if self.held.is_empty() {
+                return Pin::new(&mut self.inner).poll_write(cx, buf);
+            }
+        }
     }
 }
 
@@ -108,8 +174,21 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Coalesce<T> {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
+        if buf.is_empty() {
+            return Poll::Ready(Ok(0));
+        }
         std::task::ready!(self.wait_turn(cx, buf.len()));
-        let result = Pin::new(&mut self.inner).poll_write(cx, buf);
+        let this = &mut *self;
+        let result = if this.held.is_empty() && buf.len() <= HOLD_BYTES {
+            // Held for the next write or the flush: h2 writes a large DATA frame's payload
+            // right after its buffer, and the two then leave together.
+            this.held.extend_from_slice(buf);
+            Poll::Ready(Ok(buf.len()))
+        } else if this.held.is_empty() {
+            Pin::new(&mut this.inner).poll_write(cx, buf)
+        } else {
+            this.poll_write_after_held(cx, buf)
+        };
         self.wrote(result)
     }
 
@@ -119,16 +198,33 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Coalesce<T> {
         bufs: &[IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let offered = bufs.iter().map(|buf| buf.len()).sum();
+        if offered == 0 {
+            return Poll::Ready(Ok(0));
+        }
         std::task::ready!(self.wait_turn(cx, offered));
-        let result = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        let this = &mut *self;
+        let result = match this.poll_write_held(cx) {
+            Poll::Ready(Ok(())) => Pin::new(&mut this.inner).poll_write_vectored(cx, bufs),
+            Poll::Ready(Err(error)) => Poll::Ready(Err(error)),
+            Poll::Pending => Poll::Pending,
+        };
         self.wrote(result)
     }
 
+    /// `false` on an HTTP/2 connection, whatever the stream: it decides how h2 lays out DATA
+    /// frames. Over a vectored
+    /// stream h2 keeps any payload of 256 bytes or more apart from its buffer, to send it in
+    /// the same `writev`, and must flush before it can queue another frame: a `writev` per
+    /// response with a small body (a 256-byte GET answer, for one). Over a plain stream it
+    /// copies payloads under 1 KiB into its buffer, so the responses of one turn leave in one
+    /// write; a larger payload comes as a second write, which joins the held first one.
+    /// hyper's HTTP/1 likewise copies a response into one buffer instead of queueing its parts.
     fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
+        self.first_bytes != H2_PREFACE_START && self.inner.is_write_vectored()
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        std::task::ready!(self.poll_write_held(cx))?;
         let flushed = Pin::new(&mut self.inner).poll_flush(cx);
         if flushed.is_ready() {
             self.end_cycle();
@@ -137,6 +233,7 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Coalesce<T> {
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        std::task::ready!(self.poll_write_held(cx))?;
         Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }
@@ -145,6 +242,53 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Coalesce<T> {
 mod tests {
     use super::*;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// A wrapped loopback stream whose peer first sends `first`.
+    async fn after_reading(first: &[u8]) -> Coalesce<tokio::net::TcpStream> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut client = tokio::net::TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (stream, _) = listener.accept().await.unwrap();
+        assert!(stream.is_write_vectored());
+        client.write_all(first).await.unwrap();
+        let mut wrapped = Coalesce::new(stream);
+        let mut read = vec![0; first.len()];
+        // In small pieces, as a protocol sniffer may read.
+        for chunk in read.chunks_mut(5) {
+            wrapped.read_exact(chunk).await.unwrap();
+        }
+        assert_eq!(read, first);
+        wrapped
+    }
+
+    #[tokio::test]
+    async fn an_http2_connection_is_offered_plain_writes_and_http1_keeps_vectored_ones() {
+        // So h2 copies small DATA payloads into its buffer instead of flushing per frame.
+        let h2 = after_reading(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n").await;
+        assert!(!h2.is_write_vectored());
+        let h1 = after_reading(b"GET /kv/a HTTP/1.1\r\nhost: x\r\n\r\n").await;
+        assert!(h1.is_write_vectored());
+    }
+
+    #[tokio::test]
+    async fn a_held_write_leaves_with_the_next_one_or_at_the_flush() {
+        let (near, mut far) = tokio::io::duplex(1 << 20);
+        let mut writer = Coalesce::new(near);
+        let large = vec![7u8; HOLD_BYTES + 1];
+        writer.write_all(b"head").await.unwrap();
+        writer.write_all(&large).await.unwrap();
+        writer.write_all(b"tail").await.unwrap();
+        let mut first = vec![0; 4 + large.len()];
+        far.read_exact(&mut first).await.unwrap();
+        assert_eq!(&first[..4], b"head");
+        assert!(first[4..].iter().all(|&b| b == 7));
+        // The small last write is held until the flush.
+        writer.flush().await.unwrap();
+        let mut last = [0; 4];
+        far.read_exact(&mut last).await.unwrap();
+        assert_eq!(&last, b"tail");
+    }
 
     #[tokio::test]
     async fn writes_arrive_whole_and_in_order_across_flushes() {
