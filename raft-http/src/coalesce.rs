@@ -38,6 +38,12 @@ const PROBE_EVERY: u8 = 8;
 /// A write of at most this many bytes is held (copied) to leave with the next one.
 const HOLD_BYTES: usize = 16 * 1024;
 
+/// The most h2 writes ahead of a large DATA frame's payload when that frame is all it has: the
+/// response's headers, the frame's head and the KiB of payload it copies. A deferred first
+/// write no larger, joined by the next write, was one response: the two are one offer. A larger
+/// one carried other responses, and what follows it counts as joining.
+const FRAME_START_BYTES: usize = 2 * 1024;
+
 /// An I/O stream whose writes may wait one scheduler turn at the start of a flush, so that
 /// responses completed together leave in one system call. Reads pass straight through.
 #[derive(Debug)]
@@ -56,6 +62,10 @@ pub(crate) struct Coalesce<T> {
     /// Bytes accepted and not yet written: they go out ahead of the next write, or at the
     /// flush.
     held: Vec<u8>,
+    /// Whether what is held is a deferred cycle's first write, small enough to be the start of
+    /// one large DATA frame: the write that joins it belongs to the same offer (h2 hands such a
+    /// frame over as its buffer, then its payload; see [`FRAME_START_BYTES`]).
+    held_first: bool,
     /// The first bytes read, up to the length of [`H2_PREFACE_START`].
     first_bytes: Vec<u8>,
 }
@@ -73,6 +83,7 @@ impl<T> Coalesce<T> {
             pays: true,
             skipped: 0,
             held: Vec::new(),
+            held_first: false,
             first_bytes: Vec::new(),
         }
     }
@@ -106,6 +117,7 @@ impl<T> Coalesce<T> {
 
     /// The cycle ended with a completed flush: learn whether deferring paid.
     fn end_cycle(&mut self) {
+        self.held_first = false;
         if let Some(offered) = self.deferred.take() {
             self.pays = self.written > offered;
         }
@@ -183,11 +195,21 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Coalesce<T> {
             // Held for the next write or the flush: h2 writes a large DATA frame's payload
             // right after its buffer, and the two then leave together.
             this.held.extend_from_slice(buf);
+            this.held_first =
+                this.deferred.is_some() && this.written == 0 && buf.len() <= FRAME_START_BYTES;
             Poll::Ready(Ok(buf.len()))
         } else if this.held.is_empty() {
             Pin::new(&mut this.inner).poll_write(cx, buf)
         } else {
-            this.poll_write_after_held(cx, buf)
+            let joined = this.poll_write_after_held(cx, buf);
+            if let Poll::Ready(Ok(n)) = joined
+                && std::mem::take(&mut this.held_first)
+                && let Some(offered) = this.deferred.as_mut()
+            {
+                // Part of the deferred offer, not a response that joined it.
+                *offered += n;
+            }
+            joined
         };
         self.wrote(result)
     }
@@ -271,12 +293,42 @@ mod tests {
         assert!(h1.is_write_vectored());
     }
 
+    fn nothing_to_read(far: &mut tokio::io::DuplexStream) -> bool {
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        let mut byte = [0; 1];
+        let mut buf = ReadBuf::new(&mut byte);
+        Pin::new(far).poll_read(&mut cx, &mut buf).is_pending()
+    }
+
+    #[tokio::test]
+    async fn a_held_first_write_and_the_payload_joining_it_are_one_offer() {
+        let (near, _far) = tokio::io::duplex(1 << 20);
+        let mut writer = Coalesce::new(near);
+        let payload = vec![1u8; HOLD_BYTES + 1];
+        for _ in 0..2 {
+            // A frame's head, deferred once, then held; its payload joins it.
+            assert!(write(&mut writer, b"head").is_pending());
+            assert_eq!(write(&mut writer, b"head"), Poll::Ready(4));
+            assert_eq!(write(&mut writer, &payload), Poll::Ready(payload.len()));
+            flush(&mut writer);
+            // Nothing else joined: deferring did not pay, so the next flushes go at once
+            // until the probe (the loop's next round) defers again.
+            assert_eq!(write(&mut writer, b"x"), Poll::Ready(1));
+            flush(&mut writer);
+            for _ in 0..PROBE_EVERY - 2 {
+                assert_eq!(write(&mut writer, b"x"), Poll::Ready(1));
+                flush(&mut writer);
+            }
+        }
+    }
+
     #[tokio::test]
     async fn a_held_write_leaves_with_the_next_one_or_at_the_flush() {
         let (near, mut far) = tokio::io::duplex(1 << 20);
         let mut writer = Coalesce::new(near);
         let large = vec![7u8; HOLD_BYTES + 1];
         writer.write_all(b"head").await.unwrap();
+        assert!(nothing_to_read(&mut far), "a small write is held");
         writer.write_all(&large).await.unwrap();
         writer.write_all(b"tail").await.unwrap();
         let mut first = vec![0; 4 + large.len()];
@@ -284,6 +336,7 @@ mod tests {
         assert_eq!(&first[..4], b"head");
         assert!(first[4..].iter().all(|&b| b == 7));
         // The small last write is held until the flush.
+        assert!(nothing_to_read(&mut far), "the last write is held");
         writer.flush().await.unwrap();
         let mut last = [0; 4];
         far.read_exact(&mut last).await.unwrap();
