@@ -14,7 +14,6 @@
 //! The report counts the requests answered; the load generator reports the rate.
 
 use std::convert::Infallible;
-use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};

@@ -234,13 +234,13 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Coalesce<T> {
     }
 
     /// `false` on an HTTP/2 connection, whatever the stream: it decides how h2 lays out DATA
-    /// frames. Over a vectored
-    /// stream h2 keeps any payload of 256 bytes or more apart from its buffer, to send it in
-    /// the same `writev`, and must flush before it can queue another frame: a `writev` per
-    /// response with a small body (a 256-byte GET answer, for one). Over a plain stream it
-    /// copies payloads under 1 KiB into its buffer, so the responses of one turn leave in one
-    /// write; a larger payload comes as a second write, which joins the held first one.
-    /// hyper's HTTP/1 likewise copies a response into one buffer instead of queueing its parts.
+    /// frames. Over a vectored stream h2 keeps any payload of 256 bytes or more apart from its
+    /// buffer, to send it in the same `writev`, and must flush before it can queue another
+    /// frame: a `writev` per response with a small body (a 256-byte GET answer, for one). Over
+    /// a plain stream it copies payloads under 1 KiB into its buffer, so the responses of one
+    /// turn leave in one write; a larger payload comes as a second write, which joins the held
+    /// first one. HTTP/1 connections stay vectored: hyper's HTTP/1 would otherwise copy each
+    /// response into one buffer instead of queueing its parts.
     fn is_write_vectored(&self) -> bool {
         self.first_bytes != H2_PREFACE_START && self.inner.is_write_vectored()
     }

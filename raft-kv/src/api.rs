@@ -11,7 +11,6 @@
 //! (create only); otherwise it answers 412 with the current `ETag`. `POST /kv` applies up to
 //! [`MAX_BATCH_OPS`] operations as one log entry, with one result each.
 
-use std::future::Future;
 use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
