@@ -128,4 +128,30 @@ impl Error {
             source: source.into(),
         }
     }
+
+    /// The same error for another caller waiting on the same outcome. A plugin's error source
+    /// cannot be copied: those variants become [`Error::Fatal`] with the same message.
+    pub(crate) fn duplicate(&self) -> Error {
+        match self {
+            Error::NotLeader { leader } => Error::NotLeader {
+                leader: leader.clone(),
+            },
+            Error::NoLeader => Error::NoLeader,
+            Error::StoreInUse => Error::StoreInUse,
+            Error::Overloaded => Error::Overloaded,
+            Error::Shutdown => Error::Shutdown,
+            Error::Aborted => Error::Aborted,
+            Error::Timeout => Error::Timeout,
+            Error::Discarded { index } => Error::Discarded { index: *index },
+            Error::Fatal(message) => Error::Fatal(message.clone()),
+            Error::Config(message) => Error::Config(message.clone()),
+            Error::Restore(message) => Error::Restore(message.clone()),
+            Error::ChangeInProgress => Error::ChangeInProgress,
+            Error::InvalidChange(message) => Error::InvalidChange(message.clone()),
+            Error::Decode(message) => Error::Decode(message.clone()),
+            Error::Storage(_) | Error::StateMachine(_) | Error::Transport { .. } => {
+                Error::Fatal(self.to_string())
+            }
+        }
+    }
 }

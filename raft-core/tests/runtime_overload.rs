@@ -156,3 +156,51 @@ async fn full_queue_answers_overloaded_at_once_and_queued_proposals_share_one_ap
     node.append(vec![MemKv::put("after", "1")]).await.unwrap();
     node.shutdown().await;
 }
+
+/// Reads that arrive while a read of theirs is queued join it: a crowd of them takes one place
+/// in the queue and one engine read, and each still sees the write acknowledged before it.
+#[tokio::test(start_paused = true)]
+async fn reads_arriving_while_one_is_queued_join_it_instead_of_filling_the_queue() {
+    let (node, store, _inner) = single_node(2).await;
+    let written = node.append(vec![MemKv::put("k", "1")]).await.unwrap();
+    store.hold();
+    // A proposal stalls the loop inside the log append.
+    let stalled = tokio::spawn({
+        let node = node.clone();
+        async move { node.append(vec![MemKv::put("k", "2")]).await }
+    });
+    tokio::time::sleep(Duration::from_millis(20)).await;
+
+    let reads: Vec<_> = (0..50)
+        .map(|_| {
+            let node = node.clone();
+            tokio::spawn(async move { node.linearizable_read().await })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    // The 50 reads hold one of the queue's two places: one proposal still fits, a second not.
+    let fits = tokio::spawn({
+        let node = node.clone();
+        async move { node.append(vec![MemKv::put("k", "3")]).await }
+    });
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let refused = node.append(vec![MemKv::put("k", "4")]).await;
+    assert!(matches!(refused, Err(Error::Overloaded)), "{refused:?}");
+
+    store.release();
+    let stalled = stalled.await.unwrap().unwrap();
+    let mut indexes = Vec::new();
+    for read in reads {
+        indexes.push(read.await.unwrap().unwrap());
+    }
+    fits.await.unwrap().unwrap();
+    assert!(
+        indexes.iter().all(|&index| index == indexes[0]),
+        "one read index for the group: {indexes:?}"
+    );
+    // Registered after the stalled append (the loop took it first), the group's index covers
+    // it, and every write acknowledged before the reads began.
+    assert!(indexes[0] >= stalled.first.index && indexes[0] > written.first.index);
+    assert!(node.applied_index() >= indexes[0]);
+    node.shutdown().await;
+}

@@ -179,3 +179,57 @@ async fn a_lease_read_after_a_stall_is_refused_before_the_overdue_tick_runs() {
         "served from a lease that ended long ago, by a leader cut off from every peer: {result:?}"
     );
 }
+
+/// Reads of every kind, issued in crowds while writes commit, share groups yet each sees every
+/// write acknowledged before it began: its read index covers the write, and the state machine
+/// has applied it when the read returns.
+#[tokio::test(start_paused = true)]
+async fn crowds_of_reads_during_writes_each_see_every_write_acknowledged_before_they_began() {
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    let mut config = test_config();
+    config.raft.lease_reads = true;
+    let cluster = Cluster::start(3, config).await;
+    let leader = cluster.leader_node().await;
+    let follower = cluster.node(cluster.others(leader.id())[0]);
+    let acked = Arc::new(AtomicU64::new(0));
+    let writer = tokio::spawn({
+        let (leader, acked) = (leader.clone(), acked.clone());
+        async move {
+            for i in 0..40 {
+                let (info, _) = leader
+                    .append_one(MemKv::put(format!("k{i}"), "v"))
+                    .await
+                    .unwrap();
+                acked.fetch_max(info.index.0, Ordering::SeqCst);
+            }
+        }
+    });
+    let mut readers = Vec::new();
+    for round in 0..40 {
+        for n in 0..12 {
+            let (leader, follower, acked) = (leader.clone(), follower.clone(), acked.clone());
+            readers.push(tokio::spawn(async move {
+                let node = if n % 3 == 2 { follower } else { leader };
+                let before = acked.load(Ordering::SeqCst);
+                let index = match n % 3 {
+                    0 => node.linearizable_read().await,
+                    1 => node.lease_read().await,
+                    _ => node.follower_read().await,
+                }
+                .unwrap();
+                assert!(
+                    index.0 >= before,
+                    "read {round}/{n}: index {index:?} misses write {before}"
+                );
+                assert!(node.applied_index() >= index);
+            }));
+        }
+        tokio::time::sleep(Duration::from_millis(3)).await;
+    }
+    writer.await.unwrap();
+    for reader in readers {
+        reader.await.unwrap();
+    }
+    cluster.shutdown().await;
+}

@@ -23,6 +23,7 @@ use super::events::{Event, Inbound};
 use super::executor::Executor;
 use super::membership::MembershipStatus;
 use super::node_metrics::NodeMetrics;
+use super::reads::ReadKind;
 use super::shared::Shared;
 use super::status::NodeStatus;
 use crate::engine::{Engine, Input, Output, RoleKind};
@@ -163,12 +164,9 @@ impl EventLoop {
     /// after. With one caller the pause is one trip through the scheduler (a microsecond or
     /// two), and rounds of only peer traffic do not pause.
     async fn gather_callers(&mut self, round: &mut Vec<Event>) {
-        let from_callers = round.iter().any(|event| {
-            matches!(
-                event,
-                Event::Propose(_) | Event::Read(_) | Event::LeaseRead(_) | Event::FollowerRead(_)
-            )
-        });
+        let from_callers = round
+            .iter()
+            .any(|event| matches!(event, Event::Propose(_) | Event::Read(..)));
         if !from_callers || round.len() >= EVENTS_PER_ROUND {
             return;
         }
@@ -249,26 +247,22 @@ impl EventLoop {
 
     async fn on_event(&mut self, event: Event) -> Result<(), Error> {
         let input = match event {
-            Event::Read(reply) => {
+            Event::Read(kind, ticket) => {
                 self.shared.queued.fetch_sub(1, Ordering::AcqRel);
-                Input::ReadRequested {
-                    id: self.executor.reads.register(reply),
+                // Taken off its slot before the engine sees it: every caller in the group
+                // arrived before the read index is chosen.
+                self.shared.reads.close(kind, ticket.group());
+                if kind == ReadKind::Lease {
+                    // The lease is judged by the engine's clock, which moves only with ticks:
+                    // after a stall (a paused process, a starved thread) the last tick can be
+                    // long past, and a lease that ended meanwhile would still look valid.
+                    self.step_clock().await?;
                 }
-            }
-            Event::LeaseRead(reply) => {
-                self.shared.queued.fetch_sub(1, Ordering::AcqRel);
-                // The lease is judged by the engine's clock, which moves only with ticks: after
-                // a stall (a paused process, a starved thread) the last tick can be long past,
-                // and a lease that ended meanwhile would still look valid.
-                self.step_clock().await?;
-                Input::LeaseReadRequested {
-                    id: self.executor.reads.register(reply),
-                }
-            }
-            Event::FollowerRead(reply) => {
-                self.shared.queued.fetch_sub(1, Ordering::AcqRel);
-                Input::FollowerReadRequested {
-                    id: self.executor.reads.register(reply),
+                let id = self.executor.reads.register(ticket);
+                match kind {
+                    ReadKind::Index => Input::ReadRequested { id },
+                    ReadKind::Lease => Input::LeaseReadRequested { id },
+                    ReadKind::Follower => Input::FollowerReadRequested { id },
                 }
             }
             Event::Transfer(to) => Input::TransferRequested { to },

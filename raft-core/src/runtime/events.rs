@@ -6,6 +6,7 @@
 use tokio::sync::mpsc;
 
 use super::proposals::Proposal;
+use super::reads::{ReadKind, ReadTicket};
 use super::results::Reply;
 use crate::engine::FollowerStatus;
 use crate::error::Error;
@@ -20,12 +21,8 @@ use crate::types::{HardState, LogIndex, NodeId};
 pub(crate) enum Event {
     /// A client's commands (counted in `queued`).
     Propose(Proposal),
-    /// A client's linearizable read (counted in `queued`).
-    Read(Reply<LogIndex>),
-    /// A client's lease read (counted in `queued`).
-    LeaseRead(Reply<LogIndex>),
-    /// A client's follower read (counted in `queued`).
-    FollowerRead(Reply<LogIndex>),
+    /// A group of clients' reads of one kind (counted once in `queued`).
+    Read(ReadKind, ReadTicket),
     /// An operator's leadership transfer.
     Transfer(NodeId),
     /// An operator's membership change.
@@ -105,9 +102,7 @@ impl Event {
     pub(crate) fn refuse(self, error: Error) {
         match self {
             Event::Propose(proposal) => proposal.refuse(error),
-            Event::Read(reply) | Event::LeaseRead(reply) | Event::FollowerRead(reply) => {
-                let _ = reply.send(Err(error));
-            }
+            Event::Read(_, ticket) => ticket.finish(Err(error)),
             Event::ChangeMembership(_, reply) => {
                 let _ = reply.send(Err(error));
             }

@@ -22,7 +22,8 @@ use super::node_metrics::{append_latency_histogram, applied_index_gauge};
 use super::peers::PeerSet;
 use super::persist::write_hard_states;
 use super::proposals::Proposal;
-use super::results::{CommitResult, Notify, PendingAppend, Reply};
+use super::reads::{ReadKind, ReadSlots};
+use super::results::{CommitResult, Notify, PendingAppend};
 use super::shared::Shared;
 use super::snapshots::SnapshotMetrics;
 use super::status::{Lifecycle, NodeStatus};
@@ -192,6 +193,7 @@ impl Node {
             status: watch::Sender::new(status),
             applied: applied_rx,
             append_latency: append_latency_histogram(id),
+            reads: ReadSlots::default(),
         });
         let span = tracing::info_span!("raft", node = %id);
         let mut tasks = Vec::new();
@@ -378,7 +380,7 @@ impl Node {
     /// [`Error::NotLeader`] on a follower or a deposed leader, [`Error::Overloaded`],
     /// [`Error::Shutdown`].
     pub async fn linearizable_read(&self) -> Result<LogIndex, Error> {
-        self.read(Event::Read).await
+        self.read(ReadKind::Index).await
     }
 
     /// A linearizable read served from the leader's lease (`Config::lease_reads`): while a
@@ -393,7 +395,7 @@ impl Node {
     /// # Errors
     /// As [`Node::linearizable_read`].
     pub async fn lease_read(&self) -> Result<LogIndex, Error> {
-        self.read(Event::LeaseRead).await
+        self.read(ReadKind::Lease).await
     }
 
     /// A linearizable read this node serves itself, leader or follower: a follower asks the
@@ -406,13 +408,17 @@ impl Node {
     /// answer in time (retry, or read through the leader); [`Error::Overloaded`],
     /// [`Error::Shutdown`].
     pub async fn follower_read(&self) -> Result<LogIndex, Error> {
-        self.read(Event::FollowerRead).await
+        self.read(ReadKind::Follower).await
     }
 
-    async fn read(&self, event: fn(Reply<LogIndex>) -> Event) -> Result<LogIndex, Error> {
-        let (sender, receiver) = oneshot::channel();
-        self.enqueue_request(event(sender))?;
-        let index = receiver.await.unwrap_or(Err(Error::Shutdown))?;
+    /// Joins the group of reads of `kind` queued for the event loop (or queues one), waits for
+    /// its read index, then for the state machine to apply it.
+    async fn read(&self, kind: ReadKind) -> Result<LogIndex, Error> {
+        let group = self.shared().reads.join(kind, |ticket| {
+            self.enqueue_request(Event::Read(kind, ticket))
+        })?;
+        let index = group.outcome().await?;
+        drop(group);
         let mut applied = self.shared().applied.clone();
         applied
             .wait_for(|applied| *applied >= index)

@@ -10,6 +10,7 @@ use tokio::sync::watch;
 
 use super::NodeConfig;
 use super::membership::MembershipStatus;
+use super::reads::ReadSlots;
 use super::status::{Lifecycle, NodeStatus};
 use crate::error::LeaderHint;
 use crate::types::{LogIndex, NodeId};
@@ -30,6 +31,8 @@ pub(crate) struct Shared {
     pub(crate) status: watch::Sender<NodeStatus>,
     pub(crate) applied: watch::Receiver<LogIndex>,
     pub(crate) append_latency: Histogram,
+    /// Reads queued for the loop, which callers arriving meanwhile join.
+    pub(crate) reads: ReadSlots,
 }
 
 impl Shared {
