@@ -60,7 +60,8 @@ pub struct NodeConfig {
     /// Set it the same on every node.
     pub async_replication: bool,
     /// Requests (appends, reads) that may wait in the node's queue; one more is refused at once
-    /// with [`Error::Overloaded`].
+    /// with [`Error::Overloaded`]. Reads that arrive while a read of their kind is queued join
+    /// it and take no place of their own.
     pub max_queued_requests: usize,
     /// How often the loop feeds the engine a tick; timers are as precise as this.
     pub tick_interval_ms: u64,
