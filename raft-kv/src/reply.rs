@@ -17,6 +17,11 @@ pub const DUPLICATE_HEADER: &str = "raft-duplicate";
 /// to keep: the log index it was applied at.
 pub const ANSWER_LOST_HEADER: &str = "raft-answer-lost";
 
+/// [`INDEX_HEADER`] and [`DUPLICATE_HEADER`] as header names, built once rather than parsed
+/// from the string on every write's response.
+const INDEX_NAME: HeaderName = HeaderName::from_static(INDEX_HEADER);
+const DUPLICATE_NAME: HeaderName = HeaderName::from_static(DUPLICATE_HEADER);
+
 /// A refusal: status, message, and a header when the status needs one (`Location`, `Allow`).
 pub(crate) struct Refusal {
     pub(crate) status: StatusCode,
@@ -87,9 +92,9 @@ pub(crate) fn with_write_headers(
     // Never indexed by HPACK: every write's index is new, so entering it in the connection's
     // header table would only evict entries that repeat.
     index.set_sensitive(true);
-    headers.insert(INDEX_HEADER, index);
+    headers.insert(INDEX_NAME, index);
     headers.insert(
-        DUPLICATE_HEADER,
+        DUPLICATE_NAME,
         HeaderValue::from_static(if applied.duplicate { "true" } else { "false" }),
     );
     response
