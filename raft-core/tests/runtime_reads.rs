@@ -192,6 +192,11 @@ async fn crowds_of_reads_during_writes_each_see_every_write_acknowledged_before_
     let cluster = Cluster::start(3, config).await;
     let leader = cluster.leader_node().await;
     let follower = cluster.node(cluster.others(leader.id())[0]);
+    // Messages take 1-8 ms: a read round is then long enough for writes to commit while a
+    // group waits, so a group joined after its read index was chosen would miss them.
+    cluster
+        .network
+        .set_delay(Duration::from_millis(1), Duration::from_millis(8));
     let acked = Arc::new(AtomicU64::new(0));
     let writer = tokio::spawn({
         let (leader, acked) = (leader.clone(), acked.clone());
@@ -225,7 +230,7 @@ async fn crowds_of_reads_during_writes_each_see_every_write_acknowledged_before_
                 assert!(node.applied_index() >= index);
             }));
         }
-        tokio::time::sleep(Duration::from_millis(3)).await;
+        tokio::time::sleep(Duration::from_micros(700)).await;
     }
     writer.await.unwrap();
     for reader in readers {

@@ -249,16 +249,20 @@ impl EventLoop {
         let input = match event {
             Event::Read(kind, ticket) => {
                 self.shared.queued.fetch_sub(1, Ordering::AcqRel);
-                // Taken off its slot before the engine sees it: every caller in the group
-                // arrived before the read index is chosen.
-                self.shared.reads.close(kind, ticket.group());
+                // Taken off its slot as it is registered, before the clock is read and the
+                // engine sees it: every caller in the group arrived before its lease is judged
+                // and its read index chosen. (If the clock step fails, the node stops and
+                // refuses the registered group with the rest.)
+                let id = self
+                    .executor
+                    .reads
+                    .register(&self.shared.reads, kind, ticket);
                 if kind == ReadKind::Lease {
                     // The lease is judged by the engine's clock, which moves only with ticks:
                     // after a stall (a paused process, a starved thread) the last tick can be
                     // long past, and a lease that ended meanwhile would still look valid.
                     self.step_clock().await?;
                 }
-                let id = self.executor.reads.register(ticket);
                 match kind {
                     ReadKind::Index => Input::ReadRequested { id },
                     ReadKind::Lease => Input::LeaseReadRequested { id },

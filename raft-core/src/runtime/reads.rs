@@ -134,7 +134,7 @@ impl ReadSlots {
     }
 
     /// The event loop took `group`: callers from now on start a new one.
-    pub(crate) fn close(&self, kind: ReadKind, group: &Arc<ReadGroup>) {
+    fn close(&self, kind: ReadKind, group: &Arc<ReadGroup>) {
         let mut slot = self.slot(kind);
         if slot
             .as_ref()
@@ -153,8 +153,17 @@ pub(crate) struct PendingReads {
 }
 
 impl PendingReads {
-    /// Registers a group; returns the id to step `Input::ReadRequested` with.
-    pub(crate) fn register(&mut self, ticket: ReadTicket) -> u64 {
+    /// Takes a queued group of `kind` off its slot in `slots`, so no caller joins it from now
+    /// on, then registers it; returns the id to step `Input::ReadRequested` (or its lease and
+    /// follower kinds) with. Read the clock and step the engine only after this: the lease is
+    /// then judged, and the read index chosen, after every member's arrival.
+    pub(crate) fn register(
+        &mut self,
+        slots: &ReadSlots,
+        kind: ReadKind,
+        ticket: ReadTicket,
+    ) -> u64 {
+        slots.close(kind, ticket.group());
         self.next_id += 1;
         self.waiting.insert(self.next_id, ticket);
         self.next_id
@@ -224,10 +233,11 @@ mod tests {
 
         // Once the loop took the group, a new caller must not join it: the read index may
         // already be chosen.
-        slots.close(ReadKind::Index, queued[0].group());
+        let taken = queued.remove(0);
+        PendingReads::default().register(&slots, ReadKind::Index, taken);
         let third = slots.join(ReadKind::Index, keep(&mut queued)).unwrap();
         assert!(!Arc::ptr_eq(&first, &third));
-        assert_eq!(queued.len(), 3);
+        assert_eq!(queued.len(), 2);
     }
 
     #[test]
@@ -275,12 +285,32 @@ mod tests {
         ));
     }
 
+    #[tokio::test]
+    async fn members_waiting_in_other_tasks_are_woken_by_the_answer() {
+        let group = Arc::new(ReadGroup::default());
+        let ticket = ReadTicket(group.clone());
+        let members: Vec<_> = (0..3)
+            .map(|_| {
+                let group = group.clone();
+                tokio::spawn(async move { group.outcome().await })
+            })
+            .collect();
+        // The members run and wait before the answer comes.
+        tokio::task::yield_now().await;
+        assert!(members.iter().all(|member| !member.is_finished()));
+        ticket.finish(Ok(LogIndex(3)));
+        for member in members {
+            assert!(matches!(member.await, Ok(Ok(LogIndex(3)))));
+        }
+    }
+
     #[test]
     fn groups_whose_callers_all_left_are_pruned() {
-        let mut pending = PendingReads::default();
+        let (mut pending, slots) = (PendingReads::default(), ReadSlots::default());
         let kept = Arc::new(ReadGroup::default());
-        pending.register(ReadTicket(kept.clone()));
-        pending.register(ReadTicket(Arc::new(ReadGroup::default())));
+        pending.register(&slots, ReadKind::Index, ReadTicket(kept.clone()));
+        let left = ReadTicket(Arc::new(ReadGroup::default()));
+        pending.register(&slots, ReadKind::Index, left);
         pending.prune_closed();
         assert_eq!(pending.waiting.len(), 1);
         pending.refuse_all(|| Error::NotLeader { leader: None });
