@@ -12,7 +12,7 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::tls::{Pki, TestCa, Validity, service_config, write};
+use common::tls::{NodeCertificates, Pki, TestCa, Validity, service_config, write};
 use common::{CLUSTER, FakeHandler, TestServer, append_request, client_config, serve, serve_on};
 use raft_core::{Error, NodeId, Transport};
 use raft_http::tls::{ClientTls, ClientTlsFiles, ServerTls, ServerTlsFiles, node_name};

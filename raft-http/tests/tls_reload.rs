@@ -10,7 +10,7 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::tls::{Pki, TestCa, service_config, write};
+use common::tls::{NodeCertificates, Pki, TestCa, service_config, write};
 use common::{FakeHandler, TestServer, client_config, serve_on, vote_request};
 use raft_core::{NodeId, Transport};
 use raft_http::tls::{ClientTls, ClientTlsFiles, ServerTls};

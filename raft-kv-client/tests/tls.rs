@@ -10,51 +10,20 @@ use std::time::Duration;
 use common::Cluster;
 use raft_kv::tls::TlsOptions;
 use raft_kv_client::{Client, Error, Protocol, TlsConfig};
-use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
-    KeyUsagePurpose, date_time_ymd,
-};
+use raft_test_pki::{Issued, TestCa, Validity};
 
-/// A CA: its certificate (PEM) and what signs with it.
-fn ca(name: &str) -> (String, Issuer<'static, KeyPair>) {
-    let key = KeyPair::generate().unwrap();
-    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    params.distinguished_name.push(DnType::CommonName, name);
-    params.key_usages = vec![
-        KeyUsagePurpose::KeyCertSign,
-        KeyUsagePurpose::CrlSign,
-        KeyUsagePurpose::DigitalSignature,
-    ];
-    params.not_before = date_time_ymd(2020, 1, 1);
-    params.not_after = date_time_ymd(2200, 1, 1);
-    let certificate = params.self_signed(&key).unwrap();
-    (certificate.pem(), Issuer::new(params, key))
-}
-
-/// Node 1's certificate and key (PEM), naming it for its peers and `127.0.0.1` for clients.
-fn node_certificate(issuer: &Issuer<'static, KeyPair>) -> (String, String) {
-    let key = KeyPair::generate().unwrap();
-    let names = vec!["node-1.raft-kv".to_owned(), "127.0.0.1".to_owned()];
-    let mut params = CertificateParams::new(names).unwrap();
-    params
-        .distinguished_name
-        .push(DnType::CommonName, "node-1.raft-kv");
-    params.extended_key_usages = vec![
-        ExtendedKeyUsagePurpose::ServerAuth,
-        ExtendedKeyUsagePurpose::ClientAuth,
-    ];
-    params.not_before = date_time_ymd(2020, 1, 1);
-    params.not_after = date_time_ymd(2200, 1, 1);
-    let certificate = params.signed_by(&key, issuer).unwrap();
-    (certificate.pem(), key.serialize_pem())
+/// Node 1's certificate and key, naming it for its peers and `127.0.0.1` for clients.
+fn node_certificate(ca: &TestCa) -> Issued {
+    let names = ["node-1.raft-kv".to_owned(), "127.0.0.1".to_owned()];
+    ca.issue(&names, Validity::Current)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_https_node_is_reached_over_h2_and_http1_by_a_client_trusting_its_ca() {
     let files = tempfile::tempdir().unwrap();
-    let (ca_pem, issuer) = ca("test CA");
-    let (certificate, key) = node_certificate(&issuer);
+    let ca = TestCa::new("test CA");
+    let ca_pem = ca.pem.clone();
+    let Issued { certificate, key } = node_certificate(&ca);
     let path = |name: &str| files.path().join(name);
     std::fs::write(path("ca.pem"), &ca_pem).unwrap();
     std::fs::write(path("node.pem"), certificate).unwrap();
@@ -88,7 +57,7 @@ async fn an_https_node_is_reached_over_h2_and_http1_by_a_client_trusting_its_ca(
         .unwrap();
     assert_eq!(bare.get("n").await.unwrap().value, "2");
 
-    let (other_ca, _) = ca("another CA");
+    let other_ca = TestCa::new("another CA").pem;
     let stranger = Client::builder([url.clone()])
         .tls(TlsConfig::with_ca_pem(other_ca.as_bytes()).unwrap())
         .deadline(Duration::from_millis(500))

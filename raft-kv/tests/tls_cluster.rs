@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use common::free_addresses;
-use common::tls::{CLUSTER, HttpsClient, Pki, TOKEN, TestCa, Validity, token};
+use common::tls::{CLUSTER, HttpsClient, NodeCertificates, Pki, TOKEN, TestCa, Validity, token};
 use hyper::{Method, StatusCode};
 use raft_core::message::AppendEntries;
 use raft_core::{Error as RaftError, LogId, LogIndex, NodeId, Term, Transport};

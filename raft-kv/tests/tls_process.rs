@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use common::free_addresses;
-use common::tls::{CLUSTER, HttpsClient, Pki, TOKEN, Validity, token};
+use common::tls::{CLUSTER, HttpsClient, NodeCertificates, Pki, TOKEN, Validity, token};
 use hyper::{Method, StatusCode};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 use tokio::process::{Child, Command};

@@ -7,80 +7,20 @@ use std::sync::Arc;
 use raft_core::NodeId;
 use raft_http::tls::{ClientTls, ServerTls, node_name};
 use raft_http::{ClientConfig, ServerConfig, ServiceConfig, TlsFiles};
-use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
-    KeyUsagePurpose, date_time_ymd,
-};
 use tempfile::TempDir;
 
 use super::{CLUSTER, auth, client_config};
 
-/// A certificate authority.
-pub struct TestCa {
-    issuer: Issuer<'static, KeyPair>,
-    /// Its certificate, PEM.
-    pub pem: String,
-}
+pub use raft_test_pki::{Issued, TestCa, Validity};
 
-/// A certificate and its key, PEM.
-#[derive(Clone)]
-pub struct Issued {
-    pub certificate: String,
-    pub key: String,
-}
-
-/// How long an issued certificate is valid.
-#[derive(Clone, Copy)]
-pub enum Validity {
-    Current,
-    Expired,
-}
-
-impl TestCa {
-    pub fn new(name: &str) -> TestCa {
-        let key = KeyPair::generate().unwrap();
-        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.distinguished_name.push(DnType::CommonName, name);
-        params.key_usages = vec![
-            KeyUsagePurpose::KeyCertSign,
-            KeyUsagePurpose::CrlSign,
-            KeyUsagePurpose::DigitalSignature,
-        ];
-        params.not_before = date_time_ymd(2020, 1, 1);
-        params.not_after = date_time_ymd(2200, 1, 1);
-        let certificate = params.self_signed(&key).unwrap();
-        TestCa {
-            pem: certificate.pem(),
-            issuer: Issuer::new(params, key),
-        }
-    }
-
-    /// A certificate with these DNS names, for both server and client use.
-    pub fn issue(&self, names: &[String], validity: Validity) -> Issued {
-        let key = KeyPair::generate().unwrap();
-        let mut params = CertificateParams::new(names.to_vec()).unwrap();
-        params.distinguished_name.push(
-            DnType::CommonName,
-            names.first().cloned().unwrap_or_default(),
-        );
-        params.extended_key_usages = vec![
-            ExtendedKeyUsagePurpose::ServerAuth,
-            ExtendedKeyUsagePurpose::ClientAuth,
-        ];
-        (params.not_before, params.not_after) = match validity {
-            Validity::Current => (date_time_ymd(2020, 1, 1), date_time_ymd(2200, 1, 1)),
-            Validity::Expired => (date_time_ymd(2020, 1, 1), date_time_ymd(2021, 1, 1)),
-        };
-        let certificate = params.signed_by(&key, &self.issuer).unwrap();
-        Issued {
-            certificate: certificate.pem(),
-            key: key.serialize_pem(),
-        }
-    }
-
+/// The certificates of the test cluster's nodes.
+pub trait NodeCertificates {
     /// The certificate of node `id` of the test cluster.
-    pub fn node(&self, id: u64) -> Issued {
+    fn node(&self, id: u64) -> Issued;
+}
+
+impl NodeCertificates for TestCa {
+    fn node(&self, id: u64) -> Issued {
         self.issue(&[node_name(CLUSTER, NodeId(id))], Validity::Current)
     }
 }

@@ -13,10 +13,6 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use raft_core::NodeId;
 use raft_http::tls::node_name;
 use raft_kv::tls::TlsOptions;
-use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
-    KeyUsagePurpose, date_time_ymd,
-};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
 use tempfile::TempDir;
@@ -30,72 +26,16 @@ pub const CLUSTER: &str = "kv-test";
 /// The API token of the TLS tests.
 pub const TOKEN: &str = "test-api-token";
 
-/// A certificate authority.
-pub struct TestCa {
-    issuer: Issuer<'static, KeyPair>,
-    /// Its certificate, PEM.
-    pub pem: String,
-}
+pub use raft_test_pki::{Issued, TestCa, Validity};
 
-/// A certificate and its key, PEM.
-#[derive(Clone)]
-pub struct Issued {
-    pub certificate: String,
-    pub key: String,
-}
-
-/// How long an issued certificate is valid.
-#[derive(Clone, Copy)]
-pub enum Validity {
-    Current,
-    Expired,
-}
-
-impl TestCa {
-    pub fn new(name: &str) -> TestCa {
-        let key = KeyPair::generate().unwrap();
-        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.distinguished_name.push(DnType::CommonName, name);
-        params.key_usages = vec![
-            KeyUsagePurpose::KeyCertSign,
-            KeyUsagePurpose::CrlSign,
-            KeyUsagePurpose::DigitalSignature,
-        ];
-        params.not_before = date_time_ymd(2020, 1, 1);
-        params.not_after = date_time_ymd(2200, 1, 1);
-        let certificate = params.self_signed(&key).unwrap();
-        TestCa {
-            pem: certificate.pem(),
-            issuer: Issuer::new(params, key),
-        }
-    }
-
-    /// A certificate with these names (IP addresses become IP names), for server and client use.
-    pub fn issue(&self, names: &[String], validity: Validity) -> Issued {
-        let key = KeyPair::generate().unwrap();
-        let mut params = CertificateParams::new(names.to_vec()).unwrap();
-        params.distinguished_name.push(
-            DnType::CommonName,
-            names.first().cloned().unwrap_or_default(),
-        );
-        params.extended_key_usages = vec![
-            ExtendedKeyUsagePurpose::ServerAuth,
-            ExtendedKeyUsagePurpose::ClientAuth,
-        ];
-        (params.not_before, params.not_after) = match validity {
-            Validity::Current => (date_time_ymd(2020, 1, 1), date_time_ymd(2200, 1, 1)),
-            Validity::Expired => (date_time_ymd(2020, 1, 1), date_time_ymd(2021, 1, 1)),
-        };
-        let certificate = params.signed_by(&key, &self.issuer).unwrap();
-        Issued {
-            certificate: certificate.pem(),
-            key: key.serialize_pem(),
-        }
-    }
-
+/// The certificates of the test cluster's nodes.
+pub trait NodeCertificates {
     /// The certificate of node `id` of the test cluster, also naming `127.0.0.1`.
-    pub fn node(&self, id: u64, validity: Validity) -> Issued {
+    fn node(&self, id: u64, validity: Validity) -> Issued;
+}
+
+impl NodeCertificates for TestCa {
+    fn node(&self, id: u64, validity: Validity) -> Issued {
         let names = [node_name(CLUSTER, NodeId(id)), "127.0.0.1".to_owned()];
         self.issue(&names, validity)
     }
