@@ -2,9 +2,9 @@
 //!
 //! A caller of `Node::linearizable_read` (or `lease_read`, `follower_read`) joins the *group*
 //! of its kind that is queued for the event loop and not yet taken by it; only a caller that
-//! finds none queues a new group. The loop takes a group off its slot ([`ReadSlots::close`])
-//! before it hands it to the engine as one read, so every member arrived before the engine
-//! chose the read index: the index the group gets is at least the commit index any member
+//! finds none queues a new group. The loop takes a group off its slot as it registers it
+//! ([`PendingReads::register`]), before it reads the lease clock and hands the group to the
+//! engine as one read, so every member arrived before the engine chose the read index: the index the group gets is at least the commit index any member
 //! saw when it began, which is what makes each member's read linearizable. A crowd of reads
 //! thus costs one event, one engine read and one answer, not one each.
 //!
